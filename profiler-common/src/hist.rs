@@ -1,0 +1,44 @@
+//! Latency histogram layout: log2 buckets split into 2^SUB_BITS linear sub-buckets (HDR style).
+//!
+//! With 8 sub-buckets, a bucket spans 1/8 of its lower bound; reporting the bucket midpoint keeps
+//! any percentile within 1/16 (6.25 %) of the true value. Values below 8 ns are exact; values at
+//! or above 2^MAX_EXP ns (~137 s) land in the last bucket.
+
+pub const SUB_BITS: u32 = 3;
+pub const SUB: u64 = 1 << SUB_BITS;
+/// Exponent (log2) above which everything saturates into the last bucket.
+pub const MAX_EXP: u32 = 37;
+pub const BUCKETS: usize = (SUB as usize) * (MAX_EXP - SUB_BITS + 1) as usize;
+
+/// Bucket index for a value in nanoseconds. Branch-light and panic-free for the verifier.
+#[inline(always)]
+pub fn bucket(v: u64) -> usize {
+    if v < SUB {
+        return v as usize;
+    }
+    let exp = 63 - v.leading_zeros();
+    if exp >= MAX_EXP {
+        return BUCKETS - 1;
+    }
+    let sub = (v >> (exp - SUB_BITS)) & (SUB - 1);
+    ((exp - SUB_BITS + 1) as usize) * SUB as usize + sub as usize
+}
+
+/// Inclusive lower bound of a bucket, in nanoseconds.
+pub fn lower(b: usize) -> u64 {
+    if b < SUB as usize {
+        return b as u64;
+    }
+    let exp = (b / SUB as usize) as u32 + SUB_BITS - 1;
+    let sub = (b % SUB as usize) as u64;
+    (1u64 << exp) + (sub << (exp - SUB_BITS))
+}
+
+/// Exclusive upper bound of a bucket (the last bucket is open-ended: its lower bound × 2).
+pub fn upper(b: usize) -> u64 {
+    if b + 1 < BUCKETS {
+        lower(b + 1)
+    } else {
+        lower(b) * 2
+    }
+}

@@ -1,0 +1,1 @@
+//! kvmprof: live eBPF profiler of KVM VM exits.
