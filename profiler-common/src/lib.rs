@@ -53,7 +53,8 @@ pub struct Pending {
     pub vcpu_id: u32,
     pub isa: u32,
     pub reason: u32,
-    pub _pad: u32,
+    /// Process of the thread, so userspace can count exits still in flight per VM.
+    pub tgid: u32,
 }
 
 /// Slots of the per-CPU `COUNTERS` array: everything the programs saw but could not account.

@@ -38,7 +38,7 @@ pub fn bump(slot: u32) {
 }
 
 #[inline(always)]
-pub fn on_exit(tid: u32, now: u64, vcpu_id: u32, isa: u32, reason: u32) {
+pub fn on_exit(tgid: u32, tid: u32, now: u64, vcpu_id: u32, isa: u32, reason: u32) {
     bump(counter::EXITS);
     if let Some(p) = PENDING.get_ptr_mut(tid) {
         // SAFETY: pointer to a live map value; only this thread writes its own entry.
@@ -50,6 +50,7 @@ pub fn on_exit(tid: u32, now: u64, vcpu_id: u32, isa: u32, reason: u32) {
         p.vcpu_id = vcpu_id;
         p.isa = isa;
         p.reason = reason;
+        p.tgid = tgid;
         return;
     }
     let p = Pending {
@@ -57,7 +58,7 @@ pub fn on_exit(tid: u32, now: u64, vcpu_id: u32, isa: u32, reason: u32) {
         vcpu_id,
         isa,
         reason,
-        _pad: 0,
+        tgid,
     };
     if PENDING.insert(tid, p, 0).is_err() {
         bump(counter::PENDING_FULL);
@@ -90,14 +91,14 @@ pub fn on_entry(tgid: u32, tid: u32, now: u64, vcpu_id: u32) {
 }
 
 #[inline(always)]
-pub fn on_uexit(tid: u32, now: u64, reason: u32) {
+pub fn on_uexit(tgid: u32, tid: u32, now: u64, reason: u32) {
     bump(counter::USERSPACE_EXITS);
     let p = Pending {
         ts: now,
         vcpu_id: tid,
         isa: ISA_USERSPACE,
         reason,
-        _pad: 0,
+        tgid,
     };
     if UPENDING.insert(tid, p, 0).is_err() {
         bump(counter::PENDING_FULL);

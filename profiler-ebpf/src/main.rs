@@ -78,8 +78,8 @@ pub fn kvm_exit(ctx: TracePointContext) -> u32 {
     ) else {
         return 0;
     };
-    let (_, tid) = ids();
-    agg::on_exit(tid, now(), vcpu, isa, reason);
+    let (tgid, tid) = ids();
+    agg::on_exit(tgid, tid, now(), vcpu, isa, reason);
     0
 }
 
@@ -115,8 +115,8 @@ pub fn kvm_userspace_exit(ctx: TracePointContext) -> u32 {
         -4 => UEXIT_RESTART,
         _ => UEXIT_ERROR,
     };
-    let (_, tid) = ids();
-    agg::on_uexit(tid, now(), reason);
+    let (tgid, tid) = ids();
+    agg::on_uexit(tgid, tid, now(), reason);
     0
 }
 
@@ -146,9 +146,9 @@ pub fn kvmprof_test(ctx: RawTracePointContext) -> u32 {
     let isa: u64 = ctx.arg(5);
     let reason: u64 = ctx.arg(6);
     match op {
-        0 => agg::on_exit(tid as u32, now, vcpu as u32, isa as u32, reason as u32),
+        0 => agg::on_exit(tgid as u32, tid as u32, now, vcpu as u32, isa as u32, reason as u32),
         1 => agg::on_entry(tgid as u32, tid as u32, now, vcpu as u32),
-        2 => agg::on_uexit(tid as u32, now, reason as u32),
+        2 => agg::on_uexit(tgid as u32, tid as u32, now, reason as u32),
         3 => agg::on_kvm_run(tgid as u32, tid as u32, now),
         _ => return 1,
     }

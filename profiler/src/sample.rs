@@ -1,0 +1,214 @@
+//! The one raw record every consumer shares: cumulative counters read from the kernel maps at
+//! one instant. Live view, replay, report, check and export all compute from two of these.
+
+use std::collections::BTreeMap;
+
+use profiler_common::hist;
+use serde::{Deserialize, Serialize};
+
+/// (VM process, vCPU, isa, reason). For `isa == ISA_USERSPACE`, `vcpu` is the thread id.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Key {
+    pub tgid: u32,
+    pub vcpu: u32,
+    pub isa: u32,
+    pub reason: u32,
+}
+
+impl From<profiler_common::StatKey> for Key {
+    fn from(k: profiler_common::StatKey) -> Self {
+        Key {
+            tgid: k.tgid,
+            vcpu: k.vcpu_id,
+            isa: k.isa,
+            reason: k.reason,
+        }
+    }
+}
+
+/// Latency histogram in the kernel's bucket layout (profiler_common::hist), stored sparsely.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hist {
+    /// (bucket index, count), ascending by index, no zero counts.
+    pub buckets: Vec<(u16, u64)>,
+}
+
+impl Hist {
+    pub fn from_dense(dense: &[u64]) -> Self {
+        let buckets = dense
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c != 0)
+            .map(|(i, c)| (i as u16, *c))
+            .collect();
+        Hist { buckets }
+    }
+
+    pub fn record(&mut self, ns: u64, n: u64) {
+        let b = hist::bucket(ns) as u16;
+        match self.buckets.binary_search_by_key(&b, |(i, _)| *i) {
+            Ok(i) => self.buckets[i].1 += n,
+            Err(i) => self.buckets.insert(i, (b, n)),
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.buckets.iter().map(|(_, c)| c).sum()
+    }
+
+    pub fn add(&mut self, other: &Hist) {
+        for &(b, c) in &other.buckets {
+            match self.buckets.binary_search_by_key(&b, |(i, _)| *i) {
+                Ok(i) => self.buckets[i].1 += c,
+                Err(i) => self.buckets.insert(i, (b, c)),
+            }
+        }
+    }
+
+    /// `self - older`, bucket by bucket (saturating: a reset map never yields negatives).
+    pub fn since(&self, older: &Hist) -> Hist {
+        let buckets = self
+            .buckets
+            .iter()
+            .filter_map(|&(b, c)| {
+                let old = older
+                    .buckets
+                    .binary_search_by_key(&b, |(i, _)| *i)
+                    .map(|i| older.buckets[i].1)
+                    .unwrap_or(0);
+                let d = c.saturating_sub(old);
+                (d != 0).then_some((b, d))
+            })
+            .collect();
+        Hist { buckets }
+    }
+
+    /// Value at quantile `q` (0..=1): the midpoint of the bucket holding that rank, which is
+    /// within 1/16 of any value in the bucket. None when empty.
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        let total = self.total();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for &(b, c) in &self.buckets {
+            seen += c;
+            if seen >= rank {
+                let (lo, hi) = (hist::lower(b as usize), hist::upper(b as usize));
+                return Some(if hi - lo <= 1 { lo } else { lo + (hi - lo) / 2 });
+            }
+        }
+        None
+    }
+
+    /// Lowest and highest bucket bounds with any count: interval min/max when only cumulative
+    /// extremes are known.
+    pub fn bounds(&self) -> Option<(u64, u64)> {
+        let first = self.buckets.first()?.0 as usize;
+        let last = self.buckets.last()?.0 as usize;
+        Some((hist::lower(first), hist::upper(last).saturating_sub(1)))
+    }
+}
+
+/// Cumulative statistics of one key, summed over CPUs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stat {
+    /// Exits whose entry was seen (these have a handling time).
+    pub count: u64,
+    pub sum_ns: u64,
+    pub min_ns: u64,
+    pub max_ns: u64,
+    pub hist: Hist,
+}
+
+/// One BPF program's run-time statistics (kernel.bpf_stats_enabled).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgStat {
+    pub name: String,
+    pub run_cnt: u64,
+    pub run_time_ns: u64,
+}
+
+/// What the host knows about a VM process.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmInfo {
+    pub pid: u32,
+    /// libvirt domain name, else QEMU `-name`, else `comm[pid]`.
+    pub name: String,
+    pub uuid: Option<String>,
+    pub comm: String,
+    /// The VMM's full command line (for configuration checks).
+    pub cmdline: Vec<String>,
+    /// Process start time in clock ticks since boot: tells a reused pid from the old one.
+    pub start_time: u64,
+    /// vCPU thread id → vCPU index, from thread names like "CPU 3/KVM" where present.
+    pub vcpu_threads: BTreeMap<u32, u32>,
+    /// True when this process is a recognised VMM (QEMU), false for any other KVM user.
+    pub is_qemu: bool,
+}
+
+/// Raw cumulative counters at one instant.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// CLOCK_MONOTONIC at read time, ns.
+    pub mono_ns: u64,
+    /// Wall clock at read time, ms since the Unix epoch.
+    pub wall_ms: u64,
+    pub stats: BTreeMap<Key, Stat>,
+    /// Exits that have not seen their entry yet (e.g. a halted vCPU), per key.
+    pub in_flight: BTreeMap<Key, u64>,
+    /// profiler_common::counter slots, summed over CPUs.
+    pub counters: Vec<u64>,
+    pub progs: Vec<ProgStat>,
+    /// Known VM processes by pid.
+    pub vms: BTreeMap<u32, VmInfo>,
+}
+
+impl Sample {
+    pub fn counter(&self, slot: u32) -> u64 {
+        self.counters.get(slot as usize).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_within_a_sixteenth() {
+        let mut h = Hist::default();
+        // 1..=100_000 ns, one each: the true p50 is 50_000, p99 99_000.
+        for v in 1..=100_000u64 {
+            h.record(v, 1);
+        }
+        for (q, truth) in [(0.5, 50_000.0), (0.99, 99_000.0), (0.999, 99_900.0)] {
+            let got = h.quantile(q).unwrap() as f64;
+            assert!((got - truth).abs() / truth <= 0.0625, "q{q}: {got} vs {truth}");
+        }
+    }
+
+    #[test]
+    fn since_and_add_are_inverse() {
+        let mut a = Hist::default();
+        a.record(100, 3);
+        a.record(5_000, 2);
+        let mut b = a.clone();
+        b.record(5_000, 4);
+        b.record(1_000_000, 1);
+        let d = b.since(&a);
+        assert_eq!(d.total(), 5);
+        let mut back = a.clone();
+        back.add(&d);
+        assert_eq!(back, b);
+    }
+
+    #[test]
+    fn bucket_bounds_cover_values() {
+        for v in [0u64, 7, 8, 9, 15, 16, 100, 1023, 1024, 123_456_789, 1 << 40] {
+            let b = hist::bucket(v);
+            assert!(hist::lower(b) <= v, "{v}");
+            assert!(b == hist::BUCKETS - 1 || v < hist::upper(b), "{v}");
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! Where samples come from: the live kernel maps, a recording, or a scripted fake (tests).
+//! The TUI and every other consumer see only this trait.
+
+use crate::{decode::ExitNames, sample::Sample};
+
+pub trait Source: Send {
+    /// Read a sample now (cumulative). `Ok(None)` means the source is exhausted (end of a
+    /// replay); live sources never return None.
+    fn sample(&mut self) -> anyhow::Result<Option<Sample>>;
+    /// The exit-name tables in force for this source.
+    fn names(&self) -> ExitNames;
+    /// One line for the header, e.g. "live: host (6.18.44)" or "demo".
+    fn describe(&self) -> String;
+}
+
+/// Replays a fixed list of samples, one per call. For tests and snapshot fixtures.
+pub struct FakeSource {
+    pub samples: std::collections::VecDeque<Sample>,
+    pub names: ExitNames,
+    pub label: String,
+}
+
+impl FakeSource {
+    pub fn new(samples: Vec<Sample>) -> Self {
+        FakeSource {
+            samples: samples.into(),
+            names: ExitNames::builtin(),
+            label: "fake".into(),
+        }
+    }
+}
+
+impl Source for FakeSource {
+    fn sample(&mut self) -> anyhow::Result<Option<Sample>> {
+        Ok(self.samples.pop_front())
+    }
+    fn names(&self) -> ExitNames {
+        self.names.clone()
+    }
+    fn describe(&self) -> String {
+        self.label.clone()
+    }
+}
