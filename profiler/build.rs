@@ -5,6 +5,8 @@ fn main() -> anyhow::Result<()> {
     if std::env::var_os("CARGO_FEATURE_EBPF").is_none() {
         return Ok(());
     }
+    // aya-build watches the eBPF crate only; the shared layouts are compiled into it too.
+    println!("cargo:rerun-if-changed=../profiler-common/src");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiler-ebpf");
     let root = root.to_str().expect("utf-8 path");
     aya_build::build_ebpf(

@@ -16,7 +16,7 @@ pub fn bucket(v: u64) -> usize {
     if v < SUB {
         return v as usize;
     }
-    let exp = 63 - v.leading_zeros();
+    let exp = log2(v);
     if exp >= MAX_EXP {
         return BUCKETS - 1;
     }
@@ -41,4 +41,18 @@ pub fn upper(b: usize) -> u64 {
     } else {
         lower(b) * 2
     }
+}
+
+/// floor(log2(v)) for v > 0 by binary search: `leading_zeros` lowers to a table lookup on BPF,
+/// which the verifier rejects.
+#[inline(always)]
+pub fn log2(mut v: u64) -> u32 {
+    let mut r = 0;
+    for shift in [32u32, 16, 8, 4, 2, 1] {
+        if v >= 1u64 << shift {
+            v >>= shift;
+            r += shift;
+        }
+    }
+    r
 }

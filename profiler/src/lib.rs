@@ -1,5 +1,9 @@
 //! kvmprof: live eBPF profiler of KVM VM exits.
+pub mod cli;
 pub mod decode;
+pub mod exerciser;
+pub mod probe;
 pub mod sample;
 pub mod source;
 pub mod vm;
+pub mod model;

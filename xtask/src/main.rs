@@ -1,1 +1,61 @@
-fn main() {}
+//! Developer tasks: `cargo xtask <setup|run|test|vm-test>`.
+
+mod setup;
+mod tasks;
+mod util;
+mod vm;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "kvmprof developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Make this machine ready: rust-src for the nightly, bpf-linker against the nightly's
+    /// libLLVM (cached), tracefs mounted. Idempotent; `run` and `test` call it first.
+    Setup,
+    /// Build kvmprof with its eBPF programs and run it (as root); arguments after `--` go to
+    /// kvmprof (default: the live TUI).
+    Run {
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Everything CI runs: fmt, clippy, pure + privileged tests, then the real-KVM VM test.
+    Test {
+        /// Skip the real-KVM VM test (for quick local iterations; CI never skips it).
+        #[arg(long)]
+        skip_vm: bool,
+    },
+    /// Boot a Debian kernel under QEMU/TCG with nested AMD SVM and check kvmprof against the
+    /// guest kernel's own hist-trigger counts.
+    VmTest(vm::VmTestArgs),
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Setup => setup::setup().map(|env| {
+            eprintln!("xtask: ready (bpf-linker in {})", env.linker_bin.display());
+        }),
+        Cmd::Run { args } => tasks::run_kvmprof(&args),
+        Cmd::Test { skip_vm } => {
+            if skip_vm && std::env::var("CI").is_ok_and(|v| v == "true") {
+                anyhow::bail!("--skip-vm is not allowed in CI: the real-KVM test must run");
+            }
+            tasks::test(skip_vm)
+        }
+        Cmd::VmTest(args) => vm::vm_test(&args),
+    }
+}

@@ -1,6 +1,9 @@
 //! Where samples come from: the live kernel maps, a recording, or a scripted fake (tests).
 //! The TUI and every other consumer see only this trait.
 
+pub mod live;
+
+
 use crate::{decode::ExitNames, sample::Sample};
 
 pub trait Source: Send {

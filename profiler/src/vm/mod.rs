@@ -1,32 +1,151 @@
 //! VM discovery from /proc (QEMU processes, names, uuid, libvirt domain).
-//! STUB: interface only; the discovery helper replaces this file's body.
 
+pub mod libvirt;
+pub mod procfs;
+pub mod qemu;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 use crate::sample::VmInfo;
 
+#[derive(Debug)]
 pub struct Discovery {
     pub proc_root: PathBuf,
     pub libvirt_dir: PathBuf,
+    cache: Cache,
+}
+
+#[derive(Debug, Default)]
+struct Cache {
+    /// Processes read so far, by pid; `start_time` tells a reused pid apart.
+    vms: HashMap<u32, Entry>,
+    /// (pid, start time) of processes already found not to be QEMU: not re-read.
+    not_qemu: HashMap<u32, u64>,
+    libvirt: libvirt::Domains,
+}
+
+#[derive(Debug)]
+struct Entry {
+    info: VmInfo,
+    /// From the command line; a libvirt name, which can appear later, overrides it.
+    cmdline_name: Option<String>,
+    cmdline_uuid: Option<String>,
+    exited: bool,
 }
 
 impl Discovery {
-    pub fn host() -> Self {
+    pub fn new(proc_root: impl Into<PathBuf>, libvirt_dir: impl Into<PathBuf>) -> Self {
         Discovery {
-            proc_root: "/proc".into(),
-            libvirt_dir: "/run/libvirt/qemu".into(),
+            proc_root: proc_root.into(),
+            libvirt_dir: libvirt_dir.into(),
+            cache: Cache::default(),
         }
     }
 
+    pub fn host() -> Self {
+        Self::new("/proc", "/run/libvirt/qemu")
+    }
+
     /// Info for every pid in `pids` (the tgids seen in the stats map) plus every QEMU process
-    /// on the host. Cached by (pid, start time) so a reused pid is re-read.
+    /// on the host, sorted by pid. Cached by (pid, start time) so a reused pid is re-read.
     pub fn refresh(&mut self, pids: &[u32]) -> Vec<VmInfo> {
-        pids.iter()
-            .map(|&pid| VmInfo {
-                pid,
-                name: format!("pid {pid}"),
-                ..Default::default()
-            })
-            .collect()
+        let domains = self.cache.libvirt.scan(&self.libvirt_dir);
+        let wanted: HashSet<u32> = pids.iter().copied().collect();
+        let mut live = HashMap::new();
+        for pid in procfs::pids(&self.proc_root) {
+            if let Some(stat) = procfs::stat(&self.proc_root, pid) {
+                live.insert(pid, stat);
+            }
+        }
+        // Requested pids missing from the listing still get a direct look (e.g. a proc_root
+        // that hides other pid namespaces' entries from readdir).
+        for &pid in &wanted {
+            if let std::collections::hash_map::Entry::Vacant(slot) = live.entry(pid) {
+                if let Some(stat) = procfs::stat(&self.proc_root, pid) {
+                    slot.insert(stat);
+                }
+            }
+        }
+
+        let mut out = BTreeMap::new();
+        for (&pid, (comm, start_time)) in &live {
+            let cached = self.cache.vms.get(&pid);
+            let same = cached.is_some_and(|e| !e.exited && e.info.start_time == *start_time);
+            if !same {
+                if !wanted.contains(&pid) && self.cache.not_qemu.get(&pid) == Some(start_time) {
+                    continue;
+                }
+                let argv = procfs::cmdline(&self.proc_root, pid);
+                let is_qemu = qemu::is_qemu(&argv);
+                if !is_qemu && !wanted.contains(&pid) {
+                    self.cache.not_qemu.insert(pid, *start_time);
+                    self.cache.vms.remove(&pid);
+                    continue;
+                }
+                self.cache.not_qemu.remove(&pid);
+                let id = qemu::identity(&argv);
+                let info = VmInfo {
+                    pid,
+                    comm: comm.clone(),
+                    cmdline: argv,
+                    start_time: *start_time,
+                    is_qemu,
+                    ..Default::default()
+                };
+                let entry = Entry {
+                    info,
+                    cmdline_name: id.name,
+                    cmdline_uuid: id.uuid,
+                    exited: false,
+                };
+                self.cache.vms.insert(pid, entry);
+            }
+            let Some(entry) = self.cache.vms.get_mut(&pid) else {
+                continue;
+            };
+            // Threads come and go (vCPU hotplug), and libvirt writes its status file after
+            // QEMU starts: both are re-read on every refresh.
+            entry.info.vcpu_threads = procfs::vcpu_threads(&self.proc_root, pid);
+            let dom = domains.get(&pid);
+            entry.info.name = dom
+                .map(|d| d.name.clone())
+                .or_else(|| entry.cmdline_name.clone())
+                .unwrap_or_else(|| format!("{comm}[{pid}]"));
+            entry.info.uuid = dom
+                .and_then(|d| d.uuid.clone())
+                .or_else(|| entry.cmdline_uuid.clone());
+            out.insert(pid, entry.info.clone());
+        }
+
+        // Gone processes: forgotten, unless the stats still name them.
+        self.cache.not_qemu.retain(|pid, _| live.contains_key(pid));
+        self.cache
+            .vms
+            .retain(|pid, _| live.contains_key(pid) || wanted.contains(pid));
+        for &pid in &wanted {
+            if live.contains_key(&pid) {
+                continue;
+            }
+            let entry = self.cache.vms.entry(pid).or_insert_with(|| Entry {
+                info: VmInfo {
+                    pid,
+                    name: format!("pid {pid}"),
+                    ..Default::default()
+                },
+                cmdline_name: None,
+                cmdline_uuid: None,
+                exited: false,
+            });
+            if !entry.exited {
+                entry.exited = true;
+                entry.info.name = format!("{} (exited)", entry.info.name);
+            }
+            out.insert(pid, entry.info.clone());
+        }
+        out.into_values().collect()
     }
 }
+
+#[cfg(test)]
+mod tests;

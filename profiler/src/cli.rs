@@ -1,0 +1,169 @@
+//! Command line: global options flattened into every subcommand; `top` is the default.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kvmprof",
+    version,
+    about = "Live eBPF profiler of KVM VM exits: per-VM, per-vCPU exit reasons and latency",
+    after_help = "Run as root (or with CAP_BPF+CAP_PERFMON). With no subcommand, opens the live TUI."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Refresh / sampling interval, e.g. 1s, 500ms, 2.5s.
+    #[arg(long, short = 'i', global = true, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// tracefs mount point (default: /sys/kernel/tracing, then /sys/kernel/debug/tracing).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub tracefs: Option<PathBuf>,
+    /// Most (VM, vCPU, reason) rows kept in the kernel; further ones are counted as drops.
+    #[arg(long, global = true, default_value_t = 16384, value_name = "N")]
+    pub max_keys: u32,
+    /// Run even if another kvmprof is already profiling this host.
+    #[arg(long, global = true)]
+    pub allow_concurrent: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Live TUI (the default).
+    Top,
+    /// Start a tiny built-in guest on the local /dev/kvm and show it live.
+    Demo(DemoArgs),
+    /// Collect, then print a report of the whole collection.
+    Report(ReportArgs),
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Run the built-in exerciser guest (used by the demo and the real-KVM test).
+    #[command(hide = true)]
+    Exercise(ExerciseArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Loop iterations per guest run (each does out, cpuid, rdmsr, wrmsr).
+    #[arg(long, default_value_t = 2000)]
+    pub iters: u64,
+    /// Pause between guest runs, e.g. 20ms.
+    #[arg(long, default_value = "20ms", value_parser = parse_duration)]
+    pub pause: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Collect for this long (e.g. 10s, 1m).
+    #[arg(long, short = 'd', value_parser = parse_duration, conflicts_with = "until_signal")]
+    pub duration: Option<Duration>,
+    /// Collect until SIGINT or SIGTERM.
+    #[arg(long)]
+    pub until_signal: bool,
+    /// Output format.
+    #[arg(long, short = 'f', value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+    /// Create this file once the probes are attached (for scripts that start a workload next).
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct ExerciseArgs {
+    #[arg(long, default_value_t = 2000)]
+    pub iters: u64,
+    /// Any of o (out 0x10), c (cpuid), r (rdmsr), w (wrmsr).
+    #[arg(long, default_value = "ocrw")]
+    pub ops: String,
+    /// Repeat forever (until killed).
+    #[arg(long)]
+    pub forever: bool,
+    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+    pub pause: Duration,
+    /// QEMU-style identity args (e.g. `-name guest=NAME`): ignored, but visible in
+    /// /proc/PID/cmdline, where discovery names the VM from them.
+    #[arg(last = true, allow_hyphen_values = true)]
+    pub identity: Vec<String>,
+}
+
+/// "1s", "500ms", "2.5s", "1m", "1h", or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration: use e.g. 500ms, 2s, 1.5m, 1h"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("`{s}` is not a duration: it must be positive"));
+    }
+    Ok(Duration::from_secs_f64(v * mult))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2.5s"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("fast").unwrap_err().contains("not a duration"));
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn exercise_keeps_identity_args() {
+        let cli = Cli::try_parse_from([
+            "kvmprof", "exercise", "--iters", "5", "--", "-name", "guest=vm1",
+        ])
+        .unwrap();
+        match cli.command {
+            Some(Command::Exercise(a)) => {
+                assert_eq!(a.iters, 5);
+                assert_eq!(a.identity, ["-name", "guest=vm1"]);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn default_is_top() {
+        let cli = Cli::try_parse_from(["kvmprof", "-i", "250ms"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.global.interval, Duration::from_millis(250));
+    }
+}

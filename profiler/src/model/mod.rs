@@ -1,0 +1,238 @@
+//! The model: two cumulative samples → what every consumer shows (live TUI, replay, report,
+//! check, export). Pure functions only, so recordings double as test fixtures.
+//!
+//! The JSON form of [`View`] is a contract (`kvmprof report --format json`, the real-KVM
+//! tests): fields only used by the TUI are `#[serde(skip)]` so the schema stays exact.
+
+mod compute;
+#[cfg(test)]
+mod tests;
+
+use serde::Serialize;
+
+use crate::sample::Hist;
+
+pub use compute::{compute, compute_elapsed};
+
+/// Everything shown for one span between two samples.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct View {
+    pub duration_s: f64,
+    pub names_source: String,
+    pub counters: Counters,
+    pub probe_cost: Vec<ProbeCost>,
+    pub vms: Vec<VmView>,
+}
+
+/// Delta of the programs' bookkeeping counters (profiler_common::counter), named as in NAMES.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    pub orphan_entry: u64,
+    pub unpaired_exit: u64,
+    pub stats_map_full: u64,
+    pub pending_map_full: u64,
+    pub read_error: u64,
+    pub exits: u64,
+    pub entries: u64,
+    pub userspace_exits: u64,
+}
+
+impl Counters {
+    /// Counters that mean lost or unpaired events, with their names (for warnings).
+    pub fn losses(&self) -> [(&'static str, u64); 5] {
+        [
+            ("orphan_entry", self.orphan_entry),
+            ("unpaired_exit", self.unpaired_exit),
+            ("stats_map_full", self.stats_map_full),
+            ("pending_map_full", self.pending_map_full),
+            ("read_error", self.read_error),
+        ]
+    }
+}
+
+/// One BPF program's own cost over the span.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ProbeCost {
+    pub name: String,
+    pub events: u64,
+    pub events_per_s: f64,
+    pub ns_per_event: f64,
+    /// Run time spent in the program over the span (for CPU %).
+    #[serde(skip)]
+    pub run_time_ns: u64,
+}
+
+/// One VM process.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct VmView {
+    pub pid: u32,
+    pub name: String,
+    pub uuid: Option<String>,
+    /// kvm_exit exits seen (HLT included, userspace returns not).
+    pub exits: u64,
+    pub exits_per_s: f64,
+    /// Non-HLT handling time / (elapsed × vCPUs seen) × 100.
+    pub overhead_pct: f64,
+    /// Aggregated over vCPUs.
+    pub reasons: Vec<Row>,
+    pub vcpus: Vec<VcpuView>,
+    /// Returns of KVM_RUN to the VMM (isa 0x100), aggregated over threads.
+    pub userspace: Vec<Row>,
+}
+
+impl VmView {
+    pub fn vcpu_count(&self) -> usize {
+        self.vcpus.len()
+    }
+
+    /// The non-HLT reason costing the most handling time (ties: more exits).
+    pub fn top_reason(&self) -> Option<&Row> {
+        top_reason(&self.reasons)
+    }
+
+    /// The worst p99 over non-HLT reasons, ns.
+    pub fn worst_p99_ns(&self) -> u64 {
+        worst_p99(&self.reasons)
+    }
+
+    /// Exits seen but not yet re-entered (e.g. halted vCPUs), kvm_exit side only.
+    pub fn in_flight(&self) -> u64 {
+        self.reasons.iter().map(|r| r.in_flight).sum()
+    }
+}
+
+/// One vCPU of a VM.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct VcpuView {
+    pub vcpu: u32,
+    pub exits: u64,
+    pub exits_per_s: f64,
+    /// This vCPU's non-HLT handling time / elapsed × 100.
+    pub overhead_pct: f64,
+    pub reasons: Vec<Row>,
+    /// Returns to the VMM of this vCPU's thread, when the thread → vCPU map knows it.
+    #[serde(skip)]
+    pub userspace: Vec<Row>,
+}
+
+impl VcpuView {
+    pub fn top_reason(&self) -> Option<&Row> {
+        top_reason(&self.reasons)
+    }
+    pub fn worst_p99_ns(&self) -> u64 {
+        worst_p99(&self.reasons)
+    }
+}
+
+/// One exit reason: perf kvm stat's columns plus percentiles and rate.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Row {
+    pub isa: u32,
+    pub isa_name: String,
+    pub reason: u32,
+    pub name: String,
+    pub hlt: bool,
+    /// Exits seen: timed + change of in-flight.
+    pub count: u64,
+    pub in_flight: u64,
+    pub timed: u64,
+    pub hist_total: u64,
+    pub rate_per_s: f64,
+    /// Share of non-HLT exits (HLT rows: share of all exits).
+    pub samples_pct: f64,
+    /// Share of non-HLT handling time (HLT rows: share of all time).
+    pub time_pct: f64,
+    pub total_ns: u64,
+    pub min_ns: u64,
+    pub max_ns: u64,
+    pub mean_ns: f64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub p999_ns: u64,
+    /// Delta histogram, for the drill-down chart.
+    #[serde(skip)]
+    pub hist: Hist,
+}
+
+fn top_reason(rows: &[Row]) -> Option<&Row> {
+    rows.iter()
+        .filter(|r| !r.hlt && r.count > 0)
+        .max_by_key(|r| (r.total_ns, r.count))
+}
+
+fn worst_p99(rows: &[Row]) -> u64 {
+    rows.iter()
+        .filter(|r| !r.hlt)
+        .map(|r| r.p99_ns)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Sort orders of the exit tables (perf kvm stat's `-k`, plus p99).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum SortKey {
+    #[default]
+    Count,
+    Time,
+    Max,
+    Mean,
+    P99,
+    Name,
+}
+
+impl SortKey {
+    pub const ALL: [SortKey; 6] = [
+        SortKey::Count,
+        SortKey::Time,
+        SortKey::Max,
+        SortKey::Mean,
+        SortKey::P99,
+        SortKey::Name,
+    ];
+
+    pub fn next(self) -> SortKey {
+        let i = Self::ALL.iter().position(|k| *k == self).unwrap_or(0);
+        Self::ALL[(i + 1) % Self::ALL.len()]
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SortKey::Count => "count",
+            SortKey::Time => "time",
+            SortKey::Max => "max",
+            SortKey::Mean => "mean",
+            SortKey::P99 => "p99",
+            SortKey::Name => "name",
+        }
+    }
+}
+
+/// Sorts rows: numbers descending, names ascending; ties broken by (isa, reason) so the order
+/// is stable between refreshes.
+pub fn sort_rows(rows: &mut [Row], key: SortKey) {
+    use std::cmp::Ordering;
+    let num = |a: &Row, b: &Row| -> Ordering {
+        match key {
+            SortKey::Count => b.count.cmp(&a.count),
+            SortKey::Time => b.total_ns.cmp(&a.total_ns),
+            SortKey::Max => b.max_ns.cmp(&a.max_ns),
+            SortKey::Mean => b.mean_ns.total_cmp(&a.mean_ns),
+            SortKey::P99 => b.p99_ns.cmp(&a.p99_ns),
+            SortKey::Name => a.name.cmp(&b.name),
+        }
+    };
+    rows.sort_by(|a, b| num(a, b).then((a.isa, a.reason).cmp(&(b.isa, b.reason))));
+}
+
+/// Sorts VMs by the closest per-VM measure of `key`; ties by pid.
+pub fn sort_vms(vms: &mut [&VmView], key: SortKey) {
+    vms.sort_by(|a, b| {
+        let o = match key {
+            SortKey::Count => b.exits.cmp(&a.exits),
+            SortKey::Time | SortKey::Mean => b.overhead_pct.total_cmp(&a.overhead_pct),
+            SortKey::Max | SortKey::P99 => b.worst_p99_ns().cmp(&a.worst_p99_ns()),
+            SortKey::Name => a.name.cmp(&b.name),
+        };
+        o.then(a.pid.cmp(&b.pid))
+    });
+}

@@ -1,0 +1,233 @@
+//! Loads and attaches the eBPF programs and reads their maps into a raw cumulative [`Sample`].
+
+mod errors;
+mod lock;
+mod read;
+pub mod testrun;
+
+use std::{
+    os::fd::OwnedFd,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    programs::{ProgramError, RawTracePoint, TracePoint},
+    Ebpf, EbpfLoader,
+};
+pub use errors::{check_privileges, ProbeError};
+use profiler_common::Offsets;
+
+use crate::{decode::format, sample::Sample};
+
+#[cfg(feature = "ebpf")]
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler"));
+#[cfg(not(feature = "ebpf"))]
+static OBJECT: &[u8] = &[];
+/// Whether this build embeds the eBPF object (`--features ebpf`).
+pub const HAS_OBJECT: bool = cfg!(feature = "ebpf");
+
+/// Tracepoint programs: (program name, category, event, required).
+const TRACEPOINTS: [(&str, &str, &str, bool); 4] = [
+    ("kvm_exit", "kvm", "kvm_exit", true),
+    ("kvm_entry", "kvm", "kvm_entry", true),
+    ("kvm_userspace_exit", "kvm", "kvm_userspace_exit", false),
+    ("sys_enter_ioctl", "syscalls", "sys_enter_ioctl", false),
+];
+
+#[derive(Clone, Debug)]
+pub struct ProbeOptions {
+    /// tracefs mount point; None = find it.
+    pub tracefs: Option<PathBuf>,
+    /// Upper bound on (VM, vCPU, isa, reason) rows kept in the kernel.
+    pub max_keys: u32,
+    /// Load the raw_tp test entry (BPF_PROG_TEST_RUN) and attach nothing.
+    pub test_only: bool,
+    /// Run even if another kvmprof already profiles this host.
+    pub allow_concurrent: bool,
+}
+
+/// Where the one-instance lock lives.
+pub const LOCK_PATH: &str = "/run/kvmprof/kvmprof.lock";
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        ProbeOptions {
+            tracefs: None,
+            max_keys: 16384,
+            test_only: false,
+            allow_concurrent: false,
+        }
+    }
+}
+
+pub struct Probe {
+    ebpf: Ebpf,
+    /// Programs attached, in TRACEPOINTS order (names).
+    pub attached: Vec<&'static str>,
+    /// Optional tracepoints that this kernel lacks (the features they feed degrade).
+    pub missing: Vec<String>,
+    pub tracefs: PathBuf,
+    /// Keeps BPF run-time statistics on while we live (kernel ≥ 5.8).
+    _stats: Option<OwnedFd>,
+    _lock: Option<lock::InstanceLock>,
+}
+
+/// The tracefs mount point, or the error telling how to mount it.
+pub fn find_tracefs(hint: Option<&Path>) -> Result<PathBuf, ProbeError> {
+    let candidates: Vec<PathBuf> = match hint {
+        Some(p) => vec![p.to_path_buf()],
+        None => vec![
+            "/sys/kernel/tracing".into(),
+            "/sys/kernel/debug/tracing".into(),
+        ],
+    };
+    candidates
+        .into_iter()
+        .find(|p| p.join("events").is_dir())
+        .ok_or(ProbeError::NoTracefs)
+}
+
+/// Field offsets of the running kernel's records (not compile-time constants: layouts drift).
+pub fn read_offsets(tracefs: &Path) -> Result<Offsets, ProbeError> {
+    let kvm = tracefs.join("events/kvm");
+    if !kvm.join("kvm_exit").is_dir() {
+        return Err(ProbeError::NoKvmTracepoints(kvm));
+    }
+    let off = |event: &str, field: &str| -> Result<u32, ProbeError> {
+        let f = format::read_event(tracefs, "kvm", event).map_err(|e| ProbeError::Format {
+            event: event.into(),
+            why: e.to_string(),
+        })?;
+        f.field(field)
+            .map(|f| f.offset)
+            .ok_or_else(|| ProbeError::Format {
+                event: event.into(),
+                why: format!("no field `{field}` in its format"),
+            })
+    };
+    let mut o = Offsets {
+        exit_reason: off("kvm_exit", "exit_reason")?,
+        exit_isa: off("kvm_exit", "isa")?,
+        exit_vcpu_id: off("kvm_exit", "vcpu_id")?,
+        entry_vcpu_id: off("kvm_entry", "vcpu_id")?,
+        valid: 1,
+        ..Default::default()
+    };
+    // Optional: kvm_userspace_exit exists since 2.6.x, but keep going if it is odd.
+    if let (Ok(r), Ok(e)) = (
+        off("kvm_userspace_exit", "reason"),
+        off("kvm_userspace_exit", "errno"),
+    ) {
+        o.uexit_reason = r;
+        o.uexit_errno = e;
+    }
+    Ok(o)
+}
+
+impl Probe {
+    pub fn load(opts: &ProbeOptions) -> Result<Probe, ProbeError> {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        check_privileges(&status)?;
+        if OBJECT.is_empty() {
+            return Err(ProbeError::NoObject);
+        }
+        let tracefs = find_tracefs(opts.tracefs.as_deref())?;
+        let lock = if opts.test_only || opts.allow_concurrent {
+            None
+        } else {
+            Some(lock::acquire(Path::new(LOCK_PATH))?)
+        };
+        let offsets = if opts.test_only {
+            Offsets {
+                valid: 1,
+                ..Default::default()
+            }
+        } else {
+            read_offsets(&tracefs)?
+        };
+        bump_memlock();
+        let mut ebpf = EbpfLoader::new()
+            .override_global("OFFSETS", &offsets, true)
+            .map_max_entries("STATS", opts.max_keys)
+            .load(OBJECT)
+            .map_err(|e| ProbeError::other("loading the eBPF object", e))?;
+        let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
+        let mut attached = Vec::new();
+        let mut missing = Vec::new();
+        if opts.test_only {
+            let prog: &mut RawTracePoint = program(&mut ebpf, "kvmprof_test")?;
+            prog.load().map_err(|e| verifier("kvmprof_test", e))?;
+        }
+        for (name, category, event, required) in TRACEPOINTS {
+            if opts.test_only {
+                break;
+            }
+            let dir = tracefs.join("events").join(category).join(event);
+            if !dir.is_dir() {
+                if required {
+                    return Err(ProbeError::NoKvmTracepoints(dir));
+                }
+                missing.push(format!("{category}:{event}"));
+                continue;
+            }
+            let prog: &mut TracePoint = program(&mut ebpf, name)?;
+            prog.load().map_err(|e| verifier(name, e))?;
+            prog.attach(category, event)
+                .map_err(|e| ProbeError::other(format!("attaching to {category}:{event}"), e))?;
+            attached.push(name);
+        }
+        Ok(Probe {
+            ebpf,
+            attached,
+            missing,
+            tracefs,
+            _stats: stats,
+            _lock: lock,
+        })
+    }
+
+    /// Read every map now.
+    pub fn sample(&self) -> anyhow::Result<Sample> {
+        read::sample(&self.ebpf, &self.attached)
+    }
+
+    pub fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, ProbeError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    let p = ebpf
+        .program_mut(name)
+        .ok_or_else(|| ProbeError::other(format!("program {name}"), "missing from the object"))?;
+    p.try_into()
+        .map_err(|e: ProgramError| ProbeError::other(format!("program {name}"), e))
+}
+
+fn verifier(name: &str, e: ProgramError) -> ProbeError {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => ProbeError::Verifier {
+            program: name.into(),
+            error: io_error.to_string(),
+            log: errors::tail_lines(&verifier_log.to_string(), 20),
+        },
+        other => ProbeError::other(format!("loading program {name}"), other),
+    }
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; raise it so they load there too.
+fn bump_memlock() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads a valid, fully initialised rlimit struct; failure is harmless
+    // (newer kernels account BPF memory to the cgroup instead).
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+}

@@ -1,0 +1,80 @@
+//! BPF_PROG_TEST_RUN on the raw_tp test entry: drives the exact kernel-verified aggregation
+//! code with synthetic exit/entry sequences (classic tracepoints cannot be test-run).
+
+use std::os::fd::{AsFd, AsRawFd};
+
+use anyhow::{bail, Context};
+use aya::programs::RawTracePoint;
+
+use super::Probe;
+
+pub const OP_EXIT: u64 = 0;
+pub const OP_ENTRY: u64 = 1;
+pub const OP_UEXIT: u64 = 2;
+pub const OP_KVM_RUN: u64 = 3;
+
+/// One synthetic event: [op, tgid, tid, now_ns, vcpu, isa, reason].
+pub type Event = [u64; 7];
+
+/// The subset of `union bpf_attr` that BPF_PROG_TEST_RUN reads for raw_tp programs.
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    _pad: u32,
+}
+
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+
+impl Probe {
+    /// Run the test entry once per event; returns the program's return values.
+    pub fn test_run(&self, events: &[Event]) -> anyhow::Result<Vec<u32>> {
+        let prog: &RawTracePoint = self
+            .ebpf()
+            .program("kvmprof_test")
+            .context("kvmprof_test not loaded (ProbeOptions::test_only)")?
+            .try_into()?;
+        let fd = prog.fd()?.as_fd().as_raw_fd();
+        let mut rets = Vec::with_capacity(events.len());
+        for ev in events {
+            let mut attr = TestRunAttr {
+                prog_fd: fd as u32,
+                ctx_size_in: std::mem::size_of::<Event>() as u32,
+                ctx_in: ev.as_ptr() as u64,
+                ..Default::default()
+            };
+            // SAFETY: attr is a valid bpf_attr prefix for BPF_PROG_TEST_RUN; ctx_in points to
+            // `ev`, which outlives the call; the kernel reads at most ctx_size_in bytes.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_bpf,
+                    BPF_PROG_TEST_RUN,
+                    &mut attr as *mut TestRunAttr,
+                    std::mem::size_of::<TestRunAttr>() as u32,
+                )
+            };
+            if rc != 0 {
+                bail!(
+                    "BPF_PROG_TEST_RUN failed: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+            rets.push(attr.retval);
+        }
+        Ok(rets)
+    }
+}

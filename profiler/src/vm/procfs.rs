@@ -1,0 +1,97 @@
+//! The few /proc reads discovery needs. Every reader returns None/empty on missing or odd
+//! content: processes come and go between readdir and read.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// `comm` and start time (field 22, clock ticks since boot) from `/proc/PID/stat`.
+pub fn stat(proc_root: &Path, pid: u32) -> Option<(String, u64)> {
+    let text = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")).ok()?;
+    parse_stat(&text)
+}
+
+/// comm may hold spaces and parentheses, so it runs from the first '(' to the LAST ')'.
+pub fn parse_stat(text: &str) -> Option<(String, u64)> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text.get(open + 1..close)?.to_string();
+    // Fields after comm start at field 3 (state); start time is field 22.
+    let start_time = text[close + 1..]
+        .split_whitespace()
+        .nth(22 - 3)?
+        .parse()
+        .ok()?;
+    Some((comm, start_time))
+}
+
+/// argv from `/proc/PID/cmdline` (NUL-separated); empty for kernel threads and zombies.
+pub fn cmdline(proc_root: &Path, pid: u32) -> Vec<String> {
+    let Ok(raw) = std::fs::read(proc_root.join(pid.to_string()).join("cmdline")) else {
+        return Vec::new();
+    };
+    let raw = raw.strip_suffix(&[0]).unwrap_or(&raw);
+    if raw.is_empty() {
+        return Vec::new();
+    }
+    raw.split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+/// vCPU thread id → vCPU index, from thread names "CPU n/KVM" (QEMU with debug-threads=on).
+pub fn vcpu_threads(proc_root: &Path, pid: u32) -> BTreeMap<u32, u32> {
+    let task = proc_root.join(pid.to_string()).join("task");
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(task).into_iter().flatten().flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if let Some(n) = vcpu_index(&comm) {
+            out.insert(tid, n);
+        }
+    }
+    out
+}
+
+/// "CPU 3/KVM" → 3.
+pub fn vcpu_index(comm: &str) -> Option<u32> {
+    comm.trim_end_matches('\n')
+        .strip_prefix("CPU ")?
+        .strip_suffix("/KVM")?
+        .parse()
+        .ok()
+}
+
+/// Numeric entries of proc_root: the processes.
+pub fn pids(proc_root: &Path) -> Vec<u32> {
+    std::fs::read_dir(proc_root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_odd_comm() {
+        let rest = "S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 987654 20 21";
+        let (comm, start) = parse_stat(&format!("77 (a) b (c)) {rest}")).unwrap();
+        assert_eq!((comm.as_str(), start), ("a) b (c)", 987654));
+        assert_eq!(parse_stat("77 (x) S 1 2"), None);
+        assert_eq!(parse_stat("garbage"), None);
+        assert_eq!(parse_stat(")("), None);
+    }
+
+    #[test]
+    fn vcpu_names() {
+        assert_eq!(vcpu_index("CPU 3/KVM\n"), Some(3));
+        assert_eq!(vcpu_index("CPU 12/KVM"), Some(12));
+        assert_eq!(vcpu_index("CPU x/KVM"), None);
+        assert_eq!(vcpu_index("worker"), None);
+    }
+}

@@ -1,0 +1,101 @@
+//! The binary's user-facing errors: one line, naming what is wrong and how to fix it.
+
+use std::process::{Command, Output};
+
+fn kvmprof(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kvmprof"))
+        .args(args)
+        .output()
+        .expect("running kvmprof")
+}
+
+/// Privileged checks: fail in CI when they cannot run, say why elsewhere.
+fn privileged(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let ok = unsafe { libc::geteuid() } == 0 && kvmprof::probe::HAS_OBJECT;
+    if !ok {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        assert!(!ci, "{test}: needs root and the eBPF object (cargo xtask test)");
+        eprintln!("{test}: NOT RUN: needs root and the eBPF object (cargo xtask test)");
+    }
+    ok
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn help_lists_the_subcommands() {
+    let o = kvmprof(&["--help"]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    for sub in ["top", "demo", "report", "completions"] {
+        assert!(out.contains(sub), "--help lacks {sub}:\n{out}");
+    }
+    assert!(!out.contains("exercise"), "the internal exerciser is hidden");
+}
+
+#[test]
+fn bad_duration_is_one_clear_line() {
+    let o = kvmprof(&["report", "--duration", "soon"]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("`soon` is not a duration"), "{e}");
+}
+
+#[test]
+fn report_needs_a_length() {
+    let o = kvmprof(&["report"]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(e.contains("--duration 10s, or --until-signal"), "{e}");
+}
+
+/// Dropping root (setpriv) must give the privilege message, not a panic or an EPERM dump.
+#[test]
+fn unprivileged_run_says_how_to_fix_it() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        let o = kvmprof(&["report", "--duration", "1s"]);
+        assert!(stderr(&o).contains("needs root or CAP_BPF+CAP_PERFMON"), "{}", stderr(&o));
+        return;
+    }
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(env!("CARGO_BIN_EXE_kvmprof"))
+        .args(["report", "--duration", "1s"])
+        .output()
+        .expect("setpriv (util-linux) runs");
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(e.contains("needs root or CAP_BPF+CAP_PERFMON"), "{e}");
+    assert!(e.contains("sudo"), "{e}");
+}
+
+#[test]
+fn wrong_tracefs_is_named() {
+    if !privileged("wrong_tracefs_is_named") {
+        return;
+    }
+    let o = kvmprof(&["report", "--duration", "1s", "--allow-concurrent", "--tracefs", "/nonexistent"]);
+    let e = stderr(&o);
+    assert!(e.contains("mount -t tracefs nodev /sys/kernel/tracing"), "{e}");
+}
+
+#[test]
+fn missing_kvm_tracepoints_say_load_kvm() {
+    if !privileged("missing_kvm_tracepoints_say_load_kvm") {
+        return;
+    }
+    // A tracefs-shaped directory without events/kvm: what a host without kvm.ko looks like.
+    let dir = std::env::temp_dir().join(format!("kvmprof-notkvm-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("events/sched")).unwrap();
+    let o = kvmprof(&["report", "--duration", "1s", "--allow-concurrent", "--tracefs", dir.to_str().unwrap()]);
+    let e = stderr(&o);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(e.contains("modprobe kvm_intel"), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+}

@@ -1,0 +1,220 @@
+//! Privileged host tests: the real eBPF object loads into this kernel, and the exact verified
+//! aggregation code is driven with synthetic exit/entry sequences via BPF_PROG_TEST_RUN.
+
+mod common;
+
+use kvmprof::{
+    probe::{
+        testrun::{Event, OP_ENTRY, OP_EXIT, OP_KVM_RUN, OP_UEXIT},
+        Probe, ProbeOptions,
+    },
+    sample::{Key, Sample},
+};
+use profiler_common::{counter, hist, ISA_SVM, ISA_USERSPACE, ISA_VMX};
+
+fn test_probe(max_keys: u32) -> Probe {
+    Probe::load(&ProbeOptions {
+        test_only: true,
+        max_keys,
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("loading the test entry: {e}"))
+}
+
+fn ev(op: u64, tgid: u64, tid: u64, now: u64, vcpu: u64, isa: u32, reason: u32) -> Event {
+    [op, tgid, tid, now, vcpu, isa as u64, reason as u64]
+}
+
+fn key(tgid: u32, vcpu: u32, isa: u32, reason: u32) -> Key {
+    Key {
+        tgid,
+        vcpu,
+        isa,
+        reason,
+    }
+}
+
+fn run(p: &Probe, events: &[Event]) -> Sample {
+    let rets = p.test_run(events).expect("BPF_PROG_TEST_RUN");
+    assert!(rets.iter().all(|r| *r == 0), "test entry returned {rets:?}");
+    p.sample().expect("reading maps")
+}
+
+#[test]
+fn pairs_exits_with_entries_per_thread() {
+    if !common::privileged("pairs_exits_with_entries_per_thread") {
+        return;
+    }
+    let p = test_probe(1024);
+    let (io, cpuid, msr, hlt) = (0x7b, 0x72, 0x7c, 0x78);
+    let s = run(
+        &p,
+        &[
+            ev(OP_EXIT, 100, 1000, 1_000, 0, ISA_SVM, io),
+            ev(OP_ENTRY, 100, 1000, 1_500, 0, 0, 0),
+            // Another vCPU thread interleaves: pairing is per thread, not global.
+            ev(OP_EXIT, 100, 1001, 1_600, 1, ISA_SVM, cpuid),
+            ev(OP_EXIT, 100, 1000, 2_000, 0, ISA_SVM, io),
+            ev(OP_ENTRY, 100, 1001, 1_700, 1, 0, 0),
+            ev(OP_ENTRY, 100, 1000, 4_000, 0, 0, 0),
+            // Entry with nothing pending (first entry after attach).
+            ev(OP_ENTRY, 100, 1000, 5_000, 0, 0, 0),
+            // Exit, exit: the first one's time is lost and counted.
+            ev(OP_EXIT, 100, 1000, 6_000, 0, ISA_SVM, msr),
+            ev(OP_EXIT, 100, 1000, 6_100, 0, ISA_SVM, hlt),
+            // A VMX VM in another process.
+            ev(OP_EXIT, 200, 2000, 10_000, 3, ISA_VMX, 49),
+            ev(OP_ENTRY, 200, 2000, 13_000, 3, 0, 0),
+        ],
+    );
+    let io_stat = &s.stats[&key(100, 0, ISA_SVM, io)];
+    assert_eq!(io_stat.count, 2);
+    assert_eq!(io_stat.sum_ns, 500 + 2_000);
+    assert_eq!((io_stat.min_ns, io_stat.max_ns), (500, 2_000));
+    assert_eq!(io_stat.hist.total(), 2);
+    let b: Vec<usize> = io_stat.hist.buckets.iter().map(|(b, _)| *b as usize).collect();
+    assert_eq!(b, vec![hist::bucket(500), hist::bucket(2_000)]);
+    assert_eq!(s.stats[&key(100, 1, ISA_SVM, cpuid)].sum_ns, 100);
+    assert_eq!(s.stats[&key(200, 3, ISA_VMX, 49)].sum_ns, 3_000);
+    assert!(!s.stats.contains_key(&key(100, 0, ISA_SVM, msr)));
+    // The halted vCPU's exit is in flight, and counted as such.
+    assert_eq!(s.in_flight.get(&key(100, 0, ISA_SVM, hlt)), Some(&1));
+    assert_eq!(s.counter(counter::ORPHAN_ENTRY), 1);
+    assert_eq!(s.counter(counter::UNPAIRED_EXIT), 1);
+    assert_eq!(s.counter(counter::EXITS), 6);
+    assert_eq!(s.counter(counter::ENTRIES), 5);
+}
+
+#[test]
+fn userspace_exits_are_timed_until_the_next_kvm_run() {
+    if !common::privileged("userspace_exits_are_timed_until_the_next_kvm_run") {
+        return;
+    }
+    let p = test_probe(1024);
+    let s = run(
+        &p,
+        &[
+            ev(OP_UEXIT, 300, 3000, 1_000, 0, 0, 2), // KVM_EXIT_IO
+            ev(OP_KVM_RUN, 300, 3000, 1_250, 0, 0, 0),
+            ev(OP_UEXIT, 300, 3000, 2_000, 0, 0, 2),
+            ev(OP_KVM_RUN, 300, 3000, 2_750, 0, 0, 0),
+            // A KVM_RUN with nothing pending is not an event.
+            ev(OP_KVM_RUN, 300, 3000, 3_000, 0, 0, 0),
+            ev(OP_UEXIT, 300, 3000, 4_000, 0, 0, 5), // KVM_EXIT_HLT, VMM still handling it
+        ],
+    );
+    let st = &s.stats[&key(300, 3000, ISA_USERSPACE, 2)];
+    assert_eq!((st.count, st.sum_ns, st.min_ns, st.max_ns), (2, 1_000, 250, 750));
+    assert_eq!(s.in_flight.get(&key(300, 3000, ISA_USERSPACE, 5)), Some(&1));
+    assert_eq!(s.counter(counter::USERSPACE_EXITS), 3);
+}
+
+#[test]
+fn kernel_histogram_percentiles_within_ten_percent() {
+    if !common::privileged("kernel_histogram_percentiles_within_ten_percent") {
+        return;
+    }
+    let p = test_probe(1024);
+    // A skewed, deterministic latency mix: mostly fast, a slow tail.
+    let mut durations: Vec<u64> = (0..3000u64)
+        .map(|i| {
+            let x = (i * 2654435761) % 1000;
+            if x < 900 {
+                300 + x * 3
+            } else {
+                50_000 + x * 400
+            }
+        })
+        .collect();
+    let mut events = Vec::new();
+    let mut t = 1_000_000;
+    for d in &durations {
+        events.push(ev(OP_EXIT, 400, 4000, t, 0, ISA_VMX, 30));
+        events.push(ev(OP_ENTRY, 400, 4000, t + d, 0, 0, 0));
+        t += d + 100;
+    }
+    let s = run(&p, &events);
+    let st = &s.stats[&key(400, 0, ISA_VMX, 30)];
+    assert_eq!(st.count, durations.len() as u64);
+    assert_eq!(st.hist.total(), st.count);
+    durations.sort_unstable();
+    for q in [0.5, 0.99, 0.999] {
+        let rank = ((q * durations.len() as f64).ceil() as usize).max(1) - 1;
+        let truth = durations[rank] as f64;
+        let got = st.hist.quantile(q).expect("non-empty") as f64;
+        let err = (got - truth).abs() / truth;
+        println!("p{}: kernel histogram {got} ns, exact {truth} ns, error {:.2} %", q * 100.0, err * 100.0);
+        assert!(err <= 0.10, "p{q}: {got} vs {truth}");
+    }
+}
+
+#[test]
+fn a_full_stats_map_counts_drops() {
+    if !common::privileged("a_full_stats_map_counts_drops") {
+        return;
+    }
+    let p = test_probe(4);
+    let mut events = Vec::new();
+    for (i, reason) in (0..6u32).enumerate() {
+        let t = 1_000 * (i as u64 + 1);
+        events.push(ev(OP_EXIT, 500, 5000, t, 0, ISA_VMX, reason));
+        events.push(ev(OP_ENTRY, 500, 5000, t + 10, 0, 0, 0));
+    }
+    let s = run(&p, &events);
+    assert_eq!(s.stats.len(), 4);
+    assert_eq!(s.counter(counter::STATS_FULL), 2);
+}
+
+/// This host's KVM (software PVM backend) never emits kvm_exit, but kvm_userspace_exit does
+/// fire: the real programs attach, and the built-in guest's port writes come back exactly.
+#[test]
+fn live_probes_see_the_exerciser_userspace_exits() {
+    if !common::privileged("live_probes_see_the_exerciser_userspace_exits") {
+        return;
+    }
+    use kvmprof::source::{live::LiveSource, Source};
+    let (mut src, warnings) = LiveSource::open(&ProbeOptions {
+        allow_concurrent: true,
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("attaching: {e}"));
+    println!("warnings: {warnings:?}");
+    for p in ["kvm_exit", "kvm_entry", "kvm_userspace_exit", "sys_enter_ioctl"] {
+        assert!(src.probe().attached.contains(&p), "{p} not attached");
+    }
+    let before = src.sample().unwrap().unwrap();
+    let iters = 300;
+    let r = kvmprof::exerciser::run(&kvmprof::exerciser::ExerciseOpts {
+        iters,
+        ops: "o".into(),
+        forever: false,
+        pause: std::time::Duration::ZERO,
+    })
+    .expect("the exerciser runs on /dev/kvm");
+    assert_eq!((r.io, r.hlt), (iters, 1));
+    let after = src.sample().unwrap().unwrap();
+    let pid = std::process::id();
+    let mine = |s: &Sample, reason: u32| -> (u64, u64) {
+        let timed = s
+            .stats
+            .iter()
+            .filter(|(k, _)| k.tgid == pid && k.isa == ISA_USERSPACE && k.reason == reason)
+            .map(|(_, v)| v.count)
+            .sum();
+        let in_flight = s
+            .in_flight
+            .iter()
+            .filter(|(k, _)| k.tgid == pid && k.isa == ISA_USERSPACE && k.reason == reason)
+            .map(|(_, n)| *n)
+            .sum();
+        (timed, in_flight)
+    };
+    let (io0, _) = mine(&before, 2);
+    let (io1, io_in_flight) = mine(&after, 2);
+    let (_, hlt_in_flight) = mine(&after, 5);
+    println!("KVM_EXIT_IO timed {} in flight {io_in_flight}; KVM_EXIT_HLT in flight {hlt_in_flight}", io1 - io0);
+    assert_eq!(io1 - io0 + io_in_flight, iters);
+    assert_eq!(hlt_in_flight, 1);
+    // Any KVM user seen in the maps is described, QEMU or not.
+    assert!(after.vms.contains_key(&pid), "{:?}", after.vms.keys());
+}

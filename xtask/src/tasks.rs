@@ -1,0 +1,71 @@
+//! `run` and `test`: the README's two commands. Both call `setup` first.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::{setup, util::run, vm};
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+/// Build kvmprof with its eBPF programs (release) and return the binary's path.
+pub fn build_release(env: &setup::Env) -> Result<PathBuf> {
+    run(env
+        .command("cargo")
+        .current_dir(workspace_root())
+        .args(["build", "--release", "-p", "kvmprof", "--features", "ebpf"]))?;
+    Ok(workspace_root().join("target/release/kvmprof"))
+}
+
+/// `cargo xtask run [-- ARGS]`: the live TUI (or any kvmprof subcommand).
+pub fn run_kvmprof(args: &[String]) -> Result<()> {
+    let env = setup::setup()?;
+    let bin = build_release(&env)?;
+    let status = std::process::Command::new(&bin)
+        .args(args)
+        .status()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    std::process::exit(status.code().unwrap_or(1));
+}
+
+/// `cargo xtask test`: style, lints, pure + privileged tests, then the real-KVM test.
+pub fn test(skip_vm: bool) -> Result<()> {
+    let env = setup::setup()?;
+    let root = workspace_root();
+    run(env
+        .command("cargo")
+        .current_dir(&root)
+        .args(["fmt", "--all", "--", "--check"]))
+    .context("formatting: run `cargo fmt --all`")?;
+    run(env.command("cargo").current_dir(&root).args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "profiler-ebpf",
+        "--all-targets",
+        "--features",
+        "kvmprof/ebpf",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // The eBPF object is embedded, so the privileged tests in `tests/` load the real programs.
+    run(env.command("cargo").current_dir(&root).args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "profiler-ebpf",
+        "--features",
+        "kvmprof/ebpf",
+    ]))?;
+    if skip_vm {
+        eprintln!("xtask: --skip-vm given: the real-KVM test did not run");
+        return Ok(());
+    }
+    vm::vm_test(&vm::VmTestArgs::default())
+}

@@ -1,0 +1,191 @@
+//! Host side of the VM test: Debian packages, the cached kernel, command helpers.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+const PACKAGES: &[&str] = &[
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
+    "kmod",
+    "xz-utils",
+];
+
+fn cache_dir() -> Result<PathBuf> {
+    let home = std::env::var_os("HOME")
+        .ok_or_else(|| anyhow!("HOME is not set: set it to locate ~/.cache"))?;
+    Ok(PathBuf::from(home).join(".cache/kvmprof/vm"))
+}
+
+pub fn cmd_output(cmd: &mut Command) -> Result<String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("cannot run {shown}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        bail!("{shown} failed ({}): {}", out.status, err.trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub fn cmd_status(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
+
+fn is_installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Install the missing Debian packages (one `apt-get update`, one `apt-get install`).
+pub fn ensure_packages() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !is_installed(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "missing packages {missing:?}: run as root, or `sudo apt-get install {}`",
+            missing.join(" ")
+        );
+    }
+    println!("vm-test: installing {}", missing.join(" "));
+    cmd_status(Command::new("apt-get").args(["update", "-qq"]))?;
+    cmd_status(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+/// Newest `linux-image-6.12.<n>+deb12-amd64-unsigned` in `apt-cache search` output.
+pub fn newest_kernel_package(search: &str) -> Option<String> {
+    search
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|name| {
+            let rest = name.strip_prefix("linux-image-6.12.")?;
+            let (patch, tail) = rest.split_once('+')?;
+            (tail == "deb12-amd64-unsigned").then_some(())?;
+            Some((patch.parse::<u64>().ok()?, name.to_string()))
+        })
+        .max()
+        .map(|(_, name)| name)
+}
+
+fn find_kernel_package() -> Result<String> {
+    let search = || {
+        cmd_output(Command::new("apt-cache").args([
+            "search",
+            "--names-only",
+            r"^linux-image-6\.12\.[0-9]+\+deb12-amd64-unsigned$",
+        ]))
+    };
+    if let Some(p) = newest_kernel_package(&search()?) {
+        return Ok(p);
+    }
+    cmd_status(Command::new("apt-get").args(["update", "-qq"]))?;
+    newest_kernel_package(&search()?).ok_or_else(|| {
+        anyhow!("no linux-image-6.12.*+deb12-amd64-unsigned in apt: enable bookworm(-updates/-security) in sources.list")
+    })
+}
+
+/// Download and unpack the kernel into the cache (reused across runs). Returns (root, version).
+pub fn ensure_kernel(pkg: Option<&str>) -> Result<(PathBuf, String)> {
+    let cache = cache_dir()?;
+    std::fs::create_dir_all(&cache)
+        .with_context(|| format!("cannot create {}", cache.display()))?;
+    let pkg = match pkg {
+        Some(p) => p.to_string(),
+        None => find_kernel_package()?,
+    };
+    let root = cache.join(&pkg);
+    if !root.join(".complete").exists() {
+        println!("vm-test: downloading {pkg} into {}", cache.display());
+        let _ = std::fs::remove_dir_all(&root);
+        cmd_status(
+            Command::new("apt-get")
+                .args(["download", "-qq", &pkg])
+                .current_dir(&cache),
+        )?;
+        let deb = std::fs::read_dir(&cache)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| {
+                let n = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                n.starts_with(&format!("{pkg}_")) && n.ends_with(".deb")
+            })
+            .ok_or_else(|| {
+                anyhow!(
+                    "apt-get download {pkg} produced no .deb in {}",
+                    cache.display()
+                )
+            })?;
+        cmd_status(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
+        std::fs::write(root.join(".complete"), b"")?;
+        let _ = std::fs::remove_file(&deb);
+    }
+    let ver = std::fs::read_dir(root.join("lib/modules"))
+        .with_context(|| format!("{} has no lib/modules: delete it and rerun", root.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .ok_or_else(|| {
+            anyhow!(
+                "{}/lib/modules is empty: delete {} and rerun",
+                root.display(),
+                root.display()
+            )
+        })?;
+    cmd_status(Command::new("depmod").arg("-b").arg(&root).arg(&ver))?;
+    Ok((root, ver))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_newest_kernel() {
+        let s = "linux-image-6.12.9+deb12-amd64-unsigned - Linux\n\
+                 linux-image-6.12.117+deb12-amd64-unsigned - Linux\n\
+                 linux-image-6.12.41+deb12-amd64-unsigned - Linux\n\
+                 linux-image-6.12.200+deb12-cloud-amd64-unsigned - Linux\n";
+        assert_eq!(
+            newest_kernel_package(s).as_deref(),
+            Some("linux-image-6.12.117+deb12-amd64-unsigned")
+        );
+        assert_eq!(newest_kernel_package(""), None);
+    }
+}
