@@ -4,6 +4,7 @@
 //! `Option` cross the kernel boundary.
 #![no_std]
 
+pub mod ev;
 pub mod hist;
 
 /// `isa` values as the kvm_exit tracepoint reports them.
@@ -75,7 +76,9 @@ pub mod counter {
     pub const ENTRIES: u32 = 6;
     /// Number of kvm_userspace_exit events seen.
     pub const USERSPACE_EXITS: u32 = 7;
-    pub const COUNT: u32 = 8;
+    /// The evidence map was full: a sub-reason event was counted nowhere.
+    pub const EVIDENCE_FULL: u32 = 8;
+    pub const COUNT: u32 = 9;
     pub const NAMES: [&str; COUNT as usize] = [
         "orphan_entry",
         "unpaired_exit",
@@ -85,6 +88,7 @@ pub mod counter {
         "exits",
         "entries",
         "userspace_exits",
+        "evidence_map_full",
     ];
 }
 
@@ -120,4 +124,10 @@ mod pod {
     unsafe impl aya::Pod for super::Pending {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Offsets {}
+    // SAFETY: as above (16 bytes: u32, u16, u16, u64).
+    unsafe impl aya::Pod for super::ev::EvKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ev::EvValue {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ev::FieldSpec {}
 }

@@ -7,6 +7,7 @@
 #![no_main]
 
 mod agg;
+mod ev;
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
@@ -48,7 +49,7 @@ fn now() -> u64 {
 }
 
 #[inline(always)]
-fn ids() -> (u32, u32) {
+pub(crate) fn ids() -> (u32, u32) {
     let id = bpf_get_current_pid_tgid();
     ((id >> 32) as u32, id as u32)
 }
@@ -80,6 +81,7 @@ pub fn kvm_exit(ctx: TracePointContext) -> u32 {
     };
     let (tgid, tid) = ids();
     agg::on_exit(tgid, tid, now(), vcpu, isa, reason);
+    ev::exit_detail(&ctx, tgid, isa, reason);
     0
 }
 
@@ -135,7 +137,8 @@ pub fn sys_enter_ioctl(ctx: TracePointContext) -> u32 {
 }
 
 /// Test entry for BPF_PROG_TEST_RUN: args = [op, tgid, tid, now_ns, vcpu, isa, reason].
-/// op 0 = kvm_exit, 1 = kvm_entry, 2 = kvm_userspace_exit, 3 = KVM_RUN ioctl.
+/// op 0 = kvm_exit, 1 = kvm_entry, 2 = kvm_userspace_exit, 3 = KVM_RUN ioctl,
+/// 4 = kvm_msr with args [4, tgid, write, msr, data, -, -].
 #[raw_tracepoint]
 pub fn kvmprof_test(ctx: RawTracePointContext) -> u32 {
     let op: u64 = ctx.arg(0);
@@ -150,6 +153,7 @@ pub fn kvmprof_test(ctx: RawTracePointContext) -> u32 {
         1 => agg::on_entry(tgid as u32, tid as u32, now, vcpu as u32),
         2 => agg::on_uexit(tgid as u32, tid as u32, now, reason as u32),
         3 => agg::on_kvm_run(tgid as u32, tid as u32, now),
+        4 => ev::on_msr(tgid as u32, tid != 0, now as u32, vcpu),
         _ => return 1,
     }
     0

@@ -148,6 +148,23 @@ pub struct VmInfo {
     pub is_qemu: bool,
 }
 
+/// Sub-reason evidence key (profiler_common::ev): per VM, kind, flags and subject `a`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EvKey {
+    pub tgid: u32,
+    pub kind: u16,
+    pub flags: u16,
+    pub a: u64,
+}
+
+/// Cumulative evidence counter: events, summed quantity (kind-specific), last value seen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvStat {
+    pub count: u64,
+    pub sum: u64,
+    pub last: u64,
+}
+
 /// Raw cumulative counters at one instant.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
@@ -163,6 +180,9 @@ pub struct Sample {
     pub progs: Vec<ProgStat>,
     /// Known VM processes by pid.
     pub vms: BTreeMap<u32, VmInfo>,
+    /// Sub-reason evidence (MSRs, ports, MMIO, hypercalls, inhibits, ...), summed over CPUs.
+    #[serde(default)]
+    pub evidence: BTreeMap<EvKey, EvStat>,
 }
 
 impl Sample {

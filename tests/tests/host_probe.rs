@@ -10,7 +10,7 @@ use kvmprof::{
     },
     sample::{Key, Sample},
 };
-use profiler_common::{counter, hist, ISA_SVM, ISA_USERSPACE, ISA_VMX};
+use profiler_common::{counter, ev, hist, ISA_SVM, ISA_USERSPACE, ISA_VMX};
 
 fn test_probe(max_keys: u32) -> Probe {
     Probe::load(&ProbeOptions {
@@ -186,7 +186,7 @@ fn live_probes_see_the_exerciser_userspace_exits() {
     let iters = 300;
     let r = kvmprof::exerciser::run(&kvmprof::exerciser::ExerciseOpts {
         iters,
-        ops: "o".into(),
+        ops: "ocrw".into(),
         forever: false,
         pause: std::time::Duration::ZERO,
     })
@@ -215,6 +215,86 @@ fn live_probes_see_the_exerciser_userspace_exits() {
     println!("KVM_EXIT_IO timed {} in flight {io_in_flight}; KVM_EXIT_HLT in flight {hlt_in_flight}", io1 - io0);
     assert_eq!(io1 - io0 + io_in_flight, iters);
     assert_eq!(hlt_in_flight, 1);
+    // Sub-reason evidence: the port written and the MSR read/written, exactly.
+    let ev = |kind: u16, a: u64| -> u64 {
+        let count = |s: &Sample| -> u64 {
+            s.evidence
+                .iter()
+                .filter(|(k, _)| k.tgid == pid && k.kind == kind && k.a == a)
+                .map(|(_, v)| v.count)
+                .sum()
+        };
+        count(&after) - count(&before)
+    };
+    println!(
+        "evidence: out 0x10 {}, rdmsr 0x10 {}, wrmsr 0x10 {}",
+        ev(ev::PIO_OUT, 0x10),
+        ev(ev::MSR_READ, 0x10),
+        ev(ev::MSR_WRITE, 0x10)
+    );
+    assert_eq!(ev(ev::PIO_OUT, 0x10), iters);
+    assert_eq!(ev(ev::MSR_READ, 0x10), iters);
+    assert_eq!(ev(ev::MSR_WRITE, 0x10), iters);
+    for p in ["ev_msr", "ev_pio", "ev_mmio", "ev_hv_hypercall", "ev_apicv_inhibit"] {
+        assert!(src.probe().attached.contains(&p), "{p} not attached");
+    }
     // Any KVM user seen in the maps is described, QEMU or not.
     assert!(after.vms.contains_key(&pid), "{:?}", after.vms.keys());
+}
+
+#[test]
+fn rows_of_exited_processes_can_be_forgotten() {
+    if !common::privileged("rows_of_exited_processes_can_be_forgotten") {
+        return;
+    }
+    let mut p = test_probe(1024);
+    let s = run(
+        &p,
+        &[
+            ev(OP_EXIT, 600, 6000, 1_000, 0, ISA_VMX, 30),
+            ev(OP_ENTRY, 600, 6000, 1_100, 0, 0, 0),
+            ev(OP_EXIT, 600, 6000, 2_000, 0, ISA_VMX, 12), // stays in flight
+            ev(OP_EXIT, 700, 7000, 1_000, 0, ISA_VMX, 30),
+            ev(OP_ENTRY, 700, 7000, 1_100, 0, 0, 0),
+        ],
+    );
+    assert_eq!(s.stats.len(), 2);
+    assert_eq!(p.forget(&[600]).unwrap(), 1);
+    let s = p.sample().unwrap();
+    assert!(s.stats.keys().all(|k| k.tgid == 700), "{:?}", s.stats.keys());
+    assert!(s.in_flight.is_empty(), "{:?}", s.in_flight);
+}
+
+/// The MSR path decodes SynIC SINT AutoEOI/masked and stimer direct mode in kernel.
+#[test]
+fn msr_writes_are_classified_in_kernel() {
+    if !common::privileged("msr_writes_are_classified_in_kernel") {
+        return;
+    }
+    let p = test_probe(1024);
+    let msr = |write: u64, idx: u64, data: u64| -> Event { [4, 800, write, idx, data, 0, 0] };
+    let s = run(
+        &p,
+        &[
+            msr(1, 0x4000_0000, 0x0001_040a_0000_4a61), // GUEST_OS_ID: Microsoft, NT 10.0
+            msr(1, 0x4000_0092, (1 << 17) | 0x30),      // SINT2: AutoEOI, vector 0x30
+            msr(1, 0x4000_0093, (1 << 16) | 0x31),      // SINT3: masked
+            msr(1, 0x4000_00b0, (1 << 12) | 1),         // STIMER0_CONFIG: direct, enabled
+            msr(1, 0x4000_0070, 0),                     // EOI
+            msr(1, 0x4000_0070, 0),
+            msr(0, 0x4000_0020, 0), // TIME_REF_COUNT read
+        ],
+    );
+    let get = |kind: u16, flags: u16, a: u64| {
+        s.evidence
+            .get(&kvmprof::sample::EvKey { tgid: 800, kind, flags, a })
+            .copied()
+            .unwrap_or_else(|| panic!("no {kind}/{flags:#x}/{a:#x} in {:?}", s.evidence))
+    };
+    assert_eq!(get(ev::MSR_WRITE, 0, 0x4000_0000).last, 0x0001_040a_0000_4a61);
+    assert_eq!(get(ev::MSR_WRITE, ev::MSRF_SINT | 2, 0x4000_0092).count, 1);
+    assert_eq!(get(ev::MSR_WRITE, ev::MSRF_SINT | 1, 0x4000_0093).count, 1);
+    assert_eq!(get(ev::MSR_WRITE, ev::MSRF_STIMER_CONFIG | 1, 0x4000_00b0).count, 1);
+    assert_eq!(get(ev::MSR_WRITE, 0, 0x4000_0070).count, 2);
+    assert_eq!(get(ev::MSR_READ, 0, 0x4000_0020).count, 1);
 }

@@ -15,7 +15,10 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 pub use errors::{check_privileges, ProbeError};
-use profiler_common::Offsets;
+use profiler_common::{
+    ev::{self, FieldSpec},
+    Offsets,
+};
 
 use crate::{decode::format, sample::Sample};
 
@@ -124,6 +127,35 @@ pub fn read_offsets(tracefs: &Path) -> Result<Offsets, ProbeError> {
     Ok(o)
 }
 
+/// Evidence field positions from the running kernel; absent events/fields stay size 0.
+pub fn read_ev_fields(tracefs: &Path) -> [FieldSpec; ev::f::COUNT] {
+    let mut out = [FieldSpec::default(); ev::f::COUNT];
+    let mut cache: std::collections::HashMap<&str, Option<format::Format>> = Default::default();
+    for (slot, event, field) in ev::FIELD_SOURCES {
+        let fmt = cache
+            .entry(event)
+            .or_insert_with(|| format::read_event(tracefs, "kvm", event).ok());
+        if let Some(f) = fmt.as_ref().and_then(|f| f.field(field)) {
+            if matches!(f.size, 1 | 2 | 4 | 8) && f.offset <= u16::MAX as u32 {
+                out[slot] = FieldSpec {
+                    offset: f.offset as u16,
+                    size: f.size as u16,
+                };
+            }
+        }
+    }
+    out
+}
+
+/// Slots each evidence program needs (all must be present for it to attach).
+fn ev_slots(event: &str) -> Vec<usize> {
+    ev::FIELD_SOURCES
+        .iter()
+        .filter(|(_, e, _)| *e == event)
+        .map(|(slot, _, _)| *slot)
+        .collect()
+}
+
 impl Probe {
     pub fn load(opts: &ProbeOptions) -> Result<Probe, ProbeError> {
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -145,9 +177,15 @@ impl Probe {
         } else {
             read_offsets(&tracefs)?
         };
+        let ev_fields = if opts.test_only {
+            [FieldSpec::default(); ev::f::COUNT]
+        } else {
+            read_ev_fields(&tracefs)
+        };
         bump_memlock();
         let mut ebpf = EbpfLoader::new()
             .override_global("OFFSETS", &offsets, true)
+            .override_global("EV_FIELDS", &ev_fields[..], true)
             .map_max_entries("STATS", opts.max_keys)
             .load(OBJECT)
             .map_err(|e| ProbeError::other("loading the eBPF object", e))?;
@@ -176,6 +214,25 @@ impl Probe {
                 .map_err(|e| ProbeError::other(format!("attaching to {category}:{event}"), e))?;
             attached.push(name);
         }
+        for (name, event) in ev::PROGRAMS {
+            if opts.test_only {
+                break;
+            }
+            let slots = ev_slots(event);
+            if !tracefs.join("events/kvm").join(event).is_dir() {
+                missing.push(format!("kvm:{event}"));
+                continue;
+            }
+            if slots.iter().any(|&s| ev_fields[s].size == 0) {
+                missing.push(format!("kvm:{event} (fields changed on this kernel)"));
+                continue;
+            }
+            let prog: &mut TracePoint = program(&mut ebpf, name)?;
+            prog.load().map_err(|e| verifier(name, e))?;
+            prog.attach("kvm", event)
+                .map_err(|e| ProbeError::other(format!("attaching to kvm:{event}"), e))?;
+            attached.push(name);
+        }
         Ok(Probe {
             ebpf,
             attached,
@@ -193,6 +250,12 @@ impl Probe {
 
     pub fn ebpf(&self) -> &Ebpf {
         &self.ebpf
+    }
+
+    /// Delete every row of these (exited) processes so the maps do not fill up over days of
+    /// VMs coming and going. Returns how many keys were removed.
+    pub fn forget(&mut self, tgids: &[u32]) -> anyhow::Result<usize> {
+        read::forget(&mut self.ebpf, tgids)
     }
 }
 

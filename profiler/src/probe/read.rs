@@ -8,9 +8,9 @@ use aya::{
     maps::{HashMap, PerCpuArray, PerCpuHashMap},
     Ebpf,
 };
-use profiler_common::{counter, Pending, StatKey, StatValue};
+use profiler_common::{counter, ev, Pending, StatKey, StatValue};
 
-use crate::sample::{Hist, Key, ProgStat, Sample, Stat};
+use crate::sample::{EvKey, EvStat, Hist, Key, ProgStat, Sample, Stat};
 
 pub fn sample(ebpf: &Ebpf, programs: &[&str]) -> anyhow::Result<Sample> {
     let mono_ns = mono_ns();
@@ -29,6 +29,25 @@ pub fn sample(ebpf: &Ebpf, programs: &[&str]) -> anyhow::Result<Sample> {
         // A key deleted between get_next_key and lookup is simply gone: skip it.
         let Ok((k, per_cpu)) = item else { continue };
         s.stats.insert(Key::from(k), fold(&per_cpu));
+    }
+
+    let evidence: PerCpuHashMap<_, ev::EvKey, ev::EvValue> =
+        PerCpuHashMap::try_from(ebpf.map("EVIDENCE").context("EVIDENCE map missing")?)?;
+    for (k, per_cpu) in evidence.iter().flatten() {
+        let mut st = EvStat::default();
+        for v in per_cpu.iter().filter(|v| v.count != 0) {
+            st.count += v.count;
+            st.sum += v.sum;
+            // Any CPU's last value: the per-CPU copies cannot say which one was newest.
+            st.last = v.last;
+        }
+        let key = EvKey {
+            tgid: k.tgid,
+            kind: k.kind,
+            flags: k.flags,
+            a: k.a,
+        };
+        s.evidence.insert(key, st);
     }
 
     for name in ["PENDING", "UPENDING"] {
@@ -66,6 +85,53 @@ pub fn sample(ebpf: &Ebpf, programs: &[&str]) -> anyhow::Result<Sample> {
         }
     }
     Ok(s)
+}
+
+pub fn forget(ebpf: &mut Ebpf, tgids: &[u32]) -> anyhow::Result<usize> {
+    if tgids.is_empty() {
+        return Ok(0);
+    }
+    let mut removed = 0;
+    {
+        let mut stats: PerCpuHashMap<_, StatKey, StatValue> =
+            PerCpuHashMap::try_from(ebpf.map_mut("STATS").context("STATS map missing")?)?;
+        let dead: Vec<StatKey> = stats
+            .keys()
+            .flatten()
+            .filter(|k| tgids.contains(&k.tgid))
+            .collect();
+        for k in dead {
+            removed += usize::from(stats.remove(&k).is_ok());
+        }
+    }
+    {
+        let mut evidence: PerCpuHashMap<_, ev::EvKey, ev::EvValue> =
+            PerCpuHashMap::try_from(ebpf.map_mut("EVIDENCE").context("EVIDENCE map missing")?)?;
+        let dead: Vec<ev::EvKey> = evidence
+            .keys()
+            .flatten()
+            .filter(|k| tgids.contains(&k.tgid))
+            .collect();
+        for k in dead {
+            let _ = evidence.remove(&k);
+        }
+    }
+    for name in ["PENDING", "UPENDING"] {
+        let mut map: HashMap<_, u32, Pending> = HashMap::try_from(
+            ebpf.map_mut(name)
+                .with_context(|| format!("{name} map missing"))?,
+        )?;
+        let dead: Vec<u32> = map
+            .iter()
+            .flatten()
+            .filter(|(_, p)| tgids.contains(&p.tgid))
+            .map(|(tid, _)| tid)
+            .collect();
+        for tid in dead {
+            let _ = map.remove(&tid);
+        }
+    }
+    Ok(removed)
 }
 
 /// Sum one key's per-CPU values.

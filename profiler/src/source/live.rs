@@ -8,8 +8,13 @@ use crate::{
     vm::Discovery,
 };
 
+/// Samples a process must have been gone for before its rows are deleted from the maps.
+const FORGET_AFTER: u32 = 10;
+
 pub struct LiveSource {
     probe: Probe,
+    /// Exited processes still in the maps: tgid → consecutive samples seen dead.
+    dead: std::collections::BTreeMap<u32, u32>,
     discovery: Discovery,
     names: ExitNames,
     label: String,
@@ -26,6 +31,7 @@ impl LiveSource {
         Ok((
             LiveSource {
                 probe,
+                dead: Default::default(),
                 discovery: Discovery::host(),
                 names,
                 label,
@@ -36,6 +42,31 @@ impl LiveSource {
 
     pub fn probe(&self) -> &Probe {
         &self.probe
+    }
+
+    /// A VM that exited stays visible for FORGET_AFTER samples, then its rows leave the maps.
+    fn forget_exited(&mut self, pids: &[u32]) -> anyhow::Result<()> {
+        let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+        self.dead.retain(|pid, _| pids.contains(pid));
+        let mut gone = Vec::new();
+        for &pid in pids {
+            if alive(pid) {
+                self.dead.remove(&pid);
+                continue;
+            }
+            let n = self.dead.entry(pid).or_insert(0);
+            *n += 1;
+            if *n >= FORGET_AFTER {
+                gone.push(pid);
+            }
+        }
+        if !gone.is_empty() {
+            self.probe.forget(&gone)?;
+            for pid in gone {
+                self.dead.remove(&pid);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -52,6 +83,7 @@ impl Source for LiveSource {
             .into_iter()
             .map(|v| (v.pid, v))
             .collect();
+        self.forget_exited(&pids)?;
         Ok(Some(s))
     }
 

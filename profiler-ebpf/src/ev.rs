@@ -1,0 +1,257 @@
+//! Sub-reason evidence programs: each reads a few fields (offsets from the running kernel's
+//! format, in EV_FIELDS) and bumps one per-CPU counter keyed by (VM, kind, flags, a).
+
+use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
+    macros::{map, tracepoint},
+    maps::PerCpuHashMap,
+    programs::TracePointContext,
+};
+use profiler_common::{
+    counter,
+    ev::{self, f, EvKey, EvValue, FieldSpec},
+    ISA_SVM, ISA_VMX,
+};
+
+use crate::{agg, ids};
+
+/// Field positions for the evidence programs; written by the loader (read-only global).
+#[no_mangle]
+static EV_FIELDS: [FieldSpec; f::COUNT] = [FieldSpec { offset: 0, size: 0 }; f::COUNT];
+
+#[map]
+static EVIDENCE: PerCpuHashMap<EvKey, EvValue> =
+    PerCpuHashMap::with_max_entries(8192, BPF_F_NO_PREALLOC);
+
+/// Read slot `i` of the record, whatever its size on this kernel. None if absent.
+#[inline(always)]
+fn field(ctx: &TracePointContext, i: usize) -> Option<u64> {
+    // SAFETY: plain-integer global rewritten by the loader; volatile defeats constant folding.
+    let spec = unsafe { core::ptr::read_volatile(EV_FIELDS.as_ptr().add(i)) };
+    let off = spec.offset as usize;
+    // SAFETY: read_at is bpf_probe_read on the record: a wrong offset is an error, not UB.
+    unsafe {
+        match spec.size {
+            1 => ctx.read_at::<u8>(off).ok().map(u64::from),
+            2 => ctx.read_at::<u16>(off).ok().map(u64::from),
+            4 => ctx.read_at::<u32>(off).ok().map(u64::from),
+            8 => ctx.read_at::<u64>(off).ok(),
+            _ => None,
+        }
+    }
+}
+
+#[inline(always)]
+pub fn bump(tgid: u32, kind: u16, flags: u16, a: u64, sum: u64, last: u64) {
+    let key = EvKey {
+        tgid,
+        kind,
+        flags,
+        a,
+    };
+    if let Some(v) = EVIDENCE.get_ptr_mut(&key) {
+        // SAFETY: this CPU's copy of a live per-CPU value; kvm tracepoints run with
+        // preemption disabled, so nothing else on this CPU writes it meanwhile.
+        let v = unsafe { &mut *v };
+        v.count += 1;
+        v.sum += sum;
+        v.last = last;
+        return;
+    }
+    let v = EvValue {
+        count: 1,
+        sum,
+        last,
+    };
+    if EVIDENCE.insert(&key, &v, 0).is_err() {
+        agg::bump(counter::EVIDENCE_FULL);
+    }
+}
+
+/// VMX exit details that name the cause behind a reason (interrupt vector, EOI vector, APIC
+/// register), and SVM nested page faults on MMIO (reserved-bit faults) with their GPA page.
+#[inline(always)]
+pub fn exit_detail(ctx: &TracePointContext, tgid: u32, isa: u32, reason: u32) {
+    if isa == ISA_VMX {
+        let basic = reason & 0xffff;
+        let detail = match basic {
+            1 => match field(ctx, f::EXIT_INTR_INFO) {
+                Some(i) if i & 0x8000_0000 != 0 => i & 0xff,
+                _ => return,
+            },
+            45 => match field(ctx, f::EXIT_INFO1) {
+                Some(i) => i & 0xff,
+                None => return,
+            },
+            56 => match field(ctx, f::EXIT_INFO1) {
+                Some(i) => i & 0xfff,
+                None => return,
+            },
+            _ => return,
+        };
+        bump(tgid, ev::EXIT_DETAIL, basic as u16, detail, 0, 0);
+    } else if isa == ISA_SVM && reason == 0x400 {
+        if let (Some(info1), Some(gpa)) = (field(ctx, f::EXIT_INFO1), field(ctx, f::EXIT_INFO2)) {
+            if info1 & 8 != 0 {
+                bump(tgid, ev::NPF_MMIO, 0, gpa & !0xfff, 0, 0);
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn tgid() -> u32 {
+    ids().0
+}
+
+#[tracepoint(category = "kvm", name = "kvm_msr")]
+pub fn ev_msr(ctx: TracePointContext) -> u32 {
+    let (Some(write), Some(ecx), Some(data)) = (
+        field(&ctx, f::MSR_WRITE),
+        field(&ctx, f::MSR_ECX),
+        field(&ctx, f::MSR_DATA),
+    ) else {
+        return 0;
+    };
+    on_msr(tgid(), write != 0, ecx as u32, data);
+    0
+}
+
+#[inline(always)]
+pub fn on_msr(tgid: u32, write: bool, msr: u32, data: u64) {
+    if write {
+        let flags = ev::msr_write_flags(msr, data);
+        bump(tgid, ev::MSR_WRITE, flags, msr as u64, 0, data);
+    } else {
+        bump(tgid, ev::MSR_READ, 0, msr as u64, 0, data);
+    }
+}
+
+#[tracepoint(category = "kvm", name = "kvm_pio")]
+pub fn ev_pio(ctx: TracePointContext) -> u32 {
+    let (Some(rw), Some(port), Some(size)) = (
+        field(&ctx, f::PIO_RW),
+        field(&ctx, f::PIO_PORT),
+        field(&ctx, f::PIO_SIZE),
+    ) else {
+        return 0;
+    };
+    let kind = if rw != 0 { ev::PIO_OUT } else { ev::PIO_IN };
+    bump(tgid(), kind, size as u16, port, 0, 0);
+    0
+}
+
+#[tracepoint(category = "kvm", name = "kvm_mmio")]
+pub fn ev_mmio(ctx: TracePointContext) -> u32 {
+    let (Some(ty), Some(len), Some(gpa)) = (
+        field(&ctx, f::MMIO_TYPE),
+        field(&ctx, f::MMIO_LEN),
+        field(&ctx, f::MMIO_GPA),
+    ) else {
+        return 0;
+    };
+    // 0 = read not yet satisfied: its READ (1) follows, so count reads once.
+    let kind = match ty {
+        1 => ev::MMIO_READ,
+        2 => ev::MMIO_WRITE,
+        _ => return 0,
+    };
+    bump(tgid(), kind, len as u16, gpa, 0, 0);
+    0
+}
+
+#[tracepoint(category = "kvm", name = "kvm_hv_hypercall")]
+pub fn ev_hv_hypercall(ctx: TracePointContext) -> u32 {
+    let Some(code) = field(&ctx, f::HC_CODE) else {
+        return 0;
+    };
+    let fast = field(&ctx, f::HC_FAST).unwrap_or(0);
+    bump(tgid(), ev::HV_HYPERCALL, fast as u16, code & 0xffff, 0, 0);
+    0
+}
+
+#[tracepoint(category = "kvm", name = "kvm_apicv_inhibit_changed")]
+pub fn ev_apicv_inhibit(ctx: TracePointContext) -> u32 {
+    let (Some(reason), Some(set)) = (field(&ctx, f::INH_REASON), field(&ctx, f::INH_SET)) else {
+        return 0;
+    };
+    let mask = field(&ctx, f::INH_MASK).unwrap_or(0);
+    bump(tgid(), ev::APICV_INHIBIT, set as u16, reason, 0, mask);
+    0
+}
+
+#[tracepoint(category = "kvm", name = "kvm_hv_synic_set_msr")]
+pub fn ev_synic_msr(ctx: TracePointContext) -> u32 {
+    let (Some(msr), Some(data)) = (field(&ctx, f::SYNIC_MSR), field(&ctx, f::SYNIC_DATA)) else {
+        return 0;
+    };
+    let host = field(&ctx, f::SYNIC_HOST).unwrap_or(0) as u16 & 1;
+    let aeoi = ((data >> 17) & 1) as u16;
+    let masked = ((data >> 16) & 1) as u16;
+    bump(tgid(), ev::SYNIC_MSR, host | aeoi << 1 | masked << 2, msr, 0, data);
+    0
+}
+
+#[tracepoint(category = "kvm", name = "kvm_hv_stimer_expiration")]
+pub fn ev_stimer_expire(ctx: TracePointContext) -> u32 {
+    let (Some(timer), Some(direct)) = (field(&ctx, f::STEXP_TIMER), field(&ctx, f::STEXP_DIRECT))
+    else {
+        return 0;
+    };
+    bump(tgid(), ev::STIMER_EXPIRE, (direct != 0) as u16, timer, 0, 0);
+    0
+}
+
+#[tracepoint(category = "kvm", name = "kvm_hv_stimer_set_config")]
+pub fn ev_stimer_config(ctx: TracePointContext) -> u32 {
+    let (Some(timer), Some(config)) = (field(&ctx, f::STCFG_TIMER), field(&ctx, f::STCFG_CONFIG))
+    else {
+        return 0;
+    };
+    bump(tgid(), ev::STIMER_CONFIG, ((config >> 12) & 1) as u16, timer, 0, config);
+    0
+}
+
+#[tracepoint(category = "kvm", name = "kvm_eoi")]
+pub fn ev_eoi(ctx: TracePointContext) -> u32 {
+    if let Some(v) = field(&ctx, f::EOI_VECTOR) {
+        bump(tgid(), ev::EOI, 0, v & 0xff, 0, 0);
+    }
+    0
+}
+
+#[tracepoint(category = "kvm", name = "kvm_pv_eoi")]
+pub fn ev_pv_eoi(ctx: TracePointContext) -> u32 {
+    if let Some(v) = field(&ctx, f::PVEOI_VECTOR) {
+        bump(tgid(), ev::PV_EOI, 0, v & 0xff, 0, 0);
+    }
+    0
+}
+
+#[tracepoint(category = "kvm", name = "kvm_apic_ipi")]
+pub fn ev_apic_ipi(ctx: TracePointContext) -> u32 {
+    if let Some(icr) = field(&ctx, f::IPI_ICR) {
+        bump(tgid(), ev::IPI, ((icr >> 8) & 7) as u16, icr & 0xff, 0, 0);
+    }
+    0
+}
+
+#[tracepoint(category = "kvm", name = "kvm_vcpu_wakeup")]
+pub fn ev_vcpu_wakeup(ctx: TracePointContext) -> u32 {
+    let Some(ns) = field(&ctx, f::WAKE_NS) else {
+        return 0;
+    };
+    let waited = field(&ctx, f::WAKE_WAITED).unwrap_or(0) as u16 & 1;
+    let valid = field(&ctx, f::WAKE_VALID).unwrap_or(0) as u16 & 1;
+    bump(tgid(), ev::WAKEUP, waited | valid << 1, 0, ns, 0);
+    0
+}
+
+#[tracepoint(category = "kvm", name = "kvm_halt_poll_ns")]
+pub fn ev_halt_poll(ctx: TracePointContext) -> u32 {
+    let (Some(grow), Some(new)) = (field(&ctx, f::HPOLL_GROW), field(&ctx, f::HPOLL_NEW)) else {
+        return 0;
+    };
+    bump(tgid(), ev::HALT_POLL, grow as u16, 0, 0, new);
+    0
+}
