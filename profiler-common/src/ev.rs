@@ -82,10 +82,7 @@ pub mod f {
     pub const WAKE_VALID: usize = 26;
     pub const HPOLL_GROW: usize = 27;
     pub const HPOLL_NEW: usize = 28;
-    pub const EXIT_INFO1: usize = 29;
-    pub const EXIT_INFO2: usize = 30;
-    pub const EXIT_INTR_INFO: usize = 31;
-    pub const COUNT: usize = 32;
+    pub const COUNT: usize = 29;
 }
 
 /// (slot, event, field name) for every slot: the loader's table.
@@ -119,9 +116,6 @@ pub const FIELD_SOURCES: [(usize, &str, &str); f::COUNT] = [
     (f::WAKE_VALID, "kvm_vcpu_wakeup", "valid"),
     (f::HPOLL_GROW, "kvm_halt_poll_ns", "grow"),
     (f::HPOLL_NEW, "kvm_halt_poll_ns", "new"),
-    (f::EXIT_INFO1, "kvm_exit", "info1"),
-    (f::EXIT_INFO2, "kvm_exit", "info2"),
-    (f::EXIT_INTR_INFO, "kvm_exit", "intr_info"),
 ];
 
 /// Evidence programs: (program name, kvm event). Each attaches only if its event exists and

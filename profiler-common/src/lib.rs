@@ -103,9 +103,13 @@ pub struct Offsets {
     pub entry_vcpu_id: u32,
     pub uexit_reason: u32,
     pub uexit_errno: u32,
+    /// kvm_exit info1 (u64), info2 (u64), intr_info (u32) for exit details; 0 = absent or
+    /// of another size on this kernel (the common header makes 0 impossible otherwise).
+    pub exit_info1: u32,
+    pub exit_info2: u32,
+    pub exit_intr_info: u32,
     /// 1 once userspace filled this in; programs do nothing while it is 0.
     pub valid: u32,
-    pub _pad: u32,
 }
 
 /// Reason codes used under [`ISA_USERSPACE`] when `kvm_userspace_exit` reports an errno.

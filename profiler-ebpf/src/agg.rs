@@ -29,12 +29,17 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 #[map]
 static INIT: PerCpuArray<StatValue> = PerCpuArray::with_max_entries(1, 0);
 
+/// Add one to a counter slot; returns the new value on this CPU (0 if the slot is missing).
 #[inline(always)]
-pub fn bump(slot: u32) {
+pub fn bump(slot: u32) -> u64 {
     if let Some(c) = COUNTERS.get_ptr_mut(slot) {
         // SAFETY: per-CPU slot, and these tracepoints run with preemption disabled.
-        unsafe { *c += 1 };
+        unsafe {
+            *c += 1;
+            return *c;
+        }
     }
+    0
 }
 
 #[inline(always)]
@@ -65,19 +70,21 @@ pub fn on_exit(tgid: u32, tid: u32, now: u64, vcpu_id: u32, isa: u32, reason: u3
     }
 }
 
+/// Returns true the first time (on this CPU) the stats map refused a row, so the caller can
+/// log it once instead of on every dropped exit.
 #[inline(always)]
-pub fn on_entry(tgid: u32, tid: u32, now: u64, vcpu_id: u32) {
+pub fn on_entry(tgid: u32, tid: u32, now: u64, vcpu_id: u32) -> bool {
     bump(counter::ENTRIES);
     let Some(p) = PENDING.get_ptr_mut(tid) else {
         bump(counter::ORPHAN_ENTRY);
-        return;
+        return false;
     };
     // SAFETY: pointer to a live map value; only this thread writes its own entry.
     let p = unsafe { &mut *p };
     if p.ts == 0 || p.ts > now {
         bump(counter::ORPHAN_ENTRY);
         p.ts = 0;
-        return;
+        return false;
     }
     let key = StatKey {
         tgid,
@@ -87,7 +94,7 @@ pub fn on_entry(tgid: u32, tid: u32, now: u64, vcpu_id: u32) {
     };
     let delta = now - p.ts;
     p.ts = 0;
-    account(&key, delta);
+    account(&key, delta) == 1
 }
 
 #[inline(always)]
@@ -126,11 +133,11 @@ pub fn on_kvm_run(tgid: u32, tid: u32, now: u64) {
     account(&key, delta);
 }
 
+/// Returns 0 when accounted, else the number of drops so far on this CPU.
 #[inline(always)]
-fn account(key: &StatKey, delta: u64) {
+fn account(key: &StatKey, delta: u64) -> u64 {
     let Some(v) = slot(key) else {
-        bump(counter::STATS_FULL);
-        return;
+        return bump(counter::STATS_FULL);
     };
     if v.count == 0 || delta < v.min_ns {
         v.min_ns = delta;
@@ -143,6 +150,7 @@ fn account(key: &StatKey, delta: u64) {
     if let Some(h) = v.hist.get_mut(hist::bucket(delta)) {
         *h += 1;
     }
+    0
 }
 
 #[inline(always)]

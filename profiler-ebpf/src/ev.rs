@@ -10,7 +10,7 @@ use aya_ebpf::{
 use profiler_common::{
     counter,
     ev::{self, f, EvKey, EvValue, FieldSpec},
-    ISA_SVM, ISA_VMX,
+    Offsets, ISA_SVM, ISA_VMX,
 };
 
 use crate::{agg, ids};
@@ -64,35 +64,49 @@ pub fn bump(tgid: u32, kind: u16, flags: u16, a: u64, sum: u64, last: u64) {
         last,
     };
     if EVIDENCE.insert(&key, &v, 0).is_err() {
-        agg::bump(counter::EVIDENCE_FULL);
+        let _ = agg::bump(counter::EVIDENCE_FULL);
     }
 }
 
 /// VMX exit details that name the cause behind a reason (interrupt vector, EOI vector, APIC
 /// register), and SVM nested page faults on MMIO (reserved-bit faults) with their GPA page.
+/// Fixed-size reads from `Offsets`: the size-generic `field()` compiles to code the verifier
+/// refuses inside the larger kvm_exit program.
 #[inline(always)]
-pub fn exit_detail(ctx: &TracePointContext, tgid: u32, isa: u32, reason: u32) {
+pub fn exit_detail(ctx: &TracePointContext, o: &Offsets, tgid: u32, isa: u32, reason: u32) {
     if isa == ISA_VMX {
         let basic = reason & 0xffff;
         let detail = match basic {
-            1 => match field(ctx, f::EXIT_INTR_INFO) {
-                Some(i) if i & 0x8000_0000 != 0 => i & 0xff,
-                _ => return,
-            },
-            45 => match field(ctx, f::EXIT_INFO1) {
-                Some(i) => i & 0xff,
-                None => return,
-            },
-            56 => match field(ctx, f::EXIT_INFO1) {
-                Some(i) => i & 0xfff,
-                None => return,
-            },
+            1 if o.exit_intr_info != 0 => {
+                // SAFETY: bpf_probe_read of the record at a kernel-provided offset.
+                let Ok(i) = (unsafe { ctx.read_at::<u32>(o.exit_intr_info as usize) }) else {
+                    return;
+                };
+                if i & 0x8000_0000 == 0 {
+                    return;
+                }
+                (i & 0xff) as u64
+            }
+            45 | 56 if o.exit_info1 != 0 => {
+                // SAFETY: as above.
+                let Ok(i) = (unsafe { ctx.read_at::<u64>(o.exit_info1 as usize) }) else {
+                    return;
+                };
+                if basic == 45 {
+                    i & 0xff
+                } else {
+                    i & 0xfff
+                }
+            }
             _ => return,
         };
         bump(tgid, ev::EXIT_DETAIL, basic as u16, detail, 0, 0);
-    } else if isa == ISA_SVM && reason == 0x400 {
-        if let (Some(info1), Some(gpa)) = (field(ctx, f::EXIT_INFO1), field(ctx, f::EXIT_INFO2)) {
-            if info1 & 8 != 0 {
+    } else if isa == ISA_SVM && reason == 0x400 && o.exit_info1 != 0 && o.exit_info2 != 0 {
+        // SAFETY: as above.
+        let info1 = unsafe { ctx.read_at::<u64>(o.exit_info1 as usize) }.unwrap_or(0);
+        if info1 & 8 != 0 {
+            // SAFETY: as above.
+            if let Ok(gpa) = unsafe { ctx.read_at::<u64>(o.exit_info2 as usize) } {
                 bump(tgid, ev::NPF_MMIO, 0, gpa & !0xfff, 0, 0);
             }
         }

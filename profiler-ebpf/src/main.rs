@@ -9,10 +9,12 @@
 mod agg;
 mod ev;
 
+use aya_log_ebpf::warn;
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
+    EbpfContext,
 };
 use profiler_common::{counter, Offsets, UEXIT_ERROR, UEXIT_RESTART};
 
@@ -25,8 +27,10 @@ static OFFSETS: Offsets = Offsets {
     entry_vcpu_id: 0,
     uexit_reason: 0,
     uexit_errno: 0,
+    exit_info1: 0,
+    exit_info2: 0,
+    exit_intr_info: 0,
     valid: 0,
-    _pad: 0,
 };
 
 /// KVM_RUN = _IO(KVMIO, 0x80): the ioctl that re-enters the guest after a userspace exit.
@@ -81,7 +85,7 @@ pub fn kvm_exit(ctx: TracePointContext) -> u32 {
     };
     let (tgid, tid) = ids();
     agg::on_exit(tgid, tid, now(), vcpu, isa, reason);
-    ev::exit_detail(&ctx, tgid, isa, reason);
+    ev::exit_detail(&ctx, &o, tgid, isa, reason);
     0
 }
 
@@ -95,7 +99,9 @@ pub fn kvm_entry(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let (tgid, tid) = ids();
-    agg::on_entry(tgid, tid, now(), vcpu);
+    if agg::on_entry(tgid, tid, now(), vcpu) {
+        log_stats_full(&ctx, tgid);
+    }
     0
 }
 
@@ -150,13 +156,27 @@ pub fn kvmprof_test(ctx: RawTracePointContext) -> u32 {
     let reason: u64 = ctx.arg(6);
     match op {
         0 => agg::on_exit(tgid as u32, tid as u32, now, vcpu as u32, isa as u32, reason as u32),
-        1 => agg::on_entry(tgid as u32, tid as u32, now, vcpu as u32),
+        1 => {
+            if agg::on_entry(tgid as u32, tid as u32, now, vcpu as u32) {
+                log_stats_full(&ctx, tgid as u32);
+            }
+        }
         2 => agg::on_uexit(tgid as u32, tid as u32, now, reason as u32),
         3 => agg::on_kvm_run(tgid as u32, tid as u32, now),
         4 => ev::on_msr(tgid as u32, tid != 0, now as u32, vcpu),
         _ => return 1,
     }
     0
+}
+
+/// Once per CPU: later drops only count (logging each would cost more than the exit).
+#[inline(always)]
+fn log_stats_full<C: EbpfContext>(ctx: &C, tgid: u32) {
+    warn!(
+        ctx,
+        "stats map full: exits of pid {} are counted as stats_map_full only; restart with a larger --max-keys",
+        tgid
+    );
 }
 
 #[cfg(not(test))]

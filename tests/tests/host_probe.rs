@@ -153,7 +153,7 @@ fn a_full_stats_map_counts_drops() {
     if !common::privileged("a_full_stats_map_counts_drops") {
         return;
     }
-    let p = test_probe(4);
+    let mut p = test_probe(4);
     let mut events = Vec::new();
     for (i, reason) in (0..6u32).enumerate() {
         let t = 1_000 * (i as u64 + 1);
@@ -163,6 +163,10 @@ fn a_full_stats_map_counts_drops() {
     let s = run(&p, &events);
     assert_eq!(s.stats.len(), 4);
     assert_eq!(s.counter(counter::STATS_FULL), 2);
+    // The kernel says so once (aya-log), not once per dropped exit.
+    let notes = p.notices();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].contains("stats map full") && notes[0].contains("--max-keys"), "{notes:?}");
 }
 
 /// This host's KVM (software PVM backend) never emits kvm_exit, but kvm_userspace_exit does

@@ -2,6 +2,7 @@
 
 mod errors;
 mod lock;
+mod notices;
 mod read;
 pub mod testrun;
 
@@ -73,6 +74,9 @@ pub struct Probe {
     /// Keeps BPF run-time statistics on while we live (kernel ≥ 5.8).
     _stats: Option<OwnedFd>,
     _lock: Option<lock::InstanceLock>,
+    /// Reads the programs' aya-log ring buffer.
+    logger: Option<aya_log::EbpfLogger<notices::Collector>>,
+    collector: notices::Collector,
 }
 
 /// The tracefs mount point, or the error telling how to mount it.
@@ -116,6 +120,17 @@ pub fn read_offsets(tracefs: &Path) -> Result<Offsets, ProbeError> {
         valid: 1,
         ..Default::default()
     };
+    // Optional exit details: only where the field has the size the program reads.
+    if let Ok(f) = format::read_event(tracefs, "kvm", "kvm_exit") {
+        let sized = |name: &str, size: u32| {
+            f.field(name)
+                .filter(|x| x.size == size)
+                .map_or(0, |x| x.offset)
+        };
+        o.exit_info1 = sized("info1", 8);
+        o.exit_info2 = sized("info2", 8);
+        o.exit_intr_info = sized("intr_info", 4);
+    }
     // Optional: kvm_userspace_exit exists since 2.6.x, but keep going if it is odd.
     if let (Ok(r), Ok(e)) = (
         off("kvm_userspace_exit", "reason"),
@@ -190,6 +205,9 @@ impl Probe {
             .load(OBJECT)
             .map_err(|e| ProbeError::other("loading the eBPF object", e))?;
         let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
+        let collector = notices::Collector::default();
+        // Taken before loading programs: the logger owns the AYA_LOGS map they write to.
+        let logger = aya_log::EbpfLogger::init_with_logger(&mut ebpf, collector.clone()).ok();
         let mut attached = Vec::new();
         let mut missing = Vec::new();
         if opts.test_only {
@@ -240,6 +258,8 @@ impl Probe {
             tracefs,
             _stats: stats,
             _lock: lock,
+            logger,
+            collector,
         })
     }
 
@@ -250,6 +270,14 @@ impl Probe {
 
     pub fn ebpf(&self) -> &Ebpf {
         &self.ebpf
+    }
+
+    /// Messages logged by the programs since the last call (e.g. a full map).
+    pub fn notices(&mut self) -> Vec<String> {
+        if let Some(l) = self.logger.as_mut() {
+            l.flush();
+        }
+        self.collector.drain()
     }
 
     /// Delete every row of these (exited) processes so the maps do not fill up over days of

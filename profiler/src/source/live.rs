@@ -94,6 +94,10 @@ impl Source for LiveSource {
     fn describe(&self) -> String {
         self.label.clone()
     }
+
+    fn notices(&mut self) -> Vec<String> {
+        self.probe.notices()
+    }
 }
 
 pub fn hostname() -> String {

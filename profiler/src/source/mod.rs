@@ -14,6 +14,10 @@ pub trait Source: Send {
     fn names(&self) -> ExitNames;
     /// One line for the header, e.g. "live: host (6.18.44)" or "demo".
     fn describe(&self) -> String;
+    /// Messages for the user since the last call (e.g. the kernel side reporting a full map).
+    fn notices(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Replays a fixed list of samples, one per call. For tests and snapshot fixtures.
@@ -44,3 +48,4 @@ impl Source for FakeSource {
         self.label.clone()
     }
 }
+pub mod replay;
