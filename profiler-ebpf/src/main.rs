@@ -169,6 +169,17 @@ pub fn kvmprof_test(ctx: RawTracePointContext) -> u32 {
     0
 }
 
+/// Baseline for cost measurements: the same argument reads as `kvmprof_test`, no work.
+#[raw_tracepoint]
+pub fn kvmprof_empty(ctx: RawTracePointContext) -> u32 {
+    let mut acc = 0u64;
+    for i in 0..7 {
+        let v: u64 = ctx.arg(i);
+        acc ^= v;
+    }
+    (acc == u64::MAX) as u32
+}
+
 /// Once per CPU: later drops only count (logging each would cost more than the exit).
 #[inline(always)]
 fn log_stats_full<C: EbpfContext>(ctx: &C, tgid: u32) {

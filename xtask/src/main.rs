@@ -32,6 +32,9 @@ enum Cmd {
         #[arg(long)]
         skip_vm: bool,
     },
+    /// Measure the probes' in-kernel cost and the sampler/model cost at scale (as root);
+    /// prints a table and writes BENCHMARKS.md.
+    Bench,
     /// Boot a Debian kernel under QEMU/TCG with nested AMD SVM and check kvmprof against the
     /// guest kernel's own hist-trigger counts.
     VmTest(vm::VmTestArgs),
@@ -56,6 +59,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             tasks::test(skip_vm)
         }
+        Cmd::Bench => tasks::bench(),
         Cmd::VmTest(args) => vm::vm_test(&args),
     }
 }

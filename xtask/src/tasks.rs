@@ -69,3 +69,33 @@ pub fn test(skip_vm: bool) -> Result<()> {
     }
     vm::vm_test(&vm::VmTestArgs::default())
 }
+
+/// `cargo xtask bench`: cost numbers (as root), printed and written to BENCHMARKS.md.
+pub fn bench() -> Result<()> {
+    let env = setup::setup()?;
+    let root = workspace_root();
+    run(env.command("cargo").current_dir(&root).args([
+        "build",
+        "--release",
+        "-p",
+        "kvmprof-tests",
+        "--features",
+        "kvmprof/ebpf",
+        "--bin",
+        "kvmprof-bench",
+    ]))?;
+    let out = crate::util::cmd_output(&mut std::process::Command::new(
+        root.join("target/release/kvmprof-bench"),
+    ))?;
+    print!("{out}");
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let doc = format!(
+        "# kvmprof benchmarks\n\nProduced by `cargo xtask bench` (as root) on Linux {} with {cpus} CPUs.\n\
+         Medians of repeated runs in one process; compare ratios, not absolute times, across machines.\n\n{out}",
+        kernel.trim()
+    );
+    std::fs::write(root.join("BENCHMARKS.md"), doc)?;
+    eprintln!("xtask: wrote BENCHMARKS.md");
+    Ok(())
+}

@@ -211,8 +211,11 @@ impl Probe {
         let mut attached = Vec::new();
         let mut missing = Vec::new();
         if opts.test_only {
-            let prog: &mut RawTracePoint = program(&mut ebpf, "kvmprof_test")?;
-            prog.load().map_err(|e| verifier("kvmprof_test", e))?;
+            for name in ["kvmprof_test", "kvmprof_empty"] {
+                let prog: &mut RawTracePoint = program(&mut ebpf, name)?;
+                prog.load().map_err(|e| verifier(name, e))?;
+                attached.push(name);
+            }
         }
         for (name, category, event, required) in TRACEPOINTS {
             if opts.test_only {

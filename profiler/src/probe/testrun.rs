@@ -43,10 +43,15 @@ const BPF_PROG_TEST_RUN: libc::c_long = 10;
 impl Probe {
     /// Run the test entry once per event; returns the program's return values.
     pub fn test_run(&self, events: &[Event]) -> anyhow::Result<Vec<u32>> {
+        self.test_run_program("kvmprof_test", events)
+    }
+
+    /// Run `kvmprof_test` or the empty baseline `kvmprof_empty` once per event.
+    pub fn test_run_program(&self, name: &str, events: &[Event]) -> anyhow::Result<Vec<u32>> {
         let prog: &RawTracePoint = self
             .ebpf()
-            .program("kvmprof_test")
-            .context("kvmprof_test not loaded (ProbeOptions::test_only)")?
+            .program(name)
+            .with_context(|| format!("{name} not loaded (ProbeOptions::test_only)"))?
             .try_into()?;
         let fd = prog.fd()?.as_fd().as_raw_fd();
         let mut rets = Vec::with_capacity(events.len());

@@ -1,0 +1,135 @@
+//! `cargo xtask bench` runs this (as root, release, with the eBPF object): prints the cost
+//! numbers as a Markdown table. Ratios and medians measured in one run; no absolute asserts.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use kvmprof::{
+    decode::ExitNames,
+    model,
+    probe::{
+        testrun::{Event, OP_ENTRY, OP_EXIT},
+        Probe, ProbeOptions,
+    },
+    sample::Sample,
+};
+use profiler_common::ISA_VMX;
+
+const REPS: usize = 5;
+
+fn main() -> Result<()> {
+    if !kvmprof::probe::HAS_OBJECT {
+        bail!("built without the eBPF object: run through `cargo xtask bench`");
+    }
+    println!("| measurement | value | note |");
+    println!("|---|---|---|");
+    kernel_cost()?;
+    userspace_scale()?;
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn prog_stats(p: &Probe, name: &str) -> Result<(u64, u64)> {
+    let info = p
+        .ebpf()
+        .program(name)
+        .with_context(|| format!("{name} missing"))?
+        .info()?;
+    Ok((info.run_time().as_nanos() as u64, info.run_count()))
+}
+
+/// ns per run of `name` over `events`, from the kernel's BPF run-time statistics.
+fn ns_per_run(p: &Probe, name: &str, events: &[Event]) -> Result<f64> {
+    let (t0, c0) = prog_stats(p, name)?;
+    p.test_run_program(name, events)?;
+    let (t1, c1) = prog_stats(p, name)?;
+    if c1 == c0 {
+        bail!("no runs counted for {name}: BPF statistics are off (kernel < 5.8?)");
+    }
+    Ok((t1 - t0) as f64 / (c1 - c0) as f64)
+}
+
+/// 1. In-kernel cost of an exit+entry pair above an empty program reading the same args.
+fn kernel_cost() -> Result<()> {
+    let p = Probe::load(&ProbeOptions {
+        test_only: true,
+        max_keys: 65536,
+        ..Default::default()
+    })?;
+    // 8 VMs × 4 vCPUs × 8 reasons: rows already exist after the warm-up, as on a busy host.
+    let mut events = Vec::new();
+    let mut t = 1_000_000u64;
+    for i in 0..20_000u64 {
+        let (vm, vcpu, reason) = (i % 8, (i / 8) % 4, (i / 32) % 8);
+        let tid = 10_000 + vm * 100 + vcpu;
+        events.push([OP_EXIT, 1000 + vm, tid, t, vcpu, ISA_VMX as u64, reason]);
+        events.push([OP_ENTRY, 1000 + vm, tid, t + 700 + (i % 300), vcpu, 0, 0]);
+        t += 2_000;
+    }
+    p.test_run(&events[..2_000])?; // warm-up: create the rows
+    let mut full = Vec::new();
+    let mut empty = Vec::new();
+    for _ in 0..REPS {
+        full.push(ns_per_run(&p, "kvmprof_test", &events)?);
+        empty.push(ns_per_run(&p, "kvmprof_empty", &events)?);
+    }
+    let (f, e) = (median(full), median(empty));
+    println!("| in-kernel cost per exit+entry pair (test entry) | {:.1} ns | {:.1} ns/run kvmprof vs {:.1} ns/run empty, median of {REPS}; goal ≤ 60 ns above empty |", 2.0 * (f - e), f, e);
+    Ok(())
+}
+
+/// 4. Sampler + model time per refresh on a synthetic big host: 64 VMs × 16 vCPUs × 40 reasons.
+fn userspace_scale() -> Result<()> {
+    let p = Probe::load(&ProbeOptions {
+        test_only: true,
+        max_keys: 65536,
+        ..Default::default()
+    })?;
+    let mut events = Vec::new();
+    let mut t = 1_000_000u64;
+    for vm in 0..64u64 {
+        for vcpu in 0..16u64 {
+            let tid = 100_000 + vm * 100 + vcpu;
+            for reason in 0..40u64 {
+                for k in 0..2 {
+                    events.push([OP_EXIT, 2000 + vm, tid, t, vcpu, ISA_VMX as u64, reason]);
+                    events.push([OP_ENTRY, 2000 + vm, tid, t + 500 + reason * 97 + k * 3000, vcpu, 0, 0]);
+                    t += 10_000;
+                }
+            }
+        }
+    }
+    p.test_run(&events)?;
+    let names = ExitNames::builtin();
+    let mut read = Vec::new();
+    let mut compute = Vec::new();
+    let mut prev: Option<Sample> = None;
+    let mut keys = 0;
+    for _ in 0..REPS {
+        let t0 = Instant::now();
+        let s = p.sample()?;
+        read.push(t0.elapsed());
+        keys = s.stats.len();
+        let dropped = s.counter(profiler_common::counter::STATS_FULL);
+        if dropped != 0 && prev.is_none() {
+            println!("| rows refused by the kernel (stats_map_full) | {dropped} exits | per-CPU memory for {keys} rows × {} B × CPUs |", std::mem::size_of::<profiler_common::StatValue>());
+        }
+        if let Some(old) = &prev {
+            let t1 = Instant::now();
+            let v = model::compute(old, &s, &names);
+            compute.push(t1.elapsed());
+            std::hint::black_box(v);
+        }
+        prev = Some(s);
+    }
+    let ms = |d: Vec<Duration>| median(d.iter().map(|d| d.as_secs_f64() * 1e3).collect());
+    let (r, c) = (ms(read), ms(compute));
+    println!("| sampler: read all maps ({keys} rows) | {r:.1} ms | median of {REPS} |");
+    println!("| model: compute one refresh | {c:.1} ms | median of {} |", REPS - 1);
+    println!("| sampler + model CPU at 1 s refresh | {:.2} % of a core | goal ≤ 1 % |", (r + c) / 10.0);
+    Ok(())
+}
