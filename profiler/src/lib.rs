@@ -1,4 +1,5 @@
 //! kvmprof: live eBPF profiler of KVM VM exits.
+pub mod app;
 pub mod cli;
 pub mod decode;
 pub mod exerciser;
@@ -7,3 +8,4 @@ pub mod sample;
 pub mod source;
 pub mod vm;
 pub mod model;
+pub mod tui;

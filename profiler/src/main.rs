@@ -1,1 +1,28 @@
-fn main() {}
+//! kvmprof entry point: parse, dispatch, and turn every error into one line with its fix.
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+use kvmprof::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None | Some(Command::Top) => kvmprof::app::top(&cli.global),
+        Some(Command::Demo(ref a)) => kvmprof::app::demo(&cli.global, a),
+        Some(Command::Report(ref a)) => kvmprof::app::report(&cli.global, a),
+        Some(Command::Exercise(ref a)) => kvmprof::app::exercise(a),
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(shell, &mut Cli::command(), "kvmprof", &mut std::io::stdout());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` joins the context chain on one line; no backtrace for user errors.
+            eprintln!("kvmprof: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -146,6 +146,9 @@ pub struct VmInfo {
     pub vcpu_threads: BTreeMap<u32, u32>,
     /// True when this process is a recognised VMM (QEMU), false for any other KVM user.
     pub is_qemu: bool,
+    /// The process has exited; its rows stay until they are pruned from the maps.
+    #[serde(default)]
+    pub exited: bool,
 }
 
 /// Sub-reason evidence key (profiler_common::ev): per VM, kind, flags and subject `a`.

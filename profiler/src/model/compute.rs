@@ -62,27 +62,32 @@ pub fn compute_elapsed(older: &Sample, newer: &Sample, names: &ExitNames, elapse
         .map(|(pid, d)| vm_view(pid, d, newer, names, elapsed_ns, secs))
         .collect();
 
-    let mut counters = [0u64; counter::COUNT as usize];
-    for (slot, c) in counters.iter_mut().enumerate() {
-        let (n, o) = (newer.counter(slot as u32), older.counter(slot as u32));
-        *c = if n < o { n } else { n - o };
-    }
-    let [orphan_entry, unpaired_exit, stats_map_full, pending_map_full, read_error, exits, entries, userspace_exits] =
-        counters;
+    // By slot constant, not position: new slots may be appended to profiler_common.
+    let d = |slot: u32| {
+        let (n, o) = (newer.counter(slot), older.counter(slot));
+        // A smaller value means the programs were reloaded: count from zero.
+        if n < o {
+            n
+        } else {
+            n - o
+        }
+    };
+    let counters = Counters {
+        orphan_entry: d(counter::ORPHAN_ENTRY),
+        unpaired_exit: d(counter::UNPAIRED_EXIT),
+        stats_map_full: d(counter::STATS_FULL),
+        pending_map_full: d(counter::PENDING_FULL),
+        read_error: d(counter::READ_ERROR),
+        exits: d(counter::EXITS),
+        entries: d(counter::ENTRIES),
+        userspace_exits: d(counter::USERSPACE_EXITS),
+        evidence_map_full: d(counter::EVIDENCE_FULL),
+    };
 
     View {
         duration_s: secs,
         names_source: names_source(names),
-        counters: Counters {
-            orphan_entry,
-            unpaired_exit,
-            stats_map_full,
-            pending_map_full,
-            read_error,
-            exits,
-            entries,
-            userspace_exits,
-        },
+        counters,
         probe_cost: probe_cost(older, newer, secs),
         vms,
     }
@@ -269,7 +274,12 @@ fn rows(items: impl Iterator<Item = (u32, u32, Delta)>, names: &ExitNames, secs:
         .into_iter()
         .map(|((isa, reason), d)| {
             let (min_ns, max_ns) = d.range.unwrap_or((0, 0));
-            let q = |p: f64| d.hist.quantile(p).unwrap_or(0);
+            // Bucket midpoints can overshoot the exact extremes: keep them inside.
+            let q = |p: f64| {
+                d.hist
+                    .quantile(p)
+                    .map_or(0, |v| v.clamp(min_ns, max_ns.max(min_ns)))
+            };
             Row {
                 isa,
                 isa_name: crate::decode::isa_name(isa).into(),

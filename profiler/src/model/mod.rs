@@ -35,17 +35,21 @@ pub struct Counters {
     pub exits: u64,
     pub entries: u64,
     pub userspace_exits: u64,
+    /// Not in the JSON schema (fixed at the eight above); shown in the TUI as a loss.
+    #[serde(skip)]
+    pub evidence_map_full: u64,
 }
 
 impl Counters {
     /// Counters that mean lost or unpaired events, with their names (for warnings).
-    pub fn losses(&self) -> [(&'static str, u64); 5] {
+    pub fn losses(&self) -> [(&'static str, u64); 6] {
         [
             ("orphan_entry", self.orphan_entry),
             ("unpaired_exit", self.unpaired_exit),
             ("stats_map_full", self.stats_map_full),
             ("pending_map_full", self.pending_map_full),
             ("read_error", self.read_error),
+            ("evidence_map_full", self.evidence_map_full),
         ]
     }
 }

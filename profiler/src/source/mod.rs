@@ -48,4 +48,3 @@ impl Source for FakeSource {
         self.label.clone()
     }
 }
-pub mod replay;

@@ -137,10 +137,10 @@ impl Discovery {
                 cmdline_uuid: None,
                 exited: false,
             });
-            if !entry.exited {
-                entry.exited = true;
-                entry.info.name = format!("{} (exited)", entry.info.name);
-            }
+            // The name stays the VM's name (reports and thresholds match on it); the flag
+            // lets the UI say it is gone.
+            entry.exited = true;
+            entry.info.exited = true;
             out.insert(pid, entry.info.clone());
         }
         out.into_values().collect()

@@ -204,9 +204,12 @@ fn exited_processes() {
     // Still in the stats: kept, marked; never seen at all: a placeholder; else dropped.
     let vms = d.refresh(&[800, 900]);
     assert_eq!(vms.len(), 2, "{vms:?}");
-    assert_eq!(by_pid(&vms, 800).name, "gone-vm (exited)");
-    assert_eq!(by_pid(&vms, 900).name, "pid 900 (exited)");
-    assert_eq!(d.refresh(&[800]).remove(0).name, "gone-vm (exited)");
+    assert_eq!(by_pid(&vms, 800).name, "gone-vm");
+    assert!(by_pid(&vms, 800).exited);
+    assert_eq!(by_pid(&vms, 900).name, "pid 900");
+    assert!(by_pid(&vms, 900).exited);
+    let again = d.refresh(&[800]).remove(0);
+    assert_eq!((again.name.as_str(), again.exited), ("gone-vm", true));
     assert!(d.refresh(&[]).is_empty());
     assert!(d.cache.vms.is_empty() && d.cache.not_qemu.is_empty());
 }
@@ -234,7 +237,8 @@ fn odd_proc_content_never_panics() {
     fs::create_dir_all(f.proc.path().join("self")).unwrap();
     fs::write(f.libvirt.path().join("junk.xml"), "<domstatus pid='1001'>").unwrap();
     let vms = f.discovery().refresh(&[1000, 1001]);
-    assert_eq!(by_pid(&vms, 1000).name, "pid 1000 (exited)");
+    assert_eq!(by_pid(&vms, 1000).name, "pid 1000");
+    assert!(by_pid(&vms, 1000).exited);
     let vm = by_pid(&vms, 1001);
     assert_eq!(vm.name, "\u{fffd}");
     assert_eq!(vm.cmdline.len(), 3);

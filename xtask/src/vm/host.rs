@@ -168,7 +168,14 @@ pub fn ensure_kernel(pkg: Option<&str>) -> Result<(PathBuf, String)> {
                 root.display()
             )
         })?;
-    cmd_status(Command::new("depmod").arg("-b").arg(&root).arg(&ver))?;
+    if !root
+        .join("lib/modules")
+        .join(&ver)
+        .join("modules.dep")
+        .exists()
+    {
+        cmd_status(Command::new("depmod").arg("-b").arg(&root).arg(&ver))?;
+    }
     Ok((root, ver))
 }
 

@@ -1,0 +1,218 @@
+//! Frame layout: header, body (one screen), status line, footer, help overlay.
+//! `Widget for &App`: drawing reads state and never changes it.
+
+use ratatui::{
+    buffer::Buffer,
+    layout::{Constraint, Layout, Rect},
+    style::{Color, Style, Stylize},
+    text::{Line, Span},
+    widgets::{Block, Clear, Paragraph, Widget, Wrap},
+};
+
+use super::{fmt, screens, App, Screen};
+
+const KEYS: [(&str, &str); 16] = [
+    ("↑/↓ j/k", "move (PgUp/PgDn, g/G: jump)"),
+    ("Enter l →", "drill down: VM → exits/vCPUs → histogram"),
+    ("Esc h ←", "back (Esc on the VM list: clear filter)"),
+    ("s", "cycle sort: count, time, max, mean, p99, name"),
+    ("/", "filter by VM or reason name (Enter apply, Esc clear)"),
+    ("t", "toggle last interval / since start"),
+    ("r", "reset: since start restarts now"),
+    ("space p", "freeze / resume the view"),
+    ("+ -", "refresh interval (0.25 s .. 10 s)"),
+    ("?", "this help (any key closes)"),
+    ("q Ctrl-C", "quit"),
+    ("", ""),
+    ("Samples%", "share of non-HLT exits in the table"),
+    ("Time%", "share of non-HLT handling time"),
+    ("HLT", "idle time: listed apart with its own share"),
+    ("overhead", "non-HLT handling time per vCPU-second"),
+];
+
+impl Widget for &App {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let status_h = u16::from(self.status.is_some());
+        let [head, body, status, foot] = Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Fill(1),
+            Constraint::Length(status_h),
+            Constraint::Length(1),
+        ])
+        .areas(area);
+        self.header(head, buf);
+        self.body(body, buf);
+        if let Some(s) = &self.status {
+            Line::from(format!(" {s}")).red().bold().render(status, buf);
+        }
+        self.footer(foot, buf);
+        if self.help {
+            help(area, buf);
+        }
+    }
+}
+
+impl App {
+    fn header(&self, area: Rect, buf: &mut Buffer) {
+        let elapsed = match (&self.baseline, &self.last) {
+            (Some(b), Some(l)) => l.mono_ns.saturating_sub(b.mono_ns) as f64 / 1e9,
+            _ => 0.0,
+        };
+        let mode = if self.since_start {
+            format!("since start {}", fmt::secs(self.view().duration_s))
+        } else {
+            format!("last {}", fmt::secs(self.view().duration_s))
+        };
+        let sep = Span::from(" │ ").dark_gray();
+        let mut spans = vec![
+            Span::from(" kvmprof ").bold().reversed(),
+            Span::from(" "),
+            Span::from(self.describe.clone()),
+            sep.clone(),
+            Span::from(format!("elapsed {}", fmt::secs(elapsed))),
+            sep.clone(),
+            Span::from(mode),
+            sep.clone(),
+            Span::from(format!("sort {}", self.sort.label())),
+        ];
+        if !self.filter.is_empty() {
+            spans.push(sep);
+            spans.push(Span::from(format!("filter \"{}\"", self.filter)).yellow());
+        }
+        if self.paused {
+            spans.push(Span::from(" "));
+            let n = self.missed;
+            let txt = if n > 0 {
+                format!(" PAUSED ({n} new) ")
+            } else {
+                " PAUSED ".into()
+            };
+            spans.push(Span::from(txt).black().on_yellow().bold());
+        }
+        Line::from(spans).render(area, buf);
+    }
+
+    fn body(&self, area: Rect, buf: &mut Buffer) {
+        if self.last.is_none() {
+            let msg = format!("Waiting for the first sample from {} …", self.describe);
+            centered(msg, area, buf);
+            return;
+        }
+        match self.level().screen {
+            Screen::Vms => screens::vm_list(self, area, buf),
+            Screen::Vm(pid) => screens::vm_detail(self, pid, area, buf),
+            Screen::Vcpu(pid, v) => screens::vcpu_detail(self, pid, v, area, buf),
+            Screen::Hist(t) => screens::histogram(self, &t, area, buf),
+        }
+    }
+
+    fn footer(&self, area: Rect, buf: &mut Buffer) {
+        if let Some(text) = &self.editing {
+            Line::from(vec![
+                Span::from(" filter: ").yellow().bold(),
+                Span::from(text.clone()),
+                Span::from("▏").yellow(),
+                Span::from("   Enter apply · Esc clear").dark_gray(),
+            ])
+            .render(area, buf);
+            return;
+        }
+        let v = self.view();
+        let sep = Span::from(" │ ").dark_gray();
+        let mut spans = vec![Span::from(format!(
+            " every {}",
+            fmt::secs(self.interval.as_secs_f64())
+        ))];
+        spans.push(sep.clone());
+        let (events, run_ns) = v
+            .probe_cost
+            .iter()
+            .fold((0u64, 0u64), |(e, t), p| (e + p.events, t + p.run_time_ns));
+        if v.probe_cost.is_empty() {
+            spans.push(Span::from("probe cost n/a").dark_gray());
+        } else if v.duration_s > 0.0 {
+            let per = if events > 0 {
+                run_ns as f64 / events as f64
+            } else {
+                0.0
+            };
+            let cpu = run_ns as f64 / (v.duration_s * 1e9) * 100.0;
+            spans.push(Span::from(format!(
+                "probes {}/ev {} ev/s CPU {:.2}%",
+                fmt::durf(per),
+                fmt::rate(events as f64 / v.duration_s),
+                cpu
+            )));
+        } else {
+            spans.push(Span::from("probes: measuring…").dark_gray());
+        }
+        let losses: Vec<_> = v
+            .counters
+            .losses()
+            .into_iter()
+            .filter(|l| l.1 > 0)
+            .collect();
+        if !losses.is_empty() {
+            spans.push(sep.clone());
+            for (i, (name, n)) in losses.iter().enumerate() {
+                if i > 0 {
+                    spans.push(Span::from(" "));
+                }
+                // Orphan entries are expected right after attach; everything else lost data.
+                let style = if *name == "orphan_entry" {
+                    Style::new().yellow()
+                } else {
+                    Style::new().fg(Color::White).bg(Color::Red).bold()
+                };
+                spans.push(Span::styled(format!("{name} {n}"), style));
+            }
+        }
+        spans.push(sep);
+        spans.push(Span::from("? help").dark_gray());
+        Line::from(spans).render(area, buf);
+    }
+}
+
+/// A message in the middle of `area`.
+pub(super) fn centered(msg: impl Into<String>, area: Rect, buf: &mut Buffer) {
+    let msg: String = msg.into();
+    let lines = msg.lines().count() as u16;
+    let [_, mid, _] = Layout::vertical([
+        Constraint::Fill(1),
+        Constraint::Length(lines + 1),
+        Constraint::Fill(1),
+    ])
+    .areas(area);
+    Paragraph::new(msg)
+        .centered()
+        .wrap(Wrap { trim: true })
+        .render(mid, buf);
+}
+
+fn help(area: Rect, buf: &mut Buffer) {
+    let w = area.width.min(66);
+    let h = area.height.min(KEYS.len() as u16 + 2);
+    let r = Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    );
+    Clear.render(r, buf);
+    let lines: Vec<Line> = KEYS
+        .iter()
+        .map(|(k, d)| {
+            Line::from(vec![
+                Span::from(format!(" {k:<10} ")).bold(),
+                Span::from(*d),
+            ])
+        })
+        .collect();
+    Paragraph::new(lines)
+        .block(
+            Block::bordered()
+                .title(" keys ")
+                .title_bottom(" any key closes "),
+        )
+        .render(r, buf);
+}

@@ -1,0 +1,116 @@
+//! Fixed-width number formats: every duration fits 6 columns, every rate 7.
+
+/// 850ns, 9.99µs, 99.9µs, 999µs, 1.23ms, ..., 12.3s.
+pub fn dur(ns: u64) -> String {
+    durf(ns as f64)
+}
+
+pub fn durf(ns: f64) -> String {
+    for (scale, unit) in [(1e9, "s"), (1e6, "ms"), (1e3, "µs")] {
+        // 999.9µs rounds to 1000µs: move to the next unit before that.
+        if ns >= scale * 0.9995 {
+            return three(ns / scale, unit);
+        }
+    }
+    format!("{}ns", ns.round() as u64)
+}
+
+/// Three significant digits (fewer decimals as the value grows).
+fn three(v: f64, unit: &str) -> String {
+    if v < 9.995 {
+        format!("{v:.2}{unit}")
+    } else if v < 99.95 {
+        format!("{v:.1}{unit}")
+    } else {
+        format!("{v:.0}{unit}")
+    }
+}
+
+/// Event counts: exact up to 7 digits, then k/M/G.
+pub fn count(n: u64) -> String {
+    if n < 10_000_000 {
+        n.to_string()
+    } else {
+        si(n as f64)
+    }
+}
+
+/// Per-second rates.
+pub fn rate(r: f64) -> String {
+    if r == 0.0 {
+        "0".into()
+    } else if r < 10.0 {
+        format!("{r:.2}")
+    } else if r < 1000.0 {
+        format!("{r:.1}")
+    } else {
+        si(r)
+    }
+}
+
+fn si(v: f64) -> String {
+    for (scale, unit) in [(1e9, "G"), (1e6, "M"), (1e3, "k")] {
+        if v >= scale * 0.9995 {
+            return three(v / scale, unit);
+        }
+    }
+    format!("{v:.0}")
+}
+
+/// Percentages with two decimals, in 6 columns.
+pub fn pct(p: f64) -> String {
+    if p >= 99.995 {
+        "100.0".into()
+    } else {
+        format!("{p:.2}")
+    }
+}
+
+/// Seconds for the header: 0.25s, 1s, 2m05s, 1h02m.
+pub fn secs(s: f64) -> String {
+    if s < 10.0 && s.fract() != 0.0 {
+        format!("{s:.2}s")
+    } else if s < 120.0 {
+        format!("{}s", s.round() as u64)
+    } else if s < 7200.0 {
+        let t = s as u64;
+        format!("{}m{:02}s", t / 60, t % 60)
+    } else {
+        let t = s as u64;
+        format!("{}h{:02}m", t / 3600, t % 3600 / 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widths_and_units() {
+        assert_eq!(dur(850), "850ns");
+        assert_eq!(dur(1_234), "1.23µs");
+        assert_eq!(dur(99_940), "99.9µs");
+        assert_eq!(dur(123_456), "123µs");
+        assert_eq!(dur(1_500_000), "1.50ms");
+        assert_eq!(dur(12_300_000_000), "12.3s");
+        assert_eq!(rate(0.5), "0.50");
+        assert_eq!(rate(12_345.0), "12.3k");
+        assert_eq!(count(12_345_678), "12.3M");
+        assert_eq!(pct(100.0), "100.0");
+        assert_eq!(secs(0.25), "0.25s");
+        assert_eq!(secs(125.0), "2m05s");
+        for ns in [
+            0,
+            9,
+            999,
+            9_999,
+            99_999,
+            999_999,
+            9_999_999,
+            99_999_999,
+            999_999_999,
+        ] {
+            assert!(dur(ns).chars().count() <= 6, "{}", dur(ns));
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Keys, like kvm_stat and top. Handling only changes state; drawing happens after.
+
+use std::time::Duration;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+use super::{Action, App, HistTarget, Item, Level, Screen, INTERVALS_MS};
+
+impl App {
+    pub fn on_key(&mut self, key: KeyEvent) -> Action {
+        if key.kind == KeyEventKind::Release {
+            return Action::None;
+        }
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        if ctrl && key.code == KeyCode::Char('c') {
+            return Action::Quit;
+        }
+        if let Some(text) = &mut self.editing {
+            match key.code {
+                KeyCode::Enter => {
+                    self.filter = std::mem::take(text);
+                    self.editing = None;
+                }
+                KeyCode::Esc => {
+                    self.filter.clear();
+                    self.editing = None;
+                }
+                KeyCode::Backspace => {
+                    text.pop();
+                }
+                KeyCode::Char(c) if !ctrl => text.push(c),
+                _ => {}
+            }
+            return Action::None;
+        }
+        if self.help {
+            // Any key closes the help; q still quits.
+            self.help = false;
+            return if key.code == KeyCode::Char('q') {
+                Action::Quit
+            } else {
+                Action::None
+            };
+        }
+        match key.code {
+            KeyCode::Char('q') => return Action::Quit,
+            KeyCode::Up | KeyCode::Char('k') => self.step(-1),
+            KeyCode::Down | KeyCode::Char('j') => self.step(1),
+            KeyCode::PageUp => self.step(-10),
+            KeyCode::PageDown => self.step(10),
+            KeyCode::Home | KeyCode::Char('g') => self.step(isize::MIN / 2),
+            KeyCode::End | KeyCode::Char('G') => self.step(isize::MAX / 2),
+            KeyCode::Enter | KeyCode::Right | KeyCode::Char('l') => self.drill(),
+            KeyCode::Esc | KeyCode::Backspace | KeyCode::Left | KeyCode::Char('h') => {
+                if self.stack.len() > 1 {
+                    self.stack.pop();
+                } else if key.code == KeyCode::Esc {
+                    self.filter.clear();
+                }
+            }
+            KeyCode::Char('s') => self.sort = self.sort.next(),
+            KeyCode::Char('t') => self.since_start = !self.since_start,
+            KeyCode::Char('r') => {
+                // Reset, like kvm_stat: "since start" restarts from now.
+                self.baseline = self.last.clone();
+                self.recompute();
+            }
+            KeyCode::Char('/') => self.editing = Some(self.filter.clone()),
+            KeyCode::Char('?') => self.help = true,
+            KeyCode::Char(' ') | KeyCode::Char('p') => self.toggle_pause(),
+            KeyCode::Char('+') | KeyCode::Char('=') => return self.change_interval(1),
+            KeyCode::Char('-') => return self.change_interval(-1),
+            _ => {}
+        }
+        Action::None
+    }
+
+    fn toggle_pause(&mut self) {
+        self.paused = !self.paused;
+        if !self.paused {
+            self.missed = 0;
+            if let Some(s) = self.queued.take() {
+                self.on_sample(s);
+            }
+        }
+    }
+
+    fn change_interval(&mut self, dir: i32) -> Action {
+        let ms = self.interval.as_millis() as u64;
+        let next = if dir > 0 {
+            INTERVALS_MS.iter().find(|&&i| i > ms)
+        } else {
+            INTERVALS_MS.iter().rev().find(|&&i| i < ms)
+        };
+        match next {
+            Some(&i) => {
+                self.interval = Duration::from_millis(i);
+                Action::SetInterval(self.interval)
+            }
+            None => Action::None,
+        }
+    }
+
+    fn step(&mut self, by: isize) {
+        let items = self.items(self.level().screen);
+        if items.is_empty() {
+            return;
+        }
+        let at = self.cursor(&items) as isize;
+        let to = (at.saturating_add(by)).clamp(0, items.len() as isize - 1) as usize;
+        if let Some(l) = self.stack.last_mut() {
+            l.sel = Some(items[to]);
+        }
+    }
+
+    fn drill(&mut self) {
+        let Some(item) = self.selected() else { return };
+        let next = match (self.level().screen, item) {
+            (Screen::Vms, Item::Vm(pid)) => Screen::Vm(pid),
+            (Screen::Vm(pid), Item::Vcpu(v)) => Screen::Vcpu(pid, v),
+            (Screen::Vm(pid), Item::Reason(isa, reason)) => Screen::Hist(HistTarget {
+                pid,
+                vcpu: None,
+                isa,
+                reason,
+            }),
+            (Screen::Vcpu(pid, v), Item::Reason(isa, reason)) => Screen::Hist(HistTarget {
+                pid,
+                vcpu: Some(v),
+                isa,
+                reason,
+            }),
+            _ => return,
+        };
+        // Remember the cursor of this level, so going back lands on the same row.
+        if let Some(l) = self.stack.last_mut() {
+            l.sel = Some(item);
+        }
+        self.stack.push(Level {
+            screen: next,
+            sel: None,
+        });
+    }
+}

@@ -1,0 +1,292 @@
+//! Live TUI: app state (this file), input (input.rs), drawing (draw.rs, screens.rs) and the
+//! terminal loop (run.rs). The App owns every View it draws; the sampler only sends Samples.
+
+mod draw;
+mod fmt;
+mod hist;
+mod input;
+mod run;
+mod screens;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use crate::{
+    decode::ExitNames,
+    model::{self, sort_rows, Row, SortKey, View, VmView},
+    sample::Sample,
+};
+
+pub use run::run;
+
+/// What the caller of [`App::on_key`] must do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    None,
+    Quit,
+    SetInterval(Duration),
+}
+
+/// Refresh intervals offered by `+`/`-` (kvm_stat allows 0.1–25.5 s; faster is noise).
+const INTERVALS_MS: [u64; 8] = [250, 500, 1000, 2000, 3000, 5000, 7500, 10_000];
+/// Intervals kept for the rate sparkline.
+const HISTORY: usize = 60;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Screen {
+    Vms,
+    Vm(u32),
+    Vcpu(u32, u32),
+    Hist(HistTarget),
+}
+
+/// One reason of one VM, optionally of one vCPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct HistTarget {
+    pid: u32,
+    vcpu: Option<u32>,
+    isa: u32,
+    reason: u32,
+}
+
+/// Something a cursor can rest on. Held by identity, so rows re-sorted by a new sample do
+/// not move the cursor to another row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Item {
+    Vm(u32),
+    Reason(u32, u32),
+    Vcpu(u32),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Level {
+    screen: Screen,
+    sel: Option<Item>,
+}
+
+/// Rates of one interval, by (pid, vcpu, isa, reason), only non-zero ones (sparkline data).
+type Rates = HashMap<HistTarget, f64>;
+
+pub struct App {
+    names: ExitNames,
+    describe: String,
+    baseline: Option<Sample>,
+    prev: Option<Sample>,
+    last: Option<Sample>,
+    /// Newest sample that arrived while paused, and how many did.
+    queued: Option<Sample>,
+    missed: u64,
+    interval_view: View,
+    total_view: View,
+    history: VecDeque<Rates>,
+    since_start: bool,
+    paused: bool,
+    sort: SortKey,
+    filter: String,
+    /// Some while the filter is being typed.
+    editing: Option<String>,
+    help: bool,
+    interval: Duration,
+    stack: Vec<Level>,
+    status: Option<String>,
+}
+
+impl App {
+    pub fn new(names: ExitNames, describe: String) -> App {
+        App {
+            names,
+            describe,
+            baseline: None,
+            prev: None,
+            last: None,
+            queued: None,
+            missed: 0,
+            interval_view: View::default(),
+            total_view: View::default(),
+            history: VecDeque::new(),
+            since_start: false,
+            paused: false,
+            sort: SortKey::Count,
+            filter: String::new(),
+            editing: None,
+            help: false,
+            interval: Duration::from_secs(1),
+            stack: vec![Level {
+                screen: Screen::Vms,
+                sel: None,
+            }],
+            status: None,
+        }
+    }
+
+    /// The refresh interval shown in the header (the sampler's, set by [`run`]).
+    pub fn with_interval(mut self, interval: Duration) -> App {
+        self.interval = interval;
+        self
+    }
+
+    /// A new cumulative sample. While paused it is held back, and the interval after resuming
+    /// spans the whole pause.
+    pub fn on_sample(&mut self, s: Sample) {
+        if self.paused {
+            self.queued = Some(s);
+            self.missed += 1;
+            return;
+        }
+        self.status = None;
+        if self.baseline.is_none() {
+            self.baseline = Some(s.clone());
+        }
+        self.prev = self.last.replace(s);
+        self.recompute();
+        if self.prev.is_some() {
+            let rates = rates(&self.interval_view);
+            self.history.push_back(rates);
+            while self.history.len() > HISTORY {
+                self.history.pop_front();
+            }
+        }
+    }
+
+    /// A source failure: shown in the status line; sampling goes on.
+    pub fn on_error(&mut self, msg: String) {
+        self.status = Some(msg);
+    }
+
+    /// The source has no more samples (end of a replay).
+    pub fn on_end(&mut self) {
+        self.status = Some("end of recording; q to quit".into());
+    }
+
+    fn recompute(&mut self) {
+        let Some(last) = &self.last else { return };
+        let empty = Sample::default();
+        // First sample: counts since attach, no rates yet.
+        let older = self.prev.as_ref().unwrap_or(&empty);
+        self.interval_view = model::compute(older, last, &self.names);
+        let base = self.baseline.as_ref().unwrap_or(&empty);
+        self.total_view = model::compute(base, last, &self.names);
+    }
+
+    fn view(&self) -> &View {
+        if self.since_start {
+            &self.total_view
+        } else {
+            &self.interval_view
+        }
+    }
+
+    fn level(&self) -> Level {
+        self.stack.last().copied().unwrap_or(Level {
+            screen: Screen::Vms,
+            sel: None,
+        })
+    }
+
+    fn matches(&self, s: &str) -> bool {
+        self.filter.is_empty() || s.to_lowercase().contains(&self.filter.to_lowercase())
+    }
+
+    /// VMs after filter (VM name or any reason name) and sort.
+    fn vms(&self) -> Vec<&VmView> {
+        let mut vms: Vec<&VmView> = self
+            .view()
+            .vms
+            .iter()
+            .filter(|v| {
+                self.matches(&v.name)
+                    || v.reasons
+                        .iter()
+                        .chain(&v.userspace)
+                        .any(|r| self.matches(&r.name))
+            })
+            .collect();
+        model::sort_vms(&mut vms, self.sort);
+        vms
+    }
+
+    fn vm(&self, pid: u32) -> Option<&VmView> {
+        self.view().vms.iter().find(|v| v.pid == pid)
+    }
+
+    /// A table's rows after filter and sort: (non-HLT rows, HLT rows). A filter matching the
+    /// VM's name keeps every row.
+    fn ordered(&self, rows: &[Row], vm_name: &str) -> (Vec<Row>, Vec<Row>) {
+        let all = self.filter.is_empty() || self.matches(vm_name);
+        let mut rows: Vec<Row> = rows
+            .iter()
+            .filter(|r| all || self.matches(&r.name))
+            .cloned()
+            .collect();
+        sort_rows(&mut rows, self.sort);
+        rows.into_iter().partition(|r| !r.hlt)
+    }
+
+    /// The cursor's items on a screen, in display order.
+    fn items(&self, screen: Screen) -> Vec<Item> {
+        let reasons = |rows: &[Row], name: &str| {
+            let (busy, hlt) = self.ordered(rows, name);
+            busy.iter()
+                .chain(&hlt)
+                .map(|r| Item::Reason(r.isa, r.reason))
+                .collect::<Vec<_>>()
+        };
+        match screen {
+            Screen::Vms => self.vms().iter().map(|v| Item::Vm(v.pid)).collect(),
+            Screen::Vm(pid) => self.vm(pid).map_or_else(Vec::new, |vm| {
+                let mut items = reasons(&vm.reasons, &vm.name);
+                items.extend(vm.vcpus.iter().map(|c| Item::Vcpu(c.vcpu)));
+                items
+            }),
+            Screen::Vcpu(pid, v) => self
+                .vm(pid)
+                .and_then(|vm| Some((vm, vm.vcpus.iter().find(|c| c.vcpu == v)?)))
+                .map_or_else(Vec::new, |(vm, c)| reasons(&c.reasons, &vm.name)),
+            Screen::Hist(_) => Vec::new(),
+        }
+    }
+
+    /// Index of the cursor on the current screen (first item when unset or gone).
+    fn cursor(&self, items: &[Item]) -> usize {
+        let sel = self.level().sel;
+        sel.and_then(|s| items.iter().position(|i| *i == s))
+            .unwrap_or(0)
+    }
+
+    fn selected(&self) -> Option<Item> {
+        let items = self.items(self.level().screen);
+        items.get(self.cursor(&items)).copied()
+    }
+
+    /// Sparkline data: the target's rate per interval, oldest first.
+    fn rate_history(&self, t: &HistTarget) -> Vec<f64> {
+        self.history
+            .iter()
+            .map(|r| r.get(t).copied().unwrap_or(0.0))
+            .collect()
+    }
+}
+
+fn rates(v: &View) -> Rates {
+    let mut out = Rates::new();
+    for vm in &v.vms {
+        let mut put = |vcpu: Option<u32>, r: &Row| {
+            if r.rate_per_s > 0.0 {
+                let t = HistTarget {
+                    pid: vm.pid,
+                    vcpu,
+                    isa: r.isa,
+                    reason: r.reason,
+                };
+                out.insert(t, r.rate_per_s);
+            }
+        };
+        vm.reasons.iter().for_each(|r| put(None, r));
+        for c in &vm.vcpus {
+            c.reasons.iter().for_each(|r| put(Some(c.vcpu), r));
+        }
+    }
+    out
+}

@@ -1,0 +1,388 @@
+//! The screens: VM list, per-VM exit table (perf kvm stat's columns), per-vCPU table, and the
+//! screens for hosts without kvm_exit.
+
+use ratatui::{
+    buffer::Buffer,
+    layout::{Constraint, Layout, Rect},
+    style::{Style, Stylize},
+    text::{Line, Span},
+    widgets::{
+        Block, Borders, Cell, HighlightSpacing, Paragraph, Row as TRow, StatefulWidget, Table,
+        TableState, Widget, Wrap,
+    },
+};
+
+use super::{draw::centered, fmt, App, Screen};
+use crate::model::Row;
+
+pub(super) use super::hist::histogram;
+
+const NO_EXITS: &str = "No KVM exits seen yet. Start a VM, or run `kvmprof demo` to start a tiny \
+built-in guest.";
+const USER_ONLY: &str = "Only returns to the VMM are visible: this host's KVM backend emits no \
+kvm_exit events (e.g. software PVM), so in-kernel exit handling cannot be timed.";
+
+fn r(s: String) -> Cell<'static> {
+    Cell::from(Line::from(s).right_aligned())
+}
+
+fn section(title: String) -> Block<'static> {
+    Block::new().borders(Borders::TOP).title(title).bold()
+}
+
+fn table<'a>(rows: Vec<TRow<'a>>, widths: Vec<Constraint>, header: &[&'a str]) -> Table<'a> {
+    let header = TRow::new(header.iter().enumerate().map(|(i, h)| {
+        // Names left (first column, or a leading space), numbers right, like perf's table.
+        if i == 0 || h.starts_with(' ') {
+            Cell::from(*h)
+        } else {
+            Cell::from(Line::from(*h).right_aligned())
+        }
+    }))
+    .bold()
+    .underlined();
+    Table::new(rows, widths)
+        .header(header)
+        .row_highlight_style(Style::new().reversed())
+        .highlight_symbol("▶ ")
+        .highlight_spacing(HighlightSpacing::Always)
+}
+
+fn render_table(t: Table, sel: Option<usize>, area: Rect, buf: &mut Buffer) {
+    // A fresh state per frame: it only scrolls the selected row into view.
+    let mut st = TableState::default().with_selected(sel);
+    StatefulWidget::render(t, area, buf, &mut st);
+}
+
+fn opt_dur(r: &Row, ns: u64) -> String {
+    if r.timed == 0 {
+        "-".into()
+    } else {
+        fmt::dur(ns)
+    }
+}
+
+/// Screen 1: one line per VM.
+pub(super) fn vm_list(app: &App, area: Rect, buf: &mut Buffer) {
+    let view = app.view();
+    if !view.vms.iter().any(|v| !v.reasons.is_empty()) {
+        if view.vms.iter().any(|v| !v.userspace.is_empty()) {
+            userspace_only(app, area, buf);
+        } else {
+            centered(NO_EXITS, area, buf);
+        }
+        return;
+    }
+    let vms = app.vms();
+    let items = app.items(Screen::Vms);
+    let rows = vms
+        .iter()
+        .map(|v| {
+            let top = v.top_reason().map_or("-".into(), |r| r.name.clone());
+            let p99 = v.worst_p99_ns();
+            TRow::new(vec![
+                Cell::from(v.name.clone()),
+                r(v.pid.to_string()),
+                r(v.vcpu_count().to_string()),
+                r(fmt::rate(v.exits_per_s)),
+                r(fmt::pct(v.overhead_pct)),
+                Cell::from(format!(" {top}")),
+                r(if p99 == 0 { "-".into() } else { fmt::dur(p99) }),
+            ])
+        })
+        .collect();
+    let widths = vec![
+        Constraint::Fill(1),
+        Constraint::Length(8),
+        Constraint::Length(5),
+        Constraint::Length(8),
+        Constraint::Length(6),
+        Constraint::Length(20),
+        Constraint::Length(9),
+    ];
+    let head = [
+        "VM",
+        "PID",
+        "vCPUs",
+        "Exits/s",
+        "Ovh%",
+        " Top reason",
+        "Worst p99",
+    ];
+    let title = format!(" VMs ({}) · Enter: exit table ", vms.len());
+    let t = table(rows, widths, &head).block(section(title));
+    render_table(t, Some(app.cursor(&items)), area, buf);
+}
+
+/// Screen 2: the VM's exit table, its returns to the VMM, and its vCPUs.
+pub(super) fn vm_detail(app: &App, pid: u32, area: Rect, buf: &mut Buffer) {
+    let Some(vm) = app.vm(pid) else {
+        centered(format!("VM pid {pid} is gone (Esc: back)"), area, buf);
+        return;
+    };
+    let items = app.items(Screen::Vm(pid));
+    let cur = app.cursor(&items);
+    let (busy, hlt) = app.ordered(&vm.reasons, &vm.name);
+    let n_reasons = busy.len() + hlt.len();
+    let (user, _) = app.ordered(&vm.userspace, &vm.name);
+    let user_h = if user.is_empty() {
+        0
+    } else {
+        (user.len() as u16 + 2).min(6)
+    };
+    let vcpu_h = (vm.vcpus.len() as u16 + 2).min(area.height / 3);
+    let [summary, exits, users, vcpus] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Fill(1),
+        Constraint::Length(user_h),
+        Constraint::Length(vcpu_h),
+    ])
+    .areas(area);
+
+    // The uuid goes last: on a narrow terminal it is what gets cut.
+    let uuid = vm.uuid.as_deref().map(|u| format!(" · {u}"));
+    Line::from(vec![
+        Span::from(format!(" {}", vm.name)).bold(),
+        Span::from(format!(
+            " pid {} · {} vCPUs · {} exits/s · overhead {}% · {} in flight{}",
+            vm.pid,
+            vm.vcpu_count(),
+            fmt::rate(vm.exits_per_s),
+            fmt::pct(vm.overhead_pct),
+            vm.in_flight(),
+            uuid.unwrap_or_default()
+        )),
+    ])
+    .render(summary, buf);
+
+    let sel = (cur < n_reasons).then_some(cur);
+    let title = format!(" VM-EXIT · {} · Enter: histogram ", vm.name);
+    exit_table(&busy, &hlt, sel, title, exits, buf);
+    if user_h > 0 {
+        userspace_table(&user, users, buf);
+    }
+
+    let rows = vm
+        .vcpus
+        .iter()
+        .map(|c| {
+            let top = c.top_reason().map_or("-".into(), |r| r.name.clone());
+            let p99 = c.worst_p99_ns();
+            TRow::new(vec![
+                Cell::from(c.vcpu.to_string()),
+                r(fmt::count(c.exits)),
+                r(fmt::rate(c.exits_per_s)),
+                r(fmt::pct(c.overhead_pct)),
+                Cell::from(format!(" {top}")),
+                r(if p99 == 0 { "-".into() } else { fmt::dur(p99) }),
+            ])
+        })
+        .collect();
+    let widths = vec![
+        Constraint::Length(5),
+        Constraint::Length(8),
+        Constraint::Length(8),
+        Constraint::Length(6),
+        Constraint::Fill(1),
+        Constraint::Length(9),
+    ];
+    let head = [
+        "vCPU",
+        "Exits",
+        "Exits/s",
+        "Ovh%",
+        " Top reason",
+        "Worst p99",
+    ];
+    let t = table(rows, widths, &head).block(section(" vCPUs · Enter: per-vCPU table ".into()));
+    render_table(t, cur.checked_sub(n_reasons), vcpus, buf);
+}
+
+/// Screen 2b: one vCPU's exit table.
+pub(super) fn vcpu_detail(app: &App, pid: u32, v: u32, area: Rect, buf: &mut Buffer) {
+    let Some((vm, c)) = app
+        .vm(pid)
+        .and_then(|vm| Some((vm, vm.vcpus.iter().find(|c| c.vcpu == v)?)))
+    else {
+        centered(
+            format!("vCPU {v} of pid {pid} is gone (Esc: back)"),
+            area,
+            buf,
+        );
+        return;
+    };
+    let items = app.items(Screen::Vcpu(pid, v));
+    let (busy, hlt) = app.ordered(&c.reasons, &vm.name);
+    let (user, _) = app.ordered(&c.userspace, &vm.name);
+    let user_h = if user.is_empty() {
+        0
+    } else {
+        (user.len() as u16 + 2).min(6)
+    };
+    let [summary, exits, users] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Fill(1),
+        Constraint::Length(user_h),
+    ])
+    .areas(area);
+    Line::from(vec![
+        Span::from(format!(" {} › vCPU {v}", vm.name)).bold(),
+        Span::from(format!(
+            "  {} exits · {} exits/s · overhead {}%",
+            fmt::count(c.exits),
+            fmt::rate(c.exits_per_s),
+            fmt::pct(c.overhead_pct)
+        )),
+    ])
+    .render(summary, buf);
+    let title = format!(" VM-EXIT · {} vCPU {v} · Enter: histogram ", vm.name);
+    exit_table(&busy, &hlt, Some(app.cursor(&items)), title, exits, buf);
+    if user_h > 0 {
+        userspace_table(&user, users, buf);
+    }
+}
+
+fn head_len(wide: bool) -> usize {
+    if wide {
+        11
+    } else {
+        9
+    }
+}
+
+/// perf kvm stat's columns plus percentiles and rate; HLT below a separator, dimmed.
+fn exit_table(
+    busy: &[Row],
+    hlt: &[Row],
+    sel: Option<usize>,
+    title: String,
+    area: Rect,
+    buf: &mut Buffer,
+) {
+    let wide = area.width >= 100;
+    let line = |x: &Row| {
+        let mut cells = vec![
+            Cell::from(x.name.clone()),
+            r(fmt::count(x.count)),
+            r(fmt::pct(x.samples_pct)),
+            r(fmt::pct(x.time_pct)),
+            r(opt_dur(x, x.min_ns)),
+            r(opt_dur(x, x.max_ns)),
+            r(if x.timed == 0 {
+                "-".into()
+            } else {
+                fmt::durf(x.mean_ns)
+            }),
+        ];
+        if wide {
+            cells.push(r(opt_dur(x, x.p50_ns)));
+        }
+        cells.push(r(opt_dur(x, x.p99_ns)));
+        if wide {
+            cells.push(r(opt_dur(x, x.p999_ns)));
+        }
+        cells.push(r(fmt::rate(x.rate_per_s)));
+        TRow::new(cells)
+    };
+    let mut rows: Vec<TRow> = busy.iter().map(line).collect();
+    if !hlt.is_empty() {
+        // HLT is guest idle time: apart, with its share of all exits and all time.
+        let mut sep = vec![Cell::from(format!("── idle: % of all {}", "─".repeat(60)))];
+        sep.extend((1..head_len(wide)).map(|_| Cell::from("────────")));
+        rows.push(TRow::new(sep).dark_gray());
+        rows.extend(hlt.iter().map(|x| line(x).dark_gray()));
+    }
+    let mut head = vec!["Reason", "Samples", "Samp%", "Time%", "Min", "Max", "Avg"];
+    let mut widths = vec![Constraint::Fill(1), Constraint::Length(7)];
+    widths.extend([Constraint::Length(6); 5]);
+    if wide {
+        head.push("p50");
+        widths.push(Constraint::Length(6));
+    }
+    head.push("p99");
+    widths.push(Constraint::Length(6));
+    if wide {
+        head.push("p99.9");
+        widths.push(Constraint::Length(6));
+    }
+    head.push("Rate/s");
+    widths.push(Constraint::Length(7));
+    // The separator row is not an item: rows below it shift by one.
+    let sel = sel.map(|i| if i < busy.len() { i } else { i + 1 });
+    render_table(
+        table(rows, widths, &head).block(section(title)),
+        sel,
+        area,
+        buf,
+    );
+}
+
+fn userspace_table(rows: &[Row], area: Rect, buf: &mut Buffer) {
+    let rows: Vec<TRow> = rows.iter().map(user_cells).map(TRow::new).collect();
+    let t = table(rows, user_widths(), &USER_HEAD).block(section(
+        " returns to VMM (time until the next KVM_RUN) ".into(),
+    ));
+    render_table(t, None, area, buf);
+}
+
+const USER_HEAD: [&str; 6] = ["Reason", "Count", "Rate/s", "In VMM", "Avg", "Max"];
+
+fn user_widths() -> Vec<Constraint> {
+    vec![
+        Constraint::Fill(1),
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Length(6),
+        Constraint::Length(6),
+    ]
+}
+
+fn user_cells(x: &Row) -> Vec<Cell<'static>> {
+    vec![
+        Cell::from(x.name.clone()),
+        r(fmt::count(x.count)),
+        r(fmt::rate(x.rate_per_s)),
+        r(opt_dur(x, x.total_ns)),
+        r(if x.timed == 0 {
+            "-".into()
+        } else {
+            fmt::durf(x.mean_ns)
+        }),
+        r(opt_dur(x, x.max_ns)),
+    ]
+}
+
+/// Hosts whose KVM backend never emits kvm_exit: show what is visible, and say why.
+fn userspace_only(app: &App, area: Rect, buf: &mut Buffer) {
+    let [note, rest] = Layout::vertical([Constraint::Length(3), Constraint::Fill(1)]).areas(area);
+    Paragraph::new(USER_ONLY)
+        .yellow()
+        .wrap(Wrap { trim: true })
+        .block(
+            Block::new()
+                .borders(Borders::TOP)
+                .title(" no kvm_exit seen "),
+        )
+        .render(note, buf);
+    let mut rows = Vec::new();
+    for vm in app.vms() {
+        let (user, _) = app.ordered(&vm.userspace, &vm.name);
+        if user.is_empty() {
+            continue;
+        }
+        rows.push(TRow::new(vec![Cell::from(Line::from(vec![
+            Span::from(vm.name.clone()).bold(),
+            Span::from(format!("  pid {}", vm.pid)),
+        ]))]));
+        rows.extend(user.iter().map(|x| {
+            let mut cells = user_cells(x);
+            cells[0] = Cell::from(format!("  {}", x.name));
+            TRow::new(cells)
+        }));
+    }
+    let mut head = USER_HEAD;
+    head[0] = "VM / reason";
+    let t = table(rows, user_widths(), &head).block(section(" returns to VMM per VM ".into()));
+    render_table(t, None, rest, buf);
+}
