@@ -142,7 +142,7 @@ pub const PROGRAMS: [(&str, &str); 13] = [
 pub fn msr_write_flags(msr: u32, data: u64) -> u16 {
     if (0x4000_0090..=0x4000_009f).contains(&msr) {
         MSRF_SINT | (((data >> 17) & 1) as u16) << 1 | ((data >> 16) & 1) as u16
-    } else if msr >= 0x4000_00b0 && msr <= 0x4000_00b7 && msr & 1 == 0 {
+    } else if (0x4000_00b0..=0x4000_00b7).contains(&msr) && msr & 1 == 0 {
         MSRF_STIMER_CONFIG | ((data >> 12) & 1) as u16
     } else {
         0

@@ -202,7 +202,14 @@ pub fn ev_synic_msr(ctx: TracePointContext) -> u32 {
     let host = field(&ctx, f::SYNIC_HOST).unwrap_or(0) as u16 & 1;
     let aeoi = ((data >> 17) & 1) as u16;
     let masked = ((data >> 16) & 1) as u16;
-    bump(tgid(), ev::SYNIC_MSR, host | aeoi << 1 | masked << 2, msr, 0, data);
+    bump(
+        tgid(),
+        ev::SYNIC_MSR,
+        host | aeoi << 1 | masked << 2,
+        msr,
+        0,
+        data,
+    );
     0
 }
 
@@ -222,7 +229,14 @@ pub fn ev_stimer_config(ctx: TracePointContext) -> u32 {
     else {
         return 0;
     };
-    bump(tgid(), ev::STIMER_CONFIG, ((config >> 12) & 1) as u16, timer, 0, config);
+    bump(
+        tgid(),
+        ev::STIMER_CONFIG,
+        ((config >> 12) & 1) as u16,
+        timer,
+        0,
+        config,
+    );
     0
 }
 

@@ -9,13 +9,13 @@
 mod agg;
 mod ev;
 
-use aya_log_ebpf::warn;
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
     EbpfContext,
 };
+use aya_log_ebpf::warn;
 use profiler_common::{counter, Offsets, UEXIT_ERROR, UEXIT_RESTART};
 
 /// Field offsets of the running kernel's records; written by the loader (read-only global).
@@ -155,7 +155,14 @@ pub fn kvmprof_test(ctx: RawTracePointContext) -> u32 {
     let isa: u64 = ctx.arg(5);
     let reason: u64 = ctx.arg(6);
     match op {
-        0 => agg::on_exit(tgid as u32, tid as u32, now, vcpu as u32, isa as u32, reason as u32),
+        0 => agg::on_exit(
+            tgid as u32,
+            tid as u32,
+            now,
+            vcpu as u32,
+            isa as u32,
+            reason as u32,
+        ),
         1 => {
             if agg::on_entry(tgid as u32, tid as u32, now, vcpu as u32) {
                 log_stats_full(&ctx, tgid as u32);

@@ -9,8 +9,7 @@ use anyhow::{bail, Context};
 
 use crate::{
     cli::{DemoArgs, ExerciseArgs, Format, Global, ReportArgs},
-    exerciser,
-    model,
+    exerciser, model,
     probe::ProbeOptions,
     sample::Sample,
     source::{live::LiveSource, Source},
@@ -122,7 +121,8 @@ fn collect(
         let mut vms = first.vms.clone();
         loop {
             let step = end.map_or(interval, |e| {
-                e.saturating_duration_since(tokio::time::Instant::now()).min(interval)
+                e.saturating_duration_since(tokio::time::Instant::now())
+                    .min(interval)
             });
             let signalled = tokio::select! {
                 _ = tokio::time::sleep(step) => false,

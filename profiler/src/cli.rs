@@ -141,14 +141,22 @@ mod tests {
         assert_eq!(parse_duration("2.5s"), Ok(Duration::from_millis(2500)));
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("fast").unwrap_err().contains("not a duration"));
+        assert!(parse_duration("fast")
+            .unwrap_err()
+            .contains("not a duration"));
         assert!(parse_duration("-1s").is_err());
     }
 
     #[test]
     fn exercise_keeps_identity_args() {
         let cli = Cli::try_parse_from([
-            "kvmprof", "exercise", "--iters", "5", "--", "-name", "guest=vm1",
+            "kvmprof",
+            "exercise",
+            "--iters",
+            "5",
+            "--",
+            "-name",
+            "guest=vm1",
         ])
         .unwrap();
         match cli.command {

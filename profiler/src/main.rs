@@ -13,7 +13,12 @@ fn main() -> ExitCode {
         Some(Command::Report(ref a)) => kvmprof::app::report(&cli.global, a),
         Some(Command::Exercise(ref a)) => kvmprof::app::exercise(a),
         Some(Command::Completions { shell }) => {
-            clap_complete::generate(shell, &mut Cli::command(), "kvmprof", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "kvmprof",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
     };

@@ -7,7 +7,9 @@ use profiler_common::hist;
 use serde::{Deserialize, Serialize};
 
 /// (VM process, vCPU, isa, reason). For `isa == ISA_USERSPACE`, `vcpu` is the thread id.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub struct Key {
     pub tgid: u32,
     pub vcpu: u32,
@@ -152,7 +154,9 @@ pub struct VmInfo {
 }
 
 /// Sub-reason evidence key (profiler_common::ev): per VM, kind, flags and subject `a`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub struct EvKey {
     pub tgid: u32,
     pub kind: u16,
@@ -207,7 +211,10 @@ mod tests {
         }
         for (q, truth) in [(0.5, 50_000.0), (0.99, 99_000.0), (0.999, 99_900.0)] {
             let got = h.quantile(q).unwrap() as f64;
-            assert!((got - truth).abs() / truth <= 0.0625, "q{q}: {got} vs {truth}");
+            assert!(
+                (got - truth).abs() / truth <= 0.0625,
+                "q{q}: {got} vs {truth}"
+            );
         }
     }
 

@@ -15,7 +15,10 @@ fn privileged(test: &str) -> bool {
     let ok = unsafe { libc::geteuid() } == 0 && kvmprof::probe::HAS_OBJECT;
     if !ok {
         let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-        assert!(!ci, "{test}: needs root and the eBPF object (cargo xtask test)");
+        assert!(
+            !ci,
+            "{test}: needs root and the eBPF object (cargo xtask test)"
+        );
         eprintln!("{test}: NOT RUN: needs root and the eBPF object (cargo xtask test)");
     }
     ok
@@ -33,7 +36,10 @@ fn help_lists_the_subcommands() {
     for sub in ["top", "demo", "report", "completions"] {
         assert!(out.contains(sub), "--help lacks {sub}:\n{out}");
     }
-    assert!(!out.contains("exercise"), "the internal exerciser is hidden");
+    assert!(
+        !out.contains("exercise"),
+        "the internal exerciser is hidden"
+    );
 }
 
 #[test]
@@ -59,11 +65,20 @@ fn unprivileged_run_says_how_to_fix_it() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         let o = kvmprof(&["report", "--duration", "1s"]);
-        assert!(stderr(&o).contains("needs root or CAP_BPF+CAP_PERFMON"), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("needs root or CAP_BPF+CAP_PERFMON"),
+            "{}",
+            stderr(&o)
+        );
         return;
     }
     let o = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
         .arg(env!("CARGO_BIN_EXE_kvmprof"))
         .args(["report", "--duration", "1s"])
         .output()
@@ -80,9 +95,19 @@ fn wrong_tracefs_is_named() {
     if !privileged("wrong_tracefs_is_named") {
         return;
     }
-    let o = kvmprof(&["report", "--duration", "1s", "--allow-concurrent", "--tracefs", "/nonexistent"]);
+    let o = kvmprof(&[
+        "report",
+        "--duration",
+        "1s",
+        "--allow-concurrent",
+        "--tracefs",
+        "/nonexistent",
+    ]);
     let e = stderr(&o);
-    assert!(e.contains("mount -t tracefs nodev /sys/kernel/tracing"), "{e}");
+    assert!(
+        e.contains("mount -t tracefs nodev /sys/kernel/tracing"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -93,7 +118,14 @@ fn missing_kvm_tracepoints_say_load_kvm() {
     // A tracefs-shaped directory without events/kvm: what a host without kvm.ko looks like.
     let dir = std::env::temp_dir().join(format!("kvmprof-notkvm-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("events/sched")).unwrap();
-    let o = kvmprof(&["report", "--duration", "1s", "--allow-concurrent", "--tracefs", dir.to_str().unwrap()]);
+    let o = kvmprof(&[
+        "report",
+        "--duration",
+        "1s",
+        "--allow-concurrent",
+        "--tracefs",
+        dir.to_str().unwrap(),
+    ]);
     let e = stderr(&o);
     let _ = std::fs::remove_dir_all(&dir);
     assert!(e.contains("modprobe kvm_intel"), "{e}");

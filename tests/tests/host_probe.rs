@@ -72,7 +72,12 @@ fn pairs_exits_with_entries_per_thread() {
     assert_eq!(io_stat.sum_ns, 500 + 2_000);
     assert_eq!((io_stat.min_ns, io_stat.max_ns), (500, 2_000));
     assert_eq!(io_stat.hist.total(), 2);
-    let b: Vec<usize> = io_stat.hist.buckets.iter().map(|(b, _)| *b as usize).collect();
+    let b: Vec<usize> = io_stat
+        .hist
+        .buckets
+        .iter()
+        .map(|(b, _)| *b as usize)
+        .collect();
     assert_eq!(b, vec![hist::bucket(500), hist::bucket(2_000)]);
     assert_eq!(s.stats[&key(100, 1, ISA_SVM, cpuid)].sum_ns, 100);
     assert_eq!(s.stats[&key(200, 3, ISA_VMX, 49)].sum_ns, 3_000);
@@ -104,7 +109,10 @@ fn userspace_exits_are_timed_until_the_next_kvm_run() {
         ],
     );
     let st = &s.stats[&key(300, 3000, ISA_USERSPACE, 2)];
-    assert_eq!((st.count, st.sum_ns, st.min_ns, st.max_ns), (2, 1_000, 250, 750));
+    assert_eq!(
+        (st.count, st.sum_ns, st.min_ns, st.max_ns),
+        (2, 1_000, 250, 750)
+    );
     assert_eq!(s.in_flight.get(&key(300, 3000, ISA_USERSPACE, 5)), Some(&1));
     assert_eq!(s.counter(counter::USERSPACE_EXITS), 3);
 }
@@ -143,7 +151,11 @@ fn kernel_histogram_percentiles_within_ten_percent() {
         let truth = durations[rank] as f64;
         let got = st.hist.quantile(q).expect("non-empty") as f64;
         let err = (got - truth).abs() / truth;
-        println!("p{}: kernel histogram {got} ns, exact {truth} ns, error {:.2} %", q * 100.0, err * 100.0);
+        println!(
+            "p{}: kernel histogram {got} ns, exact {truth} ns, error {:.2} %",
+            q * 100.0,
+            err * 100.0
+        );
         assert!(err <= 0.10, "p{q}: {got} vs {truth}");
     }
 }
@@ -166,7 +178,10 @@ fn a_full_stats_map_counts_drops() {
     // The kernel says so once (aya-log), not once per dropped exit.
     let notes = p.notices();
     assert_eq!(notes.len(), 1, "{notes:?}");
-    assert!(notes[0].contains("stats map full") && notes[0].contains("--max-keys"), "{notes:?}");
+    assert!(
+        notes[0].contains("stats map full") && notes[0].contains("--max-keys"),
+        "{notes:?}"
+    );
 }
 
 /// This host's KVM (software PVM backend) never emits kvm_exit, but kvm_userspace_exit does
@@ -183,7 +198,12 @@ fn live_probes_see_the_exerciser_userspace_exits() {
     })
     .unwrap_or_else(|e| panic!("attaching: {e}"));
     println!("warnings: {warnings:?}");
-    for p in ["kvm_exit", "kvm_entry", "kvm_userspace_exit", "sys_enter_ioctl"] {
+    for p in [
+        "kvm_exit",
+        "kvm_entry",
+        "kvm_userspace_exit",
+        "sys_enter_ioctl",
+    ] {
         assert!(src.probe().attached.contains(&p), "{p} not attached");
     }
     let before = src.sample().unwrap().unwrap();
@@ -216,7 +236,10 @@ fn live_probes_see_the_exerciser_userspace_exits() {
     let (io0, _) = mine(&before, 2);
     let (io1, io_in_flight) = mine(&after, 2);
     let (_, hlt_in_flight) = mine(&after, 5);
-    println!("KVM_EXIT_IO timed {} in flight {io_in_flight}; KVM_EXIT_HLT in flight {hlt_in_flight}", io1 - io0);
+    println!(
+        "KVM_EXIT_IO timed {} in flight {io_in_flight}; KVM_EXIT_HLT in flight {hlt_in_flight}",
+        io1 - io0
+    );
     assert_eq!(io1 - io0 + io_in_flight, iters);
     assert_eq!(hlt_in_flight, 1);
     // Sub-reason evidence: the port written and the MSR read/written, exactly.
@@ -239,7 +262,13 @@ fn live_probes_see_the_exerciser_userspace_exits() {
     assert_eq!(ev(ev::PIO_OUT, 0x10), iters);
     assert_eq!(ev(ev::MSR_READ, 0x10), iters);
     assert_eq!(ev(ev::MSR_WRITE, 0x10), iters);
-    for p in ["ev_msr", "ev_pio", "ev_mmio", "ev_hv_hypercall", "ev_apicv_inhibit"] {
+    for p in [
+        "ev_msr",
+        "ev_pio",
+        "ev_mmio",
+        "ev_hv_hypercall",
+        "ev_apicv_inhibit",
+    ] {
         assert!(src.probe().attached.contains(&p), "{p} not attached");
     }
     // Any KVM user seen in the maps is described, QEMU or not.
@@ -265,7 +294,11 @@ fn rows_of_exited_processes_can_be_forgotten() {
     assert_eq!(s.stats.len(), 2);
     assert_eq!(p.forget(&[600]).unwrap(), 1);
     let s = p.sample().unwrap();
-    assert!(s.stats.keys().all(|k| k.tgid == 700), "{:?}", s.stats.keys());
+    assert!(
+        s.stats.keys().all(|k| k.tgid == 700),
+        "{:?}",
+        s.stats.keys()
+    );
     assert!(s.in_flight.is_empty(), "{:?}", s.in_flight);
 }
 
@@ -291,14 +324,25 @@ fn msr_writes_are_classified_in_kernel() {
     );
     let get = |kind: u16, flags: u16, a: u64| {
         s.evidence
-            .get(&kvmprof::sample::EvKey { tgid: 800, kind, flags, a })
+            .get(&kvmprof::sample::EvKey {
+                tgid: 800,
+                kind,
+                flags,
+                a,
+            })
             .copied()
             .unwrap_or_else(|| panic!("no {kind}/{flags:#x}/{a:#x} in {:?}", s.evidence))
     };
-    assert_eq!(get(ev::MSR_WRITE, 0, 0x4000_0000).last, 0x0001_040a_0000_4a61);
+    assert_eq!(
+        get(ev::MSR_WRITE, 0, 0x4000_0000).last,
+        0x0001_040a_0000_4a61
+    );
     assert_eq!(get(ev::MSR_WRITE, ev::MSRF_SINT | 2, 0x4000_0092).count, 1);
     assert_eq!(get(ev::MSR_WRITE, ev::MSRF_SINT | 1, 0x4000_0093).count, 1);
-    assert_eq!(get(ev::MSR_WRITE, ev::MSRF_STIMER_CONFIG | 1, 0x4000_00b0).count, 1);
+    assert_eq!(
+        get(ev::MSR_WRITE, ev::MSRF_STIMER_CONFIG | 1, 0x4000_00b0).count,
+        1
+    );
     assert_eq!(get(ev::MSR_WRITE, 0, 0x4000_0070).count, 2);
     assert_eq!(get(ev::MSR_READ, 0, 0x4000_0020).count, 1);
 }

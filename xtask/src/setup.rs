@@ -2,8 +2,7 @@
 //! Idempotent; every step checks before it acts.
 
 use std::{
-    env,
-    fs,
+    env, fs,
     path::{Path, PathBuf},
     process::Command,
 };
@@ -44,10 +43,16 @@ pub fn setup() -> Result<Env> {
 }
 
 fn ensure_rust_src() -> Result<()> {
-    let installed = cmd_output(
-        Command::new("rustup").args(["component", "list", "--installed", "--toolchain", NIGHTLY]),
-    )
-    .context("rustup must be installed, with a nightly toolchain (`rustup toolchain install nightly`)")?;
+    let installed = cmd_output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        NIGHTLY,
+    ]))
+    .context(
+        "rustup must be installed, with a nightly toolchain (`rustup toolchain install nightly`)",
+    )?;
     if installed.lines().any(|l| l.starts_with("rust-src")) {
         return Ok(());
     }
@@ -70,7 +75,8 @@ fn ensure_bpf_linker() -> Result<PathBuf> {
     if bin.join("bpf-linker").is_file() {
         return Ok(bin);
     }
-    let sysroot = cmd_output(Command::new("rustc").args([&format!("+{NIGHTLY}"), "--print", "sysroot"]))?;
+    let sysroot =
+        cmd_output(Command::new("rustc").args([&format!("+{NIGHTLY}"), "--print", "sysroot"]))?;
     let libdir = Path::new(sysroot.trim()).join("lib");
     let libllvm = fs::read_dir(&libdir)
         .with_context(|| format!("reading {}", libdir.display()))?
@@ -87,22 +93,38 @@ fn ensure_bpf_linker() -> Result<PathBuf> {
     fs::create_dir_all(&lib)?;
     for name in [
         "libLLVM.so".to_string(),
-        libllvm.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+        libllvm
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned(),
     ] {
         let link = lib.join(name);
         let _ = fs::remove_file(&link);
         std::os::unix::fs::symlink(&libllvm, &link)
             .with_context(|| format!("linking {}", link.display()))?;
     }
-    eprintln!("xtask: building {BPF_LINKER} against {} (about a minute)", libllvm.display());
+    eprintln!(
+        "xtask: building {BPF_LINKER} against {} (about a minute)",
+        libllvm.display()
+    );
     run(Command::new("cargo")
-        .args(["install", BPF_LINKER, "--locked", "--no-default-features", "--features"])
+        .args([
+            "install",
+            BPF_LINKER,
+            "--locked",
+            "--no-default-features",
+            "--features",
+        ])
         .arg(format!("llvm-{llvm_major}"))
         .arg("--root")
         .arg(&cache)
         .env("LLVM_PREFIX", &prefix))?;
     if !bin.join("bpf-linker").is_file() {
-        bail!("cargo install finished but {} is missing", bin.join("bpf-linker").display());
+        bail!(
+            "cargo install finished but {} is missing",
+            bin.join("bpf-linker").display()
+        );
     }
     Ok(bin)
 }
@@ -114,7 +136,10 @@ fn ensure_tracefs() {
     if t.join("events").is_dir() || Path::new("/sys/kernel/debug/tracing/events").is_dir() {
         return;
     }
-    let _ = Command::new("mount").args(["-t", "tracefs", "nodev"]).arg(t).status();
+    let _ = Command::new("mount")
+        .args(["-t", "tracefs", "nodev"])
+        .arg(t)
+        .status();
 }
 
 fn cache_dir() -> PathBuf {

@@ -15,10 +15,14 @@ pub fn workspace_root() -> PathBuf {
 
 /// Build kvmprof with its eBPF programs (release) and return the binary's path.
 pub fn build_release(env: &setup::Env) -> Result<PathBuf> {
-    run(env
-        .command("cargo")
-        .current_dir(workspace_root())
-        .args(["build", "--release", "-p", "kvmprof", "--features", "ebpf"]))?;
+    run(env.command("cargo").current_dir(workspace_root()).args([
+        "build",
+        "--release",
+        "-p",
+        "kvmprof",
+        "--features",
+        "ebpf",
+    ]))?;
     Ok(workspace_root().join("target/release/kvmprof"))
 }
 

@@ -87,7 +87,9 @@ mod tests {
 
     #[test]
     fn messages_name_the_fix() {
-        assert!(ProbeError::NoTracefs.to_string().contains("mount -t tracefs"));
+        assert!(ProbeError::NoTracefs
+            .to_string()
+            .contains("mount -t tracefs"));
         let e = ProbeError::NoKvmTracepoints("/sys/kernel/tracing/events/kvm".into());
         assert!(e.to_string().contains("modprobe kvm_intel"));
         assert!(!ProbeError::NotPrivileged.to_string().contains('\n'));
@@ -95,7 +97,10 @@ mod tests {
 
     #[test]
     fn verifier_tail() {
-        let log = (0..100).map(|i| format!("{i}: insn")).collect::<Vec<_>>().join("\n");
+        let log = (0..100)
+            .map(|i| format!("{i}: insn"))
+            .collect::<Vec<_>>()
+            .join("\n");
         let t = tail_lines(&log, 3);
         assert_eq!(t, "97: insn\n98: insn\n99: insn");
     }

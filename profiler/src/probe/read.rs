@@ -51,8 +51,10 @@ pub fn sample(ebpf: &Ebpf, programs: &[&str]) -> anyhow::Result<Sample> {
     }
 
     for name in ["PENDING", "UPENDING"] {
-        let map: HashMap<_, u32, Pending> =
-            HashMap::try_from(ebpf.map(name).with_context(|| format!("{name} map missing"))?)?;
+        let map: HashMap<_, u32, Pending> = HashMap::try_from(
+            ebpf.map(name)
+                .with_context(|| format!("{name} map missing"))?,
+        )?;
         for (_, p) in map.iter().flatten() {
             if p.ts != 0 {
                 let key = Key {

@@ -102,6 +102,10 @@ fn sampler(
         if tx.send(msg).is_err() {
             return;
         }
+        // Kernel-side messages (aya-log) go to the status line, never to stderr.
+        for n in source.notices() {
+            let _ = tx.send(Msg::Error(format!("kernel: {n}")));
+        }
         // Sleep out the interval, waking early to adopt a new one.
         loop {
             let left = (started + interval).saturating_duration_since(Instant::now());

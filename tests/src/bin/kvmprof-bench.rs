@@ -97,7 +97,15 @@ fn userspace_scale() -> Result<()> {
             for reason in 0..40u64 {
                 for k in 0..2 {
                     events.push([OP_EXIT, 2000 + vm, tid, t, vcpu, ISA_VMX as u64, reason]);
-                    events.push([OP_ENTRY, 2000 + vm, tid, t + 500 + reason * 97 + k * 3000, vcpu, 0, 0]);
+                    events.push([
+                        OP_ENTRY,
+                        2000 + vm,
+                        tid,
+                        t + 500 + reason * 97 + k * 3000,
+                        vcpu,
+                        0,
+                        0,
+                    ]);
                     t += 10_000;
                 }
             }
@@ -129,7 +137,13 @@ fn userspace_scale() -> Result<()> {
     let ms = |d: Vec<Duration>| median(d.iter().map(|d| d.as_secs_f64() * 1e3).collect());
     let (r, c) = (ms(read), ms(compute));
     println!("| sampler: read all maps ({keys} rows) | {r:.1} ms | median of {REPS} |");
-    println!("| model: compute one refresh | {c:.1} ms | median of {} |", REPS - 1);
-    println!("| sampler + model CPU at 1 s refresh | {:.2} % of a core | goal ≤ 1 % |", (r + c) / 10.0);
+    println!(
+        "| model: compute one refresh | {c:.1} ms | median of {} |",
+        REPS - 1
+    );
+    println!(
+        "| sampler + model CPU at 1 s refresh | {:.2} % of a core | goal ≤ 1 % |",
+        (r + c) / 10.0
+    );
     Ok(())
 }
