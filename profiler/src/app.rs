@@ -8,9 +8,10 @@ use std::{
 use anyhow::{bail, Context};
 
 use crate::{
-    cli::{DemoArgs, ExerciseArgs, Format, Global, ReportArgs},
+    cli::{DemoArgs, DiffArgs, ExerciseArgs, Format, Global, ReportArgs},
     exerciser, model,
     probe::ProbeOptions,
+    report as rep,
     sample::Sample,
     source::{live::LiveSource, Source},
 };
@@ -80,22 +81,137 @@ pub fn demo(g: &Global, a: &DemoArgs) -> anyhow::Result<()> {
 }
 
 pub fn report(g: &Global, a: &ReportArgs) -> anyhow::Result<()> {
-    if a.duration.is_none() && !a.until_signal {
-        bail!("say how long to collect: --duration 10s, or --until-signal (stop with Ctrl-C)");
+    let data = if let Some(path) = a.file.as_ref() {
+        rep::load(path)?
+    } else if let Some(path) = a.from_perf.as_ref() {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        rep::Data::from_perf_text(&text, &path.display().to_string())?
+    } else {
+        let l = collect_live_for(g, a.duration, a.until_signal, a.ready_file.as_deref())?;
+        rep::Data::from_samples(&l.first, &l.last, &l.names, "live")
+    };
+    for w in &data.warnings {
+        eprintln!("kvmprof: warning: {w}");
+    }
+    let out = match a.format {
+        Format::Table => rep::perf_table(
+            &data,
+            &rep::TableOptions {
+                event: a.event,
+                vm: a.vm.clone(),
+                vcpu: a.vcpu,
+                sort: a.sort,
+                percentiles: a.percentiles,
+                per_vm: true,
+            },
+        )?,
+        Format::Json => rep::json::render(&filter_vm(data.view, a.vm.as_deref())?)?,
+        Format::Csv => rep::csv::render(&filter_vm(data.view, a.vm.as_deref())?),
+    };
+    print!("{out}");
+    if !out.ends_with('\n') {
+        println!();
+    }
+    Ok(())
+}
+
+/// JSON and CSV keep the whole view's shape; `--vm` narrows it to one VM (name or pid).
+fn filter_vm(mut view: model::View, vm: Option<&str>) -> anyhow::Result<model::View> {
+    if let Some(want) = vm {
+        view.vms
+            .retain(|v| v.name == want || v.pid.to_string() == want || format!("pid {}", v.pid) == want);
+        if view.vms.is_empty() {
+            bail!("no VM named `{want}` in this session: `kvmprof report` without --vm lists them");
+        }
+    }
+    Ok(view)
+}
+
+/// A live collection: first and last samples plus what the advice needs to know about it.
+pub(crate) struct LiveSession {
+    pub first: Sample,
+    pub last: Sample,
+    pub names: crate::decode::ExitNames,
+    pub missing: Vec<String>,
+    pub tracefs: std::path::PathBuf,
+}
+
+/// Attach, collect until `duration` or a signal.
+pub(crate) fn collect_live_for(
+    g: &Global,
+    duration: Option<Duration>,
+    until_signal: bool,
+    ready_file: Option<&std::path::Path>,
+) -> anyhow::Result<LiveSession> {
+    if duration.is_none() && !until_signal {
+        bail!("say what to analyse: a FILE, --from-perf FILE, --duration 10s, or --until-signal (stop with Ctrl-C)");
     }
     let mut src = open_live(g)?;
     let names = src.names();
     let first = src.sample()?.context("no sample")?;
-    if let Some(p) = &a.ready_file {
+    if let Some(p) = ready_file {
         std::fs::write(p, b"ready\n").with_context(|| format!("writing {}", p.display()))?;
     }
-    let last = collect(&mut src, &first, a.duration, g.interval)?;
+    let last = collect(&mut src, &first, duration, g.interval)?;
     for n in src.notices() {
         eprintln!("kvmprof: kernel: {n}");
     }
-    let view = model::compute(&first, &last, &names);
+    Ok(LiveSession {
+        first,
+        last,
+        names,
+        missing: src.probe().missing.clone(),
+        tracefs: src.probe().tracefs.clone(),
+    })
+}
+
+/// First and last samples of a kvmprof recording with its exit names; None when `path` is not
+/// a recording (e.g. perf text).
+pub(crate) fn open_recording_span(
+    path: &std::path::Path,
+) -> anyhow::Result<Option<(Sample, Sample, crate::decode::ExitNames)>> {
+    let mut magic = [0u8; 8];
+    let n = std::io::Read::read(
+        &mut std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
+        &mut magic,
+    )?;
+    if !magic[..n].starts_with(&crate::store::MAGIC) {
+        return Ok(None);
+    }
+    let rec = crate::store::Recording::open(path)?;
+    for w in rec.warnings() {
+        eprintln!("kvmprof: warning: {w}");
+    }
+    if rec.is_empty() {
+        bail!("{}: the recording holds no samples", path.display());
+    }
+    let last = rec.sample(rec.len() - 1)?;
+    let first = if rec.len() == 1 {
+        Sample::default()
+    } else {
+        rec.sample(0)?
+    };
+    Ok(Some((first, last, rec.header().names.clone())))
+}
+
+pub fn diff(a: &DiffArgs) -> anyhow::Result<()> {
+    let (da, db) = (rep::load(&a.a)?, rep::load(&a.b)?);
+    for w in da.warnings.iter().chain(&db.warnings) {
+        eprintln!("kvmprof: warning: {w}");
+    }
+    let d = rep::diff_with(
+        &da,
+        &db,
+        &rep::DiffOptions {
+            vm_a: a.vm_a.clone(),
+            vm_b: a.vm_b.clone(),
+        },
+    )?;
     match a.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&view)?),
+        Format::Json => println!("{}", rep::diff::render_json(&d)?),
+        Format::Table => print!("{}", rep::diff::render_table(&d)),
+        Format::Csv => bail!("diff prints a table or JSON: use --format table or --format json"),
     }
     Ok(())
 }

@@ -40,8 +40,12 @@ pub enum Command {
     Top,
     /// Start a tiny built-in guest on the local /dev/kvm and show it live.
     Demo(DemoArgs),
-    /// Collect, then print a report of the whole collection.
+    /// Report a live collection, a recording or perf text as perf kvm stat's table, JSON or CSV.
     Report(ReportArgs),
+    /// Compare two sessions (recordings or perf text, any mix): what moved, by how much.
+    Diff(DiffArgs),
+    /// Which Hyper-V enlightenments help or hurt each VM, with the evidence.
+    Advise(AdviseArgs),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -64,15 +68,36 @@ pub struct DemoArgs {
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// Collect for this long (e.g. 10s, 1m).
+    /// A kvmprof recording or a `perf kvm stat report` text file; omit to collect live.
+    #[arg(value_name = "FILE", conflicts_with_all = ["duration", "until_signal", "from_perf"])]
+    pub file: Option<PathBuf>,
+    /// Read `perf kvm stat report --stdio` output (any perf version) instead of collecting.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["duration", "until_signal"])]
+    pub from_perf: Option<PathBuf>,
+    /// Collect live for this long (e.g. 10s, 1m).
     #[arg(long, short = 'd', value_parser = parse_duration, conflicts_with = "until_signal")]
     pub duration: Option<Duration>,
-    /// Collect until SIGINT or SIGTERM.
+    /// Collect live until SIGINT or SIGTERM.
     #[arg(long)]
     pub until_signal: bool,
     /// Output format.
-    #[arg(long, short = 'f', value_enum, default_value_t = Format::Json)]
+    #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Only this VM (name or pid).
+    #[arg(long, value_name = "NAME")]
+    pub vm: Option<String>,
+    /// Only this vCPU id (in every selected VM, like perf's --vcpu).
+    #[arg(long, value_name = "N")]
+    pub vcpu: Option<u32>,
+    /// Which table: exits, or the MSR / port I/O / MMIO accesses behind them.
+    #[arg(long, value_enum, default_value_t = crate::report::Event::Vmexit)]
+    pub event: crate::report::Event,
+    /// Row order.
+    #[arg(long, short = 'k', value_enum, default_value_t = crate::report::SortBy::Sample)]
+    pub sort: crate::report::SortBy,
+    /// Add p50 / p99 / p99.9 columns to the table.
+    #[arg(long)]
+    pub percentiles: bool,
     /// Create this file once the probes are attached (for scripts that start a workload next).
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
@@ -80,7 +105,64 @@ pub struct ReportArgs {
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
+    /// perf kvm stat report --stdio's layout, per VM and for all VMs.
+    Table,
     Json,
+    Csv,
+}
+
+#[derive(Args, Debug)]
+pub struct AdviseArgs {
+    /// A kvmprof recording or `perf kvm stat report` text; omit to collect live.
+    #[arg(value_name = "FILE", conflicts_with_all = ["duration", "until_signal", "from_perf"])]
+    pub file: Option<PathBuf>,
+    /// Read `perf kvm stat report --stdio` output (exit reasons only: less evidence).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["duration", "until_signal"])]
+    pub from_perf: Option<PathBuf>,
+    /// Collect live for this long (e.g. 30s).
+    #[arg(long, short = 'd', value_parser = parse_duration, conflicts_with = "until_signal")]
+    pub duration: Option<Duration>,
+    /// Collect live until SIGINT or SIGTERM.
+    #[arg(long)]
+    pub until_signal: bool,
+    /// The VM's QEMU command line, when the host cannot read it (e.g. perf text from elsewhere).
+    #[arg(long, value_name = "CMDLINE")]
+    pub qemu_cmdline: Option<String>,
+    /// Only this VM (name or pid).
+    #[arg(long, value_name = "NAME")]
+    pub vm: Option<String>,
+    /// Thresholds as JSON (keys: dominant_pct, high_rate_per_vcpu, timer_rate, majority_pct,
+    /// spin_rate_per_vcpu, min_exits); defaults are documented in the advice module.
+    #[arg(long, value_name = "FILE")]
+    pub thresholds: Option<PathBuf>,
+    #[arg(long, short = 'f', value_enum, default_value_t = AdviseFormat::Text)]
+    pub format: AdviseFormat,
+    /// Create this file once the probes are attached.
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdviseFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// Before: a kvmprof recording or perf text.
+    pub a: PathBuf,
+    /// After: a kvmprof recording or perf text.
+    pub b: PathBuf,
+    /// Compare only this VM of A (name or pid).
+    #[arg(long, value_name = "NAME")]
+    pub vm_a: Option<String>,
+    /// Compare only this VM of B (name or pid).
+    #[arg(long, value_name = "NAME")]
+    pub vm_b: Option<String>,
+    /// Output format (table or json).
+    #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
+    pub format: Format,
 }
 
 #[derive(Args, Debug)]

@@ -1,5 +1,6 @@
 //! kvmprof: live eBPF profiler of KVM VM exits.
 pub mod app;
+pub mod app_advise;
 pub mod cli;
 pub mod decode;
 pub mod exerciser;
@@ -9,3 +10,8 @@ pub mod source;
 pub mod vm;
 pub mod model;
 pub mod tui;
+pub mod store;
+pub mod report;
+pub mod advice;
+pub mod check;
+pub mod export;

@@ -11,6 +11,8 @@ fn main() -> ExitCode {
         None | Some(Command::Top) => kvmprof::app::top(&cli.global),
         Some(Command::Demo(ref a)) => kvmprof::app::demo(&cli.global, a),
         Some(Command::Report(ref a)) => kvmprof::app::report(&cli.global, a),
+        Some(Command::Diff(ref a)) => kvmprof::app::diff(a),
+        Some(Command::Advise(ref a)) => kvmprof::app_advise::advise(&cli.global, a),
         Some(Command::Exercise(ref a)) => kvmprof::app::exercise(a),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(

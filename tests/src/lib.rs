@@ -1,5 +1,5 @@
 //! Helpers for kvmprof's integration tests: the kernel's hist-trigger text, kvmprof's JSON
-//! report, and the exerciser's RESULT line.
+//! report and advice, and the exerciser's RESULT / HYPERV lines.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -157,15 +157,105 @@ impl VmReport {
 
 /// `RESULT key=value ...` from `kvmprof exercise`, as a map.
 pub fn parse_result_line(text: &str) -> Result<BTreeMap<String, String>> {
+    parse_tagged_line(text, "RESULT")
+}
+
+/// The first `TAG key=value ...` line of `text` (e.g. `HYPERV` from `kvmprof exercise --ops h`),
+/// as a map.
+pub fn parse_tagged_line(text: &str, tag: &str) -> Result<BTreeMap<String, String>> {
     let line = text
         .lines()
-        .find_map(|l| l.trim().strip_prefix("RESULT "))
-        .ok_or_else(|| anyhow!("no RESULT line in the exerciser output: {:?}", text.trim()))?;
+        .find_map(|l| l.trim().strip_prefix(tag)?.strip_prefix(' '))
+        .ok_or_else(|| anyhow!("no {tag} line in the exerciser output: {:?}", text.trim()))?;
     Ok(line
         .split_whitespace()
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect())
+}
+
+/// `key=value` lines (info.txt), as a map; other lines are ignored.
+pub fn parse_kv_lines(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.trim().split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// `kvmprof advise --format json`: `{"findings": [...], "vms": [...], "notes": [...]}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Advice {
+    pub findings: Vec<Finding>,
+    #[serde(default)]
+    pub vms: Vec<AdviceVm>,
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Finding {
+    pub rule: String,
+    pub severity: String,
+    pub title: String,
+    #[serde(default)]
+    pub evidence: Vec<String>,
+    /// `{"qemu", "libvirt", "effect"}` (kept loose: any JSON).
+    #[serde(default)]
+    pub advice: serde_json::Value,
+    #[serde(default)]
+    pub source: String,
+}
+
+impl Finding {
+    /// The advice's QEMU change (empty when absent).
+    pub fn qemu(&self) -> &str {
+        self.advice
+            .get("qemu")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+    }
+    /// Everything the finding says, for text searches.
+    pub fn text(&self) -> String {
+        format!(
+            "{} {} {} {} {}",
+            self.rule,
+            self.title,
+            self.evidence.join(" "),
+            self.advice,
+            self.source
+        )
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AdviceVm {
+    #[serde(default)]
+    pub pid: u32,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub guest: String,
+    #[serde(default)]
+    pub profile: Option<String>,
+    #[serde(default)]
+    pub config: Vec<String>,
+    #[serde(default)]
+    pub findings: Vec<Finding>,
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+pub fn parse_advice(text: &str) -> Result<Advice> {
+    serde_json::from_str(text).context("kvmprof advice JSON does not match the expected schema")
+}
+
+impl Advice {
+    pub fn vm(&self, name: &str) -> Result<&AdviceVm> {
+        self.vms.iter().find(|v| v.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.vms.iter().map(|v| v.name.as_str()).collect();
+            anyhow!("no VM named {name:?} in the advice (VMs: {names:?})")
+        })
+    }
 }
 
 pub fn read_file(dir: &Path, name: &str) -> Result<String> {
@@ -228,5 +318,25 @@ mod tests {
         assert_eq!(rep.vm("g").unwrap().row(2, 123).unwrap().count, 3);
         assert!(rep.vm("h").is_err());
         assert!(parse_report("{}").is_err());
+    }
+
+    #[test]
+    fn parses_tagged_lines_and_advice() {
+        let out = "HYPERV batches=1 hyperv_exits=3 synic_msrs=0x40000080:1\nRESULT iters=5 io=1\n";
+        let hv = parse_tagged_line(out, "HYPERV").unwrap();
+        assert_eq!(hv["hyperv_exits"], "3");
+        assert_eq!(parse_result_line(out).unwrap()["io"], "1");
+        assert!(parse_tagged_line("HYPERVISOR x=1", "HYPERV").is_err());
+        let info = parse_kv_lines("kernel=6.12\nkvm_amd.avic=N\nnoise\n");
+        assert_eq!(info["kvm_amd.avic"], "N");
+        let json = r#"{"findings":[{"rule":"R07","severity":"warn","title":"t","evidence":["HV_SINT2 = 0x20050"],
+            "advice":{"qemu":"-cpu …,hv-avic","libvirt":"","effect":"e"},"source":"KB R07"}],
+            "vms":[{"pid":1,"name":"g","guest":"Windows 11","profile":null,"config":[],"findings":[],"notes":[]}],"notes":[]}"#;
+        let a = parse_advice(json).unwrap();
+        assert_eq!(a.findings[0].qemu(), "-cpu …,hv-avic");
+        assert!(a.findings[0].text().contains("HV_SINT2"));
+        assert_eq!(a.vm("g").unwrap().guest, "Windows 11");
+        assert!(a.vm("h").is_err());
+        assert!(parse_advice("[]").is_err());
     }
 }

@@ -1,6 +1,8 @@
 //! `cargo xtask vm-test`: boot a stock Debian kernel under QEMU/TCG with AMD SVM, load kvm_amd,
 //! run kvmprof while the exerciser guest runs, and compare kvmprof's counts with the guest
-//! kernel's own hist triggers (see shared/docs/real-kvm.md and tests/tests/real_kvm.rs).
+//! kernel's own hist triggers (see shared/docs/real-kvm.md and tests/tests/real_kvm.rs). The same
+//! boot then runs the Hyper-V exerciser (SynIC, AutoEOI, stimer) under `kvmprof report` and
+//! `kvmprof advise` (tests/tests/real_kvm_hyperv.rs).
 
 mod host;
 mod initramfs;
@@ -41,6 +43,9 @@ pub struct VmTestArgs {
     /// Only boot and collect; do not run the assertions.
     #[arg(long)]
     pub no_check: bool,
+    /// Skip the Hyper-V run (and its test).
+    #[arg(long)]
+    pub no_hyperv: bool,
 }
 
 impl Default for VmTestArgs {
@@ -51,6 +56,7 @@ impl Default for VmTestArgs {
             kvmprof: None,
             kernel_package: None,
             no_check: false,
+            no_hyperv: false,
         }
     }
 }
@@ -158,8 +164,9 @@ fn boot(kroot: &Path, ver: &str, initrd: &Path, args: &VmTestArgs, log: &Path) -
     let serial =
         std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     let append = format!(
-        "console=ttyS0 panic=-1 rdinit=/init loglevel=1 kvmprof.iters={}",
-        args.iters
+        "console=ttyS0 panic=-1 rdinit=/init loglevel=1 kvmprof.iters={} kvmprof.hyperv={}",
+        args.iters,
+        u8::from(!args.no_hyperv)
     );
     let mut qemu = Command::new("qemu-system-x86_64");
     qemu.args([
@@ -267,6 +274,9 @@ pub fn vm_test(args: &VmTestArgs) -> Result<()> {
     if let Some(info) = sections.get("info.txt") {
         println!("{}", info.trim_end());
     }
+    if let Some(hv) = sections.get("hv_status.txt") {
+        println!("vm-test: Hyper-V run: {}", hv.trim_end());
+    }
     match status.as_deref() {
         Some("ok") => {}
         Some(why) => bail!("the VM run failed: {why}; see {}", out.display()),
@@ -280,17 +290,13 @@ pub fn vm_test(args: &VmTestArgs) -> Result<()> {
         return Ok(());
     }
     let mut test = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    test.args([
-        "test",
-        "-p",
-        "kvmprof-tests",
-        "--test",
-        "real_kvm",
-        "--",
-        "--nocapture",
-    ])
-    .current_dir(workspace_root())
-    .env("KVMPROF_VM_OUT", &out);
+    test.args(["test", "-p", "kvmprof-tests", "--test", "real_kvm"]);
+    if !args.no_hyperv {
+        test.args(["--test", "real_kvm_hyperv"]);
+    }
+    test.args(["--", "--nocapture", "--test-threads", "1"])
+        .current_dir(workspace_root())
+        .env("KVMPROF_VM_OUT", &out);
     cmd_status(&mut test).context("real-KVM assertions failed")?;
     println!(
         "vm-test: passed in {:.1} s (QEMU {:.1} s)",

@@ -48,3 +48,4 @@ impl Source for FakeSource {
         self.label.clone()
     }
 }
+pub mod replay;

@@ -1,0 +1,133 @@
+//! Host facts the advice depends on (APICv/AVIC, IPIv, halt polling, kernel version, vendor),
+//! read below an injectable root so tests use a fake tree.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Vendor {
+    Intel,
+    Amd,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HostFacts {
+    pub vendor: Option<Vendor>,
+    /// kvm_intel enable_apicv / kvm_amd avic. None = unknown (module not loaded, replay).
+    pub apicv: Option<bool>,
+    /// kvm_intel enable_ipiv (Sapphire Rapids+); None where the parameter does not exist.
+    pub ipiv: Option<bool>,
+    /// kvm halt_poll_ns (module default 200000).
+    pub halt_poll_ns: Option<u64>,
+    /// kvm_intel/kvm_amd nested.
+    pub nested: Option<bool>,
+    /// `uname -r`.
+    pub kernel_release: Option<String>,
+    /// Online logical CPUs.
+    pub cpus: Option<u32>,
+    /// Current host clocksource (R05: the TSC page needs `tsc`).
+    pub clocksource: Option<String>,
+    /// TSC scaling in hardware (L09).
+    pub tsc_scaling: Option<bool>,
+}
+
+fn read(root: &Path, rel: &str) -> Option<String> {
+    std::fs::read_to_string(root.join(rel))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+fn param_bool(v: &str) -> Option<bool> {
+    match v {
+        "Y" | "y" | "1" => Some(true),
+        "N" | "n" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+impl HostFacts {
+    /// Reads `/sys/module/kvm*`, `/proc/cpuinfo`, `/proc/sys/kernel/osrelease` below `root`.
+    /// Anything unreadable stays None.
+    pub fn read(root: &Path) -> HostFacts {
+        let intel = read(root, "sys/module/kvm_intel/parameters/enable_apicv");
+        let amd = read(root, "sys/module/kvm_amd/parameters/avic");
+        let cpuinfo = read(root, "proc/cpuinfo").unwrap_or_default();
+        let vendor = if intel.is_some() || cpuinfo.contains("GenuineIntel") {
+            Some(Vendor::Intel)
+        } else if amd.is_some() || cpuinfo.contains("AuthenticAMD") {
+            Some(Vendor::Amd)
+        } else {
+            None
+        };
+        let apicv = match vendor {
+            Some(Vendor::Intel) => intel.as_deref().and_then(param_bool),
+            Some(Vendor::Amd) => amd.as_deref().and_then(param_bool),
+            None => None,
+        };
+        let nested = match vendor {
+            Some(Vendor::Intel) => read(root, "sys/module/kvm_intel/parameters/nested"),
+            Some(Vendor::Amd) => read(root, "sys/module/kvm_amd/parameters/nested"),
+            None => None,
+        };
+        let flags = cpuinfo
+            .lines()
+            .filter(|l| l.starts_with("flags") || l.starts_with("vmx flags"))
+            .flat_map(|l| l.split_whitespace())
+            .any(|f| f == "tsc_scale" || f == "tsc_scaling");
+        let cpus = cpuinfo
+            .lines()
+            .filter(|l| l.starts_with("processor"))
+            .count();
+        HostFacts {
+            vendor,
+            apicv,
+            ipiv: read(root, "sys/module/kvm_intel/parameters/enable_ipiv")
+                .as_deref()
+                .and_then(param_bool),
+            halt_poll_ns: read(root, "sys/module/kvm/parameters/halt_poll_ns")
+                .and_then(|v| v.parse().ok()),
+            nested: nested.as_deref().and_then(param_bool),
+            kernel_release: read(root, "proc/sys/kernel/osrelease"),
+            cpus: (cpus > 0).then_some(cpus as u32),
+            clocksource: read(
+                root,
+                "sys/devices/system/clocksource/clocksource0/current_clocksource",
+            ),
+            tsc_scaling: (!cpuinfo.is_empty()).then_some(flags),
+        }
+    }
+
+    /// The running host.
+    pub fn local() -> HostFacts {
+        Self::read(Path::new("/"))
+    }
+
+    /// (major, minor) of the kernel release ("6.8.0-45-generic" → (6, 8)).
+    pub fn kernel(&self) -> Option<(u32, u32)> {
+        let r = self.kernel_release.as_deref()?;
+        let mut it = r.split(|c: char| !c.is_ascii_digit());
+        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    }
+
+    /// Kernel ≥ 5.15 inhibits APICv only while a SINT uses AutoEOI (KB upstream outcome).
+    /// None when unknown.
+    pub fn autoeoi_only_inhibit(&self) -> Option<bool> {
+        self.kernel().map(|k| k >= (5, 15))
+    }
+
+    pub fn apicv_name(&self) -> &'static str {
+        match self.vendor {
+            Some(Vendor::Amd) => "AVIC (kvm_amd avic)",
+            _ => "APICv (kvm_intel enable_apicv)",
+        }
+    }
+
+    pub fn apicv_param(&self) -> &'static str {
+        match self.vendor {
+            Some(Vendor::Amd) => "kvm_amd avic=1",
+            _ => "kvm_intel enable_apicv=Y",
+        }
+    }
+}

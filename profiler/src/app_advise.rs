@@ -1,0 +1,128 @@
+//! `kvmprof advise`: live data, a recording or perf text → evidence-backed findings.
+
+use anyhow::{bail, Context};
+
+use crate::{
+    advice::{self, config::VmConfig, host::HostFacts, Input},
+    app::{collect_live_for, open_recording_span},
+    cli::{AdviseArgs, AdviseFormat, Global},
+    report,
+};
+
+pub fn advise(g: &Global, a: &AdviseArgs) -> anyhow::Result<()> {
+    let host = HostFacts::local();
+    let mut input = if let Some(path) = a.from_perf.as_ref() {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let data = report::Data::from_perf_text(&text, &path.display().to_string())?;
+        Input::from_view(data.view, host)
+    } else if let Some(path) = a.file.as_ref() {
+        match open_recording_span(path)? {
+            Some((first, last, names)) => Input::from_samples(&first, &last, &names, host),
+            // Not a recording: perf text, which only has exit reasons.
+            None => Input::from_view(report::load(path)?.view, host),
+        }
+    } else {
+        let l = collect_live_for(g, a.duration, a.until_signal, a.ready_file.as_deref())?;
+        let mut input = Input::from_samples(&l.first, &l.last, &l.names, host)
+            .with_missing(&l.missing);
+        input.inhibits = advice::InhibitNames::load(&l.tracefs);
+        input
+    };
+    if let Some(path) = a.thresholds.as_ref() {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        input.thresholds = advice::Thresholds::from_json(&text)
+            .with_context(|| format!("{}: not a thresholds JSON file", path.display()))?;
+    }
+    if let Some(cmdline) = a.qemu_cmdline.as_deref() {
+        let argv = split_words(cmdline)?;
+        let cfg = VmConfig::from_cmdline(&argv);
+        let pids: Vec<u32> = input
+            .view
+            .vms
+            .iter()
+            .filter(|v| a.vm.as_deref().is_none_or(|n| v.name == n || v.pid.to_string() == n))
+            .map(|v| v.pid)
+            .collect();
+        match pids.as_slice() {
+            [] => bail!("no VM to apply --qemu-cmdline to: the session saw no exits (or no VM matched --vm)"),
+            [pid] => {
+                input.configs.insert(*pid, cfg);
+            }
+            _ => bail!("--qemu-cmdline describes one VM but the session has {}: pick it with --vm NAME", pids.len()),
+        }
+    }
+    if let Some(want) = a.vm.as_deref() {
+        input.view.vms.retain(|v| v.name == want || v.pid.to_string() == want);
+        if input.view.vms.is_empty() {
+            bail!("no VM named `{want}` in this session");
+        }
+    }
+    let rep = advice::analyze(&input);
+    match a.format {
+        AdviseFormat::Text => print!("{}", advice::render_text(&rep)),
+        AdviseFormat::Json => println!("{}", advice::render_json(&rep)),
+    }
+    Ok(())
+}
+
+/// Shell-like word splitting for a pasted command line: whitespace separates, single and
+/// double quotes group, backslash escapes the next character.
+pub fn split_words(s: &str) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some('"'), '\\') | (None, '\\') => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                    in_word = true;
+                }
+            }
+            (Some(_), c) => cur.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if let Some(q) = quote {
+        bail!("--qemu-cmdline has an unclosed {q} quote");
+    }
+    if in_word {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_words;
+
+    #[test]
+    fn splits_like_a_shell() {
+        let w = split_words(r#"qemu-system-x86_64 -name "guest=win 11,debug-threads=on" -cpu 'host,hv-time' a\ b"#)
+            .unwrap();
+        assert_eq!(
+            w,
+            ["qemu-system-x86_64", "-name", "guest=win 11,debug-threads=on", "-cpu", "host,hv-time", "a b"]
+        );
+        assert!(split_words("-cpu 'host").unwrap_err().to_string().contains("unclosed"));
+        assert!(split_words("   ").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,341 @@
+//! `kvmprof check`: a load-test gate. Thresholds (TOML and/or flags) are evaluated on the model's
+//! view of the run plus the per-interval views (storms, frame budgets); the answer is one result
+//! per threshold per VM, an exit code, a human summary, JSON and JUnit XML.
+//!
+//! Exit codes ([`CheckReport::exit_code`]): 0 all passed; 1 a threshold failed (even if others
+//! could not be measured); 2 nothing failed but something could not be measured (VM not found by
+//! name, no exits seen, source error, advice missing).
+
+mod measure;
+mod plan;
+mod render;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_parse;
+pub mod thresholds;
+
+use serde::Serialize;
+
+pub use render::{junit, summary, timestamp_utc, to_json};
+pub use thresholds::{resolve_reason, FailOn, ReasonLimit, ThresholdError, Thresholds};
+
+use crate::{
+    advice::Severity,
+    decode::ExitNames,
+    model::{View, VmView},
+};
+use measure::Outcome;
+pub(crate) use plan::{plan, Kind, Planned};
+
+/// The example thresholds file (also `profiler/src/check/example.toml`).
+pub const EXAMPLE_TOML: &str = include_str!("example.toml");
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Fail,
+    /// Nothing to measure (e.g. a latency limit on a reason that never happened): not a failure.
+    Skipped,
+    /// Could not measure.
+    Error,
+}
+
+/// One threshold on one VM.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CheckResult {
+    /// VM name (or the name asked for, when not found; "*" when no VM was seen).
+    pub vm: String,
+    pub pid: Option<u32>,
+    /// The setting's key, e.g. `max_overhead_pct`, `EPT_MISCONFIG.max_per_s`,
+    /// `frame_budget_pct[60hz]`, `fail_on`.
+    pub threshold: String,
+    pub unit: String,
+    pub limit: f64,
+    pub measured: Option<f64>,
+    pub status: Status,
+    /// measured − limit, on failure.
+    pub over_by: Option<f64>,
+    /// (measured − limit) / limit × 100, on failure with a limit > 0.
+    pub over_pct: Option<f64>,
+    pub worst_vcpu: Option<u32>,
+    pub worst_reason: Option<String>,
+    /// What was measured, or why it could not be.
+    pub detail: String,
+}
+
+/// One advice finding, as the check needs it (adapter over [`crate::advice::Report`]).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AdviceItem {
+    pub pid: u32,
+    pub vm: String,
+    pub rule: String,
+    pub severity: Severity,
+    pub title: String,
+}
+
+/// The advice findings of the run, most important first.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct AdviceSummary {
+    pub findings: Vec<AdviceItem>,
+}
+
+impl From<&crate::advice::Report> for AdviceSummary {
+    fn from(r: &crate::advice::Report) -> Self {
+        let mut findings: Vec<AdviceItem> = r
+            .vms
+            .iter()
+            .flat_map(|v| {
+                v.findings.iter().map(move |f| AdviceItem {
+                    pid: v.pid,
+                    vm: v.name.clone(),
+                    rule: f.rule.clone(),
+                    severity: f.severity,
+                    title: f.title.clone(),
+                })
+            })
+            .collect();
+        // Stable: most severe first, the engine's order within a severity.
+        findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+        AdviceSummary { findings }
+    }
+}
+
+/// Everything `kvmprof check` reports.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct CheckReport {
+    pub duration_s: f64,
+    pub results: Vec<CheckResult>,
+    /// Top advice findings of the checked VMs (at most 5).
+    pub advice: Vec<AdviceItem>,
+    pub notes: Vec<String>,
+}
+
+impl CheckReport {
+    pub fn failed(&self) -> usize {
+        self.count(Status::Fail)
+    }
+    pub fn errors(&self) -> usize {
+        self.count(Status::Error)
+    }
+    pub fn count(&self, s: Status) -> usize {
+        self.results.iter().filter(|r| r.status == s).count()
+    }
+
+    /// 0 pass, 1 a threshold failed, 2 could not measure (and nothing failed).
+    pub fn exit_code(&self) -> i32 {
+        if self.failed() > 0 {
+            1
+        } else if self.errors() > 0 || self.results.is_empty() {
+            2
+        } else {
+            0
+        }
+    }
+
+    /// A report for a run that could not measure at all (e.g. the source failed): one error
+    /// per threshold per VM asked for, so JUnit still lists every check.
+    pub fn could_not_measure(reason: &str, thresholds: &Thresholds, vm_filter: &[String]) -> Self {
+        let vms: Vec<String> = if vm_filter.is_empty() {
+            vec!["*".into()]
+        } else {
+            vm_filter.to_vec()
+        };
+        let mut results = Vec::new();
+        for vm in &vms {
+            for p in plan(thresholds) {
+                results.push(p.result(vm, None, Status::Error, None, reason.into()));
+            }
+        }
+        CheckReport {
+            results,
+            ..Default::default()
+        }
+    }
+}
+
+/// VMs of `view` that `filter` names (VM name, uuid or pid); empty = all. Names matching
+/// nothing come back in the second list.
+fn select<'a>(view: &'a View, filter: &[String]) -> (Vec<&'a VmView>, Vec<String>) {
+    if filter.is_empty() {
+        return (view.vms.iter().collect(), Vec::new());
+    }
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for f in filter {
+        let hits: Vec<&VmView> = view
+            .vms
+            .iter()
+            .filter(|v| {
+                v.name == *f || v.uuid.as_deref() == Some(f.as_str()) || v.pid.to_string() == *f
+            })
+            .collect();
+        if hits.is_empty() {
+            missing.push(f.clone());
+        }
+        for h in hits {
+            if !found.iter().any(|v: &&VmView| v.pid == h.pid) {
+                found.push(h);
+            }
+        }
+    }
+    (found, missing)
+}
+
+/// Evaluates every threshold on every selected VM. `series` holds the per-interval views of
+/// the same run, in order (for storms and frame windows; may be empty, see `measure`).
+/// Reason names resolve against the built-in tables and the rows' own names; call
+/// [`Thresholds::validate`] with the source's names first to reject unknown names early.
+pub fn evaluate(
+    view: &View,
+    series: &[View],
+    thresholds: &Thresholds,
+    vm_filter: &[String],
+    advice: Option<&AdviceSummary>,
+) -> CheckReport {
+    let names = ExitNames::builtin();
+    let planned = plan(thresholds);
+    let mut notes = Vec::new();
+    if planned.is_empty() {
+        notes.push("no thresholds given: set some with KEY=VALUE flags or a TOML file (see profiler/src/check/example.toml)".into());
+    }
+    let (vms, missing) = select(view, vm_filter);
+    let seen = view
+        .vms
+        .iter()
+        .map(|v| format!("{} (pid {})", v.name, v.pid))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut results = Vec::new();
+    if vm_filter.is_empty() && vms.is_empty() {
+        let why = format!(
+            "no exits seen in {:.1} s: is a VM running, and were the probes attached?",
+            view.duration_s
+        );
+        results.extend(
+            planned
+                .iter()
+                .map(|p| p.result("*", None, Status::Error, None, why.clone())),
+        );
+    }
+    for vm in &vms {
+        for p in &planned {
+            results.push(check_one(p, vm, view, series, thresholds, advice, &names));
+        }
+    }
+    // VMs asked for but not seen come last.
+    for m in &missing {
+        let why = if seen.is_empty() {
+            format!(
+                "VM `{m}` not found by name: no VM had exits in {:.1} s",
+                view.duration_s
+            )
+        } else {
+            format!("VM `{m}` not found by name, uuid or pid; VMs seen: {seen}")
+        };
+        results.extend(
+            planned
+                .iter()
+                .map(|p| p.result(m, None, Status::Error, None, why.clone())),
+        );
+    }
+    let advice_top = advice
+        .map(|a| {
+            a.findings
+                .iter()
+                .filter(|f| vms.iter().any(|v| v.pid == f.pid))
+                .take(5)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    CheckReport {
+        duration_s: view.duration_s,
+        results,
+        advice: advice_top,
+        notes,
+    }
+}
+
+fn check_one(
+    p: &Planned,
+    vm: &VmView,
+    view: &View,
+    series: &[View],
+    t: &Thresholds,
+    advice: Option<&AdviceSummary>,
+    names: &ExitNames,
+) -> CheckResult {
+    let (name, pid) = (vm.name.as_str(), Some(vm.pid));
+    if let Kind::Advice(f) = p.kind {
+        let Some(a) = advice else {
+            let why = "advice was not computed for this run: run the check with advice enabled";
+            return p.result(name, pid, Status::Error, None, why.into());
+        };
+        let min = match f {
+            FailOn::Warn => Severity::Warn,
+            FailOn::Critical => Severity::Critical,
+        };
+        let hits: Vec<&AdviceItem> = a
+            .findings
+            .iter()
+            .filter(|x| x.pid == vm.pid && x.severity >= min)
+            .collect();
+        let status = if hits.is_empty() {
+            Status::Pass
+        } else {
+            Status::Fail
+        };
+        let m = measure::Measured {
+            value: hits.len() as f64,
+            worst_reason: hits.first().map(|h| h.rule.clone()),
+            detail: hits
+                .iter()
+                .map(|h| format!("{} {} {}", h.severity.label(), h.rule, h.title))
+                .collect::<Vec<_>>()
+                .join("; "),
+            ..Default::default()
+        };
+        let d = m.detail.clone();
+        return p.result(name, pid, status, Some(m), d);
+    }
+    if let Kind::ReasonRate(r)
+    | Kind::ReasonVcpuRate(r)
+    | Kind::ReasonP99(r)
+    | Kind::ReasonMax(r)
+    | Kind::ReasonStorm(r) = &p.kind
+    {
+        let in_rows = vm
+            .reasons
+            .iter()
+            .any(|x| x.name.eq_ignore_ascii_case(r.trim()));
+        if resolve_reason(r, names).is_empty() && !in_rows {
+            return p.result(
+                name,
+                pid,
+                Status::Error,
+                None,
+                thresholds::unknown_reason(r),
+            );
+        }
+    }
+    if vm.exits == 0 {
+        let why = format!(
+            "no exits seen for VM {name} (pid {}) in {:.1} s: is it running?",
+            vm.pid, view.duration_s
+        );
+        return p.result(name, pid, Status::Error, None, why);
+    }
+    match measure::measure(p, vm, view, series, t.storm_window_s(), names) {
+        Outcome::Value(m) => {
+            // A tiny tolerance so a value printed equal to its limit passes.
+            let fail = m.value > p.limit * (1.0 + 1e-9) + 1e-12;
+            let status = if fail { Status::Fail } else { Status::Pass };
+            let d = m.detail.clone();
+            p.result(name, pid, status, Some(m), d)
+        }
+        Outcome::Skip(why) => p.result(name, pid, Status::Skipped, None, why),
+        Outcome::Error(why) => p.result(name, pid, Status::Error, None, why),
+    }
+}

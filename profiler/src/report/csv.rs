@@ -1,0 +1,124 @@
+//! CSV report: one row per (VM, vCPU or all, reason), RFC 4180 quoting, `\n` line ends.
+//!
+//! Columns, in this order (stable; new columns are only ever appended):
+//!
+//! | column        | meaning                                                                |
+//! |---------------|------------------------------------------------------------------------|
+//! | `vm_pid`      | VMM process id                                                         |
+//! | `vm_name`     | libvirt / QEMU name (or `pid N`)                                       |
+//! | `vcpu`        | vCPU id, or `all` for the VM's totals                                  |
+//! | `isa`         | `vmx`, `svm`, or `user` (returns of KVM_RUN to the VMM)               |
+//! | `reason`      | exit code, decimal                                                     |
+//! | `name`        | exit name as the kernel prints it                                      |
+//! | `hlt`         | `true` for HLT-like reasons (kept apart from the shares)               |
+//! | `count`       | exits seen (timed + change of in-flight)                               |
+//! | `in_flight`   | exits not yet re-entered at the end of the span                        |
+//! | `timed`       | exits with a handling time                                             |
+//! | `rate_per_s`  | count per second, 3 decimals (0 when the span is unknown)              |
+//! | `samples_pct` | share of non-HLT exits (HLT rows: of all), 4 decimals                  |
+//! | `time_pct`    | share of non-HLT handling time (HLT rows: of all), 4 decimals          |
+//! | `total_ns`    | summed handling time                                                   |
+//! | `min_ns`      | shortest handling time                                                 |
+//! | `max_ns`      | longest handling time                                                  |
+//! | `mean_ns`     | total_ns / timed, 1 decimal                                            |
+//! | `p50_ns`      | median from the histogram; empty when there is none (perf text import) |
+//! | `p99_ns`      | 99th percentile; empty likewise                                        |
+//! | `p999_ns`     | 99.9th percentile; empty likewise                                      |
+//!
+//! Order: VMs by pid; per VM the `all` rows (exit reasons, then `user` rows), then each vCPU
+//! ascending; rows within a group by count, descending.
+
+use super::rows::has_percentiles;
+use crate::model::{Row, View};
+
+/// The header line's columns.
+pub const COLUMNS: [&str; 20] = [
+    "vm_pid",
+    "vm_name",
+    "vcpu",
+    "isa",
+    "reason",
+    "name",
+    "hlt",
+    "count",
+    "in_flight",
+    "timed",
+    "rate_per_s",
+    "samples_pct",
+    "time_pct",
+    "total_ns",
+    "min_ns",
+    "max_ns",
+    "mean_ns",
+    "p50_ns",
+    "p99_ns",
+    "p999_ns",
+];
+
+/// The whole view as CSV, header line first.
+pub fn render(view: &View) -> String {
+    let mut out = COLUMNS.join(",");
+    out.push('\n');
+    let mut vms: Vec<_> = view.vms.iter().collect();
+    vms.sort_by_key(|v| v.pid);
+    for vm in vms {
+        let mut line = |vcpu: &str, r: &Row| {
+            out.push_str(&row(vm.pid, &vm.name, vcpu, r));
+            out.push('\n');
+        };
+        for r in vm.reasons.iter().chain(&vm.userspace) {
+            line("all", r);
+        }
+        let mut vcpus: Vec<_> = vm.vcpus.iter().collect();
+        vcpus.sort_by_key(|c| c.vcpu);
+        for c in vcpus {
+            let id = c.vcpu.to_string();
+            for r in c.reasons.iter().chain(&c.userspace) {
+                line(&id, r);
+            }
+        }
+    }
+    out
+}
+
+fn row(pid: u32, vm: &str, vcpu: &str, r: &Row) -> String {
+    let q = |v: u64| {
+        if has_percentiles(r) {
+            v.to_string()
+        } else {
+            String::new()
+        }
+    };
+    [
+        pid.to_string(),
+        quote(vm),
+        vcpu.to_string(),
+        quote(&r.isa_name),
+        r.reason.to_string(),
+        quote(&r.name),
+        r.hlt.to_string(),
+        r.count.to_string(),
+        r.in_flight.to_string(),
+        r.timed.to_string(),
+        format!("{:.3}", r.rate_per_s),
+        format!("{:.4}", r.samples_pct),
+        format!("{:.4}", r.time_pct),
+        r.total_ns.to_string(),
+        r.min_ns.to_string(),
+        r.max_ns.to_string(),
+        format!("{:.1}", r.mean_ns),
+        q(r.p50_ns),
+        q(r.p99_ns),
+        q(r.p999_ns),
+    ]
+    .join(",")
+}
+
+/// RFC 4180: quoted when it holds a comma, quote, CR or LF; quotes doubled.
+pub(crate) fn quote(v: &str) -> String {
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_string()
+    }
+}

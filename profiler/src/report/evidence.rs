@@ -1,0 +1,130 @@
+//! Sub-reason counts (MSR indexes, I/O ports, MMIO addresses) over a span, and perf's
+//! `--event msr|ioport|mmio` tables made from them.
+//!
+//! kvmprof counts these accesses in kernel per VM, without timing them (their handling time
+//! is in the VM-EXIT table's MSR_READ / IO_INSTRUCTION / EPT_MISCONFIG rows). So the tables
+//! show perf's Samples and Samples% columns only, a footer without a time, and a note saying
+//! why — rather than perf's time columns filled with zeros that would read as measured.
+
+use std::collections::BTreeMap;
+
+use profiler_common::ev;
+
+use super::{
+    perf_table::{footer, header, Event, SortBy, NAME_WIDTH},
+    printf::{alt_hex, f, s},
+    rows::pct,
+    ReportError,
+};
+use crate::{
+    model::VmView,
+    sample::{EvKey, Sample},
+};
+
+/// Evidence counts over a span (newer − older), per key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Evidence {
+    pub counts: BTreeMap<EvKey, u64>,
+}
+
+impl Evidence {
+    /// newer − older; a count that went down (map entry recreated) counts from zero.
+    pub fn between(older: &Sample, newer: &Sample) -> Evidence {
+        let counts = newer
+            .evidence
+            .iter()
+            .filter_map(|(k, v)| {
+                let old = older.evidence.get(k).map_or(0, |o| o.count);
+                let d = if v.count < old {
+                    v.count
+                } else {
+                    v.count - old
+                };
+                (d > 0).then_some((*k, d))
+            })
+            .collect();
+        Evidence { counts }
+    }
+
+    /// (perf key, count) of one table, for one VM or all: `0x6e0:W`, `0x3f8:POUT`,
+    /// `0xfee000b0:R`, keyed as perf decodes them (MSR write flags merged).
+    pub fn keyed(&self, event: Event, pid: Option<u32>) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for (k, n) in &self.counts {
+            if pid.is_some_and(|p| p != k.tgid) {
+                continue;
+            }
+            if let Some(key) = perf_key(event, k) {
+                *out.entry(key).or_insert(0) += n;
+            }
+        }
+        out
+    }
+}
+
+/// perf's decode_key of a kvmprof evidence key, when it belongs to `event`'s table.
+fn perf_key(event: Event, k: &EvKey) -> Option<String> {
+    let suffix = match (event, k.kind) {
+        (Event::Msr, ev::MSR_READ) => "R",
+        (Event::Msr, ev::MSR_WRITE) => "W",
+        (Event::Ioport, ev::PIO_IN) => "PIN",
+        (Event::Ioport, ev::PIO_OUT) => "POUT",
+        (Event::Mmio, ev::MMIO_READ) => "R",
+        (Event::Mmio, ev::MMIO_WRITE) => "W",
+        _ => return None,
+    };
+    Some(format!("{}:{suffix}", alt_hex(k.a)))
+}
+
+/// Which exit rows hold the time of an event's accesses, and what is counted.
+fn what(event: Event) -> (&'static str, &'static str) {
+    match event {
+        Event::Msr => ("MSR accesses", "MSR_READ/MSR_WRITE, SVM msr"),
+        Event::Ioport => ("port I/O", "IO_INSTRUCTION, SVM io"),
+        Event::Mmio => ("MMIO accesses", "EPT_MISCONFIG/EPT_VIOLATION, SVM npf"),
+        Event::Vmexit => ("exits", "VM-EXIT"),
+    }
+}
+
+/// Appends one sub-reason table (after the "Analyze events" line).
+pub(crate) fn table(
+    out: &mut String,
+    evidence: &Evidence,
+    event: Event,
+    vm: Option<&VmView>,
+    vcpu: Option<u32>,
+    sort: SortBy,
+) -> Result<(), ReportError> {
+    let (counted, rows_with_time) = what(event);
+    if vcpu.is_some() {
+        return Err(ReportError::VcpuWithEvidence {
+            event: event.arg(),
+            what: counted,
+        });
+    }
+    let keyed = evidence.keyed(event, vm.map(|v| v.pid));
+    let mut rows: Vec<(&String, u64)> = keyed.iter().map(|(k, n)| (k, *n)).collect();
+    // Only counts exist: name order for `-k name`, count order for everything else.
+    match sort {
+        SortBy::Name => rows.sort_by(|a, b| a.0.cmp(b.0)),
+        _ => rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0))),
+    }
+    let total: u64 = rows.iter().map(|r| r.1).sum();
+    out.push_str(&header(event.header(), false));
+    out.push_str("\n\n");
+    for (k, n) in &rows {
+        out.push_str(&format!(
+            "{} {n:>10} {}%\n",
+            s(NAME_WIDTH, k),
+            f(8, 2, pct(*n as f64, total as f64))
+        ));
+    }
+    out.push_str(&footer(total, None));
+    if let Some(v) = vm {
+        out.push_str(&format!("# VM {} (pid {})\n", v.name, v.pid));
+    }
+    out.push_str(&format!(
+        "# kvmprof counts {counted} in kernel without timing them: no Time%/Min/Max/Avg here; their handling time is in the VM-EXIT table ({rows_with_time})\n"
+    ));
+    Ok(())
+}

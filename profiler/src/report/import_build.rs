@@ -1,0 +1,327 @@
+//! Parsed perf sections → one cumulative [`Sample`] (since an empty one) and the exit names it
+//! needs.
+//!
+//! - VM: the first pid of `pid(s) ...` (several pids cannot be told apart), or pid 0 named
+//!   "all VMs"; vCPU: `VCPU N`, or 0 for an all-VCPUs table. When the same VMs have an
+//!   all-VCPUs table, their per-VCPU tables are skipped (they count the same exits again);
+//!   repeated tables of one target (`perf kvm stat live` intervals) are added up.
+//! - Names: decoded back to codes with `ExitNames::code` under the ISA most names belong to;
+//!   `0x4a` (kvmprof's unknown codes) and ` FAILED_VMENTRY` are read back; any other name
+//!   (perf's `UNKNOWN`) gets a synthetic code (VMX 0xff00+, SVM 0xfffe0000+) and keeps its name.
+//! - Stat: count = Samples, sum = Avg × Samples (ns, rounded), min / max as printed (0 when this
+//!   perf printed none), no histogram.
+//! - MSR / IO Port / MMIO tables become evidence counts; their times are dropped (kvmprof's
+//!   evidence holds counts only).
+
+use std::collections::BTreeMap;
+
+use profiler_common::{ev, ISA_SVM, ISA_VMX};
+
+use super::{
+    perf_import::{ImportError, PerfRow, Section},
+    perf_table::Event,
+};
+use crate::{
+    decode::ExitNames,
+    sample::{EvKey, Key, Sample, Stat, VmInfo},
+};
+
+const VMX_FAILED_VMENTRY: u32 = 0x8000_0000;
+const SYNTH_VMX: u32 = 0xff00;
+const SYNTH_SVM: u32 = 0xfffe_0000;
+
+pub(crate) fn samples(
+    sections: &[Section],
+    warnings: &mut Vec<String>,
+) -> Result<(Sample, ExitNames), ImportError> {
+    let mut names = ExitNames::builtin();
+    names.source = "perf text".into();
+    let mut synth: BTreeMap<(u32, String), u32> = BTreeMap::new();
+    let mut s = Sample::default();
+
+    let mut budget = Budget::default();
+    for sec in sections {
+        if let Some(why) = skipped(sec, sections) {
+            warnings.push(format!("line {}: {why}", sec.line));
+            continue;
+        }
+        if let Some(n) = sec.lost_events.filter(|n| *n > 0) {
+            warnings.push(format!(
+                "line {}: perf lost {n} events: its counts are low",
+                sec.line
+            ));
+        }
+        let tgid = sec.pids.first().copied().unwrap_or(0);
+        s.vms.entry(tgid).or_insert_with(|| VmInfo {
+            pid: tgid,
+            name: vm_name(&sec.pids),
+            ..Default::default()
+        });
+        if sec.event == Event::Vmexit {
+            exits(
+                sec,
+                tgid,
+                &mut s,
+                &mut names,
+                &mut synth,
+                &mut budget,
+                warnings,
+            )?;
+        } else {
+            evidence(sec, tgid, &mut s, &mut budget)?;
+            if !sec.rows.is_empty() && sec.rows.iter().any(|r| r.avg_us.is_some()) {
+                warnings.push(format!(
+                    "line {}: {} times dropped: kvmprof keeps counts only for sub-reasons",
+                    sec.line,
+                    sec.event.header()
+                ));
+            }
+        }
+    }
+    Ok((s, names))
+}
+
+/// Why a section repeats exits another section counts, if it does.
+fn skipped(sec: &Section, all: &[Section]) -> Option<String> {
+    let same = |o: &&Section| o.event == sec.event;
+    if let Some(v) = sec.vcpu {
+        let whole = all
+            .iter()
+            .filter(same)
+            .any(|o| o.vcpu.is_none() && o.pids == sec.pids);
+        return whole.then(|| {
+            format!("VCPU {v} table skipped: the all-VCPUs table of the same VMs already counts these exits")
+        });
+    }
+    // An all-VMs table next to per-pid tables: keep the per-pid ones when they add up to it.
+    let sum = |f: &dyn Fn(&Section) -> bool| -> u64 {
+        all.iter()
+            .filter(same)
+            .filter(|o| o.vcpu.is_none() && f(o))
+            .flat_map(|o| &o.rows)
+            .fold(0u64, |n, r| n.saturating_add(r.samples))
+    };
+    let has_pids = all
+        .iter()
+        .filter(same)
+        .any(|o| o.vcpu.is_none() && !o.pids.is_empty());
+    let has_all = all
+        .iter()
+        .filter(same)
+        .any(|o| o.vcpu.is_none() && o.pids.is_empty());
+    if !(has_pids && has_all) {
+        return None;
+    }
+    let split = sum(&|o| !o.pids.is_empty()) == sum(&|o| o.pids.is_empty());
+    match (sec.pids.is_empty(), split) {
+        (true, true) => Some("all-VMs table skipped: the per-pid tables count the same exits".into()),
+        (false, false) => Some(
+            "per-pid table skipped: it does not add up with the others to the all-VMs table, which is used instead"
+                .into(),
+        ),
+        _ => None,
+    }
+}
+
+/// Running totals, kept far below u64::MAX so no sum downstream can overflow.
+#[derive(Default)]
+struct Budget {
+    count: u64,
+    ns: u64,
+}
+
+impl Budget {
+    const LIMIT: u64 = 1 << 60;
+
+    fn take(&mut self, line: usize, count: u64, ns: u64) -> Result<(), ImportError> {
+        self.count = self.count.saturating_add(count);
+        self.ns = self.ns.saturating_add(ns);
+        if self.count > Self::LIMIT || self.ns > Self::LIMIT {
+            return Err(ImportError::At {
+                file: String::new(),
+                line,
+                msg: "the counts or times add up to more than kvmprof can hold".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn vm_name(pids: &[u32]) -> String {
+    match pids {
+        [] => "all VMs".into(),
+        [p] => format!("pid {p}"),
+        ps => {
+            let list: Vec<String> = ps.iter().map(u32::to_string).collect();
+            format!("pid(s) {}", list.join(","))
+        }
+    }
+}
+
+fn exits(
+    sec: &Section,
+    tgid: u32,
+    s: &mut Sample,
+    names: &mut ExitNames,
+    synth: &mut BTreeMap<(u32, String), u32>,
+    budget: &mut Budget,
+    warnings: &mut Vec<String>,
+) -> Result<(), ImportError> {
+    let isa = detect_isa(&sec.rows, names);
+    if !sec.rows.is_empty() && sec.rows.iter().all(|r| r.min_us.is_none()) {
+        warnings.push(format!(
+            "line {}: this perf printed no Min/Max Time: they read as 0",
+            sec.line
+        ));
+    }
+    for r in sec.rows.iter().filter(|r| r.samples > 0) {
+        let reason = resolve(isa, &r.name, names, synth);
+        let key = Key {
+            tgid,
+            vcpu: sec.vcpu.unwrap_or(0),
+            isa,
+            reason,
+        };
+        let st = stat(r, sec.total_time_us);
+        budget.take(r.line, st.count, st.sum_ns.max(st.max_ns).max(st.min_ns))?;
+        merge(s.stats.entry(key).or_default(), &st);
+    }
+    Ok(())
+}
+
+/// VMX when more names are VMX names (ties: upper case wins), else SVM.
+fn detect_isa(rows: &[PerfRow], names: &ExitNames) -> u32 {
+    let hits = |isa: u32| {
+        rows.iter()
+            .filter(|r| names.code(isa, base(&r.name).0).is_some())
+            .count()
+    };
+    let (vmx, svm) = (hits(ISA_VMX), hits(ISA_SVM));
+    if vmx != svm {
+        return if vmx > svm { ISA_VMX } else { ISA_SVM };
+    }
+    let upper = rows
+        .iter()
+        .filter(|r| !r.name.chars().any(|c| c.is_ascii_lowercase()))
+        .count();
+    if upper * 2 >= rows.len() {
+        ISA_VMX
+    } else {
+        ISA_SVM
+    }
+}
+
+/// A VMX name without kvmprof's " FAILED_VMENTRY" suffix, and that flag.
+fn base(name: &str) -> (&str, u32) {
+    match name.strip_suffix(" FAILED_VMENTRY") {
+        Some(b) => (b, VMX_FAILED_VMENTRY),
+        None => (name, 0),
+    }
+}
+
+fn resolve(
+    isa: u32,
+    name: &str,
+    names: &mut ExitNames,
+    synth: &mut BTreeMap<(u32, String), u32>,
+) -> u32 {
+    let (b, flag) = if isa == ISA_VMX {
+        base(name)
+    } else {
+        (name, 0)
+    };
+    if let Some(c) = names.code(isa, b) {
+        return c | flag;
+    }
+    if let Some(c) = b
+        .strip_prefix("0x")
+        .and_then(|h| u32::from_str_radix(h, 16).ok())
+    {
+        return c | flag;
+    }
+    let next = synth.len() as u32;
+    *synth.entry((isa, name.to_string())).or_insert_with(|| {
+        let (code, map) = if isa == ISA_VMX {
+            (SYNTH_VMX + next, &mut names.vmx)
+        } else {
+            (SYNTH_SVM + next, &mut names.svm)
+        };
+        map.insert(code, name.to_string());
+        code
+    })
+}
+
+fn ns(us: f64) -> u64 {
+    (us * 1e3).round() as u64
+}
+
+fn stat(r: &PerfRow, total_time_us: Option<f64>) -> Stat {
+    let sum_ns = match (r.avg_us, r.time_pct, total_time_us) {
+        (Some(avg), _, _) => (avg * 1e3 * r.samples as f64).round() as u64,
+        (None, Some(p), Some(t)) => ns(p / 100.0 * t),
+        _ => 0,
+    };
+    Stat {
+        count: r.samples,
+        sum_ns,
+        min_ns: r.min_us.map_or(0, ns),
+        max_ns: r.max_us.map_or(0, ns),
+        hist: Default::default(),
+    }
+}
+
+fn merge(into: &mut Stat, add: &Stat) {
+    if into.count == 0 {
+        *into = add.clone();
+        return;
+    }
+    into.count += add.count;
+    into.sum_ns += add.sum_ns;
+    into.min_ns = into.min_ns.min(add.min_ns);
+    into.max_ns = into.max_ns.max(add.max_ns);
+}
+
+/// `0x6e0:W`, `0x3f8:POUT`, `0xfee000b0:R` → evidence counts.
+fn evidence(
+    sec: &Section,
+    tgid: u32,
+    s: &mut Sample,
+    budget: &mut Budget,
+) -> Result<(), ImportError> {
+    for r in sec.rows.iter().filter(|r| r.samples > 0) {
+        let bad = |why: &str| ImportError::At {
+            file: String::new(),
+            line: r.line,
+            msg: format!("cannot read {} key '{}': {why}", sec.event.header(), r.name),
+        };
+        let (addr, dir) = r
+            .name
+            .rsplit_once(':')
+            .ok_or_else(|| bad("expected ADDRESS:DIRECTION, e.g. 0x3f8:POUT"))?;
+        let a = match addr.trim() {
+            "0" => 0,
+            h => h
+                .strip_prefix("0x")
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+                .ok_or_else(|| bad("the address is not hex like 0x3f8"))?,
+        };
+        let kind = match (sec.event, dir.trim()) {
+            (Event::Msr, "R") => ev::MSR_READ,
+            (Event::Msr, "W") => ev::MSR_WRITE,
+            (Event::Ioport, "PIN") => ev::PIO_IN,
+            (Event::Ioport, "POUT") => ev::PIO_OUT,
+            (Event::Mmio, "R") => ev::MMIO_READ,
+            (Event::Mmio, "W") => ev::MMIO_WRITE,
+            _ => return Err(bad("unknown direction")),
+        };
+        let k = EvKey {
+            tgid,
+            kind,
+            flags: 0,
+            a,
+        };
+        budget.take(r.line, r.samples, 0)?;
+        s.evidence.entry(k).or_default().count += r.samples;
+    }
+    Ok(())
+}

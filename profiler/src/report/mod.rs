@@ -1,0 +1,138 @@
+//! Reports of a whole session: perf-kvm-stat tables, JSON, CSV, A/B diffs, and the import of
+//! `perf kvm stat report` text so the same renderings and diffs run on perf output.
+//!
+//! Every renderer takes a [`Data`]: the model's [`View`] plus the sub-reason [`Evidence`] counts
+//! (MSR / port / MMIO), built from two samples, a recording, or perf text ([`load`] sniffs which).
+
+pub mod csv;
+pub mod diff;
+mod evidence;
+mod import_build;
+pub mod json;
+pub mod perf_import;
+pub mod perf_table;
+mod printf;
+mod rows;
+
+#[cfg(test)]
+mod tests_diff;
+#[cfg(test)]
+mod tests_import;
+#[cfg(test)]
+mod tests_table;
+
+use std::path::Path;
+
+pub use diff::{diff, diff_with, Diff, DiffOptions};
+pub use evidence::Evidence;
+pub use perf_import::{import, ImportError, PerfImport};
+pub use perf_table::{render as perf_table, Event, SortBy, TableOptions};
+
+use crate::{
+    decode::ExitNames,
+    model::{self, View},
+    sample::Sample,
+    store::Recording,
+};
+
+/// Errors of the report module: one line each, saying what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("no VM '{wanted}' in this data (VMs: {known})")]
+    UnknownVm { wanted: String, known: String },
+    #[error(
+        "--vcpu cannot be used with --event {event}: kvmprof counts {what} per VM, not per vCPU"
+    )]
+    VcpuWithEvidence {
+        event: &'static str,
+        what: &'static str,
+    },
+    #[error("{0}")]
+    Import(#[from] ImportError),
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: the recording holds no samples")]
+    EmptyRecording { path: String },
+    #[error("cannot encode JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// What a report is made from: the session's view and its sub-reason evidence.
+#[derive(Clone, Debug, Default)]
+pub struct Data {
+    pub view: View,
+    pub evidence: Evidence,
+    /// Where it came from (a path, "perf text", "live"), for diff headings.
+    pub label: String,
+    /// Whether the latency histograms exist (false for perf text: no percentiles, no ± error).
+    pub has_hist: bool,
+    /// Notes for the user (damaged recording frames, inconsistent perf totals, ...).
+    pub warnings: Vec<String>,
+}
+
+impl Data {
+    /// From two cumulative samples (`older` may be `Sample::default()`: since attach).
+    pub fn from_samples(older: &Sample, newer: &Sample, names: &ExitNames, label: &str) -> Data {
+        Data {
+            view: model::compute(older, newer, names),
+            evidence: Evidence::between(older, newer),
+            label: label.to_string(),
+            has_hist: true,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The whole recording: its first sample to its last, with the recorder's exit names.
+    pub fn from_recording(rec: &Recording) -> Result<Data, ReportError> {
+        let path = rec.path().display().to_string();
+        if rec.is_empty() {
+            return Err(ReportError::EmptyRecording { path });
+        }
+        let first = rec.sample(0)?;
+        let last = rec.sample(rec.len() - 1)?;
+        // A one-sample recording is "since attach": counts with no span.
+        let older = if rec.len() == 1 {
+            Sample::default()
+        } else {
+            first
+        };
+        let mut d = Data::from_samples(&older, &last, &rec.header().names, &path);
+        d.warnings = rec.warnings().to_vec();
+        Ok(d)
+    }
+
+    /// From `perf kvm stat report --stdio` text.
+    pub fn from_perf_text(text: &str, label: &str) -> Result<Data, ReportError> {
+        let imp = import(text)?;
+        Ok(Data {
+            view: imp.view(),
+            evidence: Evidence::between(&Sample::default(), &imp.newer),
+            label: label.to_string(),
+            has_hist: false,
+            warnings: imp.warnings,
+        })
+    }
+}
+
+/// Opens a kvmprof recording or a perf text report, whichever `path` holds.
+pub fn load(path: &Path) -> Result<Data, ReportError> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| ReportError::Io {
+        path: shown.clone(),
+        source,
+    })?;
+    if bytes.starts_with(&crate::store::MAGIC) {
+        let rec = Recording::from_bytes(path, bytes)?;
+        return Data::from_recording(&rec);
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    Data::from_perf_text(&text, &shown).map_err(|e| match e {
+        ReportError::Import(i) => ReportError::Import(i.in_file(&shown)),
+        e => e,
+    })
+}

@@ -1,0 +1,294 @@
+//! `perf kvm stat report --stdio` tables, byte for byte in perf's layout (print_result of
+//! tools/perf/builtin-kvm.c with 40-column names), from a kvmprof session.
+//!
+//! ```text
+//! \n\n
+//! Analyze events for all VMs, all VCPUs:\n\n          ("pid(s) 1234, " / "VCPU 3:" variants)
+//! %40s %10s %9s %9s %11s %11s %16s \n\n                 (header; note the trailing space)
+//! %40s %10llu %8.2f%% %8.2f%% %9.2fus %9.2fus %9.2fus ( +-%7.2f%% )\n   (one per reason)
+//! \nTotal Samples:%lu, Total events handled time:%.2fus.\n\n
+//! ```
+//! Everything perf prints keeps perf's meaning: Samples are exits with a handling time,
+//! Samples% and Time% are shares of the whole table, HLT included (so HLT's idle time dominates
+//! Time%, as in perf). kvmprof's additions come after the footer on lines starting with "# ":
+//! HLT's share and the totals without it, exits still in flight, VM names, counters.
+//! `( +- x% )` is estimated from the latency histogram (see `rows::rel_stderr_pct`); rows
+//! without a histogram (perf text imports) show `n/a` there and in the percentile columns.
+
+use super::{
+    evidence,
+    printf::{f, s},
+    rows::{find_vm, has_percentiles, pct, rel_stderr_pct, select},
+    Data, ReportError,
+};
+use crate::model::{Row, View, VmView};
+
+/// perf's name column width (KVM_EVENT_NAME_LEN; perf before 3.14 used 20).
+pub const NAME_WIDTH: usize = 40;
+
+/// Which table: perf's `--event`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Event {
+    #[default]
+    Vmexit,
+    Msr,
+    Ioport,
+    Mmio,
+}
+
+impl Event {
+    /// The name column's header, as perf prints it.
+    pub fn header(self) -> &'static str {
+        match self {
+            Event::Vmexit => "VM-EXIT",
+            Event::Msr => "MSR Access",
+            Event::Ioport => "IO Port Access",
+            Event::Mmio => "MMIO Access",
+        }
+    }
+
+    /// The `--event` value.
+    pub fn arg(self) -> &'static str {
+        match self {
+            Event::Vmexit => "vmexit",
+            Event::Msr => "msr",
+            Event::Ioport => "ioport",
+            Event::Mmio => "mmio",
+        }
+    }
+
+    /// From a table header (`MSR Access`, ...).
+    pub fn from_header(h: &str) -> Option<Event> {
+        [Event::Vmexit, Event::Msr, Event::Ioport, Event::Mmio]
+            .into_iter()
+            .find(|e| e.header().eq_ignore_ascii_case(h))
+    }
+}
+
+/// Row order: perf's `-k` keys (numbers descending, names ascending) plus p99.
+/// `time` is the total handling time (perf ≥ 6.3; older perf sorted `time` by the mean:
+/// use `mean_t`). Ties go by name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SortBy {
+    #[default]
+    Sample,
+    Time,
+    #[value(name = "max_t")]
+    MaxT,
+    #[value(name = "min_t")]
+    MinT,
+    #[value(name = "mean_t")]
+    MeanT,
+    P99,
+    #[value(name = "name", alias = "ev_name")]
+    Name,
+}
+
+/// What to print.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableOptions {
+    pub event: Event,
+    /// One VM (name, pid or "pid N"); None: all VMs.
+    pub vm: Option<String>,
+    /// One vCPU id (in every selected VM, like perf's `--vcpu`); None: all.
+    pub vcpu: Option<u32>,
+    pub sort: SortBy,
+    /// Add p50 / p99 / p99.9 columns after perf's.
+    pub percentiles: bool,
+    /// After the all-VMs table, one table per VM (when there are several).
+    pub per_vm: bool,
+}
+
+/// The tables `opts` asks for, concatenated.
+pub fn render(data: &Data, opts: &TableOptions) -> Result<String, ReportError> {
+    let view = &data.view;
+    let mut scopes: Vec<Option<&VmView>> = Vec::new();
+    match &opts.vm {
+        Some(w) => scopes.push(Some(find_vm(view, w)?)),
+        None => {
+            scopes.push(None);
+            if opts.per_vm && view.vms.len() > 1 {
+                let mut vms: Vec<&VmView> = view.vms.iter().collect();
+                vms.sort_by_key(|v| v.pid);
+                scopes.extend(vms.into_iter().map(Some));
+            }
+        }
+    }
+    let mut out = String::new();
+    for (i, vm) in scopes.into_iter().enumerate() {
+        out.push_str(&analyze_line(vm, opts.vcpu));
+        match opts.event {
+            Event::Vmexit => exit_table(&mut out, view, vm, opts, i == 0),
+            ev => evidence::table(&mut out, &data.evidence, ev, vm, opts.vcpu, opts.sort)?,
+        }
+    }
+    Ok(out)
+}
+
+/// perf's print_vcpu_info, after the two newlines print_result starts with.
+fn analyze_line(vm: Option<&VmView>, vcpu: Option<u32>) -> String {
+    let who = match vm {
+        None => "all VMs, ".to_string(),
+        Some(v) => format!("pid(s) {}, ", v.pid),
+    };
+    let cpus = match vcpu {
+        None => "all VCPUs:".to_string(),
+        Some(n) => format!("VCPU {n}:"),
+    };
+    format!("\n\nAnalyze events for {who}{cpus}\n\n")
+}
+
+/// perf's header line (with its trailing space) and the blank line after it.
+pub(crate) fn header(name: &str, timed: bool) -> String {
+    let mut h = format!(
+        "{} {} {} ",
+        s(NAME_WIDTH, name),
+        s(10, "Samples"),
+        s(9, "Samples%")
+    );
+    if timed {
+        h.push_str(&format!(
+            "{} {} {} {} ",
+            s(9, "Time%"),
+            s(11, "Min Time"),
+            s(11, "Max Time"),
+            s(16, "Avg time")
+        ));
+    }
+    h
+}
+
+/// Bytes of a row up to the end of its "( +- x% )" column, where percentile columns start.
+const ROW_AVG_END: usize = NAME_WIDTH + 1 + 10 + 1 + 9 + 1 + 9 + 1 + 11 + 1 + 11 + 1 + 26;
+
+fn exit_table(out: &mut String, view: &View, vm: Option<&VmView>, o: &TableOptions, first: bool) {
+    let vms: Vec<&VmView> = match vm {
+        Some(v) => vec![v],
+        None => view.vms.iter().collect(),
+    };
+    let all = select(&vms, o.vcpu);
+    let mut rows: Vec<&Row> = all.iter().filter(|r| r.timed > 0).collect();
+    sort(&mut rows, o.sort);
+
+    let mut h = header(Event::Vmexit.header(), true);
+    if o.percentiles {
+        h = format!("{h:<ROW_AVG_END$}");
+        for p in ["p50", "p99", "p99.9"] {
+            h.push_str(&format!(" {}", s(11, p)));
+        }
+    }
+    out.push_str(&h);
+    out.push_str("\n\n");
+
+    let total_n: u64 = rows.iter().map(|r| r.timed).sum();
+    let total_t: u64 = rows.iter().map(|r| r.total_ns).sum();
+    let mut missing_hist = false;
+    for r in &rows {
+        let err = rel_stderr_pct(r);
+        missing_hist |= err.is_none() || (o.percentiles && !has_percentiles(r));
+        out.push_str(&format!(
+            "{} {:>10} {}% {}% {}us {}us {}us ( +-{} )",
+            s(NAME_WIDTH, &r.name),
+            r.timed,
+            f(8, 2, pct(r.timed as f64, total_n as f64)),
+            f(8, 2, pct(r.total_ns as f64, total_t as f64)),
+            f(9, 2, r.min_ns as f64 / 1e3),
+            f(9, 2, r.max_ns as f64 / 1e3),
+            f(9, 2, r.mean_ns / 1e3),
+            err.map_or_else(|| "    n/a ".to_string(), |e| format!("{}%", f(7, 2, e))),
+        ));
+        if o.percentiles {
+            for v in [r.p50_ns, r.p99_ns, r.p999_ns] {
+                let cell = if has_percentiles(r) {
+                    format!("{}us", f(9, 2, v as f64 / 1e3))
+                } else {
+                    s(11, "n/a")
+                };
+                out.push_str(&format!(" {cell}"));
+            }
+        }
+        out.push('\n');
+    }
+    out.push_str(&footer(total_n, Some(total_t)));
+
+    let c = &view.counters;
+    let lost = c.stats_map_full + c.pending_map_full + c.read_error;
+    if first && lost > 0 {
+        out.push_str(&format!("\nLost events: {lost}\n\n"));
+    }
+    notes(out, &all, &rows, vm, missing_hist);
+    if first {
+        let bad: Vec<String> = c
+            .losses()
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
+        if !bad.is_empty() {
+            out.push_str(&format!("# kvmprof counters: {}\n", bad.join(" ")));
+        }
+    }
+}
+
+/// perf's footer; without a time for the untimed sub-reason tables.
+pub(crate) fn footer(n: u64, t: Option<u64>) -> String {
+    match t {
+        Some(t) => format!(
+            "\nTotal Samples:{n}, Total events handled time:{}us.\n\n",
+            f(0, 2, t as f64 / 1e3)
+        ),
+        None => format!("\nTotal Samples:{n}.\n\n"),
+    }
+}
+
+/// kvmprof's lines after perf's footer.
+fn notes(out: &mut String, all: &[Row], rows: &[&Row], vm: Option<&VmView>, missing_hist: bool) {
+    if let Some(v) = vm {
+        out.push_str(&format!("# VM {} (pid {})\n", v.name, v.pid));
+    }
+    let (n, t): (u64, u64) = rows
+        .iter()
+        .fold((0, 0), |(n, t), r| (n + r.timed, t + r.total_ns));
+    let (hn, ht): (u64, u64) = rows
+        .iter()
+        .filter(|r| r.hlt)
+        .fold((0, 0), |(n, t), r| (n + r.timed, t + r.total_ns));
+    if hn > 0 {
+        out.push_str(&format!(
+            "# HLT: {}% of samples, {}% of time (mostly guest idle); without HLT: Total Samples:{}, Total events handled time:{}us.\n",
+            f(0, 2, pct(hn as f64, n as f64)),
+            f(0, 2, pct(ht as f64, t as f64)),
+            n - hn,
+            f(0, 2, (t - ht) as f64 / 1e3),
+        ));
+    }
+    let pending: u64 = all.iter().map(|r| r.count.saturating_sub(r.timed)).sum();
+    if pending > 0 {
+        out.push_str(&format!(
+            "# {pending} exits had not re-entered the guest when the span ended (e.g. halted vCPUs): not in this table\n"
+        ));
+    }
+    if missing_hist {
+        out.push_str(
+            "# n/a: no latency histogram (imported from perf text): no ± error or percentiles\n",
+        );
+    }
+}
+
+/// Orders rows by `key`; ties by name, then code.
+pub(crate) fn sort(rows: &mut [&Row], key: SortBy) {
+    use std::cmp::Ordering;
+    rows.sort_by(|a, b| {
+        let o = match key {
+            SortBy::Sample => b.timed.cmp(&a.timed),
+            SortBy::Time => b.total_ns.cmp(&a.total_ns),
+            SortBy::MaxT => b.max_ns.cmp(&a.max_ns),
+            SortBy::MinT => b.min_ns.cmp(&a.min_ns),
+            SortBy::MeanT => b.mean_ns.total_cmp(&a.mean_ns),
+            SortBy::P99 => b.p99_ns.cmp(&a.p99_ns),
+            SortBy::Name => Ordering::Equal,
+        };
+        o.then_with(|| a.name.cmp(&b.name))
+            .then((a.isa, a.reason).cmp(&(b.isa, b.reason)))
+    });
+}

@@ -1,0 +1,153 @@
+//! Row arithmetic shared by the tables, the CSV and the diff: picking a VM, merging the rows of
+//! several VMs / vCPUs, and the spread estimate behind perf's "( +- x% )".
+
+use std::collections::BTreeMap;
+
+use profiler_common::hist;
+
+use super::ReportError;
+use crate::model::{sort_rows, Row, SortKey, View, VmView};
+
+/// The VM named `wanted`: its name, its pid, or "pid N".
+pub(crate) fn find_vm<'a>(view: &'a View, wanted: &str) -> Result<&'a VmView, ReportError> {
+    let w = wanted.trim();
+    let pid = w
+        .strip_prefix("pid")
+        .unwrap_or(w)
+        .trim()
+        .parse::<u32>()
+        .ok();
+    view.vms
+        .iter()
+        .find(|v| v.name == w)
+        .or_else(|| view.vms.iter().find(|v| Some(v.pid) == pid))
+        .ok_or_else(|| ReportError::UnknownVm {
+            wanted: w.to_string(),
+            known: known_vms(view),
+        })
+}
+
+fn known_vms(view: &View) -> String {
+    if view.vms.is_empty() {
+        return "none".into();
+    }
+    view.vms
+        .iter()
+        .map(|v| format!("{} (pid {})", v.name, v.pid))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Exit-reason rows of `vms` merged, for vCPU `vcpu` or for all vCPUs.
+pub(crate) fn select(vms: &[&VmView], vcpu: Option<u32>) -> Vec<Row> {
+    match vcpu {
+        None => merge(vms.iter().flat_map(|v| v.reasons.iter())),
+        Some(n) => merge(
+            vms.iter()
+                .flat_map(|v| v.vcpus.iter().filter(move |c| c.vcpu == n))
+                .flat_map(|c| c.reasons.iter()),
+        ),
+    }
+}
+
+/// Adds rows of the same (isa, reason): counts and times summed, extremes widened, histograms
+/// added, then mean, percentiles and shares recomputed as the model does (HLT kept apart).
+pub(crate) fn merge<'a>(rows: impl IntoIterator<Item = &'a Row>) -> Vec<Row> {
+    let mut by: BTreeMap<(u32, u32), Row> = BTreeMap::new();
+    for r in rows {
+        let Some(m) = by.get_mut(&(r.isa, r.reason)) else {
+            by.insert((r.isa, r.reason), r.clone());
+            continue;
+        };
+        if r.timed > 0 {
+            if m.timed == 0 {
+                (m.min_ns, m.max_ns) = (r.min_ns, r.max_ns);
+            } else {
+                m.min_ns = m.min_ns.min(r.min_ns);
+                m.max_ns = m.max_ns.max(r.max_ns);
+            }
+        }
+        m.count += r.count;
+        m.in_flight += r.in_flight;
+        m.timed += r.timed;
+        m.hist_total += r.hist_total;
+        m.rate_per_s += r.rate_per_s;
+        m.total_ns += r.total_ns;
+        m.hist.add(&r.hist);
+    }
+    let mut out: Vec<Row> = by.into_values().collect();
+    for r in &mut out {
+        r.mean_ns = if r.timed > 0 {
+            r.total_ns as f64 / r.timed as f64
+        } else {
+            0.0
+        };
+        let (lo, hi) = (r.min_ns, r.max_ns.max(r.min_ns));
+        let q = |p: f64| r.hist.quantile(p).map_or(0, |v| v.clamp(lo, hi));
+        (r.p50_ns, r.p99_ns, r.p999_ns) = (q(0.5), q(0.99), q(0.999));
+    }
+    let (busy_n, busy_t) = out
+        .iter()
+        .filter(|r| !r.hlt)
+        .fold((0, 0), |(n, t), r| (n + r.count, t + r.total_ns));
+    let (all_n, all_t) = out
+        .iter()
+        .fold((0, 0), |(n, t), r| (n + r.count, t + r.total_ns));
+    for r in &mut out {
+        let (n, t) = if r.hlt {
+            (all_n, all_t)
+        } else {
+            (busy_n, busy_t)
+        };
+        r.samples_pct = pct(r.count as f64, n as f64);
+        r.time_pct = pct(r.total_ns as f64, t as f64);
+    }
+    sort_rows(&mut out, SortKey::Count);
+    out
+}
+
+/// `a / b × 100`, 0 when `b` is 0.
+pub(crate) fn pct(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b * 100.0
+    } else {
+        0.0
+    }
+}
+
+/// perf's "( +- x% )": the relative standard error of the mean, 100 × (s / √n) / mean with
+/// s² = Σ(x − mean)² / (n − 1), and 0 for fewer than two exits (as perf's stddev_stats).
+///
+/// kvmprof keeps no sum of squares, so s² is estimated from the latency histogram: every exit
+/// is placed at its bucket's midpoint, clamped to the row's exact [min, max], around the exact
+/// mean. Buckets span 1/8 of their value, so the estimate tracks any spread wider than ~6 %
+/// of the mean; identical exits give 0, as in perf. None when there is no histogram (rows
+/// imported from perf text).
+pub(crate) fn rel_stderr_pct(r: &Row) -> Option<f64> {
+    let n = r.hist.total();
+    if n == 0 {
+        return (r.timed < 2).then_some(0.0);
+    }
+    if n < 2 || r.mean_ns <= 0.0 {
+        return Some(0.0);
+    }
+    let (lo, hi) = (r.min_ns as f64, r.max_ns.max(r.min_ns) as f64);
+    let ss: f64 = r
+        .hist
+        .buckets
+        .iter()
+        .map(|&(b, c)| {
+            let (l, u) = (hist::lower(b as usize), hist::upper(b as usize));
+            let mid = (l as f64 + (u.max(l + 1) - 1) as f64) / 2.0;
+            let d = mid.clamp(lo, hi) - r.mean_ns;
+            c as f64 * d * d
+        })
+        .sum();
+    let var = ss / (n - 1) as f64;
+    Some(100.0 * (var / n as f64).sqrt() / r.mean_ns)
+}
+
+/// Whether a row has percentiles: timed exits and a histogram of them.
+pub(crate) fn has_percentiles(r: &Row) -> bool {
+    r.hist_total > 0 || r.hist.total() > 0
+}

@@ -1,0 +1,256 @@
+//! perf tables, CSV and JSON from hand-built samples, compared byte for byte with golden files.
+//!
+//! The golden files were produced by `golden/gen_golden.py`, an independent Python model of the
+//! same numbers using Python's `%` formatting (C printf rules) — not by this code. Set
+//! `KVMPROF_BLESS=1` to print the Rust output next to a mismatch for inspection.
+
+use profiler_common::{ev, ISA_VMX};
+
+use super::*;
+use crate::sample::{EvKey, EvStat, Key, Stat, VmInfo};
+
+pub(super) const SEC: u64 = 1_000_000_000;
+
+/// `n` exits of `ns` each added to `s`.
+pub(super) fn add(s: &mut Sample, tgid: u32, vcpu: u32, isa: u32, reason: u32, n: u64, ns: u64) {
+    let st = s
+        .stats
+        .entry(Key {
+            tgid,
+            vcpu,
+            isa,
+            reason,
+        })
+        .or_insert_with(|| Stat {
+            min_ns: u64::MAX,
+            ..Default::default()
+        });
+    st.count += n;
+    st.sum_ns += n * ns;
+    st.min_ns = st.min_ns.min(ns);
+    st.max_ns = st.max_ns.max(ns);
+    st.hist.record(ns, n);
+}
+
+pub(super) fn vm(s: &mut Sample, pid: u32, name: &str) {
+    s.vms.insert(
+        pid,
+        VmInfo {
+            pid,
+            name: name.into(),
+            start_time: 1,
+            ..Default::default()
+        },
+    );
+}
+
+fn evid(s: &mut Sample, tgid: u32, kind: u16, a: u64, count: u64) {
+    s.evidence.insert(
+        EvKey {
+            tgid,
+            kind,
+            flags: 0,
+            a,
+        },
+        EvStat {
+            count,
+            ..Default::default()
+        },
+    );
+}
+
+/// Two VMX VMs over 10 s (the numbers gen_golden.py uses).
+pub(super) fn fixture() -> Data {
+    let mut old = Sample {
+        mono_ns: 100 * SEC,
+        ..Default::default()
+    };
+    vm(&mut old, 1234, "win11");
+    vm(&mut old, 2222, "build-box");
+    let mut new = old.clone();
+    new.mono_ns = 110 * SEC;
+    let v = ISA_VMX;
+    add(&mut new, 1234, 0, v, 32, 600, 2_000); // MSR_WRITE
+    add(&mut new, 1234, 1, v, 32, 400, 3_000);
+    add(&mut new, 1234, 0, v, 49, 300, 5_000); // EPT_MISCONFIG
+    add(&mut new, 1234, 1, v, 49, 200, 9_000);
+    add(&mut new, 1234, 0, v, 12, 50, 1_000_000); // HLT
+    add(&mut new, 1234, 1, v, 30, 1, 12_345); // IO_INSTRUCTION
+    add(&mut new, 1234, 0, v, 1, 150, 700); // EXTERNAL_INTERRUPT
+    add(&mut new, 2222, 0, v, 10, 250, 1_500); // CPUID
+    add(&mut new, 2222, 0, v, 32, 100, 2_500);
+    evid(&mut new, 1234, ev::MSR_WRITE, 0x6e0, 900);
+    evid(&mut new, 1234, ev::MSR_WRITE, 0x830, 100);
+    evid(&mut new, 1234, ev::MSR_READ, 0x1b, 50);
+    evid(&mut new, 2222, ev::MSR_WRITE, 0x6e0, 100);
+    evid(&mut new, 1234, ev::PIO_OUT, 0x3f8, 1);
+    evid(&mut new, 1234, ev::MMIO_WRITE, 0xfee0_00b0, 7);
+    Data::from_samples(&old, &new, &ExitNames::builtin(), "fixture")
+}
+
+/// Compares with `golden/<name>`, showing both on mismatch.
+pub(super) fn golden(name: &str, got: &str) {
+    let path = format!("{}/src/report/golden/{name}", env!("CARGO_MANIFEST_DIR"));
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    if got != want {
+        if std::env::var_os("KVMPROF_BLESS").is_some() {
+            let _ = std::fs::write(format!("{path}.got"), got);
+        }
+        panic!("{name} differs from the golden file\n--- want\n{want}\n--- got\n{got}");
+    }
+}
+
+fn opts() -> TableOptions {
+    TableOptions::default()
+}
+
+#[test]
+fn perf_table_all_vms_and_per_vm() {
+    let o = TableOptions {
+        per_vm: true,
+        ..opts()
+    };
+    golden("vmexit_all.txt", &perf_table(&fixture(), &o).unwrap());
+}
+
+#[test]
+fn perf_table_one_vm_one_vcpu_percentiles_sorted_by_time() {
+    let o = TableOptions {
+        vm: Some("win11".into()),
+        vcpu: Some(0),
+        sort: SortBy::Time,
+        percentiles: true,
+        ..opts()
+    };
+    golden(
+        "vmexit_win11_vcpu0.txt",
+        &perf_table(&fixture(), &o).unwrap(),
+    );
+}
+
+#[test]
+fn perf_table_msr_ioport_mmio_from_evidence() {
+    let d = fixture();
+    let mut out = String::new();
+    for event in [Event::Msr, Event::Ioport, Event::Mmio] {
+        let o = TableOptions { event, ..opts() };
+        out.push_str(&perf_table(&d, &o).unwrap());
+    }
+    let o = TableOptions {
+        event: Event::Msr,
+        vm: Some("2222".into()),
+        ..opts()
+    };
+    out.push_str(&perf_table(&d, &o).unwrap());
+    golden("subreason.txt", &out);
+}
+
+#[test]
+fn perf_table_header_and_row_columns_match_perf() {
+    let t = perf_table(&fixture(), &opts()).unwrap();
+    let lines: Vec<&str> = t.lines().collect();
+    assert_eq!(lines[2], "Analyze events for all VMs, all VCPUs:");
+    // print_result: "%*s " name, "%10s ", "%9s ", "%9s ", "%11s ", "%11s ", "%16s ".
+    let want = format!(
+        "{:>40} {:>10} {:>9} {:>9} {:>11} {:>11} {:>16} ",
+        "VM-EXIT", "Samples", "Samples%", "Time%", "Min Time", "Max Time", "Avg time"
+    );
+    assert_eq!(lines[4], want);
+    // Every row is 122 bytes: 40+1+10+1+9+1+9+1+11+1+11+1+26.
+    for l in &lines[6..11] {
+        assert_eq!(l.len(), 122, "{l:?}");
+    }
+}
+
+#[test]
+fn every_sort_key_orders_rows() {
+    let d = fixture();
+    let first = |sort| {
+        let t = perf_table(&d, &TableOptions { sort, ..opts() }).unwrap();
+        t.lines()
+            .nth(6)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(first(SortBy::Sample), "MSR_WRITE");
+    assert_eq!(first(SortBy::Time), "HLT");
+    assert_eq!(first(SortBy::MaxT), "HLT");
+    assert_eq!(first(SortBy::MinT), "HLT");
+    assert_eq!(first(SortBy::MeanT), "HLT");
+    assert_eq!(first(SortBy::P99), "HLT");
+    assert_eq!(first(SortBy::Name), "CPUID");
+}
+
+#[test]
+fn unknown_vm_and_vcpu_with_evidence_are_one_line_errors() {
+    let d = fixture();
+    let e = perf_table(
+        &d,
+        &TableOptions {
+            vm: Some("nope".into()),
+            ..opts()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        e,
+        "no VM 'nope' in this data (VMs: win11 (pid 1234), build-box (pid 2222))"
+    );
+    let e = perf_table(
+        &d,
+        &TableOptions {
+            event: Event::Ioport,
+            vcpu: Some(1),
+            ..opts()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(!e.contains('\n') && e.contains("--vcpu"), "{e}");
+}
+
+#[test]
+fn empty_view_prints_an_empty_perf_table() {
+    let d = Data::from_samples(
+        &Sample::default(),
+        &Sample::default(),
+        &ExitNames::builtin(),
+        "empty",
+    );
+    let t = perf_table(&d, &opts()).unwrap();
+    assert!(
+        t.ends_with("\nTotal Samples:0, Total events handled time:0.00us.\n\n"),
+        "{t}"
+    );
+}
+
+#[test]
+fn csv_columns_are_stable() {
+    assert_eq!(
+        csv::COLUMNS.join(","),
+        "vm_pid,vm_name,vcpu,isa,reason,name,hlt,count,in_flight,timed,rate_per_s,samples_pct,\
+         time_pct,total_ns,min_ns,max_ns,mean_ns,p50_ns,p99_ns,p999_ns"
+    );
+    golden("fixture.csv", &csv::render(&fixture().view));
+}
+
+#[test]
+fn csv_quotes_names() {
+    assert_eq!(csv::quote("a,b"), "\"a,b\"");
+    assert_eq!(csv::quote("say \"hi\""), "\"say \"\"hi\"\"\"");
+    assert_eq!(csv::quote("plain"), "plain");
+}
+
+#[test]
+fn json_is_the_view_contract() {
+    let d = fixture();
+    let j = json::render(&d.view).unwrap();
+    assert_eq!(j, serde_json::to_string_pretty(&d.view).unwrap() + "\n");
+    let back: serde_json::Value = serde_json::from_str(&j).unwrap();
+    assert_eq!(back["vms"][0]["name"], "win11");
+    assert_eq!(back["vms"][0]["reasons"][0]["name"], "MSR_WRITE");
+}

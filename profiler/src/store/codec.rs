@@ -1,0 +1,353 @@
+//! One frame's payload: a `Sample` encoded as the change from the previous one.
+//!
+//! A key frame is the same encoding against `Sample::default()`, so there is one code path.
+//! Layout is columnar (all count residuals together, all bucket indices together, ...) because
+//! zstd then finds the same structure frame after frame and codes the noisy columns apart from
+//! the repetitive ones. Every difference is a wrapping u64 difference stored as a zigzag varint
+//! (postcard's i64), so any u64 round-trips exactly, including counters that go backwards.
+
+use profiler_common::hist;
+use serde::{Deserialize, Serialize};
+
+use super::keys::{apply_keys, encode_keys, KeysDelta};
+use crate::sample::{Hist, ProgStat, Sample, Stat, VmInfo};
+
+/// Why a payload could not be applied (the caller adds file and offset).
+pub(crate) type CodecError = String;
+
+pub(super) fn diff(new: u64, old: u64) -> i64 {
+    new.wrapping_sub(old) as i64
+}
+
+pub(super) fn undiff(old: u64, d: i64) -> u64 {
+    old.wrapping_add(d as u64)
+}
+
+/// Stat changes, one entry per changed key then one per added key (added ones against zero).
+#[derive(Serialize, Deserialize, Default, Debug)]
+struct StatColumns {
+    /// Count growth.
+    count: Vec<i64>,
+    /// sum_ns minus the growth predicted from bucket midpoints.
+    sum: Vec<i64>,
+    min: Vec<i64>,
+    max: Vec<i64>,
+    /// Changed buckets per entry, then their gap-coded indices and growth minus `share`.
+    hist_len: Vec<u32>,
+    hist_gap: Vec<u16>,
+    hist_diff: Vec<i64>,
+    /// (entry, whole histogram) where a histogram is not sorted/sparse and cannot be merged.
+    hist_raw: Vec<(u32, Hist)>,
+}
+
+#[derive(Serialize, Deserialize, Default, Debug)]
+pub(crate) struct Payload {
+    mono: i64,
+    wall: i64,
+    stat_keys: KeysDelta,
+    stats: StatColumns,
+    flight_keys: KeysDelta,
+    flight: Vec<i64>,
+    /// Whole vector when its length changed, else per-slot differences.
+    counters_full: Option<Vec<u64>>,
+    counters: Vec<i64>,
+    /// Whole list when the program set changed, else (run_cnt, run_time_ns) differences.
+    progs_full: Option<Vec<ProgStat>>,
+    progs: Vec<(i64, i64)>,
+    /// VM metadata is stored only when it changes (and in key frames).
+    vms_gone: Vec<u32>,
+    pub(super) vms_set: Vec<(u32, VmInfo)>,
+}
+
+/// Sorted, unique bucket indices and no zero counts: the form the merge below reproduces.
+fn canonical(h: &Hist) -> bool {
+    h.buckets.iter().all(|&(_, c)| c != 0) && h.buckets.windows(2).all(|w| w[0].0 < w[1].0)
+}
+
+fn midpoint(b: u16) -> u64 {
+    let b = b as usize;
+    if b >= hist::BUCKETS {
+        return 0;
+    }
+    let (lo, hi) = (hist::lower(b), hist::upper(b));
+    lo + (hi - lo) / 2
+}
+
+fn encode_stat(c: &mut StatColumns, entry: u32, old: &Stat, new: &Stat) {
+    let mut predicted = 0u64;
+    let grown = new.count.wrapping_sub(old.count);
+    if canonical(&old.hist) && canonical(&new.hist) {
+        let start = c.hist_diff.len();
+        let total = hist_total(&old.hist.buckets);
+        let mut last: Option<u16> = None;
+        let mut push = |b: u16, old_c: u64, d: i64| {
+            c.hist_gap.push(match last {
+                None => b,
+                Some(l) => b - l - 1,
+            });
+            last = Some(b);
+            c.hist_diff.push(diff(d as u64, share(old_c, grown, total)));
+            predicted = predicted.wrapping_add((d as u64).wrapping_mul(midpoint(b)));
+        };
+        let (mut o, mut n) = (
+            old.hist.buckets.iter().peekable(),
+            new.hist.buckets.iter().peekable(),
+        );
+        loop {
+            match (o.peek(), n.peek()) {
+                (Some(&&(ob, oc)), Some(&&(nb, nc))) if ob == nb => {
+                    if oc != nc {
+                        push(nb, oc, diff(nc, oc));
+                    }
+                    o.next();
+                    n.next();
+                }
+                (Some(&&(ob, oc)), Some(&&(nb, _))) if ob < nb => {
+                    push(ob, oc, diff(0, oc));
+                    o.next();
+                }
+                (Some(&&(ob, oc)), None) => {
+                    push(ob, oc, diff(0, oc));
+                    o.next();
+                }
+                (_, Some(&&(nb, nc))) => {
+                    push(nb, 0, diff(nc, 0));
+                    n.next();
+                }
+                (None, None) => break,
+            }
+        }
+        c.hist_len.push((c.hist_diff.len() - start) as u32);
+    } else {
+        c.hist_len.push(0);
+        c.hist_raw.push((entry, new.hist.clone()));
+    }
+    c.count.push(grown as i64);
+    c.sum
+        .push(diff(new.sum_ns, old.sum_ns.wrapping_add(predicted)));
+    c.min.push(diff(new.min_ns, old.min_ns));
+    c.max.push(diff(new.max_ns, old.max_ns));
+}
+
+fn hist_total(b: &[(u16, u64)]) -> u64 {
+    b.iter().fold(0u64, |t, (_, c)| t.wrapping_add(*c))
+}
+
+/// A bucket's expected growth: the key's new exits spread like its history so far. Coding the
+/// difference from this centres every bucket's column value on zero, which compresses better.
+fn share(old: u64, grown: u64, total: u64) -> u64 {
+    if total == 0 {
+        return 0;
+    }
+    (old as u128 * grown as u128 / total as u128) as u64
+}
+
+/// Reads `StatColumns` back entry by entry.
+struct StatReader<'a> {
+    c: &'a StatColumns,
+    hist_pos: usize,
+    raw_pos: usize,
+}
+
+impl StatReader<'_> {
+    fn apply(&mut self, entry: usize, s: &mut Stat) -> Result<(), CodecError> {
+        let c = self.c;
+        let short = || "stat columns too short".to_string();
+        let n = *c.hist_len.get(entry).ok_or_else(short)? as usize;
+        let get = |v: &[i64]| v.get(entry).copied().ok_or_else(short);
+        let grown = get(&c.count)? as u64;
+        s.count = s.count.wrapping_add(grown);
+        let mut predicted = 0u64;
+        match c.hist_raw.get(self.raw_pos) {
+            Some((e, h)) if *e as usize == entry => {
+                s.hist = h.clone();
+                self.raw_pos += 1;
+            }
+            _ => {
+                let end = self.hist_pos.checked_add(n).ok_or_else(short)?;
+                let g = c.hist_gap.get(self.hist_pos..end).ok_or_else(short)?;
+                let d = c.hist_diff.get(self.hist_pos..end).ok_or_else(short)?;
+                self.hist_pos = end;
+                let mut changes = Vec::with_capacity(n);
+                let mut next = 0u32;
+                let total = hist_total(&s.hist.buckets);
+                for (&gap, &d) in g.iter().zip(d) {
+                    let b = next + gap as u32;
+                    let b16 = u16::try_from(b).map_err(|_| "bucket index out of range")?;
+                    let old_c = (s.hist.buckets.binary_search_by_key(&b16, |(i, _)| *i))
+                        .map_or(0, |i| s.hist.buckets[i].1);
+                    let d = undiff(share(old_c, grown, total), d) as i64;
+                    changes.push((b16, d));
+                    next = b + 1;
+                    predicted = predicted.wrapping_add((d as u64).wrapping_mul(midpoint(b16)));
+                }
+                s.hist.buckets = merge_hist(&s.hist.buckets, &changes);
+            }
+        }
+        s.sum_ns = undiff(s.sum_ns.wrapping_add(predicted), get(&c.sum)?);
+        s.min_ns = undiff(s.min_ns, get(&c.min)?);
+        s.max_ns = undiff(s.max_ns, get(&c.max)?);
+        Ok(())
+    }
+}
+
+/// Old buckets with sorted changes applied; buckets that reach zero disappear.
+fn merge_hist(old: &[(u16, u64)], changes: &[(u16, i64)]) -> Vec<(u16, u64)> {
+    let mut out = Vec::with_capacity(old.len() + changes.len());
+    let (mut o, mut c) = (old.iter().peekable(), changes.iter().peekable());
+    loop {
+        let (b, v) = match (o.peek(), c.peek()) {
+            (Some(&&(ob, oc)), Some(&&(cb, d))) if ob == cb => {
+                o.next();
+                c.next();
+                (ob, undiff(oc, d))
+            }
+            (Some(&&(ob, oc)), Some(&&(cb, _))) if ob < cb => {
+                o.next();
+                (ob, oc)
+            }
+            (Some(&&(ob, oc)), None) => {
+                o.next();
+                (ob, oc)
+            }
+            (_, Some(&&(cb, d))) => {
+                c.next();
+                (cb, undiff(0, d))
+            }
+            (None, None) => break,
+        };
+        if v != 0 {
+            out.push((b, v));
+        }
+    }
+    out
+}
+
+/// The payload that turns `old` into `new`.
+pub(crate) fn encode(old: &Sample, new: &Sample) -> Payload {
+    let mut p = Payload {
+        mono: diff(new.mono_ns, old.mono_ns),
+        wall: diff(new.wall_ms, old.wall_ms),
+        ..Default::default()
+    };
+    let (keys, vals) = encode_keys(&old.stats, &new.stats);
+    p.stat_keys = keys;
+    let zero = Stat::default();
+    for (e, (o, n)) in vals.into_iter().enumerate() {
+        encode_stat(&mut p.stats, e as u32, o.unwrap_or(&zero), n);
+    }
+    let (keys, vals) = encode_keys(&old.in_flight, &new.in_flight);
+    p.flight_keys = keys;
+    p.flight = vals
+        .into_iter()
+        .map(|(o, n)| diff(*n, o.copied().unwrap_or(0)))
+        .collect();
+
+    if old.counters.len() == new.counters.len() {
+        p.counters = new
+            .counters
+            .iter()
+            .zip(&old.counters)
+            .map(|(n, o)| diff(*n, *o))
+            .collect();
+    } else {
+        p.counters_full = Some(new.counters.clone());
+    }
+    let same_progs = old.progs.len() == new.progs.len()
+        && old
+            .progs
+            .iter()
+            .zip(&new.progs)
+            .all(|(o, n)| o.name == n.name);
+    if same_progs {
+        p.progs = (new.progs.iter().zip(&old.progs))
+            .map(|(n, o)| {
+                (
+                    diff(n.run_cnt, o.run_cnt),
+                    diff(n.run_time_ns, o.run_time_ns),
+                )
+            })
+            .collect();
+    } else {
+        p.progs_full = Some(new.progs.clone());
+    }
+    p.vms_gone = old
+        .vms
+        .keys()
+        .filter(|pid| !new.vms.contains_key(pid))
+        .copied()
+        .collect();
+    p.vms_set = (new.vms.iter())
+        .filter(|(pid, vm)| old.vms.get(pid) != Some(vm))
+        .map(|(pid, vm)| (*pid, vm.clone()))
+        .collect();
+    p
+}
+
+/// Turn `s` (the previous sample) into the next one. On error `s` is left part-updated and
+/// must be discarded.
+pub(crate) fn apply(s: &mut Sample, p: &Payload) -> Result<(), CodecError> {
+    s.mono_ns = undiff(s.mono_ns, p.mono);
+    s.wall_ms = undiff(s.wall_ms, p.wall);
+
+    let entries = apply_keys(&mut s.stats, &p.stat_keys)?;
+    let c = &p.stats;
+    let n = entries.len();
+    if [
+        c.count.len(),
+        c.sum.len(),
+        c.min.len(),
+        c.max.len(),
+        c.hist_len.len(),
+    ] != [n; 5]
+    {
+        return Err("stat columns disagree with keys".into());
+    }
+    let mut r = StatReader {
+        c,
+        hist_pos: 0,
+        raw_pos: 0,
+    };
+    for (e, (k, _)) in entries.into_iter().enumerate() {
+        r.apply(e, s.stats.entry(k).or_default())?;
+    }
+    if r.hist_pos != c.hist_diff.len() || r.raw_pos != c.hist_raw.len() {
+        return Err("unused histogram data".into());
+    }
+
+    let entries = apply_keys(&mut s.in_flight, &p.flight_keys)?;
+    if entries.len() != p.flight.len() {
+        return Err("in-flight values disagree with keys".into());
+    }
+    for ((k, _), d) in entries.into_iter().zip(&p.flight) {
+        let v = s.in_flight.entry(k).or_default();
+        *v = undiff(*v, *d);
+    }
+
+    if let Some(full) = &p.counters_full {
+        s.counters = full.clone();
+    } else if p.counters.len() == s.counters.len() {
+        for (c, d) in s.counters.iter_mut().zip(&p.counters) {
+            *c = undiff(*c, *d);
+        }
+    } else {
+        return Err("counter deltas disagree in length".into());
+    }
+    if let Some(full) = &p.progs_full {
+        s.progs = full.clone();
+    } else if p.progs.len() == s.progs.len() {
+        for (pr, (dc, dt)) in s.progs.iter_mut().zip(&p.progs) {
+            pr.run_cnt = undiff(pr.run_cnt, *dc);
+            pr.run_time_ns = undiff(pr.run_time_ns, *dt);
+        }
+    } else {
+        return Err("program deltas disagree in length".into());
+    }
+    for pid in &p.vms_gone {
+        s.vms.remove(pid);
+    }
+    for (pid, vm) in &p.vms_set {
+        s.vms.insert(*pid, vm.clone());
+    }
+    Ok(())
+}

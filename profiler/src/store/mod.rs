@@ -1,0 +1,121 @@
+//! Recordings: raw cumulative samples on disk, replayed through the same model code as live.
+//!
+//! # File format (version 1)
+//! All integers in fixed fields are little-endian.
+//!
+//! ```text
+//! magic      8 bytes  "\x89KVMPRF\n"
+//! version    u32      FORMAT_VERSION; a reader refuses versions newer than its own
+//! hdr_len    u32      length of the header body
+//! hdr_crc    u32      CRC32 of the header body
+//! header     postcard(Header)
+//! frame*     len u32 | crc u32 | body[len]      (crc = CRC32 of body)
+//!   body     kind u8 | raw_len u32 | zstd bytes
+//! ```
+//! `kind` is KEY (a full sample), DELTA (the change from the previous frame's sample) or END
+//! (written by `Recorder::finish`; no payload). Payloads (`codec::Payload`, postcard) go through
+//! one streaming zstd compressor that is flushed after every frame, so each frame is decodable as
+//! soon as it is on disk, and restarted at every key frame, so a key frame and the deltas after it
+//! decode without anything before it. That makes seeking cost at most one key interval, and
+//! damage costs at most the rest of its key interval: the reader skips to the next key frame.
+//! VM metadata travels inside the samples, and a delta carries a VM's entry only when it changed.
+
+mod codec;
+mod keys;
+mod reader;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::decode::ExitNames;
+
+pub use reader::{Cursor, Recording};
+pub use writer::{Recorder, RecorderOptions};
+
+/// First bytes of every recording. The high byte and newline catch text-mode mangling.
+pub const MAGIC: [u8; 8] = *b"\x89KVMPRF\n";
+/// The format this build writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+const KIND_KEY: u8 = 1;
+const KIND_DELTA: u8 = 2;
+const KIND_END: u8 = 3;
+/// Frame prefix: body length and CRC.
+const FRAME_PREFIX: usize = 8;
+/// Body before the compressed bytes: kind and uncompressed length.
+const BODY_PREFIX: usize = 5;
+/// Largest frame body or decoded payload accepted: bounds memory on damaged or hostile input.
+/// A 64 MiB payload is several hundred thousand keys, far beyond any host.
+const MAX_FRAME: usize = 64 << 20;
+/// Largest header accepted (the exit-name tables are a few KiB).
+const MAX_HEADER: usize = 16 << 20;
+
+/// What a recording says about where and how it was made.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// Host name of the recording machine.
+    pub host: String,
+    /// Kernel release (`uname -r`) of the recording machine.
+    pub kernel: String,
+    /// Online CPUs of the recording machine.
+    pub cpus: u32,
+    /// Exit-name tables in force while recording, so a replay shows the recorder's names.
+    pub names: ExitNames,
+    /// Wall clock when recording started, ms since the Unix epoch.
+    pub start_wall_ms: u64,
+    /// Sampling interval, ms.
+    pub interval_ms: u64,
+    /// kvmprof version that wrote the file (for messages only).
+    pub written_by: String,
+}
+
+/// Errors from writing or reading a recording; each names the file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: cannot {action}: {source}")]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a kvmprof recording ({why})")]
+    NotARecording { path: PathBuf, why: String },
+    #[error(
+        "{path}: recorded by a newer kvmprof (format v{found}, this one reads up to v{supported}): upgrade kvmprof"
+    )]
+    NewerVersion {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error("{path}: damaged recording header ({why}); the file cannot be replayed")]
+    BadHeader { path: PathBuf, why: String },
+    #[error("{path}: frame at byte {offset} is damaged ({why}); replay stops before it")]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        why: String,
+    },
+    #[error("{path}: cannot encode sample: {why}")]
+    Encode { path: PathBuf, why: String },
+    #[error("{path}: sample {index} is out of range (the recording has {len})")]
+    OutOfRange {
+        path: PathBuf,
+        index: usize,
+        len: usize,
+    },
+}
+
+fn crc(bytes: &[u8]) -> u32 {
+    crc32fast::hash(bytes)
+}
+
+fn u32_at(data: &[u8], at: usize) -> Option<u32> {
+    let b = data.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}

@@ -1,0 +1,356 @@
+//! Reading a recording: validate every frame once at open, then decode on demand.
+
+use std::{
+    ops::Range,
+    path::{Path, PathBuf},
+};
+
+use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
+
+use super::{
+    codec, crc, u32_at, Header, StoreError, BODY_PREFIX, FORMAT_VERSION, FRAME_PREFIX, KIND_DELTA,
+    KIND_END, KIND_KEY, MAGIC, MAX_FRAME, MAX_HEADER,
+};
+use crate::sample::Sample;
+
+#[derive(Clone, Debug)]
+pub(super) struct FrameRef {
+    offset: u64,
+    pub(super) key: bool,
+    raw_len: usize,
+    /// Compressed bytes within `Recording::data`.
+    pub(super) zstd: Range<usize>,
+}
+
+/// Why a frame could not be parsed at some offset.
+enum Bad {
+    /// The frame runs past the end of the file.
+    Incomplete,
+    Damaged(String),
+}
+
+fn parse_frame(data: &[u8], at: usize) -> Result<(u8, FrameRef, usize), Bad> {
+    let len = u32_at(data, at).ok_or(Bad::Incomplete)? as usize;
+    let want = u32_at(data, at + 4).ok_or(Bad::Incomplete)?;
+    if !(BODY_PREFIX..=MAX_FRAME).contains(&len) {
+        return Err(Bad::Damaged(format!("impossible frame length {len}")));
+    }
+    let start = at + FRAME_PREFIX;
+    let body = data.get(start..start + len).ok_or(Bad::Incomplete)?;
+    if crc(body) != want {
+        return Err(Bad::Damaged("checksum mismatch".into()));
+    }
+    let kind = body[0];
+    let raw_len = u32_at(body, 1).unwrap_or(0) as usize;
+    if !matches!(kind, KIND_KEY | KIND_DELTA | KIND_END) || raw_len > MAX_FRAME {
+        return Err(Bad::Damaged(format!("unknown frame kind {kind}")));
+    }
+    let f = FrameRef {
+        offset: at as u64,
+        key: kind == KIND_KEY,
+        raw_len,
+        zstd: start + BODY_PREFIX..start + len,
+    };
+    Ok((kind, f, start + len))
+}
+
+/// Next offset after `from` holding an intact key frame (where replay can resume).
+fn next_key_frame(data: &[u8], from: usize) -> Option<usize> {
+    (from..data.len().saturating_sub(FRAME_PREFIX + BODY_PREFIX))
+        .filter(|&at| data[at + FRAME_PREFIX] == KIND_KEY)
+        .find(|&at| matches!(parse_frame(data, at), Ok((KIND_KEY, ..))))
+}
+
+/// Decoding state: the sample after frame `next - 1` and the decompressor positioned after it.
+#[derive(Default)]
+pub struct Cursor {
+    next: usize,
+    sample: Sample,
+    zstd: Option<Decoder<'static>>,
+}
+
+impl Cursor {
+    /// Index of the frame the next `advance` decodes.
+    pub fn position(&self) -> usize {
+        self.next
+    }
+
+    /// Decode one frame that directly follows the state's frame (or is a key frame).
+    fn step(&mut self, data: &[u8], f: &FrameRef) -> Result<(), String> {
+        if f.key {
+            self.zstd = Some(Decoder::new().map_err(|e| e.to_string())?);
+            self.sample = Sample::default();
+        }
+        let z = self
+            .zstd
+            .as_mut()
+            .ok_or("delta frame without a key frame")?;
+        let input = data.get(f.zstd.clone()).ok_or("frame outside the file")?;
+        let mut raw = vec![0u8; f.raw_len];
+        let mut inb = InBuffer::around(input);
+        let mut outb = OutBuffer::around(&mut raw[..]);
+        loop {
+            let before = (inb.pos(), outb.pos());
+            z.run(&mut inb, &mut outb)
+                .map_err(|e| format!("zstd: {e}"))?;
+            if (inb.pos(), outb.pos()) == before {
+                break;
+            }
+        }
+        if inb.pos() != input.len() || outb.pos() != f.raw_len {
+            return Err("compressed data does not match its length".into());
+        }
+        let payload: codec::Payload =
+            postcard::from_bytes(&raw).map_err(|e| format!("payload: {e}"))?;
+        codec::apply(&mut self.sample, &payload)
+    }
+}
+
+/// An opened recording: header, index of intact frames, and what was wrong with the file.
+pub struct Recording {
+    path: PathBuf,
+    header: Header,
+    data: Vec<u8>,
+    pub(super) frames: Vec<FrameRef>,
+    /// Indices into `frames` of key frames, ascending.
+    pub(super) keys: Vec<usize>,
+    warnings: Vec<String>,
+    finished: bool,
+}
+
+impl Recording {
+    /// Read and check a whole recording. Damage after the header is not an error: the intact
+    /// frames are kept and `warnings` says what was skipped and where.
+    pub fn open(path: impl AsRef<Path>) -> Result<Recording, StoreError> {
+        let path = path.as_ref();
+        let data = std::fs::read(path).map_err(|source| StoreError::Io {
+            path: path.to_path_buf(),
+            action: "read the recording",
+            source,
+        })?;
+        Self::from_bytes(path, data)
+    }
+
+    /// As `open`, for bytes already in memory; `path` is used in messages.
+    pub fn from_bytes(path: impl AsRef<Path>, data: Vec<u8>) -> Result<Recording, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let (header, start) = read_header(&path, &data)?;
+        let mut r = Recording {
+            path,
+            header,
+            data,
+            frames: vec![],
+            keys: vec![],
+            warnings: vec![],
+            finished: false,
+        };
+        r.scan(start);
+        Ok(r)
+    }
+
+    /// Index every frame from `at`, decoding each once so later reads cannot fail.
+    fn scan(&mut self, mut at: usize) {
+        let data = &self.data;
+        let name = self.path.display();
+        let mut cur = Cursor::default();
+        let mut group_ok = false;
+        while at < data.len() {
+            let problem = match parse_frame(data, at) {
+                Ok((KIND_END, _, end)) => {
+                    self.finished = true;
+                    if end < data.len() {
+                        self.warnings.push(format!(
+                            "{name}: {} bytes after the end marker at byte {at} ignored",
+                            data.len() - end
+                        ));
+                    }
+                    break;
+                }
+                Ok((_, f, end)) if f.key || group_ok => match cur.step(data, &f) {
+                    Ok(()) => {
+                        if f.key {
+                            self.keys.push(self.frames.len());
+                        }
+                        self.frames.push(f);
+                        group_ok = true;
+                        at = end;
+                        continue;
+                    }
+                    Err(why) => Bad::Damaged(why),
+                },
+                Ok(_) => Bad::Damaged("delta frame without its key frame".into()),
+                Err(b) => b,
+            };
+            group_ok = false;
+            let next = next_key_frame(data, at + 1);
+            let n = self.frames.len();
+            self.warnings.push(match (problem, next) {
+                (Bad::Incomplete, None) => format!(
+                    "{name}: truncated at byte {at} (the recorder was stopped mid-write): \
+                     replaying the {n} complete samples before it"
+                ),
+                (Bad::Incomplete, Some(_)) => {
+                    format!("{name}: frame at byte {at} is damaged (length runs past the data)")
+                }
+                (Bad::Damaged(why), _) => format!("{name}: frame at byte {at} is damaged ({why})"),
+            });
+            let Some(next) = next else {
+                if let Some(w) = self.warnings.last_mut() {
+                    if !w.contains("truncated") {
+                        w.push_str(&format!(
+                            ": nothing after it is readable; replaying the {n} samples before it"
+                        ));
+                    }
+                }
+                break;
+            };
+            if let Some(w) = self.warnings.last_mut() {
+                w.push_str(&format!(": skipped to the next key frame at byte {next}"));
+            }
+            at = next;
+        }
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Number of samples that can be replayed.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Damage found while opening (truncated tail, corrupt frames with byte offsets).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// True when the recorder closed the file with `finish` (false after a kill or crash).
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Byte offset of sample `i`'s frame (for messages and tools).
+    pub fn offset(&self, i: usize) -> Option<u64> {
+        self.frames.get(i).map(|f| f.offset)
+    }
+
+    /// Sample `i`, decoded from the nearest key frame at or before it.
+    pub fn sample(&self, i: usize) -> Result<Sample, StoreError> {
+        let mut cur = Cursor::default();
+        self.seek(&mut cur, i)?;
+        self.advance(&mut cur)?.ok_or_else(|| self.out_of_range(i))
+    }
+
+    /// Position `cur` so that the next `advance` yields sample `i` (i == len is the end).
+    /// Moving forward within a key interval reuses the cursor's state.
+    pub fn seek(&self, cur: &mut Cursor, i: usize) -> Result<(), StoreError> {
+        if i > self.len() {
+            return Err(self.out_of_range(i));
+        }
+        let key = self.keys.partition_point(|&k| k <= i).saturating_sub(1);
+        let key_frame = self.keys.get(key).copied().unwrap_or(0);
+        if !(cur.zstd.is_some() && cur.next > key_frame && cur.next <= i) {
+            *cur = Cursor {
+                next: key_frame,
+                ..Cursor::default()
+            };
+        }
+        while cur.next < i {
+            self.advance(cur)?;
+        }
+        Ok(())
+    }
+
+    /// The sample at the cursor, moving it on; None at the end.
+    pub fn advance(&self, cur: &mut Cursor) -> Result<Option<Sample>, StoreError> {
+        let Some(f) = self.frames.get(cur.next) else {
+            return Ok(None);
+        };
+        if let Err(why) = cur.step(&self.data, f) {
+            // The state is half-updated: force the next seek to start from a key frame.
+            cur.zstd = None;
+            return Err(StoreError::Corrupt {
+                path: self.path.clone(),
+                offset: f.offset,
+                why,
+            });
+        }
+        cur.next += 1;
+        Ok(Some(cur.sample.clone()))
+    }
+
+    /// All samples in order.
+    pub fn samples(&self) -> impl Iterator<Item = Result<Sample, StoreError>> + '_ {
+        let mut cur = Cursor::default();
+        std::iter::from_fn(move || self.advance(&mut cur).transpose())
+    }
+
+    fn out_of_range(&self, index: usize) -> StoreError {
+        StoreError::OutOfRange {
+            path: self.path.clone(),
+            index,
+            len: self.len(),
+        }
+    }
+}
+
+fn read_header(path: &Path, data: &[u8]) -> Result<(Header, usize), StoreError> {
+    let not = |why: &str| StoreError::NotARecording {
+        path: path.to_path_buf(),
+        why: why.into(),
+    };
+    let bad = |why: String| StoreError::BadHeader {
+        path: path.to_path_buf(),
+        why,
+    };
+    if data.is_empty() {
+        return Err(not("the file is empty"));
+    }
+    let magic_len = data.len().min(MAGIC.len());
+    if data[..magic_len] != MAGIC[..magic_len] {
+        return Err(not("it does not start with the kvmprof magic bytes"));
+    }
+    let fixed = MAGIC.len() + 12;
+    if data.len() < fixed {
+        return Err(bad(format!(
+            "file ends at byte {} inside the header",
+            data.len()
+        )));
+    }
+    let version = u32_at(data, 8).unwrap_or(0);
+    if version > FORMAT_VERSION {
+        return Err(StoreError::NewerVersion {
+            path: path.to_path_buf(),
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if version == 0 {
+        return Err(bad("format version 0 does not exist".into()));
+    }
+    let len = u32_at(data, 12).unwrap_or(0) as usize;
+    let want = u32_at(data, 16).unwrap_or(0);
+    if len > MAX_HEADER {
+        return Err(bad(format!("impossible header length {len}")));
+    }
+    let body = data.get(fixed..fixed + len).ok_or_else(|| {
+        bad(format!(
+            "file ends at byte {} inside the header",
+            data.len()
+        ))
+    })?;
+    if crc(body) != want {
+        return Err(bad("header checksum mismatch".into()));
+    }
+    let header = postcard::from_bytes(body).map_err(|e| bad(format!("header: {e}")))?;
+    Ok((header, fixed + len))
+}

@@ -1,0 +1,332 @@
+//! The exporter scraped by a real Prometheus server (Debian's `prometheus`, installed when
+//! missing). Everything stays on loopback: the exporter listens on 127.0.0.1 (free port), and
+//! Prometheus on 127.0.0.1 scrapes it every second; the test queries Prometheus's HTTP API and
+//! compares with what the model (and so `kvmprof report`) computes for the same samples.
+//! Under CI=true a missing Prometheus is a failure; otherwise the test says why it did not run.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use kvmprof::{
+    decode::ExitNames,
+    export::{ExportOpts, ServeOpts, Server},
+    model::compute,
+    sample::{Key, ProgStat, Sample, Stat, VmInfo},
+    source::FakeSource,
+};
+
+const TOP: usize = 3;
+
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+fn prometheus_bin() -> Option<PathBuf> {
+    let found = || {
+        ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+    };
+    if let Some(p) = found() {
+        return Some(p);
+    }
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", "prometheus"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !install() {
+        let _ = Command::new("apt-get").arg("update").output();
+        install();
+    }
+    found()
+}
+
+/// Kills Prometheus and removes its directory however the test ends.
+struct Guard {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Minimal HTTP/1.0 GET on loopback (no chunking: the server closes after the body).
+fn get(addr: SocketAddr, path: &str) -> Option<String> {
+    assert!(addr.ip().is_loopback(), "only loopback is ever queried");
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+fn urlencode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Instant query → [(labels, value)].
+fn query(prom: SocketAddr, q: &str) -> Vec<(serde_json::Value, f64)> {
+    let Some(body) = get(prom, &format!("/api/v1/query?query={}", urlencode(q))) else {
+        return Vec::new();
+    };
+    let Ok(j) = serde_json::from_str::<serde_json::Value>(&body) else {
+        return Vec::new();
+    };
+    j["data"]["result"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| {
+                    let v = r["value"][1].as_str()?.parse().ok()?;
+                    Some((r["metric"].clone(), v))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn key(tgid: u32, vcpu: u32, reason: u32) -> Key {
+    Key {
+        tgid,
+        vcpu,
+        isa: profiler_common::ISA_VMX,
+        reason,
+    }
+}
+
+fn bump(s: &mut Sample, k: Key, n: u64, ns: u64) {
+    let st = s.stats.entry(k).or_insert(Stat {
+        min_ns: u64::MAX,
+        ..Default::default()
+    });
+    st.count += n;
+    st.sum_ns += n * ns;
+    st.min_ns = st.min_ns.min(ns);
+    st.max_ns = st.max_ns.max(ns);
+    st.hist.record(ns, n);
+}
+
+/// Three samples 1 s apart: VM "win11" with 5 reasons (IO spread over 1–9 µs for the quantile
+/// check), VM "db" with one.
+fn samples() -> Vec<Sample> {
+    let mut s = Sample {
+        mono_ns: 50_000_000_000,
+        wall_ms: 1_700_000_000_000,
+        counters: vec![0; 9],
+        progs: vec![ProgStat {
+            name: "kvm_exit".into(),
+            run_cnt: 0,
+            run_time_ns: 0,
+        }],
+        ..Default::default()
+    };
+    for (pid, name) in [(10, "win11"), (20, "db")] {
+        s.vms.insert(
+            pid,
+            VmInfo {
+                pid,
+                name: name.into(),
+                ..Default::default()
+            },
+        );
+    }
+    bump(&mut s, key(10, 0, 30), 1, 1_000);
+    let mut out = vec![s.clone()];
+    for step in 1..=2u64 {
+        s.mono_ns += 1_000_000_000;
+        s.wall_ms += 1_000;
+        for i in 0..1000u64 {
+            bump(&mut s, key(10, i as u32 % 2, 30), 1, 1_000 + i * 8); // IO_INSTRUCTION
+        }
+        bump(&mut s, key(10, 0, 49), 400 * step, 800); // EPT_MISCONFIG
+        bump(&mut s, key(10, 1, 10), 30, 60_000); // CPUID
+        bump(&mut s, key(10, 1, 32), 7, 300_000); // MSR_WRITE
+        bump(&mut s, key(10, 0, 12), 20, 3_000_000); // HLT
+        bump(&mut s, key(20, 0, 30), 77, 4_000);
+        s.progs[0].run_cnt += 5_000;
+        s.progs[0].run_time_ns += 400_000;
+        s.counters[1] += 2; // unpaired_exit
+        out.push(s.clone());
+    }
+    out
+}
+
+#[test]
+fn prometheus_scrapes_the_model_numbers() {
+    let Some(bin) = prometheus_bin() else {
+        let why = "no prometheus binary after `apt-get install prometheus`";
+        assert!(!ci(), "CI=true and the Prometheus test cannot run: {why}");
+        eprintln!("prometheus: not run: {why}");
+        return;
+    };
+    let samples = samples();
+    let names = ExitNames::builtin();
+    let view = compute(&samples[0], &samples[2], &names);
+
+    let opts = ServeOpts {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        interval: Duration::from_millis(50),
+        export: ExportOpts {
+            top_reasons: TOP,
+            ..Default::default()
+        },
+        advice_window: None,
+        ready_file: None,
+    };
+    let server = Server::start(Box::new(FakeSource::new(samples.clone())), opts).expect("exporter");
+    let exporter = server.addr();
+
+    let dir = std::env::temp_dir().join(format!("kvmprof-prom-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("data")).expect("temp dir");
+    let cfg = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: kvmprof\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['{exporter}']\n"
+    );
+    std::fs::write(dir.join("prometheus.yml"), cfg).expect("config");
+    let prom: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let child = Command::new(&bin)
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address={prom}"))
+        .arg("--log.level=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    let _guard = Guard {
+        child,
+        dir: dir.clone(),
+    };
+
+    // Up and scraped with the final values, within 60 s.
+    let want_io = view.vms[0]
+        .reasons
+        .iter()
+        .find(|r| r.name == "IO_INSTRUCTION")
+        .expect("IO row")
+        .count as f64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let up = query(prom, "up{job=\"kvmprof\"}");
+        let io = query(
+            prom,
+            "kvmprof_exits_total{vm=\"win11\",reason=\"IO_INSTRUCTION\"}",
+        );
+        if up.first().is_some_and(|u| u.1 == 1.0) && io.first().is_some_and(|v| v.1 == want_io) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus on {prom} did not scrape {exporter} within 60 s (up: {up:?}, io: {io:?})"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // Every VM's counters equal the model's; beyond the top 3, reasons sum into "other".
+    for vm in &view.vms {
+        let got = query(prom, &format!("kvmprof_exits_total{{vm=\"{}\"}}", vm.name));
+        assert!(
+            got.len() <= TOP + 1,
+            "{}: {} series: {got:?}",
+            vm.name,
+            got.len()
+        );
+        let mut ranked: Vec<_> = vm.reasons.iter().filter(|r| r.count > 0).collect();
+        ranked.sort_by(|a, b| b.count.cmp(&a.count).then(a.reason.cmp(&b.reason)));
+        let (top, rest) = ranked.split_at(ranked.len().min(TOP));
+        for r in top {
+            let v = got.iter().find(|(l, _)| l["reason"] == r.name.as_str());
+            assert_eq!(
+                v.map(|x| x.1),
+                Some(r.count as f64),
+                "{} {}",
+                vm.name,
+                r.name
+            );
+            assert_eq!(
+                v.map(|x| x.0["pid"].clone()),
+                Some(vm.pid.to_string().into())
+            );
+        }
+        let other: u64 = rest.iter().map(|r| r.count).sum();
+        let v = got
+            .iter()
+            .find(|(l, _)| l["reason"] == "other")
+            .map(|x| x.1);
+        assert_eq!(v.unwrap_or(0.0), other as f64, "{} other", vm.name);
+        let total: f64 = got.iter().map(|x| x.1).sum();
+        assert_eq!(total, vm.exits as f64, "{} total", vm.name);
+    }
+
+    // Cardinality: buckets = exit series × (21 bounds + +Inf); nothing unbounded.
+    let exit_series = query(prom, "count(kvmprof_exits_total)")[0].1;
+    let buckets = query(prom, "count(kvmprof_exit_handling_seconds_bucket)")[0].1;
+    assert_eq!(buckets, exit_series * 22.0);
+    let all = query(prom, "count({job=\"kvmprof\",__name__=~\"kvmprof_.*\"})")[0].1;
+    assert!(all <= exit_series * 25.0 + 20.0, "{all} series");
+
+    // p99 from the re-bucketed histogram vs the model's (IO: 1–9 µs, p99 ≈ 9 µs): same 5–10 µs
+    // bucket, within 25 %.
+    let io = view.vms[0]
+        .reasons
+        .iter()
+        .find(|r| r.name == "IO_INSTRUCTION")
+        .expect("IO row");
+    let q = query(
+        prom,
+        "histogram_quantile(0.99, kvmprof_exit_handling_seconds_bucket{vm=\"win11\",reason=\"IO_INSTRUCTION\"})",
+    );
+    let prom_p99 = q.first().map(|x| x.1).expect("quantile");
+    let ours = io.p99_ns as f64 / 1e9;
+    assert!((5e-6..=10e-6).contains(&prom_p99) && (5e-6..=10e-6).contains(&ours));
+    assert!(
+        (prom_p99 - ours).abs() / ours < 0.25,
+        "prometheus {prom_p99} vs model {ours}"
+    );
+
+    // Probe cost and drops.
+    let runs = query(prom, "kvmprof_probe_runs_total{program=\"kvm_exit\"}");
+    assert_eq!(runs.first().map(|x| x.1), Some(10_000.0));
+    let lost = query(prom, "kvmprof_lost_events_total{kind=\"unpaired_exit\"}");
+    assert_eq!(lost.first().map(|x| x.1), Some(4.0));
+    println!(
+        "prometheus: {exit_series} exit series, {all} kvmprof series; IO p99 prometheus {:.2} µs vs model {:.2} µs",
+        prom_p99 * 1e6,
+        ours * 1e6
+    );
+    server.stop();
+}
