@@ -25,7 +25,7 @@ fn probe_options(g: &Global) -> ProbeOptions {
     }
 }
 
-fn open_live(g: &Global) -> anyhow::Result<LiveSource> {
+pub(crate) fn open_live(g: &Global) -> anyhow::Result<LiveSource> {
     let (src, warnings) = LiveSource::open(&probe_options(g))?;
     for w in warnings {
         eprintln!("kvmprof: warning: {w}");
@@ -166,17 +166,57 @@ pub(crate) fn collect_live_for(
     })
 }
 
+/// Every sample of a live collection of `duration`, taken every `every` (the first right
+/// after attaching): the series `check` measures storms and frame windows on.
+pub(crate) fn collect_series(
+    src: &mut dyn Source,
+    duration: Duration,
+    every: Duration,
+) -> anyhow::Result<Vec<Sample>> {
+    let first = src.sample()?.context("no sample")?;
+    let mut all = vec![first.clone()];
+    let last = collect_each(src, &first, Some(duration), every, &mut |s| all.push(s.clone()))?;
+    // The last one carries the names of VMs that exited meanwhile.
+    if let Some(l) = all.last_mut() {
+        *l = last;
+    }
+    Ok(all)
+}
+
+/// Every sample of a kvmprof recording with its exit names; None when `path` is not a
+/// recording.
+pub(crate) fn open_recording_span_all(
+    path: &std::path::Path,
+) -> anyhow::Result<Option<(Vec<Sample>, crate::decode::ExitNames)>> {
+    if !is_recording(path)? {
+        return Ok(None);
+    }
+    let rec = crate::store::Recording::open(path)?;
+    for w in rec.warnings() {
+        eprintln!("kvmprof: warning: {w}");
+    }
+    let samples = rec.samples().collect::<Result<Vec<_>, _>>()?;
+    if samples.is_empty() {
+        bail!("{}: the recording holds no samples", path.display());
+    }
+    Ok(Some((samples, rec.header().names.clone())))
+}
+
+fn is_recording(path: &std::path::Path) -> anyhow::Result<bool> {
+    let mut magic = [0u8; 16];
+    let n = std::io::Read::read(
+        &mut std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
+        &mut magic,
+    )?;
+    Ok(magic[..n].starts_with(&crate::store::MAGIC))
+}
+
 /// First and last samples of a kvmprof recording with its exit names; None when `path` is not
 /// a recording (e.g. perf text).
 pub(crate) fn open_recording_span(
     path: &std::path::Path,
 ) -> anyhow::Result<Option<(Sample, Sample, crate::decode::ExitNames)>> {
-    let mut magic = [0u8; 8];
-    let n = std::io::Read::read(
-        &mut std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
-        &mut magic,
-    )?;
-    if !magic[..n].starts_with(&crate::store::MAGIC) {
+    if !is_recording(path)? {
         return Ok(None);
     }
     let rec = crate::store::Recording::open(path)?;
@@ -225,6 +265,17 @@ fn collect(
     duration: Option<Duration>,
     interval: Duration,
 ) -> anyhow::Result<Sample> {
+    collect_each(src, first, duration, interval, &mut |_| {})
+}
+
+/// `collect`, calling `each` with every sample taken (in order).
+fn collect_each(
+    src: &mut dyn Source,
+    first: &Sample,
+    duration: Option<Duration>,
+    interval: Duration,
+    each: &mut dyn FnMut(&Sample),
+) -> anyhow::Result<Sample> {
     use tokio::signal::unix::{signal, SignalKind};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -246,6 +297,7 @@ fn collect(
                 _ = term.recv() => true,
             };
             let mut s = src.sample()?.context("the source ended")?;
+            each(&s);
             for (pid, vm) in &s.vms {
                 match vms.get_mut(pid) {
                     // Same process gone: keep what we knew, mark it exited.

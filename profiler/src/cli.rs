@@ -46,6 +46,10 @@ pub enum Command {
     Diff(DiffArgs),
     /// Which Hyper-V enlightenments help or hurt each VM, with the evidence.
     Advise(AdviseArgs),
+    /// Load-test gate: measure, compare with thresholds, exit 0 pass / 1 fail / 2 unmeasured.
+    Check(CheckArgs),
+    /// Prometheus/OpenMetrics exporter (headless; binds 127.0.0.1:9477 by default).
+    Serve(ServeArgs),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -146,6 +150,67 @@ pub struct AdviseArgs {
 pub enum AdviseFormat {
     Text,
     Json,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// A kvmprof recording or perf text to check instead of collecting live.
+    #[arg(value_name = "FILE", conflicts_with_all = ["duration", "from_perf"])]
+    pub file: Option<PathBuf>,
+    /// Check `perf kvm stat report --stdio` output (exit reasons only).
+    #[arg(long, value_name = "FILE", conflicts_with = "duration")]
+    pub from_perf: Option<PathBuf>,
+    /// Collect live for this long (e.g. 30s).
+    #[arg(long, short = 'd', value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// VM(s) to check, by name, uuid or pid (default: every VM seen).
+    #[arg(long, value_name = "NAME")]
+    pub vm: Vec<String>,
+    /// Thresholds file (TOML); `kvmprof check --example` prints a documented one.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// One threshold, KEY=VALUE (repeatable; wins over --config), e.g. max_overhead_pct=5,
+    /// EPT_MISCONFIG.max_per_s=10000, frame_budget_pct=2.
+    #[arg(long = "threshold", short = 't', value_name = "KEY=VALUE")]
+    pub thresholds: Vec<String>,
+    /// Fail when the advice has a finding of this severity or worse.
+    #[arg(long, value_name = "critical|warn")]
+    pub fail_on: Option<String>,
+    /// Sampling interval of a live check: storms and frame windows are measured at this
+    /// resolution.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub sample_every: Duration,
+    #[arg(long, short = 'f', value_enum, default_value_t = AdviseFormat::Text)]
+    pub format: AdviseFormat,
+    /// Also write JUnit XML (one testcase per threshold per VM) for CI systems.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Print a documented example thresholds file and exit.
+    #[arg(long)]
+    pub example: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (loopback by default; a host's metrics are nobody else's business
+    /// unless you say so).
+    #[arg(long, default_value = "127.0.0.1:9477", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Named exit reasons per VM; the rest are summed into reason="other".
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub top_reasons: usize,
+    /// Add a vcpu label (multiplies the series by the vCPU count).
+    #[arg(long)]
+    pub per_vcpu: bool,
+    /// How long a VM that exited keeps being exported with its last values.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub keep_exited: Duration,
+    /// No advice-finding metrics.
+    #[arg(long)]
+    pub no_advice: bool,
+    /// Create this file once the server listens.
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -1,6 +1,7 @@
 //! kvmprof: live eBPF profiler of KVM VM exits.
 pub mod app;
 pub mod app_advise;
+pub mod app_check;
 pub mod cli;
 pub mod decode;
 pub mod exerciser;

@@ -13,6 +13,11 @@ fn main() -> ExitCode {
         Some(Command::Report(ref a)) => kvmprof::app::report(&cli.global, a),
         Some(Command::Diff(ref a)) => kvmprof::app::diff(a),
         Some(Command::Advise(ref a)) => kvmprof::app_advise::advise(&cli.global, a),
+        Some(Command::Check(ref a)) => match kvmprof::app_check::check(&cli.global, a) {
+            Ok(code) => return ExitCode::from(code),
+            Err(e) => Err(e),
+        },
+        Some(Command::Serve(ref a)) => kvmprof::app_check::serve(&cli.global, a),
         Some(Command::Exercise(ref a)) => kvmprof::app::exercise(a),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(
