@@ -8,7 +8,7 @@ use std::{
 use anyhow::{bail, Context};
 
 use crate::{
-    cli::{DemoArgs, DiffArgs, ExerciseArgs, Format, Global, ReportArgs},
+    cli::{DemoArgs, DiffArgs, ExerciseArgs, Format, Global, RecordArgs, ReportArgs},
     exerciser, model,
     probe::ProbeOptions,
     report as rep,
@@ -175,7 +175,10 @@ pub(crate) fn collect_series(
 ) -> anyhow::Result<Vec<Sample>> {
     let first = src.sample()?.context("no sample")?;
     let mut all = vec![first.clone()];
-    let last = collect_each(src, &first, Some(duration), every, &mut |s| all.push(s.clone()))?;
+    let last = collect_each(src, &first, Some(duration), every, &mut |s| {
+        all.push(s.clone());
+        Ok(())
+    })?;
     // The last one carries the names of VMs that exited meanwhile.
     if let Some(l) = all.last_mut() {
         *l = last;
@@ -235,6 +238,67 @@ pub(crate) fn open_recording_span(
     Ok(Some((first, last, rec.header().names.clone())))
 }
 
+/// `kvmprof replay FILE`: the recording in the live TUI, through the same model code.
+pub fn replay(a: &crate::cli::ReplayArgs) -> anyhow::Result<()> {
+    let src = crate::source::replay::ReplaySource::open(&a.file)?;
+    for w in src.warnings() {
+        eprintln!("kvmprof: warning: {w}");
+    }
+    let interval = Duration::from_millis(src.header().interval_ms.max(1));
+    crate::tui::run(Box::new(src), interval)
+}
+
+/// `kvmprof record`: every sample goes to the file as it is taken (each frame flushed), so a
+/// crash or kill -9 loses at most the last interval; SIGINT/SIGTERM finish the file cleanly.
+pub fn record(g: &Global, a: &RecordArgs) -> anyhow::Result<()> {
+    let mut src = open_live(g)?;
+    let header = crate::store::Header {
+        host: crate::source::live::hostname(),
+        kernel: crate::source::live::kernel_release(),
+        cpus: std::thread::available_parallelism().map_or(0, |n| n.get() as u32),
+        names: src.names(),
+        start_wall_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        interval_ms: g.interval.as_millis() as u64,
+        written_by: format!("kvmprof {}", env!("CARGO_PKG_VERSION")),
+    };
+    let mut rec = crate::store::Recorder::create(&a.output, &header)?;
+    let first = src.sample()?.context("no sample")?;
+    rec.append(&only_vms(&first, &a.vm))?;
+    if let Some(p) = &a.ready_file {
+        std::fs::write(p, b"ready\n").with_context(|| format!("writing {}", p.display()))?;
+    }
+    collect_each(&mut src, &first, a.duration, g.interval, &mut |s| {
+        rec.append(&only_vms(s, &a.vm))?;
+        Ok(())
+    })?;
+    let (frames, bytes) = (rec.frames(), rec.bytes_written());
+    rec.finish()?;
+    eprintln!(
+        "kvmprof: recorded {frames} samples to {} ({bytes} bytes)",
+        a.output.display()
+    );
+    Ok(())
+}
+
+/// The sample restricted to VMs named (or pid-numbered) in `vms`; all of it when empty.
+fn only_vms(s: &Sample, vms: &[String]) -> Sample {
+    if vms.is_empty() {
+        return s.clone();
+    }
+    let keep = |tgid: u32| {
+        s.vms.get(&tgid).is_some_and(|v| vms.iter().any(|n| *n == v.name))
+            || vms.iter().any(|n| *n == tgid.to_string())
+    };
+    let mut out = s.clone();
+    out.stats.retain(|k, _| keep(k.tgid));
+    out.in_flight.retain(|k, _| keep(k.tgid));
+    out.evidence.retain(|k, _| keep(k.tgid));
+    out.vms.retain(|pid, _| keep(*pid));
+    out
+}
+
 pub fn diff(a: &DiffArgs) -> anyhow::Result<()> {
     let (da, db) = (rep::load(&a.a)?, rep::load(&a.b)?);
     for w in da.warnings.iter().chain(&db.warnings) {
@@ -265,7 +329,7 @@ fn collect(
     duration: Option<Duration>,
     interval: Duration,
 ) -> anyhow::Result<Sample> {
-    collect_each(src, first, duration, interval, &mut |_| {})
+    collect_each(src, first, duration, interval, &mut |_| Ok(()))
 }
 
 /// `collect`, calling `each` with every sample taken (in order).
@@ -274,7 +338,7 @@ fn collect_each(
     first: &Sample,
     duration: Option<Duration>,
     interval: Duration,
-    each: &mut dyn FnMut(&Sample),
+    each: &mut dyn FnMut(&Sample) -> anyhow::Result<()>,
 ) -> anyhow::Result<Sample> {
     use tokio::signal::unix::{signal, SignalKind};
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -297,7 +361,7 @@ fn collect_each(
                 _ = term.recv() => true,
             };
             let mut s = src.sample()?.context("the source ended")?;
-            each(&s);
+            each(&s)?;
             for (pid, vm) in &s.vms {
                 match vms.get_mut(pid) {
                     // Same process gone: keep what we knew, mark it exited.

@@ -40,6 +40,10 @@ pub enum Command {
     Top,
     /// Start a tiny built-in guest on the local /dev/kvm and show it live.
     Demo(DemoArgs),
+    /// Record the live session to a file (headless), for replay, report, diff and advice.
+    Record(RecordArgs),
+    /// Replay a recording in the TUI.
+    Replay(ReplayArgs),
     /// Report a live collection, a recording or perf text as perf kvm stat's table, JSON or CSV.
     Report(ReportArgs),
     /// Compare two sessions (recordings or perf text, any mix): what moved, by how much.
@@ -211,6 +215,28 @@ pub struct ServeArgs {
     /// Create this file once the server listens.
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct RecordArgs {
+    /// Output file (overwritten).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: PathBuf,
+    /// Stop after this long (default: until SIGINT or SIGTERM).
+    #[arg(long, short = 'd', value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Only these VMs (by name or pid; repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub vm: Vec<String>,
+    /// Create this file once recording has started.
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// A kvmprof recording.
+    pub file: PathBuf,
 }
 
 #[derive(Args, Debug)]

@@ -12,6 +12,8 @@ fn main() -> ExitCode {
         Some(Command::Demo(ref a)) => kvmprof::app::demo(&cli.global, a),
         Some(Command::Report(ref a)) => kvmprof::app::report(&cli.global, a),
         Some(Command::Diff(ref a)) => kvmprof::app::diff(a),
+        Some(Command::Record(ref a)) => kvmprof::app::record(&cli.global, a),
+        Some(Command::Replay(ref a)) => kvmprof::app::replay(a),
         Some(Command::Advise(ref a)) => kvmprof::app_advise::advise(&cli.global, a),
         Some(Command::Check(ref a)) => match kvmprof::app_check::check(&cli.global, a) {
             Ok(code) => return ExitCode::from(code),

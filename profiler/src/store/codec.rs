@@ -10,7 +10,7 @@ use profiler_common::hist;
 use serde::{Deserialize, Serialize};
 
 use super::keys::{apply_keys, encode_keys, KeysDelta};
-use crate::sample::{Hist, ProgStat, Sample, Stat, VmInfo};
+use crate::sample::{EvKey, EvStat, Hist, ProgStat, Sample, Stat, VmInfo};
 
 /// Why a payload could not be applied (the caller adds file and offset).
 pub(crate) type CodecError = String;
@@ -57,6 +57,10 @@ pub(crate) struct Payload {
     /// VM metadata is stored only when it changes (and in key frames).
     vms_gone: Vec<u32>,
     pub(super) vms_set: Vec<(u32, VmInfo)>,
+    /// Sub-reason evidence: keys gone, and (key, count, sum, last) differences for keys that
+    /// changed or appeared. Few hundred keys at most, so a plain list does.
+    ev_gone: Vec<EvKey>,
+    ev_set: Vec<(EvKey, i64, i64, i64)>,
 }
 
 /// Sorted, unique bucket indices and no zero counts: the form the merge below reproduces.
@@ -281,6 +285,18 @@ pub(crate) fn encode(old: &Sample, new: &Sample) -> Payload {
         .filter(|(pid, vm)| old.vms.get(pid) != Some(vm))
         .map(|(pid, vm)| (*pid, vm.clone()))
         .collect();
+    p.ev_gone = (old.evidence.keys())
+        .filter(|k| !new.evidence.contains_key(k))
+        .copied()
+        .collect();
+    let zero = EvStat::default();
+    p.ev_set = (new.evidence.iter())
+        .filter(|(k, v)| old.evidence.get(k) != Some(v))
+        .map(|(k, n)| {
+            let o = old.evidence.get(k).unwrap_or(&zero);
+            (*k, diff(n.count, o.count), diff(n.sum, o.sum), diff(n.last, o.last))
+        })
+        .collect();
     p
 }
 
@@ -348,6 +364,15 @@ pub(crate) fn apply(s: &mut Sample, p: &Payload) -> Result<(), CodecError> {
     }
     for (pid, vm) in &p.vms_set {
         s.vms.insert(*pid, vm.clone());
+    }
+    for k in &p.ev_gone {
+        s.evidence.remove(k);
+    }
+    for (k, dc, ds, dl) in &p.ev_set {
+        let v = s.evidence.entry(*k).or_default();
+        v.count = undiff(v.count, *dc);
+        v.sum = undiff(v.sum, *ds);
+        v.last = undiff(v.last, *dl);
     }
     Ok(())
 }

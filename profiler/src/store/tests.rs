@@ -86,6 +86,29 @@ impl Gen {
         } else {
             self.s.in_flight.remove(&k);
         }
+        // Sub-reason evidence: MSR writes growing, a port appearing and going.
+        let ek = crate::sample::EvKey {
+            tgid: 1000,
+            kind: profiler_common::ev::MSR_WRITE,
+            flags: 0,
+            a: 0x4000_0070,
+        };
+        let (dc, last) = (self.rand(5000), self.rand(1 << 20));
+        let e = self.s.evidence.entry(ek).or_default();
+        e.count += dc;
+        e.last = last;
+        let port = crate::sample::EvKey {
+            tgid: 1000,
+            kind: profiler_common::ev::PIO_IN,
+            flags: 1,
+            a: 0x70 + self.rand(2),
+        };
+        let grow = 1 + self.rand(10);
+        if self.rand(3) == 0 {
+            self.s.evidence.remove(&port);
+        } else {
+            self.s.evidence.entry(port).or_default().count += grow;
+        }
         self.s.clone()
     }
 }
