@@ -84,8 +84,8 @@ pub fn report(g: &Global, a: &ReportArgs) -> anyhow::Result<()> {
     let data = if let Some(path) = a.file.as_ref() {
         rep::load(path)?
     } else if let Some(path) = a.from_perf.as_ref() {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         rep::Data::from_perf_text(&text, &path.display().to_string())?
     } else {
         let l = collect_live_for(g, a.duration, a.until_signal, a.ready_file.as_deref())?;
@@ -119,8 +119,9 @@ pub fn report(g: &Global, a: &ReportArgs) -> anyhow::Result<()> {
 /// JSON and CSV keep the whole view's shape; `--vm` narrows it to one VM (name or pid).
 fn filter_vm(mut view: model::View, vm: Option<&str>) -> anyhow::Result<model::View> {
     if let Some(want) = vm {
-        view.vms
-            .retain(|v| v.name == want || v.pid.to_string() == want || format!("pid {}", v.pid) == want);
+        view.vms.retain(|v| {
+            v.name == want || v.pid.to_string() == want || format!("pid {}", v.pid) == want
+        });
         if view.vms.is_empty() {
             bail!("no VM named `{want}` in this session: `kvmprof report` without --vm lists them");
         }
@@ -288,7 +289,9 @@ fn only_vms(s: &Sample, vms: &[String]) -> Sample {
         return s.clone();
     }
     let keep = |tgid: u32| {
-        s.vms.get(&tgid).is_some_and(|v| vms.iter().any(|n| *n == v.name))
+        s.vms
+            .get(&tgid)
+            .is_some_and(|v| vms.contains(&v.name))
             || vms.iter().any(|n| *n == tgid.to_string())
     };
     let mut out = s.clone();

@@ -12,8 +12,8 @@ use crate::{
 pub fn advise(g: &Global, a: &AdviseArgs) -> anyhow::Result<()> {
     let host = HostFacts::local();
     let mut input = if let Some(path) = a.from_perf.as_ref() {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let data = report::Data::from_perf_text(&text, &path.display().to_string())?;
         Input::from_view(data.view, host)
     } else if let Some(path) = a.file.as_ref() {
@@ -24,14 +24,14 @@ pub fn advise(g: &Global, a: &AdviseArgs) -> anyhow::Result<()> {
         }
     } else {
         let l = collect_live_for(g, a.duration, a.until_signal, a.ready_file.as_deref())?;
-        let mut input = Input::from_samples(&l.first, &l.last, &l.names, host)
-            .with_missing(&l.missing);
+        let mut input =
+            Input::from_samples(&l.first, &l.last, &l.names, host).with_missing(&l.missing);
         input.inhibits = advice::InhibitNames::load(&l.tracefs);
         input
     };
     if let Some(path) = a.thresholds.as_ref() {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         input.thresholds = advice::Thresholds::from_json(&text)
             .with_context(|| format!("{}: not a thresholds JSON file", path.display()))?;
     }
@@ -42,7 +42,10 @@ pub fn advise(g: &Global, a: &AdviseArgs) -> anyhow::Result<()> {
             .view
             .vms
             .iter()
-            .filter(|v| a.vm.as_deref().is_none_or(|n| v.name == n || v.pid.to_string() == n))
+            .filter(|v| {
+                a.vm.as_deref()
+                    .is_none_or(|n| v.name == n || v.pid.to_string() == n)
+            })
             .map(|v| v.pid)
             .collect();
         match pids.as_slice() {
@@ -54,7 +57,10 @@ pub fn advise(g: &Global, a: &AdviseArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(want) = a.vm.as_deref() {
-        input.view.vms.retain(|v| v.name == want || v.pid.to_string() == want);
+        input
+            .view
+            .vms
+            .retain(|v| v.name == want || v.pid.to_string() == want);
         if input.view.vms.is_empty() {
             bail!("no VM named `{want}` in this session");
         }
@@ -116,13 +122,25 @@ mod tests {
 
     #[test]
     fn splits_like_a_shell() {
-        let w = split_words(r#"qemu-system-x86_64 -name "guest=win 11,debug-threads=on" -cpu 'host,hv-time' a\ b"#)
-            .unwrap();
+        let w = split_words(
+            r#"qemu-system-x86_64 -name "guest=win 11,debug-threads=on" -cpu 'host,hv-time' a\ b"#,
+        )
+        .unwrap();
         assert_eq!(
             w,
-            ["qemu-system-x86_64", "-name", "guest=win 11,debug-threads=on", "-cpu", "host,hv-time", "a b"]
+            [
+                "qemu-system-x86_64",
+                "-name",
+                "guest=win 11,debug-threads=on",
+                "-cpu",
+                "host,hv-time",
+                "a b"
+            ]
         );
-        assert!(split_words("-cpu 'host").unwrap_err().to_string().contains("unclosed"));
+        assert!(split_words("-cpu 'host")
+            .unwrap_err()
+            .to_string()
+            .contains("unclosed"));
         assert!(split_words("   ").unwrap().is_empty());
     }
 }

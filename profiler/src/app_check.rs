@@ -35,8 +35,8 @@ pub fn check(g: &Global, a: &CheckArgs) -> anyhow::Result<u8> {
     let wants_advice = t.fail_on.is_some();
 
     let (view, series, advice) = if let Some(path) = a.from_perf.as_ref() {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let data = report::Data::from_perf_text(&text, &path.display().to_string())?;
         let adv = wants_advice.then(|| {
             AdviceSummary::from(&advice::analyze(&Input::from_view(
@@ -58,7 +58,9 @@ pub fn check(g: &Global, a: &CheckArgs) -> anyhow::Result<u8> {
         }
     } else {
         let Some(d) = a.duration else {
-            bail!("say what to check: --duration 30s (live), a recording FILE, or --from-perf FILE");
+            bail!(
+                "say what to check: --duration 30s (live), a recording FILE, or --from-perf FILE"
+            );
         };
         let mut src = open_live(g)?;
         let names = src.names();

@@ -67,11 +67,33 @@ pub fn test(skip_vm: bool) -> Result<()> {
         "--features",
         "kvmprof/ebpf",
     ]))?;
+    fuzz_recording_reader(&env, 30)?;
     if skip_vm {
         eprintln!("xtask: --skip-vm given: the real-KVM test did not run");
         return Ok(());
     }
     vm::vm_test(&vm::VmTestArgs::default())
+}
+
+/// The recording reader sees files from anywhere: fuzz it for a bounded time (libFuzzer via
+/// cargo-fuzz on the nightly; installed once).
+fn fuzz_recording_reader(env: &setup::Env, seconds: u32) -> Result<()> {
+    let have = std::process::Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        eprintln!("xtask: installing cargo-fuzz");
+        run(env
+            .command("cargo")
+            .args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    run(env
+        .command("cargo")
+        .current_dir(workspace_root().join("fuzz"))
+        .args(["+nightly", "fuzz", "run", "read_recording", "--"])
+        .arg(format!("-max_total_time={seconds}")))
+    .context("fuzzing the recording reader found a crash (see fuzz/artifacts/)")
 }
 
 /// `cargo xtask bench`: cost numbers (as root), printed and written to BENCHMARKS.md.

@@ -294,7 +294,12 @@ pub(crate) fn encode(old: &Sample, new: &Sample) -> Payload {
         .filter(|(k, v)| old.evidence.get(k) != Some(v))
         .map(|(k, n)| {
             let o = old.evidence.get(k).unwrap_or(&zero);
-            (*k, diff(n.count, o.count), diff(n.sum, o.sum), diff(n.last, o.last))
+            (
+                *k,
+                diff(n.count, o.count),
+                diff(n.sum, o.sum),
+                diff(n.last, o.last),
+            )
         })
         .collect();
     p
