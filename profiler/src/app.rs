@@ -386,7 +386,11 @@ fn collect_each(
 pub fn exercise(a: &ExerciseArgs) -> anyhow::Result<()> {
     let opts = exerciser::ExerciseOpts {
         iters: a.iters,
-        ops: a.ops.clone(),
+        ops: if a.hyperv {
+            exerciser::HYPERV_OPS.into()
+        } else {
+            a.ops.clone()
+        },
         forever: a.forever,
         pause: a.pause,
     };

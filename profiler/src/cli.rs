@@ -266,6 +266,11 @@ pub struct ExerciseArgs {
     /// Repeat forever (until killed).
     #[arg(long)]
     pub forever: bool,
+    /// Hyper-V mode: the VMM exposes Hyper-V CPUID and SynIC; the guest identifies as Windows 11
+    /// (GUEST_OS_ID), sets a SINT with AutoEOI and a synthetic timer, then writes the synthetic
+    /// EOI MSR in a loop (needs a host KVM with CONFIG_KVM_HYPERV).
+    #[arg(long, conflicts_with = "ops")]
+    pub hyperv: bool,
     #[arg(long, default_value = "0ms", value_parser = parse_duration)]
     pub pause: Duration,
     /// QEMU-style identity args (e.g. `-name guest=NAME`): ignored, but visible in

@@ -44,8 +44,12 @@ finish() { # status
     done
   } > /tmp/info.txt
   section info.txt /tmp/info.txt
-  for f in exercise.txt kvmprof.json kvmprof.stderr kvm_exit.hist kvm_entry.hist $HV_FILES; do
+  for f in exercise.txt kvmprof.json kvmprof.stderr kvm_exit.hist kvm_entry.hist $SESSION_FILES $HV_FILES; do
     [ -f /tmp/$f ] && section $f /tmp/$f
+  done
+  # Recordings are binary: base64 over the serial console, decoded by the harness.
+  for f in a.kvmprof b.kvmprof; do
+    [ -f /tmp/$f ] && { base64 /tmp/$f > /tmp/$f.b64; section $f.b64 /tmp/$f.b64; }
   done
   if [ "$1" != ok ]; then
     dmesg | tail -40 > /tmp/dmesg.txt
@@ -55,6 +59,7 @@ finish() { # status
   poweroff -f
 }
 
+SESSION_FILES="session_status.txt b_exercise.txt record_a.stderr record_b.stderr b_kvm_exit.hist"
 HV_FILES="hv_status.txt hv_exercise.txt hv_kvmprof.json hv_kvmprof.stderr hv_advise.json hv_advise.stderr
   hv_kvm_exit.hist hv_kvm_entry.hist hv_kvm_msr.hist hv_synic_msr.hist hv_stimer.hist hv_inhibit.hist
   hv_trigger_errors.txt"
@@ -126,6 +131,25 @@ hyperv_run() {
   [ $HARC -eq 0 ] || { hv_fail "kvmprof advise exited with status $HARC"; return; }
 }
 
+# Session B: a different exit mix (port writes and cpuid only, twice as many loops), recorded,
+# with its own hist trigger, for the diff test.
+session_b() {
+  echo '!hist:keys=isa,exit_reason:sort=exit_reason' > $T/events/kvm/kvm_exit/trigger 2>/dev/null
+  echo 'hist:keys=isa,exit_reason:sort=exit_reason' > $T/events/kvm/kvm_exit/trigger
+  echo 1 > $T/events/kvm/kvm_exit/enable
+  /bin/kvmprof --allow-concurrent record -i 100ms -o /tmp/b.kvmprof --ready-file /tmp/ready_b 2> /tmp/record_b.stderr &
+  RB=$!
+  i=0
+  while [ ! -e /tmp/ready_b ] && kill -0 $RB 2>/dev/null && [ $i -lt 1200 ]; do i=$((i + 1)); sleep 0.1; done
+  /bin/kvmprof exercise --iters $((N * 2)) --ops oc -- -name guest=$VM_NAME-b > /tmp/b_exercise.txt 2>&1
+  echo "exercise b: exit $?" >> /tmp/session_status.txt
+  kill -INT $RB
+  wait $RB
+  echo "record b: exit $?" >> /tmp/session_status.txt
+  echo 0 > $T/events/kvm/kvm_exit/enable
+  cat $T/events/kvm/kvm_exit/hist > /tmp/b_kvm_exit.hist
+}
+
 for m in irqbypass ccp kvm kvm-amd; do
   insmod /lib/modules/$m.ko 2>/tmp/insmod.err || finish "fail: insmod $m: $(cat /tmp/insmod.err)"
 done
@@ -146,12 +170,21 @@ while [ ! -e /tmp/ready ]; do
   sleep 0.1
 done
 
+# Session A: the same run recorded (sessions: record → replay/report/diff on the host).
+/bin/kvmprof --allow-concurrent record -i 100ms -o /tmp/a.kvmprof --ready-file /tmp/ready_a 2> /tmp/record_a.stderr &
+RA=$!
+i=0
+while [ ! -e /tmp/ready_a ] && kill -0 $RA 2>/dev/null && [ $i -lt 1200 ]; do i=$((i + 1)); sleep 0.1; done
+
 /bin/kvmprof exercise --iters "$N" --ops ocrw -- -name guest=$VM_NAME > /tmp/exercise.txt 2>&1
 EX=$?
 
 kill -INT $KP
 wait $KP
 KRC=$?
+kill -INT $RA
+wait $RA
+echo "record a: exit $?" > /tmp/session_status.txt
 echo 0 > $T/events/kvm/kvm_exit/enable
 echo 0 > $T/events/kvm/kvm_entry/enable
 cat $T/events/kvm/kvm_exit/hist > /tmp/kvm_exit.hist
@@ -159,5 +192,6 @@ cat $T/events/kvm/kvm_entry/hist > /tmp/kvm_entry.hist
 
 [ $EX -eq 0 ] || finish "fail: kvmprof exercise exited with status $EX"
 [ $KRC -eq 0 ] || finish "fail: kvmprof report exited with status $KRC"
+session_b
 [ "$HV" = 1 ] && hyperv_run
 finish ok

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use base64::Engine as _;
 use anyhow::{bail, Context, Result};
 
 use host::{cmd_output, cmd_status};
@@ -253,7 +254,16 @@ pub fn vm_test(args: &VmTestArgs) -> Result<()> {
     let text = std::fs::read_to_string(&log)?;
     let (sections, status) = extract_sections(&text);
     for (name, body) in &sections {
-        std::fs::write(out.join(name), body)?;
+        // Binary files (recordings) travel base64-encoded over the serial console.
+        if let Some(bin) = name.strip_suffix(".b64") {
+            let clean: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(clean)
+                .with_context(|| format!("section {name} is not base64"))?;
+            std::fs::write(out.join(bin), bytes)?;
+        } else {
+            std::fs::write(out.join(name), body)?;
+        }
     }
     let _ = std::fs::remove_file(&initrd);
     let latest = out.with_file_name("latest");
@@ -290,7 +300,15 @@ pub fn vm_test(args: &VmTestArgs) -> Result<()> {
         return Ok(());
     }
     let mut test = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    test.args(["test", "-p", "kvmprof-tests", "--test", "real_kvm"]);
+    test.args([
+        "test",
+        "-p",
+        "kvmprof-tests",
+        "--test",
+        "real_kvm",
+        "--test",
+        "real_kvm_session",
+    ]);
     if !args.no_hyperv {
         test.args(["--test", "real_kvm_hyperv"]);
     }

@@ -135,9 +135,16 @@ fn p3(c: &Ctx) -> Hit {
     {
         return None;
     }
+    // KB P3 is "AutoEOI fixed"; a SINT still using AutoEOI with APICv off looks the same in
+    // the exits, so say which one this is.
+    let title = if c.ev.autoeoi_sints().is_empty() {
+        "AutoEOI fixed, synthetic APIC MSRs still recommended"
+    } else {
+        "synthetic APIC MSRs dominate; a SINT still uses AutoEOI (APICv off or not inhibited)"
+    };
     Some((
         "P3",
-        "AutoEOI fixed, synthetic APIC MSRs still recommended",
+        title,
         vec![
             c.line("MSR_WRITE", &mw),
             format!(

@@ -352,6 +352,35 @@ fn r06(c: &Ctx) -> Option<Finding> {
 }
 
 /// R07: SynIC AutoEOI inhibits APICv for the whole VM.
+/// AutoEOI in use while the host has no APICv/AVIC: harmless today, an inhibit tomorrow.
+fn r07_latent(c: &Ctx, aeoi: &[&super::EvRow]) -> Option<Finding> {
+    if aeoi.is_empty() {
+        return None;
+    }
+    let mut f = Finding::new(
+        "R07",
+        Severity::Info,
+        "SynIC AutoEOI in use: harmless while APICv/AVIC is off, inhibits APICv once it is on",
+    );
+    for r in aeoi.iter().take(2) {
+        f = f.ev(format!(
+            "{} = {:#x}: AutoEOI (bit 17) set, not masked",
+            names::msr_name(r.a).unwrap_or_default(),
+            r.last
+        ));
+    }
+    f = f.ev(match c.host.apicv {
+        Some(false) => "host APICv/AVIC is off (kvm_intel enable_apicv / kvm_amd avic): every interrupt and EOI is emulated anyway (R12)".to_string(),
+        _ => "APICv/AVIC state of the host unknown or off".to_string(),
+    });
+    Some(
+        f.qemu("nothing to change while APICv/AVIC stays off; when enabling it (kvm_intel enable_apicv=Y / kvm_amd avic=1), pair it with the hv-avic CPU flag (QEMU ≥ 6.2) so the guest stops using AutoEOI")
+            .libvirt("when enabling APICv/AVIC on the host, add the avic element under <hyperv> (libvirt ≥ 8.10)")
+            .effect("no change now; avoids a VM-wide APICv inhibit after APICv/AVIC is enabled")
+            .source("KB R07; Linux 5.15 (inhibit only while a SINT uses AutoEOI); QEMU 6.2 hv-avic"),
+    )
+}
+
 fn r07(c: &Ctx) -> Option<Finding> {
     let active = inhibit_active(c, "HYPERV");
     let aeoi = c.ev.autoeoi_sints();
@@ -365,13 +394,10 @@ fn r07(c: &Ctx) -> Option<Finding> {
     if active.is_none() && aeoi.is_empty() && !inferred {
         return None;
     }
-    // With APICv off on the host there is nothing to inhibit (R12 covers software EOIs).
-    if c.host.apicv == Some(false) {
-        return None;
-    }
-    if active.is_none() && !inferred && !c.apicv_on() {
-        // AutoEOI without APICv costs nothing extra.
-        return None;
+    // With APICv off there is nothing to inhibit now (R12 covers software EOIs), but the
+    // operator should know the guest uses AutoEOI before turning APICv/AVIC on.
+    if c.host.apicv == Some(false) || (active.is_none() && !inferred && !c.apicv_on()) {
+        return r07_latent(c, &aeoi);
     }
     let ext = c.reason(x::EXTINT);
     let mw = c.reason(x::MSR_WRITE);
