@@ -13,6 +13,13 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_default()
 }
 
+/// Where cargo puts build outputs (CARGO_TARGET_DIR wins, as cargo itself does).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
 /// Build kvmprof with its eBPF programs (release) and return the binary's path.
 pub fn build_release(env: &setup::Env) -> Result<PathBuf> {
     run(env.command("cargo").current_dir(workspace_root()).args([
@@ -23,7 +30,7 @@ pub fn build_release(env: &setup::Env) -> Result<PathBuf> {
         "--features",
         "ebpf",
     ]))?;
-    Ok(workspace_root().join("target/release/kvmprof"))
+    Ok(target_dir().join("release/kvmprof"))
 }
 
 /// `cargo xtask run [-- ARGS]`: the live TUI (or any kvmprof subcommand).
@@ -111,7 +118,7 @@ pub fn bench() -> Result<()> {
         "kvmprof-bench",
     ]))?;
     let out = crate::util::cmd_output(&mut std::process::Command::new(
-        root.join("target/release/kvmprof-bench"),
+        target_dir().join("release/kvmprof-bench"),
     ))?;
     print!("{out}");
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
