@@ -24,7 +24,10 @@ fn out_dir() -> Option<PathBuf> {
 fn recordings_replay_report_and_diff() {
     let Some(dir) = out_dir() else {
         let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        assert!(!ci, "CI=true but KVMPROF_VM_OUT is unset: run `cargo xtask vm-test`");
+        assert!(
+            !ci,
+            "CI=true but KVMPROF_VM_OUT is unset: run `cargo xtask vm-test`"
+        );
         eprintln!("real_kvm_session: not run: KVMPROF_VM_OUT is unset (run `cargo xtask vm-test`)");
         return;
     };
@@ -35,17 +38,24 @@ fn recordings_replay_report_and_diff() {
 
 /// The named VM's (isa, reason) → count, from a session's whole-span view.
 fn counts(d: &Data, vm: &str) -> Result<std::collections::BTreeMap<(u32, u32), u64>> {
-    let v = d
-        .view
-        .vms
+    let v = d.view.vms.iter().find(|v| v.name == vm).with_context(|| {
+        format!(
+            "no VM {vm} in {} (VMs: {:?})",
+            d.label,
+            d.view.vms.iter().map(|v| &v.name).collect::<Vec<_>>()
+        )
+    })?;
+    Ok(v.reasons
         .iter()
-        .find(|v| v.name == vm)
-        .with_context(|| format!("no VM {vm} in {} (VMs: {:?})", d.label, d.view.vms.iter().map(|v| &v.name).collect::<Vec<_>>()))?;
-    Ok(v.reasons.iter().map(|r| ((r.isa, r.reason), r.count)).collect())
+        .map(|r| ((r.isa, r.reason), r.count))
+        .collect())
 }
 
 fn check(dir: &Path) -> Result<()> {
-    println!("{}", read_file(dir, "session_status.txt").unwrap_or_default());
+    println!(
+        "{}",
+        read_file(dir, "session_status.txt").unwrap_or_default()
+    );
     let n: u64 = parse_result_line(&read_file(dir, "exercise.txt")?)?
         .get("iters")
         .and_then(|v| v.parse().ok())
@@ -54,7 +64,11 @@ fn check(dir: &Path) -> Result<()> {
 
     // Replay: the recording plays back frame by frame through the Source trait.
     let rec = Recording::open(&a_path)?;
-    ensure!(rec.warnings().is_empty(), "A has warnings: {:?}", rec.warnings());
+    ensure!(
+        rec.warnings().is_empty(),
+        "A has warnings: {:?}",
+        rec.warnings()
+    );
     ensure!(rec.len() >= 2, "A holds {} samples", rec.len());
     let mut replay = ReplaySource::open(&a_path)?;
     let mut frames = 0;
@@ -63,8 +77,15 @@ fn check(dir: &Path) -> Result<()> {
         frames += 1;
         last = Some(s);
     }
-    ensure!(frames == rec.len(), "replayed {frames} of {} frames", rec.len());
-    ensure!(last == Some(rec.sample(rec.len() - 1)?), "replay's last frame differs");
+    ensure!(
+        frames == rec.len(),
+        "replayed {frames} of {} frames",
+        rec.len()
+    );
+    ensure!(
+        last == Some(rec.sample(rec.len() - 1)?),
+        "replay's last frame differs"
+    );
 
     // Report: A's counts equal the guest kernel's hist trigger for the same run.
     let a = report::load(&a_path)?;
@@ -72,18 +93,36 @@ fn check(dir: &Path) -> Result<()> {
     let a_counts = counts(&a, "kvmprof-exerciser")?;
     let b_counts = counts(&b, "kvmprof-exerciser-b")?;
     for (name, got, hist) in [
-        ("A", &a_counts, parse_hist(&read_file(dir, "kvm_exit.hist")?)?),
-        ("B", &b_counts, parse_hist(&read_file(dir, "b_kvm_exit.hist")?)?),
+        (
+            "A",
+            &a_counts,
+            parse_hist(&read_file(dir, "kvm_exit.hist")?)?,
+        ),
+        (
+            "B",
+            &b_counts,
+            parse_hist(&read_file(dir, "b_kvm_exit.hist")?)?,
+        ),
     ] {
         for (key, want) in &hist.buckets {
             let k = (key[0] as u32, key[1] as u32);
             let have = got.get(&k).copied().unwrap_or(0);
-            println!("{name}: isa {} reason {:#x}: recorded {have}, hist trigger {want}", k.0, k.1);
-            ensure!(have == *want, "{name}: reason {:#x}: recording says {have}, hist trigger {want}", k.1);
+            println!(
+                "{name}: isa {} reason {:#x}: recorded {have}, hist trigger {want}",
+                k.0, k.1
+            );
+            ensure!(
+                have == *want,
+                "{name}: reason {:#x}: recording says {have}, hist trigger {want}",
+                k.1
+            );
         }
     }
     ensure!(a_counts.get(&(SVM, 0x7c)) == Some(&(2 * n)), "A msr != 2N");
-    ensure!(b_counts.get(&(SVM, 0x72)) == Some(&(2 * n)), "B cpuid != 2N");
+    ensure!(
+        b_counts.get(&(SVM, 0x72)) == Some(&(2 * n)),
+        "B cpuid != 2N"
+    );
     ensure!(!b_counts.contains_key(&(SVM, 0x7c)), "B has msr exits");
 
     let table = report::perf_table(
@@ -103,7 +142,10 @@ fn check(dir: &Path) -> Result<()> {
         "io row: {io_line}"
     );
     let json: serde_json::Value = serde_json::from_str(&report::json::render(&a.view)?)?;
-    ensure!(json["vms"].as_array().is_some_and(|v| !v.is_empty()), "JSON has no VMs");
+    ensure!(
+        json["vms"].as_array().is_some_and(|v| !v.is_empty()),
+        "JSON has no VMs"
+    );
 
     // Diff: B has no MSR exits and twice the port writes and cpuids.
     let d = report::diff_with(
@@ -117,9 +159,17 @@ fn check(dir: &Path) -> Result<()> {
     println!("{}", report::diff::render_table(&d));
     let row = |name: &str| d.reasons.iter().find(|r| r.name == name);
     let msr = row("msr").context("no msr row in the diff")?;
-    ensure!(msr.count.a == (2 * n) as f64 && msr.count.b == 0.0, "msr: {:?}", msr.count);
+    ensure!(
+        msr.count.a == (2 * n) as f64 && msr.count.b == 0.0,
+        "msr: {:?}",
+        msr.count
+    );
     let io = row("io").context("no io row in the diff")?;
-    ensure!(io.count.a == n as f64 && io.count.b == (2 * n) as f64, "io: {:?}", io.count);
+    ensure!(
+        io.count.a == n as f64 && io.count.b == (2 * n) as f64,
+        "io: {:?}",
+        io.count
+    );
     if d.reasons.first().map(|r| r.name.as_str()).is_none() {
         bail!("empty diff");
     }

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
 use anyhow::{bail, Context, Result};
+use base64::Engine as _;
 
 use host::{cmd_output, cmd_status};
 use initramfs::Archive;
@@ -302,6 +302,7 @@ pub fn vm_test(args: &VmTestArgs) -> Result<()> {
     let mut test = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     test.args([
         "test",
+        "--no-fail-fast",
         "-p",
         "kvmprof-tests",
         "--test",

@@ -374,7 +374,7 @@ fn r07_latent(c: &Ctx, aeoi: &[&super::EvRow]) -> Option<Finding> {
         _ => "APICv/AVIC state of the host unknown or off".to_string(),
     });
     Some(
-        f.qemu("nothing to change while APICv/AVIC stays off; when enabling it (kvm_intel enable_apicv=Y / kvm_amd avic=1), pair it with the hv-avic CPU flag (QEMU ≥ 6.2) so the guest stops using AutoEOI")
+        f.qemu("nothing to change while APICv/AVIC stays off; only if you enable it (kvm_intel enable_apicv=Y / kvm_amd avic=1), pair it with the hv-avic CPU flag (QEMU ≥ 6.2) so the guest stops using AutoEOI")
             .libvirt("when enabling APICv/AVIC on the host, add the avic element under <hyperv> (libvirt ≥ 8.10)")
             .effect("no change now; avoids a VM-wide APICv inhibit after APICv/AVIC is enabled")
             .source("KB R07; Linux 5.15 (inhibit only while a SINT uses AutoEOI); QEMU 6.2 hv-avic"),
