@@ -242,11 +242,7 @@ pub(crate) fn open_recording_span(
 /// `kvmprof replay FILE`: the recording in the live TUI, through the same model code.
 pub fn replay(a: &crate::cli::ReplayArgs) -> anyhow::Result<()> {
     let src = crate::source::replay::ReplaySource::open(&a.file)?;
-    for w in src.warnings() {
-        eprintln!("kvmprof: warning: {w}");
-    }
-    let interval = Duration::from_millis(src.header().interval_ms.max(1));
-    crate::tui::run(Box::new(src), interval)
+    crate::tui::run_replay(src)
 }
 
 /// `kvmprof record`: every sample goes to the file as it is taken (each frame flushed), so a
@@ -289,9 +285,7 @@ fn only_vms(s: &Sample, vms: &[String]) -> Sample {
         return s.clone();
     }
     let keep = |tgid: u32| {
-        s.vms
-            .get(&tgid)
-            .is_some_and(|v| vms.contains(&v.name))
+        s.vms.get(&tgid).is_some_and(|v| vms.contains(&v.name))
             || vms.iter().any(|n| *n == tgid.to_string())
     };
     let mut out = s.clone();

@@ -2,9 +2,9 @@
 //! The TUI and every other consumer see only this trait.
 
 pub mod live;
+pub mod replay;
 
-
-use crate::{decode::ExitNames, sample::Sample};
+use crate::{decode::ExitNames, sample::Sample, store::Header};
 
 pub trait Source: Send {
     /// Read a sample now (cumulative). `Ok(None)` means the source is exhausted (end of a
@@ -17,6 +17,20 @@ pub trait Source: Send {
     /// Messages for the user since the last call (e.g. the kernel side reporting a full map).
     fn notices(&mut self) -> Vec<String> {
         Vec::new()
+    }
+    /// For seekable sources (a recording): (index of the sample the next `sample()` returns,
+    /// number of samples). None for live sources. Named apart from `ReplaySource::position`,
+    /// whose inherent method would otherwise shadow this one.
+    fn timeline(&self) -> Option<(usize, usize)> {
+        None
+    }
+    /// Make sample `i` the next one returned. `Ok(false)`: this source cannot seek.
+    fn seek_to(&mut self, _i: usize) -> anyhow::Result<bool> {
+        Ok(false)
+    }
+    /// Where and when the samples were recorded, when the source is a recording.
+    fn origin(&self) -> Option<Header> {
+        None
     }
 }
 
@@ -48,4 +62,3 @@ impl Source for FakeSource {
         self.label.clone()
     }
 }
-pub mod replay;

@@ -84,4 +84,17 @@ impl Source for ReplaySource {
             h.kernel
         )
     }
+
+    fn timeline(&self) -> Option<(usize, usize)> {
+        Some((self.cur.position(), self.len()))
+    }
+
+    fn seek_to(&mut self, i: usize) -> anyhow::Result<bool> {
+        ReplaySource::seek(self, i)?;
+        Ok(true)
+    }
+
+    fn origin(&self) -> Option<Header> {
+        Some(self.rec.header().clone())
+    }
 }

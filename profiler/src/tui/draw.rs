@@ -9,9 +9,9 @@ use ratatui::{
     widgets::{Block, Clear, Paragraph, Widget, Wrap},
 };
 
-use super::{fmt, screens, App, Screen};
+use super::{advice, fmt, screens, App, Screen};
 
-const KEYS: [(&str, &str); 16] = [
+const KEYS: &[(&str, &str)] = &[
     ("↑/↓ j/k", "move (PgUp/PgDn, g/G: jump)"),
     ("Enter l →", "drill down: VM → exits/vCPUs → histogram"),
     ("Esc h ←", "back (Esc on the VM list: clear filter)"),
@@ -19,10 +19,15 @@ const KEYS: [(&str, &str); 16] = [
     ("/", "filter by VM or reason name (Enter apply, Esc clear)"),
     ("t", "toggle last interval / since start"),
     ("r", "reset: since start restarts now"),
-    ("space p", "freeze / resume the view"),
-    ("+ -", "refresh interval (0.25 s .. 10 s)"),
+    ("space p", "freeze / resume the view (replay: play / pause)"),
+    ("+ -", "refresh interval (0.25 s .. 10 s; live only)"),
+    ("a", "advice for the VM (Enter/e: a finding's details)"),
+    ("R", "record the live session to a file / stop"),
+    (". ,", "replay: step one frame forward / back"),
+    ("[ ] 0-9", "replay: seek -/+10 %, or to 0 %..90 %"),
+    ("{ } x", "replay: start / end; x: speed 1×, 4×, 16×"),
     ("?", "this help (any key closes)"),
-    ("q Ctrl-C", "quit"),
+    ("q Ctrl-C", "quit (a recording is finished first)"),
     ("", ""),
     ("Samples%", "share of non-HLT exits in the table"),
     ("Time%", "share of non-HLT handling time"),
@@ -33,18 +38,26 @@ const KEYS: [(&str, &str); 16] = [
 impl Widget for &App {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let status_h = u16::from(self.status.is_some());
-        let [head, body, status, foot] = Layout::vertical([
+        let timeline_h = u16::from(self.replay.is_some());
+        let [head, body, status, timeline, foot] = Layout::vertical([
             Constraint::Length(1),
             Constraint::Fill(1),
             Constraint::Length(status_h),
+            Constraint::Length(timeline_h),
             Constraint::Length(1),
         ])
         .areas(area);
         self.header(head, buf);
         self.body(body, buf);
         if let Some(s) = &self.status {
-            Line::from(format!(" {s}")).red().bold().render(status, buf);
+            let style = if self.status_info {
+                Style::new().green().bold()
+            } else {
+                Style::new().red().bold()
+            };
+            Line::styled(format!(" {s}"), style).render(status, buf);
         }
+        self.timeline(timeline, buf);
         self.footer(foot, buf);
         if self.help {
             help(area, buf);
@@ -64,22 +77,32 @@ impl App {
             format!("last {}", fmt::secs(self.view().duration_s))
         };
         let sep = Span::from(" │ ").dark_gray();
-        let mut spans = vec![
-            Span::from(" kvmprof ").bold().reversed(),
-            Span::from(" "),
-            Span::from(self.describe.clone()),
-            sep.clone(),
-            Span::from(format!("elapsed {}", fmt::secs(elapsed))),
+        let mut spans = vec![Span::from(" kvmprof ").bold().reversed(), Span::from(" ")];
+        // The recording indicator first: it must never be cut off.
+        if let Some(rec) = self.rec_span() {
+            spans.push(rec);
+            spans.push(Span::from(" "));
+        }
+        match self.replay_header() {
+            Some(r) => spans.extend(r),
+            None => spans.extend([
+                Span::from(self.describe.clone()),
+                sep.clone(),
+                Span::from(format!("elapsed {}", fmt::secs(elapsed))),
+            ]),
+        }
+        spans.extend([
             sep.clone(),
             Span::from(mode),
             sep.clone(),
             Span::from(format!("sort {}", self.sort.label())),
-        ];
+        ]);
         if !self.filter.is_empty() {
             spans.push(sep);
             spans.push(Span::from(format!("filter \"{}\"", self.filter)).yellow());
         }
-        if self.paused {
+        // A replay shows its state on the timeline.
+        if self.paused && self.replay.is_none() {
             spans.push(Span::from(" "));
             let n = self.missed;
             let txt = if n > 0 {
@@ -103,6 +126,7 @@ impl App {
             Screen::Vm(pid) => screens::vm_detail(self, pid, area, buf),
             Screen::Vcpu(pid, v) => screens::vcpu_detail(self, pid, v, area, buf),
             Screen::Hist(t) => screens::histogram(self, &t, area, buf),
+            Screen::Advice(pid) => advice::advice_screen(self, pid, area, buf),
         }
     }
 
@@ -119,10 +143,11 @@ impl App {
         }
         let v = self.view();
         let sep = Span::from(" │ ").dark_gray();
-        let mut spans = vec![Span::from(format!(
-            " every {}",
-            fmt::secs(self.interval.as_secs_f64())
-        ))];
+        let every = fmt::secs(self.interval.as_secs_f64());
+        let mut spans = vec![Span::from(match &self.replay {
+            Some(r) => format!(" speed {}× · a frame every {every}", r.speed),
+            None => format!(" every {every}"),
+        })];
         spans.push(sep.clone());
         let (events, run_ns) = v
             .probe_cost

@@ -42,8 +42,24 @@ impl App {
                 Action::None
             };
         }
+        if let Some(a) = self.session_key(key.code) {
+            return a;
+        }
+        let on_advice = matches!(self.level().screen, Screen::Advice(_));
         match key.code {
             KeyCode::Char('q') => return Action::Quit,
+            KeyCode::Char('a') if on_advice => self.back(),
+            KeyCode::Char('a') => self.open_advice(),
+            KeyCode::Enter | KeyCode::Right | KeyCode::Char('l') | KeyCode::Char('e')
+                if on_advice =>
+            {
+                self.expanded = !self.expanded;
+            }
+            KeyCode::Esc | KeyCode::Backspace | KeyCode::Left | KeyCode::Char('h')
+                if on_advice && self.expanded =>
+            {
+                self.expanded = false;
+            }
             KeyCode::Up | KeyCode::Char('k') => self.step(-1),
             KeyCode::Down | KeyCode::Char('j') => self.step(1),
             KeyCode::PageUp => self.step(-10),
@@ -53,7 +69,7 @@ impl App {
             KeyCode::Enter | KeyCode::Right | KeyCode::Char('l') => self.drill(),
             KeyCode::Esc | KeyCode::Backspace | KeyCode::Left | KeyCode::Char('h') => {
                 if self.stack.len() > 1 {
-                    self.stack.pop();
+                    self.back();
                 } else if key.code == KeyCode::Esc {
                     self.filter.clear();
                 }
@@ -64,6 +80,7 @@ impl App {
                 // Reset, like kvm_stat: "since start" restarts from now.
                 self.baseline = self.last.clone();
                 self.recompute();
+                self.refresh_advice(true);
             }
             KeyCode::Char('/') => self.editing = Some(self.filter.clone()),
             KeyCode::Char('?') => self.help = true,
@@ -73,6 +90,13 @@ impl App {
             _ => {}
         }
         Action::None
+    }
+
+    fn back(&mut self) {
+        if self.stack.len() > 1 {
+            self.stack.pop();
+        }
+        self.expanded = false;
     }
 
     fn toggle_pause(&mut self) {

@@ -1,25 +1,35 @@
-//! Live TUI: app state (this file), input (input.rs), drawing (draw.rs, screens.rs) and the
-//! terminal loop (run.rs). The App owns every View it draws; the sampler only sends Samples.
+//! Live and replay TUI: app state (this file), input (input.rs), drawing (draw.rs,
+//! screens.rs, hist.rs), replay and recording (replay.rs, sampler.rs), advice (advice.rs) and
+//! the terminal loop (run.rs). The App owns every View it draws; the sampler only sends Samples.
 
+mod advice;
 mod draw;
 mod fmt;
 mod hist;
 mod input;
+mod replay;
 mod run;
+mod sampler;
 mod screens;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_advice;
+#[cfg(test)]
+mod tests_session;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use crate::{
+    advice::HostFacts,
     decode::ExitNames,
     model::{self, sort_rows, Row, SortKey, View, VmView},
     sample::Sample,
 };
 
-pub use run::run;
+pub use run::{run, run_replay, run_with, RunOptions};
+pub use sampler::RecInfo;
 
 /// What the caller of [`App::on_key`] must do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +37,14 @@ pub enum Action {
     None,
     Quit,
     SetInterval(Duration),
+    /// Replay: stop or resume reading frames.
+    Pause(bool),
+    /// Replay: pause and move this many frames.
+    Step(i64),
+    /// Replay: show frame i.
+    Seek(usize),
+    /// Start or stop recording the live session.
+    ToggleRecord,
 }
 
 /// Refresh intervals offered by `+`/`-` (kvm_stat allows 0.1–25.5 s; faster is noise).
@@ -40,6 +58,7 @@ enum Screen {
     Vm(u32),
     Vcpu(u32, u32),
     Hist(HistTarget),
+    Advice(u32),
 }
 
 /// One reason of one VM, optionally of one vCPU.
@@ -58,6 +77,8 @@ enum Item {
     Vm(u32),
     Reason(u32, u32),
     Vcpu(u32),
+    /// An advice finding, by its packed rule id (`advice::rule_key`).
+    Finding(u32),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -72,6 +93,9 @@ type Rates = HashMap<HistTarget, f64>;
 pub struct App {
     names: ExitNames,
     describe: String,
+    /// First sample seen: a replay's "since start" falls back to it after seeking before a
+    /// reset.
+    first: Option<Sample>,
     baseline: Option<Sample>,
     prev: Option<Sample>,
     last: Option<Sample>,
@@ -91,6 +115,17 @@ pub struct App {
     interval: Duration,
     stack: Vec<Level>,
     status: Option<String>,
+    /// The status line is news, not an error (drawn green, not red).
+    status_info: bool,
+    /// Some when the source is a recording.
+    replay: Option<replay::Replay>,
+    /// The recording in progress.
+    rec: Option<RecInfo>,
+    advice: Option<advice::Cached>,
+    /// The selected finding's details are shown.
+    expanded: bool,
+    /// Facts advice needs about the host; None: this host's, read when first needed.
+    host: Option<HostFacts>,
 }
 
 impl App {
@@ -98,6 +133,7 @@ impl App {
         App {
             names,
             describe,
+            first: None,
             baseline: None,
             prev: None,
             last: None,
@@ -118,7 +154,19 @@ impl App {
                 sel: None,
             }],
             status: None,
+            status_info: false,
+            replay: None,
+            rec: None,
+            advice: None,
+            expanded: false,
+            host: None,
         }
+    }
+
+    /// Host facts for advice (tests and replays: not this host's).
+    pub fn with_host(mut self, host: HostFacts) -> App {
+        self.host = Some(host);
+        self
     }
 
     /// The refresh interval shown in the header (the sampler's, set by [`run`]).
@@ -130,14 +178,18 @@ impl App {
     /// A new cumulative sample. While paused it is held back, and the interval after resuming
     /// spans the whole pause.
     pub fn on_sample(&mut self, s: Sample) {
-        if self.paused {
+        // A paused replay reads nothing; what arrives is a step the user asked for.
+        if self.paused && self.replay.is_none() {
             self.queued = Some(s);
             self.missed += 1;
             return;
         }
-        self.status = None;
+        if !self.status_info {
+            self.status = None;
+        }
         if self.baseline.is_none() {
             self.baseline = Some(s.clone());
+            self.first = Some(s.clone());
         }
         self.prev = self.last.replace(s);
         self.recompute();
@@ -148,16 +200,37 @@ impl App {
                 self.history.pop_front();
             }
         }
+        self.refresh_advice(false);
     }
 
     /// A source failure: shown in the status line; sampling goes on.
     pub fn on_error(&mut self, msg: String) {
         self.status = Some(msg);
+        self.status_info = false;
     }
 
-    /// The source has no more samples (end of a replay).
+    /// News for the status line (e.g. a recording saved); stays until the next message.
+    pub fn on_info(&mut self, msg: String) {
+        self.status = Some(msg);
+        self.status_info = true;
+    }
+
+    /// The recording in progress changed (None: stopped).
+    pub fn on_rec(&mut self, rec: Option<RecInfo>) {
+        self.rec = rec;
+    }
+
+    /// The source has no more samples (end of a replay): stay on the last frame, paused.
     pub fn on_end(&mut self) {
-        self.status = Some("end of recording; q to quit".into());
+        if let Some(r) = &mut self.replay {
+            r.ended = true;
+            self.paused = true;
+            self.on_info(
+                "end of recording: paused on the last frame · space plays again · q quits".into(),
+            );
+        } else {
+            self.on_info("end of samples; q to quit".into());
+        }
     }
 
     fn recompute(&mut self) {
@@ -245,6 +318,7 @@ impl App {
                 .and_then(|vm| Some((vm, vm.vcpus.iter().find(|c| c.vcpu == v)?)))
                 .map_or_else(Vec::new, |(vm, c)| reasons(&c.reasons, &vm.name)),
             Screen::Hist(_) => Vec::new(),
+            Screen::Advice(pid) => self.finding_items(pid),
         }
     }
 

@@ -1,118 +1,222 @@
-//! The terminal loop: a sampler thread owns the Source and sends owned Samples; an input
-//! thread forwards key events; the UI thread blocks on both and redraws only when one arrives.
+//! The terminal loop: a sampler thread owns the Source (and any recording) and sends owned
+//! Samples; an input thread forwards key events; a signal thread turns SIGTERM/SIGHUP/SIGINT
+//! into a quit; the UI thread blocks on all of them and redraws only when one arrives.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use crossterm::event::{self, Event, KeyEventKind};
 use ratatui::DefaultTerminal;
 
+use super::sampler::{Ctl, Msg, Sampler};
 use super::{Action, App};
-use crate::{sample::Sample, source::Source};
+use crate::{
+    source::{replay::ReplaySource, Source},
+    store::Header,
+};
 
-enum Msg {
-    Sample(Sample),
-    Error(String),
-    /// The terminal cannot be read: nothing could quit the UI any more.
-    InputFailed(String),
-    End,
-    Key(crossterm::event::KeyEvent),
-    Redraw,
+/// How long quitting waits for the sampler to finish a recording (it may sit in a slow read).
+const FINISH_WAIT: Duration = Duration::from_secs(5);
+
+/// How [`run_with`] runs.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Sampling interval of a live source (a replay uses the recording's).
+    pub interval: Duration,
+    /// Where `R` records; None: `kvmprof-<host>-<YYYYmmdd-HHMMSS>.kvmprof` (UTC) in the
+    /// current directory. An existing file is never overwritten (`-2`, `-3`, ... is added).
+    pub record_path: Option<PathBuf>,
+    /// Start recording at once, as if `R` was pressed before the first sample.
+    pub record_now: bool,
+    /// Host fields of new recordings (tests); None: this host's.
+    pub record_header: Option<Header>,
+    /// A first status line (e.g. the damage a replayed recording survived).
+    pub notice: Option<String>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            interval: Duration::from_secs(1),
+            record_path: None,
+            record_now: false,
+            record_header: None,
+            notice: None,
+        }
+    }
 }
 
 /// Runs the live TUI until the user quits. The terminal is restored on every exit path
 /// (ratatui::init also installs a panic hook that restores it).
 pub fn run(source: Box<dyn Source>, interval: Duration) -> anyhow::Result<()> {
-    let app = App::new(source.names(), source.describe()).with_interval(interval);
+    run_with(
+        source,
+        RunOptions {
+            interval,
+            ..Default::default()
+        },
+    )
+}
+
+/// Replays a recording in the same TUI, starting paused on nothing and playing at 1×.
+pub fn run_replay(source: ReplaySource) -> anyhow::Result<()> {
+    if source.is_empty() {
+        anyhow::bail!(
+            "{}: the recording holds no samples",
+            source.recording().path().display()
+        );
+    }
+    let interval = Duration::from_millis(source.header().interval_ms.max(1));
+    let notice = (!source.warnings().is_empty()).then(|| source.warnings().join("; "));
+    run_with(
+        Box::new(source),
+        RunOptions {
+            interval,
+            notice,
+            ..Default::default()
+        },
+    )
+}
+
+/// Like [`run`], with recording options; a seekable source (a recording) gets the replay
+/// controls and timeline.
+pub fn run_with(source: Box<dyn Source>, opts: RunOptions) -> anyhow::Result<()> {
+    let mut app = App::new(source.names(), source.describe()).with_interval(opts.interval);
+    if let (Some((_, len)), Some(h)) = (source.timeline(), source.origin()) {
+        app = app.with_replay(h, len);
+    }
+    if let Some(n) = opts.notice {
+        app.on_info(n);
+    }
     let (tx, rx) = mpsc::channel();
     let (ctl_tx, ctl_rx) = mpsc::channel();
-    let stop = Arc::new(AtomicBool::new(false));
-
-    let sampler_tx = tx.clone();
-    thread::Builder::new()
+    if opts.record_now {
+        // Queued before the thread starts: the first sample is recorded too.
+        let _ = ctl_tx.send(Ctl::Record);
+    }
+    let sampler = Sampler::new(
+        source,
+        app.playback_interval().unwrap_or(opts.interval),
+        tx.clone(),
+    )
+    .record_to(opts.record_path, opts.record_header);
+    let handle = thread::Builder::new()
         .name("kvmprof-sampler".into())
-        .spawn(move || sampler(source, interval, sampler_tx, ctl_rx))
+        .spawn(move || sampler.run(ctl_rx))
         .context("starting the sampler thread")?;
+    // Dropped on every way out of here, unwinding included: it lets the sampler finish.
+    let mut guard = SamplerGuard {
+        ctl: Some(ctl_tx),
+        handle: Some(handle),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
     let input_stop = stop.clone();
+    let input_tx = tx.clone();
     let input = thread::Builder::new()
         .name("kvmprof-input".into())
-        .spawn(move || input(tx, input_stop))
+        .spawn(move || input(input_tx, input_stop))
         .context("starting the input thread")?;
+    // Without it a `kill` would end the process before the recording is finished.
+    let _ = thread::Builder::new()
+        .name("kvmprof-signals".into())
+        .spawn(move || signals(tx));
 
     let mut terminal = ratatui::init();
-    let res = ui(&mut terminal, app, &rx, &ctl_tx);
+    let res = match guard.ctl.as_ref() {
+        Some(ctl) => ui(&mut terminal, app, &rx, ctl),
+        None => Ok(None),
+    };
     ratatui::restore();
     stop.store(true, Ordering::Relaxed);
-    // The sampler may sit in a slow read; dropping ctl_tx ends it at its next wait.
-    drop(ctl_tx);
+    guard.finish();
     let _ = input.join();
-    res
+    if let Ok(Some(sig)) = &res {
+        eprintln!("kvmprof: {sig}: quit");
+    }
+    res.map(|_| ())
+}
+
+/// Hangs up on the sampler and waits (bounded) for it to finish the recording.
+struct SamplerGuard {
+    ctl: Option<mpsc::Sender<Ctl>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl SamplerGuard {
+    fn finish(&mut self) {
+        self.ctl = None;
+        let Some(h) = self.handle.take() else { return };
+        let deadline = Instant::now() + FINISH_WAIT;
+        while !h.is_finished() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        if h.is_finished() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for SamplerGuard {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// What an App action asks of the sampler; false: quit.
+pub(super) fn dispatch(a: Action, ctl: &mpsc::Sender<Ctl>) -> bool {
+    let c = match a {
+        Action::Quit => return false,
+        Action::None => return true,
+        Action::SetInterval(d) => Ctl::Interval(d),
+        Action::Pause(p) => Ctl::Pause(p),
+        Action::Step(n) => Ctl::Step(n),
+        Action::Seek(i) => Ctl::Seek(i),
+        Action::ToggleRecord => Ctl::Record,
+    };
+    let _ = ctl.send(c);
+    true
+}
+
+/// Hands one sampler message to the App.
+pub(super) fn deliver(app: &mut App, msg: Msg) {
+    match msg {
+        Msg::Sample(s) => app.on_sample(s),
+        Msg::Jump(prev, cur) => app.on_jump(prev, cur),
+        Msg::Position(pos, len) => app.on_position(pos, len),
+        Msg::Rec(r) => app.on_rec(r),
+        Msg::Info(m) => app.on_info(m),
+        Msg::Error(e) => app.on_error(e),
+        Msg::End => app.on_end(),
+        Msg::InputFailed(_) | Msg::Key(_) | Msg::Redraw | Msg::Signal(_) => {}
+    }
 }
 
 fn ui(
     terminal: &mut DefaultTerminal,
     mut app: App,
     rx: &mpsc::Receiver<Msg>,
-    ctl: &mpsc::Sender<Duration>,
-) -> anyhow::Result<()> {
+    ctl: &mpsc::Sender<Ctl>,
+) -> anyhow::Result<Option<&'static str>> {
     loop {
         terminal.draw(|f| f.render_widget(&app, f.area()))?;
         // Block until something happens, then take everything queued before redrawing.
         let Ok(first) = rx.recv() else {
-            return Ok(());
+            return Ok(None);
         };
         for msg in std::iter::once(first).chain(rx.try_iter()) {
             match msg {
-                Msg::Sample(s) => app.on_sample(s),
-                Msg::Error(e) => app.on_error(e),
                 Msg::InputFailed(e) => anyhow::bail!("terminal input: {e}"),
-                Msg::End => app.on_end(),
-                Msg::Redraw => {}
-                Msg::Key(k) => match app.on_key(k) {
-                    Action::Quit => return Ok(()),
-                    Action::SetInterval(d) => {
-                        let _ = ctl.send(d);
+                Msg::Signal(sig) => return Ok(Some(sig)),
+                Msg::Key(k) => {
+                    if !dispatch(app.on_key(k), ctl) {
+                        return Ok(None);
                     }
-                    Action::None => {}
-                },
-            }
-        }
-    }
-}
-
-fn sampler(
-    mut source: Box<dyn Source>,
-    mut interval: Duration,
-    tx: mpsc::Sender<Msg>,
-    ctl: mpsc::Receiver<Duration>,
-) {
-    loop {
-        let started = Instant::now();
-        let msg = match source.sample() {
-            Ok(Some(s)) => Msg::Sample(s),
-            Ok(None) => {
-                let _ = tx.send(Msg::End);
-                return;
-            }
-            Err(e) => Msg::Error(format!("source: {e:#}")),
-        };
-        if tx.send(msg).is_err() {
-            return;
-        }
-        // Kernel-side messages (aya-log) go to the status line, never to stderr.
-        for n in source.notices() {
-            let _ = tx.send(Msg::Error(format!("kernel: {n}")));
-        }
-        // Sleep out the interval, waking early to adopt a new one.
-        loop {
-            let left = (started + interval).saturating_duration_since(Instant::now());
-            match ctl.recv_timeout(left) {
-                Ok(d) => interval = d,
-                Err(mpsc::RecvTimeoutError::Timeout) => break,
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+                other => deliver(&mut app, other),
             }
         }
     }
@@ -136,4 +240,31 @@ fn input(tx: mpsc::Sender<Msg>, stop: Arc<AtomicBool>) {
             return;
         }
     }
+}
+
+/// Waits for SIGTERM, SIGHUP or SIGINT and asks the UI to quit. Left running after the UI
+/// ends: the process exits right after.
+fn signals(tx: mpsc::Sender<Msg>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    rt.block_on(async move {
+        let (Ok(mut term), Ok(mut hup), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = hup.recv() => "SIGHUP",
+            _ = int.recv() => "SIGINT",
+        };
+        let _ = tx.send(Msg::Signal(name));
+    });
 }

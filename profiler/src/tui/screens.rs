@@ -30,7 +30,11 @@ fn section(title: String) -> Block<'static> {
     Block::new().borders(Borders::TOP).title(title).bold()
 }
 
-fn table<'a>(rows: Vec<TRow<'a>>, widths: Vec<Constraint>, header: &[&'a str]) -> Table<'a> {
+pub(super) fn table<'a>(
+    rows: Vec<TRow<'a>>,
+    widths: Vec<Constraint>,
+    header: &[&'a str],
+) -> Table<'a> {
     let header = TRow::new(header.iter().enumerate().map(|(i, h)| {
         // Names left (first column, or a leading space), numbers right, like perf's table.
         if i == 0 || h.starts_with(' ') {
@@ -48,7 +52,7 @@ fn table<'a>(rows: Vec<TRow<'a>>, widths: Vec<Constraint>, header: &[&'a str]) -
         .highlight_spacing(HighlightSpacing::Always)
 }
 
-fn render_table(t: Table, sel: Option<usize>, area: Rect, buf: &mut Buffer) {
+pub(super) fn render_table(t: Table, sel: Option<usize>, area: Rect, buf: &mut Buffer) {
     // A fresh state per frame: it only scrolls the selected row into view.
     let mut st = TableState::default().with_selected(sel);
     StatefulWidget::render(t, area, buf, &mut st);

@@ -14,7 +14,7 @@ use crate::{
     source::{FakeSource, Source},
 };
 
-const SEC: u64 = 1_000_000_000;
+pub(super) const SEC: u64 = 1_000_000_000;
 const WEB: u32 = 1234;
 const DB: u32 = 5678;
 
@@ -49,7 +49,7 @@ fn key(k: &(u32, u32, u32, u32, u64, u64)) -> Key {
 
 /// `n` cumulative samples one second apart; interval i adds a load that grows with i, with a
 /// tail: 70 % at the base latency, 20 % at 2×, 9 % at 4×, 1 % at 20×.
-fn fixture(n: u64) -> Vec<Sample> {
+pub(super) fn fixture(n: u64) -> Vec<Sample> {
     let mut s = Sample::default();
     s.vms.insert(
         WEB,
@@ -118,20 +118,20 @@ fn prog(name: &str, n: u64, ns: u64) -> ProgStat {
     }
 }
 
-fn feed(app: &mut App, samples: Vec<Sample>) {
+pub(super) fn feed(app: &mut App, samples: Vec<Sample>) {
     let mut src = FakeSource::new(samples);
     while let Ok(Some(s)) = src.sample() {
         app.on_sample(s);
     }
 }
 
-fn app(n: u64) -> App {
+pub(super) fn app(n: u64) -> App {
     let mut app = App::new(ExitNames::builtin(), "fake: 2 VMs".into());
     feed(&mut app, fixture(n));
     app
 }
 
-fn press(app: &mut App, code: KeyCode) -> Action {
+pub(super) fn press(app: &mut App, code: KeyCode) -> Action {
     app.on_key(KeyEvent::new(code, KeyModifiers::NONE))
 }
 
@@ -141,7 +141,7 @@ fn typed(app: &mut App, text: &str) {
     }
 }
 
-fn draw(app: &App, w: u16, h: u16) -> String {
+pub(super) fn draw(app: &App, w: u16, h: u16) -> String {
     let mut t = Terminal::new(TestBackend::new(w, h)).expect("test terminal");
     t.draw(|f| f.render_widget(app, f.area())).expect("draw");
     t.backend().to_string()
