@@ -62,16 +62,6 @@ impl Default for VmTestArgs {
     }
 }
 
-fn workspace_root() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).to_path_buf()
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"))
-}
 
 /// Build kvmprof with its eBPF programs (release), after `xtask setup` (bpf-linker etc.).
 fn build_kvmprof() -> Result<PathBuf> {
@@ -91,7 +81,7 @@ fn build_initramfs(kroot: &Path, ver: &str, kvmprof: &Path) -> Result<Archive> {
     a.add_char_dev("/dev/console", 5, 1)?;
     a.add_file(
         "/init",
-        read(&workspace_root().join("tests/vm/init.sh"))?,
+        read(&crate::tasks::workspace_root().join("tests/vm/init.sh"))?,
         0o755,
     )?;
     a.add_file("/bin/busybox", read(Path::new("/bin/busybox"))?, 0o755)?;
@@ -229,7 +219,7 @@ pub fn vm_test(args: &VmTestArgs) -> Result<()> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let out = target_dir().join("vm-test").join(format!("run-{stamp}"));
+    let out = crate::tasks::target_dir().join("vm-test").join(format!("run-{stamp}"));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let archive = build_initramfs(&kroot, &ver, &kvmprof)?;
     let initrd = out.join("initramfs.cpio");
@@ -314,7 +304,7 @@ pub fn vm_test(args: &VmTestArgs) -> Result<()> {
         test.args(["--test", "real_kvm_hyperv"]);
     }
     test.args(["--", "--nocapture", "--test-threads", "1"])
-        .current_dir(workspace_root())
+        .current_dir(crate::tasks::workspace_root())
         .env("KVMPROF_VM_OUT", &out);
     cmd_status(&mut test).context("real-KVM assertions failed")?;
     println!(
