@@ -62,7 +62,6 @@ impl Default for VmTestArgs {
     }
 }
 
-
 /// Build kvmprof with its eBPF programs (release), after `xtask setup` (bpf-linker etc.).
 fn build_kvmprof() -> Result<PathBuf> {
     let env = crate::setup::setup()?;
@@ -219,7 +218,9 @@ pub fn vm_test(args: &VmTestArgs) -> Result<()> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let out = crate::tasks::target_dir().join("vm-test").join(format!("run-{stamp}"));
+    let out = crate::tasks::target_dir()
+        .join("vm-test")
+        .join(format!("run-{stamp}"));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let archive = build_initramfs(&kroot, &ver, &kvmprof)?;
     let initrd = out.join("initramfs.cpio");
