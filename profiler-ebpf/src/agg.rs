@@ -29,6 +29,12 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 #[map]
 static INIT: PerCpuArray<StatValue> = PerCpuArray::with_max_entries(1, 0);
 
+/// Pointer to a counter slot (for the deliberately rejected test program).
+#[inline(always)]
+pub fn counter_ptr(slot: u32) -> Option<*mut u64> {
+    COUNTERS.get_ptr_mut(slot)
+}
+
 /// Add one to a counter slot; returns the new value on this CPU (0 if the slot is missing).
 #[inline(always)]
 pub fn bump(slot: u32) -> u64 {

@@ -187,6 +187,18 @@ pub fn kvmprof_empty(ctx: RawTracePointContext) -> u32 {
     (acc == u64::MAX) as u32
 }
 
+/// Deliberately unverifiable (an unbounded map-value access): lets the privileged tests check
+/// that a verifier rejection reaches the user with its log. Never loaded otherwise.
+#[raw_tracepoint]
+pub fn kvmprof_rejected(ctx: RawTracePointContext) -> u32 {
+    let idx: u64 = ctx.arg(0);
+    if let Some(p) = agg::counter_ptr(0) {
+        // SAFETY: not safe at all, on purpose: the verifier must refuse this program.
+        unsafe { *p.add(idx as usize) += 1 };
+    }
+    0
+}
+
 /// Once per CPU: later drops only count (logging each would cost more than the exit).
 #[inline(always)]
 fn log_stats_full<C: EbpfContext>(ctx: &C, tgid: u32) {

@@ -346,3 +346,27 @@ fn msr_writes_are_classified_in_kernel() {
     assert_eq!(get(ev::MSR_WRITE, 0, 0x4000_0070).count, 2);
     assert_eq!(get(ev::MSR_READ, 0, 0x4000_0020).count, 1);
 }
+
+/// A program the verifier refuses comes back as one error naming the program, with the tail
+/// of the verifier's log (what a user needs to report or fix it).
+#[test]
+fn verifier_rejection_carries_the_log() {
+    if !common::privileged("verifier_rejection_carries_the_log") {
+        return;
+    }
+    kvmprof::probe::verify_raw_tp("kvmprof_test").expect("the real test entry verifies");
+    match kvmprof::probe::verify_raw_tp("kvmprof_rejected") {
+        Err(e @ kvmprof::probe::ProbeError::Verifier { .. }) => {
+            let msg = e.to_string();
+            println!("{msg}");
+            assert!(
+                msg.starts_with("the kernel verifier rejected program kvmprof_rejected"),
+                "{msg}"
+            );
+            assert!(msg.contains("verifier log"), "{msg}");
+            assert!(msg.lines().count() > 3, "the log is missing: {msg}");
+        }
+        Err(e) => panic!("expected a verifier rejection, got: {e}"),
+        Ok(()) => panic!("the deliberately unbounded program was accepted"),
+    }
+}

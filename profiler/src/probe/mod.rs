@@ -290,6 +290,22 @@ impl Probe {
     }
 }
 
+/// Load one raw_tp program of the object and nothing else: how tests see the verifier's
+/// verdict (and its log) on a given program.
+pub fn verify_raw_tp(name: &str) -> Result<(), ProbeError> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    check_privileges(&status)?;
+    if OBJECT.is_empty() {
+        return Err(ProbeError::NoObject);
+    }
+    bump_memlock();
+    let mut ebpf = EbpfLoader::new()
+        .load(OBJECT)
+        .map_err(|e| ProbeError::other("loading the eBPF object", e))?;
+    let prog: &mut RawTracePoint = program(&mut ebpf, name)?;
+    prog.load().map_err(|e| verifier(name, e))
+}
+
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, ProbeError>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
