@@ -73,6 +73,30 @@ pub fn advise(g: &Global, a: &AdviseArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where libvirt keeps the status XML of running QEMU domains.
+const LIBVIRT_RUN: &str = "/run/libvirt/qemu";
+
+/// Adds each live VM's libvirt domain XML (`<dir>/<name>.xml`, a `<domstatus>` naming the
+/// VM's pid) so configuration checks also see what libvirt configured.
+pub fn with_libvirt_domains(mut input: Input, dir: &std::path::Path) -> Input {
+    let vms: Vec<(u32, String)> = input
+        .view
+        .vms
+        .iter()
+        .map(|v| (v.pid, v.name.clone()))
+        .collect();
+    for (pid, name) in vms {
+        let Ok(xml) = std::fs::read_to_string(dir.join(format!("{name}.xml"))) else {
+            continue;
+        };
+        // A stale file of an earlier run of the same domain must not describe this process.
+        if xml.contains(&format!("pid='{pid}'")) || xml.contains(&format!("pid=\"{pid}\"")) {
+            input = input.with_libvirt_xml(pid, &xml);
+        }
+    }
+    input
+}
+
 /// Shell-like word splitting for a pasted command line: whitespace separates, single and
 /// double quotes group, backslash escapes the next character.
 pub fn split_words(s: &str) -> anyhow::Result<Vec<String>> {
@@ -118,7 +142,44 @@ pub fn split_words(s: &str) -> anyhow::Result<Vec<String>> {
 
 #[cfg(test)]
 mod tests {
-    use super::split_words;
+    use super::{split_words, with_libvirt_domains};
+    use crate::{
+        advice::{HostFacts, Input},
+        model::{View, VmView},
+    };
+
+    #[test]
+    fn libvirt_status_xml_of_the_running_pid_is_used() {
+        let dir = std::env::temp_dir().join(format!("kvmprof-libvirt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let xml = |pid: u32| {
+            format!(
+                "<domstatus state='running' pid='{pid}'><domain type='kvm'><name>win</name>\
+                 <features><hyperv mode='custom'><relaxed state='on'/><vapic state='on'/>\
+                 <synic state='on'/><stimer state='on'/></hyperv></features></domain></domstatus>"
+            )
+        };
+        let view = View {
+            vms: vec![VmView {
+                pid: 42,
+                name: "win".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        std::fs::write(dir.join("win.xml"), xml(7)).unwrap();
+        let stale =
+            with_libvirt_domains(Input::from_view(view.clone(), HostFacts::default()), &dir);
+        assert!(
+            !stale.configs.contains_key(&42),
+            "a stale domain file was used"
+        );
+        std::fs::write(dir.join("win.xml"), xml(42)).unwrap();
+        let live = with_libvirt_domains(Input::from_view(view, HostFacts::default()), &dir);
+        let cfg = live.configs.get(&42).expect("config from the domain XML");
+        assert!(cfg.has("hv-synic") && cfg.has("hv-stimer"), "{cfg:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn splits_like_a_shell() {

@@ -131,3 +131,110 @@ fn missing_kvm_tracepoints_say_load_kvm() {
     assert!(e.contains("modprobe kvm_intel"), "{e}");
     assert_eq!(e.lines().count(), 1, "{e}");
 }
+
+/// A recording with one VM making 1000 EPT_MISCONFIG exits per second for 3 s.
+fn write_recording(path: &std::path::Path) {
+    use kvmprof::sample::{Key, Sample, Stat, VmInfo};
+    let mut r = kvmprof::store::Recorder::create(
+        path,
+        &kvmprof::store::Header {
+            host: "h".into(),
+            kernel: "6.18".into(),
+            cpus: 2,
+            names: kvmprof::decode::ExitNames::builtin(),
+            start_wall_ms: 1_700_000_000_000,
+            interval_ms: 1000,
+            written_by: "test".into(),
+        },
+    )
+    .unwrap();
+    for i in 0..4u64 {
+        let mut s = Sample {
+            mono_ns: (i + 1) * 1_000_000_000,
+            wall_ms: 1_700_000_000_000 + i * 1000,
+            counters: vec![0; profiler_common::counter::COUNT as usize],
+            ..Default::default()
+        };
+        s.vms.insert(
+            10,
+            VmInfo {
+                pid: 10,
+                name: "game".into(),
+                ..Default::default()
+            },
+        );
+        let mut st = Stat {
+            count: 1000 * i,
+            sum_ns: 2_000_000 * i,
+            min_ns: 2000,
+            max_ns: 2000,
+            ..Default::default()
+        };
+        st.hist.record(2000, 1000 * i);
+        s.stats.insert(
+            Key {
+                tgid: 10,
+                vcpu: 0,
+                isa: 1,
+                reason: 49,
+            },
+            st,
+        );
+        r.append(&s).unwrap();
+    }
+    r.finish().unwrap();
+}
+
+/// `check` is a load-test gate: its exit code and JUnit file are what CI scripts act on.
+#[test]
+fn check_exit_codes_and_junit_on_a_recording() {
+    let dir = std::env::temp_dir().join(format!("kvmprof-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rec = dir.join("run.kvmprof");
+    write_recording(&rec);
+    let rec_s = rec.to_str().unwrap();
+    let junit = dir.join("out.xml");
+    let fail = kvmprof(&[
+        "check",
+        rec_s,
+        "--vm",
+        "game",
+        "-t",
+        "EPT_MISCONFIG.max_per_s=500",
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    let out = String::from_utf8_lossy(&fail.stdout);
+    assert_eq!(fail.status.code(), Some(1), "{out}{}", stderr(&fail));
+    assert!(
+        out.contains("FAIL") && out.contains("EPT_MISCONFIG"),
+        "{out}"
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("<failure") && xml.contains("classname=\"game\""),
+        "{xml}"
+    );
+    let pass = kvmprof(&[
+        "check",
+        rec_s,
+        "--vm",
+        "game",
+        "-t",
+        "EPT_MISCONFIG.max_per_s=5000",
+    ]);
+    assert_eq!(
+        pass.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&pass.stdout)
+    );
+    let missing = kvmprof(&["check", rec_s, "--vm", "nope", "-t", "max_exits_per_s=10"]);
+    assert_eq!(
+        missing.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&missing.stdout)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
