@@ -27,7 +27,7 @@ pub fn advise(g: &Global, a: &AdviseArgs) -> anyhow::Result<()> {
         let mut input =
             Input::from_samples(&l.first, &l.last, &l.names, host).with_missing(&l.missing);
         input.inhibits = advice::InhibitNames::load(&l.tracefs);
-        input
+        with_libvirt_domains(input, std::path::Path::new(LIBVIRT_RUN))
     };
     if let Some(path) = a.thresholds.as_ref() {
         let text =

@@ -3,8 +3,6 @@
 //! KVMPROF_VM_OUT to the directory holding kvmprof.json, kvm_exit.hist, kvm_entry.hist and
 //! exercise.txt.
 
-use std::path::PathBuf;
-
 use anyhow::{bail, ensure, Context, Result};
 use kvmprof_tests::{parse_hist, parse_report, parse_result_line, read_file};
 
@@ -15,19 +13,9 @@ const CPUID: u64 = 0x72;
 const MSR: u64 = 0x7c;
 const HLT: u64 = 0x78;
 
-fn out_dir() -> Option<PathBuf> {
-    std::env::var_os("KVMPROF_VM_OUT").map(PathBuf::from)
-}
-
 #[test]
 fn kvmprof_matches_guest_kernel_hist_triggers() {
-    let Some(dir) = out_dir() else {
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        assert!(
-            !ci,
-            "CI=true but KVMPROF_VM_OUT is unset: run `cargo xtask vm-test`, which sets it"
-        );
-        eprintln!("real_kvm: not run: KVMPROF_VM_OUT is unset (run `cargo xtask vm-test`)");
+    let Some(dir) = kvmprof_tests::vm_out("real_kvm") else {
         return;
     };
     if let Err(e) = check(&dir) {

@@ -23,13 +23,7 @@ const KVM_EXIT_HYPERV: u64 = 27;
 
 #[test]
 fn hyperv_guest_matches_hist_triggers_and_advice() {
-    let Some(dir) = std::env::var_os("KVMPROF_VM_OUT") else {
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        assert!(
-            !ci,
-            "CI=true but KVMPROF_VM_OUT is unset: run `cargo xtask vm-test`, which sets it"
-        );
-        eprintln!("real_kvm_hyperv: not run: KVMPROF_VM_OUT is unset (run `cargo xtask vm-test`)");
+    let Some(dir) = kvmprof_tests::vm_out("real_kvm_hyperv") else {
         return;
     };
     if let Err(e) = check(Path::new(&dir)) {

@@ -4,7 +4,7 @@
 //! table and JSON, and diff A against B. Counts are checked against the guest kernel's own
 //! hist triggers for each run. The run itself is `cargo xtask vm-test` (KVMPROF_VM_OUT).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
 use kvmprof::{
@@ -16,19 +16,9 @@ use kvmprof_tests::{parse_hist, parse_result_line, read_file};
 
 const SVM: u32 = 2;
 
-fn out_dir() -> Option<PathBuf> {
-    std::env::var_os("KVMPROF_VM_OUT").map(PathBuf::from)
-}
-
 #[test]
 fn recordings_replay_report_and_diff() {
-    let Some(dir) = out_dir() else {
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        assert!(
-            !ci,
-            "CI=true but KVMPROF_VM_OUT is unset: run `cargo xtask vm-test`"
-        );
-        eprintln!("real_kvm_session: not run: KVMPROF_VM_OUT is unset (run `cargo xtask vm-test`)");
+    let Some(dir) = kvmprof_tests::vm_out("real_kvm_session") else {
         return;
     };
     if let Err(e) = check(&dir) {

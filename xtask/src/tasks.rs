@@ -66,14 +66,19 @@ pub fn test(skip_vm: bool) -> Result<()> {
         "warnings",
     ]))?;
     // The eBPF object is embedded, so the privileged tests in `tests/` load the real programs.
-    run(env.command("cargo").current_dir(&root).args([
-        "test",
-        "--workspace",
-        "--exclude",
-        "profiler-ebpf",
-        "--features",
-        "kvmprof/ebpf",
-    ]))?;
+    // The real-KVM tests run in the vm-test step below, with the VM's output.
+    run(env
+        .command("cargo")
+        .current_dir(&root)
+        .env("KVMPROF_VM_TEST", "later")
+        .args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "profiler-ebpf",
+            "--features",
+            "kvmprof/ebpf",
+        ]))?;
     fuzz_recording_reader(&env, 30)?;
     if skip_vm {
         eprintln!("xtask: --skip-vm given: the real-KVM test did not run");
@@ -117,9 +122,24 @@ pub fn bench() -> Result<()> {
         "--bin",
         "kvmprof-bench",
     ]))?;
-    let out = crate::util::cmd_output(&mut std::process::Command::new(
+    let mut out = crate::util::cmd_output(&mut std::process::Command::new(
         target_dir().join("release/kvmprof-bench"),
     ))?;
+    // 5. Recording size per VM-hour (the sessions issue's benchmark).
+    let size = crate::util::cmd_output(env.command("cargo").current_dir(&root).args([
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "kvmprof",
+        "--example",
+        "store_size",
+    ]))?;
+    out.push_str(
+        "\n## Recording size (`cargo run --release -p kvmprof --example store_size`)\n\n```\n",
+    );
+    out.push_str(&size);
+    out.push_str("```\n");
     print!("{out}");
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
