@@ -9,6 +9,8 @@ pub const SUB: u64 = 1 << SUB_BITS;
 /// Exponent (log2) above which everything saturates into the last bucket.
 pub const MAX_EXP: u32 = 37;
 pub const BUCKETS: usize = (SUB as usize) * (MAX_EXP - SUB_BITS + 1) as usize;
+/// Rows of SUB buckets (one octave each above the first): `BUCKETS / SUB`.
+pub const ROWS: usize = BUCKETS / SUB as usize;
 
 /// Bucket index for a value in nanoseconds. Branch-light and panic-free for the verifier.
 #[inline(always)]

@@ -24,15 +24,16 @@ pub struct StatKey {
     pub reason: u32,
 }
 
-/// Aggregated exit→entry handling times for one [`StatKey`] on one CPU.
+/// Aggregated exit→entry handling times for one [`StatKey`] on one CPU. Kept small (one
+/// cache line holds two): the histogram lives apart, in rows of [`HistRow`] keyed by
+/// [`HistKey`], so only the octaves a key really hits take memory.
 #[repr(C)]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StatValue {
     pub count: u64,
     pub sum_ns: u64,
     pub min_ns: u64,
     pub max_ns: u64,
-    pub hist: [u64; hist::BUCKETS],
 }
 
 impl StatValue {
@@ -41,8 +42,24 @@ impl StatValue {
         sum_ns: 0,
         min_ns: u64::MAX,
         max_ns: 0,
-        hist: [0; hist::BUCKETS],
     };
+}
+
+/// One histogram row: the [`hist::SUB`] sub-buckets of one octave (bucket indexes
+/// `row * SUB .. row * SUB + SUB` of the [`hist`] layout) of one [`StatKey`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HistKey {
+    pub key: StatKey,
+    /// `hist::bucket(v) / SUB`, < `hist::ROWS`.
+    pub row: u32,
+}
+
+/// Per-CPU counts of one [`HistKey`]'s sub-buckets.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HistRow {
+    pub n: [u64; hist::SUB as usize],
 }
 
 /// An exit seen on a thread and not yet followed by its entry.
@@ -56,7 +73,16 @@ pub struct Pending {
     pub reason: u32,
     /// Process of the thread, so userspace can count exits still in flight per VM.
     pub tgid: u32,
+    /// Thread owning a `PSLOTS` slot (0 = free); unused in the hash maps (keyed by tid).
+    /// A u64 so the kernel can claim it with a 64-bit compare-and-swap.
+    pub owner: u64,
 }
+
+/// Slots of the `PSLOTS` array (a power of two): thread `tid` uses slot `tid & PSLOT_MASK`
+/// when it owns it, else the `PENDING` hash. An array lookup is nearly free; a hash lookup
+/// is most of the programs' cost.
+pub const PSLOTS: u32 = 65536;
+pub const PSLOT_MASK: u32 = PSLOTS - 1;
 
 /// Slots of the per-CPU `COUNTERS` array: everything the programs saw but could not account.
 pub mod counter {
@@ -78,7 +104,9 @@ pub mod counter {
     pub const USERSPACE_EXITS: u32 = 7;
     /// The evidence map was full: a sub-reason event was counted nowhere.
     pub const EVIDENCE_FULL: u32 = 8;
-    pub const COUNT: u32 = 9;
+    /// The histogram map was full: an exit was counted but is missing from its histogram.
+    pub const HIST_FULL: u32 = 9;
+    pub const COUNT: u32 = 10;
     pub const NAMES: [&str; COUNT as usize] = [
         "orphan_entry",
         "unpaired_exit",
@@ -89,6 +117,7 @@ pub mod counter {
         "entries",
         "userspace_exits",
         "evidence_map_full",
+        "hist_map_full",
     ];
 }
 
@@ -124,6 +153,10 @@ mod pod {
     unsafe impl aya::Pod for super::StatKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::StatValue {}
+    // SAFETY: as above (20 bytes of u32).
+    unsafe impl aya::Pod for super::HistKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::HistRow {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Pending {}
     // SAFETY: as above.

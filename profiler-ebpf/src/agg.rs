@@ -3,18 +3,31 @@
 use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
     macros::map,
-    maps::{LruHashMap, PerCpuArray, PerCpuHashMap},
+    maps::{Array, LruHashMap, PerCpuArray, PerCpuHashMap},
 };
-use profiler_common::{counter, hist, Pending, StatKey, StatValue, ISA_USERSPACE};
+use profiler_common::{
+    counter, hist, HistKey, HistRow, Pending, StatKey, StatValue, ISA_USERSPACE, PSLOTS, PSLOT_MASK,
+};
 
-/// Per-CPU statistics; entries are allocated on first use (no prealloc) so kernel memory
-/// follows the keys really seen. The loader may change max_entries.
+/// Per-CPU statistics (32 bytes a row and CPU); entries are allocated on first use (no
+/// prealloc) so kernel memory follows the keys really seen. The loader may change max_entries.
 #[map]
 static STATS: PerCpuHashMap<StatKey, StatValue> =
     PerCpuHashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
 
-/// Exit waiting for its entry, per thread (a vCPU thread may migrate between the two).
-/// LRU so threads that died with an exit pending cannot fill it.
+/// Per-CPU histogram rows: one per (key, octave) actually hit. The loader sizes it.
+#[map]
+static HIST: PerCpuHashMap<HistKey, HistRow> =
+    PerCpuHashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+
+/// Exit waiting for its entry, per thread, fast path: slot `tid & PSLOT_MASK`, owned by the
+/// first thread that claims it (atomically) and never taken back by the kernel.
+#[map]
+static PSLOTS_MAP: Array<Pending> = Array::with_max_entries(PSLOTS, 0);
+
+/// Exit waiting for its entry, per thread (a vCPU thread may migrate between the two), for
+/// threads whose PSLOTS slot another thread owns. LRU so threads that died with an exit
+/// pending cannot fill it.
 #[map]
 static PENDING: LruHashMap<u32, Pending> = LruHashMap::with_max_entries(65536, 0);
 
@@ -24,10 +37,6 @@ static UPENDING: LruHashMap<u32, Pending> = LruHashMap::with_max_entries(65536, 
 
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
-
-/// A zeroed value to insert from: a StatValue is far larger than the 512-byte BPF stack.
-#[map]
-static INIT: PerCpuArray<StatValue> = PerCpuArray::with_max_entries(1, 0);
 
 /// Pointer to a counter slot (for the deliberately rejected test program).
 #[inline(always)]
@@ -48,12 +57,48 @@ pub fn bump(slot: u32) -> u64 {
     0
 }
 
+/// This thread's PSLOTS slot if it owns it (claiming a free one on exits).
+#[inline(always)]
+fn own_slot(tid: u32, claim: bool) -> Option<&'static mut Pending> {
+    if tid == 0 {
+        return None;
+    }
+    let p = PSLOTS_MAP.get_ptr_mut(tid & PSLOT_MASK)?;
+    // SAFETY: pointer to a live array value; only the owning thread writes it past its tid.
+    let p = unsafe { &mut *p };
+    if p.owner == tid as u64 {
+        return Some(p);
+    }
+    if !claim || p.owner != 0 {
+        return None;
+    }
+    // SAFETY: `owner` is a naturally aligned u64 inside the map value; all concurrent
+    // claimants go through this same atomic, so exactly one wins the slot.
+    let (_, won) = unsafe {
+        core::intrinsics::atomic_cxchg::<
+            u64,
+            { core::intrinsics::AtomicOrdering::Relaxed },
+            { core::intrinsics::AtomicOrdering::Relaxed },
+        >(&mut p.owner, 0, tid as u64)
+    };
+    if !won {
+        return None;
+    }
+    // A pending exit of this thread may sit in the hash (e.g. its slot was freed by
+    // userspace meanwhile): from now on the slot is the only truth for this thread.
+    let _ = PENDING.remove(&tid);
+    Some(p)
+}
+
 #[inline(always)]
 pub fn on_exit(tgid: u32, tid: u32, now: u64, vcpu_id: u32, isa: u32, reason: u32) {
     bump(counter::EXITS);
-    if let Some(p) = PENDING.get_ptr_mut(tid) {
+    let slot = match own_slot(tid, true) {
+        Some(p) => Some(p),
         // SAFETY: pointer to a live map value; only this thread writes its own entry.
-        let p = unsafe { &mut *p };
+        None => PENDING.get_ptr_mut(tid).map(|p| unsafe { &mut *p }),
+    };
+    if let Some(p) = slot {
         if p.ts != 0 {
             bump(counter::UNPAIRED_EXIT);
         }
@@ -70,6 +115,7 @@ pub fn on_exit(tgid: u32, tid: u32, now: u64, vcpu_id: u32, isa: u32, reason: u3
         isa,
         reason,
         tgid,
+        owner: 0,
     };
     if PENDING.insert(tid, p, 0).is_err() {
         bump(counter::PENDING_FULL);
@@ -81,12 +127,15 @@ pub fn on_exit(tgid: u32, tid: u32, now: u64, vcpu_id: u32, isa: u32, reason: u3
 #[inline(always)]
 pub fn on_entry(tgid: u32, tid: u32, now: u64, vcpu_id: u32) -> bool {
     bump(counter::ENTRIES);
-    let Some(p) = PENDING.get_ptr_mut(tid) else {
+    let slot = match own_slot(tid, false) {
+        Some(p) => Some(p),
+        // SAFETY: pointer to a live map value; only this thread writes its own entry.
+        None => PENDING.get_ptr_mut(tid).map(|p| unsafe { &mut *p }),
+    };
+    let Some(p) = slot else {
         bump(counter::ORPHAN_ENTRY);
         return false;
     };
-    // SAFETY: pointer to a live map value; only this thread writes its own entry.
-    let p = unsafe { &mut *p };
     if p.ts == 0 || p.ts > now {
         bump(counter::ORPHAN_ENTRY);
         p.ts = 0;
@@ -112,6 +161,7 @@ pub fn on_uexit(tgid: u32, tid: u32, now: u64, reason: u32) {
         isa: ISA_USERSPACE,
         reason,
         tgid,
+        owner: 0,
     };
     if UPENDING.insert(tid, p, 0).is_err() {
         bump(counter::PENDING_FULL);
@@ -142,7 +192,7 @@ pub fn on_kvm_run(tgid: u32, tid: u32, now: u64) {
 /// Returns 0 when accounted, else the number of drops so far on this CPU.
 #[inline(always)]
 fn account(key: &StatKey, delta: u64) -> u64 {
-    let Some(v) = slot(key) else {
+    let Some(v) = stat_slot(key) else {
         return bump(counter::STATS_FULL);
     };
     if v.count == 0 || delta < v.min_ns {
@@ -153,21 +203,43 @@ fn account(key: &StatKey, delta: u64) -> u64 {
     }
     v.count += 1;
     v.sum_ns += delta;
-    if let Some(h) = v.hist.get_mut(hist::bucket(delta)) {
-        *h += 1;
+    let b = hist::bucket(delta);
+    let hk = HistKey {
+        key: *key,
+        row: (b / hist::SUB as usize) as u32,
+    };
+    match hist_slot(&hk) {
+        Some(r) => {
+            if let Some(n) = r.n.get_mut(b % hist::SUB as usize) {
+                *n += 1;
+            }
+        }
+        None => {
+            bump(counter::HIST_FULL);
+        }
     }
     0
 }
 
 #[inline(always)]
-fn slot(key: &StatKey) -> Option<&'static mut StatValue> {
+fn stat_slot(key: &StatKey) -> Option<&'static mut StatValue> {
     if let Some(v) = STATS.get_ptr_mut(key) {
         // SAFETY: per-CPU map value of this CPU; preemption is disabled in these tracepoints.
         return Some(unsafe { &mut *v });
     }
-    let init = INIT.get_ptr(0)?;
-    // SAFETY: INIT's value lives as long as the map; it is never written.
-    let _ = STATS.insert(key, unsafe { &*init }, BPF_NOEXIST as u64);
+    // Another CPU may insert the key meanwhile: NOEXIST then fails and the lookup finds it.
+    let _ = STATS.insert(key, &StatValue::ZERO, BPF_NOEXIST as u64);
     // SAFETY: as above.
     STATS.get_ptr_mut(key).map(|v| unsafe { &mut *v })
+}
+
+#[inline(always)]
+fn hist_slot(key: &HistKey) -> Option<&'static mut HistRow> {
+    if let Some(v) = HIST.get_ptr_mut(key) {
+        // SAFETY: per-CPU map value of this CPU; preemption is disabled in these tracepoints.
+        return Some(unsafe { &mut *v });
+    }
+    let _ = HIST.insert(key, &HistRow::default(), BPF_NOEXIST as u64);
+    // SAFETY: as above.
+    HIST.get_ptr_mut(key).map(|v| unsafe { &mut *v })
 }

@@ -5,6 +5,8 @@
 //! `kvmprof_test` raw_tp entry also calls so BPF_PROG_TEST_RUN exercises the verified code.
 #![no_std]
 #![no_main]
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod agg;
 mod ev;

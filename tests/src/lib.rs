@@ -264,6 +264,26 @@ pub fn read_file(dir: &Path, name: &str) -> Result<String> {
         .with_context(|| format!("cannot read {} (did the VM run finish?)", p.display()))
 }
 
+/// Where `cargo xtask vm-test` left a real-KVM run's output (KVMPROF_VM_OUT). Without it the
+/// test cannot run: in CI that fails, unless `cargo xtask test` says the VM step follows in
+/// the same run (KVMPROF_VM_TEST=later, set only for its workspace pass before vm-test).
+pub fn vm_out(test: &str) -> Option<std::path::PathBuf> {
+    if let Some(dir) = std::env::var_os("KVMPROF_VM_OUT") {
+        return Some(dir.into());
+    }
+    if std::env::var("KVMPROF_VM_TEST").is_ok_and(|v| v == "later") {
+        eprintln!("{test}: runs in the vm-test step of this `cargo xtask test`");
+        return None;
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    assert!(
+        !ci,
+        "{test}: CI=true but KVMPROF_VM_OUT is unset: run `cargo xtask vm-test`, which sets it"
+    );
+    eprintln!("{test}: not run: KVMPROF_VM_OUT is unset (run `cargo xtask vm-test`)");
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,24 +359,4 @@ mod tests {
         assert!(a.vm("h").is_err());
         assert!(parse_advice("[]").is_err());
     }
-}
-
-/// Where `cargo xtask vm-test` left a real-KVM run's output (KVMPROF_VM_OUT). Without it the
-/// test cannot run: in CI that fails, unless `cargo xtask test` says the VM step follows in
-/// the same run (KVMPROF_VM_TEST=later, set only for its workspace pass before vm-test).
-pub fn vm_out(test: &str) -> Option<std::path::PathBuf> {
-    if let Some(dir) = std::env::var_os("KVMPROF_VM_OUT") {
-        return Some(dir.into());
-    }
-    if std::env::var("KVMPROF_VM_TEST").is_ok_and(|v| v == "later") {
-        eprintln!("{test}: runs in the vm-test step of this `cargo xtask test`");
-        return None;
-    }
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    assert!(
-        !ci,
-        "{test}: CI=true but KVMPROF_VM_OUT is unset: run `cargo xtask vm-test`, which sets it"
-    );
-    eprintln!("{test}: not run: KVMPROF_VM_OUT is unset (run `cargo xtask vm-test`)");
-    None
 }

@@ -1,5 +1,6 @@
 //! Loads and attaches the eBPF programs and reads their maps into a raw cumulative [`Sample`].
 
+mod batch;
 mod errors;
 mod lock;
 mod notices;
@@ -49,6 +50,9 @@ pub struct ProbeOptions {
     /// Run even if another kvmprof already profiles this host.
     pub allow_concurrent: bool,
 }
+
+/// HIST map capacity per STATS key (octaves a key may hit on average before HIST fills up).
+pub const HIST_ROWS_PER_KEY: u32 = 4;
 
 /// Where the one-instance lock lives.
 pub const LOCK_PATH: &str = "/run/kvmprof/kvmprof.lock";
@@ -202,6 +206,8 @@ impl Probe {
             .override_global("OFFSETS", &offsets, true)
             .override_global("EV_FIELDS", &ev_fields[..], true)
             .map_max_entries("STATS", opts.max_keys)
+            // Histogram rows: a key hits a few octaves; allocated on use (no prealloc).
+            .map_max_entries("HIST", opts.max_keys.saturating_mul(HIST_ROWS_PER_KEY))
             .load(OBJECT)
             .map_err(|e| ProbeError::other("loading the eBPF object", e))?;
         let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();

@@ -5,11 +5,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use aya::{
-    maps::{HashMap, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap},
     Ebpf,
 };
-use profiler_common::{counter, ev, Pending, StatKey, StatValue};
+use profiler_common::{counter, ev, hist, HistKey, HistRow, Pending, StatKey, StatValue};
 
+use super::batch::read_all;
 use crate::sample::{EvKey, EvStat, Hist, Key, ProgStat, Sample, Stat};
 
 pub fn sample(ebpf: &Ebpf, programs: &[&str]) -> anyhow::Result<Sample> {
@@ -23,12 +24,25 @@ pub fn sample(ebpf: &Ebpf, programs: &[&str]) -> anyhow::Result<Sample> {
         ..Default::default()
     };
 
-    let stats: PerCpuHashMap<_, StatKey, StatValue> =
-        PerCpuHashMap::try_from(ebpf.map("STATS").context("STATS map missing")?)?;
-    for item in stats.iter() {
-        // A key deleted between get_next_key and lookup is simply gone: skip it.
-        let Ok((k, per_cpu)) = item else { continue };
-        s.stats.insert(Key::from(k), fold(&per_cpu));
+    // Batched: a handful of syscalls for all rows (get_next_key + lookup would be two a row).
+    let (keys, vals, cpus) = read_all::<StatKey, StatValue>(ebpf, "STATS", true)?;
+    for (k, per_cpu) in keys.iter().zip(vals.chunks_exact(cpus)) {
+        s.stats.insert(Key::from(*k), fold(per_cpu));
+    }
+    let (hkeys, hvals, cpus) = read_all::<HistKey, HistRow>(ebpf, "HIST", true)?;
+    let mut hists: std::collections::HashMap<Key, Vec<(u16, u64)>> = Default::default();
+    for (k, per_cpu) in hkeys.iter().zip(hvals.chunks_exact(cpus)) {
+        if !s.stats.contains_key(&Key::from(k.key)) {
+            continue; // a row being forgotten: its stats are gone already
+        }
+        let row = hists.entry(Key::from(k.key)).or_default();
+        add_row(row, k.row as usize, per_cpu);
+    }
+    for (k, mut buckets) in hists {
+        if let Some(st) = s.stats.get_mut(&k) {
+            buckets.sort_unstable_by_key(|(b, _)| *b);
+            st.hist = Hist { buckets };
+        }
     }
 
     let evidence: PerCpuHashMap<_, ev::EvKey, ev::EvValue> =
@@ -50,22 +64,22 @@ pub fn sample(ebpf: &Ebpf, programs: &[&str]) -> anyhow::Result<Sample> {
         s.evidence.insert(key, st);
     }
 
-    for name in ["PENDING", "UPENDING"] {
-        let map: HashMap<_, u32, Pending> = HashMap::try_from(
-            ebpf.map(name)
-                .with_context(|| format!("{name} map missing"))?,
-        )?;
-        for (_, p) in map.iter().flatten() {
-            if p.ts != 0 {
-                let key = Key {
-                    tgid: p.tgid,
-                    vcpu: p.vcpu_id,
-                    isa: p.isa,
-                    reason: p.reason,
-                };
-                *s.in_flight.entry(key).or_insert(0) += 1;
-            }
+    let mut pending = |p: &Pending| {
+        if p.ts != 0 {
+            let key = Key {
+                tgid: p.tgid,
+                vcpu: p.vcpu_id,
+                isa: p.isa,
+                reason: p.reason,
+            };
+            *s.in_flight.entry(key).or_insert(0) += 1;
         }
+    };
+    let (_, slots, _) = read_all::<u32, Pending>(ebpf, "PSLOTS_MAP", false)?;
+    slots.iter().for_each(&mut pending);
+    for name in ["PENDING", "UPENDING"] {
+        let (_, vals, _) = read_all::<u32, Pending>(ebpf, name, false)?;
+        vals.iter().for_each(&mut pending);
     }
 
     let counters: PerCpuArray<_, u64> =
@@ -107,6 +121,35 @@ pub fn forget(ebpf: &mut Ebpf, tgids: &[u32]) -> anyhow::Result<usize> {
         }
     }
     {
+        let mut hist: PerCpuHashMap<_, HistKey, HistRow> =
+            PerCpuHashMap::try_from(ebpf.map_mut("HIST").context("HIST map missing")?)?;
+        let dead: Vec<HistKey> = hist
+            .keys()
+            .flatten()
+            .filter(|k| tgids.contains(&k.key.tgid))
+            .collect();
+        for k in dead {
+            let _ = hist.remove(&k);
+        }
+    }
+    {
+        // Free the slots of dead threads (their tids may come back as other threads).
+        let mut slots: Array<_, Pending> = Array::try_from(
+            ebpf.map_mut("PSLOTS_MAP")
+                .context("PSLOTS_MAP map missing")?,
+        )?;
+        let dead: Vec<u32> = (0..slots.len())
+            .filter(|&i| {
+                slots
+                    .get(&i, 0)
+                    .is_ok_and(|p| p.owner != 0 && tgids.contains(&p.tgid))
+            })
+            .collect();
+        for i in dead {
+            let _ = slots.set(i, Pending::default(), 0);
+        }
+    }
+    {
         let mut evidence: PerCpuHashMap<_, ev::EvKey, ev::EvValue> =
             PerCpuHashMap::try_from(ebpf.map_mut("EVIDENCE").context("EVIDENCE map missing")?)?;
         let dead: Vec<ev::EvKey> = evidence
@@ -136,27 +179,34 @@ pub fn forget(ebpf: &mut Ebpf, tgids: &[u32]) -> anyhow::Result<usize> {
     Ok(removed)
 }
 
-/// Sum one key's per-CPU values.
+/// Sum one key's per-CPU values (the histogram comes from the HIST rows).
 pub fn fold(per_cpu: &[StatValue]) -> Stat {
     let mut st = Stat {
         min_ns: u64::MAX,
         ..Default::default()
     };
-    let mut dense = [0u64; profiler_common::hist::BUCKETS];
     for v in per_cpu.iter().filter(|v| v.count != 0) {
         st.count += v.count;
         st.sum_ns += v.sum_ns;
         st.min_ns = st.min_ns.min(v.min_ns);
         st.max_ns = st.max_ns.max(v.max_ns);
-        for (d, h) in dense.iter_mut().zip(v.hist.iter()) {
-            *d += h;
-        }
     }
     if st.count == 0 {
         st.min_ns = 0;
     }
-    st.hist = Hist::from_dense(&dense);
     st
+}
+
+/// Add one HIST row's per-CPU sub-bucket counts to a sparse histogram (unsorted).
+fn add_row(buckets: &mut Vec<(u16, u64)>, row: usize, per_cpu: &[HistRow]) {
+    let sub = hist::SUB as usize;
+    for i in 0..sub {
+        let n: u64 = per_cpu.iter().map(|r| r.n[i]).sum();
+        let b = row * sub + i;
+        if n != 0 && b < hist::BUCKETS {
+            buckets.push((b as u16, n));
+        }
+    }
 }
 
 pub fn mono_ns() -> u64 {
