@@ -1,5 +1,6 @@
 //! Developer tasks: `cargo xtask <setup|run|test|vm-test>`.
 
+mod bench_vm;
 mod setup;
 mod tasks;
 mod util;
@@ -38,6 +39,9 @@ enum Cmd {
     /// Boot a Debian kernel under QEMU/TCG with nested AMD SVM and check kvmprof against the
     /// guest kernel's own hist-trigger counts.
     VmTest(vm::VmTestArgs),
+    /// Real-KVM overhead under QEMU/TCG: guest exits/s with kvmprof, perf kvm stat and bpftrace
+    /// (ratios to unprofiled), their CPU time, bytes and losses; appends to BENCHMARKS.md.
+    BenchVm(bench_vm::BenchVmArgs),
 }
 
 fn main() {
@@ -61,5 +65,6 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Bench => tasks::bench(),
         Cmd::VmTest(args) => vm::vm_test(&args),
+        Cmd::BenchVm(args) => bench_vm::bench_vm(&args),
     }
 }

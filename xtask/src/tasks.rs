@@ -108,6 +108,10 @@ fn fuzz_recording_reader(env: &setup::Env, seconds: u32) -> Result<()> {
     .context("fuzzing the recording reader found a crash (see fuzz/artifacts/)")
 }
 
+/// This command's section of BENCHMARKS.md (`bench-vm` owns another).
+const HOST_HEADING: &str =
+    "## Host: probe cost, sampler scale, recording size (`cargo xtask bench`)";
+
 /// `cargo xtask bench`: cost numbers (as root), printed and written to BENCHMARKS.md.
 pub fn bench() -> Result<()> {
     let env = setup::setup()?;
@@ -143,12 +147,14 @@ pub fn bench() -> Result<()> {
     print!("{out}");
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let doc = format!(
-        "# kvmprof benchmarks\n\nProduced by `cargo xtask bench` (as root) on Linux {} with {cpus} CPUs.\n\
-         Medians of repeated runs in one process; compare ratios, not absolute times, across machines.\n\n{out}",
+    let section = format!(
+        "{HOST_HEADING}\n\nOn Linux {} with {cpus} CPUs, as root. Medians of repeated runs in one \
+         process; compare ratios, not absolute times, across machines.\n\n{out}\n",
         kernel.trim()
     );
-    std::fs::write(root.join("BENCHMARKS.md"), doc)?;
+    let path = root.join("BENCHMARKS.md");
+    let doc = std::fs::read_to_string(&path).unwrap_or_else(|_| "# kvmprof benchmarks\n\n".into());
+    std::fs::write(&path, crate::bench_vm::splice(&doc, HOST_HEADING, &section))?;
     eprintln!("xtask: wrote BENCHMARKS.md");
     Ok(())
 }

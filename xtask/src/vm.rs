@@ -4,8 +4,8 @@
 //! boot then runs the Hyper-V exerciser (SynIC, AutoEOI, stimer) under `kvmprof report` and
 //! `kvmprof advise` (tests/tests/real_kvm_hyperv.rs).
 
-mod host;
-mod initramfs;
+pub(crate) mod host;
+pub(crate) mod initramfs;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

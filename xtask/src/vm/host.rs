@@ -87,6 +87,37 @@ pub fn ensure_packages() -> Result<()> {
     )
 }
 
+/// The profilers `cargo xtask bench-vm` compares kvmprof with (packed into its own initramfs).
+#[allow(dead_code)] // used by `cargo xtask bench-vm` (bench_vm.rs)
+pub const BENCH_PACKAGES: &[&str] = &["linux-perf", "bpftrace"];
+
+/// Install the missing benchmark packages (perf, bpftrace), as `ensure_packages` does.
+#[allow(dead_code)] // used by `cargo xtask bench-vm` (bench_vm.rs)
+pub fn ensure_bench_packages() -> Result<()> {
+    let missing: Vec<&str> = BENCH_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !is_installed(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "missing packages {missing:?}: run as root, or `sudo apt-get install {}`",
+            missing.join(" ")
+        );
+    }
+    println!("bench-vm: installing {}", missing.join(" "));
+    cmd_status(Command::new("apt-get").args(["update", "-qq"]))?;
+    cmd_status(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
 /// Newest `linux-image-6.12.<n>+deb12-amd64-unsigned` in `apt-cache search` output.
 pub fn newest_kernel_package(search: &str) -> Option<String> {
     search

@@ -1,9 +1,10 @@
 //! Pure pieces of the VM test's initramfs: a newc cpio writer and an `ldd` output parser.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Entry {
@@ -162,6 +163,86 @@ pub fn parse_ldd(text: &str) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(libs)
+}
+
+/// Add the program `src` at `dest` and every shared library `ldd` lists for it (at the same
+/// paths; symlinks are followed, so each library lands as a plain file).
+#[allow(dead_code)] // used by `cargo xtask bench-vm` (bench_vm.rs)
+pub fn add_program_with_libs(a: &mut Archive, dest: &str, src: &Path) -> Result<()> {
+    let data = std::fs::read(src).with_context(|| format!("cannot read {}", src.display()))?;
+    a.add_file(dest, data, 0o755)?;
+    let out = Command::new("ldd")
+        .arg(src)
+        .output()
+        .context("cannot run ldd")?;
+    for lib in parse_ldd(&String::from_utf8_lossy(&out.stdout))? {
+        let data = std::fs::read(&lib).with_context(|| format!("cannot read {}", lib.display()))?;
+        a.add_file(&lib.to_string_lossy(), data, 0o755)?;
+    }
+    Ok(())
+}
+
+/// Add kernel modules (paths under `kdir`, without `.ko`; `.ko.xz` is decompressed with `xz`)
+/// as `/lib/modules/<name>.ko`, for busybox insmod.
+#[allow(dead_code)] // used by `cargo xtask bench-vm` (bench_vm.rs)
+pub fn add_kernel_modules(a: &mut Archive, kdir: &Path, modules: &[&str]) -> Result<()> {
+    for m in modules {
+        let name = m.rsplit('/').next().unwrap_or(m);
+        let xz = kdir.join(format!("{m}.ko.xz"));
+        let data = if xz.exists() {
+            let out = Command::new("xz")
+                .arg("-dc")
+                .arg(&xz)
+                .output()
+                .context("cannot run xz (apt-get install xz-utils)")?;
+            if !out.status.success() {
+                bail!(
+                    "xz -dc {} failed: {}",
+                    xz.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            out.stdout
+        } else {
+            let p = kdir.join(format!("{m}.ko"));
+            std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?
+        };
+        a.add_file(&format!("/lib/modules/{name}.ko"), data, 0o644)?;
+    }
+    Ok(())
+}
+
+/// The initramfs of `cargo xtask bench-vm` (separate from the VM test's, which stays small):
+/// busybox, `init` as /init, kvmprof, each of `programs` (name in /bin, host path) with its
+/// shared libraries, the kernel modules, and `files` (path, contents).
+#[allow(dead_code)] // used by `cargo xtask bench-vm` (bench_vm.rs)
+pub fn bench_initramfs(
+    init: Vec<u8>,
+    kvmprof: &Path,
+    programs: &[(&str, PathBuf)],
+    kdir: &Path,
+    modules: &[&str],
+    files: &[(&str, Vec<u8>)],
+) -> Result<Archive> {
+    let mut a = Archive::default();
+    for d in ["/proc", "/sys", "/dev", "/tmp", "/root"] {
+        a.add_dir(d)?;
+    }
+    a.add_char_dev("/dev/console", 5, 1)?;
+    a.add_file("/init", init, 0o755)?;
+    let busybox = Path::new("/bin/busybox");
+    let data = std::fs::read(busybox)
+        .context("cannot read /bin/busybox (apt-get install busybox-static)")?;
+    a.add_file("/bin/busybox", data, 0o755)?;
+    add_program_with_libs(&mut a, "/bin/kvmprof", kvmprof)?;
+    for (name, src) in programs {
+        add_program_with_libs(&mut a, &format!("/bin/{name}"), src)?;
+    }
+    add_kernel_modules(&mut a, kdir, modules)?;
+    for (path, data) in files {
+        a.add_file(path, data.clone(), 0o644)?;
+    }
+    Ok(a)
 }
 
 #[cfg(test)]
