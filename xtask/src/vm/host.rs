@@ -63,38 +63,19 @@ fn is_root() -> bool {
 
 /// Install the missing Debian packages (one `apt-get update`, one `apt-get install`).
 pub fn ensure_packages() -> Result<()> {
-    let missing: Vec<&str> = PACKAGES
-        .iter()
-        .copied()
-        .filter(|p| !is_installed(p))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    if !is_root() {
-        bail!(
-            "missing packages {missing:?}: run as root, or `sudo apt-get install {}`",
-            missing.join(" ")
-        );
-    }
-    println!("vm-test: installing {}", missing.join(" "));
-    cmd_status(Command::new("apt-get").args(["update", "-qq"]))?;
-    cmd_status(
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    install_missing(PACKAGES, "vm-test")
 }
 
 /// The profilers `cargo xtask bench-vm` compares kvmprof with (packed into its own initramfs).
-#[allow(dead_code)] // used by `cargo xtask bench-vm` (bench_vm.rs)
 pub const BENCH_PACKAGES: &[&str] = &["linux-perf", "bpftrace"];
 
 /// Install the missing benchmark packages (perf, bpftrace), as `ensure_packages` does.
-#[allow(dead_code)] // used by `cargo xtask bench-vm` (bench_vm.rs)
 pub fn ensure_bench_packages() -> Result<()> {
-    let missing: Vec<&str> = BENCH_PACKAGES
+    install_missing(BENCH_PACKAGES, "bench-vm")
+}
+
+fn install_missing(packages: &[&str], who: &str) -> Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|p| !is_installed(p))
@@ -108,7 +89,7 @@ pub fn ensure_bench_packages() -> Result<()> {
             missing.join(" ")
         );
     }
-    println!("bench-vm: installing {}", missing.join(" "));
+    println!("{who}: installing {}", missing.join(" "));
     cmd_status(Command::new("apt-get").args(["update", "-qq"]))?;
     cmd_status(
         Command::new("apt-get")
