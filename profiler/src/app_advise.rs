@@ -32,8 +32,14 @@ pub fn advise(g: &Global, a: &AdviseArgs) -> anyhow::Result<()> {
     if let Some(path) = a.thresholds.as_ref() {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        input.thresholds = advice::Thresholds::from_json(&text)
-            .with_context(|| format!("{}: not a thresholds JSON file", path.display()))?;
+        // TOML like `kvmprof check --config`, or JSON.
+        input.thresholds = if path.extension().is_some_and(|e| e == "toml") {
+            toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?
+        } else {
+            advice::Thresholds::from_json(&text)
+                .with_context(|| format!("{}: not a thresholds JSON file", path.display()))?
+        };
     }
     if let Some(cmdline) = a.qemu_cmdline.as_deref() {
         let argv = split_words(cmdline)?;

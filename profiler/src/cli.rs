@@ -139,8 +139,9 @@ pub struct AdviseArgs {
     /// Only this VM (name or pid).
     #[arg(long, value_name = "NAME")]
     pub vm: Option<String>,
-    /// Thresholds as JSON (keys: dominant_pct, high_rate_per_vcpu, timer_rate, majority_pct,
-    /// spin_rate_per_vcpu, min_exits); defaults are documented in the advice module.
+    /// Advice thresholds, TOML (`*.toml`) or JSON (keys: dominant_pct, high_rate_per_vcpu,
+    /// timer_rate, majority_pct, spin_rate_per_vcpu, min_exits); defaults are documented in the
+    /// advice module.
     #[arg(long, value_name = "FILE")]
     pub thresholds: Option<PathBuf>,
     #[arg(long, short = 'f', value_enum, default_value_t = AdviseFormat::Text)]

@@ -238,3 +238,37 @@ fn check_exit_codes_and_junit_on_a_recording() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `advise` works on a recording and takes TOML thresholds like `check` does.
+#[test]
+fn advise_on_a_recording_with_toml_thresholds() {
+    let dir = std::env::temp_dir().join(format!("kvmprof-advise-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rec = dir.join("run.kvmprof");
+    write_recording(&rec);
+    let t = dir.join("t.toml");
+    std::fs::write(&t, "dominant_pct = 10.0\nmin_exits = 1\n").unwrap();
+    let o = kvmprof(&[
+        "advise",
+        rec.to_str().unwrap(),
+        "--thresholds",
+        t.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("advise --format json is JSON");
+    assert!(v["findings"].is_array(), "{out}");
+    std::fs::write(&t, "dominant_pct = \"lots\"\n").unwrap();
+    let bad = kvmprof(&[
+        "advise",
+        rec.to_str().unwrap(),
+        "--thresholds",
+        t.to_str().unwrap(),
+    ]);
+    let e = stderr(&bad);
+    assert_eq!(bad.status.code(), Some(2), "{e}");
+    assert!(e.contains("t.toml") && e.lines().count() == 1, "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
