@@ -180,6 +180,33 @@ fn samples() -> Vec<Sample> {
     out
 }
 
+/// Prometheus on a free loopback port scraping `target` every second; killed by the guard.
+fn start_prometheus(bin: &std::path::Path, target: SocketAddr, tag: &str) -> (Guard, SocketAddr) {
+    let dir = std::env::temp_dir().join(format!("kvmprof-prom-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("data")).expect("temp dir");
+    let cfg = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: kvmprof\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['{target}']\n"
+    );
+    std::fs::write(dir.join("prometheus.yml"), cfg).expect("config");
+    let prom: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let child = Command::new(bin)
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address={prom}"))
+        .arg("--log.level=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    (Guard { child, dir }, prom)
+}
+
 #[test]
 fn prometheus_scrapes_the_model_numbers() {
     let Some(bin) = prometheus_bin() else {
@@ -205,32 +232,7 @@ fn prometheus_scrapes_the_model_numbers() {
     let server = Server::start(Box::new(FakeSource::new(samples.clone())), opts).expect("exporter");
     let exporter = server.addr();
 
-    let dir = std::env::temp_dir().join(format!("kvmprof-prom-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("data")).expect("temp dir");
-    let cfg = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: kvmprof\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['{exporter}']\n"
-    );
-    std::fs::write(dir.join("prometheus.yml"), cfg).expect("config");
-    let prom: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let child = Command::new(&bin)
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address={prom}"))
-        .arg("--log.level=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus");
-    let _guard = Guard {
-        child,
-        dir: dir.clone(),
-    };
+    let (_guard, prom) = start_prometheus(&bin, exporter, "model");
 
     // Up and scraped with the final values, within 60 s.
     let want_io = view.vms[0]
@@ -329,4 +331,136 @@ fn prometheus_scrapes_the_model_numbers() {
         ours * 1e6
     );
     server.stop();
+}
+
+/// Kills a child process however the test ends.
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The real `kvmprof serve` binary on the live host, scraped by Prometheus, while the built-in
+/// guest makes a known number of port writes; `kvmprof report` runs alongside, and Prometheus's
+/// counter must equal both the guest's count and report's. (This host's KVM returns every port
+/// write to the VMM, so the count shows as userspace exits.)
+#[test]
+fn prometheus_scrapes_kvmprof_serve_and_agrees_with_report() {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    // The workspace test run builds every binary next to this test's own executable.
+    let kvmprof = std::env::current_exe()
+        .ok()
+        .and_then(|p| Some(p.parent()?.parent()?.join("kvmprof")))
+        .filter(|p| p.exists());
+    let why = if !root || !kvmprof::probe::HAS_OBJECT {
+        Some("needs root and the eBPF object (cargo xtask test)")
+    } else if kvmprof.is_none() {
+        Some("the kvmprof binary was not built next to this test (run the workspace tests)")
+    } else {
+        None
+    };
+    let (Some(bin), Some(kvmprof), None) = (prometheus_bin(), kvmprof, why) else {
+        let why = why.unwrap_or("no prometheus binary after `apt-get install prometheus`");
+        assert!(
+            !ci(),
+            "CI=true and the live Prometheus test cannot run: {why}"
+        );
+        eprintln!("prometheus (live): not run: {why}");
+        return;
+    };
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("kvmprof-serve-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let ready = |n: &str| dir.join(n);
+    let _serve = Kill(
+        Command::new(&kvmprof)
+            .args([
+                "--allow-concurrent",
+                "-i",
+                "100ms",
+                "serve",
+                "--no-advice",
+                "--listen",
+            ])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--ready-file")
+            .arg(ready("serve"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start kvmprof serve"),
+    );
+    let report = Command::new(&kvmprof)
+        .args([
+            "--allow-concurrent",
+            "-i",
+            "100ms",
+            "report",
+            "--until-signal",
+            "--format",
+            "json",
+        ])
+        .arg("--ready-file")
+        .arg(ready("report"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start kvmprof report");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(ready("serve").exists() && ready("report").exists()) {
+        assert!(
+            Instant::now() < deadline,
+            "kvmprof serve/report not ready in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let exporter: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let (_guard, prom) = start_prometheus(&bin, exporter, "live");
+
+    // Long enough (~1–2 s here) for discovery, sampling every 100 ms, to see it alive.
+    let iters = 40_000u64;
+    let ex = Command::new(&kvmprof)
+        .args(["exercise", "--iters", &iters.to_string(), "--ops", "o"])
+        .args(["--", "-name", "guest=prom-live-vm"])
+        .output()
+        .expect("run the exerciser");
+    assert!(
+        ex.status.success(),
+        "exerciser: {}",
+        String::from_utf8_lossy(&ex.stderr)
+    );
+    // SAFETY: kill(2) on our own child's pid; SIGINT makes report print and exit.
+    unsafe { libc::kill(report.id() as i32, libc::SIGINT) };
+    let out = report.wait_with_output().expect("report output");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    let vm = json["vms"]
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["name"] == "prom-live-vm"))
+        .unwrap_or_else(|| panic!("report has no prom-live-vm: {json}"));
+    let report_io = vm["userspace"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["name"] == "KVM_EXIT_IO"))
+        .and_then(|r| r["count"].as_u64())
+        .unwrap_or(0);
+    assert_eq!(report_io, iters, "report: KVM_EXIT_IO of the guest");
+
+    let q = "sum(kvmprof_userspace_exits_total{vm=\"prom-live-vm\",reason=\"KVM_EXIT_IO\"})";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let got = loop {
+        let v = query(prom, q).first().map(|x| x.1);
+        if v == Some(iters as f64) {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never saw {iters} KVM_EXIT_IO for prom-live-vm (last: {v:?})"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    println!("prometheus (live): {got:?} KVM_EXIT_IO = report {report_io} = guest {iters}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
