@@ -24,9 +24,13 @@ pub struct StatKey {
     pub reason: u32,
 }
 
-/// Aggregated exit→entry handling times for one [`StatKey`] on one CPU. Kept small (one
-/// cache line holds two): the histogram lives apart, in rows of [`HistRow`] keyed by
-/// [`HistKey`], so only the octaves a key really hits take memory.
+/// Octaves of the histogram kept inline in a [`StatValue`] (the first distinct ones a key hits
+/// on a CPU); further octaves spill to rows of [`HistRow`] keyed by [`HistKey`].
+pub const INLINE_OCTAVES: usize = 2;
+
+/// Aggregated exit→entry handling times for one [`StatKey`] on one CPU, with the histogram's
+/// first [`INLINE_OCTAVES`] octaves inline so that the common case costs one hash lookup per
+/// exit; only the octaves beyond those take rows of [`HistRow`] keyed by [`HistKey`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StatValue {
@@ -34,6 +38,10 @@ pub struct StatValue {
     pub sum_ns: u64,
     pub min_ns: u64,
     pub max_ns: u64,
+    /// Histogram row (`hist::bucket(v) / SUB`) + 1 held by each inline window; 0 = unused.
+    pub oct: [u32; INLINE_OCTAVES],
+    /// Sub-bucket counts of the inline windows.
+    pub n: [[u64; hist::SUB as usize]; INLINE_OCTAVES],
 }
 
 impl StatValue {
@@ -42,6 +50,8 @@ impl StatValue {
         sum_ns: 0,
         min_ns: u64::MAX,
         max_ns: 0,
+        oct: [0; INLINE_OCTAVES],
+        n: [[0; hist::SUB as usize]; INLINE_OCTAVES],
     };
 }
 

@@ -15,7 +15,8 @@ use profiler_common::{
 static STATS: PerCpuHashMap<StatKey, StatValue> =
     PerCpuHashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
 
-/// Per-CPU histogram rows: one per (key, octave) actually hit. The loader sizes it.
+/// Per-CPU histogram rows: one per (key, octave) hit beyond the octaves held inline in the
+/// STATS value (`StatValue::oct`). The loader sizes it.
 #[map]
 static HIST: PerCpuHashMap<HistKey, HistRow> =
     PerCpuHashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
@@ -204,13 +205,38 @@ fn account(key: &StatKey, delta: u64) -> u64 {
     v.count += 1;
     v.sum_ns += delta;
     let b = hist::bucket(delta);
-    let hk = HistKey {
-        key: *key,
-        row: (b / hist::SUB as usize) as u32,
+    let sub = b & (hist::SUB as usize - 1);
+    let row = (b / hist::SUB as usize) as u32;
+    // Inline windows first: claimed in order by the first distinct octaves seen on this CPU
+    // (per-CPU value, preemption disabled: no other writer).
+    let tag = row + 1;
+    let w = if v.oct[0] == tag {
+        0
+    } else if v.oct[1] == tag {
+        1
+    } else if v.oct[0] == 0 {
+        v.oct[0] = tag;
+        0
+    } else if v.oct[1] == 0 {
+        v.oct[1] = tag;
+        1
+    } else {
+        spill(key, row, sub);
+        return 0;
     };
+    if let Some(n) = v.n.get_mut(w).and_then(|r| r.get_mut(sub)) {
+        *n += 1;
+    }
+    0
+}
+
+/// An octave beyond the inline windows: its own HIST row.
+#[inline(always)]
+fn spill(key: &StatKey, row: u32, sub: usize) {
+    let hk = HistKey { key: *key, row };
     match hist_slot(&hk) {
         Some(r) => {
-            if let Some(n) = r.n.get_mut(b % hist::SUB as usize) {
+            if let Some(n) = r.n.get_mut(sub) {
                 *n += 1;
             }
         }
@@ -218,7 +244,6 @@ fn account(key: &StatKey, delta: u64) -> u64 {
             bump(counter::HIST_FULL);
         }
     }
-    0
 }
 
 #[inline(always)]

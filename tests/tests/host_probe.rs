@@ -161,6 +161,41 @@ fn kernel_histogram_percentiles_within_ten_percent() {
 }
 
 #[test]
+fn kernel_histogram_buckets_are_exact_inline_and_spilled() {
+    if !common::privileged("kernel_histogram_buckets_are_exact_inline_and_spilled") {
+        return;
+    }
+    let p = test_probe(1024);
+    // Octaves in an order that fills the inline windows first, then spills, then comes back
+    // to the inline ones: every bucket must hold exactly what the user-space layout says.
+    let durations: Vec<u64> = (0..2000u64)
+        .map(|i| match i % 5 {
+            0 => 700 + i % 300,
+            1 => 3_000 + (i * 7) % 1_000,
+            2 => 20_000 + (i * 13) % 40_000,
+            3 => 5 + i % 3,
+            _ => 1_000_000 + i * 997,
+        })
+        .collect();
+    let mut events = Vec::new();
+    let mut t = 1_000_000;
+    for d in &durations {
+        events.push(ev(OP_EXIT, 410, 4100, t, 1, ISA_VMX, 12));
+        events.push(ev(OP_ENTRY, 410, 4100, t + d, 1, 0, 0));
+        t += d + 100;
+    }
+    let s = run(&p, &events);
+    let st = &s.stats[&key(410, 1, ISA_VMX, 12)];
+    let mut want = kvmprof::sample::Hist::default();
+    for d in &durations {
+        want.record(*d, 1);
+    }
+    assert_eq!(st.count, durations.len() as u64);
+    assert_eq!(st.hist, want);
+    assert_eq!(s.counter(counter::HIST_FULL), 0);
+}
+
+#[test]
 fn a_full_stats_map_counts_drops() {
     if !common::privileged("a_full_stats_map_counts_drops") {
         return;

@@ -1,6 +1,6 @@
 //! newer − older for every key, then aggregation per VM / vCPU and shares within each table.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{btree_map::Entry, BTreeMap, BTreeSet};
 
 use profiler_common::{counter, ISA_USERSPACE};
 
@@ -39,16 +39,29 @@ pub fn compute_elapsed(older: &Sample, newer: &Sample, names: &ExitNames, elapse
         .map(|(pid, _)| *pid)
         .collect();
 
-    let keys: BTreeSet<Key> = newer
-        .stats
-        .keys()
-        .chain(newer.in_flight.keys())
-        .copied()
-        .collect();
-    // pid → (vcpu → reason deltas, userspace deltas by thread)
+    // pid → (vcpu → reason deltas, userspace deltas by thread). One ordered walk over the
+    // four (sorted) maps instead of a set of keys and five lookups per key.
     let mut per_vm: BTreeMap<u32, VmDeltas> = BTreeMap::new();
-    for k in keys {
-        let d = delta(older, newer, &k, reused.contains(&k.tgid));
+    let mut new_stats = newer.stats.iter().peekable();
+    let mut new_inf = newer.in_flight.iter().peekable();
+    let mut old_stats = Seek(older.stats.iter().peekable());
+    let mut old_inf = Seek(older.in_flight.iter().peekable());
+    loop {
+        let k = match (new_stats.peek(), new_inf.peek()) {
+            (None, None) => break,
+            (Some((a, _)), None) => **a,
+            (None, Some((b, _))) => **b,
+            (Some((a, _)), Some((b, _))) => (**a).min(**b),
+        };
+        let new = new_stats.next_if(|(a, _)| **a == k).map(|(_, v)| v);
+        let inf_new = new_inf.next_if(|(b, _)| **b == k).map_or(0, |(_, v)| *v);
+        let d = delta(
+            new,
+            old_stats.seek(&k),
+            inf_new,
+            old_inf.seek(&k).copied().unwrap_or(0),
+            reused.contains(&k.tgid),
+        );
         let vm = per_vm.entry(k.tgid).or_default();
         if k.isa == ISA_USERSPACE {
             vm.user.push((k, d));
@@ -133,18 +146,31 @@ impl Delta {
     }
 }
 
-fn delta(older: &Sample, newer: &Sample, k: &Key, reused: bool) -> Delta {
+/// A cursor over a sorted map for keys looked up in ascending order.
+struct Seek<'a, V>(std::iter::Peekable<std::collections::btree_map::Iter<'a, Key, V>>);
+
+impl<'a, V> Seek<'a, V> {
+    /// The value of `k`; keys must be asked for in ascending order.
+    fn seek(&mut self, k: &Key) -> Option<&'a V> {
+        while self.0.next_if(|(a, _)| *a < k).is_some() {}
+        self.0.peek().filter(|(a, _)| *a == k).map(|(_, v)| *v)
+    }
+}
+
+/// One key's interval numbers from its newer and older stats and in-flight counts.
+fn delta(
+    new: Option<&Stat>,
+    old: Option<&Stat>,
+    inf_new: u64,
+    inf_old: u64,
+    reused: bool,
+) -> Delta {
     let empty = Stat::default();
-    let new = newer.stats.get(k).unwrap_or(&empty);
+    let new = new.unwrap_or(&empty);
     // A count that went down means the key was recreated (LRU eviction, pid reuse): start over.
-    let reset = reused || older.stats.get(k).is_some_and(|o| o.count > new.count);
-    let old = older.stats.get(k).filter(|_| !reset).unwrap_or(&empty);
-    let inf_new = newer.in_flight.get(k).copied().unwrap_or(0);
-    let inf_old = if reset {
-        0
-    } else {
-        older.in_flight.get(k).copied().unwrap_or(0)
-    };
+    let reset = reused || old.is_some_and(|o| o.count > new.count);
+    let old = old.filter(|_| !reset).unwrap_or(&empty);
+    let inf_old = if reset { 0 } else { inf_old };
     let timed = new.count - old.count;
     let hist = new.hist.since(&old.hist);
     let range = (timed > 0).then(|| {
@@ -198,18 +224,18 @@ fn vm_view(
 
     let mut all: BTreeMap<(u32, u32), Delta> = BTreeMap::new();
     let mut vcpus: Vec<VcpuView> = Vec::new();
-    for (vcpu, keys) in &d.vcpus {
-        for (k, kd) in keys {
-            all.entry((k.isa, k.reason)).or_default().add(kd);
+    for (vcpu, keys) in d.vcpus {
+        for (k, kd) in &keys {
+            merge_into(&mut all, (k.isa, k.reason), kd);
         }
         let reasons = rows(
-            keys.iter().map(|(k, d)| (k.isa, k.reason, d.clone())),
+            keys.into_iter().map(|(k, d)| (k.isa, k.reason, d)),
             names,
             secs,
         );
         let exits = reasons.iter().map(|r| r.count).sum();
         vcpus.push(VcpuView {
-            vcpu: *vcpu,
+            vcpu,
             exits,
             exits_per_s: rate(exits),
             overhead_pct: pct(busy_ns(&reasons), elapsed_ns),
@@ -223,7 +249,7 @@ fn vm_view(
     let mut user: BTreeMap<(u32, u32), Delta> = BTreeMap::new();
     let mut user_by_vcpu: BTreeMap<u32, BTreeMap<u32, Delta>> = BTreeMap::new();
     for (k, kd) in &d.user {
-        user.entry((k.isa, k.reason)).or_default().add(kd);
+        merge_into(&mut user, (k.isa, k.reason), kd);
         if let Some(v) = info.and_then(|i| i.vcpu_threads.get(&k.vcpu)) {
             user_by_vcpu
                 .entry(*v)
@@ -259,6 +285,16 @@ fn vm_view(
     }
 }
 
+/// `map[k] += d`, copying `d` when `k` is new (the same result as adding it to a zero Delta).
+fn merge_into(map: &mut BTreeMap<(u32, u32), Delta>, k: (u32, u32), d: &Delta) {
+    match map.entry(k) {
+        Entry::Vacant(e) => {
+            e.insert(d.clone());
+        }
+        Entry::Occupied(mut e) => e.get_mut().add(d),
+    }
+}
+
 /// Non-HLT handling time: HLT time is mostly the guest idling, not overhead.
 fn busy_ns(rows: &[Row]) -> u64 {
     rows.iter().filter(|r| !r.hlt).map(|r| r.total_ns).sum()
@@ -268,7 +304,12 @@ fn busy_ns(rows: &[Row]) -> u64 {
 fn rows(items: impl Iterator<Item = (u32, u32, Delta)>, names: &ExitNames, secs: f64) -> Vec<Row> {
     let mut merged: BTreeMap<(u32, u32), Delta> = BTreeMap::new();
     for (isa, reason, d) in items {
-        merged.entry((isa, reason)).or_default().add(&d);
+        match merged.entry((isa, reason)) {
+            Entry::Vacant(e) => {
+                e.insert(d);
+            }
+            Entry::Occupied(mut e) => e.get_mut().add(&d),
+        }
     }
     let mut out: Vec<Row> = merged
         .into_iter()

@@ -26,23 +26,34 @@ pub fn sample(ebpf: &Ebpf, programs: &[&str]) -> anyhow::Result<Sample> {
 
     // Batched: a handful of syscalls for all rows (get_next_key + lookup would be two a row).
     let (keys, vals, cpus) = read_all::<StatKey, StatValue>(ebpf, "STATS", true)?;
+    let (hkeys, hvals, hcpus) = read_all::<HistKey, HistRow>(ebpf, "HIST", true)?;
+    // Spilled octaves by key (rare: only keys that hit more octaves than fit inline).
+    let mut spilled: std::collections::HashMap<StatKey, Vec<(u32, &[HistRow])>> =
+        Default::default();
+    for (k, per_cpu) in hkeys.iter().zip(hvals.chunks_exact(hcpus.max(1))) {
+        spilled.entry(k.key).or_default().push((k.row, per_cpu));
+    }
+    let mut buckets: Vec<(u16, u64)> = Vec::new();
     for (k, per_cpu) in keys.iter().zip(vals.chunks_exact(cpus)) {
-        s.stats.insert(Key::from(*k), fold(per_cpu));
-    }
-    let (hkeys, hvals, cpus) = read_all::<HistKey, HistRow>(ebpf, "HIST", true)?;
-    let mut hists: std::collections::HashMap<Key, Vec<(u16, u64)>> = Default::default();
-    for (k, per_cpu) in hkeys.iter().zip(hvals.chunks_exact(cpus)) {
-        if !s.stats.contains_key(&Key::from(k.key)) {
-            continue; // a row being forgotten: its stats are gone already
+        let mut st = fold(per_cpu);
+        buckets.clear();
+        for v in per_cpu.iter().filter(|v| v.count != 0) {
+            for (&tag, n) in v.oct.iter().zip(&v.n) {
+                if tag != 0 {
+                    push_row(&mut buckets, tag as usize - 1, |i| n[i]);
+                }
+            }
         }
-        let row = hists.entry(Key::from(k.key)).or_default();
-        add_row(row, k.row as usize, per_cpu);
-    }
-    for (k, mut buckets) in hists {
-        if let Some(st) = s.stats.get_mut(&k) {
-            buckets.sort_unstable_by_key(|(b, _)| *b);
-            st.hist = Hist { buckets };
+        // A HIST row without its STATS key is being forgotten: its stats are gone already.
+        for (row, rows) in spilled.get(k).map(Vec::as_slice).unwrap_or_default() {
+            push_row(&mut buckets, *row as usize, |i| {
+                rows.iter().map(|r| r.n[i]).sum()
+            });
         }
+        st.hist = Hist {
+            buckets: merge_sorted(&mut buckets),
+        };
+        s.stats.insert(Key::from(*k), st);
     }
 
     let evidence: PerCpuHashMap<_, ev::EvKey, ev::EvValue> =
@@ -179,7 +190,7 @@ pub fn forget(ebpf: &mut Ebpf, tgids: &[u32]) -> anyhow::Result<usize> {
     Ok(removed)
 }
 
-/// Sum one key's per-CPU values (the histogram comes from the HIST rows).
+/// Sum one key's per-CPU values (the histogram is assembled by the caller).
 pub fn fold(per_cpu: &[StatValue]) -> Stat {
     let mut st = Stat {
         min_ns: u64::MAX,
@@ -197,16 +208,31 @@ pub fn fold(per_cpu: &[StatValue]) -> Stat {
     st
 }
 
-/// Add one HIST row's per-CPU sub-bucket counts to a sparse histogram (unsorted).
-fn add_row(buckets: &mut Vec<(u16, u64)>, row: usize, per_cpu: &[HistRow]) {
+/// Append one octave's non-zero sub-bucket counts (`n(i)` for sub-bucket i) to a sparse,
+/// unsorted histogram.
+fn push_row(buckets: &mut Vec<(u16, u64)>, row: usize, n: impl Fn(usize) -> u64) {
     let sub = hist::SUB as usize;
     for i in 0..sub {
-        let n: u64 = per_cpu.iter().map(|r| r.n[i]).sum();
+        let c = n(i);
         let b = row * sub + i;
-        if n != 0 && b < hist::BUCKETS {
-            buckets.push((b as u16, n));
+        if c != 0 && b < hist::BUCKETS {
+            buckets.push((b as u16, c));
         }
     }
+}
+
+/// Sort by bucket and add up duplicates (one octave may sit inline on one CPU and in a HIST
+/// row, or inline, on another).
+fn merge_sorted(buckets: &mut [(u16, u64)]) -> Vec<(u16, u64)> {
+    buckets.sort_unstable_by_key(|(b, _)| *b);
+    let mut out: Vec<(u16, u64)> = Vec::with_capacity(buckets.len());
+    for &(b, c) in buckets.iter() {
+        match out.last_mut() {
+            Some(last) if last.0 == b => last.1 += c,
+            _ => out.push((b, c)),
+        }
+    }
+    out
 }
 
 pub fn mono_ns() -> u64 {
