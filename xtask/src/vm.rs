@@ -90,28 +90,7 @@ fn build_initramfs(kroot: &Path, ver: &str, kvmprof: &Path) -> Result<Archive> {
         a.add_file(&lib.to_string_lossy(), read(&lib)?, 0o755)?;
     }
     let kdir = kroot.join("lib/modules").join(ver).join("kernel");
-    for m in MODULES {
-        let name = m.rsplit('/').next().unwrap_or(m);
-        let xz = kdir.join(format!("{m}.ko.xz"));
-        let data = if xz.exists() {
-            let out = Command::new("xz")
-                .arg("-dc")
-                .arg(&xz)
-                .output()
-                .context("cannot run xz (apt-get install xz-utils)")?;
-            if !out.status.success() {
-                bail!(
-                    "xz -dc {} failed: {}",
-                    xz.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
-            out.stdout
-        } else {
-            read(&kdir.join(format!("{m}.ko")))?
-        };
-        a.add_file(&format!("/lib/modules/{name}.ko"), data, 0o644)?;
-    }
+    initramfs::add_kernel_modules(&mut a, &kdir, MODULES)?;
     Ok(a)
 }
 

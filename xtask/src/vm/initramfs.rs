@@ -184,7 +184,6 @@ pub fn add_program_with_libs(a: &mut Archive, dest: &str, src: &Path) -> Result<
 
 /// Add kernel modules (paths under `kdir`, without `.ko`; `.ko.xz` is decompressed with `xz`)
 /// as `/lib/modules/<name>.ko`, for busybox insmod.
-#[allow(dead_code)] // used by `cargo xtask bench-vm` (bench_vm.rs)
 pub fn add_kernel_modules(a: &mut Archive, kdir: &Path, modules: &[&str]) -> Result<()> {
     for m in modules {
         let name = m.rsplit('/').next().unwrap_or(m);
