@@ -196,6 +196,21 @@ impl Sample {
     pub fn counter(&self, slot: u32) -> u64 {
         self.counters.get(slot as usize).copied().unwrap_or(0)
     }
+
+    /// Pids that belong to a different process than in `older` (same pid, new start time): a
+    /// new VM, so none of the old counters apply to it.
+    pub fn reused_pids(&self, older: &Sample) -> std::collections::BTreeSet<u32> {
+        self.vms
+            .iter()
+            .filter(|(pid, vm)| {
+                older
+                    .vms
+                    .get(pid)
+                    .is_some_and(|o| o.start_time != vm.start_time)
+            })
+            .map(|(pid, _)| *pid)
+            .collect()
+    }
 }
 
 #[cfg(test)]

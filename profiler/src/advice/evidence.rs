@@ -55,17 +55,7 @@ pub fn per_vm_elapsed(
 ) -> BTreeMap<u32, VmEvidence> {
     let secs = elapsed_ns as f64 / 1e9;
     // A reused pid (new start time) is a new VM: its counters start from zero.
-    let reused: BTreeSet<u32> = newer
-        .vms
-        .iter()
-        .filter(|(pid, vm)| {
-            older
-                .vms
-                .get(pid)
-                .is_some_and(|o| o.start_time != vm.start_time)
-        })
-        .map(|(pid, _)| *pid)
-        .collect();
+    let reused = newer.reused_pids(older);
     let mut out: BTreeMap<u32, VmEvidence> = BTreeMap::new();
     for (k, new) in &newer.evidence {
         let old = older

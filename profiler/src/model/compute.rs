@@ -1,6 +1,6 @@
 //! newer − older for every key, then aggregation per VM / vCPU and shares within each table.
 
-use std::collections::{btree_map::Entry, BTreeMap, BTreeSet};
+use std::collections::{btree_map::Entry, BTreeMap};
 
 use profiler_common::{counter, ISA_USERSPACE};
 
@@ -27,17 +27,7 @@ pub fn compute(older: &Sample, newer: &Sample, names: &ExitNames) -> View {
 pub fn compute_elapsed(older: &Sample, newer: &Sample, names: &ExitNames, elapsed_ns: u64) -> View {
     let secs = elapsed_ns as f64 / 1e9;
     // A pid whose process start time changed is a new VM: nothing of the old one applies.
-    let reused: BTreeSet<u32> = newer
-        .vms
-        .iter()
-        .filter(|(pid, vm)| {
-            older
-                .vms
-                .get(pid)
-                .is_some_and(|old| old.start_time != vm.start_time)
-        })
-        .map(|(pid, _)| *pid)
-        .collect();
+    let reused = newer.reused_pids(older);
 
     // pid → (vcpu → reason deltas, userspace deltas by thread). One ordered walk over the
     // four (sorted) maps instead of a set of keys and five lookups per key.
@@ -353,31 +343,7 @@ fn rows(items: impl Iterator<Item = (u32, u32, Delta)>, names: &ExitNames, secs:
             }
         })
         .collect();
-    let share = |a: u64, b: u64| {
-        if b > 0 {
-            a as f64 / b as f64 * 100.0
-        } else {
-            0.0
-        }
-    };
-    let (busy_n, busy_t) = out
-        .iter()
-        .filter(|r| !r.hlt)
-        .fold((0, 0), |(n, t), r| (n + r.count, t + r.total_ns));
-    let (all_n, all_t) = out
-        .iter()
-        .fold((0, 0), |(n, t), r| (n + r.count, t + r.total_ns));
-    for r in &mut out {
-        // Shares exclude HLT, whose idle time would swamp everything (perf's "HLT 99.9 %");
-        // HLT rows get their share of everything instead and are shown apart.
-        let (n, t) = if r.hlt {
-            (all_n, all_t)
-        } else {
-            (busy_n, busy_t)
-        };
-        r.samples_pct = share(r.count, n);
-        r.time_pct = share(r.total_ns, t);
-    }
+    set_shares(&mut out);
     sort_rows(&mut out, SortKey::Count);
     out
 }
@@ -415,4 +381,32 @@ fn probe_cost(older: &Sample, newer: &Sample, secs: f64) -> Vec<ProbeCost> {
             }
         })
         .collect()
+}
+
+/// Samples% and Time% of each row. Shares exclude HLT, whose idle time would swamp everything
+/// (perf's "HLT 99.9 %"); HLT rows get their share of everything instead and are shown apart.
+pub fn set_shares(rows: &mut [Row]) {
+    let share = |a: u64, b: u64| {
+        if b > 0 {
+            a as f64 / b as f64 * 100.0
+        } else {
+            0.0
+        }
+    };
+    let (busy_n, busy_t) = rows
+        .iter()
+        .filter(|r| !r.hlt)
+        .fold((0, 0), |(n, t), r| (n + r.count, t + r.total_ns));
+    let (all_n, all_t) = rows
+        .iter()
+        .fold((0, 0), |(n, t), r| (n + r.count, t + r.total_ns));
+    for r in rows {
+        let (n, t) = if r.hlt {
+            (all_n, all_t)
+        } else {
+            (busy_n, busy_t)
+        };
+        r.samples_pct = share(r.count, n);
+        r.time_pct = share(r.total_ns, t);
+    }
 }

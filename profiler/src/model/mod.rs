@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::sample::Hist;
 
-pub use compute::{compute, compute_elapsed};
+pub use compute::{compute, compute_elapsed, set_shares};
 
 /// Everything shown for one span between two samples.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]

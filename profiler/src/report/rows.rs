@@ -86,22 +86,7 @@ pub(crate) fn merge<'a>(rows: impl IntoIterator<Item = &'a Row>) -> Vec<Row> {
         let q = |p: f64| r.hist.quantile(p).map_or(0, |v| v.clamp(lo, hi));
         (r.p50_ns, r.p99_ns, r.p999_ns) = (q(0.5), q(0.99), q(0.999));
     }
-    let (busy_n, busy_t) = out
-        .iter()
-        .filter(|r| !r.hlt)
-        .fold((0, 0), |(n, t), r| (n + r.count, t + r.total_ns));
-    let (all_n, all_t) = out
-        .iter()
-        .fold((0, 0), |(n, t), r| (n + r.count, t + r.total_ns));
-    for r in &mut out {
-        let (n, t) = if r.hlt {
-            (all_n, all_t)
-        } else {
-            (busy_n, busy_t)
-        };
-        r.samples_pct = pct(r.count as f64, n as f64);
-        r.time_pct = pct(r.total_ns as f64, t as f64);
-    }
+    crate::model::set_shares(&mut out);
     sort_rows(&mut out, SortKey::Count);
     out
 }
