@@ -24,6 +24,12 @@ pub(super) fn undiff(old: u64, d: i64) -> u64 {
 }
 
 /// Stat changes, one entry per changed key then one per added key (added ones against zero).
+///
+/// Histograms (format 2): every bucket of the old histogram plus the buckets that appeared gets
+/// one `hist_diff` value, so which buckets changed is never spelled out (at 1 s most of a busy
+/// key's buckets change). Each value is the growth minus `share`, except the old histogram's
+/// largest bucket: its growth follows from `count` and the others, and its value is only the
+/// (normally zero) disagreement. Format 1 listed changed buckets with their gaps instead.
 #[derive(Serialize, Deserialize, Default, Debug)]
 struct StatColumns {
     /// Count growth.
@@ -32,9 +38,11 @@ struct StatColumns {
     sum: Vec<i64>,
     min: Vec<i64>,
     max: Vec<i64>,
-    /// Changed buckets per entry, then their gap-coded indices and growth minus `share`.
+    /// Per entry: buckets that appeared (format 1: buckets that changed).
     hist_len: Vec<u32>,
+    /// Their gap-coded indices.
     hist_gap: Vec<u16>,
+    /// Bucket growth residuals (see above).
     hist_diff: Vec<i64>,
     /// (entry, whole histogram) where a histogram is not sorted/sparse and cannot be merged.
     hist_raw: Vec<(u32, Hist)>,
@@ -81,47 +89,30 @@ fn encode_stat(c: &mut StatColumns, entry: u32, old: &Stat, new: &Stat) {
     let mut predicted = 0u64;
     let grown = new.count.wrapping_sub(old.count);
     if canonical(&old.hist) && canonical(&new.hist) {
-        let start = c.hist_diff.len();
         let total = hist_total(&old.hist.buckets);
-        let mut last: Option<u16> = None;
-        let mut push = |b: u16, old_c: u64, d: i64| {
-            c.hist_gap.push(match last {
-                None => b,
-                Some(l) => b - l - 1,
-            });
-            last = Some(b);
-            c.hist_diff.push(diff(d as u64, share(old_c, grown, total)));
-            predicted = predicted.wrapping_add((d as u64).wrapping_mul(midpoint(b)));
-        };
-        let (mut o, mut n) = (
-            old.hist.buckets.iter().peekable(),
-            new.hist.buckets.iter().peekable(),
-        );
-        loop {
-            match (o.peek(), n.peek()) {
-                (Some(&&(ob, oc)), Some(&&(nb, nc))) if ob == nb => {
-                    if oc != nc {
-                        push(nb, oc, diff(nc, oc));
-                    }
-                    o.next();
-                    n.next();
-                }
-                (Some(&&(ob, oc)), Some(&&(nb, _))) if ob < nb => {
-                    push(ob, oc, diff(0, oc));
-                    o.next();
-                }
-                (Some(&&(ob, oc)), None) => {
-                    push(ob, oc, diff(0, oc));
-                    o.next();
-                }
-                (_, Some(&&(nb, nc))) => {
-                    push(nb, 0, diff(nc, 0));
-                    n.next();
-                }
-                (None, None) => break,
+        let omit = largest(&old.hist.buckets);
+        let (mut added, mut last) = (0u32, None::<u16>);
+        let (mut rest, mut omitted) = (grown, None::<(usize, u64)>);
+        for (b, oc, nc) in union(&old.hist.buckets, &new.hist.buckets) {
+            if oc == 0 {
+                c.hist_gap.push(last.map_or(b, |l| b - l - 1));
+                last = Some(b);
+                added += 1;
+            }
+            let d = nc.wrapping_sub(oc);
+            predicted = predicted.wrapping_add(d.wrapping_mul(midpoint(b)));
+            if Some(b) == omit {
+                omitted = Some((c.hist_diff.len(), d));
+                c.hist_diff.push(0);
+            } else {
+                c.hist_diff.push(diff(d, share(oc, grown, total)));
+                rest = rest.wrapping_sub(d);
             }
         }
-        c.hist_len.push((c.hist_diff.len() - start) as u32);
+        if let Some((at, d)) = omitted {
+            c.hist_diff[at] = diff(d, rest);
+        }
+        c.hist_len.push(added);
     } else {
         c.hist_len.push(0);
         c.hist_raw.push((entry, new.hist.clone()));
@@ -131,6 +122,45 @@ fn encode_stat(c: &mut StatColumns, entry: u32, old: &Stat, new: &Stat) {
         .push(diff(new.sum_ns, old.sum_ns.wrapping_add(predicted)));
     c.min.push(diff(new.min_ns, old.min_ns));
     c.max.push(diff(new.max_ns, old.max_ns));
+}
+
+/// Bucket index of the largest count (the first of equals); None for an empty histogram.
+fn largest(b: &[(u16, u64)]) -> Option<u16> {
+    let mut best: Option<(u16, u64)> = None;
+    for &(i, n) in b {
+        if best.is_none_or(|(_, m)| n > m) {
+            best = Some((i, n));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// (bucket, old count, new count) over the union of two sorted bucket lists.
+fn union<'a>(
+    old: &'a [(u16, u64)],
+    new: &'a [(u16, u64)],
+) -> impl Iterator<Item = (u16, u64, u64)> + 'a {
+    let (mut o, mut n) = (old.iter().peekable(), new.iter().peekable());
+    std::iter::from_fn(move || match (o.peek(), n.peek()) {
+        (Some(&&(ob, oc)), Some(&&(nb, nc))) if ob == nb => {
+            o.next();
+            n.next();
+            Some((ob, oc, nc))
+        }
+        (Some(&&(ob, oc)), Some(&&(nb, _))) if ob < nb => {
+            o.next();
+            Some((ob, oc, 0))
+        }
+        (Some(&&(ob, oc)), None) => {
+            o.next();
+            Some((ob, oc, 0))
+        }
+        (_, Some(&&(nb, nc))) => {
+            n.next();
+            Some((nb, 0, nc))
+        }
+        (None, None) => None,
+    })
 }
 
 fn hist_total(b: &[(u16, u64)]) -> u64 {
@@ -149,7 +179,9 @@ fn share(old: u64, grown: u64, total: u64) -> u64 {
 /// Reads `StatColumns` back entry by entry.
 struct StatReader<'a> {
     c: &'a StatColumns,
-    hist_pos: usize,
+    version: u32,
+    gap_pos: usize,
+    diff_pos: usize,
     raw_pos: usize,
 }
 
@@ -168,22 +200,25 @@ impl StatReader<'_> {
                 self.raw_pos += 1;
             }
             _ => {
-                let end = self.hist_pos.checked_add(n).ok_or_else(short)?;
-                let g = c.hist_gap.get(self.hist_pos..end).ok_or_else(short)?;
-                let d = c.hist_diff.get(self.hist_pos..end).ok_or_else(short)?;
-                self.hist_pos = end;
-                let mut changes = Vec::with_capacity(n);
-                let mut next = 0u32;
-                let total = hist_total(&s.hist.buckets);
-                for (&gap, &d) in g.iter().zip(d) {
-                    let b = next + gap as u32;
-                    let b16 = u16::try_from(b).map_err(|_| "bucket index out of range")?;
-                    let old_c = (s.hist.buckets.binary_search_by_key(&b16, |(i, _)| *i))
-                        .map_or(0, |i| s.hist.buckets[i].1);
-                    let d = undiff(share(old_c, grown, total), d) as i64;
-                    changes.push((b16, d));
-                    next = b + 1;
-                    predicted = predicted.wrapping_add((d as u64).wrapping_mul(midpoint(b16)));
+                let gaps = take(&c.hist_gap, &mut self.gap_pos, n)?;
+                let mut at = 0u32;
+                let mut added = Vec::with_capacity(n);
+                for &gap in gaps {
+                    let b = at + gap as u32;
+                    added.push((
+                        u16::try_from(b).map_err(|_| "bucket index out of range")?,
+                        0,
+                    ));
+                    at = b + 1;
+                }
+                let changes = if self.version == 1 {
+                    let d = take(&c.hist_diff, &mut self.diff_pos, n)?;
+                    self.changes_v1(&s.hist.buckets, &added, d, grown)?
+                } else {
+                    self.changes(&s.hist.buckets, &added, grown)?
+                };
+                for &(b, d) in &changes {
+                    predicted = predicted.wrapping_add((d as u64).wrapping_mul(midpoint(b)));
                 }
                 s.hist.buckets = merge_hist(&s.hist.buckets, &changes);
             }
@@ -193,6 +228,69 @@ impl StatReader<'_> {
         s.max_ns = undiff(s.max_ns, get(&c.max)?);
         Ok(())
     }
+
+    /// Format 2: one value per bucket of old ∪ added, the largest old bucket derived.
+    fn changes(
+        &mut self,
+        old: &[(u16, u64)],
+        added: &[(u16, u64)],
+        grown: u64,
+    ) -> Result<Vec<(u16, i64)>, CodecError> {
+        if added.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err("bucket indices out of order".into());
+        }
+        let total = hist_total(old);
+        let omit = largest(old);
+        let mut changes = Vec::with_capacity(old.len() + added.len());
+        let (mut rest, mut omitted) = (grown, None::<(usize, i64)>);
+        for (b, oc, _) in union(old, added) {
+            let r = *self
+                .c
+                .hist_diff
+                .get(self.diff_pos)
+                .ok_or("stat columns too short")?;
+            self.diff_pos += 1;
+            if Some(b) == omit {
+                omitted = Some((changes.len(), r));
+                changes.push((b, 0));
+            } else {
+                let d = undiff(share(oc, grown, total), r);
+                rest = rest.wrapping_sub(d);
+                changes.push((b, d as i64));
+            }
+        }
+        if let Some((at, r)) = omitted {
+            changes[at].1 = undiff(rest, r) as i64;
+        }
+        Ok(changes)
+    }
+
+    /// Format 1: the changed buckets are `gaps`, each with a residual against `share`.
+    fn changes_v1(
+        &self,
+        old: &[(u16, u64)],
+        changed: &[(u16, u64)],
+        d: &[i64],
+        grown: u64,
+    ) -> Result<Vec<(u16, i64)>, CodecError> {
+        let total = hist_total(old);
+        let mut changes = Vec::with_capacity(changed.len());
+        for (&(b, _), &r) in changed.iter().zip(d) {
+            let old_c = old
+                .binary_search_by_key(&b, |(i, _)| *i)
+                .map_or(0, |i| old[i].1);
+            changes.push((b, undiff(share(old_c, grown, total), r) as i64));
+        }
+        Ok(changes)
+    }
+}
+
+/// The next `n` values of a column.
+fn take<'a, T>(v: &'a [T], pos: &mut usize, n: usize) -> Result<&'a [T], CodecError> {
+    let end = pos.checked_add(n).ok_or("stat columns too short")?;
+    let out = v.get(*pos..end).ok_or("stat columns too short")?;
+    *pos = end;
+    Ok(out)
 }
 
 /// Old buckets with sorted changes applied; buckets that reach zero disappear.
@@ -305,9 +403,9 @@ pub(crate) fn encode(old: &Sample, new: &Sample) -> Payload {
     p
 }
 
-/// Turn `s` (the previous sample) into the next one. On error `s` is left part-updated and
-/// must be discarded.
-pub(crate) fn apply(s: &mut Sample, p: &Payload) -> Result<(), CodecError> {
+/// Turn `s` (the previous sample) into the next one, reading a payload of format `version`.
+/// On error `s` is left part-updated and must be discarded.
+pub(crate) fn apply(s: &mut Sample, p: &Payload, version: u32) -> Result<(), CodecError> {
     s.mono_ns = undiff(s.mono_ns, p.mono);
     s.wall_ms = undiff(s.wall_ms, p.wall);
 
@@ -326,13 +424,18 @@ pub(crate) fn apply(s: &mut Sample, p: &Payload) -> Result<(), CodecError> {
     }
     let mut r = StatReader {
         c,
-        hist_pos: 0,
+        version,
+        gap_pos: 0,
+        diff_pos: 0,
         raw_pos: 0,
     };
     for (e, (k, _)) in entries.into_iter().enumerate() {
         r.apply(e, s.stats.entry(k).or_default())?;
     }
-    if r.hist_pos != c.hist_diff.len() || r.raw_pos != c.hist_raw.len() {
+    if r.gap_pos != c.hist_gap.len()
+        || r.diff_pos != c.hist_diff.len()
+        || r.raw_pos != c.hist_raw.len()
+    {
         return Err("unused histogram data".into());
     }
 

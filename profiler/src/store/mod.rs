@@ -1,6 +1,6 @@
 //! Recordings: raw cumulative samples on disk, replayed through the same model code as live.
 //!
-//! # File format (version 1)
+//! # File format (version 2; version 1 differs only in how histograms are coded, see codec.rs)
 //! All integers in fixed fields are little-endian.
 //!
 //! ```text
@@ -40,7 +40,7 @@ pub use writer::{Recorder, RecorderOptions};
 /// First bytes of every recording. The high byte and newline catch text-mode mangling.
 pub const MAGIC: [u8; 8] = *b"\x89KVMPRF\n";
 /// The format this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 const KIND_KEY: u8 = 1;
 const KIND_DELTA: u8 = 2;

@@ -76,7 +76,7 @@ impl Cursor {
     }
 
     /// Decode one frame that directly follows the state's frame (or is a key frame).
-    fn step(&mut self, data: &[u8], f: &FrameRef) -> Result<(), String> {
+    fn step(&mut self, data: &[u8], f: &FrameRef, version: u32) -> Result<(), String> {
         if f.key {
             self.zstd = Some(Decoder::new().map_err(|e| e.to_string())?);
             self.sample = Sample::default();
@@ -102,7 +102,7 @@ impl Cursor {
         }
         let payload: codec::Payload =
             postcard::from_bytes(&raw).map_err(|e| format!("payload: {e}"))?;
-        codec::apply(&mut self.sample, &payload)
+        codec::apply(&mut self.sample, &payload, version)
     }
 }
 
@@ -110,6 +110,8 @@ impl Cursor {
 pub struct Recording {
     path: PathBuf,
     header: Header,
+    /// Format version from the file (payload encodings differ between versions).
+    version: u32,
     data: Vec<u8>,
     pub(super) frames: Vec<FrameRef>,
     /// Indices into `frames` of key frames, ascending.
@@ -134,10 +136,11 @@ impl Recording {
     /// As `open`, for bytes already in memory; `path` is used in messages.
     pub fn from_bytes(path: impl AsRef<Path>, data: Vec<u8>) -> Result<Recording, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let (header, start) = read_header(&path, &data)?;
+        let (header, start, version) = read_header(&path, &data)?;
         let mut r = Recording {
             path,
             header,
+            version,
             data,
             frames: vec![],
             keys: vec![],
@@ -166,7 +169,7 @@ impl Recording {
                     }
                     break;
                 }
-                Ok((_, f, end)) if f.key || group_ok => match cur.step(data, &f) {
+                Ok((_, f, end)) if f.key || group_ok => match cur.step(data, &f, self.version) {
                     Ok(()) => {
                         if f.key {
                             self.keys.push(self.frames.len());
@@ -275,7 +278,7 @@ impl Recording {
         let Some(f) = self.frames.get(cur.next) else {
             return Ok(None);
         };
-        if let Err(why) = cur.step(&self.data, f) {
+        if let Err(why) = cur.step(&self.data, f, self.version) {
             // The state is half-updated: force the next seek to start from a key frame.
             cur.zstd = None;
             return Err(StoreError::Corrupt {
@@ -303,7 +306,7 @@ impl Recording {
     }
 }
 
-fn read_header(path: &Path, data: &[u8]) -> Result<(Header, usize), StoreError> {
+fn read_header(path: &Path, data: &[u8]) -> Result<(Header, usize, u32), StoreError> {
     let not = |why: &str| StoreError::NotARecording {
         path: path.to_path_buf(),
         why: why.into(),
@@ -352,5 +355,5 @@ fn read_header(path: &Path, data: &[u8]) -> Result<(Header, usize), StoreError> 
         return Err(bad("header checksum mismatch".into()));
     }
     let header = postcard::from_bytes(body).map_err(|e| bad(format!("header: {e}")))?;
-    Ok((header, fixed + len))
+    Ok((header, fixed + len, version))
 }

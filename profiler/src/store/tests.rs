@@ -419,7 +419,7 @@ fn newer_format_is_refused() {
     assert_eq!(
         err,
         format!(
-            "{}: recorded by a newer kvmprof (format v7, this one reads up to v1): upgrade kvmprof",
+            "{}: recorded by a newer kvmprof (format v7, this one reads up to v2): upgrade kvmprof",
             path.display()
         )
     );
@@ -525,5 +525,20 @@ fn kill9_loses_at_most_the_last_sample() {
     let want: BTreeMap<usize, Sample> = (0..rec.len()).map(|i| (i, g.next())).collect();
     for (i, s) in rec.samples().enumerate() {
         assert_eq!(s.unwrap(), want[&i], "sample {i}");
+    }
+}
+
+/// A format-1 recording (written by the first kvmprof, from `Gen::new(1, 2, 3)`, key frames
+/// every 5) still replays sample for sample: users keep their old recordings.
+#[test]
+fn format_1_recordings_still_read() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/fixtures/v1.kvmprof");
+    let r = Recording::open(&path).unwrap();
+    assert!(r.warnings().is_empty(), "{:?}", r.warnings());
+    let mut g = Gen::new(1, 2, 3);
+    let want: Vec<Sample> = (0..12).map(|_| g.next()).collect();
+    assert_eq!(r.len(), want.len());
+    for (i, w) in want.iter().enumerate() {
+        assert_eq!(&r.sample(i).unwrap(), w, "sample {i}");
     }
 }

@@ -30,7 +30,7 @@ pub struct RecorderOptions {
 impl Default for RecorderOptions {
     fn default() -> Self {
         RecorderOptions {
-            key_every: 60,
+            key_every: 300,
             sync_every_frames: 10,
             sync_every: Duration::from_secs(10),
             level: 9,
