@@ -1,7 +1,7 @@
 //! The aggregation shared by the tracepoint programs and the raw_tp test entry.
 
 use aya_ebpf::{
-    bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_NOEXIST},
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray, PerCpuHashMap},
 };
@@ -22,9 +22,10 @@ static HIST: PerCpuHashMap<HistKey, HistRow> =
     PerCpuHashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
 
 /// Exit waiting for its entry, per thread, fast path: slot `tid & PSLOT_MASK`, owned by the
-/// first thread that claims it (atomically) and never taken back by the kernel.
+/// first thread that claims it (atomically) and never taken back by the kernel. Mmappable so
+/// userspace counts exits in flight by reading memory instead of 65536 map lookups.
 #[map]
-static PSLOTS_MAP: Array<Pending> = Array::with_max_entries(PSLOTS, 0);
+static PSLOTS_MAP: Array<Pending> = Array::with_max_entries(PSLOTS, BPF_F_MMAPABLE);
 
 /// Exit waiting for its entry, per thread (a vCPU thread may migrate between the two), for
 /// threads whose PSLOTS slot another thread owns. LRU so threads that died with an exit

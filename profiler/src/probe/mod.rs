@@ -5,6 +5,7 @@ mod errors;
 mod lock;
 mod notices;
 mod read;
+mod slots;
 pub mod testrun;
 
 use std::{
@@ -81,6 +82,8 @@ pub struct Probe {
     /// Reads the programs' aya-log ring buffer.
     logger: Option<aya_log::EbpfLogger<notices::Collector>>,
     collector: notices::Collector,
+    /// PSLOTS_MAP mapped read-only (None: read it through the syscall instead).
+    slots: Option<slots::SlotView>,
 }
 
 /// The tracefs mount point, or the error telling how to mount it.
@@ -260,6 +263,7 @@ impl Probe {
                 .map_err(|e| ProbeError::other(format!("attaching to kvm:{event}"), e))?;
             attached.push(name);
         }
+        let slots = slots::SlotView::map(&ebpf);
         Ok(Probe {
             ebpf,
             attached,
@@ -267,6 +271,7 @@ impl Probe {
             tracefs,
             _stats: stats,
             _lock: lock,
+            slots,
             logger,
             collector,
         })
@@ -274,7 +279,7 @@ impl Probe {
 
     /// Read every map now.
     pub fn sample(&self) -> anyhow::Result<Sample> {
-        read::sample(&self.ebpf, &self.attached)
+        read::sample(&self.ebpf, &self.attached, self.slots.as_ref())
     }
 
     pub fn ebpf(&self) -> &Ebpf {
@@ -289,10 +294,15 @@ impl Probe {
         self.collector.drain()
     }
 
+    /// Whether exits in flight are read through the mapped PSLOTS array.
+    pub fn slots_mapped(&self) -> bool {
+        self.slots.is_some()
+    }
+
     /// Delete every row of these (exited) processes so the maps do not fill up over days of
     /// VMs coming and going. Returns how many keys were removed.
     pub fn forget(&mut self, tgids: &[u32]) -> anyhow::Result<usize> {
-        read::forget(&mut self.ebpf, tgids)
+        read::forget(&mut self.ebpf, tgids, self.slots.as_ref())
     }
 }
 

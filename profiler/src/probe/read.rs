@@ -10,10 +10,10 @@ use aya::{
 };
 use profiler_common::{counter, ev, hist, HistKey, HistRow, Pending, StatKey, StatValue};
 
-use super::batch::read_all;
+use super::{batch::read_all, slots::SlotView};
 use crate::sample::{EvKey, EvStat, Hist, Key, ProgStat, Sample, Stat};
 
-pub fn sample(ebpf: &Ebpf, programs: &[&str]) -> anyhow::Result<Sample> {
+pub fn sample(ebpf: &Ebpf, programs: &[&str], slots: Option<&SlotView>) -> anyhow::Result<Sample> {
     let mono_ns = mono_ns();
     let mut s = Sample {
         mono_ns,
@@ -86,8 +86,13 @@ pub fn sample(ebpf: &Ebpf, programs: &[&str]) -> anyhow::Result<Sample> {
             *s.in_flight.entry(key).or_insert(0) += 1;
         }
     };
-    let (_, slots, _) = read_all::<u32, Pending>(ebpf, "PSLOTS_MAP", false)?;
-    slots.iter().for_each(&mut pending);
+    match slots {
+        Some(view) => view.for_each(|_, p| pending(p)),
+        None => {
+            let (_, slots, _) = read_all::<u32, Pending>(ebpf, "PSLOTS_MAP", false)?;
+            slots.iter().for_each(&mut pending);
+        }
+    }
     for name in ["PENDING", "UPENDING"] {
         let (_, vals, _) = read_all::<u32, Pending>(ebpf, name, false)?;
         vals.iter().for_each(&mut pending);
@@ -114,7 +119,7 @@ pub fn sample(ebpf: &Ebpf, programs: &[&str]) -> anyhow::Result<Sample> {
     Ok(s)
 }
 
-pub fn forget(ebpf: &mut Ebpf, tgids: &[u32]) -> anyhow::Result<usize> {
+pub fn forget(ebpf: &mut Ebpf, tgids: &[u32], view: Option<&SlotView>) -> anyhow::Result<usize> {
     if tgids.is_empty() {
         return Ok(0);
     }
@@ -149,13 +154,21 @@ pub fn forget(ebpf: &mut Ebpf, tgids: &[u32]) -> anyhow::Result<usize> {
             ebpf.map_mut("PSLOTS_MAP")
                 .context("PSLOTS_MAP map missing")?,
         )?;
-        let dead: Vec<u32> = (0..slots.len())
-            .filter(|&i| {
-                slots
-                    .get(&i, 0)
-                    .is_ok_and(|p| p.owner != 0 && tgids.contains(&p.tgid))
-            })
-            .collect();
+        let dead_slot = |p: &Pending| p.owner != 0 && tgids.contains(&p.tgid);
+        let dead: Vec<u32> = match view {
+            Some(v) => {
+                let mut d = Vec::new();
+                v.for_each(|i, p| {
+                    if dead_slot(p) {
+                        d.push(i as u32);
+                    }
+                });
+                d
+            }
+            None => (0..slots.len())
+                .filter(|&i| slots.get(&i, 0).is_ok_and(|p| dead_slot(&p)))
+                .collect(),
+        };
         for i in dead {
             let _ = slots.set(i, Pending::default(), 0);
         }

@@ -133,6 +133,7 @@ fn userspace_scale() -> Result<()> {
     let mut read = Vec::new();
     let mut compute = Vec::new();
     let mut prev: Option<Sample> = None;
+    let mut all = Vec::new();
     let mut keys = 0;
     for _ in 0..REPS {
         let t0 = Instant::now();
@@ -149,6 +150,7 @@ fn userspace_scale() -> Result<()> {
             compute.push(t1.elapsed());
             std::hint::black_box(v);
         }
+        all.push(s.clone());
         prev = Some(s);
     }
     if let Some(s) = &prev {
@@ -178,5 +180,53 @@ fn userspace_scale() -> Result<()> {
         "| sampler + model CPU at 1 s refresh | {:.2} % of a core | goal ≤ 1 % |",
         (r + c) / 10.0
     );
+    tui_cost(&names, &all, r)
+}
+
+/// What the TUI adds on the same host: a refresh (App::on_sample: the interval and
+/// since-start views plus advice) and drawing one frame into a TestBackend, per screen.
+fn tui_cost(names: &ExitNames, samples: &[Sample], read_ms: f64) -> Result<()> {
+    use kvmprof::tui::App;
+    use ratatui::{backend::TestBackend, crossterm::event::KeyCode, Terminal};
+    let mut app = App::new(names.clone(), "bench".into());
+    let mut refresh = Vec::new();
+    for (i, s) in samples.iter().enumerate() {
+        let s = s.clone();
+        let t = Instant::now();
+        app.on_sample(s);
+        if i > 0 {
+            refresh.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let refresh = median(refresh);
+    println!("| TUI refresh: App::on_sample (interval + since-start views, advice) | {refresh:.1} ms | median of {} |", samples.len() - 1);
+    println!(
+        "| TUI: sampler + refresh CPU at 1 s refresh | {:.2} % of a core | what `kvmprof` (top) costs on this host |",
+        (read_ms + refresh) / 10.0
+    );
+    let mut term = Terminal::new(TestBackend::new(200, 60))?;
+    let key = |app: &mut App, c: KeyCode| {
+        app.on_key(ratatui::crossterm::event::KeyEvent::from(c));
+    };
+    for (screen, keys) in [
+        ("VM list", &[][..]),
+        ("one VM (reasons, vCPUs)", &[KeyCode::Enter][..]),
+        ("drill-down (Enter on the first row)", &[KeyCode::Enter][..]),
+        ("histogram (Enter again)", &[KeyCode::Enter][..]),
+    ] {
+        for &k in keys {
+            key(&mut app, k);
+        }
+        let mut times = Vec::new();
+        for _ in 0..20 {
+            let t = Instant::now();
+            term.draw(|f| f.render_widget(&app, f.area()))?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        println!(
+            "| TUI frame: {screen}, 200×60 | {:.2} ms | median of 20; goal ≤ 16 ms |",
+            median(times)
+        );
+    }
     Ok(())
 }
