@@ -9,7 +9,7 @@ use crate::sample::Key;
 
 /// Which keys of the previous sample went away or changed, and which keys are new.
 /// Indices are into the previous sample's keys in order, gap-coded (most gaps are 0).
-#[derive(Serialize, Deserialize, Default, Debug)]
+#[derive(Serialize, Deserialize, Default, Debug, Clone)]
 pub(super) struct KeysDelta {
     gone: Vec<u32>,
     changed: Vec<u32>,
@@ -17,12 +17,12 @@ pub(super) struct KeysDelta {
     added: Vec<[i32; 4]>,
 }
 
-/// Walk two sorted maps together: `both(i, old, new)` for shared keys (i = index in `old`),
+/// Walk two sorted maps together: `both(i, key, old, new)` for shared keys (i = index in `old`),
 /// `gone(i)` for keys only in `old`, `added(key, new)` for keys only in `new`.
 fn merge_keys<'a, V>(
     old: &'a BTreeMap<Key, V>,
     new: &'a BTreeMap<Key, V>,
-    mut both: impl FnMut(u32, &'a V, &'a V),
+    mut both: impl FnMut(u32, &'a Key, &'a V, &'a V),
     mut gone: impl FnMut(u32),
     mut added: impl FnMut(&'a Key, &'a V),
 ) {
@@ -32,7 +32,7 @@ fn merge_keys<'a, V>(
         match (o.peek(), n.peek()) {
             (Some((i, (ok, ov))), Some((nk, nv))) => match ok.cmp(nk) {
                 std::cmp::Ordering::Equal => {
-                    both(*i as u32, ov, nv);
+                    both(*i as u32, ok, ov, nv);
                     o.next();
                     n.next();
                 }
@@ -105,29 +105,32 @@ fn key_undiff(d: &[i32; 4], last: &Key) -> Key {
     }
 }
 
-/// Encode keys of `new` against `old`; returns the delta and, in entry order, (old, new) value
-/// pairs to encode (old is None for added keys).
+/// A key to encode with its old value (None when added) and new value.
+pub(super) type Entry<'a, V> = (Key, Option<&'a V>, &'a V);
+
+/// Encode keys of `new` against `old`; returns the delta and, in entry order, (key, old, new)
+/// to encode (old is None for added keys).
 pub(super) fn encode_keys<'a, V: PartialEq>(
     old: &'a BTreeMap<Key, V>,
     new: &'a BTreeMap<Key, V>,
-) -> (KeysDelta, Vec<(Option<&'a V>, &'a V)>) {
+) -> (KeysDelta, Vec<Entry<'a, V>>) {
     let (mut gone, mut changed, mut added) = (vec![], vec![], vec![]);
     let (mut ch_vals, mut add_vals) = (vec![], vec![]);
     let mut last = Key::default();
     merge_keys(
         old,
         new,
-        |i, ov, nv| {
+        |i, k, ov, nv| {
             if ov != nv {
                 changed.push(i);
-                ch_vals.push((Some(ov), nv));
+                ch_vals.push((*k, Some(ov), nv));
             }
         },
         |i| gone.push(i),
         |k, nv| {
             added.push(key_diff(k, &last));
             last = *k;
-            add_vals.push((None, nv));
+            add_vals.push((*k, None, nv));
         },
     );
     ch_vals.extend(add_vals);

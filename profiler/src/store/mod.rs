@@ -1,6 +1,6 @@
 //! Recordings: raw cumulative samples on disk, replayed through the same model code as live.
 //!
-//! # File format (version 2; version 1 differs only in how histograms are coded, see codec.rs)
+//! # File format (version 2; version 1 differs in the frame body and the payload, see below)
 //! All integers in fixed fields are little-endian.
 //!
 //! ```text
@@ -10,19 +10,26 @@
 //! hdr_crc    u32      CRC32 of the header body
 //! header     postcard(Header)
 //! frame*     len u32 | crc u32 | body[len]      (crc = CRC32 of body)
-//!   body     kind u8 | raw_len u32 | zstd bytes
+//!   body     kind u8 | raw_len u32 | zstd_len u32 | zstd bytes[zstd_len] | coded bytes
+//!   (v1)     kind u8 | raw_len u32 | zstd bytes
 //! ```
 //! `kind` is KEY (a full sample), DELTA (the change from the previous frame's sample) or END
-//! (written by `Recorder::finish`; no payload). Payloads (`codec::Payload`, postcard) go through
-//! one streaming zstd compressor that is flushed after every frame, so each frame is decodable as
-//! soon as it is on disk, and restarted at every key frame, so a key frame and the deltas after it
-//! decode without anything before it. That makes seeking cost at most one key interval, and
-//! damage costs at most the rest of its key interval: the reader skips to the next key frame.
+//! (written by `Recorder::finish`; no payload). Payloads (`codec::Payload`, postcard, raw_len
+//! bytes) go through one streaming zstd compressor that is flushed after every frame, so each
+//! frame is decodable as soon as it is on disk, and restarted at every key frame, so a key frame
+//! and the deltas after it decode without anything before it. The coded bytes (format 2) are the
+//! noisy stat residuals, range coded (constriction, u32 words little-endian) with adaptive
+//! models that are reset at every key frame and finished per frame for the same two reasons
+//! (stats.rs, entropy.rs). That makes seeking cost at most one key interval, and damage costs
+//! at most the rest of its key interval: the reader skips to the next key frame.
 //! VM metadata travels inside the samples, and a delta carries a VM's entry only when it changed.
 
 mod codec;
+mod entropy;
 mod keys;
 mod reader;
+mod stats;
+mod v1;
 mod writer;
 
 #[cfg(test)]
@@ -47,8 +54,10 @@ const KIND_DELTA: u8 = 2;
 const KIND_END: u8 = 3;
 /// Frame prefix: body length and CRC.
 const FRAME_PREFIX: usize = 8;
-/// Body before the compressed bytes: kind and uncompressed length.
-const BODY_PREFIX: usize = 5;
+/// Body before the compressed bytes: kind, uncompressed length, zstd length.
+const BODY_PREFIX: usize = 9;
+/// Format 1 had no zstd length (the zstd bytes filled the body).
+const BODY_PREFIX_V1: usize = 5;
 /// Largest frame body or decoded payload accepted: bounds memory on damaged or hostile input.
 /// A 64 MiB payload is several hundred thousand keys, far beyond any host.
 const MAX_FRAME: usize = 64 << 20;

@@ -8,8 +8,8 @@ use std::{
 use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
 
 use super::{
-    codec, crc, u32_at, Header, StoreError, BODY_PREFIX, FORMAT_VERSION, FRAME_PREFIX, KIND_DELTA,
-    KIND_END, KIND_KEY, MAGIC, MAX_FRAME, MAX_HEADER,
+    codec, crc, stats::Models, u32_at, Header, StoreError, BODY_PREFIX, BODY_PREFIX_V1,
+    FORMAT_VERSION, FRAME_PREFIX, KIND_DELTA, KIND_END, KIND_KEY, MAGIC, MAX_FRAME, MAX_HEADER,
 };
 use crate::sample::Sample;
 
@@ -18,8 +18,10 @@ pub(super) struct FrameRef {
     offset: u64,
     pub(super) key: bool,
     raw_len: usize,
-    /// Compressed bytes within `Recording::data`.
+    /// Compressed payload within `Recording::data`.
     pub(super) zstd: Range<usize>,
+    /// Range-coded stat residuals within `Recording::data` (empty in format 1).
+    pub(super) coded: Range<usize>,
 }
 
 /// Why a frame could not be parsed at some offset.
@@ -29,10 +31,15 @@ enum Bad {
     Damaged(String),
 }
 
-fn parse_frame(data: &[u8], at: usize) -> Result<(u8, FrameRef, usize), Bad> {
+fn parse_frame(data: &[u8], at: usize, version: u32) -> Result<(u8, FrameRef, usize), Bad> {
+    let prefix = if version == 1 {
+        BODY_PREFIX_V1
+    } else {
+        BODY_PREFIX
+    };
     let len = u32_at(data, at).ok_or(Bad::Incomplete)? as usize;
     let want = u32_at(data, at + 4).ok_or(Bad::Incomplete)?;
-    if !(BODY_PREFIX..=MAX_FRAME).contains(&len) {
+    if !(prefix..=MAX_FRAME).contains(&len) {
         return Err(Bad::Damaged(format!("impossible frame length {len}")));
     }
     let start = at + FRAME_PREFIX;
@@ -45,28 +52,39 @@ fn parse_frame(data: &[u8], at: usize) -> Result<(u8, FrameRef, usize), Bad> {
     if !matches!(kind, KIND_KEY | KIND_DELTA | KIND_END) || raw_len > MAX_FRAME {
         return Err(Bad::Damaged(format!("unknown frame kind {kind}")));
     }
+    let (body_end, zstd_start) = (start + len, start + prefix);
+    let zstd_end = match version {
+        1 => body_end,
+        _ => zstd_start.saturating_add(u32_at(body, 5).unwrap_or(0) as usize),
+    };
+    if zstd_end > body_end {
+        return Err(Bad::Damaged("zstd length runs past the frame".into()));
+    }
     let f = FrameRef {
         offset: at as u64,
         key: kind == KIND_KEY,
         raw_len,
-        zstd: start + BODY_PREFIX..start + len,
+        zstd: zstd_start..zstd_end,
+        coded: zstd_end..body_end,
     };
     Ok((kind, f, start + len))
 }
 
 /// Next offset after `from` holding an intact key frame (where replay can resume).
-fn next_key_frame(data: &[u8], from: usize) -> Option<usize> {
-    (from..data.len().saturating_sub(FRAME_PREFIX + BODY_PREFIX))
+fn next_key_frame(data: &[u8], from: usize, version: u32) -> Option<usize> {
+    (from..data.len().saturating_sub(FRAME_PREFIX + BODY_PREFIX_V1))
         .filter(|&at| data[at + FRAME_PREFIX] == KIND_KEY)
-        .find(|&at| matches!(parse_frame(data, at), Ok((KIND_KEY, ..))))
+        .find(|&at| matches!(parse_frame(data, at, version), Ok((KIND_KEY, ..))))
 }
 
-/// Decoding state: the sample after frame `next - 1` and the decompressor positioned after it.
+/// Decoding state: the sample after frame `next - 1`, and the decompressor and range coder
+/// models positioned after it.
 #[derive(Default)]
 pub struct Cursor {
     next: usize,
     sample: Sample,
     zstd: Option<Decoder<'static>>,
+    models: Models,
 }
 
 impl Cursor {
@@ -80,6 +98,7 @@ impl Cursor {
         if f.key {
             self.zstd = Some(Decoder::new().map_err(|e| e.to_string())?);
             self.sample = Sample::default();
+            self.models = Models::default();
         }
         let z = self
             .zstd
@@ -102,7 +121,15 @@ impl Cursor {
         }
         let payload: codec::Payload =
             postcard::from_bytes(&raw).map_err(|e| format!("payload: {e}"))?;
-        codec::apply(&mut self.sample, &payload, version)
+        let coded = data.get(f.coded.clone()).ok_or("frame outside the file")?;
+        codec::apply(
+            &mut self.sample,
+            &payload,
+            coded,
+            version,
+            &mut self.models,
+            f.key,
+        )
     }
 }
 
@@ -158,7 +185,7 @@ impl Recording {
         let mut cur = Cursor::default();
         let mut group_ok = false;
         while at < data.len() {
-            let problem = match parse_frame(data, at) {
+            let problem = match parse_frame(data, at, self.version) {
                 Ok((KIND_END, _, end)) => {
                     self.finished = true;
                     if end < data.len() {
@@ -185,7 +212,7 @@ impl Recording {
                 Err(b) => b,
             };
             group_ok = false;
-            let next = next_key_frame(data, at + 1);
+            let next = next_key_frame(data, at + 1, self.version);
             let n = self.frames.len();
             self.warnings.push(match (problem, next) {
                 (Bad::Incomplete, None) => format!(

@@ -1,6 +1,6 @@
 use std::{collections::BTreeMap, path::Path};
 
-use super::*;
+use super::{stats::Models, *};
 use crate::sample::{Hist, Key, ProgStat, Sample, Stat, VmInfo};
 use crate::source::{replay::ReplaySource, Source};
 
@@ -185,6 +185,19 @@ fn round_trip_many_keys() {
     ));
 }
 
+/// A payload on its own (fresh models, as a key frame would have).
+fn encode(old: &Sample, new: &Sample) -> codec::Payload {
+    let mut m = Models::default();
+    codec::encode(old, new, &mut m, true).unwrap().0
+}
+
+/// Payload plus coded bytes of a frame, before zstd.
+fn encoded_len(old: &Sample, new: &Sample) -> usize {
+    let mut m = Models::default();
+    let (p, coded) = codec::encode(old, new, &mut m, true).unwrap();
+    postcard::to_stdvec(&p).unwrap().len() + coded.len()
+}
+
 #[test]
 fn key_frames_and_deltas() {
     let dir = tempfile::tempdir().unwrap();
@@ -199,14 +212,9 @@ fn key_frames_and_deltas() {
     // A delta carries only what changed: an idle interval costs a few bytes.
     let mut idle = samples[24].clone();
     idle.mono_ns += 1_000_000_000;
-    let p = postcard::to_stdvec(&codec::encode(&samples[24], &idle)).unwrap();
-    let full = postcard::to_stdvec(&codec::encode(&Sample::default(), &idle)).unwrap();
-    assert!(
-        p.len() < 48 && full.len() > 2000,
-        "{} vs {} bytes",
-        p.len(),
-        full.len()
-    );
+    let p = encoded_len(&samples[24], &idle);
+    let full = encoded_len(&Sample::default(), &idle);
+    assert!(p < 48 && full > 2000, "{p} vs {full} bytes");
     // Seeking across and within key intervals, in both directions.
     let mut cur = Cursor::default();
     for i in [24, 3, 4, 19, 10, 0, 25] {
@@ -251,8 +259,8 @@ fn vm_metadata_only_when_it_changes() {
     let mut g = Gen::new(2, 2, 2);
     let a = g.next();
     let b = g.next();
-    assert!(codec::encode(&a, &b).vms_set.is_empty());
-    assert_eq!(codec::encode(&Sample::default(), &b).vms_set.len(), 2);
+    assert!(encode(&a, &b).vms_set.is_empty());
+    assert_eq!(encode(&Sample::default(), &b).vms_set.len(), 2);
     let mut c = b.clone();
     c.vms.get_mut(&1000).unwrap().name = "renamed".into();
     c.vms.get_mut(&1001).unwrap().vcpu_threads.insert(99, 7);
@@ -262,7 +270,7 @@ fn vm_metadata_only_when_it_changes() {
         run_cnt: 1,
         run_time_ns: 2,
     });
-    let p = codec::encode(&b, &c);
+    let p = encode(&b, &c);
     assert_eq!(p.vms_set.len(), 2);
     let mut d = g.next();
     d.vms = c.vms.clone();
@@ -336,7 +344,7 @@ fn small_file(dir: &Path) -> (Vec<u8>, Vec<Sample>, Vec<usize>) {
     record(&path, &samples, 4, true);
     let data = std::fs::read(&path).unwrap();
     let rec = Recording::from_bytes("x", data.clone()).unwrap();
-    let ends = rec.frames.iter().map(|f| f.zstd.end).collect();
+    let ends = rec.frames.iter().map(|f| f.coded.end).collect();
     (data, samples, ends)
 }
 

@@ -8,8 +8,8 @@ use std::{
 };
 
 use super::{
-    codec, crc, Header, StoreError, BODY_PREFIX, FORMAT_VERSION, FRAME_PREFIX, KIND_DELTA,
-    KIND_END, KIND_KEY, MAGIC, MAX_FRAME,
+    codec, crc, stats::Models, Header, StoreError, BODY_PREFIX, FORMAT_VERSION, FRAME_PREFIX,
+    KIND_DELTA, KIND_END, KIND_KEY, MAGIC, MAX_FRAME,
 };
 use crate::sample::Sample;
 
@@ -45,6 +45,8 @@ pub struct Recorder {
     opts: RecorderOptions,
     /// Compressor of the current key interval; None until the first frame.
     zstd: Option<zstd::stream::write::Encoder<'static, Vec<u8>>>,
+    /// Range coder models of the current key interval.
+    models: Models,
     prev: Sample,
     since_key: u32,
     since_sync: u32,
@@ -91,6 +93,7 @@ impl Recorder {
             path,
             opts,
             zstd: None,
+            models: Models::default(),
             prev: Sample::default(),
             since_key: 0,
             since_sync: 0,
@@ -120,15 +123,24 @@ impl Recorder {
     /// recorder loses at most the sample it was writing.
     pub fn append(&mut self, s: &Sample) -> Result<(), StoreError> {
         let key = self.zstd.is_none() || self.since_key >= self.opts.key_every.max(1);
-        let payload = if key {
-            // A fresh compressor: the key interval decodes without anything before it.
+        let encoded = if key {
+            // Fresh compressor and models: the key interval decodes without anything before it.
             let enc = zstd::stream::write::Encoder::new(Vec::new(), self.opts.level)
                 .map_err(|e| self.encode_err(e))?;
             self.zstd = Some(enc);
+            self.models = Models::default();
             self.since_key = 0;
-            codec::encode(&Sample::default(), s)
+            codec::encode(&Sample::default(), s, &mut self.models, true)
         } else {
-            codec::encode(&self.prev, s)
+            codec::encode(&self.prev, s, &mut self.models, false)
+        };
+        // A failed encode leaves the models part-updated: start a new key interval next time.
+        let (payload, coded) = match encoded {
+            Ok(e) => e,
+            Err(e) => {
+                self.zstd = None;
+                return Err(self.encode_err(e));
+            }
         };
         let raw = postcard::to_stdvec(&payload).map_err(|e| self.encode_err(e))?;
         if raw.len() > MAX_FRAME {
@@ -143,15 +155,21 @@ impl Recorder {
             .map(|()| std::mem::take(z.get_mut()));
         let compressed = compressed.map_err(|e| self.encode_err(e))?;
         let kind = if key { KIND_KEY } else { KIND_DELTA };
-        self.write_frame(kind, raw.len() as u32, &compressed)?;
+        self.write_frame(kind, raw.len() as u32, &compressed, &coded)?;
         self.prev.clone_from(s);
         self.since_key += 1;
         self.frames += 1;
         Ok(())
     }
 
-    fn write_frame(&mut self, kind: u8, raw_len: u32, data: &[u8]) -> Result<(), StoreError> {
-        let len = BODY_PREFIX + data.len();
+    fn write_frame(
+        &mut self,
+        kind: u8,
+        raw_len: u32,
+        zstd: &[u8],
+        coded: &[u8],
+    ) -> Result<(), StoreError> {
+        let len = BODY_PREFIX + zstd.len() + coded.len();
         if len > MAX_FRAME {
             return Err(self.encode_err(format!("frame too large ({len} bytes)")));
         }
@@ -160,7 +178,9 @@ impl Recorder {
         out.extend_from_slice(&[0; 4]);
         out.push(kind);
         out.extend_from_slice(&raw_len.to_le_bytes());
-        out.extend_from_slice(data);
+        out.extend_from_slice(&(zstd.len() as u32).to_le_bytes());
+        out.extend_from_slice(zstd);
+        out.extend_from_slice(coded);
         let sum = crc(&out[FRAME_PREFIX..]);
         out[4..8].copy_from_slice(&sum.to_le_bytes());
         // One write per frame: a kill leaves whole frames plus at most one partial tail.
@@ -196,7 +216,7 @@ impl Recorder {
     /// Write the end marker and fsync. Dropping a Recorder without this loses nothing already
     /// appended; the file just reads as not finished.
     pub fn finish(mut self) -> Result<(), StoreError> {
-        self.write_frame(KIND_END, 0, &[])?;
+        self.write_frame(KIND_END, 0, &[], &[])?;
         self.file.sync_all().map_err(self.io_err("sync"))
     }
 }
