@@ -178,6 +178,26 @@ pub fn kvmprof_test(ctx: RawTracePointContext) -> u32 {
     0
 }
 
+/// Baselines for cost measurements on real exits (`--empty-probes`): the same field reads as
+/// `kvm_exit` / `kvm_entry`, no work.
+#[tracepoint]
+pub fn kvmprof_empty_exit(ctx: TracePointContext) -> u32 {
+    let o = offsets();
+    let mut acc = 0;
+    for off in [o.exit_reason, o.exit_isa, o.exit_vcpu_id] {
+        // SAFETY: as in read_u32.
+        acc ^= unsafe { ctx.read_at::<u32>(off as usize) }.unwrap_or(0);
+    }
+    (acc == u32::MAX) as u32
+}
+
+#[tracepoint]
+pub fn kvmprof_empty_entry(ctx: TracePointContext) -> u32 {
+    // SAFETY: as in read_u32.
+    let v = unsafe { ctx.read_at::<u32>(offsets().entry_vcpu_id as usize) }.unwrap_or(0);
+    (v == u32::MAX) as u32
+}
+
 /// Baseline for cost measurements: the same argument reads as `kvmprof_test`, no work.
 #[raw_tracepoint]
 pub fn kvmprof_empty(ctx: RawTracePointContext) -> u32 {

@@ -76,8 +76,10 @@ start_tool() {
   TP=
   case $1 in
   none) return 0 ;;
-  kvmprof)
-    ( /bin/kvmprof report --until-signal --format json --ready-file /tmp/run/ready \
+  kvmprof|kvmprof-empty)
+    flag=
+    [ "$1" = kvmprof-empty ] && flag=--empty-probes
+    ( /bin/kvmprof $flag report --until-signal --format json --ready-file /tmp/run/ready \
         > /tmp/run/out 2> /tmp/run/err &
       echo $! > /tmp/run/pid; wait $!; echo $? > /tmp/run/rc; times > /tmp/run/tool.times ) &
     ;;
@@ -98,7 +100,7 @@ start_tool() {
   [ -n "$TP" ] || return 1
   i=0
   case $1 in
-  kvmprof)
+  kvmprof|kvmprof-empty)
     while [ ! -e /tmp/run/ready ]; do
       kill -0 $TP 2>/dev/null || return 1
       i=$((i + 1)); [ $i -gt 3000 ] && return 1
@@ -150,7 +152,7 @@ stop_tool() {
 # The count of exits the tool reports, and the bytes it wrote; perf: also post-processing.
 tool_count() { # tool
   case $1 in
-  kvmprof) grep -m1 '"exits":' /tmp/run/out | tr -dc '0-9' ;;
+  kvmprof|kvmprof-empty) grep -m1 '"exits":' /tmp/run/out | tr -dc '0-9' ;;
   perf) # "Total Samples:N" (perf prints it on stderr, not always); else the Samples column's sum.
     t=$(sed -n 's/.*Total Samples:\([0-9]*\).*/\1/p' /tmp/run/report.txt | head -1)
     [ -n "$t" ] || t=$(awk '$2 ~ /^[0-9]+$/ && $3 ~ /%$/ { s += $2 } END { print s + 0 }' /tmp/run/report.txt)
@@ -158,6 +160,12 @@ tool_count() { # tool
   bpftrace)
     awk '/^\[/ { for (i = 2; i <= NF; i++) if ($i ~ /^\|/) { s += $(i - 1); break } } END { print s + 0 }' /tmp/run/out ;;
   esac
+}
+# kvmprof's JSON probe_cost as " pc_<program>=<events>:<ns per event>" (BPF run-time stats).
+probe_cost() {
+  awk -F'[:,]' '/"name":/ { gsub(/[" ]/, "", $2); n = $2 }
+    /"events":/ { gsub(/ /, "", $2); e = $2 }
+    /"ns_per_event":/ { gsub(/ /, "", $2); printf " pc_%s=%s:%s", n, e, $2 }' /tmp/run/out
 }
 tool_bytes() {
   case $1 in
@@ -216,6 +224,7 @@ run_one() {
     extra="$extra tool_cpu_s=$(times_s /tmp/run/tool.times) tool_run_ticks=$((t1 - t0)) tool_rc=$(cat /tmp/run/rc 2>/dev/null)"
     extra="$extra bytes=$(tool_bytes $tool) count=$(tool_count $tool)"
   fi
+  case $tool in kvmprof*) extra="$extra$(probe_cost)" ;; esac
   j=1
   while [ $j -le $nex ]; do
     res=$(grep -m1 '^RESULT' /tmp/run/ex$j.txt)
@@ -253,6 +262,17 @@ while [ $r -le $ROUNDS ]; do
   done
   r=$((r + 1))
 done
+# In-kernel cost on real exits: kvmprof's programs vs field-reading empty ones, alternating.
+case " $TOOLS " in *" kvmprof "*)
+  r=1
+  while [ $r -le 3 ]; do
+    for t in kvmprof-empty kvmprof; do
+      echo "bench: kcost round $r tool $t (uptime $(cut -d' ' -f1 /proc/uptime))"
+      run_one kcost $r $t ocrw 1
+    done
+    r=$((r + 1))
+  done ;;
+esac
 for t in $TOOLS; do
   echo "bench: loss tool $t (uptime $(cut -d' ' -f1 /proc/uptime))"
   run_one loss 1 $t crw 2

@@ -175,7 +175,7 @@ fn num(r: &Run, k: &str) -> Option<f64> {
     r.get(k).and_then(|v| v.parse::<f64>().ok())
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
+pub(crate) fn median(mut v: Vec<f64>) -> Option<f64> {
     v.retain(|x| x.is_finite());
     if v.is_empty() {
         return None;
@@ -393,6 +393,7 @@ pub fn tables(runs: &[Run]) -> String {
             );
         }
     }
+    out.push_str(&crate::bench_kcost::kcost_table(runs));
     out
 }
 

@@ -1,5 +1,6 @@
 //! Developer tasks: `cargo xtask <setup|run|test|vm-test>`.
 
+mod bench_kcost;
 mod bench_vm;
 mod setup;
 mod tasks;
@@ -33,9 +34,17 @@ enum Cmd {
         #[arg(long)]
         skip_vm: bool,
     },
-    /// Measure the probes' in-kernel cost and the sampler/model cost at scale (as root);
-    /// prints a table and writes BENCHMARKS.md.
-    Bench,
+    /// All benchmarks (as root): the host part (in-kernel cost through the test entry, sampler,
+    /// model and TUI at scale, recording size), then `bench-vm` (real exits in the nested-SVM
+    /// guest: in-kernel cost, guest impact, CPU, bytes, loss against perf and bpftrace).
+    /// Prints the tables and writes BENCHMARKS.md.
+    Bench {
+        /// Only the host part (no QEMU boot; a few seconds).
+        #[arg(long)]
+        host_only: bool,
+        #[command(flatten)]
+        vm: bench_vm::BenchVmArgs,
+    },
     /// Boot a Debian kernel under QEMU/TCG with nested AMD SVM and check kvmprof against the
     /// guest kernel's own hist-trigger counts.
     VmTest(vm::VmTestArgs),
@@ -63,7 +72,13 @@ fn run(cli: Cli) -> Result<()> {
             }
             tasks::test(skip_vm)
         }
-        Cmd::Bench => tasks::bench(),
+        Cmd::Bench { host_only, vm } => {
+            tasks::bench()?;
+            if host_only {
+                return Ok(());
+            }
+            bench_vm::bench_vm(&vm)
+        }
         Cmd::VmTest(args) => vm::vm_test(&args),
         Cmd::BenchVm(args) => bench_vm::bench_vm(&args),
     }

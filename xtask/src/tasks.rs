@@ -140,7 +140,7 @@ pub fn bench() -> Result<()> {
         "store_size",
     ]))?;
     out.push_str(
-        "\n## Recording size (`cargo run --release -p kvmprof --example store_size`)\n\n```\n",
+        "\n### Recording size (`cargo run --release -p kvmprof --example store_size`)\n\n```\n",
     );
     out.push_str(&size);
     out.push_str("```\n");

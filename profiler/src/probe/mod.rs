@@ -50,6 +50,9 @@ pub struct ProbeOptions {
     pub test_only: bool,
     /// Run even if another kvmprof already profiles this host.
     pub allow_concurrent: bool,
+    /// Benchmark baseline: attach programs that only read kvm_exit's / kvm_entry's fields and
+    /// collect nothing (their BPF run time is the "empty" cost on real exits).
+    pub empty_probes: bool,
 }
 
 /// HIST map capacity per STATS key (octaves a key may hit on average before HIST fills up).
@@ -65,6 +68,7 @@ impl Default for ProbeOptions {
             max_keys: 16384,
             test_only: false,
             allow_concurrent: false,
+            empty_probes: false,
         }
     }
 }
@@ -226,8 +230,23 @@ impl Probe {
                 attached.push(name);
             }
         }
+        if opts.empty_probes && !opts.test_only {
+            for (name, event) in [
+                ("kvmprof_empty_exit", "kvm_exit"),
+                ("kvmprof_empty_entry", "kvm_entry"),
+            ] {
+                if !tracefs.join("events/kvm").join(event).is_dir() {
+                    return Err(ProbeError::NoKvmTracepoints(tracefs.join("events/kvm")));
+                }
+                let prog: &mut TracePoint = program(&mut ebpf, name)?;
+                prog.load().map_err(|e| verifier(name, e))?;
+                prog.attach("kvm", event)
+                    .map_err(|e| ProbeError::other(format!("attaching to kvm:{event}"), e))?;
+                attached.push(name);
+            }
+        }
         for (name, category, event, required) in TRACEPOINTS {
-            if opts.test_only {
+            if opts.test_only || opts.empty_probes {
                 break;
             }
             let dir = tracefs.join("events").join(category).join(event);
@@ -245,7 +264,7 @@ impl Probe {
             attached.push(name);
         }
         for (name, event) in ev::PROGRAMS {
-            if opts.test_only {
+            if opts.test_only || opts.empty_probes {
                 break;
             }
             let slots = ev_slots(event);

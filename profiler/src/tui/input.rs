@@ -75,7 +75,10 @@ impl App {
                 }
             }
             KeyCode::Char('s') => self.sort = self.sort.next(),
-            KeyCode::Char('t') => self.since_start = !self.since_start,
+            KeyCode::Char('t') => {
+                self.since_start = !self.since_start;
+                self.recompute();
+            }
             KeyCode::Char('r') => {
                 // Reset, like kvm_stat: "since start" restarts from now.
                 self.baseline = self.last.clone();

@@ -238,9 +238,13 @@ impl App {
         let empty = Sample::default();
         // First sample: counts since attach, no rates yet.
         let older = self.prev.as_ref().unwrap_or(&empty);
+        // The interval view feeds the sparklines too; the since-start one only its screen, and
+        // each is a full model pass (~15 ms at 40k rows), so it waits until `t` asks for it.
         self.interval_view = model::compute(older, last, &self.names);
-        let base = self.baseline.as_ref().unwrap_or(&empty);
-        self.total_view = model::compute(base, last, &self.names);
+        if self.since_start {
+            let base = self.baseline.as_ref().unwrap_or(&empty);
+            self.total_view = model::compute(base, last, &self.names);
+        }
     }
 
     fn view(&self) -> &View {
