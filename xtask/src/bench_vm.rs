@@ -237,6 +237,8 @@ pub fn tables(runs: &[Run]) -> String {
          |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let mut cpu_total: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+    // tool → (CPU s per second of guest run, CPU s per exit incl. post-processing)
+    let mut run_cost: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
     for tool in TOOLS {
         let rs: Vec<&&Run> = impact
             .iter()
@@ -282,6 +284,9 @@ pub fn tables(runs: &[Run]) -> String {
         let total = cpu.map(|c| c + post.unwrap_or(0.0));
         if let (Some(t), Some(c)) = (total, cpu_run) {
             cpu_total.insert(tool, (t, c + post.unwrap_or(0.0)));
+            if let Some(r) = rate.filter(|r| *r > 0.0) {
+                run_cost.insert(tool, (c / (exits / r), (c + post.unwrap_or(0.0)) / exits));
+            }
         }
         let ratio_s = if *tool == "none" {
             "1".to_string()
@@ -331,6 +336,21 @@ pub fn tables(runs: &[Run]) -> String {
             p.1,
             k.1
         );
+        if let (Some(kc), Some(pc)) = (run_cost.get("kvmprof"), run_cost.get("perf")) {
+            // kvmprof's cost follows time (one map read per interval), perf's follows exits.
+            let _ = writeln!(
+                out,
+                "\nWhat scales: kvmprof {:.1} ms CPU per second of guest run, whatever the exit \
+                 rate; perf {:.1} µs per exit. perf ÷ kvmprof at R exits/s = R × {:.1} µs ÷ {:.1} ms: \
+                 ≥ 20× from {:.0} exits/s on (the harness's emulated guest reaches {:.0}).",
+                kc.0 * 1e3,
+                pc.1 * 1e6,
+                pc.1 * 1e6,
+                kc.0 * 1e3,
+                20.0 * kc.0 / pc.1.max(1e-12),
+                base_by_round.values().copied().fold(0.0, f64::max),
+            );
+        }
     }
 
     let loss: Vec<&Run> = runs

@@ -199,7 +199,7 @@ fn tui_cost(names: &ExitNames, samples: &[Sample], read_ms: f64) -> Result<()> {
         }
     }
     let refresh = median(refresh);
-    println!("| TUI refresh: App::on_sample (interval + since-start views, advice) | {refresh:.1} ms | median of {} |", samples.len() - 1);
+    println!("| TUI refresh: App::on_sample (the interval view; since-start and advice views are computed only while shown) | {refresh:.1} ms | median of {} |", samples.len() - 1);
     println!(
         "| TUI: sampler + refresh CPU at 1 s refresh | {:.2} % of a core | what `kvmprof` (top) costs on this host |",
         (read_ms + refresh) / 10.0
