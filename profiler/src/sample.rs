@@ -59,49 +59,79 @@ impl Hist {
     }
 
     pub fn add(&mut self, other: &Hist) {
-        for &(b, c) in &other.buckets {
-            match self.buckets.binary_search_by_key(&b, |(i, _)| *i) {
-                Ok(i) => self.buckets[i].1 += c,
-                Err(i) => self.buckets.insert(i, (b, c)),
+        if other.buckets.is_empty() {
+            return;
+        }
+        if self.buckets.is_empty() {
+            self.buckets.clone_from(&other.buckets);
+            return;
+        }
+        // One merge of two sorted lists (the model adds thousands of histograms a refresh).
+        let (a, b) = (&self.buckets, &other.buckets);
+        let mut out = Vec::with_capacity(a.len().max(b.len()) + 4);
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            let ((ab, ac), (bb, bc)) = (a[i], b[j]);
+            if ab == bb {
+                out.push((ab, ac + bc));
+                i += 1;
+                j += 1;
+            } else if ab < bb {
+                out.push((ab, ac));
+                i += 1;
+            } else {
+                out.push((bb, bc));
+                j += 1;
             }
         }
+        out.extend_from_slice(&a[i..]);
+        out.extend_from_slice(&b[j..]);
+        self.buckets = out;
     }
 
     /// `self - older`, bucket by bucket (saturating: a reset map never yields negatives).
     pub fn since(&self, older: &Hist) -> Hist {
-        let buckets = self
-            .buckets
-            .iter()
-            .filter_map(|&(b, c)| {
-                let old = older
-                    .buckets
-                    .binary_search_by_key(&b, |(i, _)| *i)
-                    .map(|i| older.buckets[i].1)
-                    .unwrap_or(0);
-                let d = c.saturating_sub(old);
-                (d != 0).then_some((b, d))
-            })
-            .collect();
+        let mut buckets = Vec::with_capacity(self.buckets.len());
+        let mut old = older.buckets.iter().peekable();
+        for &(b, c) in &self.buckets {
+            while old.next_if(|(ob, _)| *ob < b).is_some() {}
+            let o = old.next_if(|(ob, _)| *ob == b).map_or(0, |(_, oc)| *oc);
+            let d = c.saturating_sub(o);
+            if d != 0 {
+                buckets.push((b, d));
+            }
+        }
         Hist { buckets }
     }
 
     /// Value at quantile `q` (0..=1): the midpoint of the bucket holding that rank, which is
     /// within 1/16 of any value in the bucket. None when empty.
     pub fn quantile(&self, q: f64) -> Option<u64> {
+        self.quantiles([q])[0]
+    }
+
+    /// Several quantiles (ascending or not) in one pass over the buckets.
+    pub fn quantiles<const N: usize>(&self, qs: [f64; N]) -> [Option<u64>; N] {
         let total = self.total();
+        let mut out = [None; N];
         if total == 0 {
-            return None;
+            return out;
         }
-        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let ranks = qs.map(|q| ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1));
         let mut seen = 0;
         for &(b, c) in &self.buckets {
             seen += c;
-            if seen >= rank {
-                let (lo, hi) = (hist::lower(b as usize), hist::upper(b as usize));
-                return Some(if hi - lo <= 1 { lo } else { lo + (hi - lo) / 2 });
+            for (o, &rank) in out.iter_mut().zip(&ranks) {
+                if o.is_none() && seen >= rank {
+                    let (lo, hi) = (hist::lower(b as usize), hist::upper(b as usize));
+                    *o = Some(if hi - lo <= 1 { lo } else { lo + (hi - lo) / 2 });
+                }
+            }
+            if out.iter().all(Option::is_some) {
+                break;
             }
         }
-        None
+        out
     }
 
     /// Lowest and highest bucket bounds with any count: interval min/max when only cumulative
@@ -246,6 +276,51 @@ mod tests {
         let mut back = a.clone();
         back.add(&d);
         assert_eq!(back, b);
+    }
+
+    /// The linear merges agree with adding bucket by bucket in a map, on uneven overlaps.
+    #[test]
+    fn merges_match_a_map() {
+        let mut seed = 7u64;
+        let mut rand = |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for _ in 0..200 {
+            let (mut a, mut b) = (Hist::default(), Hist::default());
+            for _ in 0..rand(30) {
+                a.record(rand(1 << 20), 1 + rand(50));
+            }
+            for _ in 0..rand(30) {
+                b.record(rand(1 << 20), 1 + rand(50));
+            }
+            let mut want = std::collections::BTreeMap::new();
+            for &(i, c) in a.buckets.iter().chain(&b.buckets) {
+                *want.entry(i).or_insert(0u64) += c;
+            }
+            let mut sum = a.clone();
+            sum.add(&b);
+            assert_eq!(sum.buckets, want.into_iter().collect::<Vec<_>>());
+            assert_eq!(sum.since(&a), b);
+            // One pass for several quantiles = the bucket where each rank falls.
+            let total = sum.total();
+            let got = sum.quantiles([0.999, 0.5]);
+            for (q, g) in [0.999, 0.5].into_iter().zip(got) {
+                let rank = ((q * total as f64).ceil() as u64).max(1);
+                let mut seen = 0;
+                let at = sum.buckets.iter().find(|(_, c)| {
+                    seen += c;
+                    seen >= rank
+                });
+                assert_eq!(g.is_some(), at.is_some());
+                if let (Some(g), Some(&(bk, _))) = (g, at) {
+                    let bk = bk as usize;
+                    assert!(hist::lower(bk) <= g && g < hist::upper(bk).max(hist::lower(bk) + 1));
+                }
+            }
+        }
     }
 
     #[test]

@@ -306,11 +306,10 @@ fn rows(items: impl Iterator<Item = (u32, u32, Delta)>, names: &ExitNames, secs:
         .map(|((isa, reason), d)| {
             let (min_ns, max_ns) = d.range.unwrap_or((0, 0));
             // Bucket midpoints can overshoot the exact extremes: keep them inside.
-            let q = |p: f64| {
-                d.hist
-                    .quantile(p)
-                    .map_or(0, |v| v.clamp(min_ns, max_ns.max(min_ns)))
-            };
+            let [p50, p99, p999] = d
+                .hist
+                .quantiles([0.5, 0.99, 0.999])
+                .map(|v| v.map_or(0, |v| v.clamp(min_ns, max_ns.max(min_ns))));
             Row {
                 isa,
                 isa_name: crate::decode::isa_name(isa).into(),
@@ -336,9 +335,9 @@ fn rows(items: impl Iterator<Item = (u32, u32, Delta)>, names: &ExitNames, secs:
                 } else {
                     0.0
                 },
-                p50_ns: q(0.5),
-                p99_ns: q(0.99),
-                p999_ns: q(0.999),
+                p50_ns: p50,
+                p99_ns: p99,
+                p999_ns: p999,
                 hist: d.hist,
             }
         })

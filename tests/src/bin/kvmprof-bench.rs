@@ -136,8 +136,8 @@ fn kernel_cost() -> Result<()> {
     Ok(())
 }
 
-/// 4. Sampler + model time per refresh on a synthetic big host: 64 VMs × 16 vCPUs × 40 reasons,
-/// every row changing between refreshes.
+/// Item 4: sampler + model time per refresh on a synthetic big host, 64 VMs × 16 vCPUs ×
+/// 40 reasons, every row changing between refreshes.
 fn userspace_scale() -> Result<()> {
     let p = Probe::load(&ProbeOptions {
         test_only: true,
