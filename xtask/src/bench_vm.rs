@@ -108,7 +108,15 @@ fn boot(
         tools.join(",")
     );
     let mut child = Command::new("qemu-system-x86_64")
-        .args(["-accel", "tcg", "-cpu", "max", "-m", &args.memory])
+        // Single-threaded TCG: see vm.rs (multi-threaded TCG races the guest's code patching).
+        .args([
+            "-accel",
+            "tcg,thread=single",
+            "-cpu",
+            "max",
+            "-m",
+            &args.memory,
+        ])
         .args(["-smp", "2", "-nographic", "-no-reboot"])
         .arg("-kernel")
         .arg(kroot.join(format!("boot/vmlinuz-{ver}")))

@@ -139,8 +139,12 @@ fn boot(kroot: &Path, ver: &str, initrd: &Path, args: &VmTestArgs, log: &Path) -
     );
     let mut qemu = Command::new("qemu-system-x86_64");
     qemu.args([
+        // One host thread for both vCPUs: with multi-threaded TCG, the guest kernel's live code
+        // patching (text_poke with int3, e.g. KVM toggling the preempt-notifier static key in
+        // __schedule on every VM create/destroy) races with the other vCPU's cached translation
+        // and the guest dies of an unhandled int3 now and then. Single-threaded TCG cannot race.
         "-accel",
-        "tcg",
+        "tcg,thread=single",
         "-cpu",
         "max",
         "-m",
