@@ -27,17 +27,22 @@ pub fn sample(ebpf: &Ebpf, programs: &[&str], slots: Option<&SlotView>) -> anyho
     // Batched: a handful of syscalls for all rows (get_next_key + lookup would be two a row).
     let (keys, vals, cpus) = read_all::<StatKey, StatValue>(ebpf, "STATS", true)?;
     let (hkeys, hvals, hcpus) = read_all::<HistKey, HistRow>(ebpf, "HIST", true)?;
-    // Spilled octaves by key (rare: only keys that hit more octaves than fit inline).
-    let mut spilled: std::collections::HashMap<StatKey, Vec<(u32, &[HistRow])>> =
-        Default::default();
-    for (k, per_cpu) in hkeys.iter().zip(hvals.chunks_exact(hcpus.max(1))) {
-        spilled.entry(k.key).or_default().push((k.row, per_cpu));
-    }
+    // Both walked in key order, so each key's spilled octaves are found by a merge, not a
+    // map of small vectors (tens of thousands a refresh when latencies spread).
+    let hcpus = hcpus.max(1);
+    let mut spill: Vec<(Key, usize)> = (hkeys.iter().enumerate())
+        .map(|(i, k)| (Key::from(k.key), i))
+        .collect();
+    spill.sort_unstable_by_key(|&(k, i)| (k, hkeys[i].row));
+    let mut order: Vec<(Key, usize)> = (keys.iter().enumerate())
+        .map(|(i, k)| (Key::from(*k), i))
+        .collect();
+    order.sort_unstable_by_key(|&(k, _)| k);
+    let mut next = spill.iter().peekable();
     let mut buckets: Vec<(u16, u64)> = Vec::new();
-    // Collected, then built in one go: inserting hash-ordered keys one by one into the
-    // BTreeMap cost more than the folding itself at 40k rows.
-    let mut folded = Vec::with_capacity(keys.len());
-    for (k, per_cpu) in keys.iter().zip(vals.chunks_exact(cpus)) {
+    let mut folded = Vec::with_capacity(order.len());
+    for (key, i) in order {
+        let per_cpu = &vals[i * cpus..(i + 1) * cpus];
         let mut st = fold(per_cpu);
         buckets.clear();
         for v in per_cpu.iter().filter(|v| v.count != 0) {
@@ -48,17 +53,18 @@ pub fn sample(ebpf: &Ebpf, programs: &[&str], slots: Option<&SlotView>) -> anyho
             }
         }
         // A HIST row without its STATS key is being forgotten: its stats are gone already.
-        for (row, rows) in spilled.get(k).map(Vec::as_slice).unwrap_or_default() {
-            push_row(&mut buckets, *row as usize, |i| {
+        while next.next_if(|(k, _)| *k < key).is_some() {}
+        while let Some((_, h)) = next.next_if(|(k, _)| *k == key) {
+            let rows = &hvals[h * hcpus..(h + 1) * hcpus];
+            push_row(&mut buckets, hkeys[*h].row as usize, |i| {
                 rows.iter().map(|r| r.n[i]).sum()
             });
         }
         st.hist = Hist {
             buckets: merge_sorted(&mut buckets),
         };
-        folded.push((Key::from(*k), st));
+        folded.push((key, st));
     }
-    folded.sort_unstable_by_key(|(k, _)| *k);
     s.stats = folded.into_iter().collect();
 
     let evidence: PerCpuHashMap<_, ev::EvKey, ev::EvValue> =
