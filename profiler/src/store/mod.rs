@@ -28,12 +28,15 @@ mod codec;
 mod entropy;
 mod keys;
 mod reader;
+mod scan;
 mod stats;
 mod v1;
 mod writer;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_scan;
 
 use std::path::PathBuf;
 

@@ -161,7 +161,7 @@ fn gen_samples(n: usize, vms: u32, vcpus: u32, reasons: u32) -> Vec<Sample> {
     (0..n).map(|_| g.next()).collect()
 }
 
-fn read_all(rec: &Recording) -> Vec<Sample> {
+pub(super) fn read_all(rec: &Recording) -> Vec<Sample> {
     rec.samples().collect::<Result<_, _>>().unwrap()
 }
 
@@ -338,7 +338,7 @@ fn empty_recording() {
 }
 
 /// A small recording and the end offset of each frame.
-fn small_file(dir: &Path) -> (Vec<u8>, Vec<Sample>, Vec<usize>) {
+pub(super) fn small_file(dir: &Path) -> (Vec<u8>, Vec<Sample>, Vec<usize>) {
     let path = dir.join("small.kvmprof");
     let samples = gen_samples(9, 1, 2, 3);
     record(&path, &samples, 4, true);
