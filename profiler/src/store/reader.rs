@@ -185,14 +185,22 @@ impl Recording {
     /// Index every frame from `start`, decoding each once so later reads cannot fail. The
     /// decoding runs first, one key interval per thread (intervals decode independently; a
     /// VM-hour takes ~1.8 s on one core); the walk then replays the exact sequential logic with
-    /// each frame's verdict looked up.
+    /// each frame's verdict looked up. A key frame the first pass did not see (found by the
+    /// resynchronising byte search after damage) is decoded there and then.
     fn scan(&mut self, start: usize) {
         let (data, version) = (&self.data[..], self.version);
         let all = scan::walk(data, &self.path, version, start, |_| Ok(()));
-        let failed =
+        let (decoded, failed) =
             scan::decode_intervals(&all.frames, &all.keys, |cur, f| cur.step(data, f, version));
+        let mut live: Option<Cursor> = None;
         let w = scan::walk(data, &self.path, version, start, |f| {
-            failed.get(&f.offset).map_or(Ok(()), |why| Err(why.clone()))
+            if f.key {
+                live = (!decoded.contains(&f.offset)).then(Cursor::default);
+            }
+            match live.as_mut() {
+                Some(cur) => cur.step(data, f, version),
+                None => failed.get(&f.offset).map_or(Ok(()), |why| Err(why.clone())),
+            }
         });
         (self.frames, self.keys, self.warnings, self.finished) =
             (w.frames, w.keys, w.warnings, w.finished);

@@ -3,7 +3,7 @@
 //! over the cores.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::atomic::{AtomicUsize, Ordering},
     sync::Mutex,
 };
@@ -13,13 +13,14 @@ use std::path::Path;
 use super::reader::{next_key_frame, parse_frame, Bad, Cursor, FrameRef};
 use super::KIND_END;
 
-/// The first frame that fails to decode in each key interval (offset → why); an interval stops
-/// at its first failure, as a sequential reader would.
+/// Decode every key interval: the offsets of the key frames whose intervals were decoded, and
+/// the first frame that fails in each (offset → why); an interval stops at its first failure,
+/// as a sequential reader would.
 pub(super) fn decode_intervals(
     frames: &[FrameRef],
     keys: &[usize],
     step: impl Fn(&mut Cursor, &FrameRef) -> Result<(), String> + Sync,
-) -> HashMap<u64, String> {
+) -> (HashSet<u64>, HashMap<u64, String>) {
     let intervals: Vec<&[FrameRef]> = (0..keys.len())
         .map(|i| &frames[keys[i]..keys.get(i + 1).copied().unwrap_or(frames.len())])
         .collect();
@@ -51,7 +52,15 @@ pub(super) fn decode_intervals(
         }
         work();
     });
-    failed.into_inner().unwrap_or_else(|e| e.into_inner())
+    let decoded = intervals
+        .iter()
+        .filter_map(|i| i.first())
+        .map(|f| f.offset)
+        .collect();
+    (
+        decoded,
+        failed.into_inner().unwrap_or_else(|e| e.into_inner()),
+    )
 }
 
 /// What a pass over the frames found.

@@ -50,3 +50,15 @@ fn undecodable_frames_skip_to_the_next_key_frame() {
         }
     }
 }
+
+/// Found by the fuzzer: after damage the byte search resynchronises on a key frame the framing
+/// pass never saw (it sat inside another frame), so no verdict exists for its interval; it must
+/// be decoded on the spot, and every frame the reader keeps must decode.
+#[test]
+fn key_frames_found_by_resynchronising_are_decoded_too() {
+    let bytes = include_bytes!("fixtures/resync-hidden-key-frame.bin").to_vec();
+    let rec = Recording::from_bytes("fuzz.kvmprof", bytes).unwrap();
+    for (i, s) in rec.samples().enumerate() {
+        s.unwrap_or_else(|e| panic!("sample {i} of {}: {e}", rec.len()));
+    }
+}
