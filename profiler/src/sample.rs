@@ -154,6 +154,22 @@ pub struct Stat {
     pub hist: Hist,
 }
 
+impl Stat {
+    /// Adds `n` exits that took `ns` each, as the kernel would: for samples built by hand
+    /// (tests, benchmarks).
+    pub fn record(&mut self, ns: u64, n: u64) {
+        self.min_ns = if self.count == 0 {
+            ns
+        } else {
+            self.min_ns.min(ns)
+        };
+        self.count += n;
+        self.sum_ns += n * ns;
+        self.max_ns = self.max_ns.max(ns);
+        self.hist.record(ns, n);
+    }
+}
+
 /// One BPF program's run-time statistics (kernel.bpf_stats_enabled).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProgStat {

@@ -10,7 +10,7 @@ use kvmprof::{
     check::{self, CheckReport, Status, Thresholds},
     decode::ExitNames,
     model::{compute, View},
-    sample::{Key, Sample, Stat, VmInfo},
+    sample::{Key, Sample, VmInfo},
 };
 
 /// JUnit as Jenkins and Ant read it, restricted to what kvmprof writes: one `<testsuite>` per
@@ -159,15 +159,7 @@ fn step(base: &Sample, mono_ms: u64, add: &[(u32, &str, u32, u32, u64, u64)]) ->
             isa: profiler_common::ISA_VMX,
             reason,
         };
-        let st = s.stats.entry(k).or_insert(Stat {
-            min_ns: u64::MAX,
-            ..Default::default()
-        });
-        st.count += n;
-        st.sum_ns += n * ns;
-        st.min_ns = st.min_ns.min(ns);
-        st.max_ns = st.max_ns.max(ns);
-        st.hist.record(ns, n);
+        s.stats.entry(k).or_default().record(ns, n);
         s.vms.insert(
             pid,
             VmInfo {

@@ -7,7 +7,7 @@ use crate::{
     advice::Severity,
     decode::ExitNames,
     model::{compute, View},
-    sample::{Key, Sample, Stat, VmInfo},
+    sample::{Key, Sample, VmInfo},
 };
 
 const MS: u64 = 1_000_000;
@@ -26,15 +26,7 @@ fn step(base: &Sample, mono_ms: u64, add: &[(u32, u32, u32, u32, u64, u64)]) -> 
             isa,
             reason,
         };
-        let st = s.stats.entry(k).or_insert(Stat {
-            min_ns: u64::MAX,
-            ..Default::default()
-        });
-        st.count += n;
-        st.sum_ns += n * ns;
-        st.min_ns = st.min_ns.min(ns);
-        st.max_ns = st.max_ns.max(ns);
-        st.hist.record(ns, n);
+        s.stats.entry(k).or_default().record(ns, n);
         s.vms.entry(pid).or_insert_with(|| VmInfo {
             pid,
             name: match pid {

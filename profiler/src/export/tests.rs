@@ -15,7 +15,7 @@ use crate::{
     check::{AdviceItem, AdviceSummary},
     decode::ExitNames,
     model::compute,
-    sample::{Key, ProgStat, Sample, Stat, VmInfo},
+    sample::{Key, ProgStat, Sample, VmInfo},
     source::FakeSource,
 };
 
@@ -77,15 +77,7 @@ fn key(tgid: u32, vcpu: u32, reason: u32) -> Key {
 
 /// Adds `n` exits of `ns` to `k`.
 fn bump(s: &mut Sample, k: Key, n: u64, ns: u64) {
-    let st = s.stats.entry(k).or_insert(Stat {
-        min_ns: u64::MAX,
-        ..Default::default()
-    });
-    st.count += n;
-    st.sum_ns += n * ns;
-    st.min_ns = st.min_ns.min(ns);
-    st.max_ns = st.max_ns.max(ns);
-    st.hist.record(ns, n);
+    s.stats.entry(k).or_default().record(ns, n);
 }
 
 fn vm(s: &mut Sample, pid: u32, name: &str) {

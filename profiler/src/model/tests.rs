@@ -21,15 +21,8 @@ fn key(tgid: u32, vcpu: u32, isa: u32, reason: u32) -> Key {
 
 /// A stat holding `n` exits of `ns` each on top of `base`.
 fn add(base: Option<&Stat>, n: u64, ns: u64) -> Stat {
-    let mut s = base.cloned().unwrap_or(Stat {
-        min_ns: u64::MAX,
-        ..Default::default()
-    });
-    s.count += n;
-    s.sum_ns += n * ns;
-    s.min_ns = s.min_ns.min(ns);
-    s.max_ns = s.max_ns.max(ns);
-    s.hist.record(ns, n);
+    let mut s = base.cloned().unwrap_or_default();
+    s.record(ns, n);
     s
 }
 

@@ -7,29 +7,19 @@
 use profiler_common::{ev, ISA_VMX};
 
 use super::*;
-use crate::sample::{EvKey, EvStat, Key, Stat, VmInfo};
+use crate::sample::{EvKey, EvStat, Key, VmInfo};
 
 pub(super) const SEC: u64 = 1_000_000_000;
 
 /// `n` exits of `ns` each added to `s`.
 pub(super) fn add(s: &mut Sample, tgid: u32, vcpu: u32, isa: u32, reason: u32, n: u64, ns: u64) {
-    let st = s
-        .stats
-        .entry(Key {
-            tgid,
-            vcpu,
-            isa,
-            reason,
-        })
-        .or_insert_with(|| Stat {
-            min_ns: u64::MAX,
-            ..Default::default()
-        });
-    st.count += n;
-    st.sum_ns += n * ns;
-    st.min_ns = st.min_ns.min(ns);
-    st.max_ns = st.max_ns.max(ns);
-    st.hist.record(ns, n);
+    let k = Key {
+        tgid,
+        vcpu,
+        isa,
+        reason,
+    };
+    s.stats.entry(k).or_default().record(ns, n);
 }
 
 pub(super) fn vm(s: &mut Sample, pid: u32, name: &str) {

@@ -10,7 +10,7 @@ use ratatui::{backend::TestBackend, Terminal};
 use super::{Action, App};
 use crate::{
     decode::ExitNames,
-    sample::{Key, ProgStat, Sample, Stat, VmInfo},
+    sample::{Key, ProgStat, Sample, VmInfo},
     source::{FakeSource, Source},
 };
 
@@ -70,21 +70,14 @@ pub(super) fn fixture(n: u64) -> Vec<Sample> {
         let mut exits = 0;
         for k in &KEYS {
             let c = k.4 * (10 + (i % 3) * 5) / 10;
-            let st = s.stats.entry(key(k)).or_insert(Stat {
-                min_ns: u64::MAX,
-                ..Default::default()
-            });
+            let st = s.stats.entry(key(k)).or_default();
             for (share, mul) in [(70, 1), (20, 2), (9, 4), (1, 20)] {
                 let m = c * share / 100;
                 if m == 0 {
                     continue;
                 }
                 let ns = k.5 * mul;
-                st.count += m;
-                st.sum_ns += m * ns;
-                st.min_ns = st.min_ns.min(ns);
-                st.max_ns = st.max_ns.max(ns);
-                st.hist.record(ns, m);
+                st.record(ns, m);
                 exits += m;
             }
         }
