@@ -348,11 +348,19 @@ pub(super) fn small_file(dir: &Path) -> (Vec<u8>, Vec<Sample>, Vec<usize>) {
     (data, samples, ends)
 }
 
+/// Where each frame of `small_file` starts: after the header, then where the previous ended.
+pub(super) fn frame_starts(data: &[u8], ends: &[usize]) -> Vec<usize> {
+    let header_end = MAGIC.len() + 12 + u32_at(data, 12).unwrap() as usize;
+    std::iter::once(header_end)
+        .chain(ends.iter().copied())
+        .collect()
+}
+
 #[test]
 fn truncation_at_every_offset() {
     let dir = tempfile::tempdir().unwrap();
     let (data, samples, ends) = small_file(dir.path());
-    let header_end = MAGIC.len() + 12 + u32_at(&data, 12).unwrap() as usize;
+    let header_end = frame_starts(&data, &ends)[0];
     for cut in 0..data.len() {
         match Recording::from_bytes("cut.kvmprof", data[..cut].to_vec()) {
             Err(e) => assert!(cut < header_end, "cut {cut}: {e}"),
@@ -387,11 +395,8 @@ fn truncation_at_every_offset() {
 fn bit_flips_in_the_middle() {
     let dir = tempfile::tempdir().unwrap();
     let (data, samples, ends) = small_file(dir.path());
-    let header_end = MAGIC.len() + 12 + u32_at(&data, 12).unwrap() as usize;
-    let starts: Vec<usize> = std::iter::once(header_end)
-        .chain(ends.iter().copied())
-        .collect();
-    for at in header_end..data.len() {
+    let starts = frame_starts(&data, &ends);
+    for at in starts[0]..data.len() {
         let mut bad = data.clone();
         bad[at] ^= 0x10;
         let rec = Recording::from_bytes("flip.kvmprof", bad).unwrap();

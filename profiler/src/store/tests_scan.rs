@@ -2,17 +2,14 @@
 //! content does not decode must still cost exactly the rest of its key interval, with the same
 //! warning a one-by-one reader gives.
 
-use super::tests::{read_all, small_file};
+use super::tests::{frame_starts, read_all, small_file};
 use super::*;
 
 #[test]
 fn undecodable_frames_skip_to_the_next_key_frame() {
     let dir = tempfile::tempdir().unwrap();
     let (data, samples, ends) = small_file(dir.path());
-    let header_end = MAGIC.len() + 12 + u32_at(&data, 12).unwrap() as usize;
-    let starts: Vec<usize> = std::iter::once(header_end)
-        .chain(ends.iter().copied())
-        .collect();
+    let starts = frame_starts(&data, &ends);
     for (k, &at) in starts.iter().enumerate().take(samples.len()) {
         // Claim one more uncompressed byte than the frame holds, and re-seal the checksum:
         // the frame parses, and only decoding finds the damage.
