@@ -16,12 +16,11 @@
 //! copy of that section). Absolute times under TCG are slow; compare ratios within one boot.
 
 // The VM test's host and initramfs helpers, shared.
-use crate::vm::{host, initramfs};
+use crate::vm::{host, initramfs, Qemu};
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
@@ -99,69 +98,33 @@ fn boot(
     tools: &[&str],
     log: &Path,
 ) -> Result<Duration> {
-    let serial =
-        std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     let append = format!(
         "console=ttyS0 panic=-1 rdinit=/init loglevel=1 kvmprof.iters={} kvmprof.rounds={} kvmprof.tools={}",
         args.iters,
         args.rounds,
         tools.join(",")
     );
-    let mut child = Command::new("qemu-system-x86_64")
-        // Single-threaded TCG: see vm.rs (multi-threaded TCG races the guest's code patching).
-        .args([
-            "-accel",
-            "tcg,thread=single",
-            "-cpu",
-            "max",
-            "-m",
-            &args.memory,
-        ])
-        .args(["-smp", "2", "-nographic", "-no-reboot"])
-        .arg("-kernel")
-        .arg(kroot.join(format!("boot/vmlinuz-{ver}")))
-        .arg("-initrd")
-        .arg(initrd)
-        .args(["-append", &append])
-        .stdin(Stdio::null())
-        .stdout(serial.try_clone()?)
-        .stderr(serial)
-        .spawn()
-        .context("cannot start qemu-system-x86_64 (apt-get install qemu-system-x86)")?;
-    let t0 = Instant::now();
-    let deadline = t0 + Duration::from_secs(args.timeout);
+    let qemu = Qemu {
+        kroot,
+        ver,
+        initrd,
+        memory: &args.memory,
+        append: &append,
+        timeout: args.timeout,
+        log,
+    };
     let mut last_progress = String::new();
-    loop {
-        if let Some(status) = child.try_wait()? {
-            if !status.success() {
-                bail!("qemu exited with {status}; serial log {}", log.display());
-            }
-            return Ok(t0.elapsed());
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!(
-                "QEMU did not power off within {} s (raise --timeout); serial log {}",
-                args.timeout,
-                log.display()
-            );
-        }
+    qemu.run(Duration::from_millis(500), |elapsed| {
         // Progress lines ("bench: round 2 tool perf ...") as they come.
         if let Ok(text) = std::fs::read_to_string(log) {
             if let Some(l) = text.lines().rev().find(|l| l.starts_with("bench: ")) {
                 if l != last_progress {
-                    println!(
-                        "bench-vm: [{:.0} s] {}",
-                        t0.elapsed().as_secs_f64(),
-                        &l[7..]
-                    );
+                    println!("bench-vm: [{:.0} s] {}", elapsed.as_secs_f64(), &l[7..]);
                     last_progress = l.to_string();
                 }
             }
         }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    })
 }
 
 /// One `RUN key=value ...` line of results.txt.
