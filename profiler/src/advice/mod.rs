@@ -18,7 +18,7 @@ mod rules;
 mod rules_irq;
 mod rules_more;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 

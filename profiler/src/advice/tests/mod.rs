@@ -10,14 +10,14 @@ use profiler_common::{ev, ISA_SVM, ISA_VMX};
 use super::*;
 use crate::sample::{EvKey, EvStat, Key, Stat, VmInfo};
 
-pub(super) const PID: u32 = 4242;
+pub(crate) const PID: u32 = 4242;
 const SEC: u64 = 1_000_000_000;
 /// Span of every fixture, seconds.
 pub(super) const SPAN: u64 = 10;
 pub(super) const VCPUS: u32 = 4;
 
 /// A VM profile over a 10 s span on 4 vCPUs.
-pub(super) struct Fx {
+pub(crate) struct Fx {
     older: Sample,
     newer: Sample,
     missing: Vec<String>,
@@ -59,14 +59,8 @@ impl Fx {
     pub fn exit(mut self, isa: u32, reason: u32, per_s: u64, ns: u64) -> Fx {
         let n = per_s * SPAN / u64::from(VCPUS);
         for vcpu in 0..VCPUS {
-            let mut st = Stat {
-                count: n,
-                sum_ns: n * ns,
-                min_ns: ns,
-                max_ns: ns,
-                ..Default::default()
-            };
-            st.hist.record(ns, n);
+            let mut st = Stat::default();
+            st.record(ns, n);
             let k = Key {
                 tgid: PID,
                 vcpu,
@@ -154,13 +148,18 @@ impl Fx {
         i
     }
 
+    /// The two cumulative samples (for the TUI's advice panel tests).
+    pub fn samples(self) -> (Sample, Sample) {
+        (self.older, self.newer)
+    }
+
     pub fn run(&self, host: HostFacts) -> VmReport {
         let r = analyze(&self.input(host));
         r.vms.into_iter().find(|v| v.pid == PID).expect("vm report")
     }
 }
 
-pub(super) fn intel(apicv: bool) -> HostFacts {
+pub(crate) fn intel(apicv: bool) -> HostFacts {
     HostFacts {
         vendor: Some(Vendor::Intel),
         apicv: Some(apicv),
