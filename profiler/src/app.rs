@@ -34,7 +34,12 @@ pub(crate) fn open_live(g: &Global) -> anyhow::Result<LiveSource> {
     Ok(src)
 }
 
+/// What to run instead of the live view without a terminal.
+const LIVE_INSTEAD: &str =
+    "without one, use `kvmprof report --duration 10s` or `kvmprof record -o FILE`";
+
 pub fn top(g: &Global) -> anyhow::Result<()> {
+    crate::tui::require_terminal(LIVE_INSTEAD)?;
     let src = open_live(g)?;
     crate::tui::run(Box::new(src), g.interval)
 }
@@ -49,20 +54,42 @@ impl Drop for ChildGuard {
     }
 }
 
+/// The demo guest must not outlive kvmprof, however kvmprof ends (kill -9 included, where no
+/// destructor runs): the kernel sends it SIGKILL when the thread that spawned it exits.
+fn die_with_parent(cmd: &mut Proc) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec and makes only async-signal-safe
+    // calls (prctl, getppid, _exit) on a value copied in; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl: then nobody would kill us.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
 pub fn demo(g: &Global, a: &DemoArgs) -> anyhow::Result<()> {
+    crate::tui::require_terminal(LIVE_INSTEAD)?;
     // Attach first, so a missing privilege is reported before a guest starts.
     let src = open_live(g)?;
     let exe = std::env::current_exe().context("finding the kvmprof executable")?;
-    let child = Proc::new(exe)
-        .args(["exercise", "--forever", "--iters"])
+    let mut cmd = Proc::new(exe);
+    cmd.args(["exercise", "--forever", "--iters"])
         .arg(a.iters.to_string())
         .arg("--pause")
         .arg(format!("{}ms", a.pause.as_millis()))
         .args(["--", "-name", "guest=kvmprof-demo"])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .context("starting the demo guest")?;
+        .stderr(std::process::Stdio::null());
+    die_with_parent(&mut cmd);
+    let child = cmd.spawn().context("starting the demo guest")?;
     let mut guard = ChildGuard(child);
     std::thread::sleep(Duration::from_millis(200));
     if let Ok(Some(status)) = guard.0.try_wait() {
@@ -110,11 +137,7 @@ pub fn report(g: &Global, a: &ReportArgs) -> anyhow::Result<()> {
         Format::Json => rep::json::render(&filter_vm(data.view, a.vm.as_deref())?)?,
         Format::Csv => rep::csv::render(&filter_vm(data.view, a.vm.as_deref())?),
     };
-    print!("{out}");
-    if !out.ends_with('\n') {
-        println!();
-    }
-    Ok(())
+    crate::out::println(&out)
 }
 
 /// JSON and CSV keep the whole view's shape; `--vm` narrows it to one VM (name or pid).
@@ -242,6 +265,10 @@ pub(crate) fn open_recording_span(
 
 /// `kvmprof replay FILE`: the recording in the live TUI, through the same model code.
 pub fn replay(a: &crate::cli::ReplayArgs) -> anyhow::Result<()> {
+    crate::tui::require_terminal(&format!(
+        "without one, use `kvmprof report {}`",
+        a.file.display()
+    ))?;
     let src = crate::source::replay::ReplaySource::open(&a.file)?;
     crate::tui::run_replay(src)
 }
@@ -311,8 +338,8 @@ pub fn diff(a: &DiffArgs) -> anyhow::Result<()> {
         },
     )?;
     match a.format {
-        Format::Json => println!("{}", rep::diff::render_json(&d)?),
-        Format::Table => print!("{}", rep::diff::render_table(&d)),
+        Format::Json => crate::out::println(&rep::diff::render_json(&d)?)?,
+        Format::Table => crate::out::print(&rep::diff::render_table(&d))?,
         Format::Csv => bail!("diff prints a table or JSON: use --format table or --format json"),
     }
     Ok(())
@@ -390,7 +417,7 @@ pub fn exercise(a: &ExerciseArgs) -> anyhow::Result<()> {
         pause: a.pause,
     };
     let r = exerciser::run(&opts)?;
-    println!(
+    crate::out::println(&format!(
         "RESULT iters={} ops={} kvm_runs={} io={} hlt={} other={} elapsed_ms={}",
         a.iters,
         a.ops,
@@ -399,7 +426,7 @@ pub fn exercise(a: &ExerciseArgs) -> anyhow::Result<()> {
         r.hlt,
         r.other,
         r.elapsed.as_millis()
-    );
+    ))?;
     if r.other != 0 {
         bail!("the guest made {} unexpected exits", r.other);
     }

@@ -30,16 +30,7 @@ pub fn advise(g: &Global, a: &AdviseArgs) -> anyhow::Result<()> {
         with_libvirt_domains(input, std::path::Path::new(LIBVIRT_RUN))
     };
     if let Some(path) = a.thresholds.as_ref() {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        // TOML like `kvmprof check --config`, or JSON.
-        input.thresholds = if path.extension().is_some_and(|e| e == "toml") {
-            toml::from_str(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?
-        } else {
-            advice::Thresholds::from_json(&text)
-                .with_context(|| format!("{}: not a thresholds JSON file", path.display()))?
-        };
+        input.thresholds = advice::Thresholds::load(path)?;
     }
     if let Some(cmdline) = a.qemu_cmdline.as_deref() {
         let argv = split_words(cmdline)?;
@@ -73,8 +64,8 @@ pub fn advise(g: &Global, a: &AdviseArgs) -> anyhow::Result<()> {
     }
     let rep = advice::analyze(&input);
     match a.format {
-        AdviseFormat::Text => print!("{}", advice::render_text(&rep)),
-        AdviseFormat::Json => println!("{}", advice::render_json(&rep)),
+        AdviseFormat::Text => crate::out::print(&advice::render_text(&rep))?,
+        AdviseFormat::Json => crate::out::println(&advice::render_json(&rep))?,
     }
     Ok(())
 }

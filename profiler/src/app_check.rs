@@ -17,7 +17,7 @@ use crate::{
 /// Returns the process exit code: 0 pass, 1 a threshold failed, 2 could not measure.
 pub fn check(g: &Global, a: &CheckArgs) -> anyhow::Result<u8> {
     if a.example {
-        print!("{}", check::EXAMPLE_TOML);
+        crate::out::print(check::EXAMPLE_TOML)?;
         return Ok(0);
     }
     let mut t = match a.config.as_ref() {
@@ -105,8 +105,8 @@ fn summarise(
 
 fn finish(a: &CheckArgs, r: &CheckReport) -> anyhow::Result<u8> {
     match a.format {
-        AdviseFormat::Text => print!("{}", check::summary(r)),
-        AdviseFormat::Json => println!("{}", check::to_json(r)),
+        AdviseFormat::Text => crate::out::print(&check::summary(r))?,
+        AdviseFormat::Json => crate::out::println(&check::to_json(r))?,
     }
     if let Some(path) = a.junit.as_ref() {
         let xml = check::junit(

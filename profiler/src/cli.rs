@@ -143,9 +143,9 @@ pub struct AdviseArgs {
     /// Only this VM (name or pid).
     #[arg(long, value_name = "NAME")]
     pub vm: Option<String>,
-    /// Advice thresholds, TOML (`*.toml`) or JSON (keys: dominant_pct, high_rate_per_vcpu,
-    /// timer_rate, majority_pct, spin_rate_per_vcpu, min_exits); defaults are documented in the
-    /// advice module.
+    /// Advice trigger levels, TOML (JSON when the name ends in .json). Keys and defaults:
+    /// dominant_pct = 25, high_rate_per_vcpu = 1000, timer_rate = 50, majority_pct = 50,
+    /// spin_rate_per_vcpu = 100, min_exits = 100; unknown keys are refused.
     #[arg(long, value_name = "FILE")]
     pub thresholds: Option<PathBuf>,
     #[arg(long, short = 'f', value_enum, default_value_t = AdviseFormat::Text)]

@@ -22,17 +22,15 @@ fn main() -> ExitCode {
         Some(Command::Serve(ref a)) => kvmprof::app_check::serve(&cli.global, a),
         Some(Command::Exercise(ref a)) => kvmprof::app::exercise(a),
         Some(Command::Completions { shell }) => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "kvmprof",
-                &mut std::io::stdout(),
-            );
-            Ok(())
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "kvmprof", &mut script);
+            kvmprof::out::print(&String::from_utf8_lossy(&script))
         }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `kvmprof … | head`: the reader had enough.
+        Err(e) if kvmprof::out::is_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             // `{:#}` joins the context chain on one line; no backtrace for user errors.
             eprintln!("kvmprof: error: {e:#}");

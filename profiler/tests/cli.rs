@@ -1,32 +1,9 @@
 //! The binary's user-facing errors: one line, naming what is wrong and how to fix it.
 
-use std::process::{Command, Output};
+mod common;
 
-fn kvmprof(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kvmprof"))
-        .args(args)
-        .output()
-        .expect("running kvmprof")
-}
-
-/// Privileged checks: fail in CI when they cannot run, say why elsewhere.
-fn privileged(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let ok = unsafe { libc::geteuid() } == 0 && kvmprof::probe::HAS_OBJECT;
-    if !ok {
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-        assert!(
-            !ci,
-            "{test}: needs root and the eBPF object (cargo xtask test)"
-        );
-        eprintln!("{test}: NOT RUN: needs root and the eBPF object (cargo xtask test)");
-    }
-    ok
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use common::{kvmprof, privileged, stderr};
+use std::process::Command;
 
 #[test]
 fn help_lists_the_subcommands() {
@@ -104,10 +81,10 @@ fn wrong_tracefs_is_named() {
         "/nonexistent",
     ]);
     let e = stderr(&o);
-    assert!(
-        e.contains("mount -t tracefs nodev /sys/kernel/tracing"),
-        "{e}"
-    );
+    // The directory given, not the defaults.
+    assert!(e.contains("/nonexistent is not a tracefs mount"), "{e}");
+    assert!(e.contains("mount -t tracefs nodev /nonexistent"), "{e}");
+    assert!(!e.contains("/sys/kernel/tracing"), "{e}");
 }
 
 #[test]

@@ -35,6 +35,7 @@ pub use render::{render_json, render_text};
 use crate::decode::ExitNames;
 use crate::model::View;
 use crate::sample::Sample;
+use crate::settings::{self, SettingsError};
 
 /// How urgent a finding is; ordered (Critical is greatest).
 #[derive(
@@ -151,7 +152,7 @@ impl Finding {
 /// Trigger levels. Defaults are the KB's (*heuristic*, configurable): "dominant" ≥ 25 % of
 /// non-HLT exits or exit time, "high rate" ≥ 1,000/s per vCPU.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Thresholds {
     /// % of non-HLT exits or handling time that makes a reason dominant (25).
     pub dominant_pct: f64,
@@ -181,10 +182,34 @@ impl Default for Thresholds {
     }
 }
 
+/// Where `advise --thresholds` errors send the user.
+const THRESHOLDS_FIX: &str = "advice keys: dominant_pct, high_rate_per_vcpu, timer_rate, \
+majority_pct, spin_rate_per_vcpu, min_exits (see `kvmprof advise --help`)";
+
 impl Thresholds {
-    /// From JSON (missing keys keep their defaults).
-    pub fn from_json(s: &str) -> Result<Thresholds, serde_json::Error> {
-        serde_json::from_str(s)
+    /// From TOML, or JSON when `json` (missing keys keep their defaults); unknown keys and
+    /// impossible numbers are refused as `check --config` refuses them.
+    pub fn parse(text: &str, origin: &str, json: bool) -> Result<Thresholds, SettingsError> {
+        let t: Thresholds = settings::parse(text, origin, json, THRESHOLDS_FIX)?;
+        t.validate()
+            .map_err(|e| SettingsError(format!("{origin}: {e}")))?;
+        Ok(t)
+    }
+
+    /// Reads a thresholds file: JSON when it ends in `.json`, else TOML.
+    pub fn load(path: &std::path::Path) -> Result<Thresholds, SettingsError> {
+        let t: Thresholds = settings::load(path, THRESHOLDS_FIX)?;
+        t.validate()
+            .map_err(|e| SettingsError(format!("{}: {e}", path.display())))?;
+        Ok(t)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        settings::percent("dominant_pct", self.dominant_pct)?;
+        settings::percent("majority_pct", self.majority_pct)?;
+        settings::limit("high_rate_per_vcpu", self.high_rate_per_vcpu)?;
+        settings::limit("timer_rate", self.timer_rate)?;
+        settings::limit("spin_rate_per_vcpu", self.spin_rate_per_vcpu)
     }
 }
 

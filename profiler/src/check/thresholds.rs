@@ -4,7 +4,7 @@
 use profiler_common::{ISA_SVM, ISA_VMX};
 use serde::{Deserialize, Serialize};
 
-use crate::decode::ExitNames;
+use crate::{decode::ExitNames, settings};
 
 /// What a load test must stay under. Every limit is optional; absent ones are not checked.
 ///
@@ -82,24 +82,8 @@ const FIX: &str = "see profiler/src/check/example.toml for every key";
 impl Thresholds {
     /// Parses a TOML thresholds file; `origin` (the path) prefixes errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Thresholds, ThresholdError> {
-        let t: Thresholds = toml::from_str(text).map_err(|e| {
-            let (line, key) = e
-                .span()
-                .map(|s| locate(text, s.start))
-                .unwrap_or((0, String::new()));
-            let msg = e.message().replace('\n', " ");
-            let at = if line > 0 {
-                format!("{origin}:{line}")
-            } else {
-                origin.to_string()
-            };
-            let key = if key.is_empty() || msg.contains(&format!("`{key}`")) {
-                String::new()
-            } else {
-                format!("`{key}`: ")
-            };
-            ThresholdError(format!("{at}: {key}{}; {FIX}", msg.trim()))
-        })?;
+        let t: Thresholds =
+            settings::parse(text, origin, false, FIX).map_err(|e| ThresholdError(e.0))?;
         t.check_values()
             .map_err(|e| ThresholdError(format!("{origin}: {e}")))?;
         Ok(t)
@@ -264,10 +248,8 @@ impl Thresholds {
     /// Limits must be finite and ≥ 0, windows and frame rates > 0, reasons named.
     fn check_values(&self) -> Result<(), ThresholdError> {
         let neg = |k: &str, v: Option<f64>| match v {
-            Some(v) if !v.is_finite() || v < 0.0 => Err(ThresholdError(format!(
-                "`{k}` = {v}: a limit must be a finite number ≥ 0"
-            ))),
-            _ => Ok(()),
+            Some(v) => settings::limit(k, v).map_err(|e| ThresholdError(e.0)),
+            None => Ok(()),
         };
         neg("max_exits_per_s", self.max_exits_per_s)?;
         neg("max_exits_per_vcpu_per_s", self.max_exits_per_vcpu_per_s)?;
@@ -365,22 +347,4 @@ pub fn resolve_reason(name: &str, names: &ExitNames) -> Vec<(u32, u32)> {
         }
     }
     out
-}
-
-/// 1-based line of byte `pos`, and the key written on that line (before `=`), if any.
-fn locate(text: &str, pos: usize) -> (usize, String) {
-    let pos = pos.min(text.len());
-    let line = text
-        .char_indices()
-        .take_while(|(i, _)| *i < pos)
-        .filter(|(_, c)| *c == '\n')
-        .count()
-        + 1;
-    let key = text
-        .lines()
-        .nth(line - 1)
-        .and_then(|l| l.split_once('='))
-        .map(|(k, _)| k.trim().trim_matches('"').to_string())
-        .unwrap_or_default();
-    (line, key)
 }

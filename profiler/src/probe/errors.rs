@@ -2,13 +2,31 @@
 
 use std::path::PathBuf;
 
+/// The least privilege that runs every probe-using command (see SECURITY.md).
+pub const SETCAP: &str = "setcap cap_bpf,cap_perfmon,cap_dac_read_search+ep $(which kvmprof)";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     #[error(
-        "kvmprof needs root or CAP_BPF+CAP_PERFMON (it loads eBPF programs): run it with sudo, \
-         or `setcap cap_bpf,cap_perfmon+ep $(which kvmprof)`"
+        "kvmprof needs root or CAP_BPF+CAP_PERFMON (it loads eBPF programs) and \
+         CAP_DAC_READ_SEARCH (it reads tracefs): run it with sudo, or `{}`",
+        SETCAP
     )]
     NotPrivileged,
+    #[error(
+        "{} is not readable by this user (tracefs is root's, mode 0700): run kvmprof as root, \
+         or give it CAP_DAC_READ_SEARCH too: `{}`",
+        .0.display(),
+        SETCAP
+    )]
+    TracefsDenied(PathBuf),
+    #[error(
+        "{} is not a tracefs mount (it has no events/ directory): give the tracefs mount point \
+         with --tracefs DIR, or mount it there with `mount -t tracefs nodev {}`",
+        .0.display(),
+        .0.display()
+    )]
+    NotTracefs(PathBuf),
     #[error(
         "tracefs is not mounted (looked in /sys/kernel/tracing and /sys/kernel/debug/tracing): \
          run `mount -t tracefs nodev /sys/kernel/tracing`"

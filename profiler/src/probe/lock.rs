@@ -1,44 +1,58 @@
 //! One profiler per host by default: two instances double the probe cost on every exit and
 //! each sees only its own maps, which confuses more than it helps.
+//!
+//! The lock is a listening socket in the abstract Unix namespace: it needs no file that root
+//! created and a capability-only user cannot open, and the kernel releases it when the process
+//! dies, even on SIGKILL. A second instance learns the holder's pid from SO_PEERCRED.
 
-use std::{
-    fs::{File, OpenOptions},
-    io::{Read, Seek, Write},
-    os::fd::AsRawFd,
-    path::Path,
+use std::os::{
+    fd::AsRawFd,
+    linux::net::SocketAddrExt,
+    unix::net::{SocketAddr, UnixListener, UnixStream},
 };
 
 use super::ProbeError;
 
-/// Holds the lock while alive (the kernel drops it when the process dies, even on SIGKILL).
+/// The abstract socket name of the host-wide lock.
+pub const LOCK_NAME: &str = "kvmprof/probe-lock";
+
+/// Holds the lock while alive.
 pub struct InstanceLock {
-    _file: File,
+    _socket: UnixListener,
 }
 
-pub fn acquire(path: &Path) -> Result<InstanceLock, ProbeError> {
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
+pub fn acquire(name: &str) -> Result<InstanceLock, ProbeError> {
+    let addr = SocketAddr::from_abstract_name(name.as_bytes())
+        .map_err(|e| ProbeError::other("naming the instance lock", e))?;
+    match UnixListener::bind_addr(&addr) {
+        Ok(socket) => Ok(InstanceLock { _socket: socket }),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(ProbeError::Busy {
+            pid: holder(&addr).map_or_else(|| "unknown".into(), |p| p.to_string()),
+        }),
+        Err(e) => Err(ProbeError::other("taking the instance lock", e)),
     }
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| ProbeError::other(format!("opening lock file {}", path.display()), e))?;
-    // SAFETY: flock on a file descriptor we own; LOCK_NB makes it return instead of waiting.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        let mut pid = String::new();
-        let _ = file.read_to_string(&mut pid);
-        return Err(ProbeError::Busy {
-            pid: pid.trim().to_string(),
-        });
-    }
-    let _ = file.set_len(0);
-    let _ = file.rewind();
-    let _ = write!(file, "{}", std::process::id());
-    Ok(InstanceLock { _file: file })
+}
+
+/// The pid of the process listening on `addr`.
+fn holder(addr: &SocketAddr) -> Option<i32> {
+    let stream = UnixStream::connect_addr(addr).ok()?;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, a live ucred of that size.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && cred.pid > 0).then_some(cred.pid)
 }
 
 #[cfg(test)]
@@ -47,17 +61,14 @@ mod tests {
 
     #[test]
     fn second_holder_is_refused_with_the_first_pid() {
-        let dir = std::env::temp_dir().join(format!("kvmprof-lock-{}", std::process::id()));
-        let path = dir.join("lock");
-        let first = acquire(&path).expect("first lock");
-        // flock locks belong to the open file description: a second open conflicts.
-        match acquire(&path) {
+        let name = format!("kvmprof-test/lock-{}", std::process::id());
+        let first = acquire(&name).expect("first lock");
+        match acquire(&name) {
             Err(ProbeError::Busy { pid }) => assert_eq!(pid, std::process::id().to_string()),
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("second instance got the lock"),
         }
         drop(first);
-        assert!(acquire(&path).is_ok());
-        let _ = std::fs::remove_dir_all(dir);
+        assert!(acquire(&name).is_ok());
     }
 }

@@ -58,9 +58,6 @@ pub struct ProbeOptions {
 /// HIST map capacity per STATS key (octaves a key may hit on average before HIST fills up).
 pub const HIST_ROWS_PER_KEY: u32 = 4;
 
-/// Where the one-instance lock lives.
-pub const LOCK_PATH: &str = "/run/kvmprof/kvmprof.lock";
-
 impl Default for ProbeOptions {
     fn default() -> Self {
         ProbeOptions {
@@ -90,7 +87,7 @@ pub struct Probe {
     slots: Option<slots::SlotView>,
 }
 
-/// The tracefs mount point, or the error telling how to mount it.
+/// The tracefs mount point, or the error telling how to mount it (or how to be let in).
 pub fn find_tracefs(hint: Option<&Path>) -> Result<PathBuf, ProbeError> {
     let candidates: Vec<PathBuf> = match hint {
         Some(p) => vec![p.to_path_buf()],
@@ -99,10 +96,22 @@ pub fn find_tracefs(hint: Option<&Path>) -> Result<PathBuf, ProbeError> {
             "/sys/kernel/debug/tracing".into(),
         ],
     };
-    candidates
-        .into_iter()
-        .find(|p| p.join("events").is_dir())
-        .ok_or(ProbeError::NoTracefs)
+    let mut denied = None;
+    for dir in &candidates {
+        match std::fs::metadata(dir.join("events")) {
+            Ok(m) if m.is_dir() => return Ok(dir.clone()),
+            // tracefs is root's, mode 0700: a capability-only user sees EACCES, not ENOENT.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                denied.get_or_insert_with(|| dir.clone());
+            }
+            _ => {}
+        }
+    }
+    Err(match (denied, hint) {
+        (Some(dir), _) => ProbeError::TracefsDenied(dir),
+        (None, Some(dir)) => ProbeError::NotTracefs(dir.to_path_buf()),
+        (None, None) => ProbeError::NoTracefs,
+    })
 }
 
 /// Field offsets of the running kernel's records (not compile-time constants: layouts drift).
@@ -193,7 +202,7 @@ impl Probe {
         let lock = if opts.test_only || opts.allow_concurrent {
             None
         } else {
-            Some(lock::acquire(Path::new(LOCK_PATH))?)
+            Some(lock::acquire(lock::LOCK_NAME)?)
         };
         let offsets = if opts.test_only {
             Offsets {

@@ -28,7 +28,7 @@ use crate::{
     sample::Sample,
 };
 
-pub use run::{run, run_replay, run_with, RunOptions};
+pub use run::{require_terminal, run, run_replay, run_with, RunOptions};
 pub use sampler::RecInfo;
 
 /// What the caller of [`App::on_key`] must do.

@@ -50,6 +50,21 @@ impl Default for RunOptions {
     }
 }
 
+/// The TUI draws with escape codes and reads keys, so it needs a terminal on stdin and stdout:
+/// from cron, systemd or a redirect it refuses in one line, naming the command that fits (`instead`).
+pub fn require_terminal(instead: &str) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let missing = match (
+        std::io::stdin().is_terminal(),
+        std::io::stdout().is_terminal(),
+    ) {
+        (true, true) => return Ok(()),
+        (_, false) => "stdout",
+        (false, true) => "stdin",
+    };
+    anyhow::bail!("the interactive view needs a terminal, and {missing} is not one: {instead}")
+}
+
 /// Runs the live TUI until the user quits. The terminal is restored on every exit path
 /// (ratatui::init also installs a panic hook that restores it).
 pub fn run(source: Box<dyn Source>, interval: Duration) -> anyhow::Result<()> {
@@ -125,7 +140,7 @@ pub fn run_with(source: Box<dyn Source>, opts: RunOptions) -> anyhow::Result<()>
         .name("kvmprof-signals".into())
         .spawn(move || signals(tx));
 
-    let mut terminal = ratatui::init();
+    let mut terminal = ratatui::try_init().context("cannot set up the terminal for the TUI")?;
     let res = match guard.ctl.as_ref() {
         Some(ctl) => ui(&mut terminal, app, &rx, ctl),
         None => Ok(None),

@@ -292,11 +292,41 @@ fn l16_windows7_no_hv_avic() {
 
 #[test]
 fn thresholds_from_json_and_defaults() {
-    let t = Thresholds::from_json(r#"{"dominant_pct": 60}"#).expect("json");
+    let t = Thresholds::parse(r#"{"dominant_pct": 60}"#, "t.json", true).expect("json");
     assert_eq!(t.dominant_pct, 60.0);
     assert_eq!(t.high_rate_per_vcpu, 1000.0);
     // With a 60 % bar the P1 MMIO share (~95 % time) still dominates, APIC_WRITE does not.
     let mut i = p1().input(intel(true));
     i.thresholds = t;
     assert_eq!(analyze(&i).vms[0].findings[0].rule, "R01");
+}
+
+/// `advise --thresholds` goes through the parser `check --config` uses: a misspelled key, NaN,
+/// a negative rate or a share above 100 % is refused with the file, the line and the key.
+#[test]
+fn thresholds_refuse_what_check_refuses() {
+    let bad = |text: &str, json: bool| Thresholds::parse(text, "t.toml", json).unwrap_err().0;
+    let e = bad("dominant_pc = 60\n", false);
+    assert!(
+        e.starts_with("t.toml:1:") && e.contains("dominant_pc"),
+        "{e}"
+    );
+    assert!(e.contains("dominant_pct"), "names the right keys: {e}");
+    let e = bad("min_exits = 1\ntimer_rate = nan\n", false);
+    assert!(
+        e.contains("`timer_rate` = NaN") && e.contains("finite"),
+        "{e}"
+    );
+    let e = bad("high_rate_per_vcpu = -5.0\n", false);
+    assert!(e.contains("`high_rate_per_vcpu` = -5"), "{e}");
+    let e = bad("dominant_pct = 150.0\n", false);
+    assert!(e.contains("at most 100"), "{e}");
+    let e = bad("{\n  \"dominant_pct\": 60,\n  \"max_p99_us\": 5\n}", true);
+    assert!(
+        e.starts_with("t.toml:3:") && e.contains("max_p99_us"),
+        "{e}"
+    );
+    assert!(!e.contains('\n'), "one line: {e}");
+    let ok = Thresholds::parse("dominant_pct = 60.0\nmin_exits = 10\n", "t.toml", false);
+    assert_eq!(ok.map(|t| (t.dominant_pct, t.min_exits)), Ok((60.0, 10)));
 }
