@@ -133,6 +133,7 @@ pub fn serve(g: &Global, a: &ServeArgs) -> anyhow::Result<()> {
             },
             advice_window: (!a.no_advice).then_some(std::time::Duration::from_secs(60)),
             ready_file: a.ready_file.clone(),
+            http: export::HttpLimits::default(),
         },
     )
 }

@@ -220,6 +220,7 @@ fn prometheus_scrapes_the_model_numbers() {
         },
         advice_window: None,
         ready_file: None,
+        http: Default::default(),
     };
     let server = Server::start(Box::new(FakeSource::new(samples.clone())), opts).expect("exporter");
     let exporter = server.addr();

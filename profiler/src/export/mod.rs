@@ -25,9 +25,12 @@
 //! keeps its last values for `keep_exited`, then its series are dropped.
 
 mod encode;
+mod http;
 mod serve;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_hostile;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -37,6 +40,7 @@ use std::{
 use prometheus_client::metrics::MetricType;
 
 pub use encode::{rebucket, CONTENT_TYPE, LE_NS};
+pub use http::{HttpLimits, MAX_HEADER_BYTES};
 pub use serve::{serve, ServeOpts, Server, DEFAULT_LISTEN};
 
 use crate::{

@@ -1,6 +1,6 @@
 //! The exporter's process: a sampler thread feeding [`Exporter`] and publishing the rendered
-//! text, and an HTTP thread serving the latest text. They share only an `Arc<String>` swapped
-//! under a lock held for the swap, so a slow scrape never delays sampling.
+//! text, and an HTTP thread ([`super::http`]) serving the latest text. They share only an
+//! `Arc<String>` swapped under a lock held for the swap, so a slow scrape never delays sampling.
 
 use std::{
     net::SocketAddr,
@@ -15,7 +15,10 @@ use std::{
 
 use anyhow::Context;
 
-use super::{ExportOpts, Exporter, CONTENT_TYPE};
+use super::{
+    http::{Http, HttpLimits},
+    ExportOpts, Exporter,
+};
 use crate::{
     advice::{self, HostFacts},
     check::AdviceSummary,
@@ -38,6 +41,8 @@ pub struct ServeOpts {
     pub advice_window: Option<Duration>,
     /// Created once the server listens (for scripts and systemd `ExecStartPost`).
     pub ready_file: Option<PathBuf>,
+    /// What one HTTP client can hold (connections, header size, time).
+    pub http: HttpLimits,
 }
 
 impl Default for ServeOpts {
@@ -50,6 +55,7 @@ impl Default for ServeOpts {
             export: ExportOpts::default(),
             advice_window: Some(Duration::from_secs(60)),
             ready_file: None,
+            http: HttpLimits::default(),
         }
     }
 }
@@ -59,26 +65,16 @@ pub struct Server {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     wake: Option<mpsc::Sender<()>>,
-    http: Arc<tiny_http::Server>,
+    http: Http,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Server {
     /// Binds `opts.listen` and starts sampling `source`. Bind errors are one line with the fix.
     pub fn start(mut source: Box<dyn Source>, opts: ServeOpts) -> anyhow::Result<Server> {
-        let http = tiny_http::Server::http(opts.listen).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot listen on {}: {e}; choose another address with --listen ADDR:PORT",
-                opts.listen
-            )
-        })?;
-        let addr = http
-            .server_addr()
-            .to_ip()
-            .context("the HTTP server has no IP address")?;
-        let http = Arc::new(http);
-        let stop = Arc::new(AtomicBool::new(false));
         let text = Arc::new(RwLock::new(Arc::new(String::from("# EOF\n"))));
+        let (http, addr) = Http::start(opts.listen, opts.http.clone(), text.clone())?;
+        let stop = Arc::new(AtomicBool::new(false));
         let (wake_tx, wake_rx) = mpsc::channel::<()>();
 
         let mut exporter = Exporter::new(source.names(), opts.export.clone());
@@ -139,32 +135,18 @@ impl Server {
             })
             .context("starting the sampler thread")?;
 
-        let (h, st) = (http.clone(), stop.clone());
-        let server = std::thread::Builder::new()
-            .name("kvmprof-http".into())
-            .spawn(move || {
-                while !st.load(Ordering::Relaxed) {
-                    let req = match h.recv() {
-                        Ok(r) => r,
-                        Err(_) => break,
-                    };
-                    let body = text.read().map(|g| g.clone()).unwrap_or_default();
-                    respond(req, &body);
-                }
-            })
-            .context("starting the HTTP thread")?;
-
-        if let Some(p) = &opts.ready_file {
-            std::fs::write(p, addr.to_string())
-                .with_context(|| format!("writing the ready file {}", p.display()))?;
-        }
-        Ok(Server {
+        let server = Server {
             addr,
             stop,
             wake: Some(wake_tx),
             http,
-            threads: vec![sampler, server],
-        })
+            threads: vec![sampler],
+        };
+        if let Some(p) = &opts.ready_file {
+            std::fs::write(p, addr.to_string())
+                .with_context(|| format!("writing the ready file {}", p.display()))?;
+        }
+        Ok(server)
     }
 
     /// The bound address (useful with port 0).
@@ -179,7 +161,7 @@ impl Server {
     fn shutdown(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         self.wake.take();
-        self.http.unblock();
+        self.http.stop();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -190,33 +172,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.shutdown();
     }
-}
-
-fn respond(req: tiny_http::Request, metrics: &str) {
-    use tiny_http::{Header, Method, Response};
-    let header = |v: &str| Header::from_bytes("Content-Type", v).ok();
-    let path = req.url().split('?').next().unwrap_or("").to_string();
-    let get = matches!(req.method(), Method::Get | Method::Head);
-    let (code, ctype, body) = match (get, path.as_str()) {
-        (true, "/metrics") => (200, CONTENT_TYPE, metrics.to_string()),
-        (true, "/") => (
-            200,
-            "text/plain; charset=utf-8",
-            "kvmprof exporter: metrics at /metrics\n".to_string(),
-        ),
-        (true, _) => (
-            404,
-            "text/plain; charset=utf-8",
-            "not found: try /metrics\n".into(),
-        ),
-        (false, _) => (405, "text/plain; charset=utf-8", "use GET\n".into()),
-    };
-    let mut resp = Response::from_string(body).with_status_code(code);
-    if let Some(h) = header(ctype) {
-        resp = resp.with_header(h);
-    }
-    // A client that hung up is not our problem.
-    let _ = req.respond(resp);
 }
 
 /// Runs the exporter until SIGINT or SIGTERM. Blocking.

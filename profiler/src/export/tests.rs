@@ -92,7 +92,7 @@ fn vm(s: &mut Sample, pid: u32, name: &str) {
 }
 
 /// Two samples 2 s apart: VM 10 "win11" with 5 reasons on 2 vCPUs, plus probe stats.
-fn pair() -> (Sample, Sample) {
+pub(super) fn pair() -> (Sample, Sample) {
     let mut a = Sample {
         mono_ns: 100 * SEC,
         wall_ms: 1_700_000_000_000,
