@@ -79,7 +79,7 @@ pub fn test(skip_vm: bool) -> Result<()> {
             "--features",
             "kvmprof/ebpf",
         ]))?;
-    fuzz_recording_reader(&env, 30)?;
+    fuzz_targets(&env, 30)?;
     if skip_vm {
         eprintln!("xtask: --skip-vm given: the real-KVM test did not run");
         return Ok(());
@@ -87,9 +87,10 @@ pub fn test(skip_vm: bool) -> Result<()> {
     vm::vm_test(&vm::VmTestArgs::default())
 }
 
-/// The recording reader sees files from anywhere: fuzz it for a bounded time (libFuzzer via
-/// cargo-fuzz on the nightly; installed once).
-fn fuzz_recording_reader(env: &setup::Env, seconds: u32) -> Result<()> {
+/// Every parser of untrusted input has a fuzz target (fuzz/fuzz_targets/): each runs for a
+/// bounded time (libFuzzer via cargo-fuzz on the nightly; installed once). A crash fails the
+/// run, with the input left in fuzz/artifacts/TARGET/.
+fn fuzz_targets(env: &setup::Env, seconds: u32) -> Result<()> {
     let have = std::process::Command::new("cargo")
         .args(["fuzz", "--version"])
         .output()
@@ -100,12 +101,36 @@ fn fuzz_recording_reader(env: &setup::Env, seconds: u32) -> Result<()> {
             .command("cargo")
             .args(["install", "cargo-fuzz", "--locked"]))?;
     }
-    run(env
-        .command("cargo")
-        .current_dir(workspace_root().join("fuzz"))
-        .args(["+nightly", "fuzz", "run", "read_recording", "--"])
-        .arg(format!("-max_total_time={seconds}")))
-    .context("fuzzing the recording reader found a crash (see fuzz/artifacts/)")
+    let dir = workspace_root().join("fuzz");
+    let list = crate::util::cmd_output(
+        env.command("cargo")
+            .current_dir(&dir)
+            .args(["+nightly", "fuzz", "list"]),
+    )?;
+    let targets: Vec<&str> = list.split_whitespace().collect();
+    if targets.is_empty() {
+        anyhow::bail!("cargo fuzz list found no fuzz targets in {}", dir.display());
+    }
+    for target in targets {
+        eprintln!("xtask: fuzzing {target} for {seconds} s");
+        // Seeds live in fuzz/corpus/TARGET (committed); new finds go to a scratch directory.
+        let scratch = target_dir().join("fuzz-corpus").join(target);
+        let seeds = dir.join("corpus").join(target);
+        std::fs::create_dir_all(&scratch)?;
+        std::fs::create_dir_all(&seeds)?;
+        run(env
+            .command("cargo")
+            .current_dir(&dir)
+            .args(["+nightly", "fuzz", "run", target])
+            .arg(&scratch)
+            .arg(&seeds)
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}")))
+        .with_context(|| {
+            format!("fuzzing {target} found a crash (input in fuzz/artifacts/{target}/)")
+        })?;
+    }
+    Ok(())
 }
 
 /// This command's section of BENCHMARKS.md (`bench-vm` owns another).
