@@ -11,16 +11,14 @@ use crate::{
 
 pub fn advise(g: &Global, a: &AdviseArgs) -> anyhow::Result<()> {
     let host = HostFacts::local();
+    let guest = a.guest.map(advice::GuestKind::from);
     let mut input = if let Some(path) = a.from_perf.as_ref() {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let data = report::Data::from_perf_text(&text, &path.display().to_string())?;
-        Input::from_view(data.view, host)
+        perf_input(path, guest)?
     } else if let Some(path) = a.file.as_ref() {
         match open_recording_span(path)? {
             Some((first, last, names)) => Input::from_samples(&first, &last, &names, host),
-            // Not a recording: perf text, which only has exit reasons.
-            None => Input::from_view(report::load(path)?.view, host),
+            // Not a recording: perf text.
+            None => perf_input(path, guest)?,
         }
     } else {
         let l = collect_live_for(g, a.duration, a.until_signal, a.ready_file.as_deref())?;
@@ -68,6 +66,17 @@ pub fn advise(g: &Global, a: &AdviseArgs) -> anyhow::Result<()> {
         AdviseFormat::Json => crate::out::println(&advice::render_json(&rep))?,
     }
     Ok(())
+}
+
+/// A pasted perf profile: exit reasons and any msr / ioport / mmio tables with them.
+fn perf_input(path: &std::path::Path, guest: Option<advice::GuestKind>) -> anyhow::Result<Input> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {shown}"))?;
+    let imp = report::import(&text).map_err(|e| e.in_file(&shown))?;
+    for w in &imp.warnings {
+        eprintln!("kvmprof: warning: {shown}: {w}");
+    }
+    Ok(Input::from_perf(&imp, guest))
 }
 
 /// Where libvirt keeps the status XML of running QEMU domains.

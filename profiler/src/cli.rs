@@ -143,6 +143,10 @@ pub struct AdviseArgs {
     /// Only this VM (name or pid).
     #[arg(long, value_name = "NAME")]
     pub vm: Option<String>,
+    /// What the guest is, when the profile cannot show it (a pasted perf table): Hyper-V
+    /// advice is only given for Windows guests or where Hyper-V is seen in use.
+    #[arg(long, value_enum, value_name = "OS")]
+    pub guest: Option<GuestArg>,
     /// Advice trigger levels, TOML (JSON when the name ends in .json). Keys and defaults:
     /// dominant_pct = 25, high_rate_per_vcpu = 1000, timer_rate = 50, majority_pct = 50,
     /// spin_rate_per_vcpu = 100, min_exits = 100; unknown keys are refused.
@@ -153,6 +157,21 @@ pub struct AdviseArgs {
     /// Create this file once the probes are attached.
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestArg {
+    Windows,
+    Linux,
+}
+
+impl From<GuestArg> for crate::advice::GuestKind {
+    fn from(g: GuestArg) -> Self {
+        match g {
+            GuestArg::Windows => crate::advice::GuestKind::Windows,
+            GuestArg::Linux => crate::advice::GuestKind::Linux,
+        }
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -205,14 +205,42 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// The evidence line marking a finding judged without the sub-reason evidence it needs.
+    /// The evidence line marking a finding judged without the sub-reason evidence it needs,
+    /// with the command that would confirm it on the host.
     pub fn unconfirmed(&self, kind: u16) -> Option<String> {
         (!self.has(kind)).then(|| {
             format!(
-                "unconfirmed: kvm:{} evidence unavailable, judged on exit reasons and configuration",
-                kind_event(kind)
+                "unconfirmed: kvm:{} evidence unavailable, judged on exit reasons and \
+                 configuration; to confirm, run on the host: {}",
+                kind_event(kind),
+                self.confirm_command()
             )
         })
+    }
+
+    /// `kvmprof advise --duration 30s --vm NAME` for this VM.
+    pub fn confirm_command(&self) -> String {
+        let name = self
+            .vm
+            .map(|v| v.name.as_str())
+            .filter(|n| !n.is_empty() && !n.starts_with("pid ") && !n.contains(char::is_whitespace))
+            .unwrap_or("NAME");
+        format!("kvmprof advise --duration 30s --vm {name}")
+    }
+
+    /// A device in steady use: at the timer rate when the span is known; a pasted table has no
+    /// span, so there it takes a volume of events instead.
+    pub fn steady(&self, n: u64) -> bool {
+        if self.secs > 0.0 {
+            self.rate_of(n) >= self.th.timer_rate
+        } else {
+            n >= self.th.min_exits
+        }
+    }
+
+    /// Enough non-HLT exits for shares to mean something (a handful are not evidence).
+    pub fn enough(&self) -> bool {
+        self.busy() >= self.th.min_exits
     }
 
     /// APICv/AVIC known enabled on the host: the only case hv-avic may be advised (L04).

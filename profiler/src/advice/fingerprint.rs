@@ -13,6 +13,10 @@ const THREAD: &str =
 /// The matching fingerprint as an Info finding, or None. `findings` are the VM's sorted
 /// findings: the top one is named as the explanation.
 pub(crate) fn classify(c: &Ctx, findings: &[Finding]) -> Option<Finding> {
+    // A profile's shape over a handful of exits is noise, not a configuration.
+    if !c.enough() {
+        return None;
+    }
     let (id, meaning, lines) = p3(c)
         .or_else(|| p2(c))
         .or_else(|| p1(c))

@@ -13,6 +13,7 @@ pub mod names;
 mod checks;
 mod ctx;
 mod fingerprint;
+mod import;
 mod render;
 mod rules;
 mod rules_irq;
@@ -79,6 +80,9 @@ pub struct Finding {
     /// Share (0–100) of the VM's non-HLT exit cost this finding explains: orders findings of
     /// equal severity. Not serialized.
     pub weight: f64,
+    /// Judged from exit shares or configuration alone, without the sub-reason evidence that
+    /// would confirm it: ranked below confirmed findings of the same severity.
+    pub unconfirmed: bool,
 }
 
 impl Serialize for Finding {
@@ -97,6 +101,7 @@ impl Serialize for Finding {
             evidence: &'a [String],
             advice: Advice<'a>,
             source: &'a str,
+            confirmed: bool,
         }
         Out {
             rule: &self.rule,
@@ -109,6 +114,7 @@ impl Serialize for Finding {
                 effect: &self.effect,
             },
             source: &self.source,
+            confirmed: !self.unconfirmed,
         }
         .serialize(s)
     }
@@ -165,7 +171,7 @@ pub struct Thresholds {
     pub majority_pct: f64,
     /// HvNotifyLongSpinWait per second per vCPU that counts as high for R13 (100).
     pub spin_rate_per_vcpu: f64,
-    /// Fewer non-HLT exits than this in the span: shares are noise, no dominance (100).
+    /// Fewer non-HLT exits than this in the span: shares are noise, no dominance (1000).
     pub min_exits: u64,
 }
 
@@ -177,7 +183,7 @@ impl Default for Thresholds {
             timer_rate: 50.0,
             majority_pct: 50.0,
             spin_rate_per_vcpu: 100.0,
-            min_exits: 100,
+            min_exits: 1000,
         }
     }
 }
@@ -226,8 +232,11 @@ pub struct Input {
     pub inhibits: InhibitNames,
     /// Tracepoints missing on the recording kernel (`Probe::missing`, "kvm:kvm_msr").
     pub missing: Vec<String>,
-    /// The input has exit reasons only (e.g. perf-text import): no sub-reason evidence.
+    /// The input has exit reasons only (e.g. perf-text import): no sub-reason evidence but
+    /// what pasted msr / ioport / mmio tables gave.
     pub exit_reasons_only: bool,
+    /// What the user says the guest is, used when its behaviour does not tell.
+    pub guest_hint: Option<GuestKind>,
 }
 
 impl Input {
@@ -282,7 +291,11 @@ impl Input {
     /// Evidence kinds that cannot be present (so "none seen" does not mean "none happened").
     pub fn missing_kinds(&self) -> BTreeSet<u16> {
         if self.exit_reasons_only {
-            return evidence::ALL_KINDS.into_iter().collect();
+            let pasted = self.pasted_kinds();
+            return evidence::ALL_KINDS
+                .into_iter()
+                .filter(|k| !pasted.contains(k))
+                .collect();
         }
         let events: BTreeSet<&str> = self
             .missing
@@ -338,7 +351,11 @@ pub fn analyze(input: &Input) -> Report {
         let vm = input.view.vms.iter().find(|v| v.pid == pid);
         let ev = input.evidence.get(&pid);
         let cfg = input.configs.get(&pid).unwrap_or(&empty_cfg);
-        let guest = guest::detect(ev, cfg);
+        let mut guest = guest::detect(ev, cfg);
+        if let (GuestKind::Unknown, Some(kind)) = (guest.kind, input.guest_hint) {
+            guest.kind = kind;
+            guest.source = "as given with --guest".into();
+        }
         let c = ctx::Ctx::new(vm, ev.unwrap_or(&empty_ev), cfg, input, &guest, &missing);
         let mut findings: Vec<Finding> = rules::all(&c)
             .into_iter()
@@ -347,9 +364,27 @@ pub fn analyze(input: &Input) -> Report {
             .chain(checks::all(&c))
             .flatten()
             .collect();
-        sort(&mut findings);
-        let profile = fingerprint::classify(&c, &findings);
         let mut notes = Vec::new();
+        // Hyper-V advice only where Hyper-V is in play: a Windows guest, hv-* flags, a hidden
+        // hypervisor bit, or Hyper-V MSR/hypercall traffic. A Linux microVM's shares say nothing about SynIC.
+        // Hiding the hypervisor bit is done for Windows guests (drivers, anti-cheat): R18.
+        let hyperv = guest.is_windows()
+            || cfg.any_hv()
+            || cfg.hypervisor_hidden
+            || ev.is_some_and(|e| e.hyperv_traffic());
+        if !hyperv {
+            let before = findings.len();
+            findings.retain(|f| !is_hyperv_rule(&f.rule));
+            if findings.len() < before || guest.kind == GuestKind::Unknown {
+                notes.push(format!(
+                    "no sign of Hyper-V use or of a Windows guest: Hyper-V advice withheld (for \
+                     a Windows guest say so with --guest windows, or run `{}` on the host)",
+                    c.confirm_command()
+                ));
+            }
+        }
+        sort(&mut findings);
+        let profile = fingerprint::classify(&c, &findings).filter(|_| hyperv);
         if cfg.is_unknown() {
             notes.push("VM configuration unknown (no command line or libvirt XML): configuration checks L01–L16 skipped, advice may repeat flags already on".into());
         }
@@ -401,7 +436,18 @@ pub fn analyze(input: &Input) -> Report {
     }
 }
 
-/// Most important first: severity, then the share of cost explained, then runtime rules
+/// Rules about Hyper-V enlightenments (everything but host interrupts R09, APIC
+/// virtualization without Hyper-V R10/R20/R21, PAUSE loops R14, halt polling R15, unrelated
+/// exits R22, and the configuration checks that are not about hv-* flags).
+fn is_hyperv_rule(id: &str) -> bool {
+    !matches!(
+        id,
+        "R09" | "R10" | "R14" | "R15" | "R20" | "R21" | "R22" | "L11" | "L13" | "L14"
+    )
+}
+
+/// Most important first: severity, then confirmed before unconfirmed, then the share of cost
+/// explained, then runtime rules
 /// before configuration checks before fingerprints, then id.
 fn sort(f: &mut [Finding]) {
     let class = |r: &str| match r.as_bytes().first() {
@@ -412,6 +458,7 @@ fn sort(f: &mut [Finding]) {
     f.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)
+            .then(a.unconfirmed.cmp(&b.unconfirmed))
             .then(b.weight.total_cmp(&a.weight))
             .then(class(&a.rule).cmp(&class(&b.rule)))
             .then(a.rule.cmp(&b.rule))

@@ -153,8 +153,16 @@ fn json_contract_keys() {
             .keys()
             .map(String::as_str)
             .collect();
-        assert_eq!(keys.len(), 6, "{keys:?}");
-        for k in ["rule", "severity", "title", "evidence", "advice", "source"] {
+        assert_eq!(keys.len(), 7, "{keys:?}");
+        for k in [
+            "rule",
+            "severity",
+            "title",
+            "evidence",
+            "advice",
+            "source",
+            "confirmed",
+        ] {
             assert!(f.get(k).is_some(), "{k}");
         }
         assert!(f["advice"]["qemu"].is_string() && f["advice"]["libvirt"].is_string());
@@ -196,11 +204,22 @@ fn missing_mmio_tracepoint_degrades_r01() {
 #[test]
 fn exit_reasons_only_input() {
     let full = p1().input(intel(true));
-    let only = Input::from_view(full.view.clone(), intel(true));
+    let mut only = Input::from_view(full.view.clone(), intel(true));
+    // Exit reasons alone do not show a Windows guest: no Hyper-V advice, and a note says why.
     let r = analyze(&only);
     assert!(r.notes.iter().any(|n| n.contains("exit reasons only")));
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+    assert!(r.vms[0].notes.iter().any(|n| n.contains("--guest windows")));
+    // Told it is Windows (`advise --guest windows`): R01, unconfirmed, with the command.
+    only.guest_hint = Some(crate::advice::GuestKind::Windows);
+    let r = analyze(&only);
     let vm = &r.vms[0];
     assert_eq!(vm.findings[0].rule, "R01");
+    assert!(vm.findings[0].unconfirmed);
+    assert!(vm.findings[0]
+        .evidence
+        .iter()
+        .any(|e| e.contains("kvmprof advise --duration 30s --vm")));
     assert!(vm.notes.iter().any(|n| n.contains("configuration unknown")));
 }
 

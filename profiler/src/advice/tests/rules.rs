@@ -29,6 +29,7 @@ fn r03_pm_timer_with_hv_time_points_to_r05() {
 #[test]
 fn r04_pit_on_amd_mentions_r20() {
     let r = Fx::new(&qemu("host"))
+        .once(ev::MSR_WRITE, 0, 0x4000_0000, WIN10_ID)
         .svm(0x7b, 500, 5_000)
         .ev(ev::PIO_OUT, 1, 0x40, 200, 0)
         .ev(ev::PIO_OUT, 1, 0x43, 100, 0)
@@ -273,6 +274,29 @@ fn configuration_checks_l05_to_l14() {
     small.cpus = Some(2);
     let r = Fx::new(&(qemu("host") + " -overcommit cpu-pm=on")).run(small);
     assert!(has(&r, "L14"));
+}
+
+/// GUEST_OS_ID of Windows 10: Microsoft, NT, 10.0 build 19045.
+const WIN10_ID: u64 = (1u64 << 48) | (4 << 40) | (10 << 32) | 19045;
+
+/// Without a Windows guest, hv-* flags or Hyper-V traffic, timer fallbacks get no Hyper-V
+/// advice; the same exits from a Windows guest do.
+#[test]
+fn no_hyperv_advice_without_a_sign_of_hyperv() {
+    let pit = |fx: Fx| {
+        fx.svm(0x7b, 500, 5_000)
+            .ev(ev::PIO_OUT, 1, 0x40, 200, 0)
+            .ev(ev::PIO_OUT, 1, 0x43, 100, 0)
+            .run(amd(true))
+    };
+    let linux = pit(Fx::new(&qemu("host")));
+    assert!(!has(&linux, "R04"), "{:?}", ids(&linux));
+    assert!(linux
+        .notes
+        .iter()
+        .any(|n| n.contains("Hyper-V advice withheld")));
+    let windows = pit(Fx::new(&qemu("host")).once(ev::MSR_WRITE, 0, 0x4000_0000, WIN10_ID));
+    assert!(has(&windows, "R04"), "{:?}", ids(&windows));
 }
 
 #[test]
