@@ -3,6 +3,7 @@
 //! function; ids (R01–R23, L01–L16, P1–P5) and sources are those of
 //! docs/enlightenment-advice.md (the KB).
 
+pub mod catalog;
 pub mod config;
 pub mod evidence;
 pub mod guest;
@@ -397,6 +398,9 @@ pub fn analyze(input: &Input) -> Report {
         if let Some(p) = &profile {
             findings.push(p.clone());
         }
+        for f in &mut findings {
+            f.source = catalog::cite(&f.rule, &f.source);
+        }
         vms.push(VmReport {
             pid,
             name: vm.map_or_else(|| format!("pid {pid}"), |v| v.name.clone()),
@@ -436,14 +440,8 @@ pub fn analyze(input: &Input) -> Report {
     }
 }
 
-/// Rules about Hyper-V enlightenments (everything but host interrupts R09, APIC
-/// virtualization without Hyper-V R10/R20/R21, PAUSE loops R14, halt polling R15, unrelated
-/// exits R22, and the configuration checks that are not about hv-* flags).
 fn is_hyperv_rule(id: &str) -> bool {
-    !matches!(
-        id,
-        "R09" | "R10" | "R14" | "R15" | "R20" | "R21" | "R22" | "L11" | "L13" | "L14"
-    )
+    catalog::rule(id).is_none_or(|r| r.hyperv)
 }
 
 /// Most important first: severity, then confirmed before unconfirmed, then the share of cost
