@@ -9,18 +9,23 @@ use crate::{
     report,
 };
 
+/// The data's view, after its warnings (a perf table's contradictions, ...) went to stderr.
+fn warned(d: report::Data) -> crate::model::View {
+    for w in &d.warnings {
+        eprintln!("kvmprof: warning: {w}");
+    }
+    d.view
+}
+
 pub fn advise(g: &Global, a: &AdviseArgs) -> anyhow::Result<()> {
     let host = HostFacts::local();
     let mut input = if let Some(path) = a.from_perf.as_ref() {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let data = report::Data::from_perf_text(&text, &path.display().to_string())?;
-        Input::from_view(data.view, host)
+        Input::from_view(warned(report::load_perf(path)?), host)
     } else if let Some(path) = a.file.as_ref() {
         match open_recording_span(path)? {
             Some((first, last, names)) => Input::from_samples(&first, &last, &names, host),
             // Not a recording: perf text, which only has exit reasons.
-            None => Input::from_view(report::load(path)?.view, host),
+            None => Input::from_view(warned(report::load(path)?), host),
         }
     } else {
         let l = collect_live_for(g, a.duration, a.until_signal, a.ready_file.as_deref())?;
