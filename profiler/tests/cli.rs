@@ -295,6 +295,7 @@ fn contradictory_perf_text_is_refused_in_one_line() {
         vec!["report", "--from-perf", b],
         vec!["report", b],
         vec!["advise", "--from-perf", b],
+        vec!["check", "--from-perf", b],
         vec!["diff", b, b],
     ] {
         let o = kvmprof(&args);
@@ -320,6 +321,7 @@ fn a_junk_line_in_perf_text_is_a_warning_not_lost_rows() {
     for args in [
         vec!["report", "--from-perf", j],
         vec!["advise", "--from-perf", j],
+        vec!["check", "--from-perf", j, "-t", "HLT.max_us=100"],
         vec!["diff", j, j],
     ] {
         let o = kvmprof(&args);
