@@ -46,6 +46,24 @@ fn refuse(line: usize, what: String, fix: &str) -> ImportError {
     at(line, format!("{what}; fix: {fix}"))
 }
 
+/// A number as read (`151`, `-12.5`); huge ones in exponent form, not 300 digits.
+fn num(v: f64) -> String {
+    if v.abs() < 1e15 {
+        format!("{v}")
+    } else {
+        format!("{v:e}")
+    }
+}
+
+/// A sum, to perf's two decimals.
+fn num2(v: f64) -> String {
+    if v.abs() < 1e15 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.2e}")
+    }
+}
+
 /// `a` is above `b` by more than `tol` (plus float noise).
 fn above(a: f64, b: f64, tol: f64) -> bool {
     a - b > tol + 1e-9 * a.abs().max(b.abs()).max(1.0)
@@ -58,7 +76,10 @@ fn row(r: &PerfRow) -> Result<(), ImportError> {
         if above(0.0, v, r.rounding.pct) || above(v, 100.0, r.rounding.pct) {
             return Err(refuse(
                 r.line,
-                format!("{col} of {name} is {v}%, but a share lies between 0 and 100 %"),
+                format!(
+                    "{col} of {name} is {}%, but a share lies between 0 and 100 %",
+                    num(v)
+                ),
                 "correct or delete the row",
             ));
         }
@@ -75,7 +96,11 @@ fn row(r: &PerfRow) -> Result<(), ImportError> {
             if above(lo, hi, tol) {
                 return Err(refuse(
                     r.line,
-                    format!("{lo_col} {lo}us of {name} is above its {hi_col} {hi}us"),
+                    format!(
+                        "{lo_col} {}us of {name} is above its {hi_col} {}us",
+                        num(lo),
+                        num(hi)
+                    ),
                     "correct or delete the row",
                 ));
             }
@@ -103,14 +128,18 @@ fn shares(
     if above(sum, 100.0, tol) {
         return Err(refuse(
             sec.line,
-            format!("the {col} column of {table} adds up to {sum:.2} %, more than 100 %"),
+            format!(
+                "the {col} column of {table} adds up to {} %, more than 100 %",
+                num2(sum)
+            ),
             "correct the rows, or delete rows copied twice",
         ));
     }
     Ok(above(100.0, sum, tol).then(|| {
         format!(
-            "the {col} column adds up to {sum:.2} %: rows holding {:.2} % are not in this table (cut short?)",
-            100.0 - sum
+            "the {col} column adds up to {} %: rows holding {} % are not in this table (cut short?)",
+            num2(sum),
+            num2(100.0 - sum)
         )
     }))
 }
@@ -160,7 +189,9 @@ fn footer(sec: &Section, warnings: &mut Vec<ImportWarning>) -> Result<bool, Impo
         return Err(refuse(
             line,
             format!(
-                "the rows' Avg time × Samples add up to {sum:.2}us, more than the footer's handled time {total:.2}us"
+                "the rows' Avg time × Samples add up to {}us, more than the footer's handled time {}us",
+                num2(sum),
+                num2(total)
             ),
             "correct the footer or the rows",
         ));
@@ -169,7 +200,9 @@ fn footer(sec: &Section, warnings: &mut Vec<ImportWarning>) -> Result<bool, Impo
         warnings.push(ImportWarning::new(
             line,
             format!(
-                "the rows' Avg time × Samples add up to {sum:.2}us but the footer says {total:.2}us: a row's Avg time is off"
+                "the rows' Avg time × Samples add up to {}us but the footer says {}us: a row's Avg time is off",
+                num2(sum),
+                num2(total)
             ),
         ));
     }

@@ -168,6 +168,15 @@ fn impossible_rows_are_refused_with_their_line() {
         e.starts_with("t.txt: line 9: Min Time 4us of 'IO_INSTRUCTION' is above its Max Time"),
         "{e}"
     );
+    // Huge numbers are shown short.
+    let e = refused(&with_row(
+        5,
+        "MSR_READ 100 1e300% 12.50% 1.00us 3.00us 2.00us",
+    ));
+    assert!(
+        e.starts_with("t.txt: line 10: Samples% of 'MSR_READ' is 1e300%, but"),
+        "{e}"
+    );
     let e = refused(&with_row(
         5,
         "MSR_READ 100 12.50% 12.50% 2.50us 3.00us 2.00us",
