@@ -112,9 +112,7 @@ pub fn report(g: &Global, a: &ReportArgs) -> anyhow::Result<()> {
     let data = if let Some(path) = a.file.as_ref() {
         rep::load(path)?
     } else if let Some(path) = a.from_perf.as_ref() {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        rep::Data::from_perf_text(&text, &path.display().to_string())?
+        rep::load_perf(path)?
     } else {
         let l = collect_live_for(g, a.duration, a.until_signal, a.ready_file.as_deref())?;
         rep::Data::from_samples(&l.first, &l.last, &l.names, "live")

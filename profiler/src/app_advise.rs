@@ -1,6 +1,6 @@
 //! `kvmprof advise`: live data, a recording or perf text → evidence-backed findings.
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 
 use crate::{
     advice::{self, config::VmConfig, host::HostFacts, Input},
@@ -70,9 +70,7 @@ pub fn advise(g: &Global, a: &AdviseArgs) -> anyhow::Result<()> {
 
 /// A pasted perf profile: exit reasons and any msr / ioport / mmio tables with them.
 fn perf_input(path: &std::path::Path, guest: Option<advice::GuestKind>) -> anyhow::Result<Input> {
-    let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {shown}"))?;
-    let imp = report::import(&text).map_err(|e| e.in_file(&shown))?;
+    let (shown, imp) = report::import_perf_file(path)?;
     for w in &imp.warnings {
         eprintln!("kvmprof: warning: {shown}: {w}");
     }

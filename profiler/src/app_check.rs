@@ -35,9 +35,10 @@ pub fn check(g: &Global, a: &CheckArgs) -> anyhow::Result<u8> {
     let wants_advice = t.fail_on.is_some();
 
     let (view, series, advice) = if let Some(path) = a.from_perf.as_ref() {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let data = report::Data::from_perf_text(&text, &path.display().to_string())?;
+        let data = report::load_perf(path)?;
+        for w in &data.warnings {
+            eprintln!("kvmprof: warning: {w}");
+        }
         let adv = wants_advice.then(|| {
             AdviceSummary::from(&advice::analyze(&Input::from_view(
                 data.view.clone(),
@@ -53,6 +54,9 @@ pub fn check(g: &Global, a: &CheckArgs) -> anyhow::Result<u8> {
             }
             None => {
                 let data = report::load(path)?;
+                for w in &data.warnings {
+                    eprintln!("kvmprof: warning: {w}");
+                }
                 (data.view, Vec::new(), None)
             }
         }

@@ -249,3 +249,64 @@ fn advise_on_a_recording_with_toml_thresholds() {
     assert!(e.contains("t.toml") && e.lines().count() == 1, "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// perf text for the import tests, in a directory of its own.
+fn perf_file(name: &str, rows: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    let text = format!(
+        "Analyze events for all VMs, all VCPUs:\n\n\
+         VM-EXIT Samples Samples% Time% Min Time Max Time Avg time\n\n{rows}\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    (dir, path.to_str().unwrap().to_string())
+}
+
+/// perf text that cannot be true is refused by every command that imports it: status 2 and
+/// one line naming the file, the line, and the fix.
+#[test]
+fn contradictory_perf_text_is_refused_in_one_line() {
+    let (_dir, bad) = perf_file("bad.txt", "HLT 10 100.00% 100.00% 1.00us 3.00us 9.00us");
+    let b = bad.as_str();
+    for args in [
+        vec!["report", "--from-perf", b],
+        vec!["report", b],
+        vec!["advise", "--from-perf", b],
+        vec!["check", "--from-perf", b],
+        vec!["diff", b, b],
+    ] {
+        let o = kvmprof(&args);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
+        assert_eq!(e.lines().count(), 1, "{args:?}: {e}");
+        let want = format!(
+            "kvmprof: error: {b}: line 5: Avg time 9us of 'HLT' is above its Max Time 3us; fix: "
+        );
+        assert!(e.starts_with(&want), "{args:?}: {e}");
+    }
+}
+
+/// Rows after a junk line inside a table are read, and the commands say which line was skipped.
+#[test]
+fn a_junk_line_in_perf_text_is_a_warning_not_lost_rows() {
+    let (_dir, junk) = perf_file(
+        "junk.txt",
+        "HLT 10 50.00% 50.00% 1.00us 3.00us 2.00us\njunk\nCPUID 10 50.00% 50.00% 1.00us 3.00us 2.00us",
+    );
+    let j = junk.as_str();
+    let warning = format!("kvmprof: warning: {j}: line 6: inside the VM-EXIT table of line 3");
+    for args in [
+        vec!["report", "--from-perf", j],
+        vec!["advise", "--from-perf", j],
+        vec!["check", "--from-perf", j, "-t", "HLT.max_us=100"],
+        vec!["diff", j, j],
+    ] {
+        let o = kvmprof(&args);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {e}");
+        assert!(e.lines().any(|l| l.starts_with(&warning)), "{args:?}: {e}");
+    }
+    let o = kvmprof(&["report", "--from-perf", j]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("CPUID") && out.contains("HLT"), "{out}");
+}

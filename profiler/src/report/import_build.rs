@@ -5,20 +5,24 @@
 //!   "all VMs"; vCPU: `VCPU N`, or 0 for an all-VCPUs table. When the same VMs have an
 //!   all-VCPUs table, their per-VCPU tables are skipped (they count the same exits again);
 //!   repeated tables of one target (`perf kvm stat live` intervals) are added up.
-//! - Names: decoded back to codes with `ExitNames::code` under the ISA most names belong to;
+//! - Names: decoded back to codes by the built-in names under the ISA most names belong to;
 //!   `0x4a` (kvmprof's unknown codes) and ` FAILED_VMENTRY` are read back; any other name
-//!   (perf's `UNKNOWN`) gets a synthetic code (VMX 0xff00+, SVM 0xfffe0000+) and keeps its name.
+//!   (perf's `UNKNOWN`) gets a synthetic code (VMX 0xff00–0xffff, SVM 0xfffe0000+) and keeps
+//!   its name; a 257th such name is an error (perf prints all unknown reasons as `UNKNOWN`).
+//! - Time linear in the text: names are looked up in a hash index, and which tables overlap
+//!   is decided from one pass over all of them.
 //! - Stat: count = Samples, sum = Avg × Samples (ns, rounded), min / max as printed (0 when this
 //!   perf printed none), no histogram.
 //! - MSR / IO Port / MMIO tables become evidence counts; their times are dropped (kvmprof's
 //!   evidence holds counts only).
 
-use std::collections::BTreeMap;
+use std::collections::{HashMap, HashSet};
 
 use profiler_common::{ev, ISA_SVM, ISA_VMX};
 
 use super::{
-    perf_import::{ImportError, PerfRow, Section},
+    perf_import::{ImportError, ImportWarning, PerfRow, Section},
+    perf_lex::quote,
     perf_table::Event,
 };
 use crate::{
@@ -29,26 +33,25 @@ use crate::{
 const VMX_FAILED_VMENTRY: u32 = 0x8000_0000;
 const SYNTH_VMX: u32 = 0xff00;
 const SYNTH_SVM: u32 = 0xfffe_0000;
+const SYNTH_MAX: usize = 0x100;
 
 pub(crate) fn samples(
     sections: &[Section],
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<ImportWarning>,
 ) -> Result<(Sample, ExitNames), ImportError> {
-    let mut names = ExitNames::builtin();
-    names.source = "perf text".into();
-    let mut synth: BTreeMap<(u32, String), u32> = BTreeMap::new();
+    let mut names = Names::new();
     let mut s = Sample::default();
-
+    let overlap = Overlap::of(sections);
     let mut budget = Budget::default();
     for sec in sections {
-        if let Some(why) = skipped(sec, sections) {
-            warnings.push(format!("line {}: {why}", sec.line));
+        if let Some(why) = overlap.skipped(sec) {
+            warnings.push(ImportWarning::new(sec.line, why));
             continue;
         }
         if let Some(n) = sec.lost_events.filter(|n| *n > 0) {
-            warnings.push(format!(
-                "line {}: perf lost {n} events: its counts are low",
-                sec.line
+            warnings.push(ImportWarning::new(
+                sec.line,
+                format!("perf lost {n} events: its counts are low"),
             ));
         }
         let tgid = sec.pids.first().copied().unwrap_or(0);
@@ -58,68 +61,83 @@ pub(crate) fn samples(
             ..Default::default()
         });
         if sec.event == Event::Vmexit {
-            exits(
-                sec,
-                tgid,
-                &mut s,
-                &mut names,
-                &mut synth,
-                &mut budget,
-                warnings,
-            )?;
+            exits(sec, tgid, &mut s, &mut names, &mut budget, warnings)?;
         } else {
             evidence(sec, tgid, &mut s, &mut budget)?;
             if !sec.rows.is_empty() && sec.rows.iter().any(|r| r.avg_us.is_some()) {
-                warnings.push(format!(
-                    "line {}: {} times dropped: kvmprof keeps counts only for sub-reasons",
+                warnings.push(ImportWarning::new(
                     sec.line,
-                    sec.event.header()
+                    format!(
+                        "{} times dropped: kvmprof keeps counts only for sub-reasons",
+                        sec.event.header()
+                    ),
                 ));
             }
         }
     }
-    Ok((s, names))
+    Ok((s, names.names))
 }
 
-/// Why a section repeats exits another section counts, if it does.
-fn skipped(sec: &Section, all: &[Section]) -> Option<String> {
-    let same = |o: &&Section| o.event == sec.event;
-    if let Some(v) = sec.vcpu {
-        let whole = all
-            .iter()
-            .filter(same)
-            .any(|o| o.vcpu.is_none() && o.pids == sec.pids);
-        return whole.then(|| {
-            format!("VCPU {v} table skipped: the all-VCPUs table of the same VMs already counts these exits")
-        });
+/// Which tables count the same exits as others, from one pass over all of them (per table
+/// kind: the targets that have an all-VCPUs table, and the samples of the all-VCPUs tables of
+/// single VMs and of all VMs).
+#[derive(Default)]
+struct Overlap<'a> {
+    whole: HashSet<(&'static str, &'a [u32])>,
+    kinds: HashMap<&'static str, Totals>,
+}
+
+#[derive(Default)]
+struct Totals {
+    per_pid: Option<u64>,
+    all_vms: Option<u64>,
+}
+
+impl<'a> Overlap<'a> {
+    fn of(sections: &'a [Section]) -> Self {
+        let mut o = Overlap::default();
+        for sec in sections.iter().filter(|s| s.vcpu.is_none()) {
+            let kind = sec.event.header();
+            o.whole.insert((kind, &sec.pids));
+            let t = o.kinds.entry(kind).or_default();
+            let slot = if sec.pids.is_empty() {
+                &mut t.all_vms
+            } else {
+                &mut t.per_pid
+            };
+            let n = sec
+                .rows
+                .iter()
+                .fold(0u64, |n, r| n.saturating_add(r.samples));
+            *slot = Some(slot.unwrap_or(0).saturating_add(n));
+        }
+        o
     }
-    // An all-VMs table next to per-pid tables: keep the per-pid ones when they add up to it.
-    let sum = |f: &dyn Fn(&Section) -> bool| -> u64 {
-        all.iter()
-            .filter(same)
-            .filter(|o| o.vcpu.is_none() && f(o))
-            .flat_map(|o| &o.rows)
-            .fold(0u64, |n, r| n.saturating_add(r.samples))
-    };
-    let has_pids = all
-        .iter()
-        .filter(same)
-        .any(|o| o.vcpu.is_none() && !o.pids.is_empty());
-    let has_all = all
-        .iter()
-        .filter(same)
-        .any(|o| o.vcpu.is_none() && o.pids.is_empty());
-    if !(has_pids && has_all) {
-        return None;
-    }
-    let split = sum(&|o| !o.pids.is_empty()) == sum(&|o| o.pids.is_empty());
-    match (sec.pids.is_empty(), split) {
-        (true, true) => Some("all-VMs table skipped: the per-pid tables count the same exits".into()),
-        (false, false) => Some(
-            "per-pid table skipped: it does not add up with the others to the all-VMs table, which is used instead"
-                .into(),
-        ),
-        _ => None,
+
+    /// Why `sec` repeats exits another section counts, if it does.
+    fn skipped(&self, sec: &Section) -> Option<String> {
+        let kind = sec.event.header();
+        if let Some(v) = sec.vcpu {
+            return self.whole.contains(&(kind, &sec.pids[..])).then(|| {
+                format!("VCPU {v} table skipped: the all-VCPUs table of the same VMs already counts these exits")
+            });
+        }
+        // An all-VMs table next to per-pid tables: keep the per-pid ones when they add up to it.
+        let Some(Totals {
+            per_pid: Some(per_pid),
+            all_vms: Some(all_vms),
+        }) = self.kinds.get(kind)
+        else {
+            return None;
+        };
+        match (sec.pids.is_empty(), per_pid == all_vms) {
+            (true, true) => Some("all-VMs table skipped: the per-pid tables count the same exits".into()),
+            (false, false) => Some(
+                "per-pid table skipped: it does not add up with the others to the all-VMs table, which is used instead"
+                    .into(),
+            ),
+            _ => None,
+        }
     }
 }
 
@@ -162,20 +180,19 @@ fn exits(
     sec: &Section,
     tgid: u32,
     s: &mut Sample,
-    names: &mut ExitNames,
-    synth: &mut BTreeMap<(u32, String), u32>,
+    names: &mut Names,
     budget: &mut Budget,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<ImportWarning>,
 ) -> Result<(), ImportError> {
     let isa = detect_isa(&sec.rows, names);
     if !sec.rows.is_empty() && sec.rows.iter().all(|r| r.min_us.is_none()) {
-        warnings.push(format!(
-            "line {}: this perf printed no Min/Max Time: they read as 0",
-            sec.line
+        warnings.push(ImportWarning::new(
+            sec.line,
+            "this perf printed no Min/Max Time: they read as 0",
         ));
     }
     for r in sec.rows.iter().filter(|r| r.samples > 0) {
-        let reason = resolve(isa, &r.name, names, synth);
+        let reason = names.resolve(isa, &r.name, r.line)?;
         let key = Key {
             tgid,
             vcpu: sec.vcpu.unwrap_or(0),
@@ -190,7 +207,7 @@ fn exits(
 }
 
 /// VMX when more names are VMX names (ties: upper case wins), else SVM.
-fn detect_isa(rows: &[PerfRow], names: &ExitNames) -> u32 {
+fn detect_isa(rows: &[PerfRow], names: &Names) -> u32 {
     let hits = |isa: u32| {
         rows.iter()
             .filter(|r| names.code(isa, base(&r.name).0).is_some())
@@ -219,36 +236,90 @@ fn base(name: &str) -> (&str, u32) {
     }
 }
 
-fn resolve(
-    isa: u32,
-    name: &str,
-    names: &mut ExitNames,
-    synth: &mut BTreeMap<(u32, String), u32>,
-) -> u32 {
-    let (b, flag) = if isa == ISA_VMX {
-        base(name)
-    } else {
-        (name, 0)
-    };
-    if let Some(c) = names.code(isa, b) {
-        return c | flag;
+/// The exit names, with a hashed name → code index (`ExitNames::code` scans its tables, which
+/// would make an import quadratic in the names it adds).
+struct Names {
+    names: ExitNames,
+    /// name → code, VMX and SVM.
+    codes: [HashMap<String, u32>; 2],
+    synthetic: usize,
+}
+
+fn slot(isa: u32) -> Option<usize> {
+    match isa {
+        ISA_VMX => Some(0),
+        ISA_SVM => Some(1),
+        _ => None,
     }
-    if let Some(c) = b
-        .strip_prefix("0x")
-        .and_then(|h| u32::from_str_radix(h, 16).ok())
-    {
-        return c | flag;
+}
+
+impl Names {
+    fn new() -> Self {
+        let mut names = ExitNames::builtin();
+        names.source = "perf text".into();
+        let mut codes: [HashMap<String, u32>; 2] = Default::default();
+        for (i, map) in [&names.vmx, &names.svm].into_iter().enumerate() {
+            // Ascending codes: the lowest code of a name wins, as in `ExitNames::code`.
+            for (code, name) in map {
+                codes[i].entry(name.clone()).or_insert(*code);
+            }
+        }
+        Names {
+            names,
+            codes,
+            synthetic: 0,
+        }
     }
-    let next = synth.len() as u32;
-    *synth.entry((isa, name.to_string())).or_insert_with(|| {
-        let (code, map) = if isa == ISA_VMX {
-            (SYNTH_VMX + next, &mut names.vmx)
+
+    fn code(&self, isa: u32, name: &str) -> Option<u32> {
+        self.codes[slot(isa)?].get(name).copied()
+    }
+
+    /// The code of `name`; a name no table knows gets the next synthetic code.
+    fn resolve(&mut self, isa: u32, name: &str, line: usize) -> Result<u32, ImportError> {
+        let (b, flag) = if isa == ISA_VMX {
+            base(name)
         } else {
-            (SYNTH_SVM + next, &mut names.svm)
+            (name, 0)
+        };
+        if let Some(c) = self.code(isa, b) {
+            return Ok(c | flag);
+        }
+        if let Some(c) = b
+            .strip_prefix("0x")
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+        {
+            return Ok(c | flag);
+        }
+        if let Some(c) = self.code(isa, name) {
+            return Ok(c);
+        }
+        // VMX codes above 0xffff would read as flag bits, so there are SYNTH_MAX of them.
+        if self.synthetic == SYNTH_MAX {
+            return Err(ImportError::At {
+                file: String::new(),
+                line,
+                msg: format!(
+                    "{} is the {}th exit reason name that no kernel table knows; kvmprof holds {SYNTH_MAX}, \
+                     and perf prints UNKNOWN for all unknown reasons; fix: check that this is perf kvm stat output",
+                    quote(name),
+                    SYNTH_MAX + 1
+                ),
+            });
+        }
+        let next = self.synthetic as u32;
+        self.synthetic += 1;
+        let (code, map) = if isa == ISA_VMX {
+            (SYNTH_VMX + next, &mut self.names.vmx)
+        } else {
+            (SYNTH_SVM + next, &mut self.names.svm)
         };
         map.insert(code, name.to_string());
-        code
-    })
+        if let Some(i) = slot(isa) {
+            self.codes[i].insert(name.to_string(), code);
+        }
+        Ok(code)
+    }
 }
 
 fn ns(us: f64) -> u64 {

@@ -8,8 +8,10 @@ pub mod csv;
 pub mod diff;
 mod evidence;
 mod import_build;
+mod import_check;
 pub mod json;
 pub mod perf_import;
+mod perf_lex;
 pub mod perf_table;
 mod printf;
 mod rows;
@@ -19,13 +21,15 @@ mod tests_diff;
 #[cfg(test)]
 mod tests_import;
 #[cfg(test)]
+mod tests_import_hostile;
+#[cfg(test)]
 mod tests_table;
 
 use std::path::Path;
 
 pub use diff::{diff, diff_with, Diff, DiffOptions};
 pub use evidence::Evidence;
-pub use perf_import::{import, ImportError, PerfImport};
+pub use perf_import::{import, ImportError, ImportWarning, PerfImport};
 pub use perf_table::{render as perf_table, Event, SortBy, TableOptions};
 
 use crate::{
@@ -106,33 +110,54 @@ impl Data {
         Ok(d)
     }
 
-    /// From `perf kvm stat report --stdio` text.
+    /// From `perf kvm stat report --stdio` text; `label` (its path) starts each error and
+    /// warning.
     pub fn from_perf_text(text: &str, label: &str) -> Result<Data, ReportError> {
-        let imp = import(text)?;
+        let imp = import(text).map_err(|e| e.in_file(label))?;
         Ok(Data {
             view: imp.view(),
             evidence: Evidence::between(&Sample::default(), &imp.newer),
             label: label.to_string(),
             has_hist: false,
-            warnings: imp.warnings,
+            warnings: imp
+                .warnings
+                .iter()
+                .map(|w| format!("{label}: {w}"))
+                .collect(),
         })
+    }
+}
+
+/// Reads perf text from `path` (bytes that are not UTF-8 become U+FFFD, as in [`load`]).
+pub fn load_perf(path: &Path) -> Result<Data, ReportError> {
+    let (shown, bytes) = read(path)?;
+    Data::from_perf_text(&String::from_utf8_lossy(&bytes), &shown)
+}
+
+/// Reads and imports perf text from `path`: the name to show, and the tables and samples.
+pub fn import_perf_file(path: &Path) -> Result<(String, PerfImport), ReportError> {
+    let (shown, bytes) = read(path)?;
+    let imp = import(&String::from_utf8_lossy(&bytes)).map_err(|e| e.in_file(&shown))?;
+    Ok((shown, imp))
+}
+
+fn read(path: &Path) -> Result<(String, Vec<u8>), ReportError> {
+    let shown = path.display().to_string();
+    match std::fs::read(path) {
+        Ok(bytes) => Ok((shown, bytes)),
+        Err(source) => Err(ReportError::Io {
+            path: shown,
+            source,
+        }),
     }
 }
 
 /// Opens a kvmprof recording or a perf text report, whichever `path` holds.
 pub fn load(path: &Path) -> Result<Data, ReportError> {
-    let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| ReportError::Io {
-        path: shown.clone(),
-        source,
-    })?;
+    let (shown, bytes) = read(path)?;
     if bytes.starts_with(&crate::store::MAGIC) {
         let rec = Recording::from_bytes(path, bytes)?;
         return Data::from_recording(&rec);
     }
-    let text = String::from_utf8_lossy(&bytes);
-    Data::from_perf_text(&text, &shown).map_err(|e| match e {
-        ReportError::Import(i) => ReportError::Import(i.in_file(&shown)),
-        e => e,
-    })
+    Data::from_perf_text(&String::from_utf8_lossy(&bytes), &shown)
 }

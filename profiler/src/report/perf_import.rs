@@ -10,9 +10,20 @@
 //! Each section becomes cumulative counters since an empty sample (see `import_build`):
 //! count = Samples, sum = Avg × Samples, min / max as printed; perf keeps no histogram, so
 //! percentiles (and the `±` estimate) are unavailable for imported rows. A line that looks like
-//! a table row but cannot be read is an error naming the line; prose after a table ends it.
+//! a table row but cannot be read is an error naming the line; prose after a table ends it,
+//! unless rows follow: then it is skipped with a warning (see [`Section::skipped`]). Each table
+//! is checked for numbers that contradict each other (`import_check`).
 
-use super::{import_build as build, perf_table::Event};
+use std::fmt;
+
+use super::{
+    import_build as build, import_check,
+    perf_lex::{
+        clean, find_after, looks_like_row, parse_footer, parse_header, parse_row, parse_target,
+        quote,
+    },
+    perf_table::Event,
+};
 use crate::{decode::ExitNames, model::View, sample::Sample};
 
 /// Why perf text could not be read; one line, with the line number where there is one.
@@ -39,7 +50,7 @@ impl ImportError {
     }
 }
 
-fn at(line: usize, msg: impl Into<String>) -> ImportError {
+pub(crate) fn at(line: usize, msg: impl Into<String>) -> ImportError {
     ImportError::At {
         file: String::new(),
         line,
@@ -72,6 +83,16 @@ pub struct PerfRow {
     pub avg_us: Option<f64>,
     /// The `( +- x% )` value, when printed.
     pub rel_err_pct: Option<f64>,
+    /// How far printing may have rounded the values.
+    pub rounding: Rounding,
+}
+
+/// Half the last printed digit of a row's percentages and of its times (µs): how far each
+/// printed value may be from the true one.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Rounding {
+    pub pct: f64,
+    pub us: f64,
 }
 
 /// One table with what the "Analyze events" line above it said.
@@ -89,7 +110,13 @@ pub struct Section {
     /// From the footer, when present.
     pub total_samples: Option<u64>,
     pub total_time_us: Option<f64>,
+    /// Line of the footer, and how far its printed time may be rounded (µs).
+    pub footer_line: Option<usize>,
+    pub total_time_rounding: f64,
     pub lost_events: Option<u64>,
+    /// Lines between this table's rows that were not rows and were read around (a stray
+    /// remark, a damaged row): each was reported in a warning.
+    pub skipped: Vec<usize>,
 }
 
 /// Parsed perf text and the samples made from it.
@@ -101,7 +128,30 @@ pub struct PerfImport {
     pub newer: Sample,
     /// Built-in names plus the names this text used that no table knows (synthetic codes).
     pub names: ExitNames,
-    pub warnings: Vec<String>,
+    pub warnings: Vec<ImportWarning>,
+}
+
+/// What the import read around rather than refused, with the line it is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportWarning {
+    /// 1-based line number.
+    pub line: usize,
+    pub msg: String,
+}
+
+impl ImportWarning {
+    pub(crate) fn new(line: usize, msg: impl Into<String>) -> Self {
+        ImportWarning {
+            line,
+            msg: msg.into(),
+        }
+    }
+}
+
+impl fmt::Display for ImportWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.msg)
+    }
 }
 
 impl PerfImport {
@@ -124,286 +174,151 @@ pub fn import(text: &str) -> Result<PerfImport, ImportError> {
     })
 }
 
-/// Parses perf text into its tables, without interpreting names.
-pub fn parse(text: &str) -> Result<(Vec<Section>, Vec<String>), ImportError> {
-    let mut sections: Vec<Section> = Vec::new();
-    let mut warnings = Vec::new();
-    let mut target: (Vec<u32>, Option<u32>) = (Vec::new(), None);
-    let mut open: Option<Section> = None;
+/// Parses perf text into its tables, without interpreting names; one pass, each line once.
+pub fn parse(text: &str) -> Result<(Vec<Section>, Vec<ImportWarning>), ImportError> {
+    let mut p = Parser::default();
     for (i, raw) in text.lines().enumerate() {
-        let n = i + 1;
-        let line = clean(raw);
-        if line.is_empty() {
-            continue;
-        }
-        if let Some(rest) = find_after(line, "Analyze events for") {
-            close(&mut open, &mut sections, &mut warnings);
-            target = parse_target(rest).map_err(|m| at(n, m))?;
-            continue;
-        }
-        if let Some((event, columns)) = parse_header(line).map_err(|m| at(n, m))? {
-            close(&mut open, &mut sections, &mut warnings);
-            open = Some(Section {
-                line: n,
-                pids: target.0.clone(),
-                vcpu: target.1,
-                event,
-                columns,
-                rows: Vec::new(),
-                total_samples: None,
-                total_time_us: None,
-                lost_events: None,
-            });
-            continue;
-        }
-        if line.starts_with("Total Samples") {
-            match open.as_mut() {
-                Some(s) => parse_footer(s, line, n)?,
-                None => warnings.push(format!("line {n}: footer without a table above it")),
-            }
-            close(&mut open, &mut sections, &mut warnings);
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("Lost events:") {
-            let lost = rest.trim().parse::<u64>().ok();
-            if let Some(s) = open.as_mut().or(sections.last_mut()) {
-                s.lost_events = lost;
-            }
-            continue;
-        }
-        let Some(s) = open.as_mut() else { continue };
-        match parse_row(line, &s.columns, n) {
-            Ok(r) => s.rows.push(r),
-            Err(msg) if looks_like_row(line) => return Err(at(n, msg)),
-            // Prose after a table (a signature, a remark) ends it.
-            Err(_) => close(&mut open, &mut sections, &mut warnings),
-        }
+        p.line(i + 1, clean(raw))?;
     }
-    close(&mut open, &mut sections, &mut warnings);
-    if sections.is_empty() {
+    p.close()?;
+    if p.sections.is_empty() {
         return Err(ImportError::NoTable {
             file: String::new(),
         });
     }
-    Ok((sections, warnings))
+    Ok((p.sections, p.warnings))
 }
 
-fn close(open: &mut Option<Section>, out: &mut Vec<Section>, warnings: &mut Vec<String>) {
-    let Some(s) = open.take() else { return };
-    let sum: u64 = s.rows.iter().map(|r| r.samples).sum();
-    if let Some(t) = s.total_samples.filter(|t| *t != sum) {
-        warnings.push(format!(
-            "line {}: the rows add up to {sum} samples but the footer says {t} (table cut short?)",
-            s.line
-        ));
-    }
-    out.push(s);
+#[derive(Default)]
+struct Parser {
+    sections: Vec<Section>,
+    warnings: Vec<ImportWarning>,
+    /// What the last "Analyze events for" line named.
+    target: (Vec<u32>, Option<u32>),
+    open: Option<Open>,
 }
 
-/// Drops e-mail quoting and surrounding whitespace (any Unicode space, NBSP included).
-fn clean(raw: &str) -> &str {
-    raw.trim_start_matches(|c: char| c == '>' || c == '|' || c.is_whitespace())
-        .trim_end_matches(|c: char| c == '|' || c.is_whitespace())
+/// The table being read, and the non-row lines seen since its last row: prose after the
+/// table if no row follows them, lines skipped inside it if one does.
+struct Open {
+    sec: Section,
+    gap: Vec<usize>,
+    gap_first: String,
 }
 
-fn find_after<'a>(line: &'a str, pat: &str) -> Option<&'a str> {
-    line.find(pat).map(|i| line[i + pat.len()..].trim())
-}
-
-/// "all VMs, all VCPUs:" / "pid(s) 12,34, VCPU 3:" → (pids, vcpu).
-fn parse_target(rest: &str) -> Result<(Vec<u32>, Option<u32>), String> {
-    let rest = rest.trim_end_matches(':').trim();
-    let (who, cpus) = rest.rsplit_once(',').unwrap_or((rest, "all VCPUs"));
-    let cpus = cpus.trim();
-    let vcpu = if cpus.eq_ignore_ascii_case("all VCPUs") {
-        None
-    } else {
-        let n = cpus.strip_prefix("VCPU").map(str::trim);
-        Some(n.and_then(|n| n.parse().ok()).ok_or_else(|| {
-            format!("cannot read the vCPU in 'Analyze events for {rest}': expected 'all VCPUs' or 'VCPU N'")
-        })?)
-    };
-    let who = who.trim().trim_end_matches(',').trim();
-    let pids = match who.strip_prefix("pid(s)") {
-        Some(list) => list
-            .split(|c: char| c == ',' || c.is_whitespace())
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                p.parse::<u32>()
-                    .map_err(|_| format!("'{p}' is not a pid in 'Analyze events for {rest}'"))
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-        // "all VMs", or perf's "dazed and confused on what is monitored".
-        None => Vec::new(),
-    };
-    Ok((pids, vcpu))
-}
-
-/// A header line: `<table name> Samples Samples% [Time%] [Min Time] [Max Time] [Avg time] ...`.
-fn parse_header(line: &str) -> Result<Option<(Event, Vec<Column>)>, String> {
-    let toks: Vec<&str> = line.split_whitespace().collect();
-    let Some(pos) = toks
-        .windows(2)
-        .position(|w| w[0] == "Samples" && w[1] == "Samples%")
-    else {
-        return Ok(None);
-    };
-    let name = toks[..pos].join(" ");
-    let event = Event::from_header(&name).ok_or_else(|| {
-        format!(
-            "unknown table '{name}': expected VM-EXIT, MMIO Access, IO Port Access or MSR Access"
-        )
-    })?;
-    let mut cols = vec![Column::Samples, Column::SamplesPct];
-    let mut t = toks[pos + 2..].iter().peekable();
-    while let Some(tok) = t.next() {
-        let col = match tok.to_ascii_lowercase().as_str() {
-            "time%" => Column::TimePct,
-            "min" => Column::Min,
-            "max" => Column::Max,
-            "avg" => Column::Avg,
-            // Anything else (kvmprof's p50/p99 columns) comes after "( +- x% )": not read.
-            _ => break,
+impl Parser {
+    fn line(&mut self, n: usize, line: &str) -> Result<(), ImportError> {
+        if line.is_empty() {
+            return Ok(());
+        }
+        if let Some(rest) = find_after(line, "Analyze events for") {
+            self.close()?;
+            self.target = parse_target(rest).map_err(|m| at(n, m))?;
+            return Ok(());
+        }
+        if let Some((event, columns)) = parse_header(line).map_err(|m| at(n, m))? {
+            self.close()?;
+            self.open = Some(Open {
+                sec: Section {
+                    line: n,
+                    pids: self.target.0.clone(),
+                    vcpu: self.target.1,
+                    event,
+                    columns,
+                    rows: Vec::new(),
+                    total_samples: None,
+                    total_time_us: None,
+                    footer_line: None,
+                    total_time_rounding: 0.0,
+                    lost_events: None,
+                    skipped: Vec::new(),
+                },
+                gap: Vec::new(),
+                gap_first: String::new(),
+            });
+            return Ok(());
+        }
+        if line.starts_with("Total Samples") {
+            let Some(o) = self.open.as_mut() else {
+                let w = ImportWarning::new(n, "footer without a table above it");
+                self.warnings.push(w);
+                return Ok(());
+            };
+            let (samples, time) = parse_footer(line).map_err(|m| at(n, m))?;
+            o.resume(n, &mut self.warnings);
+            o.sec.total_samples = Some(samples);
+            o.sec.footer_line = Some(n);
+            if let Some((t, r)) = time {
+                o.sec.total_time_us = Some(t);
+                o.sec.total_time_rounding = r;
+            }
+            return self.close();
+        }
+        if let Some(rest) = line.strip_prefix("Lost events:") {
+            let lost = rest.trim().parse::<u64>().ok();
+            let open = self.open.as_mut().map(|o| &mut o.sec);
+            if let Some(s) = open.or(self.sections.last_mut()) {
+                s.lost_events = lost;
+            }
+            return Ok(());
+        }
+        let Some(o) = self.open.as_mut() else {
+            return Ok(());
         };
-        if col != Column::TimePct && t.peek().is_some_and(|n| n.eq_ignore_ascii_case("time")) {
-            t.next();
-        }
-        cols.push(col);
-    }
-    Ok(Some((event, cols)))
-}
-
-/// `Total Samples:N, Total events handled time:X.XXus.`
-fn parse_footer(s: &mut Section, line: &str, n: usize) -> Result<(), ImportError> {
-    let after = find_after(line, "Total Samples:").unwrap_or("");
-    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
-    s.total_samples = Some(
-        digits
-            .parse()
-            .map_err(|_| at(n, format!("cannot read the sample count in '{line}'")))?,
-    );
-    if let Some(t) = find_after(line, "handled time:") {
-        let num: String = t
-            .chars()
-            .take_while(|c| c.is_ascii_digit() || *c == '.')
-            .collect();
-        s.total_time_us = num.trim_end_matches('.').parse().ok();
-    }
-    Ok(())
-}
-
-/// One row: the name is whatever precedes the header's numeric columns.
-fn parse_row(line: &str, cols: &[Column], n: usize) -> Result<PerfRow, String> {
-    let (left, err) = split_rel_err(line)?;
-    let toks = tokens(left);
-    if toks.len() <= cols.len() {
-        return Err(format!(
-            "expected a name and {} columns ({}), found '{line}'",
-            cols.len(),
-            describe(cols)
-        ));
-    }
-    let split = toks.len() - cols.len();
-    let mut row = PerfRow {
-        line: n,
-        name: toks[..split].join(" "),
-        rel_err_pct: err,
-        ..Default::default()
-    };
-    for (col, tok) in cols.iter().zip(&toks[split..]) {
-        let bad = |what: &str| format!("'{tok}' is not {what} (in '{line}')");
-        match col {
-            Column::Samples => row.samples = tok.parse().map_err(|_| bad("a sample count"))?,
-            Column::SamplesPct => {
-                row.samples_pct = Some(percent(tok).ok_or_else(|| bad("a percentage"))?)
+        match parse_row(line, &o.sec.columns, n) {
+            Ok(r) => {
+                o.resume(n, &mut self.warnings);
+                o.sec.rows.push(r);
             }
-            Column::TimePct => {
-                row.time_pct = Some(percent(tok).ok_or_else(|| bad("a percentage"))?)
+            Err(msg) if o.gap.is_empty() && looks_like_row(line) => return Err(at(n, msg)),
+            // Prose after the table, or a stray line inside it: which, the next row tells.
+            Err(_) => {
+                if o.gap.is_empty() {
+                    o.gap_first = quote(line);
+                }
+                o.gap.push(n);
             }
-            Column::Min => row.min_us = Some(micros(tok).ok_or_else(|| bad("a time like 1.23us"))?),
-            Column::Max => row.max_us = Some(micros(tok).ok_or_else(|| bad("a time like 1.23us"))?),
-            Column::Avg => row.avg_us = Some(micros(tok).ok_or_else(|| bad("a time like 1.23us"))?),
         }
+        Ok(())
     }
-    Ok(row)
-}
 
-fn describe(cols: &[Column]) -> String {
-    let names: Vec<&str> = cols
-        .iter()
-        .map(|c| match c {
-            Column::Samples => "Samples",
-            Column::SamplesPct => "Samples%",
-            Column::TimePct => "Time%",
-            Column::Min => "Min Time",
-            Column::Max => "Max Time",
-            Column::Avg => "Avg time",
-        })
-        .collect();
-    names.join(", ")
-}
-
-/// Cuts `( +- x% )` (or `(±x%)`, or kvmprof's `( +- n/a )`) off a row; what follows it
-/// (kvmprof's percentile columns) is dropped.
-fn split_rel_err(line: &str) -> Result<(&str, Option<f64>), String> {
-    let Some(open) = line.find('(') else {
-        return Ok((line, None));
-    };
-    let inner = &line[open + 1..];
-    let inner = inner.split(')').next().unwrap_or(inner).trim();
-    let Some(v) = inner.strip_prefix("+-").or_else(|| inner.strip_prefix('±')) else {
-        return Err(format!("expected '( +- x% )' in '{line}'"));
-    };
-    let v = v.trim().trim_end_matches('%').trim();
-    Ok((
-        &line[..open],
-        v.parse::<f64>().ok().filter(|x| x.is_finite()),
-    ))
-}
-
-/// Whitespace tokens, with a lone unit (`us`, `%`) joined to the number before it.
-fn tokens(s: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for t in s.split_whitespace() {
-        let unit = matches!(t, "us" | "µs" | "μs" | "ms" | "ns" | "%");
-        match out.last_mut() {
-            Some(prev) if unit && prev.parse::<f64>().is_ok() => prev.push_str(t),
-            _ => out.push(t.to_string()),
-        }
+    /// Ends the open table: the lines after its last row were prose, not part of it.
+    fn close(&mut self) -> Result<(), ImportError> {
+        let Some(o) = self.open.take() else {
+            return Ok(());
+        };
+        import_check::check(&o.sec, &mut self.warnings)?;
+        self.sections.push(o.sec);
+        Ok(())
     }
-    out
 }
 
-fn percent(t: &str) -> Option<f64> {
-    let v: f64 = t.strip_suffix('%')?.parse().ok()?;
-    v.is_finite().then_some(v)
-}
-
-/// A time in µs: `1.23us` (also `µs`, `ms`, `ns`, or a bare number in µs).
-fn micros(t: &str) -> Option<f64> {
-    let (num, scale) = if let Some(v) = t.strip_suffix("us") {
-        (v, 1.0)
-    } else if let Some(v) = t.strip_suffix("µs").or_else(|| t.strip_suffix("μs")) {
-        (v, 1.0)
-    } else if let Some(v) = t.strip_suffix("ms") {
-        (v, 1e3)
-    } else if let Some(v) = t.strip_suffix("ns") {
-        (v, 1e-3)
-    } else {
-        (t, 1.0)
-    };
-    let v: f64 = num.parse().ok()?;
-    (v.is_finite() && v >= 0.0).then_some(v * scale)
-}
-
-/// A line shaped like a row (a percentage or a time among several numbers), so a failure to
-/// read it is an error rather than the end of the table.
-fn looks_like_row(line: &str) -> bool {
-    let toks = tokens(line);
-    let numeric = toks
-        .iter()
-        .filter(|t| percent(t).is_some() || micros(t).is_some())
-        .count();
-    let marked = toks.iter().any(|t| t.ends_with('%') || t.ends_with("us"));
-    numeric >= 2 && marked
+impl Open {
+    /// The table goes on at line `n`: the non-row lines before it were inside it.
+    fn resume(&mut self, n: usize, warnings: &mut Vec<ImportWarning>) {
+        let Some(&first) = self.gap.first() else {
+            return;
+        };
+        let k = self.gap.len();
+        let (what, lost) = if k == 1 {
+            (
+                format!("{} is not a row", self.gap_first),
+                "if it was a damaged row, that row",
+            )
+        } else {
+            let last = self.gap[k - 1];
+            let what = format!(
+                "{k} lines ({first}–{last}, the first {}) are not rows",
+                self.gap_first
+            );
+            (what, "any damaged row among them")
+        };
+        let msg = format!(
+            "inside the {} table of line {}, {what}: skipped; the table goes on at line {n} ({lost} is missing)",
+            self.sec.event.header(),
+            self.sec.line
+        );
+        warnings.push(ImportWarning::new(first, msg));
+        self.sec.skipped.append(&mut self.gap);
+    }
 }

@@ -53,7 +53,11 @@ fn old_perf_20_columns_without_min_max() {
     assert_eq!(s.pids, vec![4321]);
     assert_eq!(s.rows.len(), 5);
     assert_eq!(s.rows[2].avg_us, Some(812.40));
-    assert!(imp.warnings[0].contains("no Min/Max"), "{:?}", imp.warnings);
+    assert!(
+        imp.warnings[0].msg.contains("no Min/Max"),
+        "{:?}",
+        imp.warnings
+    );
     let v = imp.view();
     assert_eq!(v.vms[0].name, "pid 4321");
     let r = row(&v, 4321, "EPT_VIOLATION");
@@ -99,7 +103,7 @@ fn msr_and_ioport_tables_become_evidence_counts() {
     assert_eq!(count(ev::MSR_READ, 0x1b), 3_301);
     assert_eq!(count(ev::PIO_OUT, 0x3f8), 11_022);
     assert_eq!(count(ev::PIO_IN, 0x71), 200);
-    assert!(imp.warnings.iter().any(|w| w.contains("times dropped")));
+    assert!(imp.warnings.iter().any(|w| w.msg.contains("times dropped")));
     // And they render as kvmprof's sub-reason table.
     let d = Data::from_perf_text(&text("perf_msr_ioport.txt"), "perf").unwrap();
     let t = perf_table(
@@ -238,7 +242,7 @@ fn footer_mismatch_is_a_warning() {
     let t = text("perf_new_vmx.txt").replace("Total Samples:807633", "Total Samples:900000");
     let imp = import(&t).unwrap();
     assert!(
-        imp.warnings[0].contains("footer says 900000"),
+        imp.warnings[0].msg.contains("footer says 900000"),
         "{:?}",
         imp.warnings
     );
