@@ -31,6 +31,10 @@ pub struct HostFacts {
     pub clocksource: Option<String>,
     /// TSC scaling in hardware (L09).
     pub tsc_scaling: Option<bool>,
+    /// KVM emulates Hyper-V (`KVM_CAP_HYPERV`; a build option since Linux 6.8). Without it
+    /// every hv-* flag fails or is inert.
+    #[serde(default)]
+    pub kvm_hyperv: Option<bool>,
 }
 
 fn read(root: &Path, rel: &str) -> Option<String> {
@@ -96,12 +100,16 @@ impl HostFacts {
                 "sys/devices/system/clocksource/clocksource0/current_clocksource",
             ),
             tsc_scaling: (!cpuinfo.is_empty()).then_some(flags),
+            kvm_hyperv: None,
         }
     }
 
     /// The running host.
     pub fn local() -> HostFacts {
-        Self::read(Path::new("/"))
+        HostFacts {
+            kvm_hyperv: kvm_has_hyperv(Path::new("/dev/kvm")),
+            ..Self::read(Path::new("/"))
+        }
     }
 
     /// (major, minor) of the kernel release ("6.8.0-45-generic" → (6, 8)).
@@ -130,4 +138,11 @@ impl HostFacts {
             _ => "kvm_intel enable_apicv=Y",
         }
     }
+}
+
+/// `KVM_CHECK_EXTENSION(KVM_CAP_HYPERV)` on `dev`; None when it cannot be opened.
+pub fn kvm_has_hyperv(dev: &Path) -> Option<bool> {
+    const KVM_CAP_HYPERV: u32 = 44;
+    let kvm = std::fs::File::open(dev).ok()?;
+    Some(crate::exerciser::check_extension(&kvm, KVM_CAP_HYPERV) > 0)
 }

@@ -373,7 +373,19 @@ pub fn analyze(input: &Input) -> Report {
             || cfg.any_hv()
             || cfg.hypervisor_hidden
             || ev.is_some_and(|e| e.hyperv_traffic());
-        if !hyperv {
+        if hyperv && input.host.kvm_hyperv == Some(false) {
+            let before = findings.len();
+            findings.retain(|f| !is_hyperv_rule(&f.rule));
+            if findings.len() < before {
+                notes.push(
+                    "this host's KVM has no Hyper-V emulation (KVM_CAP_HYPERV is 0: \
+                     CONFIG_KVM_HYPERV is off, an option since Linux 6.8), so every hv-* flag \
+                     fails or is inert: Hyper-V advice withheld; a kernel built with \
+                     CONFIG_KVM_HYPERV=y is the first step"
+                        .into(),
+                );
+            }
+        } else if !hyperv {
             let before = findings.len();
             findings.retain(|f| !is_hyperv_rule(&f.rule));
             if findings.len() < before || guest.kind == GuestKind::Unknown {
@@ -385,7 +397,8 @@ pub fn analyze(input: &Input) -> Report {
             }
         }
         sort(&mut findings);
-        let profile = fingerprint::classify(&c, &findings).filter(|_| hyperv);
+        let profile = fingerprint::classify(&c, &findings)
+            .filter(|_| hyperv && input.host.kvm_hyperv != Some(false));
         if cfg.is_unknown() {
             notes.push("VM configuration unknown (no command line or libvirt XML): configuration checks L01–L16 skipped, advice may repeat flags already on".into());
         }

@@ -497,6 +497,11 @@ fn r07(c: &Ctx) -> Option<Finding> {
 impl Finding {
     /// Adds the "unconfirmed" line when the evidence that would confirm the finding is
     /// missing, and ranks the finding below confirmed ones.
+    pub(crate) fn ev_all(mut self, lines: impl IntoIterator<Item = String>) -> Self {
+        self.evidence.extend(lines);
+        self
+    }
+
     pub(crate) fn evidence_opt(mut self, line: Option<String>) -> Self {
         match line {
             Some(l) => {

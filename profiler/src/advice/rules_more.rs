@@ -313,26 +313,41 @@ fn r19(c: &Ctx) -> Option<Finding> {
     {
         return None;
     }
+    // hv-xmm-input and hv-tlbflush-ext help any Windows guest: they are L01's, not nested-only.
+    // hv-tlbflush-direct needs hv-vapic.
     let mut want = vec![
+        "hv-vapic",
         "hv-stimer-direct",
         "hv-tlbflush-direct",
-        "hv-tlbflush-ext",
         "hv-emsr-bitmap",
-        "hv-xmm-input",
     ];
     if !c.is_amd() {
         want.insert(0, "hv-evmcs");
     }
     let flags = c.missing_flags(&want);
     let flag = if c.is_amd() { "svm" } else { "vmx" };
-    Finding::new("R19", Severity::Warn, "Windows runs Hyper-V itself (VBS/HVCI/WSL2): nested virtualization")
-        .ev(c.line("VMX/SVM instruction exits", &n))
-        .weight(n.share())
-        .qemu(format!("not needed: -cpu …,{flag}=off; needed: {}", if flags.is_empty() { "nested enlightenments already on".to_string() } else { c.cpu_add(&flags) }))
-        .libvirt(format!("not needed: <feature policy='disable' name='{flag}'/>; needed: {}", libvirt_snippet(&flags)))
-        .effect("no nested exits (hidden) or cheaper L2 entries, flushes and timers (enlightened)")
-        .source("KB R19; QEMU 4.1 stimer-direct, 7.1 tlbflush-ext/-direct, xmm-input, emsr-bitmap; libvirt 10.7/11.0")
-        .into()
+    Finding::new(
+        "R19",
+        Severity::Warn,
+        "Windows runs Hyper-V itself (VBS/HVCI/WSL2): nested virtualization",
+    )
+    .ev(c.line("VMX/SVM instruction exits", &n))
+    .weight(n.share())
+    .qemu(format!(
+        "not needed: -cpu …,{flag}=off; needed: {}",
+        if flags.is_empty() {
+            "nested enlightenments already on".to_string()
+        } else {
+            c.cpu_add(&flags)
+        }
+    ))
+    .libvirt(format!(
+        "not needed: <feature policy='disable' name='{flag}'/>; needed: {}",
+        libvirt_snippet(&flags)
+    ))
+    .effect("no nested exits (hidden) or cheaper L2 entries, flushes and timers (enlightened)")
+    .source("KB R19; QEMU 4.1 stimer-direct, 7.1 tlbflush-direct, emsr-bitmap; libvirt 10.7/11.0")
+    .into()
 }
 
 /// R20: PIT reinjection inhibits AVIC.

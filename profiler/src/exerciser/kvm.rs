@@ -155,7 +155,7 @@ pub(super) fn ioctl(fd: &impl AsRawFd, req: u64, arg: libc::c_ulong, what: &str)
 }
 
 /// KVM_CHECK_EXTENSION: 0 when the capability is absent (or the query itself fails).
-pub(super) fn check_extension(fd: &impl AsRawFd, cap: u32) -> i32 {
+pub(crate) fn check_extension(fd: &impl AsRawFd, cap: u32) -> i32 {
     ioctl(
         fd,
         KVM_CHECK_EXTENSION,

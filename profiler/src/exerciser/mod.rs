@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 
 pub use guest::guest_code;
+pub(crate) use kvm::check_extension;
 use kvm::{
     Vm, KVM_EXIT_HLT, KVM_EXIT_HYPERV, KVM_EXIT_IO, KVM_RUN, KVM_RUN_EXIT_REASON_OFFSET,
     KVM_RUN_UNION_OFFSET,

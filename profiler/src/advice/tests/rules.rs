@@ -354,3 +354,41 @@ fn thresholds_refuse_what_check_refuses() {
     let ok = Thresholds::parse("dominant_pct = 60.0\nmin_exits = 10\n", "t.toml", false);
     assert_eq!(ok.map(|t| (t.dominant_pct, t.min_exits)), Ok((60.0, 10)));
 }
+
+/// A host whose KVM has no Hyper-V emulation (CONFIG_KVM_HYPERV off) gets no "enable hv-…"
+/// advice, and a note says why.
+#[test]
+fn no_hyperv_advice_on_a_host_without_kvm_hyperv() {
+    let mut host = intel(true);
+    host.kvm_hyperv = Some(false);
+    let r = super::fingerprints::p1().run(host);
+    assert!(!has(&r, "R01") && r.profile.is_none(), "{:?}", ids(&r));
+    assert!(
+        r.notes.iter().any(|n| n.contains("CONFIG_KVM_HYPERV")),
+        "{:?}",
+        r.notes
+    );
+    assert!(has(&super::fingerprints::p1().run(intel(true)), "R01"));
+}
+
+/// QEMU's list: hv-reset is not asked for, hv-tlbflush-ext is; hv-xmm-input only on a host
+/// kernel that handles every XMM fast hypercall; dependencies are named.
+#[test]
+fn l01_follows_qemus_list() {
+    let fx =
+        Fx::new(&qemu("host,hv-relaxed,hv-stimer")).once(ev::MSR_WRITE, 0, 0x4000_0000, WIN10_ID);
+    let mut host = intel(false);
+    host.kernel_release = Some("5.10.0".into());
+    let l01 = get(&fx.run(host.clone()), "L01").clone();
+    assert!(!l01.advice_qemu.contains("hv-reset"), "{}", l01.advice_qemu);
+    assert!(l01.advice_qemu.contains("hv-tlbflush-ext=on"));
+    assert!(!l01.advice_qemu.contains("hv-xmm-input"));
+    assert!(l01
+        .evidence
+        .iter()
+        .any(|e| e == "hv-stimer is on without hv-time, which it needs"));
+    host.kernel_release = Some("6.1.0".into());
+    assert!(get(&fx.run(host), "L01")
+        .advice_qemu
+        .contains("hv-xmm-input=on"));
+}
