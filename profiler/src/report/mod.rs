@@ -47,17 +47,13 @@ pub enum ReportError {
         event: &'static str,
         what: &'static str,
     },
-    #[error("{0}")]
+    // Transparent: the inner message is the whole message, so a printed chain has it once.
+    #[error(transparent)]
     Import(#[from] ImportError),
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    #[error("{path}: cannot read: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}: the recording holds no samples")]
-    EmptyRecording { path: String },
+    #[error("{path}: cannot read: {cause}")]
+    Io { path: String, cause: std::io::Error },
     #[error("cannot encode JSON: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -91,7 +87,7 @@ impl Data {
     pub fn from_recording(rec: &Recording) -> Result<Data, ReportError> {
         let path = rec.path().display().to_string();
         if rec.is_empty() {
-            return Err(ReportError::EmptyRecording { path });
+            return Err(rec.no_samples().into());
         }
         let first = rec.sample(0)?;
         let last = rec.sample(rec.len() - 1)?;
@@ -119,17 +115,22 @@ impl Data {
     }
 }
 
-/// Opens a kvmprof recording or a perf text report, whichever `path` holds.
+/// Opens a kvmprof recording or a perf text report, whichever `path` holds (regular files
+/// only; anything binary or named `.kvmprof` is read as a recording).
 pub fn load(path: &Path) -> Result<Data, ReportError> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| ReportError::Io {
+    let io = |cause| ReportError::Io {
         path: shown.clone(),
-        source,
-    })?;
-    if bytes.starts_with(&crate::store::MAGIC) {
-        let rec = Recording::from_bytes(path, bytes)?;
+        cause,
+    };
+    let wanted = "give the path of a .kvmprof recording or of perf kvm stat report text";
+    let mut file = crate::store::open_regular(path, wanted)?;
+    if crate::store::is_recording(path, &file).map_err(io)? {
+        let rec = Recording::from_file(path, file)?;
         return Data::from_recording(&rec);
     }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(io)?;
     let text = String::from_utf8_lossy(&bytes);
     Data::from_perf_text(&text, &shown).map_err(|e| match e {
         ReportError::Import(i) => ReportError::Import(i.in_file(&shown)),
