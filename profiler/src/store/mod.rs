@@ -23,6 +23,10 @@
 //! (stats.rs, entropy.rs). That makes seeking cost at most one key interval, and damage costs
 //! at most the rest of its key interval: the reader skips to the next key frame.
 //! VM metadata travels inside the samples, and a delta carries a VM's entry only when it changed.
+//!
+//! Reading trusts nothing in the file: only regular files are opened (bytes.rs), the file is
+//! read piecewise and only the frame index is kept (reader.rs), and finding the next key frame
+//! after damage is one linear pass however the bytes are crafted (resync.rs).
 
 mod bytes;
 mod codec;
