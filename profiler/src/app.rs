@@ -244,6 +244,9 @@ pub(crate) fn open_recording_span(
 /// `kvmprof replay FILE`: the recording in the live TUI, through the same model code.
 pub fn replay(a: &crate::cli::ReplayArgs) -> anyhow::Result<()> {
     let src = crate::source::replay::ReplaySource::open(&a.file)?;
+    if src.is_empty() {
+        return Err(src.recording().no_samples().into());
+    }
     crate::tui::run_replay(src)
 }
 
