@@ -217,24 +217,31 @@ pub(crate) fn open_recording_span_all(
     if !is_recording(path)? {
         return Ok(None);
     }
-    let rec = crate::store::Recording::open(path)?;
-    for w in rec.warnings() {
-        eprintln!("kvmprof: warning: {w}");
-    }
+    let rec = open_nonempty(path)?;
     let samples = rec.samples().collect::<Result<Vec<_>, _>>()?;
-    if samples.is_empty() {
-        bail!("{}: the recording holds no samples", path.display());
-    }
     Ok(Some((samples, rec.header().names.clone())))
 }
 
+/// Whether `path` is to be read as a recording (see `store::is_recording`); refuses anything
+/// but a regular file.
 fn is_recording(path: &std::path::Path) -> anyhow::Result<bool> {
-    let mut magic = [0u8; 16];
-    let n = std::io::Read::read(
-        &mut std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
-        &mut magic,
-    )?;
-    Ok(magic[..n].starts_with(&crate::store::MAGIC))
+    let wanted = "give the path of a .kvmprof recording or of perf kvm stat report text";
+    let file = crate::store::open_regular(path, wanted)?;
+    crate::store::is_recording(path, &file)
+        .with_context(|| format!("{}: cannot read", path.display()))
+}
+
+/// Open a recording with samples, printing its warnings; without samples, the error carries
+/// the warnings that explain why.
+fn open_nonempty(path: &std::path::Path) -> anyhow::Result<crate::store::Recording> {
+    let rec = crate::store::Recording::open(path)?;
+    if rec.is_empty() {
+        return Err(rec.no_samples().into());
+    }
+    for w in rec.warnings() {
+        eprintln!("kvmprof: warning: {w}");
+    }
+    Ok(rec)
 }
 
 /// First and last samples of a kvmprof recording with its exit names; None when `path` is not
@@ -245,13 +252,7 @@ pub(crate) fn open_recording_span(
     if !is_recording(path)? {
         return Ok(None);
     }
-    let rec = crate::store::Recording::open(path)?;
-    for w in rec.warnings() {
-        eprintln!("kvmprof: warning: {w}");
-    }
-    if rec.is_empty() {
-        bail!("{}: the recording holds no samples", path.display());
-    }
+    let rec = open_nonempty(path)?;
     let last = rec.sample(rec.len() - 1)?;
     let first = if rec.len() == 1 {
         Sample::default()
@@ -268,6 +269,9 @@ pub fn replay(a: &crate::cli::ReplayArgs) -> anyhow::Result<()> {
         a.file.display()
     ))?;
     let src = crate::source::replay::ReplaySource::open(&a.file)?;
+    if src.is_empty() {
+        return Err(src.recording().no_samples().into());
+    }
     crate::tui::run_replay(src)
 }
 

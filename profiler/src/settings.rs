@@ -46,8 +46,8 @@ pub fn parse<T: DeserializeOwned>(
 /// Reads `path` (JSON when it ends in `.json`, else TOML) and parses it.
 pub fn load<T: DeserializeOwned>(path: &std::path::Path, fix: &str) -> Result<T, SettingsError> {
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| SettingsError(format!("{origin}: cannot read the thresholds file: {e}")))?;
+    let text =
+        crate::text_file::read(path, "a thresholds file (TOML)").map_err(|e| SettingsError(e.0))?;
     let json = path.extension().is_some_and(|e| e == "json");
     parse(&text, &origin, json, fix)
 }

@@ -91,12 +91,8 @@ impl Thresholds {
 
     /// Reads and parses a TOML file.
     pub fn load(path: &std::path::Path) -> Result<Thresholds, ThresholdError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ThresholdError(format!(
-                "{}: cannot read the thresholds file: {e}",
-                path.display()
-            ))
-        })?;
+        let text = crate::text_file::read(path, "a thresholds file (TOML)")
+            .map_err(|e| ThresholdError(e.0))?;
         Self::from_toml(&text, &path.display().to_string())
     }
 

@@ -51,20 +51,21 @@ pub enum ReportError {
         event: &'static str,
         what: &'static str,
     },
-    #[error("{0}")]
+    // Transparent: the inner message is the whole message, so a printed chain has it once.
+    #[error(transparent)]
     Import(#[from] ImportError),
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    #[error("{path}: cannot read: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}: the recording holds no samples")]
-    EmptyRecording { path: String },
+    #[error("{path}: cannot read: {cause}")]
+    Io { path: String, cause: std::io::Error },
     #[error("cannot encode JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Text(#[from] crate::text_file::TextFileError),
 }
+
+/// What perf text files must hold (ends their errors).
+const PERF_TEXT: &str = "perf kvm stat report text";
 
 /// What a report is made from: the session's view and its sub-reason evidence.
 #[derive(Clone, Debug, Default)]
@@ -95,7 +96,7 @@ impl Data {
     pub fn from_recording(rec: &Recording) -> Result<Data, ReportError> {
         let path = rec.path().display().to_string();
         if rec.is_empty() {
-            return Err(ReportError::EmptyRecording { path });
+            return Err(rec.no_samples().into());
         }
         let first = rec.sample(0)?;
         let last = rec.sample(rec.len() - 1)?;
@@ -130,34 +131,33 @@ impl Data {
 
 /// Reads perf text from `path` (bytes that are not UTF-8 become U+FFFD, as in [`load`]).
 pub fn load_perf(path: &Path) -> Result<Data, ReportError> {
-    let (shown, bytes) = read(path)?;
-    Data::from_perf_text(&String::from_utf8_lossy(&bytes), &shown)
+    Data::from_perf_text(
+        &crate::text_file::read(path, PERF_TEXT)?,
+        &path.display().to_string(),
+    )
 }
 
 /// Reads and imports perf text from `path`: the name to show, and the tables and samples.
 pub fn import_perf_file(path: &Path) -> Result<(String, PerfImport), ReportError> {
-    let (shown, bytes) = read(path)?;
-    let imp = import(&String::from_utf8_lossy(&bytes)).map_err(|e| e.in_file(&shown))?;
+    let shown = path.display().to_string();
+    let imp = import(&crate::text_file::read(path, PERF_TEXT)?).map_err(|e| e.in_file(&shown))?;
     Ok((shown, imp))
 }
 
-fn read(path: &Path) -> Result<(String, Vec<u8>), ReportError> {
-    let shown = path.display().to_string();
-    match std::fs::read(path) {
-        Ok(bytes) => Ok((shown, bytes)),
-        Err(source) => Err(ReportError::Io {
-            path: shown,
-            source,
-        }),
-    }
-}
-
-/// Opens a kvmprof recording or a perf text report, whichever `path` holds.
+/// Opens a kvmprof recording or a perf text report, whichever `path` holds (regular files
+/// only; anything binary or named `.kvmprof` is read as a recording).
 pub fn load(path: &Path) -> Result<Data, ReportError> {
-    let (shown, bytes) = read(path)?;
-    if bytes.starts_with(&crate::store::MAGIC) {
-        let rec = Recording::from_bytes(path, bytes)?;
+    let shown = path.display().to_string();
+    let io = |cause| ReportError::Io {
+        path: shown.clone(),
+        cause,
+    };
+    let wanted = "give the path of a .kvmprof recording or of perf kvm stat report text";
+    let file = crate::store::open_regular(path, wanted)?;
+    if crate::store::is_recording(path, &file).map_err(io)? {
+        let rec = Recording::from_file(path, file)?;
         return Data::from_recording(&rec);
     }
-    Data::from_perf_text(&String::from_utf8_lossy(&bytes), &shown)
+    drop(file);
+    Data::from_perf_text(&crate::text_file::read(path, PERF_TEXT)?, &shown)
 }

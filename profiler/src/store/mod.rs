@@ -23,11 +23,19 @@
 //! (stats.rs, entropy.rs). That makes seeking cost at most one key interval, and damage costs
 //! at most the rest of its key interval: the reader skips to the next key frame.
 //! VM metadata travels inside the samples, and a delta carries a VM's entry only when it changed.
+//!
+//! Reading trusts nothing in the file: only regular files are opened (bytes.rs), the file is
+//! read piecewise and only the frame index is kept (reader.rs), and finding the next key frame
+//! after damage is one linear pass however the bytes are crafted (resync.rs).
 
+mod bytes;
 mod codec;
+mod crc_range;
 mod entropy;
+mod frame;
 mod keys;
 mod reader;
+mod resync;
 mod scan;
 mod stats;
 mod v1;
@@ -35,6 +43,8 @@ mod writer;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_hostile;
 #[cfg(test)]
 mod tests_scan;
 
@@ -44,6 +54,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decode::ExitNames;
 
+pub use bytes::{is_recording, open_regular};
 pub use reader::{Cursor, Recording};
 pub use writer::{Recorder, RecorderOptions};
 
@@ -86,15 +97,25 @@ pub struct Header {
     pub written_by: String,
 }
 
-/// Errors from writing or reading a recording; each names the file and what to do.
+/// Errors from writing or reading a recording; each names the file and what to do. Each
+/// message is whole (an I/O cause is part of it, not a chained source), so a printed chain
+/// does not repeat it.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{path}: cannot {action}: {source}")]
+    #[error("{path}: cannot {action}: {cause}")]
     Io {
         path: PathBuf,
         action: &'static str,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
+    #[error("{path} is not a regular file ({kind}): {wanted}")]
+    NotRegular {
+        path: PathBuf,
+        kind: &'static str,
+        wanted: &'static str,
+    },
+    #[error("{path}: the recording holds no samples ({why})")]
+    NoSamples { path: PathBuf, why: String },
     #[error("{path}: not a kvmprof recording ({why})")]
     NotARecording { path: PathBuf, why: String },
     #[error(

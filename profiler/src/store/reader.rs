@@ -1,85 +1,21 @@
 //! Reading a recording: validate every frame once at open, then decode on demand.
 
 use std::{
-    ops::Range,
+    fs::File,
     path::{Path, PathBuf},
 };
 
 use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
 
 use super::{
-    codec, crc, scan, stats::Models, u32_at, Header, StoreError, BODY_PREFIX, BODY_PREFIX_V1,
-    FORMAT_VERSION, FRAME_PREFIX, KIND_DELTA, KIND_END, KIND_KEY, MAGIC, MAX_FRAME, MAX_HEADER,
+    bytes::{open_regular, Bytes},
+    codec, crc,
+    frame::{body_prefix, FrameRef},
+    scan,
+    stats::Models,
+    u32_at, Header, StoreError, FORMAT_VERSION, MAGIC, MAX_HEADER,
 };
 use crate::sample::Sample;
-
-#[derive(Clone, Debug)]
-pub(super) struct FrameRef {
-    pub(super) offset: u64,
-    pub(super) key: bool,
-    raw_len: usize,
-    /// Compressed payload within `Recording::data`.
-    pub(super) zstd: Range<usize>,
-    /// Range-coded stat residuals within `Recording::data` (empty in format 1).
-    pub(super) coded: Range<usize>,
-}
-
-/// Why a frame could not be parsed at some offset.
-pub(super) enum Bad {
-    /// The frame runs past the end of the file.
-    Incomplete,
-    Damaged(String),
-}
-
-pub(super) fn parse_frame(
-    data: &[u8],
-    at: usize,
-    version: u32,
-) -> Result<(u8, FrameRef, usize), Bad> {
-    let prefix = if version == 1 {
-        BODY_PREFIX_V1
-    } else {
-        BODY_PREFIX
-    };
-    let len = u32_at(data, at).ok_or(Bad::Incomplete)? as usize;
-    let want = u32_at(data, at + 4).ok_or(Bad::Incomplete)?;
-    if !(prefix..=MAX_FRAME).contains(&len) {
-        return Err(Bad::Damaged(format!("impossible frame length {len}")));
-    }
-    let start = at + FRAME_PREFIX;
-    let body = data.get(start..start + len).ok_or(Bad::Incomplete)?;
-    if crc(body) != want {
-        return Err(Bad::Damaged("checksum mismatch".into()));
-    }
-    let kind = body[0];
-    let raw_len = u32_at(body, 1).unwrap_or(0) as usize;
-    if !matches!(kind, KIND_KEY | KIND_DELTA | KIND_END) || raw_len > MAX_FRAME {
-        return Err(Bad::Damaged(format!("unknown frame kind {kind}")));
-    }
-    let (body_end, zstd_start) = (start + len, start + prefix);
-    let zstd_end = match version {
-        1 => body_end,
-        _ => zstd_start.saturating_add(u32_at(body, 5).unwrap_or(0) as usize),
-    };
-    if zstd_end > body_end {
-        return Err(Bad::Damaged("zstd length runs past the frame".into()));
-    }
-    let f = FrameRef {
-        offset: at as u64,
-        key: kind == KIND_KEY,
-        raw_len,
-        zstd: zstd_start..zstd_end,
-        coded: zstd_end..body_end,
-    };
-    Ok((kind, f, start + len))
-}
-
-/// Next offset after `from` holding an intact key frame (where replay can resume).
-pub(super) fn next_key_frame(data: &[u8], from: usize, version: u32) -> Option<usize> {
-    (from..data.len().saturating_sub(FRAME_PREFIX + BODY_PREFIX_V1))
-        .filter(|&at| data[at + FRAME_PREFIX] == KIND_KEY)
-        .find(|&at| matches!(parse_frame(data, at, version), Ok((KIND_KEY, ..))))
-}
 
 /// Decoding state: the sample after frame `next - 1`, and the decompressor and range coder
 /// models positioned after it.
@@ -98,7 +34,17 @@ impl Cursor {
     }
 
     /// Decode one frame that directly follows the state's frame (or is a key frame).
-    pub(super) fn step(&mut self, data: &[u8], f: &FrameRef, version: u32) -> Result<(), String> {
+    pub(super) fn step(&mut self, src: &Bytes, f: &FrameRef, version: u32) -> Result<(), String> {
+        // One frame in memory at a time, checked again: the file may have changed since the
+        // open checked it.
+        let mut body = vec![0u8; (f.body.end - f.body.start) as usize];
+        src.read_at(f.body.start, &mut body)
+            .map_err(|e| format!("cannot read it: {e}"))?;
+        if crc(&body) != f.crc {
+            return Err("it changed since the recording was opened".into());
+        }
+        let zstd_end = body_prefix(version) + f.zstd_len;
+        let (input, coded) = (&body[body_prefix(version)..zstd_end], &body[zstd_end..]);
         if f.key {
             self.zstd = Some(Decoder::new().map_err(|e| e.to_string())?);
             self.sample = Sample::default();
@@ -108,7 +54,6 @@ impl Cursor {
             .zstd
             .as_mut()
             .ok_or("delta frame without a key frame")?;
-        let input = data.get(f.zstd.clone()).ok_or("frame outside the file")?;
         let mut raw = vec![0u8; f.raw_len];
         let mut inb = InBuffer::around(input);
         let mut outb = OutBuffer::around(&mut raw[..]);
@@ -125,7 +70,6 @@ impl Cursor {
         }
         let payload: codec::Payload =
             postcard::from_bytes(&raw).map_err(|e| format!("payload: {e}"))?;
-        let coded = data.get(f.coded.clone()).ok_or("frame outside the file")?;
         codec::apply(
             &mut self.sample,
             &payload,
@@ -143,7 +87,7 @@ pub struct Recording {
     header: Header,
     /// Format version from the file (payload encodings differ between versions).
     version: u32,
-    data: Vec<u8>,
+    data: Bytes,
     pub(super) frames: Vec<FrameRef>,
     /// Indices into `frames` of key frames, ascending.
     pub(super) keys: Vec<usize>,
@@ -152,21 +96,38 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// Read and check a whole recording. Damage after the header is not an error: the intact
-    /// frames are kept and `warnings` says what was skipped and where.
+    /// Check a whole recording (regular files only). Damage after the header is not an error:
+    /// the intact frames are kept and `warnings` says what was skipped and where. The file is
+    /// read piecewise and only the frame index is kept: samples are decoded on demand.
     pub fn open(path: impl AsRef<Path>) -> Result<Recording, StoreError> {
         let path = path.as_ref();
-        let data = std::fs::read(path).map_err(|source| StoreError::Io {
-            path: path.to_path_buf(),
-            action: "read the recording",
-            source,
-        })?;
-        Self::from_bytes(path, data)
+        Self::from_file(
+            path,
+            open_regular(path, "give the path of a .kvmprof recording")?,
+        )
+    }
+
+    /// As `open`, for a file already opened (see `open_regular`).
+    pub fn from_file(path: impl AsRef<Path>, file: File) -> Result<Recording, StoreError> {
+        let path = path.as_ref();
+        let len = file
+            .metadata()
+            .map_err(|cause| StoreError::Io {
+                path: path.to_path_buf(),
+                action: "inspect",
+                cause,
+            })?
+            .len();
+        Self::from_source(path, Bytes::File { file, len })
     }
 
     /// As `open`, for bytes already in memory; `path` is used in messages.
     pub fn from_bytes(path: impl AsRef<Path>, data: Vec<u8>) -> Result<Recording, StoreError> {
-        let path = path.as_ref().to_path_buf();
+        Self::from_source(path.as_ref(), Bytes::Mem(data))
+    }
+
+    fn from_source(path: &Path, data: Bytes) -> Result<Recording, StoreError> {
+        let path = path.to_path_buf();
         let (header, start, version) = read_header(&path, &data)?;
         let mut r = Recording {
             path,
@@ -187,8 +148,8 @@ impl Recording {
     /// VM-hour takes ~1.8 s on one core); the walk then replays the exact sequential logic with
     /// each frame's verdict looked up. A key frame the first pass did not see (found by the
     /// resynchronising byte search after damage) is decoded there and then.
-    fn scan(&mut self, start: usize) {
-        let (data, version) = (&self.data[..], self.version);
+    fn scan(&mut self, start: u64) {
+        let (data, version) = (&self.data, self.version);
         let all = scan::walk(data, &self.path, version, start, |_| Ok(()));
         let (decoded, failed) =
             scan::decode_intervals(&all.frames, &all.keys, |cur, f| cur.step(data, f, version));
@@ -202,8 +163,36 @@ impl Recording {
                 None => failed.get(&f.offset).map_or(Ok(()), |why| Err(why.clone())),
             }
         });
+        let finished = w.finished || scan::ends_with_end_marker(data, version);
         (self.frames, self.keys, self.warnings, self.finished) =
-            (w.frames, w.keys, w.warnings, w.finished);
+            (w.frames, w.keys, w.warnings, finished);
+        if !finished && !w.truncated {
+            let secs = self.header.interval_ms as f64 / 1000.0;
+            self.warnings.push(format!(
+                "{}: unfinished (the recorder did not stop cleanly; the last {secs} s may be \
+                 missing)",
+                self.path.display()
+            ));
+        }
+    }
+
+    /// The error for a recording without samples, with the warnings that say why.
+    pub fn no_samples(&self) -> StoreError {
+        let why = if self.warnings.is_empty() {
+            "the recorder stopped before its first sample".to_string()
+        } else {
+            let p = format!("{}: ", self.path.display());
+            let w: Vec<&str> = self
+                .warnings
+                .iter()
+                .map(|w| w.trim_start_matches(&p))
+                .collect();
+            w.join("; ")
+        };
+        StoreError::NoSamples {
+            path: self.path.clone(),
+            why,
+        }
     }
 
     pub fn header(&self) -> &Header {
@@ -298,7 +287,7 @@ impl Recording {
     }
 }
 
-fn read_header(path: &Path, data: &[u8]) -> Result<(Header, usize, u32), StoreError> {
+fn read_header(path: &Path, src: &Bytes) -> Result<(Header, u64, u32), StoreError> {
     let not = |why: &str| StoreError::NotARecording {
         path: path.to_path_buf(),
         why: why.into(),
@@ -307,21 +296,29 @@ fn read_header(path: &Path, data: &[u8]) -> Result<(Header, usize, u32), StoreEr
         path: path.to_path_buf(),
         why,
     };
+    let io = |cause| StoreError::Io {
+        path: path.to_path_buf(),
+        action: "read the header of",
+        cause,
+    };
+    let fixed = MAGIC.len() + 12;
+    let data = src.read_upto(0, fixed).map_err(io)?;
     if data.is_empty() {
         return Err(not("the file is empty"));
     }
     let magic_len = data.len().min(MAGIC.len());
     if data[..magic_len] != MAGIC[..magic_len] {
-        return Err(not("it does not start with the kvmprof magic bytes"));
+        return Err(not(
+            "bad magic: it does not start with the kvmprof magic bytes",
+        ));
     }
-    let fixed = MAGIC.len() + 12;
     if data.len() < fixed {
         return Err(bad(format!(
             "file ends at byte {} inside the header",
             data.len()
         )));
     }
-    let version = u32_at(data, 8).unwrap_or(0);
+    let version = u32_at(&data, 8).unwrap_or(0);
     if version > FORMAT_VERSION {
         return Err(StoreError::NewerVersion {
             path: path.to_path_buf(),
@@ -332,20 +329,21 @@ fn read_header(path: &Path, data: &[u8]) -> Result<(Header, usize, u32), StoreEr
     if version == 0 {
         return Err(bad("format version 0 does not exist".into()));
     }
-    let len = u32_at(data, 12).unwrap_or(0) as usize;
-    let want = u32_at(data, 16).unwrap_or(0);
+    let len = u32_at(&data, 12).unwrap_or(0) as usize;
+    let want = u32_at(&data, 16).unwrap_or(0);
     if len > MAX_HEADER {
         return Err(bad(format!("impossible header length {len}")));
     }
-    let body = data.get(fixed..fixed + len).ok_or_else(|| {
-        bad(format!(
+    let body = src.read_upto(fixed as u64, len).map_err(io)?;
+    if body.len() < len {
+        return Err(bad(format!(
             "file ends at byte {} inside the header",
-            data.len()
-        ))
-    })?;
-    if crc(body) != want {
+            src.len()
+        )));
+    }
+    if crc(&body) != want {
         return Err(bad("header checksum mismatch".into()));
     }
-    let header = postcard::from_bytes(body).map_err(|e| bad(format!("header: {e}")))?;
-    Ok((header, fixed + len, version))
+    let header = postcard::from_bytes(&body).map_err(|e| bad(format!("header: {e}")))?;
+    Ok((header, (fixed + len) as u64, version))
 }

@@ -10,8 +10,11 @@ use std::{
 
 use std::path::Path;
 
-use super::reader::{next_key_frame, parse_frame, Bad, Cursor, FrameRef};
-use super::KIND_END;
+use super::bytes::Bytes;
+use super::frame::{body_prefix, Bad, FrameRef, Head};
+use super::reader::Cursor;
+use super::resync::{Scanner, Want, MAX_OPEN};
+use super::{crc, FRAME_PREFIX, KIND_END};
 
 /// Decode every key interval: the offsets of the key frames whose intervals were decoded, and
 /// the first frame that fails in each (offset → why); an interval stops at its first failure,
@@ -69,45 +72,50 @@ pub(super) struct Walk {
     pub(super) keys: Vec<usize>,
     pub(super) warnings: Vec<String>,
     pub(super) finished: bool,
+    /// A warning already says the file ends mid-frame.
+    pub(super) truncated: bool,
 }
 
 /// Every frame from `at` that parses and `decode` accepts; damage is skipped to the next key
 /// frame with a warning naming its byte offset.
 pub(super) fn walk(
-    data: &[u8],
+    src: &Bytes,
     path: &Path,
     version: u32,
-    mut at: usize,
+    mut at: u64,
     mut decode: impl FnMut(&FrameRef) -> Result<(), String>,
 ) -> Walk {
     let name = path.display();
+    let end = src.len();
+    let mut sc = Scanner::new(src, version, Want::Keys, at);
     let mut w = Walk {
         frames: vec![],
         keys: vec![],
         warnings: vec![],
         finished: false,
+        truncated: false,
     };
     let mut group_ok = false;
-    while at < data.len() {
-        let problem = match parse_frame(data, at, version) {
-            Ok((KIND_END, _, end)) => {
+    while at < end {
+        let problem = match sc.check(at) {
+            Ok((KIND_END, f)) => {
                 w.finished = true;
-                if end < data.len() {
+                if f.end() < end {
                     w.warnings.push(format!(
                         "{name}: {} bytes after the end marker at byte {at} ignored",
-                        data.len() - end
+                        end - f.end()
                     ));
                 }
                 break;
             }
-            Ok((_, f, end)) if f.key || group_ok => match decode(&f) {
+            Ok((_, f)) if f.key || group_ok => match decode(&f) {
                 Ok(()) => {
                     if f.key {
                         w.keys.push(w.frames.len());
                     }
+                    at = f.end();
                     w.frames.push(f);
                     group_ok = true;
-                    at = end;
                     continue;
                 }
                 Err(why) => Bad::Damaged(why),
@@ -116,25 +124,37 @@ pub(super) fn walk(
             Err(b) => b,
         };
         group_ok = false;
-        let next = next_key_frame(data, at + 1, version);
+        let next = sc.next_found(at + 1);
         let n = w.frames.len();
-        w.warnings.push(match (problem, next) {
-            (Bad::Incomplete, None) => format!(
-                "{name}: truncated at byte {at} (the recorder was stopped mid-write): \
-                 replaying the {n} complete samples before it"
-            ),
-            (Bad::Incomplete, Some(_)) => {
-                format!("{name}: frame at byte {at} is damaged (length runs past the data)")
+        // A frame running past the end is a cut tail only if nothing intact follows it;
+        // otherwise its length field is what is damaged.
+        let cut = matches!(problem, Bad::Incomplete | Bad::PastEnd(_))
+            && next.is_none()
+            && Scanner::new(src, version, Want::Any, at + 1)
+                .next_found(at + 1)
+                .is_none();
+        w.warnings.push(match problem {
+            _ if cut => {
+                w.truncated = true;
+                format!(
+                    "{name}: unfinished: truncated at byte {at} (the recorder was stopped \
+                     mid-write); replaying the {n} complete samples before it"
+                )
             }
-            (Bad::Damaged(why), _) => format!("{name}: frame at byte {at} is damaged ({why})"),
+            Bad::PastEnd(len) => format!(
+                "{name}: frame at byte {at} is damaged (impossible frame length {len}: \
+                 the file ends at byte {end})"
+            ),
+            Bad::Incomplete => {
+                format!("{name}: frame at byte {at} is damaged (cut short by the end of the file)")
+            }
+            Bad::Damaged(why) => format!("{name}: frame at byte {at} is damaged ({why})"),
         });
         let Some(next) = next else {
-            if let Some(m) = w.warnings.last_mut() {
-                if !m.contains("truncated") {
-                    m.push_str(&format!(
-                        ": nothing after it is readable; replaying the {n} samples before it"
-                    ));
-                }
+            if let Some(m) = w.warnings.last_mut().filter(|_| !cut) {
+                m.push_str(&format!(
+                    ": nothing after it is readable; replaying the {n} samples before it"
+                ));
             }
             break;
         };
@@ -143,5 +163,25 @@ pub(super) fn walk(
         }
         at = next;
     }
+    if let Some(p) = sc.overloaded {
+        w.warnings.push(format!(
+            "{name}: more than {MAX_OPEN} overlapping frame candidates from byte {p} (not \
+             something kvmprof writes): some of them were not considered for resuming"
+        ));
+    }
     w
+}
+
+/// Whether the data ends with an intact end marker (written only by a clean stop).
+pub(super) fn ends_with_end_marker(src: &Bytes, version: u32) -> bool {
+    let len = (FRAME_PREFIX + body_prefix(version)) as u64;
+    let Some(at) = src.len().checked_sub(len) else {
+        return false;
+    };
+    let Ok(b) = src.read_upto(at, len as usize) else {
+        return false;
+    };
+    let body = &b[FRAME_PREFIX..];
+    Head::parse(&b, at, version, src.len())
+        .is_ok_and(|h| crc(body) == h.want && matches!(h.frame(version), Ok((KIND_END, _))))
 }

@@ -69,10 +69,10 @@ impl Recorder {
         let path = path.as_ref().to_path_buf();
         let io = |action| {
             let path = path.clone();
-            move |source| StoreError::Io {
+            move |cause| StoreError::Io {
                 path,
                 action,
-                source,
+                cause,
             }
         };
         let body = postcard::to_stdvec(header).map_err(|e| StoreError::Encode {
@@ -105,10 +105,10 @@ impl Recorder {
 
     fn io_err(&self, action: &'static str) -> impl FnOnce(std::io::Error) -> StoreError {
         let path = self.path.clone();
-        move |source| StoreError::Io {
+        move |cause| StoreError::Io {
             path,
             action,
-            source,
+            cause,
         }
     }
 
