@@ -29,6 +29,14 @@ fn kvmprof(args: &[&str]) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// A FIFO at `path`, which nobody writes to.
+fn mkfifo(path: &Path) -> std::path::PathBuf {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    path.to_path_buf()
+}
+
 /// The error line of a failed run.
 fn error_line(args: &[&str]) -> String {
     let o = kvmprof(args);
@@ -76,10 +84,7 @@ fn write_recording(path: &Path, n: u64, finish: bool) {
 #[test]
 fn fifos_and_devices_are_refused_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("fifo.kvmprof");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let fifo = mkfifo(&dir.path().join("fifo.kvmprof"));
     let zero = dir.path().join("zero.kvmprof");
     std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
     for (path, kind) in [(&fifo, "a FIFO"), (&zero, "a character device")] {
@@ -161,10 +166,7 @@ fn recording_diagnostics_say_what_happened() {
 #[test]
 fn text_inputs_are_files_or_pipes_never_devices() {
     let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("perf.txt");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let fifo = mkfifo(&dir.path().join("perf.txt"));
     let f = fifo.to_str().unwrap();
     // No writer: read as empty at once, so the usual "no table" error, not a hang.
     let e = error_line(&["report", "--from-perf", f]);
