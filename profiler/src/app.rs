@@ -14,6 +14,7 @@ use crate::{
     report as rep,
     sample::Sample,
     source::{live::LiveSource, Source},
+    text::printable,
 };
 
 fn probe_options(g: &Global) -> ProbeOptions {
@@ -29,7 +30,7 @@ fn probe_options(g: &Global) -> ProbeOptions {
 pub(crate) fn open_live(g: &Global) -> anyhow::Result<LiveSource> {
     let (src, warnings) = LiveSource::open(&probe_options(g))?;
     for w in warnings {
-        eprintln!("kvmprof: warning: {w}");
+        eprintln!("kvmprof: warning: {}", printable(&w.to_string()));
     }
     Ok(src)
 }
@@ -118,7 +119,7 @@ pub fn report(g: &Global, a: &ReportArgs) -> anyhow::Result<()> {
         rep::Data::from_samples(&l.first, &l.last, &l.names, "live")
     };
     for w in &data.warnings {
-        eprintln!("kvmprof: warning: {w}");
+        eprintln!("kvmprof: warning: {}", printable(&w.to_string()));
     }
     let out = match a.format {
         Format::Table => rep::perf_table(
@@ -178,7 +179,7 @@ pub(crate) fn collect_live_for(
     }
     let last = collect(&mut src, &first, duration, g.interval)?;
     for n in src.notices() {
-        eprintln!("kvmprof: kernel: {n}");
+        eprintln!("kvmprof: kernel: {}", printable(&n.to_string()));
     }
     Ok(LiveSession {
         first,
@@ -219,7 +220,7 @@ pub(crate) fn open_recording_span_all(
     }
     let rec = crate::store::Recording::open(path)?;
     for w in rec.warnings() {
-        eprintln!("kvmprof: warning: {w}");
+        eprintln!("kvmprof: warning: {}", printable(&w.to_string()));
     }
     let samples = rec.samples().collect::<Result<Vec<_>, _>>()?;
     if samples.is_empty() {
@@ -247,7 +248,7 @@ pub(crate) fn open_recording_span(
     }
     let rec = crate::store::Recording::open(path)?;
     for w in rec.warnings() {
-        eprintln!("kvmprof: warning: {w}");
+        eprintln!("kvmprof: warning: {}", printable(&w.to_string()));
     }
     if rec.is_empty() {
         bail!("{}: the recording holds no samples", path.display());
@@ -325,7 +326,7 @@ fn only_vms(s: &Sample, vms: &[String]) -> Sample {
 pub fn diff(a: &DiffArgs) -> anyhow::Result<()> {
     let (da, db) = (rep::load(&a.a)?, rep::load(&a.b)?);
     for w in da.warnings.iter().chain(&db.warnings) {
-        eprintln!("kvmprof: warning: {w}");
+        eprintln!("kvmprof: warning: {}", printable(&w.to_string()));
     }
     let d = rep::diff_with(
         &da,

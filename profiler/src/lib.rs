@@ -16,5 +16,6 @@ pub mod sample;
 pub mod settings;
 pub mod source;
 pub mod store;
+pub mod text;
 pub mod tui;
 pub mod vm;
