@@ -7,6 +7,7 @@ use crate::{
     app::{collect_live_for, open_recording_span},
     cli::{AdviseArgs, AdviseFormat, Global},
     report,
+    text::printable,
 };
 
 pub fn advise(g: &Global, a: &AdviseArgs) -> anyhow::Result<()> {
@@ -72,7 +73,7 @@ pub fn advise(g: &Global, a: &AdviseArgs) -> anyhow::Result<()> {
 fn perf_input(path: &std::path::Path, guest: Option<advice::GuestKind>) -> anyhow::Result<Input> {
     let (shown, imp) = report::import_perf_file(path)?;
     for w in &imp.warnings {
-        eprintln!("kvmprof: warning: {shown}: {w}");
+        eprintln!("kvmprof: warning: {}", printable(&format!("{shown}: {w}")));
     }
     Ok(Input::from_perf(&imp, guest))
 }
