@@ -14,6 +14,7 @@ use crate::{
     report as rep,
     sample::Sample,
     source::{live::LiveSource, Source},
+    text::printable,
 };
 
 fn probe_options(g: &Global) -> ProbeOptions {
@@ -29,7 +30,7 @@ fn probe_options(g: &Global) -> ProbeOptions {
 pub(crate) fn open_live(g: &Global) -> anyhow::Result<LiveSource> {
     let (src, warnings) = LiveSource::open(&probe_options(g))?;
     for w in warnings {
-        eprintln!("kvmprof: warning: {w}");
+        eprintln!("kvmprof: warning: {}", printable(&w.to_string()));
     }
     Ok(src)
 }
@@ -118,7 +119,7 @@ pub fn report(g: &Global, a: &ReportArgs) -> anyhow::Result<()> {
         rep::Data::from_samples(&l.first, &l.last, &l.names, "live")
     };
     for w in &data.warnings {
-        eprintln!("kvmprof: warning: {w}");
+        eprintln!("kvmprof: warning: {}", printable(&w.to_string()));
     }
     let out = match a.format {
         Format::Table => rep::perf_table(
@@ -178,7 +179,7 @@ pub(crate) fn collect_live_for(
     }
     let last = collect(&mut src, &first, duration, g.interval)?;
     for n in src.notices() {
-        eprintln!("kvmprof: kernel: {n}");
+        eprintln!("kvmprof: kernel: {}", printable(&n.to_string()));
     }
     Ok(LiveSession {
         first,
@@ -239,7 +240,7 @@ fn open_nonempty(path: &std::path::Path) -> anyhow::Result<crate::store::Recordi
         return Err(rec.no_samples().into());
     }
     for w in rec.warnings() {
-        eprintln!("kvmprof: warning: {w}");
+        eprintln!("kvmprof: warning: {}", printable(&w.to_string()));
     }
     Ok(rec)
 }
@@ -329,7 +330,7 @@ fn only_vms(s: &Sample, vms: &[String]) -> Sample {
 pub fn diff(a: &DiffArgs) -> anyhow::Result<()> {
     let (da, db) = (rep::load(&a.a)?, rep::load(&a.b)?);
     for w in da.warnings.iter().chain(&db.warnings) {
-        eprintln!("kvmprof: warning: {w}");
+        eprintln!("kvmprof: warning: {}", printable(&w.to_string()));
     }
     let d = rep::diff_with(
         &da,

@@ -7,6 +7,7 @@ use crate::{
     app::{collect_live_for, open_recording_span},
     cli::{AdviseArgs, AdviseFormat, Global},
     report,
+    text::printable,
 };
 
 pub fn advise(g: &Global, a: &AdviseArgs) -> anyhow::Result<()> {
@@ -72,7 +73,7 @@ pub fn advise(g: &Global, a: &AdviseArgs) -> anyhow::Result<()> {
 fn perf_input(path: &std::path::Path, guest: Option<advice::GuestKind>) -> anyhow::Result<Input> {
     let (shown, imp) = report::import_perf_file(path)?;
     for w in &imp.warnings {
-        eprintln!("kvmprof: warning: {shown}: {w}");
+        eprintln!("kvmprof: warning: {}", printable(&format!("{shown}: {w}")));
     }
     Ok(Input::from_perf(&imp, guest))
 }
@@ -80,22 +81,15 @@ fn perf_input(path: &std::path::Path, guest: Option<advice::GuestKind>) -> anyho
 /// Where libvirt keeps the status XML of running QEMU domains.
 const LIBVIRT_RUN: &str = "/run/libvirt/qemu";
 
-/// Adds each live VM's libvirt domain XML (`<dir>/<name>.xml`, a `<domstatus>` naming the
-/// VM's pid) so configuration checks also see what libvirt configured.
+/// Adds each live VM's libvirt domain XML so configuration checks also see what libvirt
+/// configured. The status files are found by listing `dir` and matched by the `<domstatus
+/// pid>` inside, never by joining a VM's name (which any user can choose) into a path.
 pub fn with_libvirt_domains(mut input: Input, dir: &std::path::Path) -> Input {
-    let vms: Vec<(u32, String)> = input
-        .view
-        .vms
-        .iter()
-        .map(|v| (v.pid, v.name.clone()))
-        .collect();
-    for (pid, name) in vms {
-        let Ok(xml) = std::fs::read_to_string(dir.join(format!("{name}.xml"))) else {
-            continue;
-        };
-        // A stale file of an earlier run of the same domain must not describe this process.
-        if xml.contains(&format!("pid='{pid}'")) || xml.contains(&format!("pid=\"{pid}\"")) {
-            input = input.with_libvirt_xml(pid, &xml);
+    let pids: std::collections::HashSet<u32> = input.view.vms.iter().map(|v| v.pid).collect();
+    for (dom, xml) in crate::vm::libvirt::status_files(dir) {
+        // A stale file of an earlier run names another pid and is not used.
+        if pids.contains(&dom.pid) {
+            input = input.with_libvirt_xml(dom.pid, &xml);
         }
     }
     input
@@ -154,8 +148,8 @@ mod tests {
 
     #[test]
     fn libvirt_status_xml_of_the_running_pid_is_used() {
-        let dir = std::env::temp_dir().join(format!("kvmprof-libvirt-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let xml = |pid: u32| {
             format!(
                 "<domstatus state='running' pid='{pid}'><domain type='kvm'><name>win</name>\
@@ -172,17 +166,82 @@ mod tests {
             ..Default::default()
         };
         std::fs::write(dir.join("win.xml"), xml(7)).unwrap();
-        let stale =
-            with_libvirt_domains(Input::from_view(view.clone(), HostFacts::default()), &dir);
+        let stale = with_libvirt_domains(Input::from_view(view.clone(), HostFacts::default()), dir);
         assert!(
             !stale.configs.contains_key(&42),
             "a stale domain file was used"
         );
         std::fs::write(dir.join("win.xml"), xml(42)).unwrap();
-        let live = with_libvirt_domains(Input::from_view(view, HostFacts::default()), &dir);
+        let live = with_libvirt_domains(Input::from_view(view, HostFacts::default()), dir);
         let cfg = live.configs.get(&42).expect("config from the domain XML");
         assert!(cfg.has("hv-synic") && cfg.has("hv-stimer"), "{cfg:?}");
-        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A VM's name is not a path: names that point elsewhere (absolute, `..`), a symlink and
+    /// a FIFO in the run directory are all ignored; the real status file, whatever its name,
+    /// is found by the pid inside.
+    #[test]
+    fn vm_names_never_become_paths() {
+        let run = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let status = |pid: u32| {
+            format!(
+                "<domstatus state='running' pid='{pid}'><domain type='kvm'><name>n</name>\
+                 <features><hyperv mode='custom'><synic state='on'/><stimer state='on'/>\
+                 </hyperv></features></domain></domstatus>"
+            )
+        };
+        let plant = |name: &str, pid: u32| {
+            let p = elsewhere.path().join(name);
+            std::fs::write(&p, status(pid)).unwrap();
+            p
+        };
+        let abs = plant("abs.xml", 42);
+        plant("rel.xml", 43);
+        let target = plant("target.xml", 44);
+        std::os::unix::fs::symlink(&target, run.path().join("link.xml")).unwrap();
+        let fifo = std::ffi::CString::new(
+            run.path()
+                .join("fifo.xml")
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates a directory entry.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        std::fs::write(run.path().join("some-other-name.xml"), status(45)).unwrap();
+        let up = format!(
+            "../{}/rel",
+            elsewhere.path().file_name().unwrap().to_str().unwrap()
+        );
+        let vm = |pid: u32, name: &str| VmView {
+            pid,
+            name: name.into(),
+            ..Default::default()
+        };
+        let view = View {
+            vms: vec![
+                vm(42, abs.with_extension("").to_str().unwrap()),
+                vm(43, &up),
+                vm(44, "link"),
+                vm(46, "fifo"),
+                vm(45, "legit"),
+            ],
+            ..Default::default()
+        };
+        let input = with_libvirt_domains(Input::from_view(view, HostFacts::default()), run.path());
+        for pid in [42, 43, 44, 46] {
+            assert!(
+                !input.configs.contains_key(&pid),
+                "pid {pid}: a file outside the listing was applied: {:?}",
+                input.configs[&pid]
+            );
+        }
+        let cfg = input
+            .configs
+            .get(&45)
+            .expect("the status file found by pid");
+        assert!(cfg.has("hv-synic") && cfg.has("hv-stimer"), "{cfg:?}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::{
     export, model, report,
     sample::Sample,
     source::Source,
+    text::printable,
 };
 
 /// Returns the process exit code: 0 pass, 1 a threshold failed, 2 could not measure.
@@ -37,7 +38,7 @@ pub fn check(g: &Global, a: &CheckArgs) -> anyhow::Result<u8> {
     let (view, series, advice) = if let Some(path) = a.from_perf.as_ref() {
         let data = report::load_perf(path)?;
         for w in &data.warnings {
-            eprintln!("kvmprof: warning: {w}");
+            eprintln!("kvmprof: warning: {}", printable(&w.to_string()));
         }
         let adv = wants_advice.then(|| {
             AdviceSummary::from(&advice::analyze(&Input::from_view(
@@ -55,7 +56,7 @@ pub fn check(g: &Global, a: &CheckArgs) -> anyhow::Result<u8> {
             None => {
                 let data = report::load(path)?;
                 for w in &data.warnings {
-                    eprintln!("kvmprof: warning: {w}");
+                    eprintln!("kvmprof: warning: {}", printable(&w.to_string()));
                 }
                 (data.view, Vec::new(), None)
             }

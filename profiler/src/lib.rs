@@ -16,6 +16,7 @@ pub mod sample;
 pub mod settings;
 pub mod source;
 pub mod store;
+pub mod text;
 pub mod text_file;
 pub mod tui;
 pub mod vm;

@@ -33,7 +33,11 @@ fn main() -> ExitCode {
         Err(e) if kvmprof::out::is_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             // `{:#}` joins the context chain on one line; no backtrace for user errors.
-            eprintln!("kvmprof: error: {e:#}");
+            // Escaped line by line: a message may quote a VM name or a file's text, and a
+            // few (the verifier log) are several lines on purpose.
+            let msg = format!("{e:#}");
+            let lines: Vec<_> = msg.lines().map(kvmprof::text::printable).collect();
+            eprintln!("kvmprof: error: {}", lines.join("\n"));
             ExitCode::from(2)
         }
     }

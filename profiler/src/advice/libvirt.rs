@@ -1,84 +1,10 @@
 //! VM configuration from a libvirt domain XML (or the status file wrapping it): `<hyperv>`
 //! features, `<kvm><hidden>`, `<cpu>` features, `<clock>` timers, pinning, libosinfo id.
-//! A tolerant tag scanner: libvirt writes these files, and a malformed one yields less, never
-//! a panic.
+//! Parsed by the shared, limited reader [`crate::vm::xml::parse`]: a file that is not
+//! well-formed or breaks a limit yields no configuration, never a panic.
 
 use super::config::{canonical, parse_bool, ConfigSource, VmConfig};
-
-/// One start or empty tag with its ancestors' names.
-struct Tag<'a> {
-    name: &'a str,
-    attrs: &'a str,
-    /// Enclosing element names, outermost first.
-    path: Vec<&'a str>,
-    /// Text up to the next `<` (for `<vcpu>8</vcpu>`).
-    text: &'a str,
-}
-
-fn scan(xml: &str) -> Vec<Tag<'_>> {
-    let mut out = Vec::new();
-    let mut stack: Vec<&str> = Vec::new();
-    let mut rest = xml;
-    while let Some(i) = rest.find('<') {
-        rest = &rest[i + 1..];
-        if let Some(r) = rest.strip_prefix("!--") {
-            rest = r.find("-->").map_or("", |j| &r[j + 3..]);
-            continue;
-        }
-        let Some(end) = rest.find('>') else { break };
-        let body = &rest[..end];
-        rest = &rest[end + 1..];
-        if body.starts_with('?') || body.starts_with('!') {
-            continue;
-        }
-        if let Some(close) = body.strip_prefix('/') {
-            let close = close.trim();
-            if let Some(pos) = stack.iter().rposition(|n| *n == close) {
-                stack.truncate(pos);
-            }
-            continue;
-        }
-        let empty = body.ends_with('/');
-        let body = body.trim_end_matches('/');
-        let (name, attrs) = body
-            .split_once(|c: char| c.is_whitespace())
-            .unwrap_or((body, ""));
-        let text = &rest[..rest.find('<').unwrap_or(rest.len())];
-        out.push(Tag {
-            name,
-            attrs,
-            path: stack.clone(),
-            text: text.trim(),
-        });
-        if !empty {
-            stack.push(name);
-        }
-    }
-    out
-}
-
-/// `name='v'` / `name="v"` in a tag's attribute text.
-fn attr(attrs: &str, name: &str) -> Option<String> {
-    let mut rest = attrs;
-    loop {
-        let i = rest.find(name)?;
-        let before_ok = i == 0 || rest[..i].ends_with(char::is_whitespace);
-        let after = rest[i + name.len()..].trim_start();
-        rest = &rest[i + name.len()..];
-        let Some(after) = after.strip_prefix('=').filter(|_| before_ok) else {
-            continue;
-        };
-        let after = after.trim_start();
-        let q = after.chars().next().filter(|q| *q == '\'' || *q == '"')?;
-        let body = &after[1..];
-        return Some(
-            body[..body.find(q)?]
-                .replace("&apos;", "'")
-                .replace("&quot;", "\"")
-                .replace("&amp;", "&"),
-        );
-    }
-}
+use crate::vm::xml::{self, Element};
 
 /// libvirt `<hyperv>` child name → QEMU flag (libvirt docs/formatdomain.rst).
 fn hv_flag(child: &str) -> String {
@@ -90,20 +16,27 @@ fn hv_flag(child: &str) -> String {
 
 /// Parses a domain XML (or a `/run/libvirt/qemu/NAME.xml` status file). Unknown or malformed
 /// parts are ignored.
-pub fn parse_libvirt_xml(xml: &str) -> VmConfig {
+pub fn parse_libvirt_xml(text: &str) -> VmConfig {
     let mut c = VmConfig::default();
-    let tags = scan(xml);
-    if !tags.iter().any(|t| t.name == "domain") {
+    let Ok(els) = xml::parse(text) else {
+        return c;
+    };
+    if !els.iter().any(|e| e.name == "domain") {
         return c;
     }
     c.source = ConfigSource::Libvirt;
     // libvirt states pinning explicitly: no <vcpupin> means floating vCPUs.
     c.pinned = Some(false);
-    for t in &tags {
-        let parent = t.path.last().copied().unwrap_or("");
-        let state = attr(t.attrs, "state").and_then(|s| parse_bool(&s));
-        match (parent, t.name) {
-            ("features", "hyperv") if attr(t.attrs, "mode").as_deref() == Some("passthrough") => {
+    // Depth is capped by the reader, so walking up is cheap.
+    let ancestors = |e: &Element| {
+        std::iter::successors(e.parent, |&i| els[i].parent).map(|i| els[i].name.as_str())
+    };
+    for t in &els {
+        let parent = ancestors(t).next().unwrap_or("");
+        let attr = |name: &str| t.attr(name).map(str::to_string);
+        let state = t.attr("state").and_then(parse_bool);
+        match (parent, t.name.as_str()) {
+            ("features", "hyperv") if t.attr("mode") == Some("passthrough") => {
                 c.passthrough = true;
             }
             ("features", "hyperv") => {}
@@ -111,18 +44,17 @@ pub fn parse_libvirt_xml(xml: &str) -> VmConfig {
                 let Some(on) = state else { continue };
                 let flag = hv_flag(child);
                 if flag == "hv-spinlocks" {
-                    c.spinlocks =
-                        attr(t.attrs, "retries").and_then(|r| super::config::parse_num(&r));
+                    c.spinlocks = attr("retries").and_then(|r| super::config::parse_num(&r));
                 }
                 c.hv.insert(flag, on);
             }
             // <stimer><direct/></stimer>, <tlbflush><direct/><extended/></tlbflush>
-            ("stimer", "direct") if t.path.contains(&"hyperv") => {
+            ("stimer", "direct") if ancestors(t).any(|a| a == "hyperv") => {
                 if let Some(on) = state {
                     c.hv.insert("hv-stimer-direct".into(), on);
                 }
             }
-            ("tlbflush", "direct" | "extended") if t.path.contains(&"hyperv") => {
+            ("tlbflush", "direct" | "extended") if ancestors(t).any(|a| a == "hyperv") => {
                 if let Some(on) = state {
                     let f = if t.name == "direct" {
                         "hv-tlbflush-direct"
@@ -134,8 +66,8 @@ pub fn parse_libvirt_xml(xml: &str) -> VmConfig {
             }
             ("kvm", "hidden") => c.kvm_hidden = state == Some(true),
             ("cpu", "feature") => {
-                let name = attr(t.attrs, "name").unwrap_or_default();
-                let policy = attr(t.attrs, "policy").unwrap_or_else(|| "require".into());
+                let name = attr("name").unwrap_or_default();
+                let policy = attr("policy").unwrap_or_else(|| "require".into());
                 let on = !matches!(policy.as_str(), "disable" | "forbid");
                 match name.as_str() {
                     "hypervisor" => c.hypervisor_hidden = !on,
@@ -145,16 +77,16 @@ pub fn parse_libvirt_xml(xml: &str) -> VmConfig {
                 }
             }
             ("domain", "cpu") => {
-                c.cpu_model = attr(t.attrs, "mode");
+                c.cpu_model = attr("mode");
             }
             (_, "clock") => {
-                if let Some(o) = attr(t.attrs, "offset") {
+                if let Some(o) = attr("offset") {
                     c.rtc_base = Some(if o == "localtime" { o } else { "utc".into() });
                 }
             }
             ("clock", "timer") => {
-                let name = attr(t.attrs, "name").unwrap_or_default();
-                let present = attr(t.attrs, "present").and_then(|p| parse_bool(&p));
+                let name = attr("name").unwrap_or_default();
+                let present = attr("present").and_then(|p| parse_bool(&p));
                 match name.as_str() {
                     "hypervclock" => {
                         if let Some(p) = present {
@@ -163,12 +95,12 @@ pub fn parse_libvirt_xml(xml: &str) -> VmConfig {
                     }
                     "hpet" => c.hpet = present,
                     "pit" => {
-                        if let Some(tp) = attr(t.attrs, "tickpolicy") {
+                        if let Some(tp) = attr("tickpolicy") {
                             c.pit_policy = Some(tp);
                         }
                     }
                     "tsc" => {
-                        if let Some(f) = attr(t.attrs, "frequency") {
+                        if let Some(f) = attr("frequency") {
                             c.tsc_frequency = Some(f);
                         }
                     }
@@ -176,9 +108,9 @@ pub fn parse_libvirt_xml(xml: &str) -> VmConfig {
                 }
             }
             ("domain", "vcpu") => c.vcpus = t.text.parse().ok(),
-            ("domain", "on_crash") => c.on_crash = Some(t.text.to_string()),
+            ("domain", "on_crash") => c.on_crash = Some(t.text.clone()),
             ("cputune", "vcpupin") => c.pinned = Some(true),
-            (_, "libosinfo:os") => c.os_hint = attr(t.attrs, "id"),
+            (_, "libosinfo:os") => c.os_hint = attr("id"),
             _ => {}
         }
     }

@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use super::{Finding, Report};
+use crate::text::printable;
 
 /// Pretty JSON of the report (never fails: the types are plain data).
 pub fn render_json(r: &Report) -> String {
@@ -17,10 +18,10 @@ fn finding(out: &mut String, i: usize, f: &Finding) {
         "  {i}. [{}] {} {}",
         f.severity.label(),
         f.rule,
-        f.title
+        printable(&f.title)
     );
     for e in &f.evidence {
-        let _ = writeln!(out, "       evidence: {e}");
+        let _ = writeln!(out, "       evidence: {}", printable(e));
     }
     for (k, v) in [
         ("qemu", &f.advice_qemu),
@@ -29,7 +30,7 @@ fn finding(out: &mut String, i: usize, f: &Finding) {
         ("source", &f.source),
     ] {
         if !v.is_empty() {
-            let _ = writeln!(out, "       {k:<8} {v}");
+            let _ = writeln!(out, "       {k:<8} {}", printable(v));
         }
     }
 }
@@ -41,17 +42,17 @@ pub fn render_text(r: &Report) -> String {
         out.push_str("no VMs in the profile\n");
     }
     for vm in &r.vms {
-        let _ = writeln!(out, "VM {} (pid {})", vm.name, vm.pid);
-        let _ = writeln!(out, "  guest:   {}", vm.guest);
+        let _ = writeln!(out, "VM {} (pid {})", printable(&vm.name), vm.pid);
+        let _ = writeln!(out, "  guest:   {}", printable(&vm.guest));
         if !vm.config.is_empty() {
-            let _ = writeln!(out, "  config:  {}", vm.config.join(","));
+            let _ = writeln!(out, "  config:  {}", printable(&vm.config.join(",")));
         }
         if let Some(p) = vm
             .findings
             .iter()
             .find(|f| Some(&f.rule) == vm.profile.as_ref())
         {
-            let _ = writeln!(out, "  {}", p.title);
+            let _ = writeln!(out, "  {}", printable(&p.title));
         }
         if vm.findings.is_empty() {
             out.push_str("  no findings\n");
@@ -60,12 +61,12 @@ pub fn render_text(r: &Report) -> String {
             finding(&mut out, i + 1, f);
         }
         for n in &vm.notes {
-            let _ = writeln!(out, "  note: {n}");
+            let _ = writeln!(out, "  note: {}", printable(n));
         }
         out.push('\n');
     }
     for n in &r.notes {
-        let _ = writeln!(out, "note: {n}");
+        let _ = writeln!(out, "note: {}", printable(n));
     }
     out
 }

@@ -6,6 +6,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use super::{CheckReport, CheckResult, Status};
+use crate::text::printable;
 
 /// Number with a precision that suits its size, and its unit.
 fn num(v: f64, unit: &str) -> String {
@@ -67,13 +68,6 @@ fn label(s: Status) -> &'static str {
     }
 }
 
-/// Control characters (from VM names) would garble a terminal: shown as `?`.
-fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
-}
-
 /// The human summary: the verdict line, failures and errors first, then passes, then the top
 /// advice findings.
 pub fn summary(r: &CheckReport) -> String {
@@ -98,18 +92,18 @@ pub fn summary(r: &CheckReport) -> String {
         out,
         " ({:.1} s; VMs: {})",
         r.duration_s,
-        clean(&vms.join(", "))
+        printable(&vms.join(", "))
     );
     let vm_w = r
         .results
         .iter()
-        .map(|x| x.vm.chars().count())
+        .map(|x| printable(&x.vm).chars().count())
         .max()
         .unwrap_or(0);
     let th_w = r
         .results
         .iter()
-        .map(|x| x.threshold.chars().count())
+        .map(|x| printable(&x.threshold).chars().count())
         .max()
         .unwrap_or(0);
     let order = [Status::Fail, Status::Error, Status::Pass, Status::Skipped];
@@ -119,9 +113,9 @@ pub fn summary(r: &CheckReport) -> String {
                 out,
                 "{:<5} {:<vm_w$}  {:<th_w$}  {}",
                 label(s),
-                clean(&x.vm),
-                clean(&x.threshold),
-                clean(&verdict(x))
+                printable(&x.vm),
+                printable(&x.threshold),
+                printable(&verdict(x))
             );
         }
     }
@@ -133,13 +127,13 @@ pub fn summary(r: &CheckReport) -> String {
                 "  {} {} [{}] {}",
                 a.severity.label(),
                 a.rule,
-                clean(&a.vm),
-                clean(&a.title)
+                printable(&a.vm),
+                printable(&a.title)
             );
         }
     }
     for n in &r.notes {
-        let _ = writeln!(out, "note: {n}");
+        let _ = writeln!(out, "note: {}", printable(n));
     }
     out
 }

@@ -116,6 +116,10 @@ fn outputs_escape_and_count() {
     assert_eq!(j["results"][1]["status"], "fail");
     let text = summary(&r);
     assert!(!text.contains('\u{1}'));
+    assert!(
+        text.contains("\"co\"\\x01"),
+        "shown as the other outputs show it: {text}"
+    );
     println!("{text}\n{}", to_json(&r));
     assert!(
         text.starts_with("kvmprof check: FAILED: 1 of 6 checks failed, 3 could not be measured"),

@@ -16,6 +16,7 @@ use super::{
     Data, ReportError,
 };
 use crate::model::{Row, VmView};
+use crate::text::printable;
 
 /// Which VM of each side, and the sides' labels.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -252,7 +253,9 @@ pub fn render_table(d: &Diff) -> String {
         } else {
             String::new()
         };
-        format!("{tag}: {} [{}]{dur}\n", sd.label, sd.vms.join(", "))
+        let vms: Vec<_> = sd.vms.iter().map(|v| printable(v)).collect();
+        let label = printable(&sd.label);
+        format!("{tag}: {label} [{}]{dur}\n", vms.join(", "))
     };
     let mut out = String::new();
     out.push_str(&side_line("A", &d.a));
@@ -271,10 +274,11 @@ pub fn render_table(d: &Diff) -> String {
         rel(&d.exits).trim()
     ));
     let shown = |r: &ReasonDiff| {
+        let name = printable(&r.name);
         if r.hlt {
-            format!("{} (idle)", r.name)
+            format!("{name} (idle)")
         } else {
-            r.name.clone()
+            name.into_owned()
         }
     };
     let w = d

@@ -19,6 +19,7 @@ use super::{
 use crate::{
     model::VmView,
     sample::{EvKey, Sample},
+    text::printable,
 };
 
 /// Evidence counts over a span (newer − older), per key.
@@ -121,7 +122,7 @@ pub(crate) fn table(
     }
     out.push_str(&footer(total, None));
     if let Some(v) = vm {
-        out.push_str(&format!("# VM {} (pid {})\n", v.name, v.pid));
+        out.push_str(&format!("# VM {} (pid {})\n", printable(&v.name), v.pid));
     }
     out.push_str(&format!(
         "# kvmprof counts {counted} in kernel without timing them: no Time%/Min/Max/Avg here; their handling time is in the VM-EXIT table ({rows_with_time})\n"

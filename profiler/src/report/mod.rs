@@ -23,6 +23,8 @@ mod tests_import;
 #[cfg(test)]
 mod tests_import_hostile;
 #[cfg(test)]
+mod tests_names;
+#[cfg(test)]
 mod tests_table;
 
 use std::path::Path;

@@ -22,6 +22,7 @@ use super::{
     Data, ReportError,
 };
 use crate::model::{Row, View, VmView};
+use crate::text::printable;
 
 /// perf's name column width (KVM_EVENT_NAME_LEN; perf before 3.14 used 20).
 pub const NAME_WIDTH: usize = 40;
@@ -188,7 +189,7 @@ fn exit_table(out: &mut String, view: &View, vm: Option<&VmView>, o: &TableOptio
         missing_hist |= err.is_none() || (o.percentiles && !has_percentiles(r));
         out.push_str(&format!(
             "{} {:>10} {}% {}% {}us {}us {}us ( +-{} )",
-            s(NAME_WIDTH, &r.name),
+            s(NAME_WIDTH, &printable(&r.name)),
             r.timed,
             f(8, 2, pct(r.timed as f64, total_n as f64)),
             f(8, 2, pct(r.total_ns as f64, total_t as f64)),
@@ -244,7 +245,7 @@ pub(crate) fn footer(n: u64, t: Option<u64>) -> String {
 /// kvmprof's lines after perf's footer.
 fn notes(out: &mut String, all: &[Row], rows: &[&Row], vm: Option<&VmView>, missing_hist: bool) {
     if let Some(v) = vm {
-        out.push_str(&format!("# VM {} (pid {})\n", v.name, v.pid));
+        out.push_str(&format!("# VM {} (pid {})\n", printable(&v.name), v.pid));
     }
     let (n, t): (u64, u64) = rows
         .iter()

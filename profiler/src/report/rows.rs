@@ -7,6 +7,7 @@ use profiler_common::hist;
 
 use super::ReportError;
 use crate::model::{sort_rows, Row, SortKey, View, VmView};
+use crate::text::printable;
 
 /// The VM named `wanted`: its name, its pid, or "pid N".
 pub(crate) fn find_vm<'a>(view: &'a View, wanted: &str) -> Result<&'a VmView, ReportError> {
@@ -22,7 +23,7 @@ pub(crate) fn find_vm<'a>(view: &'a View, wanted: &str) -> Result<&'a VmView, Re
         .find(|v| v.name == w)
         .or_else(|| view.vms.iter().find(|v| Some(v.pid) == pid))
         .ok_or_else(|| ReportError::UnknownVm {
-            wanted: w.to_string(),
+            wanted: printable(w).into_owned(),
             known: known_vms(view),
         })
 }
@@ -33,7 +34,7 @@ fn known_vms(view: &View) -> String {
     }
     view.vms
         .iter()
-        .map(|v| format!("{} (pid {})", v.name, v.pid))
+        .map(|v| format!("{} (pid {})", printable(&v.name), v.pid))
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -12,6 +12,7 @@ use ratatui::{
 
 use super::{draw::centered, fmt, screens, App, Item, Level, Screen};
 use crate::advice::{analyze, Finding, HostFacts, Input, Report, Severity, VmReport};
+use crate::text::printable;
 
 /// Sample time between recomputations while the panel is open: the rules look at rates over
 /// the whole span, so a few seconds more changes little.
@@ -153,12 +154,12 @@ pub(super) fn advice_screen(app: &App, pid: u32, area: Rect, buf: &mut Buffer) {
 
     let profile = vm.profile.as_deref().unwrap_or("none matched");
     Line::from(vec![
-        Span::from(format!(" {}", vm.name)).bold(),
+        Span::from(format!(" {}", printable(&vm.name))).bold(),
         // The guest description is the longest part: last, where a narrow terminal cuts.
         Span::from(format!(
             " › advice over {} since start · profile {profile} · guest {}",
             fmt::secs(span_s),
-            vm.guest
+            printable(&vm.guest)
         )),
     ])
     .render(summary, buf);
@@ -169,7 +170,7 @@ pub(super) fn advice_screen(app: &App, pid: u32, area: Rect, buf: &mut Buffer) {
             TRow::new(vec![
                 Cell::from(Span::styled(f.severity.label(), severity_style(f.severity))),
                 Cell::from(f.rule.clone()).bold(),
-                Cell::from(format!(" {}", f.title)),
+                Cell::from(format!(" {}", printable(&f.title))),
             ])
         })
         .collect();
@@ -197,7 +198,7 @@ pub(super) fn advice_screen(app: &App, pid: u32, area: Rect, buf: &mut Buffer) {
     } else {
         let lines: Vec<Line> = notes
             .iter()
-            .map(|n| Line::from(format!(" note: {n}")).dark_gray())
+            .map(|n| Line::from(format!(" note: {}", printable(n))).dark_gray())
             .collect();
         Paragraph::new(lines)
             .wrap(Wrap { trim: true })
@@ -209,7 +210,11 @@ pub(super) fn advice_screen(app: &App, pid: u32, area: Rect, buf: &mut Buffer) {
 fn details(f: &Finding, area: Rect, buf: &mut Buffer) {
     let label = |s: &'static str| Span::from(format!(" {s:<8} ")).bold();
     let mut lines = vec![Line::from(label("Evidence"))];
-    lines.extend(f.evidence.iter().map(|e| Line::from(format!("   • {e}"))));
+    lines.extend(
+        f.evidence
+            .iter()
+            .map(|e| Line::from(format!("   • {}", printable(e)))),
+    );
     let mut field = |name: &'static str, text: &str| {
         let text = if text.is_empty() { "-" } else { text };
         for (i, l) in text.lines().enumerate() {
@@ -218,7 +223,10 @@ fn details(f: &Finding, area: Rect, buf: &mut Buffer) {
             } else {
                 Span::from(" ".repeat(10))
             };
-            lines.push(Line::from(vec![head, Span::from(l.to_string())]));
+            lines.push(Line::from(vec![
+                head,
+                Span::from(printable(l).into_owned()),
+            ]));
         }
     };
     field("QEMU", &f.advice_qemu);

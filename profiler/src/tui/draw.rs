@@ -10,6 +10,7 @@ use ratatui::{
 };
 
 use super::{advice, fmt, screens, App, Screen};
+use crate::text::{is_unsafe, printable};
 
 const KEYS: &[(&str, &str)] = &[
     ("↑/↓ j/k", "move (PgUp/PgDn, g/G: jump)"),
@@ -55,12 +56,21 @@ impl Widget for &App {
             } else {
                 Style::new().red().bold()
             };
-            Line::styled(format!(" {s}"), style).render(status, buf);
+            Line::styled(format!(" {}", printable(s)), style).render(status, buf);
         }
         self.timeline(timeline, buf);
         self.footer(foot, buf);
         if self.help {
             help(area, buf);
+        }
+        // ratatui writes control characters through to the terminal. Names are escaped where
+        // they are drawn; this catches any string that was not, so no text from a VM or a
+        // file can send terminal sequences (layout stays: a cell keeps one column).
+        for cell in &mut buf.content {
+            if cell.symbol().chars().any(is_unsafe) {
+                let kept: String = cell.symbol().chars().filter(|c| !is_unsafe(*c)).collect();
+                cell.set_symbol(if kept.is_empty() { " " } else { &kept });
+            }
         }
     }
 }
@@ -86,7 +96,7 @@ impl App {
         match self.replay_header() {
             Some(r) => spans.extend(r),
             None => spans.extend([
-                Span::from(self.describe.clone()),
+                Span::from(printable(&self.describe).into_owned()),
                 sep.clone(),
                 Span::from(format!("elapsed {}", fmt::secs(elapsed))),
             ]),
@@ -99,7 +109,7 @@ impl App {
         ]);
         if !self.filter.is_empty() {
             spans.push(sep);
-            spans.push(Span::from(format!("filter \"{}\"", self.filter)).yellow());
+            spans.push(Span::from(format!("filter \"{}\"", printable(&self.filter))).yellow());
         }
         // A replay shows its state on the timeline.
         if self.paused && self.replay.is_none() {
@@ -117,7 +127,10 @@ impl App {
 
     fn body(&self, area: Rect, buf: &mut Buffer) {
         if self.last.is_none() {
-            let msg = format!("Waiting for the first sample from {} …", self.describe);
+            let msg = format!(
+                "Waiting for the first sample from {} …",
+                printable(&self.describe)
+            );
             centered(msg, area, buf);
             return;
         }

@@ -11,6 +11,7 @@ use ratatui::{
 };
 
 use super::{draw::centered, fmt, App, HistTarget};
+use crate::text::printable;
 
 /// Label "1.02µs–1.15µs" + " │" before each bar, count and marks after it.
 const LABEL: usize = 15;
@@ -41,8 +42,8 @@ pub(in crate::tui) fn histogram(app: &App, t: &HistTarget, area: Rect, buf: &mut
     .areas(area);
 
     let who = match t.vcpu {
-        Some(v) => format!("{} › vCPU {v}", vm.name),
-        None => format!("{} › all vCPUs", vm.name),
+        Some(v) => format!("{} › vCPU {v}", printable(&vm.name)),
+        None => format!("{} › all vCPUs", printable(&vm.name)),
     };
     let d = |ns: u64| {
         if row.timed == 0 {
@@ -54,7 +55,13 @@ pub(in crate::tui) fn histogram(app: &App, t: &HistTarget, area: Rect, buf: &mut
     Paragraph::new(vec![
         Line::from(vec![
             Span::from(format!(" {who} › ")),
-            Span::from(format!("{} ({} {:#x})", row.name, row.isa_name, row.reason)).bold(),
+            Span::from(format!(
+                "{} ({} {:#x})",
+                printable(&row.name),
+                printable(&row.isa_name),
+                row.reason
+            ))
+            .bold(),
         ]),
         Line::from(format!(
             " {} exits · {} in flight · {}/s · min {} · avg {} · max {}",

@@ -16,6 +16,8 @@ mod tests;
 #[cfg(test)]
 mod tests_advice;
 #[cfg(test)]
+mod tests_names;
+#[cfg(test)]
 mod tests_session;
 
 use std::collections::{HashMap, VecDeque};

@@ -13,7 +13,7 @@ use ratatui::{
 };
 
 use super::{fmt, Action, App};
-use crate::{sample::Sample, store::Header};
+use crate::{sample::Sample, store::Header, text::printable};
 
 /// Playback speeds `x` cycles through.
 const SPEEDS: [u32; 3] = [1, 4, 16];
@@ -144,7 +144,11 @@ impl App {
         let h = &r.header;
         Some(vec![
             Span::from(" REPLAY ").black().on_cyan().bold(),
-            Span::from(format!(" {} ({})", h.host, h.kernel)),
+            Span::from(format!(
+                " {} ({})",
+                printable(&h.host),
+                printable(&h.kernel)
+            )),
             Span::from(" │ ").dark_gray(),
             Span::from(format!("recorded {} UTC", fmt::utc(h.start_wall_ms))),
         ])
@@ -159,7 +163,8 @@ impl App {
         );
         Some(
             Span::from(format!(
-                " ● REC {name} {} frames {} ",
+                " ● REC {} {} frames {} ",
+                printable(&name),
                 rec.frames,
                 fmt::bytes(rec.bytes)
             ))

@@ -12,7 +12,7 @@ use super::fmt;
 use crate::{
     sample::Sample,
     source::{live, Source},
-    store::{Header, Recorder},
+    store::{Header, Recorder, StoreError},
 };
 
 /// Everything the UI thread waits on.
@@ -269,7 +269,7 @@ impl Sampler {
             .rec_path
             .clone()
             .unwrap_or_else(|| default_path(&header));
-        match Recorder::create(fresh(&path), &header) {
+        match fresh(&path).and_then(|p| Recorder::create(p, &header)) {
             Ok(r) => {
                 let info = RecInfo::of(&r);
                 self.rec = Some(r);
@@ -330,20 +330,60 @@ fn default_path(h: &Header) -> PathBuf {
     ))
 }
 
-/// `path`, or `stem-2.ext`, `stem-3.ext`, ... if it exists: a second recording never
-/// truncates the first.
-fn fresh(path: &Path) -> PathBuf {
-    if !path.exists() {
-        return path.to_path_buf();
-    }
+/// `path`, or `stem-2.ext`, `stem-3.ext`, ...: the first name that is free, created empty here
+/// with O_EXCL, so a second recording never truncates the first and nothing is written through
+/// a symlink planted at a predictable name (O_EXCL also fails on a dangling one).
+fn fresh(path: &Path) -> Result<PathBuf, StoreError> {
     let stem = path
         .file_stem()
         .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
     let ext = path
         .extension()
         .map_or_else(String::new, |e| format!(".{}", e.to_string_lossy()));
-    (2..10_000)
-        .map(|n| path.with_file_name(format!("{stem}-{n}{ext}")))
-        .find(|p| !p.exists())
-        .unwrap_or_else(|| path.to_path_buf())
+    let names = (2..10_000).map(|n| path.with_file_name(format!("{stem}-{n}{ext}")));
+    let io = |path, action, cause| StoreError::Io {
+        path,
+        action,
+        cause,
+    };
+    for p in std::iter::once(path.to_path_buf()).chain(names) {
+        let new = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&p);
+        match new {
+            Ok(_) => return Ok(p),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io(p, "create the recording", e)),
+        }
+    }
+    let taken = std::io::ErrorKind::AlreadyExists.into();
+    Err(io(
+        path.to_path_buf(),
+        "find a free name for the recording",
+        taken,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    /// A symlink planted at the predictable name, even a dangling one, is not written through.
+    #[test]
+    fn fresh_never_follows_a_planted_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kvmprof-host-20260101-000000.kvmprof");
+        let victim = dir.path().join("victim");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let got = super::fresh(&path).unwrap();
+        assert_eq!(
+            got,
+            dir.path().join("kvmprof-host-20260101-000000-2.kvmprof")
+        );
+        assert!(!victim.exists(), "created through the symlink");
+        assert_eq!(std::fs::symlink_metadata(&got).unwrap().len(), 0);
+        // Reserved: the next recording gets the next name.
+        assert!(super::fresh(&path)
+            .unwrap()
+            .ends_with("kvmprof-host-20260101-000000-3.kvmprof"));
+    }
 }

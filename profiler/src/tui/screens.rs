@@ -13,7 +13,7 @@ use ratatui::{
 };
 
 use super::{draw::centered, fmt, App, Screen};
-use crate::model::Row;
+use crate::{model::Row, text::printable};
 
 pub(super) use super::hist::histogram;
 
@@ -24,6 +24,11 @@ kvm_exit events (e.g. software PVM), so in-kernel exit handling cannot be timed.
 
 fn r(s: String) -> Cell<'static> {
     Cell::from(Line::from(s).right_aligned())
+}
+
+/// A VM or reason name as the terminal may show it (see [`printable`]).
+pub(super) fn shown(name: &str) -> String {
+    printable(name).into_owned()
 }
 
 fn section(title: String) -> Block<'static> {
@@ -82,10 +87,10 @@ pub(super) fn vm_list(app: &App, area: Rect, buf: &mut Buffer) {
     let rows = vms
         .iter()
         .map(|v| {
-            let top = v.top_reason().map_or("-".into(), |r| r.name.clone());
+            let top = v.top_reason().map_or("-".into(), |r| shown(&r.name));
             let p99 = v.worst_p99_ns();
             TRow::new(vec![
-                Cell::from(v.name.clone()),
+                Cell::from(shown(&v.name)),
                 r(v.pid.to_string()),
                 r(v.vcpu_count().to_string()),
                 r(fmt::rate(v.exits_per_s)),
@@ -144,9 +149,9 @@ pub(super) fn vm_detail(app: &App, pid: u32, area: Rect, buf: &mut Buffer) {
     .areas(area);
 
     // The uuid goes last: on a narrow terminal it is what gets cut.
-    let uuid = vm.uuid.as_deref().map(|u| format!(" · {u}"));
+    let uuid = vm.uuid.as_deref().map(|u| format!(" · {}", printable(u)));
     Line::from(vec![
-        Span::from(format!(" {}", vm.name)).bold(),
+        Span::from(format!(" {}", printable(&vm.name))).bold(),
         Span::from(format!(
             " pid {} · {} vCPUs · {} exits/s · overhead {}% · {} in flight{}",
             vm.pid,
@@ -160,7 +165,7 @@ pub(super) fn vm_detail(app: &App, pid: u32, area: Rect, buf: &mut Buffer) {
     .render(summary, buf);
 
     let sel = (cur < n_reasons).then_some(cur);
-    let title = format!(" VM-EXIT · {} · Enter: histogram ", vm.name);
+    let title = format!(" VM-EXIT · {} · Enter: histogram ", printable(&vm.name));
     exit_table(&busy, &hlt, sel, title, exits, buf);
     if user_h > 0 {
         userspace_table(&user, users, buf);
@@ -170,7 +175,7 @@ pub(super) fn vm_detail(app: &App, pid: u32, area: Rect, buf: &mut Buffer) {
         .vcpus
         .iter()
         .map(|c| {
-            let top = c.top_reason().map_or("-".into(), |r| r.name.clone());
+            let top = c.top_reason().map_or("-".into(), |r| shown(&r.name));
             let p99 = c.worst_p99_ns();
             TRow::new(vec![
                 Cell::from(c.vcpu.to_string()),
@@ -230,7 +235,7 @@ pub(super) fn vcpu_detail(app: &App, pid: u32, v: u32, area: Rect, buf: &mut Buf
     ])
     .areas(area);
     Line::from(vec![
-        Span::from(format!(" {} › vCPU {v}", vm.name)).bold(),
+        Span::from(format!(" {} › vCPU {v}", printable(&vm.name))).bold(),
         Span::from(format!(
             "  {} exits · {} exits/s · overhead {}%",
             fmt::count(c.exits),
@@ -239,7 +244,10 @@ pub(super) fn vcpu_detail(app: &App, pid: u32, v: u32, area: Rect, buf: &mut Buf
         )),
     ])
     .render(summary, buf);
-    let title = format!(" VM-EXIT · {} vCPU {v} · Enter: histogram ", vm.name);
+    let title = format!(
+        " VM-EXIT · {} vCPU {v} · Enter: histogram ",
+        printable(&vm.name)
+    );
     exit_table(&busy, &hlt, Some(app.cursor(&items)), title, exits, buf);
     if user_h > 0 {
         userspace_table(&user, users, buf);
@@ -266,7 +274,7 @@ fn exit_table(
     let wide = area.width >= 100;
     let line = |x: &Row| {
         let mut cells = vec![
-            Cell::from(x.name.clone()),
+            Cell::from(shown(&x.name)),
             r(fmt::count(x.count)),
             r(fmt::pct(x.samples_pct)),
             r(fmt::pct(x.time_pct)),
@@ -344,7 +352,7 @@ fn user_widths() -> Vec<Constraint> {
 
 fn user_cells(x: &Row) -> Vec<Cell<'static>> {
     vec![
-        Cell::from(x.name.clone()),
+        Cell::from(shown(&x.name)),
         r(fmt::count(x.count)),
         r(fmt::rate(x.rate_per_s)),
         r(opt_dur(x, x.total_ns)),
@@ -376,12 +384,12 @@ fn userspace_only(app: &App, area: Rect, buf: &mut Buffer) {
             continue;
         }
         rows.push(TRow::new(vec![Cell::from(Line::from(vec![
-            Span::from(vm.name.clone()).bold(),
+            Span::from(shown(&vm.name)).bold(),
             Span::from(format!("  pid {}", vm.pid)),
         ]))]));
         rows.extend(user.iter().map(|x| {
             let mut cells = user_cells(x);
-            cells[0] = Cell::from(format!("  {}", x.name));
+            cells[0] = Cell::from(format!("  {}", printable(&x.name)));
             TRow::new(cells)
         }));
     }

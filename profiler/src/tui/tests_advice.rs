@@ -16,12 +16,12 @@ use crate::{
 
 const HV: &str = "hv-relaxed=on,hv-vapic=on,hv-spinlocks=0x1fff,hv-vpindex=on,hv-runtime=on,hv-synic=on,hv-stimer=on,hv-stimer-direct=on,hv-reset=on,hv-frequencies=on,hv-reenlightenment=on,hv-tlbflush=on,hv-ipi=on,hv-time=on";
 
-fn intel() -> HostFacts {
+pub(super) fn intel() -> HostFacts {
     crate::advice::tests::intel(true)
 }
 
 /// Two cumulative samples 10 s apart, built with the advice tests' fixture.
-fn p2() -> (Sample, Sample) {
+pub(super) fn p2() -> (Sample, Sample) {
     let cmdline = format!("/usr/bin/qemu-system-x86_64 -name guest=win -machine pc-q35-8.2,accel=kvm -cpu host,{HV} -smp 4 -m 8G");
     // SINT2 with AutoEOI, written at boot; APICv inhibited for HYPERV (bit 1).
     let sint2 = ev::msr_write_flags(0x4000_0092, 0x2_0050);

@@ -1,10 +1,18 @@
-//! libvirt domain identity from its QEMU driver status files (`/run/libvirt/qemu/NAME.xml`):
+//! libvirt domain identity from its QEMU driver status files (`/run/libvirt/qemu/*.xml`):
 //! `<domstatus ... pid='1234'> ... <domain ...><name>NAME</name><uuid>U</uuid>`.
-//! Plain string scanning: only three values are needed and the files are libvirt-written.
+//!
+//! A VM's name is never turned into a path: status files are found by listing the directory
+//! and matched to a process by the pid inside. Only regular files owned by root (or by the
+//! user kvmprof runs as) and at most [`xml::MAX_BYTES`] are read, without following symlinks.
 
 use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io::{Error, ErrorKind, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
+
+use super::xml;
 
 /// One running libvirt domain.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -14,63 +22,90 @@ pub struct Domain {
     pub uuid: Option<String>,
 }
 
-/// Parses a status file. None when it is not a status file of a running domain.
-pub fn parse_status(xml: &str) -> Option<Domain> {
-    let tag = open_tag(xml, "domstatus")?;
-    let pid = attr(tag, "pid")?.parse().ok().filter(|p| *p != 0)?;
-    // The <name> we want is the domain's, not e.g. a <name> inside <metadata> before it.
-    let domain = &xml[xml.find("<domain")?..];
-    let name = element(domain, "name")?;
-    if name.is_empty() {
-        return None;
+/// Parses a status file. None when it is not a status file of a running domain (or not
+/// well-formed, or over a limit of [`xml::parse`]).
+pub fn parse_status(text: &str) -> Option<Domain> {
+    let els = xml::parse(text).ok()?;
+    // Parents come first: the first element is the root.
+    let root = els.first().filter(|e| e.name == "domstatus")?;
+    let pid = root.attr("pid")?.parse().ok().filter(|p| *p != 0)?;
+    // The domain's own <name>, not e.g. one inside <metadata>.
+    let dom = els
+        .iter()
+        .position(|e| e.name == "domain" && e.parent == Some(0))?;
+    let child = |tag: &str| {
+        els.iter()
+            .find(|e| e.parent == Some(dom) && e.name == tag)
+            .map(|e| e.text.clone())
+            .filter(|t| !t.is_empty())
+    };
+    Some(Domain {
+        pid,
+        name: child("name")?,
+        uuid: child("uuid"),
+    })
+}
+
+/// The `*.xml` entries of `dir` that are regular files (symlinks and others skipped), with
+/// their metadata. A missing directory (no libvirt) is empty.
+fn xml_entries(dir: &Path) -> impl Iterator<Item = (PathBuf, std::fs::Metadata)> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let path = entry.path();
+            // DirEntry::metadata does not follow symlinks.
+            let meta = entry.metadata().ok()?;
+            (path.extension().is_some_and(|e| e == "xml") && meta.file_type().is_file())
+                .then_some((path, meta))
+        })
+}
+
+/// Reads a status file if it is one kvmprof may trust: opened without following a symlink and
+/// without blocking (a FIFO), then checked on the open file: regular, owned by root or by the
+/// user kvmprof runs as, at most [`xml::MAX_BYTES`].
+pub fn read_status_file(path: &Path) -> std::io::Result<String> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
     }
-    let uuid = element(domain, "uuid").filter(|u| !u.is_empty());
-    Some(Domain { pid, name, uuid })
-}
-
-/// The attribute text of `<tag ...>` (without the brackets).
-fn open_tag<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
-    let start = xml.find(&format!("<{tag}"))? + tag.len() + 1;
-    let rest = &xml[start..];
-    // `<domstatusx` is another tag.
-    if !rest.starts_with(|c: char| c.is_whitespace() || c == '>' || c == '/') {
-        return None;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != 0 && meta.uid() != me {
+        let msg = format!("owned by uid {}, not root", meta.uid());
+        return Err(Error::new(ErrorKind::PermissionDenied, msg));
     }
-    Some(&rest[..rest.find('>')?])
-}
-
-/// `name='v'` or `name="v"` inside a tag's attribute text.
-fn attr(tag: &str, name: &str) -> Option<String> {
-    let mut rest = tag;
-    loop {
-        let i = rest.find(name)?;
-        let before_ok = rest[..i].ends_with(|c: char| c.is_whitespace());
-        let after = rest[i + name.len()..].trim_start();
-        rest = &rest[i + name.len()..];
-        let Some(after) = after.strip_prefix('=').filter(|_| before_ok) else {
-            continue;
-        };
-        let after = after.trim_start();
-        let quote = after.chars().next().filter(|q| *q == '\'' || *q == '"')?;
-        let body = &after[1..];
-        return Some(unescape(&body[..body.find(quote)?]));
+    let too_big = || {
+        let msg = format!("larger than {} bytes", xml::MAX_BYTES);
+        Error::new(ErrorKind::InvalidData, msg)
+    };
+    if meta.len() > xml::MAX_BYTES as u64 {
+        return Err(too_big());
     }
+    // The file may grow after the check: never read more than the limit.
+    let mut text = String::new();
+    file.take(xml::MAX_BYTES as u64 + 1)
+        .read_to_string(&mut text)?;
+    if text.len() > xml::MAX_BYTES {
+        return Err(too_big());
+    }
+    Ok(text)
 }
 
-/// Text of the first `<tag>text</tag>` in `xml`.
-fn element(xml: &str, tag: &str) -> Option<String> {
-    let open = format!("<{tag}>");
-    let start = xml.find(&open)? + open.len();
-    let len = xml[start..].find(&format!("</{tag}>"))?;
-    Some(unescape(xml[start..start + len].trim()))
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
+/// Every status file of a running domain in `dir`, with its text (for the configuration that
+/// `advice` reads from the same file).
+pub fn status_files(dir: &Path) -> Vec<(Domain, String)> {
+    xml_entries(dir)
+        .filter_map(|(path, _)| {
+            let text = read_status_file(&path).ok()?;
+            Some((parse_status(&text)?, text))
+        })
+        .collect()
 }
 
 /// Status files by path, re-parsed only when their mtime or size changes.
@@ -83,18 +118,11 @@ impl Domains {
     /// Rescans `dir` and returns pid → domain. A missing directory (no libvirt) is empty.
     pub fn scan(&mut self, dir: &Path) -> HashMap<u32, Domain> {
         let mut seen = HashMap::new();
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.extension().is_none_or(|e| e != "xml") {
-                continue;
-            }
-            let Ok(meta) = entry.metadata() else { continue };
+        for (path, meta) in xml_entries(dir) {
             let stamp = (meta.modified().ok(), meta.len());
             let domain = match self.files.remove(&path) {
                 Some((m, l, d)) if (m, l) == stamp => d,
-                _ => std::fs::read_to_string(&path)
-                    .ok()
-                    .and_then(|x| parse_status(&x)),
+                _ => read_status_file(&path).ok().and_then(|x| parse_status(&x)),
             };
             seen.insert(path, (stamp.0, stamp.1, domain));
         }

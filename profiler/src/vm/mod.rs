@@ -3,6 +3,7 @@
 pub mod libvirt;
 pub mod procfs;
 pub mod qemu;
+pub mod xml;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;

@@ -129,6 +129,36 @@ fn libvirt_name_overrides_command_line() {
     );
 }
 
+/// Only regular files in the run directory name a VM: a symlink to a file elsewhere and a FIFO
+/// (which would block a plain read) are skipped.
+#[test]
+fn libvirt_symlinks_and_fifos_are_not_read() {
+    let f = Fake::new();
+    f.process(
+        410,
+        "qemu-system-x86",
+        7,
+        &[QEMU, "-name", "guest=own"],
+        &[],
+    );
+    let outside = tempfile::tempdir().unwrap();
+    let planted = outside.path().join("planted.xml");
+    fs::write(
+        &planted,
+        "<domstatus pid='410'><domain><name>forged</name></domain></domstatus>",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&planted, f.libvirt.path().join("link.xml")).unwrap();
+    let fifo = f.libvirt.path().join("fifo.xml").into_os_string();
+    let fifo = std::ffi::CString::new(fifo.into_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates a directory entry.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    assert_eq!(f.discovery().refresh(&[])[0].name, "own");
+    // The same file as a regular file in the directory is used.
+    fs::copy(&planted, f.libvirt.path().join("real.xml")).unwrap();
+    assert_eq!(f.discovery().refresh(&[])[0].name, "forged");
+}
+
 #[test]
 fn non_qemu_kvm_user_from_pids() {
     let f = Fake::new();
