@@ -27,6 +27,12 @@ fn ci() -> bool {
 }
 
 fn prometheus_bin() -> Option<PathBuf> {
+    // Both tests of this file want it at once; two apt-gets at once fail on the dpkg lock.
+    static BIN: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    BIN.get_or_init(install_prometheus).clone()
+}
+
+fn install_prometheus() -> Option<PathBuf> {
     let found = || {
         ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
             .into_iter()
