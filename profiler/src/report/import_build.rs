@@ -18,22 +18,17 @@
 
 use std::collections::{HashMap, HashSet};
 
-use profiler_common::{ev, ISA_SVM, ISA_VMX};
+use profiler_common::ev;
 
 use super::{
+    import_names::{detect_isa, Names},
     perf_import::{ImportError, ImportWarning, PerfRow, Section},
-    perf_lex::quote,
     perf_table::Event,
 };
 use crate::{
     decode::ExitNames,
     sample::{EvKey, Key, Sample, Stat, VmInfo},
 };
-
-const VMX_FAILED_VMENTRY: u32 = 0x8000_0000;
-const SYNTH_VMX: u32 = 0xff00;
-const SYNTH_SVM: u32 = 0xfffe_0000;
-const SYNTH_MAX: usize = 0x100;
 
 pub(crate) fn samples(
     sections: &[Section],
@@ -185,10 +180,20 @@ fn exits(
     warnings: &mut Vec<ImportWarning>,
 ) -> Result<(), ImportError> {
     let isa = detect_isa(&sec.rows, names);
-    if !sec.rows.is_empty() && sec.rows.iter().all(|r| r.min_us.is_none()) {
+    let untimed = |r: &PerfRow| {
+        r.avg_us.is_none()
+            && r.total_us.is_none()
+            && (r.time_pct.is_none() || sec.total_time_us.is_none())
+    };
+    if !sec.rows.is_empty() && sec.rows.iter().all(untimed) {
         warnings.push(ImportWarning::new(
             sec.line,
-            "this perf printed no Min/Max Time: they read as 0",
+            "this table holds exit counts without times: Time%, Min, Max and Avg stay empty",
+        ));
+    } else if !sec.rows.is_empty() && sec.rows.iter().all(|r| r.min_us.is_none()) {
+        warnings.push(ImportWarning::new(
+            sec.line,
+            "this table printed no Min/Max Time: they read as 0",
         ));
     }
     for r in sec.rows.iter().filter(|r| r.samples > 0) {
@@ -206,122 +211,6 @@ fn exits(
     Ok(())
 }
 
-/// VMX when more names are VMX names (ties: upper case wins), else SVM.
-fn detect_isa(rows: &[PerfRow], names: &Names) -> u32 {
-    let hits = |isa: u32| {
-        rows.iter()
-            .filter(|r| names.code(isa, base(&r.name).0).is_some())
-            .count()
-    };
-    let (vmx, svm) = (hits(ISA_VMX), hits(ISA_SVM));
-    if vmx != svm {
-        return if vmx > svm { ISA_VMX } else { ISA_SVM };
-    }
-    let upper = rows
-        .iter()
-        .filter(|r| !r.name.chars().any(|c| c.is_ascii_lowercase()))
-        .count();
-    if upper * 2 >= rows.len() {
-        ISA_VMX
-    } else {
-        ISA_SVM
-    }
-}
-
-/// A VMX name without kvmprof's " FAILED_VMENTRY" suffix, and that flag.
-fn base(name: &str) -> (&str, u32) {
-    match name.strip_suffix(" FAILED_VMENTRY") {
-        Some(b) => (b, VMX_FAILED_VMENTRY),
-        None => (name, 0),
-    }
-}
-
-/// The exit names, with a hashed name → code index (`ExitNames::code` scans its tables, which
-/// would make an import quadratic in the names it adds).
-struct Names {
-    names: ExitNames,
-    /// name → code, VMX and SVM.
-    codes: [HashMap<String, u32>; 2],
-    synthetic: usize,
-}
-
-fn slot(isa: u32) -> Option<usize> {
-    match isa {
-        ISA_VMX => Some(0),
-        ISA_SVM => Some(1),
-        _ => None,
-    }
-}
-
-impl Names {
-    fn new() -> Self {
-        let mut names = ExitNames::builtin();
-        names.source = "perf text".into();
-        let mut codes: [HashMap<String, u32>; 2] = Default::default();
-        for (i, map) in [&names.vmx, &names.svm].into_iter().enumerate() {
-            // Ascending codes: the lowest code of a name wins, as in `ExitNames::code`.
-            for (code, name) in map {
-                codes[i].entry(name.clone()).or_insert(*code);
-            }
-        }
-        Names {
-            names,
-            codes,
-            synthetic: 0,
-        }
-    }
-
-    fn code(&self, isa: u32, name: &str) -> Option<u32> {
-        self.codes[slot(isa)?].get(name).copied()
-    }
-
-    /// The code of `name`; a name no table knows gets the next synthetic code.
-    fn resolve(&mut self, isa: u32, name: &str, line: usize) -> Result<u32, ImportError> {
-        let (b, flag) = if isa == ISA_VMX {
-            base(name)
-        } else {
-            (name, 0)
-        };
-        if let Some(c) = self.code(isa, b) {
-            return Ok(c | flag);
-        }
-        if let Some(c) = b
-            .strip_prefix("0x")
-            .and_then(|h| u32::from_str_radix(h, 16).ok())
-        {
-            return Ok(c | flag);
-        }
-        if let Some(c) = self.code(isa, name) {
-            return Ok(c);
-        }
-        // VMX codes above 0xffff would read as flag bits, so there are SYNTH_MAX of them.
-        if self.synthetic == SYNTH_MAX {
-            return Err(ImportError::At {
-                file: String::new(),
-                line,
-                msg: format!(
-                    "{} is the {}th exit reason name that no kernel table knows; kvmprof holds {SYNTH_MAX}, \
-                     and perf prints UNKNOWN for all unknown reasons; fix: check that this is perf kvm stat output",
-                    quote(name),
-                    SYNTH_MAX + 1
-                ),
-            });
-        }
-        let next = self.synthetic as u32;
-        self.synthetic += 1;
-        let (code, map) = if isa == ISA_VMX {
-            (SYNTH_VMX + next, &mut self.names.vmx)
-        } else {
-            (SYNTH_SVM + next, &mut self.names.svm)
-        };
-        map.insert(code, name.to_string());
-        if let Some(i) = slot(isa) {
-            self.codes[i].insert(name.to_string(), code);
-        }
-        Ok(code)
-    }
-}
-
 fn ns(us: f64) -> u64 {
     (us * 1e3).round() as u64
 }
@@ -329,6 +218,7 @@ fn ns(us: f64) -> u64 {
 fn stat(r: &PerfRow, total_time_us: Option<f64>) -> Stat {
     let sum_ns = match (r.avg_us, r.time_pct, total_time_us) {
         (Some(avg), _, _) => (avg * 1e3 * r.samples as f64).round() as u64,
+        (None, _, _) if r.total_us.is_some() => r.total_us.map_or(0, ns),
         (None, Some(p), Some(t)) => ns(p / 100.0 * t),
         _ => 0,
     };

@@ -122,10 +122,15 @@ fn shares(
     table: &str,
 ) -> Result<Option<String>, ImportError> {
     let (mut sum, mut tol) = (0.0, 0.0);
+    // perf ≥ 6.4 as pasted prints whole percents (`63.00%` for 63.7 %): each may be 1 % off.
+    let whole = sec
+        .rows
+        .iter()
+        .all(|r| get(r).is_some_and(|v| v.fract() == 0.0));
     for r in &sec.rows {
         let Some(v) = get(r) else { return Ok(None) };
         sum += v;
-        tol += r.rounding.pct;
+        tol += if whole { 1.0 } else { r.rounding.pct };
     }
     if sec.rows.is_empty() || !sum.is_finite() {
         return Ok(None);

@@ -9,9 +9,13 @@ pub mod diff;
 mod evidence;
 mod import_build;
 mod import_check;
+mod import_names;
 pub mod json;
+mod kvmexit;
 pub mod perf_import;
 mod perf_lex;
+mod perf_parse;
+mod perf_paste;
 pub mod perf_table;
 mod printf;
 mod rows;
@@ -22,6 +26,8 @@ mod tests_diff;
 mod tests_import;
 #[cfg(test)]
 mod tests_import_hostile;
+#[cfg(test)]
+mod tests_import_paste;
 #[cfg(test)]
 mod tests_names;
 #[cfg(test)]

@@ -1,11 +1,16 @@
 //! Reads `perf kvm stat report --stdio` (and `live`) text back into kvmprof's model, so report,
-//! diff and advise run on perf output people already have.
+//! diff and advise run on perf output people already have, as they paste it.
 //!
-//! Accepted: new perf (40-column names) and old perf (20 columns, or no Min/Max columns), tabs or
-//! any whitespace (NBSP included), with or without the `( +- x% )` column, `> ` e-mail quoting,
-//! VMX or SVM names (names may contain spaces: `PF excp`), VM-EXIT / MMIO Access / IO Port
-//! Access / MSR Access tables, several "Analyze events" sections, kvmprof's own tables.
-//! Columns are read from the table's header line; values are taken from the right of each row.
+//! Accepted: new perf (40-column names), old perf (20 columns, or fewer columns: no Min/Max,
+//! only Samples/Samples%/Time%), perf ≥ 6.4 (`Event name … Sample% … Mean Time (ns)`, any
+//! subset of its columns, integer ns), bcc `kvmexit` counts (`kvmexit`), VMX or SVM names
+//! (names may contain spaces: `PF excp`), VM-EXIT / MMIO Access / IO Port Access / MSR Access
+//! tables, several "Analyze events" sections, kvmprof's own tables. What pasting does to a
+//! table is undone (`perf_paste`, `perf_parse`): any Unicode space as a separator, `> `
+//! quoting, boxes and rules, markdown fences and prose around tables, rows and headers a mail
+//! client wrapped, rows quoted without their header, `........` cuts, perf's stderr between
+//! rows. Columns are read from the table's header line; values are taken from the right of
+//! each row.
 //!
 //! Each section becomes cumulative counters since an empty sample (see `import_build`):
 //! count = Samples, sum = Avg × Samples, min / max as printed; perf keeps no histogram, so
@@ -16,14 +21,7 @@
 
 use std::fmt;
 
-use super::{
-    import_build as build, import_check,
-    perf_lex::{
-        clean, find_after, looks_like_row, parse_footer, parse_header, parse_row, parse_target,
-        quote,
-    },
-    perf_table::Event,
-};
+use super::{import_build as build, kvmexit, perf_parse, perf_table::Event};
 use crate::{decode::ExitNames, model::View, sample::Sample};
 
 /// Why perf text could not be read; one line, with the line number where there is one.
@@ -67,6 +65,8 @@ pub enum Column {
     Min,
     Max,
     Avg,
+    /// perf ≥ 6.4's `Time (ns)`: the row's total handling time.
+    TotalTime,
 }
 
 /// One table row as printed (times in µs).
@@ -81,6 +81,8 @@ pub struct PerfRow {
     pub min_us: Option<f64>,
     pub max_us: Option<f64>,
     pub avg_us: Option<f64>,
+    /// Total handling time (perf ≥ 6.4's `Time (ns)` column).
+    pub total_us: Option<f64>,
     /// The `( +- x% )` value, when printed.
     pub rel_err_pct: Option<f64>,
     /// How far printing may have rounded the values.
@@ -174,151 +176,17 @@ pub fn import(text: &str) -> Result<PerfImport, ImportError> {
     })
 }
 
-/// Parses perf text into its tables, without interpreting names; one pass, each line once.
+/// Parses perf text (or bcc `kvmexit` output) into its tables, without interpreting names;
+/// one pass, each line once (a line wrapped by a mail client is joined to the one above).
 pub fn parse(text: &str) -> Result<(Vec<Section>, Vec<ImportWarning>), ImportError> {
-    let mut p = Parser::default();
-    for (i, raw) in text.lines().enumerate() {
-        p.line(i + 1, clean(raw))?;
-    }
-    p.close()?;
-    if p.sections.is_empty() {
+    let (sections, warnings) = match kvmexit::parse(text)? {
+        Some(read) => read,
+        None => perf_parse::parse(text)?,
+    };
+    if sections.is_empty() {
         return Err(ImportError::NoTable {
             file: String::new(),
         });
     }
-    Ok((p.sections, p.warnings))
-}
-
-#[derive(Default)]
-struct Parser {
-    sections: Vec<Section>,
-    warnings: Vec<ImportWarning>,
-    /// What the last "Analyze events for" line named.
-    target: (Vec<u32>, Option<u32>),
-    open: Option<Open>,
-}
-
-/// The table being read, and the non-row lines seen since its last row: prose after the
-/// table if no row follows them, lines skipped inside it if one does.
-struct Open {
-    sec: Section,
-    gap: Vec<usize>,
-    gap_first: String,
-}
-
-impl Parser {
-    fn line(&mut self, n: usize, line: &str) -> Result<(), ImportError> {
-        if line.is_empty() {
-            return Ok(());
-        }
-        if let Some(rest) = find_after(line, "Analyze events for") {
-            self.close()?;
-            self.target = parse_target(rest).map_err(|m| at(n, m))?;
-            return Ok(());
-        }
-        if let Some((event, columns)) = parse_header(line).map_err(|m| at(n, m))? {
-            self.close()?;
-            self.open = Some(Open {
-                sec: Section {
-                    line: n,
-                    pids: self.target.0.clone(),
-                    vcpu: self.target.1,
-                    event,
-                    columns,
-                    rows: Vec::new(),
-                    total_samples: None,
-                    total_time_us: None,
-                    footer_line: None,
-                    total_time_rounding: 0.0,
-                    lost_events: None,
-                    skipped: Vec::new(),
-                },
-                gap: Vec::new(),
-                gap_first: String::new(),
-            });
-            return Ok(());
-        }
-        if line.starts_with("Total Samples") {
-            let Some(o) = self.open.as_mut() else {
-                let w = ImportWarning::new(n, "footer without a table above it");
-                self.warnings.push(w);
-                return Ok(());
-            };
-            let (samples, time) = parse_footer(line).map_err(|m| at(n, m))?;
-            o.resume(n, &mut self.warnings);
-            o.sec.total_samples = Some(samples);
-            o.sec.footer_line = Some(n);
-            if let Some((t, r)) = time {
-                o.sec.total_time_us = Some(t);
-                o.sec.total_time_rounding = r;
-            }
-            return self.close();
-        }
-        if let Some(rest) = line.strip_prefix("Lost events:") {
-            let lost = rest.trim().parse::<u64>().ok();
-            let open = self.open.as_mut().map(|o| &mut o.sec);
-            if let Some(s) = open.or(self.sections.last_mut()) {
-                s.lost_events = lost;
-            }
-            return Ok(());
-        }
-        let Some(o) = self.open.as_mut() else {
-            return Ok(());
-        };
-        match parse_row(line, &o.sec.columns, n) {
-            Ok(r) => {
-                o.resume(n, &mut self.warnings);
-                o.sec.rows.push(r);
-            }
-            Err(msg) if o.gap.is_empty() && looks_like_row(line) => return Err(at(n, msg)),
-            // Prose after the table, or a stray line inside it: which, the next row tells.
-            Err(_) => {
-                if o.gap.is_empty() {
-                    o.gap_first = quote(line);
-                }
-                o.gap.push(n);
-            }
-        }
-        Ok(())
-    }
-
-    /// Ends the open table: the lines after its last row were prose, not part of it.
-    fn close(&mut self) -> Result<(), ImportError> {
-        let Some(o) = self.open.take() else {
-            return Ok(());
-        };
-        import_check::check(&o.sec, &mut self.warnings)?;
-        self.sections.push(o.sec);
-        Ok(())
-    }
-}
-
-impl Open {
-    /// The table goes on at line `n`: the non-row lines before it were inside it.
-    fn resume(&mut self, n: usize, warnings: &mut Vec<ImportWarning>) {
-        let Some(&first) = self.gap.first() else {
-            return;
-        };
-        let k = self.gap.len();
-        let (what, lost) = if k == 1 {
-            (
-                format!("{} is not a row", self.gap_first),
-                "if it was a damaged row, that row",
-            )
-        } else {
-            let last = self.gap[k - 1];
-            let what = format!(
-                "{k} lines ({first}–{last}, the first {}) are not rows",
-                self.gap_first
-            );
-            (what, "any damaged row among them")
-        };
-        let msg = format!(
-            "inside the {} table of line {}, {what}: skipped; the table goes on at line {n} ({lost} is missing)",
-            self.sec.event.header(),
-            self.sec.line
-        );
-        warnings.push(ImportWarning::new(first, msg));
-        self.sec.skipped.append(&mut self.gap);
-    }
+    Ok((sections, warnings))
 }

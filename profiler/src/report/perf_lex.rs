@@ -29,12 +29,6 @@ pub(crate) fn quote(s: &str) -> String {
     out
 }
 
-/// Drops e-mail quoting and surrounding whitespace (any Unicode space, NBSP included).
-pub(crate) fn clean(raw: &str) -> &str {
-    raw.trim_start_matches(|c: char| c == '>' || c == '|' || c.is_whitespace())
-        .trim_end_matches(|c: char| c == '|' || c.is_whitespace())
-}
-
 pub(crate) fn find_after<'a>(line: &'a str, pat: &str) -> Option<&'a str> {
     line.find(pat).map(|i| line[i + pat.len()..].trim())
 }
@@ -72,39 +66,67 @@ pub(crate) fn parse_target(rest: &str) -> Result<(Vec<u32>, Option<u32>), String
     Ok((pids, vcpu))
 }
 
-/// A header line: `<table name> Samples Samples% [Time%] [Min Time] [Max Time] [Avg time] ...`.
-pub(crate) fn parse_header(line: &str) -> Result<Option<(Event, Vec<Column>)>, String> {
+/// A table's header line: what it is, its numeric columns in order, and the unit of a time
+/// printed without one (µs; perf ≥ 6.4 prints integer ns with `(ns)` in the header).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Header {
+    pub event: Event,
+    pub columns: Vec<Column>,
+    pub unit_us: f64,
+}
+
+/// A header line: `<table name> Samples Samples% [Time%] [Min Time] [Max Time] [Avg time] ...`,
+/// or perf ≥ 6.4's `Event name Samples Sample% Time (ns) Time% Max Time (ns) Min Time (ns)
+/// Mean Time (ns)` (any subset, in any order).
+pub(crate) fn parse_header(line: &str) -> Result<Option<Header>, String> {
     let toks: Vec<&str> = line.split_whitespace().collect();
     let Some(pos) = toks
         .windows(2)
-        .position(|w| w[0] == "Samples" && w[1] == "Samples%")
+        .position(|w| w[0] == "Samples" && (w[1] == "Samples%" || w[1] == "Sample%"))
     else {
         return Ok(None);
     };
     let name = toks[..pos].join(" ");
-    let event = Event::from_header(&name).ok_or_else(|| {
+    // perf ≥ 6.4 names the first column "Event name" whatever the event.
+    let event = if name.eq_ignore_ascii_case("Event name") {
+        Some(Event::Vmexit)
+    } else {
+        Event::from_header(&name)
+    };
+    let event = event.ok_or_else(|| {
         format!(
             "unknown table {}: expected VM-EXIT, MMIO Access, IO Port Access or MSR Access",
             quote(&name)
         )
     })?;
     let mut cols = vec![Column::Samples, Column::SamplesPct];
+    let mut unit_us = 1.0;
     let mut t = toks[pos + 2..].iter().peekable();
     while let Some(tok) = t.next() {
         let col = match tok.to_ascii_lowercase().as_str() {
             "time%" => Column::TimePct,
             "min" => Column::Min,
             "max" => Column::Max,
-            "avg" => Column::Avg,
+            "avg" | "mean" => Column::Avg,
+            "time" => Column::TotalTime,
+            "(ns)" => {
+                unit_us = 1e-3;
+                continue;
+            }
             // Anything else (kvmprof's p50/p99 columns) comes after "( +- x% )": not read.
             _ => break,
         };
-        if col != Column::TimePct && t.peek().is_some_and(|n| n.eq_ignore_ascii_case("time")) {
+        let timed = !matches!(col, Column::TimePct | Column::TotalTime);
+        if timed && t.peek().is_some_and(|n| n.eq_ignore_ascii_case("time")) {
             t.next();
         }
         cols.push(col);
     }
-    Ok(Some((event, cols)))
+    Ok(Some(Header {
+        event,
+        columns: cols,
+        unit_us,
+    }))
 }
 
 /// `Total Samples:N, Total events handled time:X.XXus.` → (samples, time in µs and its rounding).
@@ -127,7 +149,13 @@ pub(crate) fn parse_footer(line: &str) -> Result<(u64, Option<(f64, f64)>), Stri
 }
 
 /// One row: the name is whatever precedes the header's numeric columns.
-pub(crate) fn parse_row(line: &str, cols: &[Column], n: usize) -> Result<PerfRow, String> {
+/// Times printed without a unit are in `unit_us` µs.
+pub(crate) fn parse_row(
+    line: &str,
+    cols: &[Column],
+    unit_us: f64,
+    n: usize,
+) -> Result<PerfRow, String> {
     let (left, err) = split_rel_err(line)?;
     let toks = tokens(left);
     if toks.len() <= cols.len() {
@@ -148,7 +176,17 @@ pub(crate) fn parse_row(line: &str, cols: &[Column], n: usize) -> Result<PerfRow
     let mut r = Rounding::default();
     for (col, tok) in cols.iter().zip(&toks[split..]) {
         let bad = |what: &str| format!("{} is not {what} (in {})", quote(tok), quote(line));
-        let time = || micros(tok).ok_or_else(|| bad("a time like 1.23us"));
+        let time = || {
+            let t = if tok.parse::<f64>().is_ok() {
+                tok.parse::<f64>()
+                    .ok()
+                    .map(|v| v * unit_us)
+                    .filter(|v| *v >= 0.0)
+            } else {
+                micros(tok)
+            };
+            t.ok_or_else(|| bad("a time like 1.23us"))
+        };
         let share = || percent(tok).ok_or_else(|| bad("a percentage"));
         match col {
             Column::Samples => row.samples = tok.parse().map_err(|_| bad("a sample count"))?,
@@ -157,10 +195,12 @@ pub(crate) fn parse_row(line: &str, cols: &[Column], n: usize) -> Result<PerfRow
             Column::Min => row.min_us = Some(time()?),
             Column::Max => row.max_us = Some(time()?),
             Column::Avg => row.avg_us = Some(time()?),
+            Column::TotalTime => row.total_us = Some(time()?),
         }
         match col {
             Column::Samples => {}
             Column::SamplesPct | Column::TimePct => r.pct = r.pct.max(rounding(tok)),
+            _ if tok.parse::<f64>().is_ok() => r.us = r.us.max(half_ulp(tok) * unit_us),
             _ => r.us = r.us.max(rounding(tok)),
         }
     }
@@ -178,6 +218,7 @@ fn describe(cols: &[Column]) -> String {
             Column::Min => "Min Time",
             Column::Max => "Max Time",
             Column::Avg => "Avg time",
+            Column::TotalTime => "Time",
         })
         .collect();
     names.join(", ")
@@ -201,20 +242,37 @@ fn split_rel_err(line: &str) -> Result<(&str, Option<f64>), String> {
     ))
 }
 
-/// Whitespace tokens, with a lone unit (`us`, `%`) joined to the number before it.
-fn tokens(s: &str) -> Vec<String> {
+/// Whitespace tokens, with a lone unit (`us`, `%`) joined to the number before it, and two
+/// times printed without a space between them (`0.43us901000.66us`) split.
+pub(crate) fn tokens(s: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for t in s.split_whitespace() {
         let unit = matches!(t, "us" | "µs" | "μs" | "ms" | "ns" | "%");
         match out.last_mut() {
             Some(prev) if unit && prev.parse::<f64>().is_ok() => prev.push_str(t),
-            _ => out.push(t.to_string()),
+            _ => {
+                if let Some(i) = glued(t) {
+                    out.push(t[..i].to_string());
+                    out.push(t[i..].to_string());
+                } else {
+                    out.push(t.to_string());
+                }
+            }
         }
     }
     out
 }
 
-fn percent(t: &str) -> Option<f64> {
+/// Where a second time starts inside `t` (`1.07us46197.83us` → 6), if one does (one split:
+/// perf prints a space between any other two columns).
+fn glued(t: &str) -> Option<usize> {
+    let i = t.find("us")? + 2;
+    let head = &t[..i];
+    let tail = &t[i..];
+    (micros(head).is_some() && tail.ends_with("us") && micros(tail).is_some()).then_some(i)
+}
+
+pub(crate) fn percent(t: &str) -> Option<f64> {
     let v: f64 = t.strip_suffix('%')?.parse().ok()?;
     v.is_finite().then_some(v)
 }
@@ -235,7 +293,7 @@ fn unit(t: &str) -> (&str, f64) {
 }
 
 /// A time in µs; negative times are not times.
-fn micros(t: &str) -> Option<f64> {
+pub(crate) fn micros(t: &str) -> Option<f64> {
     let (num, scale) = unit(t);
     let v: f64 = num.parse().ok()?;
     (v.is_finite() && v >= 0.0).then_some(v * scale)

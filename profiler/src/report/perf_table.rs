@@ -171,6 +171,11 @@ fn exit_table(out: &mut String, view: &View, vm: Option<&VmView>, o: &TableOptio
     let mut rows: Vec<&Row> = all.iter().filter(|r| r.timed > 0).collect();
     sort(&mut rows, o.sort);
 
+    let total_t: u64 = rows.iter().map(|r| r.total_ns).sum();
+    // Counts without times (bcc kvmexit, a table trimmed to its shares): no time is made up.
+    if total_t == 0 && !rows.is_empty() && rows.iter().all(|r| r.max_ns == 0) {
+        return untimed_table(out, &rows, vm);
+    }
     let mut h = header(Event::Vmexit.header(), true);
     if o.percentiles {
         h = format!("{h:<ROW_AVG_END$}");
@@ -182,7 +187,6 @@ fn exit_table(out: &mut String, view: &View, vm: Option<&VmView>, o: &TableOptio
     out.push_str("\n\n");
 
     let total_n: u64 = rows.iter().map(|r| r.timed).sum();
-    let total_t: u64 = rows.iter().map(|r| r.total_ns).sum();
     let mut missing_hist = false;
     for r in &rows {
         let err = rel_stderr_pct(r);
@@ -229,6 +233,26 @@ fn exit_table(out: &mut String, view: &View, vm: Option<&VmView>, o: &TableOptio
             out.push_str(&format!("# kvmprof counters: {}\n", bad.join(" ")));
         }
     }
+}
+
+/// Exit counts known without their times: Samples and Samples% only, as the sub-reason tables.
+fn untimed_table(out: &mut String, rows: &[&Row], vm: Option<&VmView>) {
+    out.push_str(&header(Event::Vmexit.header(), false));
+    out.push_str("\n\n");
+    let total: u64 = rows.iter().map(|r| r.timed).sum();
+    for r in rows {
+        out.push_str(&format!(
+            "{} {:>10} {}%\n",
+            s(NAME_WIDTH, &r.name),
+            r.timed,
+            f(8, 2, pct(r.timed as f64, total as f64))
+        ));
+    }
+    out.push_str(&footer(total, None));
+    if let Some(v) = vm {
+        out.push_str(&format!("# VM {} (pid {})\n", v.name, v.pid));
+    }
+    out.push_str("# the input held exit counts without times: no Time%/Min/Max/Avg here\n");
 }
 
 /// perf's footer; without a time for the untimed sub-reason tables.
