@@ -19,68 +19,105 @@ use super::{
     perf_table::Event,
 };
 
+type Tables = (Vec<Section>, Vec<ImportWarning>);
+
 /// The tables of a `kvmexit` paste; None when the text has no `KVM_EXIT_REASON  COUNT` header.
-#[allow(clippy::type_complexity)]
-pub(crate) fn parse(text: &str) -> Result<Option<(Vec<Section>, Vec<ImportWarning>)>, ImportError> {
-    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, clean(l)));
+pub(crate) fn parse(text: &str) -> Result<Option<Tables>, ImportError> {
+    let mut p: Option<Parser> = None;
     let mut banner_pid = None;
-    let (head_line, ids) = loop {
-        let Some((n, l)) = lines.next() else {
-            return Ok(None);
-        };
-        if let Some(p) = l.split_once("for PID ").and_then(|(_, r)| {
+    for (i, raw) in text.lines().enumerate() {
+        let (n, l) = (i + 1, clean(raw));
+        if let Some(pid) = l.split_once("for PID ").and_then(|(_, r)| {
             let d: String = r.chars().take_while(char::is_ascii_digit).collect();
             d.parse::<u32>().ok()
         }) {
-            banner_pid = Some(p);
+            banner_pid = Some(pid);
         }
         let toks: Vec<&str> = l.split_whitespace().collect();
-        if let [ids @ .., "KVM_EXIT_REASON", "COUNT"] = toks.as_slice() {
-            if ids
-                .iter()
-                .all(|t| matches!(*t, "PID" | "TID" | "TIDS" | "PIDS"))
-            {
-                break (n, ids.iter().map(|t| t.to_string()).collect::<Vec<_>>());
-            }
+        if let Some(ids) = header(&toks) {
+            // A second run's output is a table of its own, not more counts of the first.
+            let tables = p
+                .take()
+                .map(Parser::finish)
+                .transpose()?
+                .unwrap_or_default();
+            p = Some(Parser::new(n, ids, banner_pid, tables));
+        } else if let Some(p) = p.as_mut() {
+            p.line(n, &l, &toks)?;
         }
+    }
+    p.map(Parser::finish).transpose()
+}
+
+/// `[PID] [TID|TIDS] KVM_EXIT_REASON COUNT` → the id columns.
+fn header(toks: &[&str]) -> Option<Vec<String>> {
+    let [ids @ .., "KVM_EXIT_REASON", "COUNT"] = toks else {
+        return None;
     };
-    let pid_col = ids.iter().position(|t| t == "PID");
-    // (pid, reason) → row index, per PID table in order of first appearance.
-    let mut tables: Vec<Section> = Vec::new();
-    let mut by_pid: HashMap<Option<u32>, usize> = HashMap::new();
-    let mut index: HashMap<(usize, String), usize> = HashMap::new();
-    let mut warnings = Vec::new();
-    let threads = ids.iter().any(|t| t.starts_with("TID"));
-    let (mut gap, mut rows) = (Vec::new(), 0usize);
-    for (n, l) in lines {
-        if l.is_empty() {
-            continue;
+    ids.iter()
+        .all(|t| matches!(*t, "PID" | "TID" | "TIDS" | "PIDS"))
+        .then(|| ids.iter().map(|t| t.to_string()).collect())
+}
+
+struct Parser {
+    line: usize,
+    ids: Vec<String>,
+    banner_pid: Option<u32>,
+    /// Tables before this header's, then one per PID in order of first appearance.
+    tables: Tables,
+    first: usize,
+    by_pid: HashMap<Option<u32>, usize>,
+    /// (table, reason) → row index.
+    index: HashMap<(usize, String), usize>,
+    gap: Vec<(usize, String)>,
+}
+
+impl Parser {
+    fn new(line: usize, ids: Vec<String>, banner_pid: Option<u32>, tables: Tables) -> Self {
+        Parser {
+            line,
+            ids,
+            banner_pid,
+            first: tables.0.len(),
+            tables,
+            by_pid: HashMap::new(),
+            index: HashMap::new(),
+            gap: Vec::new(),
         }
-        let toks: Vec<&str> = l.split_whitespace().collect();
-        let Some((id_vals, name, count)) = row(&toks, ids.len()) else {
-            gap.push((n, quote(&l)));
-            continue;
+    }
+
+    fn line(&mut self, n: usize, l: &str, toks: &[&str]) -> Result<(), ImportError> {
+        if l.is_empty() {
+            return Ok(());
+        }
+        let Some((id_vals, name, count)) = row(toks, self.ids.len()) else {
+            self.gap.push((n, quote(l)));
+            return Ok(());
         };
-        if let Some((first, what)) = gap.first() {
-            if rows > 0 {
-                warnings.push(ImportWarning::new(
+        if let Some((first, what)) = self.gap.first() {
+            if self.tables.0.len() > self.first {
+                self.tables.1.push(ImportWarning::new(
                     *first,
                     format!(
-                        "{} line(s) from line {first} ({what} first) inside the kvmexit table of line {head_line} are not rows: skipped",
-                        gap.len()
+                        "{} line(s) from line {first} ({what} first) inside the kvmexit table of line {} are not rows: skipped",
+                        self.gap.len(),
+                        self.line
                     ),
                 ));
             }
-            gap.clear();
+            self.gap.clear();
         }
-        rows += 1;
-        let pid = pid_col.and_then(|i| id_vals.get(i).copied()).or(banner_pid);
-        let t = *by_pid.entry(pid).or_insert_with(|| {
-            tables.push(section(head_line, pid));
-            tables.len() - 1
+        let pid_col = self.ids.iter().position(|t| t == "PID");
+        let pid = pid_col
+            .and_then(|i| id_vals.get(i).copied())
+            .or(self.banner_pid);
+        let (sections, line) = (&mut self.tables.0, self.line);
+        let t = *self.by_pid.entry(pid).or_insert_with(|| {
+            sections.push(section(line, pid));
+            sections.len() - 1
         });
-        let sec = &mut tables[t];
-        match index.get(&(t, name.to_string())) {
+        let sec = &mut sections[t];
+        match self.index.get(&(t, name.to_string())) {
             Some(&i) => {
                 let r = &mut sec.rows[i];
                 r.samples = r
@@ -89,7 +126,7 @@ pub(crate) fn parse(text: &str) -> Result<Option<(Vec<Section>, Vec<ImportWarnin
                     .ok_or_else(|| at(n, format!("the counts of {} overflow", quote(name))))?;
             }
             None => {
-                index.insert((t, name.to_string()), sec.rows.len());
+                self.index.insert((t, name.to_string()), sec.rows.len());
                 sec.rows.push(PerfRow {
                     line: n,
                     name: name.to_string(),
@@ -98,23 +135,28 @@ pub(crate) fn parse(text: &str) -> Result<Option<(Vec<Section>, Vec<ImportWarnin
                 });
             }
         }
+        Ok(())
     }
-    if tables.is_empty() {
-        return Err(at(
-            head_line,
-            "a kvmexit header with no rows below it: expected rows like 'HLT  6043' (bcc kvmexit output)",
-        ));
+
+    fn finish(self) -> Result<Tables, ImportError> {
+        let (sections, mut warnings) = self.tables;
+        if sections.len() == self.first {
+            return Err(at(
+                self.line,
+                "a kvmexit header with no rows below it: expected rows like 'HLT  6043' (bcc kvmexit output)",
+            ));
+        }
+        if self.ids.iter().any(|t| t.starts_with("TID")) {
+            warnings.push(ImportWarning::new(
+                self.line,
+                "the threads' counts are added up per VM (a thread id is not a vCPU number)",
+            ));
+        }
+        for sec in &sections[self.first..] {
+            import_check::check(sec, &mut warnings)?;
+        }
+        Ok((sections, warnings))
     }
-    if threads {
-        warnings.push(ImportWarning::new(
-            head_line,
-            "the threads' counts are added up per VM (a thread id is not a vCPU number)",
-        ));
-    }
-    for sec in &tables {
-        import_check::check(sec, &mut warnings)?;
-    }
-    Ok(Some((tables, warnings)))
 }
 
 /// `[ids…] [EXIT_REASON_]NAME COUNT`.

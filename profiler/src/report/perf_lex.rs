@@ -71,6 +71,8 @@ pub(crate) fn parse_target(rest: &str) -> Result<(Vec<u32>, Option<u32>), String
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Header {
     pub event: Event,
+    /// perf ≥ 6.4's `Event name`: the event is told by the rows (see `perf_parse`).
+    pub generic: bool,
     pub columns: Vec<Column>,
     pub unit_us: f64,
 }
@@ -88,7 +90,8 @@ pub(crate) fn parse_header(line: &str) -> Result<Option<Header>, String> {
     };
     let name = toks[..pos].join(" ");
     // perf ≥ 6.4 names the first column "Event name" whatever the event.
-    let event = if name.eq_ignore_ascii_case("Event name") {
+    let generic = name.eq_ignore_ascii_case("Event name");
+    let event = if generic {
         Some(Event::Vmexit)
     } else {
         Event::from_header(&name)
@@ -124,6 +127,7 @@ pub(crate) fn parse_header(line: &str) -> Result<Option<Header>, String> {
     }
     Ok(Some(Header {
         event,
+        generic,
         columns: cols,
         unit_us,
     }))
@@ -141,9 +145,11 @@ pub(crate) fn parse_footer(line: &str) -> Result<(u64, Option<(f64, f64)>), Stri
             .chars()
             .take_while(|c| c.is_ascii_digit() || *c == '.')
             .collect();
+        let rest = t[num.len()..].split_whitespace().next().unwrap_or("");
+        let (_, scale) = unit(rest.trim_end_matches(['.', ',']));
         let num = num.trim_end_matches('.');
         let v: f64 = num.parse().ok()?;
-        Some((v, half_ulp(num)))
+        Some((v * scale, half_ulp(num) * scale))
     });
     Ok((samples, time))
 }

@@ -6,7 +6,7 @@
 
 use super::{
     import_check,
-    perf_import::{at, Column, ImportError, ImportWarning, Section},
+    perf_import::{at, Column, ImportError, ImportWarning, PerfRow, Section},
     perf_lex::{
         find_after, looks_like_row, parse_footer, parse_header, parse_row, parse_target, quote,
         tokens, Header,
@@ -54,6 +54,7 @@ struct Open {
     sec: Section,
     header: String,
     unit_us: f64,
+    generic: bool,
     gap: Vec<usize>,
     gap_first: String,
 }
@@ -183,6 +184,7 @@ impl Parser {
             },
             header: line.to_string(),
             unit_us: h.unit_us,
+            generic: h.generic,
             gap: Vec::new(),
             gap_first: String::new(),
         });
@@ -192,6 +194,7 @@ impl Parser {
     fn implied(&mut self, n: usize, row: &str) -> Result<(), ImportError> {
         let h = Header {
             event: Event::Vmexit,
+            generic: false,
             columns: OLD_PERF.to_vec(),
             unit_us: 1.0,
         };
@@ -225,12 +228,42 @@ impl Parser {
 
     /// Ends the open table: the lines after its last row were prose, not part of it.
     fn close(&mut self) -> Result<(), ImportError> {
-        let Some(o) = self.open.take() else {
+        let Some(mut o) = self.open.take() else {
             return Ok(());
         };
+        if o.generic {
+            event_from_rows(&mut o.sec, &mut self.warnings);
+        }
         import_check::check(&o.sec, &mut self.warnings)?;
         self.sections.push(o.sec);
         Ok(())
+    }
+}
+
+/// perf ≥ 6.4 heads every table `Event name`: rows `0x70:PIN` are an IO Port Access table,
+/// rows `0x6e0:W` an MSR Access table (or MMIO: the same shape, so a warning says which was
+/// assumed), anything else exits.
+fn event_from_rows(sec: &mut Section, warnings: &mut Vec<ImportWarning>) {
+    fn dir(r: &PerfRow) -> Option<&str> {
+        let (addr, dir) = r.name.rsplit_once(':')?;
+        addr.starts_with("0x").then_some(dir)
+    }
+    let all = |dirs: &[&str]| {
+        !sec.rows.is_empty()
+            && sec
+                .rows
+                .iter()
+                .all(|r| dir(r).is_some_and(|d| dirs.contains(&d)))
+    };
+    if all(&["PIN", "POUT"]) {
+        sec.event = Event::Ioport;
+    } else if all(&["R", "W"]) {
+        sec.event = Event::Msr;
+        warnings.push(ImportWarning::new(
+            sec.line,
+            "ADDRESS:R/W rows under 'Event name' read as an MSR Access table; if this was \
+             --event=mmio, write 'MMIO Access' in place of 'Event name'",
+        ));
     }
 }
 

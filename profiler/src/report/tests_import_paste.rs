@@ -327,3 +327,41 @@ fn counts_without_times_render_without_time_columns() {
     let table = perf_table(&d, &TableOptions::default()).unwrap();
     assert!(!table.contains("0.00us"), "{table}");
 }
+
+/// perf ≥ 6.4 heads `--event=ioport` and `--event=msr` tables `Event name` too: the rows tell
+/// which; a footer's time in ns is read as ns.
+#[test]
+fn perf_6_4_sub_reason_tables_and_ns_footer() {
+    let io = "Event name Samples Sample% Time (ns) Time% Max Time (ns) Min Time (ns) Mean Time (ns)
+0x70:POUT 600 60.00% 6000 60.00% 20 5 10
+0x71:PIN 400 40.00% 4000 40.00% 20 5 10
+
+Total Samples:1000, Total events handled time:10000ns.
+";
+    let imp = import(io).unwrap();
+    let s = &imp.sections[0];
+    assert_eq!(s.event, Event::Ioport);
+    assert_eq!(s.total_time_us, Some(10.0));
+    assert!(
+        imp.warnings.iter().all(|w| !w.msg.contains("is off")),
+        "{:?}",
+        imp.warnings
+    );
+    let msr = io
+        .replace("0x70:POUT", "0x6e0:W")
+        .replace("0x71:PIN", "0x830:W");
+    let imp = import(&msr).unwrap();
+    assert_eq!(imp.sections[0].event, Event::Msr);
+    assert!(imp.warnings.iter().any(|w| w.msg.contains("MMIO Access")));
+}
+
+/// Two kvmexit runs are two tables; a header without rows is refused, naming its line.
+#[test]
+fn bcc_kvmexit_runs_and_empty_output() {
+    let two = "KVM_EXIT_REASON COUNT\nHLT 300\n\n# ./kvmexit.py 5\nKVM_EXIT_REASON COUNT\nHLT 200\n";
+    let imp = import(two).unwrap();
+    assert_eq!(imp.sections.len(), 2);
+    assert_eq!((imp.sections[1].line, imp.sections[1].rows[0].samples), (5, 200));
+    let e = import("banner\nPID TID KVM_EXIT_REASON COUNT\n^C\n").unwrap_err();
+    assert!(e.to_string().starts_with("line 2: a kvmexit header with no rows"), "{e}");
+}
