@@ -232,7 +232,7 @@ fn describe(cols: &[Column]) -> String {
 
 /// Cuts `( +- x% )` (or `(±x%)`, or kvmprof's `( +- n/a )`) off a row; what follows it
 /// (kvmprof's percentile columns) is dropped.
-fn split_rel_err(line: &str) -> Result<(&str, Option<f64>), String> {
+pub(crate) fn split_rel_err(line: &str) -> Result<(&str, Option<f64>), String> {
     let Some(open) = line.find('(') else {
         return Ok((line, None));
     };

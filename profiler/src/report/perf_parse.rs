@@ -9,7 +9,7 @@ use super::{
     perf_import::{at, Column, ImportError, ImportWarning, PerfRow, Section},
     perf_lex::{
         find_after, looks_like_row, parse_footer, parse_header, parse_row, parse_target, quote,
-        tokens, Header,
+        split_rel_err, tokens, Header,
     },
     perf_paste::{clean, continues, header_rest, is_cut_marker, open_paren, shape, Shape},
     perf_table::Event,
@@ -53,6 +53,8 @@ struct Parser {
 struct Open {
     sec: Section,
     header: String,
+    /// Last line of the header (it may be wrapped).
+    header_end: usize,
     unit_us: f64,
     generic: bool,
     gap: Vec<usize>,
@@ -104,13 +106,16 @@ impl Parser {
             return Ok(());
         }
         if let Some(o) = self.open.as_mut() {
-            // The header's last words, wrapped onto the next line.
-            if o.sec.rows.is_empty() && o.sec.line + 1 == n && header_rest(line) {
+            // The header's last words, wrapped onto the next line (or two: an 8-column header
+            // of perf >= 6.4 is 120 columns wide).
+            let next = n > o.sec.line && n - o.sec.line <= 2 && o.header_end + 1 == n;
+            if o.sec.rows.is_empty() && next && header_rest(line) {
                 let whole = format!("{} {line}", o.header);
                 if let Some(h) = parse_header(&whole).map_err(|m| at(n, m))? {
                     o.sec.columns = h.columns;
                     o.unit_us = h.unit_us;
                     o.header = whole;
+                    o.header_end = n;
                     return Ok(());
                 }
             }
@@ -134,6 +139,15 @@ impl Parser {
             }
             return Ok(());
         };
+        // Only the `( +- x% )` column wrapped onto the next line.
+        if let Some(r) = o.sec.rows.last_mut() {
+            if r.line + 1 == n && r.rel_err_pct.is_none() && line.starts_with('(') {
+                if let Ok(("", err)) = split_rel_err(line) {
+                    r.rel_err_pct = err;
+                    return Ok(());
+                }
+            }
+        }
         if is_cut_marker(line) {
             let msg = format!(
                 "the {} table of line {} was cut here by its poster ({}): its rows below this one are not in the paste",
@@ -183,6 +197,7 @@ impl Parser {
                 skipped: Vec::new(),
             },
             header: line.to_string(),
+            header_end: n,
             unit_us: h.unit_us,
             generic: h.generic,
             gap: Vec::new(),

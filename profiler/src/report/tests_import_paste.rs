@@ -242,6 +242,14 @@ fn perf_6_4_layouts() {
     assert_eq!(h.total_us, Some(159738246.175));
     assert!((h.avg_us.unwrap() - 1064.921).abs() < 1e-9);
     assert!(imp.warnings.is_empty(), "{:?}", imp.warnings);
+    // An 8-column header wrapped twice, as an arm64 paste shows it.
+    let wrapped = "Event name Samples Sample% Time (ns) Time% Max Time (ns)
+Min Time (ns)
+Mean Time (ns)
+msr 10 100.00% 1000 100.00% 200 50 100
+";
+    let row = &import(wrapped).unwrap().sections[0].rows[0];
+    assert_eq!((row.min_us, row.avg_us), (Some(0.05), Some(0.1)));
     let five = "             Event name     Samples   Sample%       Time%   Mean Time (ns)
          IO_INSTRUCTION        6747    63.00%       0.00%            11081
                     HLT        3750    35.00%      99.00%          3945206
@@ -358,10 +366,33 @@ Total Samples:1000, Total events handled time:10000ns.
 /// Two kvmexit runs are two tables; a header without rows is refused, naming its line.
 #[test]
 fn bcc_kvmexit_runs_and_empty_output() {
-    let two = "KVM_EXIT_REASON COUNT\nHLT 300\n\n# ./kvmexit.py 5\nKVM_EXIT_REASON COUNT\nHLT 200\n";
+    let two =
+        "KVM_EXIT_REASON COUNT\nHLT 300\n\n# ./kvmexit.py 5\nKVM_EXIT_REASON COUNT\nHLT 200\n";
     let imp = import(two).unwrap();
     assert_eq!(imp.sections.len(), 2);
-    assert_eq!((imp.sections[1].line, imp.sections[1].rows[0].samples), (5, 200));
+    assert_eq!(
+        (imp.sections[1].line, imp.sections[1].rows[0].samples),
+        (5, 200)
+    );
     let e = import("banner\nPID TID KVM_EXIT_REASON COUNT\n^C\n").unwrap_err();
-    assert!(e.to_string().starts_with("line 2: a kvmexit header with no rows"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("line 2: a kvmexit header with no rows"),
+        "{e}"
+    );
+}
+
+/// New perf's 40-column names push only the `( +- x% )` column past 80 columns.
+#[test]
+fn only_the_error_column_wrapped() {
+    let t = "VM-EXIT Samples Samples% Time% Min Time Max Time Avg time
+                          EPT_MISCONFIG     600    60.00%    60.00%      0.64us     65.42us      2.00us
+( +-   0.11% )
+                               HLT          400    40.00%    40.00%      0.48us     41.05us      2.00us
+( +-   0.14% )
+";
+    let imp = import(t).unwrap();
+    let errs: Vec<_> = imp.sections[0].rows.iter().map(|r| r.rel_err_pct).collect();
+    assert_eq!(errs, [Some(0.11), Some(0.14)]);
+    assert!(imp.warnings.is_empty(), "{:?}", imp.warnings);
 }
