@@ -27,6 +27,8 @@ mod tests_import;
 #[cfg(test)]
 mod tests_import_hostile;
 #[cfg(test)]
+mod tests_import_kvmexit;
+#[cfg(test)]
 mod tests_import_paste;
 #[cfg(test)]
 mod tests_names;
