@@ -90,7 +90,8 @@ fn corpus_score() {
             .unwrap_or_default();
         let want = expected_rules(&expected);
         let (ok, top) = match &data {
-            Ok(d) if !d.view().vms.iter().all(|v| v.reasons.is_empty()) => {
+            // Exit rows, or a paste of --event=ioport / msr tables alone (evidence only).
+            Ok(d) if !d.newer.stats.is_empty() || !d.newer.evidence.is_empty() => {
                 read += 1;
                 let rep = advice::analyze(&Input::from_perf(d, guest));
                 let top = rep.findings.first().cloned();
@@ -136,5 +137,5 @@ fn corpus_score() {
     assert!(right >= FLOOR_RIGHT, "right {right} < {FLOOR_RIGHT}");
 }
 
-const FLOOR_READ: usize = 26;
+const FLOOR_READ: usize = 28;
 const FLOOR_RIGHT: usize = 14;
