@@ -8,6 +8,7 @@ use std::{
 use anyhow::{bail, Context};
 
 use crate::{
+    advice::HostFacts,
     cli::{DemoArgs, DiffArgs, ExerciseArgs, Format, Global, RecordArgs, ReportArgs},
     exerciser, model,
     probe::ProbeOptions,
@@ -214,13 +215,23 @@ pub(crate) fn collect_series(
 /// recording.
 pub(crate) fn open_recording_span_all(
     path: &std::path::Path,
-) -> anyhow::Result<Option<(Vec<Sample>, crate::decode::ExitNames)>> {
+) -> anyhow::Result<Option<(Vec<Sample>, crate::decode::ExitNames, HostFacts)>> {
     if !is_recording(path)? {
         return Ok(None);
     }
     let rec = open_nonempty(path)?;
     let samples = rec.samples().collect::<Result<Vec<_>, _>>()?;
-    Ok(Some((samples, rec.header().names.clone())))
+    Ok(Some((
+        samples,
+        rec.header().names.clone(),
+        recorded_host(&rec),
+    )))
+}
+
+/// The facts of the host a recording was made on (see [`HostFacts::of_recording`]).
+fn recorded_host(rec: &crate::store::Recording) -> HostFacts {
+    let h = rec.header();
+    HostFacts::of_recording(&h.host, &h.kernel, h.cpus)
 }
 
 /// Whether `path` is to be read as a recording (see `store::is_recording`); refuses anything
@@ -249,7 +260,7 @@ fn open_nonempty(path: &std::path::Path) -> anyhow::Result<crate::store::Recordi
 /// a recording (e.g. perf text).
 pub(crate) fn open_recording_span(
     path: &std::path::Path,
-) -> anyhow::Result<Option<(Sample, Sample, crate::decode::ExitNames)>> {
+) -> anyhow::Result<Option<(Sample, Sample, crate::decode::ExitNames, HostFacts)>> {
     if !is_recording(path)? {
         return Ok(None);
     }
@@ -260,7 +271,12 @@ pub(crate) fn open_recording_span(
     } else {
         rec.sample(0)?
     };
-    Ok(Some((first, last, rec.header().names.clone())))
+    Ok(Some((
+        first,
+        last,
+        rec.header().names.clone(),
+        recorded_host(&rec),
+    )))
 }
 
 /// `kvmprof replay FILE`: the recording in the live TUI, through the same model code.

@@ -17,7 +17,9 @@ pub fn advise(g: &Global, a: &AdviseArgs) -> anyhow::Result<()> {
         perf_input(path, guest)?
     } else if let Some(path) = a.file.as_ref() {
         match open_recording_span(path)? {
-            Some((first, last, names)) => Input::from_samples(&first, &last, &names, host),
+            Some((first, last, names, recorded)) => {
+                Input::from_samples(&first, &last, &names, recorded)
+            }
             // Not a recording: perf text.
             None => perf_input(path, guest)?,
         }

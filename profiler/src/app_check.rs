@@ -41,17 +41,18 @@ pub fn check(g: &Global, a: &CheckArgs) -> anyhow::Result<u8> {
             eprintln!("kvmprof: warning: {}", printable(&w.to_string()));
         }
         let adv = wants_advice.then(|| {
+            // A paste from another host: none of this host's facts.
             AdviceSummary::from(&advice::analyze(&Input::from_view(
                 data.view.clone(),
-                HostFacts::local(),
+                HostFacts::default(),
             )))
         });
         (data.view, Vec::new(), adv)
     } else if let Some(path) = a.file.as_ref() {
         match open_recording_span_all(path)? {
-            Some((samples, names)) => {
+            Some((samples, names, host)) => {
                 t.validate(&names)?;
-                summarise(&samples, &names, wants_advice)
+                summarise(&samples, &names, wants_advice.then_some(host))
             }
             None => {
                 let data = report::load(path)?;
@@ -77,7 +78,7 @@ pub fn check(g: &Global, a: &CheckArgs) -> anyhow::Result<u8> {
                 return finish(a, &r);
             }
         };
-        summarise(&samples, &names, wants_advice)
+        summarise(&samples, &names, wants_advice.then(HostFacts::local))
     };
     let r = check::evaluate(&view, &series, &t, &a.vm, advice.as_ref());
     finish(a, &r)
@@ -87,7 +88,7 @@ pub fn check(g: &Global, a: &CheckArgs) -> anyhow::Result<u8> {
 fn summarise(
     samples: &[Sample],
     names: &crate::decode::ExitNames,
-    wants_advice: bool,
+    advice_host: Option<HostFacts>,
 ) -> (model::View, Vec<model::View>, Option<AdviceSummary>) {
     let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
         return (model::View::default(), Vec::new(), None);
@@ -97,12 +98,9 @@ fn summarise(
         .windows(2)
         .map(|w| model::compute(&w[0], &w[1], names))
         .collect();
-    let adv = wants_advice.then(|| {
+    let adv = advice_host.map(|host| {
         AdviceSummary::from(&advice::analyze(&Input::from_samples(
-            first,
-            last,
-            names,
-            HostFacts::local(),
+            first, last, names, host,
         )))
     });
     (view, series, adv)

@@ -104,6 +104,22 @@ impl HostFacts {
         }
     }
 
+    /// The host a recording was made on: this host's facts when it is this host (same name
+    /// and kernel), else only what the recording says (kernel, CPUs) — never this host's APICv
+    /// or Hyper-V support for another host's VMs.
+    pub fn of_recording(host: &str, kernel: &str, cpus: u32) -> HostFacts {
+        let here = crate::source::live::hostname() == host
+            && crate::source::live::kernel_release() == kernel;
+        if here {
+            return Self::local();
+        }
+        HostFacts {
+            kernel_release: (!kernel.is_empty()).then(|| kernel.to_string()),
+            cpus: (cpus > 0).then_some(cpus),
+            ..Default::default()
+        }
+    }
+
     /// The running host.
     pub fn local() -> HostFacts {
         HostFacts {
@@ -145,4 +161,23 @@ pub fn kvm_has_hyperv(dev: &Path) -> Option<bool> {
     const KVM_CAP_HYPERV: u32 = 44;
     let kvm = std::fs::File::open(dev).ok()?;
     Some(crate::exerciser::check_extension(&kvm, KVM_CAP_HYPERV) > 0)
+}
+
+#[cfg(test)]
+mod recorded_tests {
+    use super::*;
+
+    #[test]
+    fn another_hosts_recording_gets_none_of_this_hosts_facts() {
+        let h = HostFacts::of_recording("elsewhere.example", "6.1.0-13-amd64", 64);
+        assert_eq!(h.kernel_release.as_deref(), Some("6.1.0-13-amd64"));
+        assert_eq!(h.cpus, Some(64));
+        assert_eq!((h.apicv, h.kvm_hyperv, h.vendor), (None, None, None));
+        let here = HostFacts::of_recording(
+            &crate::source::live::hostname(),
+            &crate::source::live::kernel_release(),
+            1,
+        );
+        assert_eq!(here, HostFacts::local());
+    }
 }

@@ -76,11 +76,7 @@ impl App {
         let replay = self.replay.as_ref();
         let host = self.host.get_or_insert_with(|| match replay {
             // Only what the recording says about its host; the rest stays unknown.
-            Some(r) => HostFacts {
-                kernel_release: Some(r.header.kernel.clone()),
-                cpus: Some(r.header.cpus),
-                ..Default::default()
-            },
+            Some(r) => HostFacts::of_recording(&r.header.host, &r.header.kernel, r.header.cpus),
             None => HostFacts::local(),
         });
         let input = Input::from_samples(base, last, &self.names, host.clone());
