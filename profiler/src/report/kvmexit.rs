@@ -177,18 +177,11 @@ fn row<'a>(toks: &[&'a str], ids: usize) -> Option<(Vec<u32>, &'a str, u64)> {
 }
 
 fn section(line: usize, pid: Option<u32>) -> Section {
-    Section {
+    Section::new(
         line,
-        pids: pid.into_iter().collect(),
-        vcpu: None,
-        event: Event::Vmexit,
-        columns: vec![Column::Samples],
-        rows: Vec::new(),
-        total_samples: None,
-        total_time_us: None,
-        footer_line: None,
-        total_time_rounding: 0.0,
-        lost_events: None,
-        skipped: Vec::new(),
-    }
+        pid.into_iter().collect(),
+        None,
+        Event::Vmexit,
+        vec![Column::Samples],
+    )
 }

@@ -121,6 +121,32 @@ pub struct Section {
     pub skipped: Vec<usize>,
 }
 
+impl Section {
+    /// A table whose header is at `line`, before any row or footer is read.
+    pub(crate) fn new(
+        line: usize,
+        pids: Vec<u32>,
+        vcpu: Option<u32>,
+        event: Event,
+        columns: Vec<Column>,
+    ) -> Section {
+        Section {
+            line,
+            pids,
+            vcpu,
+            event,
+            columns,
+            rows: Vec::new(),
+            total_samples: None,
+            total_time_us: None,
+            footer_line: None,
+            total_time_rounding: 0.0,
+            lost_events: None,
+            skipped: Vec::new(),
+        }
+    }
+}
+
 /// Parsed perf text and the samples made from it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PerfImport {

@@ -182,20 +182,7 @@ impl Parser {
 
     fn open(&mut self, n: usize, line: &str, h: Header) {
         self.open = Some(Open {
-            sec: Section {
-                line: n,
-                pids: self.target.0.clone(),
-                vcpu: self.target.1,
-                event: h.event,
-                columns: h.columns,
-                rows: Vec::new(),
-                total_samples: None,
-                total_time_us: None,
-                footer_line: None,
-                total_time_rounding: 0.0,
-                lost_events: None,
-                skipped: Vec::new(),
-            },
+            sec: Section::new(n, self.target.0.clone(), self.target.1, h.event, h.columns),
             header: line.to_string(),
             header_end: n,
             unit_us: h.unit_us,
