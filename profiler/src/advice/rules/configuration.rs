@@ -3,10 +3,10 @@
 
 use profiler_common::ev;
 
-use super::ctx::{libvirt_snippet, x, Ctx};
-use super::{Finding, Severity, Vendor};
+use crate::advice::ctx::{libvirt_snippet, x, Ctx};
+use crate::advice::{Finding, Severity, Vendor};
 
-pub(crate) fn all(c: &Ctx) -> Vec<Option<Finding>> {
+pub(super) fn all(c: &Ctx) -> Vec<Option<Finding>> {
     if c.cfg.is_unknown() {
         return Vec::new();
     }

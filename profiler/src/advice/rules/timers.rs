@@ -1,35 +1,15 @@
-//! Runtime rules R01–R07 (KB "Runtime rules"): timers and clocks, synthetic APIC, APICv
-//! inhibition. Each is a pure function of the context.
+//! Timers and clocks (theme Timers): Windows on HPET, RTC, PM timer or PIT instead of hv-stimer, the
+//! TSC page, and which clock a guest picked.
 
 use profiler_common::ev;
 
-use super::ctx::{libvirt_snippet, x, Ctx};
-use super::names;
-use super::{Finding, Severity};
+use super::{QEMU_HV, THREAD};
+use crate::advice::ctx::{libvirt_snippet, x, Ctx};
+use crate::advice::names;
+use crate::advice::{Finding, Severity};
 
-pub(crate) fn all(c: &Ctx) -> Vec<Option<Finding>> {
-    vec![r01(c), r02(c), r03(c), r04(c), r05(c), r06(c), r07(c)]
-}
-
-pub(crate) const THREAD: &str =
-    "2021 kvm/qemu-devel thread \"About the performance of hyper-v\" (Liang Li, Vitaly Kuznetsov)";
-const QEMU_HV: &str = "QEMU docs/system/i386/hyperv.rst";
-
-/// Inhibit `name` currently in force: set in the span, or set and never cleared since attach.
-/// Returns (bit, times set, times cleared, set in span).
-pub(crate) fn inhibit_active(c: &Ctx, name: &str) -> Option<(u64, u64, u64, u64)> {
-    let bit = c.inh.bit(name)?;
-    let (set, clr, now) = c.ev.inhibit(bit);
-    (now > 0 || (set > 0 && clr == 0)).then_some((bit, set, clr, now))
-}
-
-/// APICv known not to be working for this VM: off on the host or an inhibit in force.
-pub(crate) fn apicv_inactive(c: &Ctx) -> bool {
-    c.host.apicv == Some(false)
-        || c.ev
-            .inhibit_bits_set()
-            .iter()
-            .any(|b| inhibit_active(c, &c.inh.name(*b)).is_some() && c.inh.name(*b) != "IRQWIN")
+pub(super) fn all(c: &Ctx) -> Vec<Option<Finding>> {
+    vec![r01(c), r02(c), r03(c), r04(c), r05(c), r23(c)]
 }
 
 /// The timer enlightenments Windows needs to leave HPET/RTC/PIT (R01, R02, R04): hv-stimer
@@ -310,205 +290,31 @@ fn r05(c: &Ctx) -> Option<Finding> {
         .into()
 }
 
-/// R06: Windows writes the synthetic APIC MSRs (0x40000070–72) because
-/// APIC_ACCESS_RECOMMENDED is set: hardware cannot accelerate them.
-fn r06(c: &Ctx) -> Option<Finding> {
-    let mw = c.reason(x::MSR_WRITE);
-    if !c.dominant(&mw) {
-        return None;
-    }
-    let syn = c.ev.msr(ev::MSR_WRITE, 0x4000_0070, 0x4000_0072);
-    let all = c.ev.count(ev::MSR_WRITE, |_| true);
-    let confirmed = c.has(ev::MSR_WRITE);
-    if confirmed && (all == 0 || (syn as f64) * 100.0 < c.th.majority_pct * all as f64) {
-        return None;
-    }
-    // Without MSR indexes, the configuration (hv-vapic without hv-avic) or, where it is
-    // unknown, a Windows guest points at the synthetic MSRs: the 2021 profile had 90 % MSR
-    // writes, nearly all HV_EOI.
-    let vapic_only = c.cfg.has("hv-vapic") && !c.cfg.has("hv-avic");
-    let windows_unknown_cfg = c.guest.is_windows() && c.cfg.is_unknown();
-    if !confirmed && !vapic_only && !windows_unknown_cfg {
-        return None;
-    }
+/// R23: which timer the guest picked (feeds R01, R02, R11, R18).
+fn r23(c: &Ctx) -> Option<Finding> {
+    let t = c.ev.timers();
+    let (name, rate) = t.dominant_timer()?;
     let mut f = Finding::new(
-        "R06",
-        Severity::Warn,
-        "Windows uses the synthetic APIC MSRs (HV_EOI/ICR/TPR), which APICv cannot accelerate",
-    )
-    .ev(c.line("MSR_WRITE", &mw))
-    .weight(mw.share());
-    if confirmed {
-        f = f.ev(format!(
-            "synthetic APIC MSR writes: {:.0} % of MSR writes",
-            syn as f64 * 100.0 / all.max(1) as f64
-        ));
-        for r in c.ev.top(ev::MSR_WRITE, 3) {
-            f = f.ev(format!(
-                "  {} {}",
-                super::evidence::label(r, c.inh),
-                c.rate_str(r.count)
-            ));
-        }
-    }
-    f = f.evidence_opt(c.unconfirmed(ev::MSR_WRITE));
-    let src = format!("KB R06; {THREAD}; QEMU 6.2 hv-avic (clears CPUID 0x40000004 EAX bit 3); libvirt 8.10 <avic state='on'/>");
-    f = f.source(src);
-    if c.guest.is_nt6_legacy() {
-        return f
-            .qemu("this guest (NT 6.0/6.1) keeps using AutoEOI, so APICv stays inhibited even with hv-avic (L16): A/B-test hiding the hypervisor bit instead")
-            .into();
-    }
-    if c.cfg.has("hv-avic") {
-        return f
-            .qemu("hv-avic is already on: check QEMU ≥ 6.2 applied it (CPUID 0x40000004 EAX bit 3 clear) and that the guest was rebooted since")
-            .into();
-    }
-    match c.host.apicv {
-        Some(false) => f
-            .ev(format!("host {} is off", c.host.apicv_name()))
-            .qemu(format!("no hv-avic: the host has no {} (L04); keep hv-vapic — the synthetic MSRs are the cheaper path without APICv; enabling {} first would make hv-avic worthwhile", c.host.apicv_name(), c.host.apicv_param()))
-            .effect("none without APICv")
-            .into(),
-        None => f
-            .qemu(format!("only if the host has {}: {}", c.host.apicv_param(), c.cpu_add(&["hv-avic"])))
-            .libvirt("<features><hyperv mode='custom'><avic state='on'/></hyperv></features> (libvirt ≥ 8.10)")
-            .effect("EOI/ICR/TPR go through the hardware-accelerated x2APIC path")
-            .into(),
-        Some(true) => {
-            let f = f.qemu(format!("{} (QEMU ≥ 6.2)", c.cpu_add(&["hv-avic"])))
-                .libvirt("<features><hyperv mode='custom'><avic state='on'/></hyperv></features> (libvirt ≥ 8.10)")
-                .effect("Windows uses the x2APIC MSRs, accelerated by APICv/AVIC: the MSR_WRITE exits largely disappear");
-            Finding { severity: if confirmed { Severity::Critical } else { Severity::Warn }, ..f }.into()
-        }
-    }
-}
-
-/// R07: SynIC AutoEOI inhibits APICv for the whole VM.
-/// AutoEOI in use while the host has no APICv/AVIC: harmless today, an inhibit tomorrow.
-fn r07_latent(c: &Ctx, aeoi: &[&super::EvRow]) -> Option<Finding> {
-    if aeoi.is_empty() {
-        return None;
-    }
-    let mut f = Finding::new(
-        "R07",
+        "R23",
         Severity::Info,
-        "SynIC AutoEOI in use: harmless while APICv/AVIC is off, inhibits APICv once it is on",
-    );
-    for r in aeoi.iter().take(2) {
-        f = f.ev(format!(
-            "{} = {:#x}: AutoEOI (bit 17) set, not masked",
-            names::msr_name(r.a).unwrap_or_default(),
-            r.last
-        ));
-    }
-    f = f.ev(match c.host.apicv {
-        Some(false) => "host APICv/AVIC is off (kvm_intel enable_apicv / kvm_amd avic): every interrupt and EOI is emulated anyway (R12)".to_string(),
-        _ => "APICv/AVIC state of the host unknown or off".to_string(),
-    });
-    Some(
-        f.qemu("nothing to change while APICv/AVIC stays off; only if you enable it (kvm_intel enable_apicv=Y / kvm_amd avic=1), pair it with the hv-avic CPU flag (QEMU ≥ 6.2) so the guest stops using AutoEOI")
-            .libvirt("when enabling APICv/AVIC on the host, add the avic element under <hyperv> (libvirt ≥ 8.10)")
-            .effect("no change now; avoids a VM-wide APICv inhibit after APICv/AVIC is enabled")
-            .source("KB R07; Linux 5.15 (inhibit only while a SINT uses AutoEOI); QEMU 6.2 hv-avic"),
+        format!("guest clock-event timer: {name}"),
     )
-}
-
-fn r07(c: &Ctx) -> Option<Finding> {
-    let active = inhibit_active(c, "HYPERV");
-    let aeoi = c.ev.autoeoi_sints();
-    let old_kernel = c.host.autoeoi_only_inhibit() == Some(false);
-    // Before 5.15 SynIC alone inhibits APICv; without the tracepoint, infer it.
-    let inferred = !c.has(ev::APICV_INHIBIT)
-        && old_kernel
-        && c.cfg.has("hv-synic")
-        && c.visible()
-        && c.apicv_on();
-    if active.is_none() && aeoi.is_empty() && !inferred {
-        return None;
-    }
-    // With APICv off there is nothing to inhibit now (R12 covers software EOIs), but the
-    // operator should know the guest uses AutoEOI before turning APICv/AVIC on.
-    if c.host.apicv == Some(false) || (active.is_none() && !inferred && !c.apicv_on()) {
-        return r07_latent(c, &aeoi);
-    }
-    let ext = c.reason(x::EXTINT);
-    let mw = c.reason(x::MSR_WRITE);
-    let weight = ext.share() + mw.share();
-    let sev = if c.dominant(&ext) || weight >= c.th.dominant_pct {
-        Severity::Critical
-    } else {
-        Severity::Warn
-    };
-    let mut f = Finding::new(
-        "R07",
-        sev,
-        "SynIC AutoEOI inhibits APICv for the whole VM: every IPI and EOI exits",
-    )
-    .weight(weight);
-    if let Some((bit, set, clr, now)) = active {
-        f = f.ev(format!("APICv inhibit HYPERV (bit {bit}): set {set}x since attach, cleared {clr}x, set {now}x in the span"));
-    }
-    for r in aeoi.iter().take(2) {
-        f = f.ev(format!(
-            "{} = {:#x}: AutoEOI (bit 17) set, not masked",
-            names::msr_name(r.a).unwrap_or_default(),
-            r.last
-        ));
-    }
-    if inferred {
-        f = f.ev(
-            "inferred: host kernel < 5.15 inhibits APICv whenever SynIC is active (hv-synic on)",
-        );
-    }
-    f = f
-        .ev(c.line("EXTERNAL_INTERRUPT", &ext))
-        .ev(c.line("MSR_WRITE", &mw));
-    if let Some(k) = &c.host.kernel_release {
-        f = f.ev(format!("host kernel {k}"));
-    }
-    let hide = "A/B-test hiding the hypervisor bit (-cpu …,-hypervisor / <feature policy='disable' name='hypervisor'/>); never just drop hv-stimer while the bit is visible (→ R01/R02)";
-    let (q, l) = if c.guest.is_nt6_legacy() {
-        (format!("this guest (NT 6.0/6.1) ignores DEPRECATING_AEOI, hv-avic will not help (L16): {hide}"), String::new())
-    } else if old_kernel {
-        (format!("upgrade the host kernel to ≥ 5.15 (inhibits only while a SINT uses AutoEOI), then add hv-avic (QEMU ≥ 6.2); on an old stack {hide}"), String::new())
-    } else if c.cfg.has("hv-avic") {
-        (format!("hv-avic is on but the guest still uses AutoEOI (QEMU < 6.2, or a guest that ignores DEPRECATING_AEOI): {hide}"), String::new())
-    } else if c.apicv_on() {
-        (format!("{} (QEMU ≥ 6.2: sets DEPRECATING_AEOI, guest stops using AutoEOI)", c.cpu_add(&["hv-avic"])),
-         "<features><hyperv mode='custom'><avic state='on'/></hyperv></features> (libvirt ≥ 8.10)".into())
-    } else {
-        (
-            format!(
-                "only if the host has {}: {}",
-                c.host.apicv_param(),
-                c.cpu_add(&["hv-avic"])
-            ),
-            String::new(),
-        )
-    };
-    f.qemu(q)
-        .libvirt(l)
-        .effect("APICv/posted interrupts stay active: IPIs and EOIs no longer exit")
-        .source(format!("KB R07; {THREAD}; Linux 5.15 (AutoEOI-only inhibit, DEPRECATING_AEOI); QEMU 6.2 hv-avic"))
-        .into()
-}
-
-impl Finding {
-    /// Adds the "unconfirmed" line when the evidence that would confirm the finding is
-    /// missing, and ranks the finding below confirmed ones.
-    pub(crate) fn ev_all(mut self, lines: impl IntoIterator<Item = String>) -> Self {
-        self.evidence.extend(lines);
-        self
-    }
-
-    pub(crate) fn evidence_opt(mut self, line: Option<String>) -> Self {
-        match line {
-            Some(l) => {
-                self.unconfirmed = true;
-                self.ev(l)
-            }
-            None => self,
+    .ev(format!("{name}: {rate:.0}/s"));
+    for (n, r) in [
+        ("stimer MSR writes 0x400000B0-B7", t.stimer_per_s),
+        ("stimer expirations", t.stimer_expirations_per_s),
+        ("TSC_DEADLINE 0x6E0 writes", t.tsc_deadline_per_s),
+        ("LAPIC TMICT (0x838 / offset 0x380)", t.lapic_oneshot_per_s),
+        ("HPET timer writes", t.hpet_timer_per_s),
+        ("HPET main-counter reads", t.hpet_clock_per_s),
+        ("RTC ports", t.rtc_per_s),
+        ("PIT ports", t.pit_per_s),
+        ("ACPI PM timer reads", t.pm_timer_per_s),
+    ] {
+        if r > 0.0 {
+            f = f.ev(format!("  {n}: {r:.0}/s"));
         }
     }
+    f.source("KB R23 (Windows: stimer > HPET > RTC with the hypervisor bit visible; LAPIC > HPET > RTC hidden)")
+        .into()
 }
