@@ -3,8 +3,8 @@
 
 use profiler_common::ev;
 
-use super::{apicv_inactive, inhibit_active, THREAD};
-use crate::advice::ctx::{libvirt_snippet, x, Ctx};
+use super::{apicv_inactive, inhibit_active, x2apic_without_x2avic, THREAD};
+use crate::advice::ctx::{x, Ctx};
 use crate::advice::names;
 use crate::advice::{Finding, Severity};
 
@@ -76,16 +76,59 @@ fn r06(c: &Ctx) -> Option<Finding> {
             .into(),
         None => f
             .qemu(format!("only if the host has {}: {}", c.host.apicv_param(), c.cpu_add(&["hv-avic"])))
-            .libvirt("<features><hyperv mode='custom'><avic state='on'/></hyperv></features> (libvirt ≥ 8.10)")
+            .libvirt(format!("{} (libvirt ≥ 8.10)", c.libvirt_add(&["hv-avic"])))
             .effect("EOI/ICR/TPR go through the hardware-accelerated x2APIC path")
             .into(),
         Some(true) => {
             let f = f.qemu(format!("{} (QEMU ≥ 6.2)", c.cpu_add(&["hv-avic"])))
-                .libvirt("<features><hyperv mode='custom'><avic state='on'/></hyperv></features> (libvirt ≥ 8.10)")
+                .libvirt(format!("{} (libvirt ≥ 8.10)", c.libvirt_add(&["hv-avic"])))
                 .effect("Windows uses the x2APIC MSRs, accelerated by APICv/AVIC: the MSR_WRITE exits largely disappear");
             Finding { severity: if confirmed { Severity::Critical } else { Severity::Warn }, ..f }.into()
         }
     }
+}
+
+/// R07 from exit reasons alone (a pasted AMD profile): `vintr` and `write_cr8` exits happen
+/// only while AVIC is not in use, and next to many `interrupt` exits they are the profile of
+/// SynIC inhibiting AVIC (kvm list, Feb 2021: AVIC "totally avoid[s] vintr and write_cr8
+/// vmexits"). Unconfirmed: the inhibit tracepoint would say which inhibit it is.
+fn r07_avic_signature(c: &Ctx) -> Option<Finding> {
+    if c.has(ev::APICV_INHIBIT) || !c.is_amd() || !c.enough() || c.host.apicv == Some(false) {
+        return None;
+    }
+    // A known configuration must have SynIC on and hv-avic off for AutoEOI to be the cause.
+    if !c.cfg.is_unknown() && (!c.cfg.has("hv-synic") || c.cfg.has("hv-avic")) {
+        return None;
+    }
+    let (ext, vintr, cr8) = (
+        c.reason(x::EXTINT),
+        c.reason(x::VINTR),
+        c.reason(x::CR8_WRITE),
+    );
+    let window = vintr.samples_pct + cr8.samples_pct;
+    if vintr.count == 0 || cr8.count == 0 || window < 1.0 || !c.dominant(&ext) {
+        return None;
+    }
+    let f = Finding::new(
+        "R07",
+        Severity::Warn,
+        "AVIC is not in use (vintr/write_cr8 exits): with SynIC on, AutoEOI inhibits it for the whole VM",
+    )
+    .weight(ext.share() + vintr.share() + cr8.share())
+    .ev(c.line("interrupt", &ext))
+    .ev(c.line("vintr", &vintr))
+    .ev(c.line("write_cr8", &cr8))
+    .ev("AVIC removes vintr and write_cr8 exits: these come from vCPUs running without it")
+    .evidence_opt(c.unconfirmed(ev::APICV_INHIBIT));
+    let q = format!(
+        "if the host has kvm_amd avic=1 and the VM hv-synic: {} (QEMU ≥ 6.2, host kernel ≥ 5.15: the guest stops using AutoEOI and AVIC stays on); if avic=0, enabling it comes first",
+        c.cpu_add(&["hv-avic"])
+    );
+    f.qemu(q)
+        .libvirt(format!("{} (libvirt ≥ 8.10)", c.libvirt_add(&["hv-avic"])))
+        .effect("AVIC stays active: interrupts, EOIs and TPR writes stop exiting")
+        .source(format!("KB R07; {THREAD}; kvm list 2021-02 \"Optimized clocksource with AMD AVIC enabled for Windows guest\""))
+        .into()
 }
 
 /// R07: SynIC AutoEOI inhibits APICv for the whole VM.
@@ -129,7 +172,7 @@ fn r07(c: &Ctx) -> Option<Finding> {
         && c.visible()
         && c.apicv_on();
     if active.is_none() && aeoi.is_empty() && !inferred {
-        return None;
+        return r07_avic_signature(c);
     }
     // With APICv off there is nothing to inhibit now (R12 covers software EOIs), but the
     // operator should know the guest uses AutoEOI before turning APICv/AVIC on.
@@ -179,8 +222,13 @@ fn r07(c: &Ctx) -> Option<Finding> {
     } else if c.cfg.has("hv-avic") {
         (format!("hv-avic is on but the guest still uses AutoEOI (QEMU < 6.2, or a guest that ignores DEPRECATING_AEOI): {hide}"), String::new())
     } else if c.apicv_on() {
-        (format!("{} (QEMU ≥ 6.2: sets DEPRECATING_AEOI, guest stops using AutoEOI)", c.cpu_add(&["hv-avic"])),
-         "<features><hyperv mode='custom'><avic state='on'/></hyperv></features> (libvirt ≥ 8.10)".into())
+        (
+            format!(
+                "{} (QEMU ≥ 6.2: sets DEPRECATING_AEOI, guest stops using AutoEOI)",
+                c.cpu_add(&["hv-avic"])
+            ),
+            format!("{} (libvirt ≥ 8.10)", c.libvirt_add(&["hv-avic"])),
+        )
     } else {
         (
             format!(
@@ -233,7 +281,7 @@ fn r11(c: &Ctx) -> Option<Finding> {
         f.qemu("hv-stimer-direct is on but Windows programs message mode (config bit 12 clear): nothing to change on the host")
     } else {
         f.qemu(c.cpu_add(&["hv-stimer-direct"]))
-            .libvirt(libvirt_snippet(&["hv-stimer-direct"]))
+            .libvirt(c.libvirt_add(&["hv-stimer-direct"]))
             .effect("direct-mode stimer interrupts are not in the EOI-exit bitmap: confirm with config bit 12 / \"direct 1\"")
     }
     .into()
@@ -254,6 +302,12 @@ fn r12(c: &Ctx) -> Option<Finding> {
     let mut q = Vec::new();
     if inhibit_active(c, "HYPERV").is_some() {
         q.push("fix R07".to_string());
+    }
+    if x2apic_without_x2avic(c) {
+        q.push(format!(
+            "this host's AVIC does not accelerate x2APIC (no x2AVIC: CPUs before Zen 4): give the guest an xAPIC with -cpu {},…,x2apic=off",
+            c.cfg.cpu_model.as_deref().unwrap_or("<model>")
+        ));
     }
     let flags = if c.visible() {
         c.missing_flags(&["hv-vapic"])
@@ -280,7 +334,7 @@ fn r12(c: &Ctx) -> Option<Finding> {
     .ev(c.line("APIC_ACCESS", &acc))
     .weight(acc.share())
     .qemu(q.join("; "))
-    .libvirt(libvirt_snippet(&flags))
+    .libvirt(c.libvirt_add(&flags))
     .effect("EOIs complete in hardware (APICv) or through the VP-assist page")
     .source("KB R12; TLFS VP assist page")
     .into()

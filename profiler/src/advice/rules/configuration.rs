@@ -3,7 +3,7 @@
 
 use profiler_common::ev;
 
-use crate::advice::ctx::{libvirt_snippet, x, Ctx};
+use crate::advice::ctx::{x, Ctx};
 use crate::advice::{Finding, Severity, Vendor};
 
 pub(super) fn all(c: &Ctx) -> Vec<Option<Finding>> {
@@ -99,7 +99,7 @@ fn l01(c: &Ctx) -> Option<Finding> {
         .ev(format!("missing: {}", flags.join(",")))
         .ev_all(deps)
         .qemu(c.cpu_add(&flags))
-        .libvirt(libvirt_snippet(&flags))
+        .libvirt(c.libvirt_add(&flags))
         .effect("Windows uses synthetic timers, TSC page, PV spinlocks/IPIs/flushes instead of emulated hardware")
         .source(format!("KB L01; {QEMU_HV} (recommends all but syndbg, passthrough, enforce-cpuid)"))
         .into()
@@ -112,8 +112,7 @@ fn l02_l03(c: &Ctx) -> Option<Finding> {
         return None;
     }
     let synic = c.cfg.has("hv-synic") || c.cfg.has("hv-stimer");
-    let libvirt =
-        "<features><hyperv mode='custom'><avic state='on'/></hyperv></features> (libvirt ≥ 8.10)";
+    let libvirt = format!("{} (libvirt ≥ 8.10)", c.libvirt_add(&["hv-avic"]));
     if synic {
         let mut f = Finding::new(
             "L02",
@@ -335,7 +334,7 @@ fn l12(c: &Ctx) -> Option<Finding> {
     }
     let flags = c.missing_flags(&["hv-time", "hv-vpindex", "hv-synic", "hv-stimer"]);
     f.qemu(format!("{} — or re-enable HPET", c.cpu_add(&flags)))
-        .libvirt(libvirt_snippet(&flags))
+        .libvirt(c.libvirt_add(&flags))
         .effect("Windows uses the synthetic timer instead of the RTC")
         .source("KB L12; 2021 kvm/qemu-devel thread (stimer > HPET > RTC)")
         .into()
@@ -407,7 +406,7 @@ fn l15(c: &Ctx) -> Option<Finding> {
         c.cfg.nested
     ))
     .qemu(c.cpu_add(&["hv-stimer-direct"]))
-    .libvirt(libvirt_snippet(&["hv-stimer-direct"]))
+    .libvirt(c.libvirt_add(&["hv-stimer-direct"]))
     .effect("Hyper-V in the guest needs direct-mode stimers for its own timers")
     .source("KB L15; QEMU 4.1 stimer-direct; libvirt 5.7")
     .into()

@@ -4,7 +4,7 @@
 use profiler_common::ev;
 
 use super::{apicv_inactive, inhibit_active, THREAD};
-use crate::advice::ctx::{libvirt_snippet, x, Ctx};
+use crate::advice::ctx::{x, Ctx};
 use crate::advice::names;
 use crate::advice::{Finding, Severity};
 
@@ -67,7 +67,7 @@ fn r08(c: &Ctx) -> Option<Finding> {
         .libvirt(
             format!(
                 "{} <cputune><vcpupin vcpu='0' cpuset='…'/>…</cputune>",
-                libvirt_snippet(&flags)
+                c.libvirt_add(&flags)
             )
             .trim_start()
             .to_string(),
@@ -125,7 +125,12 @@ fn r10(c: &Ctx) -> Option<Finding> {
         ));
     }
     let mut q = Vec::new();
-    if c.host.ipiv == Some(false) {
+    if c.host.ipiv == Some(false) && c.is_amd() {
+        f.severity = Severity::Warn;
+        q.push(
+            "AVIC IPI virtualization is off (kvm_amd enable_ipiv=N; KVM forces that on Zen 1/Zen 2 for erratum #1235): on Zen 3 or later set kvm_amd enable_ipiv=Y".to_string(),
+        );
+    } else if c.host.ipiv == Some(false) {
         f.severity = Severity::Warn;
         q.push(
             "host supports IPI virtualization but it is off: kvm_intel enable_ipiv=Y".to_string(),
@@ -143,7 +148,7 @@ fn r10(c: &Ctx) -> Option<Finding> {
     );
     f.qemu(q.join("; "))
         .effect("with IPIv ICR writes are virtualized without exits")
-        .source("KB R10; Linux 5.19 IPIv (kvm_intel enable_ipiv)")
+        .source("KB R10; Linux 5.19 IPIv (kvm_intel enable_ipiv); kvm_amd enable_ipiv")
         .into()
 }
 
@@ -171,7 +176,7 @@ fn r16(c: &Ctx) -> Option<Finding> {
     ))
     .evidence_opt(c.unconfirmed(ev::HV_HYPERCALL))
     .qemu(c.cpu_add(&flags))
-    .libvirt(libvirt_snippet(&flags))
+    .libvirt(c.libvirt_add(&flags))
     .effect("remote TLB flushes become one hypercall instead of an IPI per vCPU")
     .source("KB R16; QEMU docs hv-tlbflush, hv-ipi")
     .into()

@@ -35,9 +35,17 @@ pub(crate) fn inhibit_active(c: &Ctx, name: &str) -> Option<(u64, u64, u64, u64)
     (now > 0 || (set > 0 && clr == 0)).then_some((bit, set, clr, now))
 }
 
-/// APICv known not to be working for this VM: off on the host or an inhibit in force.
+/// x2APIC MSR writes (0x800–0x8ff) on an AMD host whose AVIC covers xAPIC only.
+pub(crate) fn x2apic_without_x2avic(c: &Ctx) -> bool {
+    c.host.avic_xapic_only() && c.ev.msr(profiler_common::ev::MSR_WRITE, 0x800, 0x8ff) > 0
+}
+
+/// APICv known not to be working for this VM: off on the host, an inhibit in force, or an
+/// AMD host without x2AVIC whose guest writes x2APIC MSRs (KVM drops AVIC for such vCPUs,
+/// sometimes without an inhibit event).
 pub(crate) fn apicv_inactive(c: &Ctx) -> bool {
     c.host.apicv == Some(false)
+        || x2apic_without_x2avic(c)
         || c.ev
             .inhibit_bits_set()
             .iter()

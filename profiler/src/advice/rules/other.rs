@@ -3,7 +3,7 @@
 
 use profiler_common::ev;
 
-use crate::advice::ctx::{libvirt_snippet, x, Ctx};
+use crate::advice::ctx::{x, Ctx};
 use crate::advice::{Finding, Severity};
 
 pub(super) fn all(c: &Ctx) -> Vec<Option<Finding>> {
@@ -91,7 +91,7 @@ fn r19(c: &Ctx) -> Option<Finding> {
     ))
     .libvirt(format!(
         "not needed: <feature policy='disable' name='{flag}'/>; needed: {}",
-        libvirt_snippet(&flags)
+        c.libvirt_add(&flags)
     ))
     .effect("no nested exits (hidden) or cheaper L2 entries, flushes and timers (enlightened)")
     .source("KB R19; QEMU 4.1 stimer-direct, 7.1 tlbflush-direct, emsr-bitmap; libvirt 10.7/11.0")

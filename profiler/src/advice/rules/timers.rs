@@ -4,7 +4,7 @@
 use profiler_common::ev;
 
 use super::{QEMU_HV, THREAD};
-use crate::advice::ctx::{libvirt_snippet, x, Ctx};
+use crate::advice::ctx::{x, Ctx};
 use crate::advice::names;
 use crate::advice::{Finding, Severity};
 
@@ -47,7 +47,7 @@ fn timer_fix(c: &Ctx, what: &str) -> (String, String) {
     }
     let mut q = c.cpu_add(&flags);
     q.push_str("; only once stimer is in use consider -machine hpet=off");
-    (q, libvirt_snippet(&flags))
+    (q, c.libvirt_add(&flags))
 }
 
 /// R01: HPET MMIO emulated in QEMU userspace dominates (EPT_MISCONFIG / npf MMIO).
@@ -210,7 +210,7 @@ fn r03(c: &Ctx) -> Option<Finding> {
     } else {
         let flags = c.missing_flags(&["hv-time"]);
         f.qemu(c.cpu_add(&flags))
-            .libvirt(libvirt_snippet(&flags))
+            .libvirt(c.libvirt_add(&flags))
             .effect("clock reads served from the reference TSC page without exits")
     }
     .into()
@@ -280,7 +280,7 @@ fn r05(c: &Ctx) -> Option<Finding> {
         .libvirt(
             format!(
                 "{} <cpu><feature policy='require' name='invtsc'/></cpu>",
-                libvirt_snippet(&flags)
+                c.libvirt_add(&flags)
             )
             .trim_start()
             .to_string(),
