@@ -76,13 +76,18 @@ fn l01(c: &Ctx) -> Option<Finding> {
         ("hv-stimer", "hv-time"),
         ("hv-stimer", "hv-synic"),
         ("hv-synic", "hv-vpindex"),
+        ("hv-tlbflush", "hv-vpindex"),
+        ("hv-ipi", "hv-vpindex"),
         ("hv-tlbflush-direct", "hv-vapic"),
         ("hv-tlbflush-ext", "hv-tlbflush"),
+        ("hv-evmcs", "hv-vapic"),
     ]
     .iter()
     .filter(|(on, needs)| c.cfg.has(on) && !c.cfg.has(needs))
     .map(|(on, needs)| format!("{on} is on without {needs}, which it needs"))
     .collect();
+    // Every flag a dependency needs is in STANDARD, so a broken dependency always leaves a
+    // missing flag to name.
     if flags.is_empty() {
         return None;
     }

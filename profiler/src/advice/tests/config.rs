@@ -288,3 +288,27 @@ fn inhibit_names_from_kernel_format() {
     assert_eq!(InhibitNames::default().name(12), "PHYSICAL_ID_TOO_BIG");
     assert_eq!(InhibitNames::default().name(40), "bit 40");
 }
+
+/// L01 names every dependency QEMU's docs list: hv-ipi and hv-tlbflush need hv-vpindex,
+/// hv-evmcs needs hv-vapic (as do hv-tlbflush-direct).
+#[test]
+fn l01_names_ipi_tlbflush_and_evmcs_dependencies() {
+    let win10 = (1u64 << 48) | (4 << 40) | (10 << 32) | 19045;
+    let r = super::Fx::new(&super::qemu(
+        "host,hv-time,hv-ipi,hv-tlbflush,hv-evmcs,+vmx",
+    ))
+    .once(profiler_common::ev::MSR_WRITE, 0, 0x4000_0000, win10)
+    .run(super::intel(true));
+    let l01 = super::get(&r, "L01");
+    for dep in [
+        "hv-ipi is on without hv-vpindex, which it needs",
+        "hv-tlbflush is on without hv-vpindex, which it needs",
+        "hv-evmcs is on without hv-vapic, which it needs",
+    ] {
+        assert!(
+            l01.evidence.iter().any(|e| e == dep),
+            "{dep}: {:?}",
+            l01.evidence
+        );
+    }
+}
