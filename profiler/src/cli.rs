@@ -4,6 +4,8 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::model::VmSelector;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "kvmprof",
@@ -80,24 +82,14 @@ pub struct DemoArgs {
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// A kvmprof recording or a `perf kvm stat report` text file; omit to collect live.
-    #[arg(value_name = "FILE", conflicts_with_all = ["duration", "until_signal", "from_perf"])]
-    pub file: Option<PathBuf>,
-    /// Read `perf kvm stat report --stdio` output (any perf version) instead of collecting.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["duration", "until_signal"])]
-    pub from_perf: Option<PathBuf>,
-    /// Collect live for this long (e.g. 10s, 1m).
-    #[arg(long, short = 'd', value_parser = parse_duration, conflicts_with = "until_signal")]
-    pub duration: Option<Duration>,
-    /// Collect live until SIGINT or SIGTERM.
-    #[arg(long)]
-    pub until_signal: bool,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Output format.
     #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
     pub format: Format,
-    /// Only this VM (name or pid).
-    #[arg(long, value_name = "NAME")]
-    pub vm: Option<String>,
+    /// Only this VM (name, uuid or pid).
+    #[arg(long, value_name = "VM", value_parser = VmSelector::parse)]
+    pub vm: Option<VmSelector>,
     /// Only this vCPU id (in every selected VM, like perf's --vcpu).
     #[arg(long, value_name = "N")]
     pub vcpu: Option<u32>,
@@ -110,6 +102,25 @@ pub struct ReportArgs {
     /// Add p50 / p99 / p99.9 columns to the table.
     #[arg(long)]
     pub percentiles: bool,
+}
+
+/// The session a command reads: a recording, a perf text report, or a live collection.
+/// Flattened into every command that reads one (report, advise, check).
+#[derive(Args, Debug, Clone, Default)]
+pub struct InputArgs {
+    /// A kvmprof recording or `perf kvm stat report` text; omit to collect live.
+    #[arg(value_name = "FILE", conflicts_with_all = ["duration", "until_signal", "from_perf"])]
+    pub file: Option<PathBuf>,
+    /// Read `perf kvm stat report --stdio` output (any perf version; exit reasons only, so
+    /// less evidence than a recording).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["duration", "until_signal"])]
+    pub from_perf: Option<PathBuf>,
+    /// Collect live for this long (e.g. 10s, 1m).
+    #[arg(long, short = 'd', value_parser = parse_duration, conflicts_with = "until_signal")]
+    pub duration: Option<Duration>,
+    /// Collect live until SIGINT or SIGTERM.
+    #[arg(long)]
+    pub until_signal: bool,
     /// Create this file once the probes are attached (for scripts that start a workload next).
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
@@ -125,24 +136,14 @@ pub enum Format {
 
 #[derive(Args, Debug)]
 pub struct AdviseArgs {
-    /// A kvmprof recording or `perf kvm stat report` text; omit to collect live.
-    #[arg(value_name = "FILE", conflicts_with_all = ["duration", "until_signal", "from_perf"])]
-    pub file: Option<PathBuf>,
-    /// Read `perf kvm stat report --stdio` output (exit reasons only: less evidence).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["duration", "until_signal"])]
-    pub from_perf: Option<PathBuf>,
-    /// Collect live for this long (e.g. 30s).
-    #[arg(long, short = 'd', value_parser = parse_duration, conflicts_with = "until_signal")]
-    pub duration: Option<Duration>,
-    /// Collect live until SIGINT or SIGTERM.
-    #[arg(long)]
-    pub until_signal: bool,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// The VM's QEMU command line, when the host cannot read it (e.g. perf text from elsewhere).
     #[arg(long, value_name = "CMDLINE")]
     pub qemu_cmdline: Option<String>,
-    /// Only this VM (name or pid).
-    #[arg(long, value_name = "NAME")]
-    pub vm: Option<String>,
+    /// Only this VM (name, uuid or pid).
+    #[arg(long, value_name = "VM", value_parser = VmSelector::parse)]
+    pub vm: Option<VmSelector>,
     /// What the guest is, when the profile cannot show it (a pasted perf table): Hyper-V
     /// advice is only given for Windows guests or where Hyper-V is seen in use.
     #[arg(long, value_enum, value_name = "OS")]
@@ -154,9 +155,6 @@ pub struct AdviseArgs {
     pub thresholds: Option<PathBuf>,
     #[arg(long, short = 'f', value_enum, default_value_t = AdviseFormat::Text)]
     pub format: AdviseFormat,
-    /// Create this file once the probes are attached.
-    #[arg(long, value_name = "PATH")]
-    pub ready_file: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,18 +180,11 @@ pub enum AdviseFormat {
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
-    /// A kvmprof recording or perf text to check instead of collecting live.
-    #[arg(value_name = "FILE", conflicts_with_all = ["duration", "from_perf"])]
-    pub file: Option<PathBuf>,
-    /// Check `perf kvm stat report --stdio` output (exit reasons only).
-    #[arg(long, value_name = "FILE", conflicts_with = "duration")]
-    pub from_perf: Option<PathBuf>,
-    /// Collect live for this long (e.g. 30s).
-    #[arg(long, short = 'd', value_parser = parse_duration)]
-    pub duration: Option<Duration>,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// VM(s) to check, by name, uuid or pid (default: every VM seen).
-    #[arg(long, value_name = "NAME")]
-    pub vm: Vec<String>,
+    #[arg(long, value_name = "VM", value_parser = VmSelector::parse)]
+    pub vm: Vec<VmSelector>,
     /// Thresholds file (TOML); `kvmprof check --example` prints a documented one.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -249,9 +240,9 @@ pub struct RecordArgs {
     /// Stop after this long (default: until SIGINT or SIGTERM).
     #[arg(long, short = 'd', value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// Only these VMs (by name or pid; repeatable).
-    #[arg(long, value_name = "NAME")]
-    pub vm: Vec<String>,
+    /// Only these VMs (by name, uuid or pid; repeatable).
+    #[arg(long, value_name = "VM", value_parser = VmSelector::parse)]
+    pub vm: Vec<VmSelector>,
     /// Create this file once recording has started.
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
@@ -269,12 +260,12 @@ pub struct DiffArgs {
     pub a: PathBuf,
     /// After: a kvmprof recording or perf text.
     pub b: PathBuf,
-    /// Compare only this VM of A (name or pid).
-    #[arg(long, value_name = "NAME")]
-    pub vm_a: Option<String>,
-    /// Compare only this VM of B (name or pid).
-    #[arg(long, value_name = "NAME")]
-    pub vm_b: Option<String>,
+    /// Compare only this VM of A (name, uuid or pid).
+    #[arg(long, value_name = "VM", value_parser = VmSelector::parse)]
+    pub vm_a: Option<VmSelector>,
+    /// Compare only this VM of B (name, uuid or pid).
+    #[arg(long, value_name = "VM", value_parser = VmSelector::parse)]
+    pub vm_b: Option<VmSelector>,
     /// Output format (table or json).
     #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
     pub format: Format,

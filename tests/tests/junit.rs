@@ -210,7 +210,8 @@ fn report() -> CheckReport {
     ] {
         t.set(f).expect("valid flag");
     }
-    let vms = [odd.to_string(), "db".into(), "missing-vm".into()];
+    let vms =
+        [odd, "db", "missing-vm"].map(|v| kvmprof::model::VmSelector::parse(v).expect("selector"));
     check::evaluate(&view, &series, &t, &vms, None)
 }
 

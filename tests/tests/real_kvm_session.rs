@@ -8,6 +8,7 @@ use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
 use kvmprof::{
+    model::VmSelector,
     report::{self, Data},
     source::{replay::ReplaySource, Source},
     store::Recording,
@@ -118,7 +119,7 @@ fn check(dir: &Path) -> Result<()> {
     let table = report::perf_table(
         &a,
         &report::TableOptions {
-            vm: Some("kvmprof-exerciser".into()),
+            vm: Some(VmSelector::parse("kvmprof-exerciser").unwrap()),
             ..Default::default()
         },
     )?;
@@ -142,8 +143,8 @@ fn check(dir: &Path) -> Result<()> {
         &a,
         &b,
         &report::DiffOptions {
-            vm_a: Some("kvmprof-exerciser".into()),
-            vm_b: Some("kvmprof-exerciser-b".into()),
+            vm_a: Some(VmSelector::parse("kvmprof-exerciser").unwrap()),
+            vm_b: Some(VmSelector::parse("kvmprof-exerciser-b").unwrap()),
         },
     )?;
     println!("{}", report::diff::render_table(&d));

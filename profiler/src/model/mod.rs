@@ -5,6 +5,7 @@
 //! tests): fields only used by the TUI are `#[serde(skip)]` so the schema stays exact.
 
 mod compute;
+mod select;
 #[cfg(test)]
 mod tests;
 
@@ -13,6 +14,7 @@ use serde::Serialize;
 use crate::sample::Hist;
 
 pub use compute::{compute, compute_elapsed, set_shares};
+pub use select::{SelectError, VmSelector};
 
 /// Everything shown for one span between two samples.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]

@@ -18,10 +18,10 @@
 use super::{
     evidence,
     printf::{f, s},
-    rows::{find_vm, has_percentiles, pct, rel_stderr_pct, select},
+    rows::{has_percentiles, pct, rel_stderr_pct, select},
     Data, ReportError,
 };
-use crate::model::{Row, View, VmView};
+use crate::model::{Row, View, VmSelector, VmView};
 use crate::text::printable;
 
 /// perf's name column width (KVM_EVENT_NAME_LEN; perf before 3.14 used 20).
@@ -89,8 +89,8 @@ pub enum SortBy {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TableOptions {
     pub event: Event,
-    /// One VM (name, pid or "pid N"); None: all VMs.
-    pub vm: Option<String>,
+    /// One VM; None: all VMs.
+    pub vm: Option<VmSelector>,
     /// One vCPU id (in every selected VM, like perf's `--vcpu`); None: all.
     pub vcpu: Option<u32>,
     pub sort: SortBy,
@@ -105,7 +105,7 @@ pub fn render(data: &Data, opts: &TableOptions) -> Result<String, ReportError> {
     let view = &data.view;
     let mut scopes: Vec<Option<&VmView>> = Vec::new();
     match &opts.vm {
-        Some(w) => scopes.push(Some(find_vm(view, w)?)),
+        Some(w) => scopes.push(Some(w.find(view)?)),
         None => {
             scopes.push(None);
             if opts.per_vm && view.vms.len() > 1 {

@@ -1,4 +1,5 @@
-//! `kvmprof check` and `kvmprof serve`: the two ways kvmprof leaves the terminal.
+//! `kvmprof check`: the load-test gate. Measures a session, compares it with thresholds,
+//! exits 0 pass / 1 fail / 2 could not measure.
 
 use std::time::SystemTime;
 
@@ -6,17 +7,15 @@ use anyhow::{bail, Context};
 
 use crate::{
     advice::{self, HostFacts, Input},
-    app::{collect_series, open_live, open_recording_span_all},
     check::{self, AdviceSummary, CheckReport, Thresholds},
-    cli::{AdviseFormat, CheckArgs, Global, ServeArgs},
-    export, model, report,
+    cli::{AdviseFormat, CheckArgs},
+    model,
     sample::Sample,
-    source::Source,
-    text::printable,
+    session::{Env, Sampling, Session},
 };
 
 /// Returns the process exit code: 0 pass, 1 a threshold failed, 2 could not measure.
-pub fn check(g: &Global, a: &CheckArgs) -> anyhow::Result<u8> {
+pub fn check(env: &mut Env, a: &CheckArgs) -> anyhow::Result<u8> {
     if a.example {
         crate::out::print(check::EXAMPLE_TOML)?;
         return Ok(0);
@@ -34,51 +33,40 @@ pub fn check(g: &Global, a: &CheckArgs) -> anyhow::Result<u8> {
     }
     t = t.merge(flags);
     let wants_advice = t.fail_on.is_some();
-
-    let (view, series, advice) = if let Some(path) = a.from_perf.as_ref() {
-        let data = report::load_perf(path)?;
-        for w in &data.warnings {
-            eprintln!("kvmprof: warning: {}", printable(&w.to_string()));
-        }
-        let adv = wants_advice.then(|| {
-            // A paste from another host: none of this host's facts.
-            AdviceSummary::from(&advice::analyze(&Input::from_view(
-                data.view.clone(),
-                HostFacts::default(),
-            )))
-        });
-        (data.view, Vec::new(), adv)
-    } else if let Some(path) = a.file.as_ref() {
-        match open_recording_span_all(path)? {
-            Some((samples, names, host)) => {
-                t.validate(&names)?;
-                summarise(&samples, &names, wants_advice.then_some(host))
-            }
-            None => {
-                let data = report::load(path)?;
-                for w in &data.warnings {
-                    eprintln!("kvmprof: warning: {}", printable(&w.to_string()));
-                }
-                (data.view, Vec::new(), None)
-            }
-        }
-    } else {
-        let Some(d) = a.duration else {
+    let sampling = Sampling {
+        every: a.sample_every,
+        keep_all: true,
+    };
+    let session = if Session::is_live(&a.input) {
+        if a.input.duration.is_none() && !a.input.until_signal {
             bail!(
                 "say what to check: --duration 30s (live), a recording FILE, or --from-perf FILE"
             );
-        };
-        let mut src = open_live(g)?;
-        let names = src.names();
-        t.validate(&names)?;
-        let samples = match collect_series(&mut src, d, a.sample_every) {
+        }
+        let src = env.open_live()?;
+        // Names in the thresholds are checked against this kernel's tables before the run.
+        t.validate(&src.names())?;
+        match Session::live(src, &a.input, sampling) {
             Ok(s) => s,
+            // Attached, then failed: could not measure (exit 2, with the reason in JUnit).
             Err(e) => {
                 let r = CheckReport::could_not_measure(&format!("{e:#}"), &t, &a.vm);
                 return finish(a, &r);
             }
-        };
-        summarise(&samples, &names, wants_advice.then(HostFacts::local))
+        }
+    } else {
+        Session::open(&a.input, env, sampling, "check")?
+    };
+    let (view, series, advice) = if let Some(imp) = session.perf_import() {
+        // A paste from another host: none of this host's facts.
+        let adv = wants_advice
+            .then(|| AdviceSummary::from(&advice::analyze(&Input::from_perf(imp, None))));
+        (session.data()?.view, Vec::new(), adv)
+    } else {
+        let names = session.names();
+        t.validate(&names)?;
+        let host = session.span()?.host;
+        summarise(&session.series()?, &names, wants_advice.then_some(host))
     };
     let r = check::evaluate(&view, &series, &t, &a.vm, advice.as_ref());
     finish(a, &r)
@@ -120,23 +108,4 @@ fn finish(a: &CheckArgs, r: &CheckReport) -> anyhow::Result<u8> {
         std::fs::write(path, xml).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(u8::try_from(r.exit_code()).unwrap_or(2))
-}
-
-pub fn serve(g: &Global, a: &ServeArgs) -> anyhow::Result<()> {
-    let src = open_live(g)?;
-    export::serve(
-        Box::new(src),
-        export::ServeOpts {
-            listen: a.listen,
-            interval: g.interval,
-            export: export::ExportOpts {
-                top_reasons: a.top_reasons,
-                per_vcpu: a.per_vcpu,
-                keep_exited: a.keep_exited,
-            },
-            advice_window: (!a.no_advice).then_some(std::time::Duration::from_secs(60)),
-            ready_file: a.ready_file.clone(),
-            http: export::HttpLimits::default(),
-        },
-    )
 }
