@@ -16,6 +16,7 @@ mod fingerprint;
 mod import;
 mod render;
 mod rules;
+mod summary;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -30,6 +31,7 @@ pub use host::{HostFacts, Vendor};
 pub use libvirt::parse_libvirt_xml;
 pub use names::InhibitNames;
 pub use render::{render_json, render_text};
+pub use summary::{AdviceItem, AdviceSummary};
 
 use crate::decode::ExitNames;
 use crate::model::View;

@@ -21,7 +21,7 @@ pub use render::{junit, summary, timestamp_utc, to_json};
 pub use thresholds::{resolve_reason, FailOn, ReasonLimit, ThresholdError, Thresholds};
 
 use crate::{
-    advice::Severity,
+    advice::{AdviceItem, AdviceSummary, Severity},
     decode::ExitNames,
     model::{View, VmSelector, VmView},
 };
@@ -63,43 +63,6 @@ pub struct CheckResult {
     pub worst_reason: Option<String>,
     /// What was measured, or why it could not be.
     pub detail: String,
-}
-
-/// One advice finding, as the check needs it (adapter over [`crate::advice::Report`]).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct AdviceItem {
-    pub pid: u32,
-    pub vm: String,
-    pub rule: String,
-    pub severity: Severity,
-    pub title: String,
-}
-
-/// The advice findings of the run, most important first.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct AdviceSummary {
-    pub findings: Vec<AdviceItem>,
-}
-
-impl From<&crate::advice::Report> for AdviceSummary {
-    fn from(r: &crate::advice::Report) -> Self {
-        let mut findings: Vec<AdviceItem> = r
-            .vms
-            .iter()
-            .flat_map(|v| {
-                v.findings.iter().map(move |f| AdviceItem {
-                    pid: v.pid,
-                    vm: v.name.clone(),
-                    rule: f.rule.clone(),
-                    severity: f.severity,
-                    title: f.title.clone(),
-                })
-            })
-            .collect();
-        // Stable: most severe first, the engine's order within a severity.
-        findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
-        AdviceSummary { findings }
-    }
 }
 
 /// Everything `kvmprof check` reports.

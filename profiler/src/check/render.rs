@@ -149,7 +149,7 @@ struct JsonOut<'a> {
     errors: usize,
     skipped: usize,
     results: &'a [CheckResult],
-    advice: &'a [super::AdviceItem],
+    advice: &'a [crate::advice::AdviceItem],
     notes: &'a [String],
 }
 

@@ -6,8 +6,8 @@ use std::time::SystemTime;
 use anyhow::{bail, Context};
 
 use crate::{
-    advice::{self, HostFacts, Input},
-    check::{self, AdviceSummary, CheckReport, Thresholds},
+    advice::{self, AdviceSummary, HostFacts, Input},
+    check::{self, CheckReport, Thresholds},
     cli::{AdviseFormat, CheckArgs},
     model,
     sample::Sample,

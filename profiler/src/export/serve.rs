@@ -20,8 +20,7 @@ use super::{
     ExportOpts, Exporter,
 };
 use crate::{
-    advice::{self, HostFacts},
-    check::AdviceSummary,
+    advice::{self, AdviceSummary, HostFacts},
     sample::Sample,
     source::Source,
 };

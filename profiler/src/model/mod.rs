@@ -5,6 +5,7 @@
 //! tests): fields only used by the TUI are `#[serde(skip)]` so the schema stays exact.
 
 mod compute;
+mod evidence;
 mod select;
 #[cfg(test)]
 mod tests;
@@ -13,7 +14,8 @@ use serde::Serialize;
 
 use crate::sample::Hist;
 
-pub use compute::{compute, compute_elapsed, set_shares};
+pub use compute::{compute, compute_elapsed, set_shares, span_ns};
+pub use evidence::{evidence_deltas, EvDelta};
 pub use select::{SelectError, VmSelector};
 
 /// Everything shown for one span between two samples.

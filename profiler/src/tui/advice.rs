@@ -124,7 +124,7 @@ pub(super) fn advice_screen(app: &App, pid: u32, area: Rect, buf: &mut Buffer) {
     let items = app.items(Screen::Advice(pid));
     let cur = app.cursor(&items);
     let span_s = match (&app.baseline, &app.last) {
-        (Some(b), Some(l)) => l.mono_ns.saturating_sub(b.mono_ns) as f64 / 1e9,
+        (Some(b), Some(l)) => crate::model::span_ns(b, l) as f64 / 1e9,
         _ => 0.0,
     };
     let notes: Vec<&String> = vm

@@ -78,7 +78,7 @@ impl Widget for &App {
 impl App {
     fn header(&self, area: Rect, buf: &mut Buffer) {
         let elapsed = match (&self.baseline, &self.last) {
-            (Some(b), Some(l)) => l.mono_ns.saturating_sub(b.mono_ns) as f64 / 1e9,
+            (Some(b), Some(l)) => crate::model::span_ns(b, l) as f64 / 1e9,
             _ => 0.0,
         };
         let mode = if self.since_start {
