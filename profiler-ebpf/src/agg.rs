@@ -41,6 +41,7 @@ static UPENDING: LruHashMap<u32, Pending> = LruHashMap::with_max_entries(65536, 
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
 /// Pointer to a counter slot (for the deliberately rejected test program).
+#[cfg(feature = "test-programs")]
 #[inline(always)]
 pub fn counter_ptr(slot: u32) -> Option<*mut u64> {
     COUNTERS.get_ptr_mut(slot)

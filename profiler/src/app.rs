@@ -23,7 +23,6 @@ fn probe_options(g: &Global) -> ProbeOptions {
         tracefs: g.tracefs.clone(),
         max_keys: g.max_keys,
         allow_concurrent: g.allow_concurrent,
-        empty_probes: g.empty_probes,
         ..Default::default()
     }
 }

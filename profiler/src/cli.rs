@@ -32,10 +32,6 @@ pub struct Global {
     /// Run even if another kvmprof is already profiling this host.
     #[arg(long, global = true)]
     pub allow_concurrent: bool,
-    /// Benchmark baseline (cargo xtask bench-vm): attach field-reading empty programs to
-    /// kvm_exit/kvm_entry instead of the profiler, to measure the cost above them.
-    #[arg(long, global = true, hide = true)]
-    pub empty_probes: bool,
 }
 
 #[derive(Subcommand, Debug)]

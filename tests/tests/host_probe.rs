@@ -6,7 +6,7 @@ mod common;
 use kvmprof::{
     probe::{
         testrun::{Event, OP_ENTRY, OP_EXIT, OP_KVM_RUN, OP_UEXIT},
-        Probe, ProbeOptions,
+        Probe, ProbeOptions, Programs,
     },
     sample::{Key, Sample},
 };
@@ -14,7 +14,7 @@ use profiler_common::{counter, ev, hist, ISA_SVM, ISA_USERSPACE, ISA_VMX};
 
 fn test_probe(max_keys: u32) -> Probe {
     Probe::load(&ProbeOptions {
-        test_only: true,
+        programs: Programs::TestRun,
         max_keys,
         ..Default::default()
     })

@@ -499,6 +499,13 @@ pub fn bench_vm(args: &BenchVmArgs) -> Result<()> {
             programs.push((name, find_program(name)?));
         }
     }
+    if tools.contains(&"kvmprof") {
+        // The kcost phase's baseline: empty programs from the test object, not in kvmprof.
+        programs.push((
+            "kvmprof-empty",
+            crate::tasks::build_empty_baseline(&crate::setup::setup()?)?,
+        ));
+    }
     let root = crate::tasks::workspace_root();
     let init =
         std::fs::read(root.join("tests/vm/bench.sh")).context("cannot read tests/vm/bench.sh")?;

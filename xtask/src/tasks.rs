@@ -33,6 +33,22 @@ pub fn build_release(env: &setup::Env) -> Result<PathBuf> {
     Ok(target_dir().join("release/kvmprof"))
 }
 
+/// Build `kvmprof-empty` (the bench-vm baseline, tests/src/bin/kvmprof-empty.rs) with the eBPF
+/// test object and return its path.
+pub fn build_empty_baseline(env: &setup::Env) -> Result<PathBuf> {
+    run(env.command("cargo").current_dir(workspace_root()).args([
+        "build",
+        "--release",
+        "-p",
+        "kvmprof-tests",
+        "--features",
+        "kvmprof/ebpf-test",
+        "--bin",
+        "kvmprof-empty",
+    ]))?;
+    Ok(target_dir().join("release/kvmprof-empty"))
+}
+
 /// `cargo xtask run [-- ARGS]`: the live TUI (or any kvmprof subcommand).
 pub fn run_kvmprof(args: &[String]) -> Result<()> {
     let env = setup::setup()?;
@@ -60,12 +76,13 @@ pub fn test(skip_vm: bool) -> Result<()> {
         "profiler-ebpf",
         "--all-targets",
         "--features",
-        "kvmprof/ebpf",
+        "kvmprof/ebpf-test",
         "--",
         "-D",
         "warnings",
     ]))?;
-    // The eBPF object is embedded, so the privileged tests in `tests/` load the real programs.
+    // The eBPF objects are embedded (the release one and, with ebpf-test, the test programs'),
+    // so the privileged tests in `tests/` load the real programs.
     // The real-KVM tests run in the vm-test step below, with the VM's output.
     run(env
         .command("cargo")
@@ -77,7 +94,7 @@ pub fn test(skip_vm: bool) -> Result<()> {
             "--exclude",
             "profiler-ebpf",
             "--features",
-            "kvmprof/ebpf",
+            "kvmprof/ebpf-test",
         ]))?;
     fuzz_targets(&env, 30)?;
     if skip_vm {
@@ -147,7 +164,7 @@ pub fn bench() -> Result<()> {
         "-p",
         "kvmprof-tests",
         "--features",
-        "kvmprof/ebpf",
+        "kvmprof/ebpf-test",
         "--bin",
         "kvmprof-bench",
     ]))?;
