@@ -76,7 +76,8 @@ fn own_slot(tid: u32, claim: bool) -> Option<&'static mut Pending> {
         return None;
     }
     // SAFETY: `owner` is a naturally aligned u64 inside the map value; all concurrent
-    // claimants go through this same atomic, so exactly one wins the slot.
+    // claimants go through this same atomic, so exactly one wins the slot. An intrinsic, not
+    // AtomicU64::compare_exchange: core has no CAS methods on BPF (see main.rs's note).
     let (_, won) = unsafe {
         core::intrinsics::atomic_cxchg::<
             u64,
