@@ -7,16 +7,6 @@
 //! the `test-programs` feature: the object kvmprof embeds holds the programs users run.
 #![no_std]
 #![no_main]
-// The one unstable feature, for the compare-and-swap that claims a PSLOTS slot (agg::own_slot).
-// Stable `AtomicU64::from_ptr(..).compare_exchange` does not exist on this target: rustc's
-// bpfel-unknown-none spec says `atomic-cas: false` (`rustc -Z unstable-options --print
-// target-spec-json --target bpfel-unknown-none`), so core compiles out every read-modify-write
-// method (compare_exchange, swap, fetch_add) there; only load/store remain. The kernel accepts
-// the instruction the intrinsic lowers to (`cmpxchg_64`, BPF atomics since Linux 5.12), which is
-// why it stays. The stable alternative is a redesign: a hash map insert with BPF_NOEXIST as the
-// arbiter (plus userspace deleting its entry when it frees a slot).
-#![feature(core_intrinsics)]
-#![allow(internal_features)]
 
 mod agg;
 mod ev;
