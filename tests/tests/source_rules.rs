@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use kvmprof_tests::modgraph;
+
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -44,6 +46,40 @@ fn ebpf_crate_uses_no_unstable_feature() {
     assert!(
         found.is_empty(),
         "unstable features in profiler-ebpf:\n{}",
+        found.join("\n")
+    );
+}
+
+/// No module file uses another that uses it back (the shared part goes in a file below both).
+#[test]
+fn no_two_files_import_each_other() {
+    let mut found = Vec::new();
+    for krate in ["profiler/src", "xtask/src"] {
+        let src = workspace().join(krate);
+        let mods = modgraph::crate_modules(&src).expect("reading the crate");
+        assert!(mods.len() > 3, "{krate}: only {} modules found", mods.len());
+        let uses = modgraph::uses(&mods).expect("reading the crate");
+        for group in modgraph::circles(&uses) {
+            let names: Vec<String> = group.iter().map(|m| modgraph::show(m)).collect();
+            found.push(format!("{krate}: circle {}", names.join(" -> ")));
+        }
+        for (a, b) in modgraph::mutual_pairs(&uses) {
+            found.push(format!(
+                "{krate}: {} ({}) <-> {} ({})",
+                modgraph::show(&a),
+                mods[&a].strip_prefix(&src).unwrap().display(),
+                modgraph::show(&b),
+                mods[&b].strip_prefix(&src).unwrap().display()
+            ));
+        }
+    }
+    for f in &found {
+        println!("{f}");
+    }
+    assert!(
+        found.is_empty(),
+        "{} pairs of files import each other:\n{}",
+        found.len(),
         found.join("\n")
     );
 }

@@ -1,7 +1,9 @@
 //! Developer tasks: `cargo xtask <setup|run|test|vm-test>`.
 
+mod bench_common;
 mod bench_kcost;
 mod bench_vm;
+mod cargo;
 mod setup;
 mod tasks;
 mod util;

@@ -1,53 +1,14 @@
 //! `run` and `test`: the README's two commands. Both call `setup` first.
 
-use std::path::PathBuf;
-
 use anyhow::{Context, Result};
 
-use crate::{setup, util::run, vm};
-
-pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_default()
-}
-
-/// Where cargo puts build outputs (CARGO_TARGET_DIR wins, as cargo itself does).
-pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"))
-}
-
-/// Build kvmprof with its eBPF programs (release) and return the binary's path.
-pub fn build_release(env: &setup::Env) -> Result<PathBuf> {
-    run(env.command("cargo").current_dir(workspace_root()).args([
-        "build",
-        "--release",
-        "-p",
-        "kvmprof",
-        "--features",
-        "ebpf",
-    ]))?;
-    Ok(target_dir().join("release/kvmprof"))
-}
-
-/// Build `kvmprof-empty` (the bench-vm baseline, tests/src/bin/kvmprof-empty.rs) with the eBPF
-/// test object and return its path.
-pub fn build_empty_baseline(env: &setup::Env) -> Result<PathBuf> {
-    run(env.command("cargo").current_dir(workspace_root()).args([
-        "build",
-        "--release",
-        "-p",
-        "kvmprof-tests",
-        "--features",
-        "kvmprof/ebpf-test",
-        "--bin",
-        "kvmprof-empty",
-    ]))?;
-    Ok(target_dir().join("release/kvmprof-empty"))
-}
+use crate::{
+    bench_common::splice,
+    cargo::{build_release, target_dir, workspace_root},
+    setup,
+    util::run,
+    vm,
+};
 
 /// `cargo xtask run [-- ARGS]`: the live TUI (or any kvmprof subcommand).
 pub fn run_kvmprof(args: &[String]) -> Result<()> {
@@ -196,7 +157,7 @@ pub fn bench() -> Result<()> {
     );
     let path = root.join("BENCHMARKS.md");
     let doc = std::fs::read_to_string(&path).unwrap_or_else(|_| "# kvmprof benchmarks\n\n".into());
-    std::fs::write(&path, crate::bench_vm::splice(&doc, HOST_HEADING, &section))?;
+    std::fs::write(&path, splice(&doc, HOST_HEADING, &section))?;
     eprintln!("xtask: wrote BENCHMARKS.md");
     Ok(())
 }
