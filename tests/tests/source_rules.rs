@@ -83,3 +83,36 @@ fn no_two_files_import_each_other() {
         found.join("\n")
     );
 }
+
+/// Tests install nothing: the tools they run come from `cargo xtask setup` (xtask/src/
+/// test_tools.rs), and a missing one fails its test with a message naming that command.
+#[test]
+fn tests_install_no_tools() {
+    let mut files = Vec::new();
+    for dir in ["tests/tests", "tests/src", "profiler/tests", "profiler/src"] {
+        rs_files(&workspace().join(dir), &mut files);
+    }
+    let installers = [
+        "\"apt-get\"",
+        "\"apt\"",
+        "\"pip\"",
+        "\"pip3\"",
+        "\"-m\", \"pip\"",
+    ];
+    let found: Vec<String> = files
+        .iter()
+        .flat_map(|f| {
+            let text = std::fs::read_to_string(f).expect("read");
+            text.lines()
+                .enumerate()
+                .filter(|(_, l)| installers.iter().any(|i| l.contains(i)))
+                .map(|(n, l)| format!("{}:{}: {}", f.display(), n + 1, l.trim()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        found.is_empty(),
+        "tests that install tools:\n{}",
+        found.join("\n")
+    );
+}

@@ -24,6 +24,7 @@ pub fn run_kvmprof(args: &[String]) -> Result<()> {
 /// `cargo xtask test`: style, lints, pure + privileged tests, then the real-KVM test.
 pub fn test(skip_vm: bool) -> Result<()> {
     let env = setup::setup()?;
+    crate::test_tools::ensure()?;
     let root = workspace_root();
     run(env
         .command("cargo")
