@@ -34,10 +34,6 @@ pub struct Global {
     /// Run even if another kvmprof is already profiling this host.
     #[arg(long, global = true)]
     pub allow_concurrent: bool,
-    /// Benchmark baseline (cargo xtask bench-vm): attach field-reading empty programs to
-    /// kvm_exit/kvm_entry instead of the profiler, to measure the cost above them.
-    #[arg(long, global = true, hide = true)]
-    pub empty_probes: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -294,28 +290,20 @@ pub struct ExerciseArgs {
     pub identity: Vec<String>,
 }
 
-/// "1s", "500ms", "2.5s", "1m", "1h", or plain seconds.
+/// A duration in jiff's friendly format ("500ms", "2.5s", "1.5m", "1h", "1m30s", "2 hours"),
+/// or plain seconds ("3", "0.5").
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        (s, 1.0)
+    let bad = || format!("`{s}` is not a duration: use e.g. 500ms, 2s, 1.5m, 1h");
+    let d = match s.parse::<f64>() {
+        Ok(secs) if secs.is_nan() => return Err(bad()),
+        Ok(secs) => jiff::SignedDuration::try_from_secs_f64(secs).map_err(|_| bad())?,
+        Err(_) => s.parse::<jiff::SignedDuration>().map_err(|_| bad())?,
     };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration: use e.g. 500ms, 2s, 1.5m, 1h"))?;
-    if !v.is_finite() || v < 0.0 {
+    if d.is_negative() {
         return Err(format!("`{s}` is not a duration: it must be positive"));
     }
-    Ok(Duration::from_secs_f64(v * mult))
+    Duration::try_from(d).map_err(|_| bad())
 }
 
 #[cfg(test)]
@@ -337,7 +325,21 @@ mod tests {
         assert!(parse_duration("fast")
             .unwrap_err()
             .contains("not a duration"));
-        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("-1s")
+            .unwrap_err()
+            .contains("it must be positive"));
+        assert!(parse_duration("inf").is_err());
+        assert!(parse_duration("1e30").is_err());
+    }
+
+    /// Compound durations, which jiff's format adds to the forms above.
+    #[test]
+    fn compound_durations() {
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h 5m"), Ok(Duration::from_secs(3900)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("0ms"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("2 hours"), Ok(Duration::from_secs(7200)));
     }
 
     #[test]

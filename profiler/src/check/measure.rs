@@ -8,28 +8,12 @@
 //! window is UNDER-estimated by up to interval / w. Handling time counts in the interval in
 //! which the exit completed (its kvm_entry).
 
+use super::outcome::{Measured, Outcome};
 use super::{thresholds::resolve_reason, Kind, Planned};
 use crate::{
     decode::ExitNames,
     model::{Row, VcpuView, View, VmView},
 };
-
-/// A measured value and what it is made of.
-#[derive(Debug, Default)]
-pub(crate) struct Measured {
-    pub value: f64,
-    pub worst_vcpu: Option<u32>,
-    pub worst_reason: Option<String>,
-    pub detail: String,
-}
-
-pub(crate) enum Outcome {
-    Value(Measured),
-    /// Nothing to measure (e.g. a latency limit on a reason that never happened).
-    Skip(String),
-    /// Could not measure.
-    Error(String),
-}
 
 /// Highest `value / duration` over windows of `window_s`; (rate, start offset s, approximate).
 pub(crate) fn windowed_max(items: &[(f64, f64)], window_s: f64) -> Option<(f64, f64, bool)> {

@@ -7,6 +7,7 @@
 //! name, no exits seen, source error, advice missing).
 
 mod measure;
+mod outcome;
 mod plan;
 mod render;
 #[cfg(test)]
@@ -25,7 +26,7 @@ use crate::{
     decode::ExitNames,
     model::{View, VmSelector, VmView},
 };
-use measure::Outcome;
+use outcome::{Measured, Outcome};
 pub(crate) use plan::{plan, Kind, Planned};
 
 /// The example thresholds file (also `profiler/src/check/example.toml`).
@@ -244,7 +245,7 @@ fn check_one(
         } else {
             Status::Fail
         };
-        let m = measure::Measured {
+        let m = Measured {
             value: hits.len() as f64,
             worst_reason: hits.first().map(|h| h.rule.clone()),
             detail: hits

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use profiler_common::ev;
 
 use super::{
-    perf_table::{footer, header, Event, SortBy, NAME_WIDTH},
+    perf_layout::{footer, header, Event, SortBy, NAME_WIDTH},
     printf::{alt_hex, f, s},
     rows::pct,
     ReportError,

@@ -13,9 +13,11 @@ mod import_names;
 pub mod json;
 mod kvmexit;
 pub mod perf_import;
+mod perf_layout;
 mod perf_lex;
 mod perf_parse;
 mod perf_paste;
+mod perf_rows;
 pub mod perf_table;
 mod printf;
 mod rows;
@@ -40,7 +42,8 @@ use std::path::Path;
 pub use diff::{diff, diff_with, Diff, DiffOptions};
 pub use evidence::Evidence;
 pub use perf_import::{import, ImportError, ImportWarning, PerfImport};
-pub use perf_table::{render as perf_table, Event, SortBy, TableOptions};
+pub use perf_layout::{Event, SortBy};
+pub use perf_table::{render as perf_table, TableOptions};
 
 use crate::{
     decode::ExitNames,

@@ -31,6 +31,8 @@
 mod bytes;
 mod codec;
 mod crc_range;
+mod cursor;
+mod delta;
 mod entropy;
 mod frame;
 mod keys;

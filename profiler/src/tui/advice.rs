@@ -10,7 +10,7 @@ use ratatui::{
     widgets::{Block, Borders, Cell, Paragraph, Row as TRow, Widget, Wrap},
 };
 
-use super::{draw::centered, fmt, screens, App, Item, Level, Screen};
+use super::{fmt, screens, widgets::centered, App, Item, Level, Screen};
 use crate::advice::{analyze, Finding, HostFacts, Input, Report, Severity, VmReport};
 use crate::text::printable;
 

@@ -6,10 +6,10 @@ use ratatui::{
     layout::{Constraint, Layout, Rect},
     style::{Color, Style, Stylize},
     text::{Line, Span},
-    widgets::{Block, Clear, Paragraph, Widget, Wrap},
+    widgets::{Block, Clear, Paragraph, Widget},
 };
 
-use super::{advice, fmt, screens, App, Screen};
+use super::{advice, fmt, screens, widgets::centered, App, Screen};
 use crate::text::{is_unsafe, printable};
 
 const KEYS: &[(&str, &str)] = &[
@@ -209,22 +209,6 @@ impl App {
         spans.push(Span::from("? help").dark_gray());
         Line::from(spans).render(area, buf);
     }
-}
-
-/// A message in the middle of `area`.
-pub(super) fn centered(msg: impl Into<String>, area: Rect, buf: &mut Buffer) {
-    let msg: String = msg.into();
-    let lines = msg.lines().count() as u16;
-    let [_, mid, _] = Layout::vertical([
-        Constraint::Fill(1),
-        Constraint::Length(lines + 1),
-        Constraint::Fill(1),
-    ])
-    .areas(area);
-    Paragraph::new(msg)
-        .centered()
-        .wrap(Wrap { trim: true })
-        .render(mid, buf);
 }
 
 fn help(area: Rect, buf: &mut Buffer) {

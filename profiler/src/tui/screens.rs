@@ -12,7 +12,7 @@ use ratatui::{
     },
 };
 
-use super::{draw::centered, fmt, App, Screen};
+use super::{fmt, widgets::centered, App, Screen};
 use crate::{model::Row, text::printable};
 
 pub(super) use super::hist::histogram;
