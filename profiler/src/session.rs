@@ -67,7 +67,6 @@ fn open_probe(g: &Global) -> anyhow::Result<LiveSource> {
         tracefs: g.tracefs.clone(),
         max_keys: g.max_keys,
         allow_concurrent: g.allow_concurrent,
-        empty_probes: g.empty_probes,
         ..Default::default()
     };
     let (src, warnings) = LiveSource::open(&opts)?;

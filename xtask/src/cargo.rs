@@ -37,6 +37,12 @@ pub fn build_release(env: &setup::Env) -> Result<PathBuf> {
 /// Build `kvmprof-empty` (the bench-vm baseline, tests/src/bin/kvmprof-empty.rs) with the eBPF
 /// test object and return its path.
 pub fn build_empty_baseline(env: &setup::Env) -> Result<PathBuf> {
+    build_test_bin(env, "kvmprof-empty")
+}
+
+/// Build one release binary of the tests crate with the eBPF test object (the benchmarks'
+/// programs) and return its path.
+pub fn build_test_bin(env: &setup::Env, bin: &str) -> Result<PathBuf> {
     run(env.command("cargo").current_dir(workspace_root()).args([
         "build",
         "--release",
@@ -45,7 +51,7 @@ pub fn build_empty_baseline(env: &setup::Env) -> Result<PathBuf> {
         "--features",
         "kvmprof/ebpf-test",
         "--bin",
-        "kvmprof-empty",
+        bin,
     ]))?;
-    Ok(target_dir().join("release/kvmprof-empty"))
+    Ok(target_dir().join("release").join(bin))
 }

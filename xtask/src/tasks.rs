@@ -120,19 +120,8 @@ const HOST_HEADING: &str =
 pub fn bench() -> Result<()> {
     let env = setup::setup()?;
     let root = workspace_root();
-    run(env.command("cargo").current_dir(&root).args([
-        "build",
-        "--release",
-        "-p",
-        "kvmprof-tests",
-        "--features",
-        "kvmprof/ebpf-test",
-        "--bin",
-        "kvmprof-bench",
-    ]))?;
-    let mut out = crate::util::cmd_output(&mut std::process::Command::new(
-        target_dir().join("release/kvmprof-bench"),
-    ))?;
+    let bench = crate::cargo::build_test_bin(&env, "kvmprof-bench")?;
+    let mut out = crate::util::cmd_output(&mut std::process::Command::new(bench))?;
     // 5. Recording size per VM-hour (the sessions issue's benchmark).
     let size = crate::util::cmd_output(env.command("cargo").current_dir(&root).args([
         "run",
