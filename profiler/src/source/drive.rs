@@ -1,5 +1,5 @@
 //! The one sampling loop of the headless commands: sample every interval until a duration
-//! passes or SIGINT/SIGTERM arrives, with one signal handler registered before the first wait.
+//! passes or a stop signal (SIGINT, SIGTERM, SIGHUP) arrives.
 
 use std::time::Duration;
 
@@ -31,14 +31,13 @@ pub fn drive(
     interval: Duration,
     each: &mut dyn FnMut(&Sample) -> anyhow::Result<()>,
 ) -> anyhow::Result<Sample> {
-    use tokio::signal::unix::{signal, SignalKind};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
-        // Registered once, before the first wait, so no signal falls between two waits.
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut term = signal(SignalKind::terminate())?;
+        // Registered once, at the first wait, so no signal falls between two waits.
+        let stop_signal = super::first_stop_signal();
+        tokio::pin!(stop_signal);
         let end = match stop {
             Stop::After(d) => Some(tokio::time::Instant::now() + d),
             Stop::OnSignal => None,
@@ -51,8 +50,10 @@ pub fn drive(
             });
             let signalled = tokio::select! {
                 _ = tokio::time::sleep(step) => false,
-                _ = int.recv() => true,
-                _ = term.recv() => true,
+                r = &mut stop_signal => {
+                    r?;
+                    true
+                }
             };
             let mut s = src.sample()?.context("the source ended")?;
             each(&s)?;

@@ -4,8 +4,10 @@
 mod drive;
 pub mod live;
 pub mod replay;
+mod signals;
 
 pub use drive::{drive, Stop};
+pub use signals::first_stop_signal;
 
 use crate::{decode::ExitNames, sample::Sample, store::Header};
 
