@@ -128,11 +128,7 @@ impl Session {
             return Ok(Session::perf(path)?);
         }
         if let Some(path) = &input.file {
-            return if is_recording(path)? {
-                Ok(Session::recording(path)?)
-            } else {
-                Ok(Session::perf(path)?)
-            };
+            return Session::file(path);
         }
         if input.duration.is_none() && !input.until_signal {
             bail!("say what to {verb}: a FILE, --from-perf FILE, --duration 10s, or --until-signal (stop with Ctrl-C)");
@@ -158,17 +154,18 @@ impl Session {
         })
     }
 
-    /// A recording or a perf text file, whichever `path` holds (regular files only).
+    /// A recording or a perf text file, whichever `path` holds (regular files only; the
+    /// file is opened once and read as a recording when its bytes say so).
     pub fn file(path: &Path) -> anyhow::Result<Session> {
-        if is_recording(path)? {
-            Session::recording(path)
-        } else {
-            Ok(Session::perf(path)?)
+        let wanted = "give the path of a .kvmprof recording or of perf kvm stat report text";
+        let file = crate::store::open_regular(path, wanted)?;
+        let recording = crate::store::is_recording(path, &file)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        if !recording {
+            drop(file);
+            return Ok(Session::perf(path)?);
         }
-    }
-
-    fn recording(path: &Path) -> anyhow::Result<Session> {
-        let rec = Recording::open(path)?;
+        let rec = Recording::from_file(path, file)?;
         if rec.is_empty() {
             return Err(rec.no_samples().into());
         }
@@ -304,16 +301,68 @@ fn collect(
     })
 }
 
-/// Whether `path` is to be read as a recording (see `store::is_recording`); refuses anything
-/// but a regular file.
-fn is_recording(path: &Path) -> anyhow::Result<bool> {
-    let wanted = "give the path of a .kvmprof recording or of perf kvm stat report text";
-    let file = crate::store::open_regular(path, wanted)?;
-    crate::store::is_recording(path, &file)
-        .with_context(|| format!("{}: cannot read", path.display()))
-}
-
 /// One warning line on stderr, escaped (it may quote a file's text or a VM name).
 pub fn warn(w: &str) {
     eprintln!("kvmprof: warning: {}", printable(w));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample::{Key, Stat};
+
+    /// A FILE is sniffed once: a recording reads from its first sample to its last with the
+    /// recorder's names; anything else is perf text, whose errors name the file and line.
+    #[test]
+    fn file_sniffs_recordings_and_perf_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let txt = dir.path().join("perf.txt");
+        std::fs::write(
+            &txt,
+            "Analyze events for all VMs, all VCPUs:\n\n             VM-EXIT    Samples  Samples%     Time%    Min Time    Max Time         Avg time\n\n                 npf     100    100.00%   100.00%      1.00us      3.00us      2.00us ( +-   1.00% )\n\nTotal Samples:100, Total events handled time:200.00us.\n",
+        )
+        .unwrap();
+        let d = Session::file(&txt).unwrap().data().unwrap();
+        assert_eq!(d.view.vms[0].reasons[0].name, "npf");
+        assert!(!d.has_hist);
+
+        let bad = dir.path().join("bad.txt");
+        std::fs::write(&bad, "VM-EXIT Samples Samples% Time%\nnpf 1x 1% 1%\n").unwrap();
+        let e = format!("{:#}", Session::file(&bad).err().unwrap());
+        assert!(
+            e.starts_with(&format!("{}: line 2: ", bad.display())),
+            "{e}"
+        );
+
+        let rec = dir.path().join("s.kvmprof");
+        let header = crate::store::Header {
+            names: ExitNames::builtin(),
+            ..Default::default()
+        };
+        let mut w = crate::store::Recorder::create(&rec, &header).unwrap();
+        for (secs, n) in [(10, 5), (12, 25)] {
+            let mut s = Sample {
+                mono_ns: secs * 1_000_000_000,
+                ..Default::default()
+            };
+            let mut st = Stat::default();
+            st.record(1_000, n);
+            let k = Key {
+                tgid: 9,
+                vcpu: 0,
+                isa: profiler_common::ISA_VMX,
+                reason: 10,
+            };
+            s.stats.insert(k, st);
+            w.append(&s).unwrap();
+        }
+        w.finish().unwrap();
+        let session = Session::file(&rec).unwrap();
+        let d = session.data().unwrap();
+        assert!(d.has_hist);
+        assert_eq!(d.view.duration_s, 2.0);
+        let r = &d.view.vms[0].reasons[0];
+        assert_eq!((r.name.as_str(), r.count), ("CPUID", 20));
+        assert_eq!(session.series().unwrap().len(), 2);
+    }
 }

@@ -10,6 +10,7 @@ use anyhow::{bail, ensure, Context, Result};
 use kvmprof::{
     model::VmSelector,
     report::{self, Data},
+    session::Session,
     source::{replay::ReplaySource, Source},
     store::Recording,
 };
@@ -79,8 +80,8 @@ fn check(dir: &Path) -> Result<()> {
     );
 
     // Report: A's counts equal the guest kernel's hist trigger for the same run.
-    let a = report::load(&a_path)?;
-    let b = report::load(&b_path)?;
+    let a = Session::file(&a_path)?.data()?;
+    let b = Session::file(&b_path)?.data()?;
     let a_counts = counts(&a, "kvmprof-exerciser")?;
     let b_counts = counts(&b, "kvmprof-exerciser-b")?;
     for (name, got, hist) in [

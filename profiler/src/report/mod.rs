@@ -158,23 +158,3 @@ pub fn import_perf_file(path: &Path) -> Result<(String, PerfImport), ReportError
     let imp = import(&crate::text_file::read(path, PERF_TEXT)?).map_err(|e| e.in_file(&shown))?;
     Ok((shown, imp))
 }
-
-/// Opens a kvmprof recording or a perf text report, whichever `path` holds (regular files
-/// only; anything binary or named `.kvmprof` is read as a recording).
-pub fn load(path: &Path) -> Result<Data, ReportError> {
-    let shown = path.display().to_string();
-    let io = |cause| ReportError::Io {
-        path: shown.clone(),
-        cause,
-    };
-    let wanted = "give the path of a .kvmprof recording or of perf kvm stat report text";
-    let file = crate::store::open_regular(path, wanted)?;
-    if crate::store::is_recording(path, &file).map_err(io)? {
-        let rec = Recording::from_file(path, file)?;
-        let mut d = Data::from_recording(&rec)?;
-        d.warnings = rec.warnings().to_vec();
-        return Ok(d);
-    }
-    drop(file);
-    Data::from_perf_text(&crate::text_file::read(path, PERF_TEXT)?, &shown)
-}
