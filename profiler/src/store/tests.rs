@@ -554,3 +554,20 @@ fn format_1_recordings_still_read() {
         assert_eq!(&r.sample(i).unwrap(), w, "sample {i}");
     }
 }
+
+/// A format-2 recording (written before the per-VM CPU times, from `Gen::new(1, 2, 3)`, key
+/// frames every 5) still replays sample for sample, with no CPU times.
+#[test]
+fn format_2_recordings_still_read() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/fixtures/v2.kvmprof");
+    let data = std::fs::read(&path).unwrap();
+    assert_eq!(u32::from_le_bytes(data[8..12].try_into().unwrap()), 2);
+    let r = Recording::open(&path).unwrap();
+    assert!(r.warnings().is_empty(), "{:?}", r.warnings());
+    let mut g = Gen::new(1, 2, 3);
+    let want: Vec<Sample> = (0..12).map(|_| g.next()).collect();
+    assert_eq!(r.len(), want.len());
+    for (i, w) in want.iter().enumerate() {
+        assert_eq!(&r.sample(i).unwrap(), w, "sample {i}");
+    }
+}
