@@ -5,14 +5,18 @@
 //! tests): fields only used by the TUI are `#[serde(skip)]` so the schema stays exact.
 
 mod compute;
+mod cpu;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_cpu;
 
 use serde::Serialize;
 
 use crate::sample::Hist;
 
 pub use compute::{compute, compute_elapsed, set_shares};
+pub use cpu::host_cpu;
 
 /// Everything shown for one span between two samples.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -82,6 +86,22 @@ pub struct VmView {
     pub vcpus: Vec<VcpuView>,
     /// Returns of KVM_RUN to the VMM (isa 0x100), aggregated over threads.
     pub userspace: Vec<Row>,
+    /// The host CPU the VM's process used over the span; null when either sample lacks it
+    /// (perf imports, recordings before format 3, a span "since attach").
+    pub host_cpu: Option<HostCpu>,
+}
+
+/// Host CPU of one VM process over a span, in % of one core (a busy 4-vCPU VM can reach 400).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct HostCpu {
+    /// All the VM's threads.
+    pub total_pct: f64,
+    /// Its vCPU threads: guest time, in-kernel exit handling and what the VMM emulates on
+    /// those threads. Null when the vCPU threads are not known or changed over the span.
+    pub vcpu_pct: Option<f64>,
+    /// The rest, the VMM's other threads (main loop and its timers, I/O threads): where
+    /// device emulation that is not a vCPU's exit shows up.
+    pub vmm_pct: Option<f64>,
 }
 
 impl VmView {

@@ -1,0 +1,32 @@
+//! Host CPU per VM over a span, from the two samples' cumulative CPU times.
+
+use super::HostCpu;
+use crate::sample::Sample;
+
+/// `pid`'s CPU use between `older` and `newer` in % of one core, over their monotonic span.
+/// None when either sample lacks the VM's times, the span is empty, or the pid now belongs to
+/// another process (or the times went backwards: the same).
+pub fn host_cpu(older: &Sample, newer: &Sample, pid: u32) -> Option<HostCpu> {
+    let (o, n) = (older.vm_cpu.get(&pid)?, newer.vm_cpu.get(&pid)?);
+    if older.mono_ns == 0 || newer.reused_pids(older).contains(&pid) {
+        return None;
+    }
+    let span = newer
+        .mono_ns
+        .checked_sub(older.mono_ns)
+        .filter(|&s| s > 0)? as f64;
+    let total = n.total_ns.checked_sub(o.total_ns)?;
+    let pct = |ns: u64| ns as f64 / span * 100.0;
+    // The vCPU part only when the same number of vCPU threads was read both times (a thread
+    // that came or went would count its whole life or drop out). /proc rounds each thread to
+    // ticks separately, so the part is kept within the total.
+    let vcpu = (n.vcpu_threads > 0 && n.vcpu_threads == o.vcpu_threads)
+        .then(|| n.vcpu_ns.checked_sub(o.vcpu_ns))
+        .flatten()
+        .map(|v| v.min(total));
+    Some(HostCpu {
+        total_pct: pct(total),
+        vcpu_pct: vcpu.map(pct),
+        vmm_pct: vcpu.map(|v| pct(total - v)),
+    })
+}
