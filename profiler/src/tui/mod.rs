@@ -19,6 +19,7 @@ mod tests_advice;
 mod tests_names;
 #[cfg(test)]
 mod tests_session;
+mod user;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;

@@ -7,8 +7,8 @@ use ratatui::{
     style::{Style, Stylize},
     text::{Line, Span},
     widgets::{
-        Block, Borders, Cell, HighlightSpacing, Paragraph, Row as TRow, StatefulWidget, Table,
-        TableState, Widget, Wrap,
+        Block, Borders, Cell, HighlightSpacing, Row as TRow, StatefulWidget, Table, TableState,
+        Widget,
     },
 };
 
@@ -16,13 +16,11 @@ use super::{draw::centered, fmt, App, Screen};
 use crate::{model::Row, text::printable};
 
 pub(super) use super::hist::histogram;
+use super::user::{userspace_only, userspace_table};
 
 const NO_EXITS: &str = "No KVM exits seen yet. Start a VM, or run `kvmprof demo` to start a tiny \
 built-in guest.";
-const USER_ONLY: &str = "Only returns to the VMM are visible: this host's KVM backend emits no \
-kvm_exit events (e.g. software PVM), so in-kernel exit handling cannot be timed.";
-
-fn r(s: String) -> Cell<'static> {
+pub(super) fn r(s: String) -> Cell<'static> {
     Cell::from(Line::from(s).right_aligned())
 }
 
@@ -31,7 +29,7 @@ pub(super) fn shown(name: &str) -> String {
     printable(name).into_owned()
 }
 
-fn section(title: String) -> Block<'static> {
+pub(super) fn section(title: String) -> Block<'static> {
     Block::new().borders(Borders::TOP).title(title).bold()
 }
 
@@ -63,7 +61,7 @@ pub(super) fn render_table(t: Table, sel: Option<usize>, area: Rect, buf: &mut B
     StatefulWidget::render(t, area, buf, &mut st);
 }
 
-fn opt_dur(r: &Row, ns: u64) -> String {
+pub(super) fn opt_dur(r: &Row, ns: u64) -> String {
     if r.timed == 0 {
         "-".into()
     } else {
@@ -327,74 +325,4 @@ fn exit_table(
         area,
         buf,
     );
-}
-
-fn userspace_table(rows: &[Row], area: Rect, buf: &mut Buffer) {
-    let rows: Vec<TRow> = rows.iter().map(user_cells).map(TRow::new).collect();
-    let t = table(rows, user_widths(), &USER_HEAD).block(section(
-        " returns to VMM (time until the next KVM_RUN) ".into(),
-    ));
-    render_table(t, None, area, buf);
-}
-
-const USER_HEAD: [&str; 6] = ["Reason", "Count", "Rate/s", "In VMM", "Avg", "Max"];
-
-fn user_widths() -> Vec<Constraint> {
-    vec![
-        Constraint::Fill(1),
-        Constraint::Length(7),
-        Constraint::Length(7),
-        Constraint::Length(7),
-        Constraint::Length(6),
-        Constraint::Length(6),
-    ]
-}
-
-fn user_cells(x: &Row) -> Vec<Cell<'static>> {
-    vec![
-        Cell::from(shown(&x.name)),
-        r(fmt::count(x.count)),
-        r(fmt::rate(x.rate_per_s)),
-        r(opt_dur(x, x.total_ns)),
-        r(if x.timed == 0 {
-            "-".into()
-        } else {
-            fmt::durf(x.mean_ns)
-        }),
-        r(opt_dur(x, x.max_ns)),
-    ]
-}
-
-/// Hosts whose KVM backend never emits kvm_exit: show what is visible, and say why.
-fn userspace_only(app: &App, area: Rect, buf: &mut Buffer) {
-    let [note, rest] = Layout::vertical([Constraint::Length(3), Constraint::Fill(1)]).areas(area);
-    Paragraph::new(USER_ONLY)
-        .yellow()
-        .wrap(Wrap { trim: true })
-        .block(
-            Block::new()
-                .borders(Borders::TOP)
-                .title(" no kvm_exit seen "),
-        )
-        .render(note, buf);
-    let mut rows = Vec::new();
-    for vm in app.vms() {
-        let (user, _) = app.ordered(&vm.userspace, &vm.name);
-        if user.is_empty() {
-            continue;
-        }
-        rows.push(TRow::new(vec![Cell::from(Line::from(vec![
-            Span::from(shown(&vm.name)).bold(),
-            Span::from(format!("  pid {}", vm.pid)),
-        ]))]));
-        rows.extend(user.iter().map(|x| {
-            let mut cells = user_cells(x);
-            cells[0] = Cell::from(format!("  {}", printable(&x.name)));
-            TRow::new(cells)
-        }));
-    }
-    let mut head = USER_HEAD;
-    head[0] = "VM / reason";
-    let t = table(rows, user_widths(), &head).block(section(" returns to VMM per VM ".into()));
-    render_table(t, None, rest, buf);
 }
