@@ -66,6 +66,15 @@ pub fn pct(p: f64) -> String {
     }
 }
 
+/// % of one core: one decimal below 100, whole above (a busy VM can use several cores).
+pub fn cpu(p: f64) -> String {
+    if p < 99.95 {
+        format!("{p:.1}")
+    } else {
+        format!("{p:.0}")
+    }
+}
+
 /// Seconds for the header: 0.25s, 1s, 2m05s, 1h02m.
 pub fn secs(s: f64) -> String {
     if s < 10.0 && s.fract() != 0.0 {

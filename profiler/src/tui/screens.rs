@@ -7,13 +7,16 @@ use ratatui::{
     style::{Style, Stylize},
     text::{Line, Span},
     widgets::{
-        Block, Borders, Cell, HighlightSpacing, Row as TRow, StatefulWidget, Table, TableState,
-        Widget,
+        Block, Borders, Cell, HighlightSpacing, Paragraph, Row as TRow, StatefulWidget, Table,
+        TableState, Widget,
     },
 };
 
 use super::{draw::centered, fmt, App, Screen};
-use crate::{model::Row, text::printable};
+use crate::{
+    model::{HostCpu, Row, VmView},
+    text::printable,
+};
 
 pub(super) use super::hist::histogram;
 use super::user::{userspace_only, userspace_table};
@@ -82,43 +85,112 @@ pub(super) fn vm_list(app: &App, area: Rect, buf: &mut Buffer) {
     }
     let vms = app.vms();
     let items = app.items(Screen::Vms);
+    // Host CPU always; its VMM part (the threads that are not vCPUs) where there is room.
+    let split = area.width >= 100;
     let rows = vms
         .iter()
         .map(|v| {
             let top = v.top_reason().map_or("-".into(), |r| shown(&r.name));
             let p99 = v.worst_p99_ns();
-            TRow::new(vec![
+            let cpu = v.host_cpu;
+            let mut cells = vec![
                 Cell::from(shown(&v.name)),
                 r(v.pid.to_string()),
                 r(v.vcpu_count().to_string()),
                 r(fmt::rate(v.exits_per_s)),
                 r(fmt::pct(v.overhead_pct)),
+                r(cpu.map_or("-".into(), |c| fmt::cpu(c.total_pct))),
+                r(cpu.and_then(|c| c.vmm_pct).map_or("-".into(), fmt::cpu)),
                 Cell::from(format!(" {top}")),
                 r(if p99 == 0 { "-".into() } else { fmt::dur(p99) }),
-            ])
+            ];
+            if !split {
+                cells.remove(6);
+            }
+            TRow::new(cells)
         })
         .collect();
-    let widths = vec![
+    let mut widths = vec![
         Constraint::Fill(1),
-        Constraint::Length(8),
+        Constraint::Length(7),
         Constraint::Length(5),
-        Constraint::Length(8),
+        Constraint::Length(7),
         Constraint::Length(6),
-        Constraint::Length(20),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(18),
         Constraint::Length(9),
     ];
-    let head = [
+    let mut head = vec![
         "VM",
         "PID",
         "vCPUs",
         "Exits/s",
         "Ovh%",
+        "CPU%",
+        "VMM%",
         " Top reason",
         "Worst p99",
     ];
+    if !split {
+        widths.remove(6);
+        head.remove(6);
+    }
     let title = format!(" VMs ({}) · Enter: exit table ", vms.len());
     let t = table(rows, widths, &head).block(section(title));
     render_table(t, Some(app.cursor(&items)), area, buf);
+}
+
+/// "host CPU 34.0% (vCPU 30.0 + VMM 4.0)"; empty when unknown.
+fn host_cpu(c: Option<HostCpu>) -> String {
+    let Some(c) = c else {
+        return String::new();
+    };
+    let split = match (c.vcpu_pct, c.vmm_pct) {
+        (Some(v), Some(o)) => format!(" (vCPU {} + VMM {})", fmt::cpu(v), fmt::cpu(o)),
+        _ => String::new(),
+    };
+    format!("host CPU {}%{split}", fmt::cpu(c.total_pct))
+}
+
+/// The VM's header: one line, or two when the host CPU does not fit on the first. The uuid
+/// goes last: on a narrow terminal it is what gets cut.
+fn summary(vm: &VmView, width: u16) -> Vec<Line<'static>> {
+    let name = format!(" {}", printable(&vm.name));
+    let facts = format!(
+        " pid {} · {} vCPUs · {} exits/s · overhead {}% · {} in flight",
+        vm.pid,
+        vm.vcpu_count(),
+        fmt::rate(vm.exits_per_s),
+        fmt::pct(vm.overhead_pct),
+        vm.in_flight(),
+    );
+    let mut cpu = host_cpu(vm.host_cpu);
+    let uuid = vm.uuid.as_deref().map(|u| format!(" · {}", printable(u)));
+    let (uuid, mut second) = (uuid.unwrap_or_default(), None);
+    if !cpu.is_empty() {
+        let len = [&name, &facts, &cpu]
+            .map(|s| s.chars().count())
+            .iter()
+            .sum::<usize>()
+            + 3;
+        if len <= width as usize {
+            cpu.insert_str(0, " · ");
+        } else {
+            second = Some(Line::from(format!(" {cpu}{uuid}")));
+            cpu.clear();
+        }
+    }
+    let uuid = if second.is_some() {
+        String::new()
+    } else {
+        uuid
+    };
+    let first = Line::from(vec![
+        Span::from(name).bold(),
+        Span::from(format!("{facts}{cpu}{uuid}")),
+    ]);
+    std::iter::once(first).chain(second).collect()
 }
 
 /// Screen 2: the VM's exit table, its returns to the VMM, and its vCPUs.
@@ -138,29 +210,15 @@ pub(super) fn vm_detail(app: &App, pid: u32, area: Rect, buf: &mut Buffer) {
         (user.len() as u16 + 2).min(6)
     };
     let vcpu_h = (vm.vcpus.len() as u16 + 2).min(area.height / 3);
+    let summary_lines = summary(vm, area.width);
     let [summary, exits, users, vcpus] = Layout::vertical([
-        Constraint::Length(1),
+        Constraint::Length(summary_lines.len() as u16),
         Constraint::Fill(1),
         Constraint::Length(user_h),
         Constraint::Length(vcpu_h),
     ])
     .areas(area);
-
-    // The uuid goes last: on a narrow terminal it is what gets cut.
-    let uuid = vm.uuid.as_deref().map(|u| format!(" · {}", printable(u)));
-    Line::from(vec![
-        Span::from(format!(" {}", printable(&vm.name))).bold(),
-        Span::from(format!(
-            " pid {} · {} vCPUs · {} exits/s · overhead {}% · {} in flight{}",
-            vm.pid,
-            vm.vcpu_count(),
-            fmt::rate(vm.exits_per_s),
-            fmt::pct(vm.overhead_pct),
-            vm.in_flight(),
-            uuid.unwrap_or_default()
-        )),
-    ])
-    .render(summary, buf);
+    Paragraph::new(summary_lines).render(summary, buf);
 
     let sel = (cur < n_reasons).then_some(cur);
     let title = format!(" VM-EXIT · {} · Enter: histogram ", printable(&vm.name));
