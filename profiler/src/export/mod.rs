@@ -12,6 +12,10 @@
 //! - `kvmprof_exit_busy_seconds_total{vm,pid}`: non-HLT handling time; overhead % =
 //!   `100 * rate(kvmprof_exit_busy_seconds_total[1m]) / kvmprof_vcpus`.
 //! - `kvmprof_vcpus{vm,pid}`: vCPUs seen.
+//! - `kvmprof_vm_cpu_seconds_total{vm,pid,threads}`: host CPU time of the VM process from
+//!   /proc, `threads="vcpu"` (its vCPU threads) or `"other"` (the VMM's other threads: main
+//!   loop, timers, I/O), and `"unknown"` for spans where the vCPU threads were not known; % of
+//!   a core = `100 * rate(...[1m])` summed over `threads`.
 //! - `kvmprof_userspace_exits_total{vm,pid,reason}`: returns of KVM_RUN to the VMM.
 //! - `kvmprof_probe_runs_total{program}`, `kvmprof_probe_run_seconds_total{program}`: the eBPF
 //!   programs' own cost (kernel.bpf_stats_enabled).
@@ -29,6 +33,8 @@ mod http;
 mod serve;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_cpu;
 #[cfg(test)]
 mod tests_hostile;
 
@@ -95,7 +101,13 @@ struct VmState {
     userspace: BTreeMap<u32, u64>,
     busy_ns: u64,
     vcpus: BTreeSet<u32>,
+    /// Host CPU of the VM's vCPU threads, of its other threads, and of spans where the split
+    /// was not known, ns; None until a span had CPU times (no series rather than zeros).
+    cpu_ns: Option<[u64; 3]>,
 }
+
+/// `threads` label values of `kvmprof_vm_cpu_seconds_total`, in `VmState::cpu_ns` order.
+const CPU_THREADS: [&str; 3] = ["vcpu", "other", "unknown"];
 
 /// Turns a stream of cumulative samples into exposition text.
 #[derive(Clone, Debug)]
@@ -213,6 +225,16 @@ impl Exporter {
                 }
             }
             st.vcpus.extend(vm.vcpus.iter().map(|v| v.vcpu));
+            if let Some(c) = vm.host_cpu {
+                let acc = st.cpu_ns.get_or_insert_default();
+                match c.vcpu_ns {
+                    Some(v) => {
+                        acc[0] += v;
+                        acc[1] += c.total_ns - v;
+                    }
+                    None => acc[2] += c.total_ns,
+                }
+            }
             for r in &vm.userspace {
                 *st.userspace.entry(r.reason).or_default() += r.count;
             }
@@ -247,6 +269,12 @@ impl Exporter {
             true,
         );
         let mut vcpus = Family::new("kvmprof_vcpus", "vCPUs seen", Gauge, false);
+        let mut cpu = Family::new(
+            "kvmprof_vm_cpu",
+            "Host CPU time of the VM's threads (from /proc): vCPU threads, the VMM's other threads",
+            Counter,
+            true,
+        );
         let mut user = Family::new(
             "kvmprof_userspace_exits",
             "Returns of KVM_RUN to the VMM by reason",
@@ -277,6 +305,18 @@ impl Exporter {
             vcpus
                 .series
                 .push((vm_l.clone(), Value::Gauge(st.vcpus.len() as f64)));
+            for (threads, ns) in CPU_THREADS.iter().zip(st.cpu_ns.unwrap_or_default()) {
+                if st.cpu_ns.is_none() {
+                    break;
+                }
+                // "unknown" only once some span could not be split; the others always, so a
+                // rate() over them starts from the VM's first sample.
+                if *threads != "unknown" || ns > 0 {
+                    let mut l = vm_l.clone();
+                    l.extend(labels(&[("threads", threads)]));
+                    cpu.series.push((l, Value::Counter(ns as f64 / 1e9)));
+                }
+            }
             for (r, n) in &st.userspace {
                 let name = self.names.name(profiler_common::ISA_USERSPACE, *r);
                 let mut l = vm_l.clone();
@@ -346,7 +386,7 @@ impl Exporter {
         ts.series
             .push((Vec::new(), Value::Gauge(self.last_wall_ms as f64 / 1e3)));
         vec![
-            exits, hist, busy, vcpus, user, runs, run_s, lost, advice, samples, errors, ts,
+            exits, hist, busy, vcpus, cpu, user, runs, run_s, lost, advice, samples, errors, ts,
         ]
     }
 

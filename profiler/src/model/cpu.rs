@@ -28,5 +28,7 @@ pub fn host_cpu(older: &Sample, newer: &Sample, pid: u32) -> Option<HostCpu> {
         total_pct: pct(total),
         vcpu_pct: vcpu.map(pct),
         vmm_pct: vcpu.map(|v| pct(total - v)),
+        total_ns: total,
+        vcpu_ns: vcpu,
     })
 }

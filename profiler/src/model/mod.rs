@@ -102,6 +102,11 @@ pub struct HostCpu {
     /// The rest, the VMM's other threads (main loop and its timers, I/O threads): where
     /// device emulation that is not a vCPU's exit shows up.
     pub vmm_pct: Option<f64>,
+    /// The CPU time behind `total_pct` and `vcpu_pct`, ns (for counters, e.g. the exporter's).
+    #[serde(skip)]
+    pub total_ns: u64,
+    #[serde(skip)]
+    pub vcpu_ns: Option<u64>,
 }
 
 impl VmView {

@@ -65,6 +65,7 @@ fn percent_of_a_core_split_into_vcpu_threads_and_the_rest() {
     assert!(close(c.total_pct, 34.0), "{c:?}");
     assert!(close(c.vcpu_pct.unwrap(), 30.0), "{c:?}");
     assert!(close(c.vmm_pct.unwrap(), 4.0), "{c:?}");
+    assert_eq!((c.total_ns, c.vcpu_ns), (680 * MS, Some(600 * MS)));
     // A VM with more busy vCPUs than one core.
     let c = shown(
         &at(1_000, Some((0, 0, 4))),
