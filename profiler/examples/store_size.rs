@@ -193,8 +193,8 @@ fn generate() -> (Vec<Sample>, u64, f64) {
         // /proc's 10 ms ticks: each vCPU thread ~30 % of a core with the load, the VMM's other
         // threads a few ticks.
         let tick = 10_000_000;
-        let vcpu: u64 = load.iter().map(|l| (30.0 * l).round() as u64).sum::<u64>()
-            + cpu_rng.u64() % 4;
+        let vcpu: u64 =
+            load.iter().map(|l| (30.0 * l).round() as u64).sum::<u64>() + cpu_rng.u64() % 4;
         let other = 2 + cpu_rng.u64() % 4;
         cpu.vcpu_ns += vcpu * tick;
         cpu.total_ns += (vcpu + other) * tick;

@@ -142,7 +142,7 @@ pub(super) fn vm_list(app: &App, area: Rect, buf: &mut Buffer) {
 }
 
 /// "host CPU 34.0% (vCPU 30.0 + VMM 4.0)"; empty when unknown.
-fn host_cpu(c: Option<HostCpu>) -> String {
+pub(super) fn host_cpu(c: Option<HostCpu>) -> String {
     let Some(c) = c else {
         return String::new();
     };

@@ -344,6 +344,11 @@ fn userspace_only_screen() {
         "{frame}"
     );
     assert!(!frame.contains("No KVM exits seen yet"), "{frame}");
+    // The host CPU is shown here too: on such hosts it is the only cost visible.
+    assert!(
+        frame.contains("    host CPU 35.0% (vCPU 30.0 + VMM 5.0)   "),
+        "{frame}"
+    );
     insta::assert_snapshot!("userspace_only", frame);
 }
 

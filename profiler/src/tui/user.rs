@@ -5,11 +5,11 @@ use ratatui::{
     buffer::Buffer,
     layout::{Constraint, Layout, Rect},
     style::Stylize,
-    text::{Line, Span},
+    text::{Line, Span, Text},
     widgets::{Block, Borders, Cell, Paragraph, Row as TRow, Widget, Wrap},
 };
 
-use super::screens::{opt_dur, r, render_table, section, shown, table};
+use super::screens::{host_cpu, opt_dur, r, render_table, section, shown, table};
 use super::{fmt, App};
 use crate::{model::Row, text::printable};
 
@@ -70,10 +70,17 @@ pub(super) fn userspace_only(app: &App, area: Rect, buf: &mut Buffer) {
         if user.is_empty() {
             continue;
         }
-        rows.push(TRow::new(vec![Cell::from(Line::from(vec![
+        let mut head = vec![Line::from(vec![
             Span::from(shown(&vm.name)).bold(),
             Span::from(format!("  pid {}", vm.pid)),
-        ]))]));
+        ])];
+        // On such hosts the host CPU is the only cost visible: its own line, so it is not cut.
+        let cpu = host_cpu(vm.host_cpu);
+        if !cpu.is_empty() {
+            head.push(Line::from(format!("  {cpu}")).italic());
+        }
+        let height = head.len() as u16;
+        rows.push(TRow::new(vec![Cell::from(Text::from(head))]).height(height));
         rows.extend(user.iter().map(|x| {
             let mut cells = user_cells(x);
             cells[0] = Cell::from(format!("  {}", printable(&x.name)));
