@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use super::{Finding, Report};
-use crate::{model::HostCpu, text::printable};
+use crate::text::printable;
 
 /// Pretty JSON of the report (never fails: the types are plain data).
 pub fn render_json(r: &Report) -> String {
@@ -36,15 +36,6 @@ fn finding(out: &mut String, i: usize, f: &Finding) {
     }
 }
 
-/// "34.0% of a core (vCPU threads 30.0, other VMM threads 4.0)".
-fn host_cpu(c: &HostCpu) -> String {
-    let split = match (c.vcpu_pct, c.vmm_pct) {
-        (Some(v), Some(o)) => format!(" (vCPU threads {v:.1}, other VMM threads {o:.1})"),
-        _ => String::new(),
-    };
-    format!("{:.1}% of a core{split}", c.total_pct)
-}
-
 /// Human-readable report, one block per VM, most important finding first.
 pub fn render_text(r: &Report) -> String {
     let mut out = String::new();
@@ -55,7 +46,7 @@ pub fn render_text(r: &Report) -> String {
         let _ = writeln!(out, "VM {} (pid {})", printable(&vm.name), vm.pid);
         let _ = writeln!(out, "  guest:   {}", printable(&vm.guest));
         if let Some(c) = vm.host_cpu {
-            let _ = writeln!(out, "  host CPU: {}", host_cpu(&c));
+            let _ = writeln!(out, "  host CPU: {}", c.describe());
         }
         if !vm.config.is_empty() {
             let _ = writeln!(out, "  config:  {}", printable(&vm.config.join(",")));

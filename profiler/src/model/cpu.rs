@@ -3,6 +3,17 @@
 use super::HostCpu;
 use crate::sample::Sample;
 
+impl HostCpu {
+    /// "34.0% of a core (vCPU threads 30.0, other VMM threads 4.0)", for text outputs.
+    pub fn describe(&self) -> String {
+        let split = match (self.vcpu_pct, self.vmm_pct) {
+            (Some(v), Some(o)) => format!(" (vCPU threads {v:.1}, other VMM threads {o:.1})"),
+            _ => String::new(),
+        };
+        format!("{:.1}% of a core{split}", self.total_pct)
+    }
+}
+
 /// `pid`'s CPU use between `older` and `newer` in % of one core, over their monotonic span.
 /// None when either sample lacks the VM's times, the span is empty, or the pid now belongs to
 /// another process (or the times went backwards: the same).

@@ -33,7 +33,10 @@ const KEYS: &[(&str, &str)] = &[
     ("Time%", "share of non-HLT handling time"),
     ("HLT", "idle time: listed apart with its own share"),
     ("overhead", "non-HLT handling time per vCPU-second"),
-    ("CPU% VMM%", "host CPU in % of a core: all threads / non-vCPU"),
+    (
+        "CPU% VMM%",
+        "host CPU in % of a core: all threads / non-vCPU",
+    ),
 ];
 
 impl Widget for &App {
