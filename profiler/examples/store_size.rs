@@ -197,6 +197,7 @@ fn generate() -> (Vec<Sample>, u64, f64) {
             load.iter().map(|l| (30.0 * l).round() as u64).sum::<u64>() + cpu_rng.u64() % 4;
         let other = 2 + cpu_rng.u64() % 4;
         cpu.vcpu_ns += vcpu * tick;
+        cpu.guest_ns += vcpu * 2 / 3 * tick;
         cpu.total_ns += (vcpu + other) * tick;
         s.vm_cpu.insert(PID, cpu);
         out.push(s.clone());

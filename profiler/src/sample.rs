@@ -226,6 +226,9 @@ pub struct VmCpu {
     pub total_ns: u64,
     /// The vCPU threads known at this sample, summed.
     pub vcpu_ns: u64,
+    /// Time the process's threads ran a vCPU in guest mode (part of `total_ns`, and of the
+    /// vCPU threads' time). Sampled by the kernel at ticks: a statistical figure.
+    pub guest_ns: u64,
     /// How many vCPU threads `vcpu_ns` sums; 0 when none is known (then only the total
     /// means anything). A change between two samples makes their vCPU difference meaningless.
     pub vcpu_threads: u32,

@@ -134,8 +134,8 @@ fn bump(s: &mut Sample, k: Key, n: u64, ns: u64) {
 }
 
 /// Three samples 1 s apart: VM "win11" with 5 reasons (IO spread over 1–9 µs for the quantile
-/// check) and 340 ms of host CPU a second, 300 of them on its 2 vCPU threads; VM "db" with one
-/// reason and 1.21 s of CPU a second, its vCPU threads unknown.
+/// check) and 340 ms of host CPU a second, 300 of them on its 2 vCPU threads (120 in the
+/// guest); VM "db" with one reason and 1.21 s of CPU a second, its vCPU threads unknown.
 fn samples() -> Vec<Sample> {
     let mut s = Sample {
         mono_ns: 50_000_000_000,
@@ -180,6 +180,7 @@ fn samples() -> Vec<Sample> {
             VmCpu {
                 total_ns: (9_000 + 340 * step) * ms,
                 vcpu_ns: (7_000 + 300 * step) * ms,
+                guest_ns: (5_000 + 120 * step) * ms,
                 vcpu_threads: 2,
             },
         );
@@ -315,7 +316,9 @@ fn prometheus_scrapes_the_model_numbers() {
     let buckets = query(prom, "count(kvmprof_exit_handling_seconds_bucket)")[0].1;
     assert_eq!(buckets, exit_series * 22.0);
     let all = query(prom, "count({job=\"kvmprof\",__name__=~\"kvmprof_.*\"})")[0].1;
-    assert!(all <= exit_series * 25.0 + 20.0, "{all} series");
+    // Per VM a fixed few more: busy time, vCPUs, host CPU by thread kind, guest time.
+    let per_vm = 8.0 * view.vms.len() as f64;
+    assert!(all <= exit_series * 25.0 + 20.0 + per_vm, "{all} series");
 
     // p99 from the re-bucketed histogram vs the model's (IO: 1–9 µs, p99 ≈ 9 µs): same 5–10 µs
     // bucket, within 25 %.
@@ -369,6 +372,11 @@ fn prometheus_scrapes_the_model_numbers() {
     let pct = query(
         prom,
         "sum by (vm) (kvmprof_vm_cpu_seconds_total{vm=\"win11\"})",
+    );
+    let guest = query(prom, "kvmprof_vm_guest_seconds_total{vm=\"win11\"}");
+    assert!(
+        guest.len() == 1 && (guest[0].1 - 0.12).abs() < 1e-9,
+        "{guest:?}"
     );
     // The model over the one span with times on both sides (1 s): % of a core = seconds × 100.
     let last = compute(&samples[1], &samples[2], &names);

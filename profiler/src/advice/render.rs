@@ -85,7 +85,7 @@ mod tests {
     };
 
     /// Two samples 10 s apart of a VM that exits and, if `cpu`, has CPU times: 3.4 s of CPU,
-    /// 3 s of it on its vCPU threads.
+    /// 3 s of it on its vCPU threads, 1.2 s of that in the guest.
     fn input(cpu: bool) -> Input {
         let at = |s: u64, total: u64, vcpu: u64| {
             let mut x = Sample {
@@ -111,6 +111,7 @@ mod tests {
                 let c = VmCpu {
                     total_ns: total * 1_000_000,
                     vcpu_ns: vcpu * 1_000_000,
+                    guest_ns: vcpu * 400_000,
                     vcpu_threads: 2,
                 };
                 x.vm_cpu.insert(9, c);
@@ -132,7 +133,8 @@ mod tests {
         let text = render_text(&rep);
         assert!(
             text.contains(
-                "  host CPU: 34.0% of a core (vCPU threads 30.0, other VMM threads 4.0)\n"
+                "  host CPU: 34.0% of a core: guest 12.0, vCPU threads outside the guest 18.0, \
+                 other VMM threads 4.0\n"
             ),
             "{text}"
         );
@@ -141,6 +143,10 @@ mod tests {
         assert_eq!(c["total_pct"], 34.0, "{j}");
         assert_eq!(c["vcpu_pct"], 30.0, "{j}");
         assert_eq!(c["vmm_pct"], 4.0, "{j}");
+        assert!(
+            (c["guest_pct"].as_f64().unwrap() - 12.0).abs() < 1e-9,
+            "{j}"
+        );
         // Without CPU times: null, and no line rather than a made-up 0.
         let rep = analyze(&input(false));
         assert!(!render_text(&rep).contains("host CPU"));

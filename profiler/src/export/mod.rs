@@ -16,6 +16,7 @@
 //!   /proc, `threads="vcpu"` (its vCPU threads) or `"other"` (the VMM's other threads: main
 //!   loop, timers, I/O), and `"unknown"` for spans where the vCPU threads were not known; % of
 //!   a core = `100 * rate(...[1m])` summed over `threads`.
+//! - `kvmprof_vm_guest_seconds_total{vm,pid}`: of that, the time its vCPUs ran the guest.
 //! - `kvmprof_userspace_exits_total{vm,pid,reason}`: returns of KVM_RUN to the VMM.
 //! - `kvmprof_probe_runs_total{program}`, `kvmprof_probe_run_seconds_total{program}`: the eBPF
 //!   programs' own cost (kernel.bpf_stats_enabled).
@@ -102,8 +103,9 @@ struct VmState {
     busy_ns: u64,
     vcpus: BTreeSet<u32>,
     /// Host CPU of the VM's vCPU threads, of its other threads, and of spans where the split
-    /// was not known, ns; None until a span had CPU times (no series rather than zeros).
-    cpu_ns: Option<[u64; 3]>,
+    /// was not known, then guest time, ns; None until a span had CPU times (no series rather
+    /// than zeros).
+    cpu_ns: Option<[u64; 4]>,
 }
 
 /// `threads` label values of `kvmprof_vm_cpu_seconds_total`, in `VmState::cpu_ns` order.
@@ -234,6 +236,7 @@ impl Exporter {
                     }
                     None => acc[2] += c.total_ns,
                 }
+                acc[3] += c.guest_ns;
             }
             for r in &vm.userspace {
                 *st.userspace.entry(r.reason).or_default() += r.count;
@@ -269,6 +272,12 @@ impl Exporter {
             true,
         );
         let mut vcpus = Family::new("kvmprof_vcpus", "vCPUs seen", Gauge, false);
+        let mut guest = Family::new(
+            "kvmprof_vm_guest",
+            "Time the VM's vCPU threads ran the guest (part of the VM's host CPU time)",
+            Counter,
+            true,
+        );
         let mut cpu = Family::new(
             "kvmprof_vm_cpu",
             "Host CPU time of the VM's threads (from /proc): vCPU threads, the VMM's other threads",
@@ -305,6 +314,11 @@ impl Exporter {
             vcpus
                 .series
                 .push((vm_l.clone(), Value::Gauge(st.vcpus.len() as f64)));
+            if let Some(c) = st.cpu_ns {
+                guest
+                    .series
+                    .push((vm_l.clone(), Value::Counter(c[3] as f64 / 1e9)));
+            }
             for (threads, ns) in CPU_THREADS.iter().zip(st.cpu_ns.unwrap_or_default()) {
                 if st.cpu_ns.is_none() {
                     break;
@@ -386,7 +400,8 @@ impl Exporter {
         ts.series
             .push((Vec::new(), Value::Gauge(self.last_wall_ms as f64 / 1e3)));
         vec![
-            exits, hist, busy, vcpus, cpu, user, runs, run_s, lost, advice, samples, errors, ts,
+            exits, hist, busy, vcpus, cpu, guest, user, runs, run_s, lost, advice, samples, errors,
+            ts,
         ]
     }
 

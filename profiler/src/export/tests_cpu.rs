@@ -6,10 +6,12 @@ use crate::{decode::ExitNames, sample::VmCpu};
 
 const MS: u64 = 1_000_000;
 
+/// Guest time: half the vCPU threads'.
 fn cpu(total_ms: u64, vcpu_ms: u64, threads: u32) -> VmCpu {
     VmCpu {
         total_ns: total_ms * MS,
         vcpu_ns: vcpu_ms * MS,
+        guest_ns: vcpu_ms * MS / 2,
         vcpu_threads: threads,
     }
 }
@@ -21,6 +23,7 @@ fn vm_cpu_seconds_by_thread_kind() {
     // Nothing read yet: no series, rather than a CPU time of 0.
     let none = Exporter::from_pair(&a, &b, &names, ExportOpts::default()).render();
     assert!(!none.contains("kvmprof_vm_cpu_seconds_total"), "{none}");
+    assert!(!none.contains("kvmprof_vm_guest_seconds_total"), "{none}");
 
     a.vm_cpu.insert(10, cpu(5_000, 4_000, 2));
     b.vm_cpu.insert(10, cpu(5_680, 4_600, 2));
@@ -42,6 +45,11 @@ fn vm_cpu_seconds_by_thread_kind() {
     assert_eq!(get(&m, "vcpu"), Some(0.6));
     assert_eq!(get(&m, "other"), Some(0.08));
     assert_eq!(get(&m, "unknown"), None);
+    let guest = |m: &BTreeMap<String, f64>| {
+        m.get("kvmprof_vm_guest_seconds_total{pid=10,vm=win11}")
+            .copied()
+    };
+    assert_eq!(guest(&m), Some(0.3));
 
     // A span whose vCPU threads changed cannot be split: its time counts as "unknown", and
     // the split counters keep their values.
@@ -53,4 +61,5 @@ fn vm_cpu_seconds_by_thread_kind() {
     assert_eq!(get(&m, "vcpu"), Some(0.6));
     assert_eq!(get(&m, "other"), Some(0.08));
     assert_eq!(get(&m, "unknown"), Some(0.32));
+    assert_eq!(guest(&m), Some(0.45));
 }

@@ -4,13 +4,18 @@ use super::HostCpu;
 use crate::sample::Sample;
 
 impl HostCpu {
-    /// "34.0% of a core (vCPU threads 30.0, other VMM threads 4.0)", for text outputs.
+    /// "34.0% of a core: guest 12.0, vCPU threads outside the guest 18.0, other VMM threads
+    /// 4.0", for text outputs.
     pub fn describe(&self) -> String {
+        let g = self.guest_pct;
         let split = match (self.vcpu_pct, self.vmm_pct) {
-            (Some(v), Some(o)) => format!(" (vCPU threads {v:.1}, other VMM threads {o:.1})"),
-            _ => String::new(),
+            (Some(v), Some(o)) => format!(
+                ", vCPU threads outside the guest {:.1}, other VMM threads {o:.1}",
+                v - g
+            ),
+            _ => format!(", outside the guest {:.1}", self.total_pct - g),
         };
-        format!("{:.1}% of a core{split}", self.total_pct)
+        format!("{:.1}% of a core: guest {g:.1}{split}", self.total_pct)
     }
 }
 
@@ -35,11 +40,16 @@ pub fn host_cpu(older: &Sample, newer: &Sample, pid: u32) -> Option<HostCpu> {
         .then(|| n.vcpu_ns.checked_sub(o.vcpu_ns))
         .flatten()
         .map(|v| v.min(total));
+    // Guest time comes in unscaled ticks, user + system time scaled to the exact run time:
+    // the guest is kept within the vCPU threads (or the total when they are not known).
+    let guest = (n.guest_ns.saturating_sub(o.guest_ns)).min(vcpu.unwrap_or(total));
     Some(HostCpu {
         total_pct: pct(total),
+        guest_pct: pct(guest),
         vcpu_pct: vcpu.map(pct),
         vmm_pct: vcpu.map(|v| pct(total - v)),
         total_ns: total,
+        guest_ns: guest,
         vcpu_ns: vcpu,
     })
 }

@@ -96,15 +96,21 @@ pub struct VmView {
 pub struct HostCpu {
     /// All the VM's threads.
     pub total_pct: f64,
-    /// Its vCPU threads: guest time, in-kernel exit handling and what the VMM emulates on
-    /// those threads. Null when the vCPU threads are not known or changed over the span.
+    /// Of which running the guest (vCPUs in guest mode; the kernel samples it at ticks).
+    pub guest_pct: f64,
+    /// Its vCPU threads: the guest, plus what they do outside it (in-kernel exit handling,
+    /// halt polling, the VMM emulating the vCPU's exits). Null when the vCPU threads are not
+    /// known or changed over the span.
     pub vcpu_pct: Option<f64>,
     /// The rest, the VMM's other threads (main loop and its timers, I/O threads): where
     /// device emulation that is not a vCPU's exit shows up.
     pub vmm_pct: Option<f64>,
-    /// The CPU time behind `total_pct` and `vcpu_pct`, ns (for counters, e.g. the exporter's).
+    /// The CPU time behind `total_pct`, `guest_pct` and `vcpu_pct`, ns (for counters, e.g.
+    /// the exporter's).
     #[serde(skip)]
     pub total_ns: u64,
+    #[serde(skip)]
+    pub guest_ns: u64,
     #[serde(skip)]
     pub vcpu_ns: Option<u64>,
 }

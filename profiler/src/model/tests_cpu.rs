@@ -8,7 +8,8 @@ use crate::{
 
 const MS: u64 = 1_000_000;
 
-/// A sample at `mono_ms` with one exit row for VM 7 and, if given, its CPU times.
+/// A sample at `mono_ms` with one exit row for VM 7 and, if given, its CPU times (total, vCPU
+/// threads, their number; guest time 2/5 of the vCPU threads').
 fn at(mono_ms: u64, cpu: Option<(u64, u64, u32)>) -> Sample {
     let mut s = Sample {
         mono_ns: mono_ms * MS,
@@ -38,6 +39,7 @@ fn at(mono_ms: u64, cpu: Option<(u64, u64, u32)>) -> Sample {
             VmCpu {
                 total_ns: total * MS,
                 vcpu_ns: vcpu * MS,
+                guest_ns: vcpu * MS * 2 / 5,
                 vcpu_threads: threads,
             },
         );
@@ -65,7 +67,12 @@ fn percent_of_a_core_split_into_vcpu_threads_and_the_rest() {
     assert!(close(c.total_pct, 34.0), "{c:?}");
     assert!(close(c.vcpu_pct.unwrap(), 30.0), "{c:?}");
     assert!(close(c.vmm_pct.unwrap(), 4.0), "{c:?}");
+    assert!(close(c.guest_pct, 12.0), "{c:?}");
     assert_eq!((c.total_ns, c.vcpu_ns), (680 * MS, Some(600 * MS)));
+    assert_eq!(
+        c.describe(),
+        "34.0% of a core: guest 12.0, vCPU threads outside the guest 18.0, other VMM threads 4.0"
+    );
     // A VM with more busy vCPUs than one core.
     let c = shown(
         &at(1_000, Some((0, 0, 4))),
@@ -102,4 +109,19 @@ fn missing_or_meaningless_times_are_unknown_not_zero() {
     // Per-thread rounding can put the vCPU threads a tick above the process: kept within it.
     let c = shown(&t(1_000, 100, 90, 2), &t(2_000, 300, 300, 2)).unwrap();
     assert_eq!((c.vcpu_pct, c.vmm_pct), (Some(20.0), Some(0.0)));
+    // Guest time (unscaled ticks) above the vCPU threads' or the total: kept within them.
+    let mut a = t(1_000, 100, 90, 2);
+    let mut b = t(2_000, 300, 250, 2);
+    a.vm_cpu.get_mut(&7).unwrap().guest_ns = 0;
+    b.vm_cpu.get_mut(&7).unwrap().guest_ns = 250 * MS;
+    let c = shown(&a, &b).unwrap();
+    assert_eq!((c.guest_pct, c.vcpu_pct), (16.0, Some(16.0)), "{c:?}");
+    b.vm_cpu.get_mut(&7).unwrap().vcpu_threads = 3;
+    assert_eq!(shown(&a, &b).unwrap().guest_pct, 20.0);
+    // Without the split the text still tells the guest from the rest.
+    let c = shown(&t(1_000, 100, 0, 0), &t(2_000, 300, 50, 0)).unwrap();
+    assert_eq!(
+        c.describe(),
+        "20.0% of a core: guest 2.0, outside the guest 18.0"
+    );
 }

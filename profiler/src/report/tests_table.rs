@@ -258,17 +258,20 @@ fn host_cpu_in_the_notes_and_the_json() {
     let cpu = |total_s: u64, vcpu_s: u64| crate::sample::VmCpu {
         total_ns: total_s * SEC / 10,
         vcpu_ns: vcpu_s * SEC / 10,
+        guest_ns: vcpu_s * SEC / 20,
         vcpu_threads: 2,
     };
     old.vm_cpu.insert(1234, cpu(10, 8));
-    new.vm_cpu.insert(1234, cpu(44, 38)); // 3.4 s in 10 s, 3.0 of it on vCPU threads
+    // 3.4 s in 10 s, 3.0 of it on vCPU threads, 1.5 of that in the guest.
+    new.vm_cpu.insert(1234, cpu(44, 38));
     let d = Data::from_samples(&old, &new, &ExitNames::builtin(), "cpu");
     let o = TableOptions {
         per_vm: true,
         ..opts()
     };
     let t = perf_table(&d, &o).unwrap();
-    let line = "34.0% of a core (vCPU threads 30.0, other VMM threads 4.0)\n";
+    let line = "34.0% of a core: guest 15.0, vCPU threads outside the guest 15.0, other VMM \
+                threads 4.0\n";
     assert!(
         t.contains(&format!("# host CPU of VM win11 (pid 1234): {line}")),
         "{t}"

@@ -17,6 +17,7 @@ pub(crate) struct CpuColumns {
     pid: Vec<u32>,
     total: Vec<i64>,
     vcpu: Vec<i64>,
+    guest: Vec<i64>,
     threads: Vec<i64>,
 }
 
@@ -35,6 +36,7 @@ impl CpuColumns {
             c.pid.push(*pid);
             c.total.push(diff(n.total_ns, o.total_ns));
             c.vcpu.push(diff(n.vcpu_ns, o.vcpu_ns));
+            c.guest.push(diff(n.guest_ns, o.guest_ns));
             c.threads
                 .push(diff(n.vcpu_threads.into(), o.vcpu_threads.into()));
         }
@@ -43,7 +45,8 @@ impl CpuColumns {
 
     pub(super) fn apply(&self, s: &mut BTreeMap<u32, VmCpu>) -> Result<(), CodecError> {
         let n = self.pid.len();
-        if [self.total.len(), self.vcpu.len(), self.threads.len()] != [n; 3] {
+        let lens = [self.total.len(), self.vcpu.len(), self.guest.len()];
+        if lens != [n; 3] || self.threads.len() != n {
             return Err("CPU time columns disagree in length".into());
         }
         for pid in &self.gone {
@@ -53,6 +56,7 @@ impl CpuColumns {
             let v = s.entry(*pid).or_default();
             v.total_ns = undiff(v.total_ns, self.total[i]);
             v.vcpu_ns = undiff(v.vcpu_ns, self.vcpu[i]);
+            v.guest_ns = undiff(v.guest_ns, self.guest[i]);
             v.vcpu_threads = u32::try_from(undiff(v.vcpu_threads.into(), self.threads[i]))
                 .map_err(|_| "vCPU thread count out of range")?;
         }

@@ -15,12 +15,14 @@ fn with_cpu(mut samples: Vec<Sample>) -> Vec<Sample> {
             let c = cpu.entry(*pid).or_insert(VmCpu {
                 total_ns: 123_450_000_000,
                 vcpu_ns: 100_000_000_000,
+                guest_ns: 60_000_000_000,
                 vcpu_threads: 4,
             });
             let ticks = 30 + (i * 7 + n as u64 * 3) % 9;
             let vcpu_ticks = ticks - 3 - i % 3;
             c.total_ns += ticks * 10_000_000;
             c.vcpu_ns += vcpu_ticks * 10_000_000;
+            c.guest_ns += (vcpu_ticks / 2) * 10_000_000;
             if i == 7 {
                 c.vcpu_threads = 5; // hotplug
             }
@@ -44,6 +46,7 @@ fn cpu_times_round_trip_across_key_and_delta_frames() {
         VmCpu {
             total_ns: u64::MAX,
             vcpu_ns: 0,
+            guest_ns: 1,
             vcpu_threads: u32::MAX,
         },
     );

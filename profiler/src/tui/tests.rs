@@ -93,8 +93,11 @@ pub(super) fn fixture(n: u64) -> Vec<Sample> {
         let web = s.vm_cpu.entry(WEB).or_default();
         web.total_ns += (330 + 10 * (i % 3)) * MS;
         web.vcpu_ns += 300 * MS;
+        web.guest_ns += 120 * MS;
         web.vcpu_threads = 3;
-        s.vm_cpu.entry(DB).or_default().total_ns += 1210 * MS;
+        let db = s.vm_cpu.entry(DB).or_default();
+        db.total_ns += 1210 * MS;
+        db.guest_ns += 900 * MS;
         out.push(s.clone());
     }
     out
@@ -346,7 +349,8 @@ fn userspace_only_screen() {
     assert!(!frame.contains("No KVM exits seen yet"), "{frame}");
     // The host CPU is shown here too: on such hosts it is the only cost visible.
     assert!(
-        frame.contains("    host CPU 35.0% (vCPU 30.0 + VMM 5.0)   "),
+        frame.contains("    host CPU 35.0%   ")
+            && frame.contains("    guest 12.0 + exits 18.0 + VMM 5.0   "),
         "{frame}"
     );
     insta::assert_snapshot!("userspace_only", frame);

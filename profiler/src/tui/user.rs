@@ -74,10 +74,14 @@ pub(super) fn userspace_only(app: &App, area: Rect, buf: &mut Buffer) {
             Span::from(shown(&vm.name)).bold(),
             Span::from(format!("  pid {}", vm.pid)),
         ])];
-        // On such hosts the host CPU is the only cost visible: its own line, so it is not cut.
+        // On such hosts the host CPU is the only cost visible: lines of its own under the
+        // name, the split on the second, so that 80 columns show it whole.
         let cpu = host_cpu(vm.host_cpu);
-        if !cpu.is_empty() {
-            head.push(Line::from(format!("  {cpu}")).italic());
+        let (total, split) = cpu.split_once(" (").unwrap_or((&cpu, ""));
+        for part in [total, split.trim_end_matches(')')] {
+            if !part.is_empty() {
+                head.push(Line::from(format!("  {part}")).italic());
+            }
         }
         let height = head.len() as u16;
         rows.push(TRow::new(vec![Cell::from(Text::from(head))]).height(height));

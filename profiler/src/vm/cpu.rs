@@ -27,27 +27,28 @@ fn ns(ticks: u64) -> u64 {
     (ticks as u128 * 1_000_000_000 / hz as u128).min(u64::MAX as u128) as u64
 }
 
-/// CPU time of process `pid`, or of its thread `tid`, ns. None when it is gone (normal: VMs
-/// and threads come and go between two reads).
-pub fn cpu_ns(proc_root: &Path, pid: u32, tid: Option<u32>) -> Option<u64> {
+/// (CPU time, guest time) of process `pid`, or of its thread `tid`, ns. None when it is gone
+/// (normal: VMs and threads come and go between two reads).
+pub fn cpu_ns(proc_root: &Path, pid: u32, tid: Option<u32>) -> Option<(u64, u64)> {
     let mut path = proc_root.join(pid.to_string());
     if let Some(tid) = tid {
         path = path.join("task").join(tid.to_string());
     }
     let text = std::fs::read_to_string(path.join("stat")).ok()?;
-    procfs::parse_cpu_ticks(&text).map(ns)
+    procfs::parse_cpu_ticks(&text).map(|(run, guest)| (ns(run), ns(guest)))
 }
 
 /// One VM's CPU time: the process, and the threads in `vcpu_tids` that are still there
 /// (read under the VM's own task directory, so a tid of another process is never counted).
 pub fn vm_cpu(proc_root: &Path, pid: u32, vcpu_tids: &BTreeSet<u32>) -> Option<VmCpu> {
-    let total_ns = cpu_ns(proc_root, pid, None)?;
+    let (total_ns, guest_ns) = cpu_ns(proc_root, pid, None)?;
     let mut out = VmCpu {
         total_ns,
+        guest_ns,
         ..Default::default()
     };
     for &tid in vcpu_tids {
-        if let Some(t) = cpu_ns(proc_root, pid, Some(tid)) {
+        if let Some((t, _)) = cpu_ns(proc_root, pid, Some(tid)) {
             out.vcpu_ns = out.vcpu_ns.saturating_add(t);
             out.vcpu_threads += 1;
         }
@@ -105,11 +106,14 @@ mod tests {
             tx.send(tid).unwrap();
             go_rx.recv().unwrap();
             // Spin until this thread itself has used >= 300 ms of CPU (however loaded the box).
-            let start = cpu_ns(Path::new("/proc"), std::process::id(), Some(tid)).unwrap();
+            let own = || {
+                cpu_ns(Path::new("/proc"), std::process::id(), Some(tid))
+                    .unwrap()
+                    .0
+            };
+            let start = own();
             let mut x = 0u64;
-            while cpu_ns(Path::new("/proc"), std::process::id(), Some(tid)).unwrap() - start
-                < 300_000_000
-            {
+            while own() - start < 300_000_000 {
                 for i in 0..100_000u64 {
                     x = x.wrapping_mul(31).wrapping_add(i);
                 }
@@ -159,9 +163,12 @@ mod tests {
         assert_eq!(vm_cpu(dir.path(), 77, &BTreeSet::from([78])), None);
         let task = dir.path().join("77/task/78");
         std::fs::create_dir_all(&task).unwrap();
-        let line = |u, s| format!("77 (qemu) S 1 2 3 4 5 6 7 8 9 10 {u} {s} 0 0 20 0 3 0 5\n");
-        std::fs::write(dir.path().join("77/stat"), line(300, 100)).unwrap();
-        std::fs::write(task.join("stat"), line(250, 50)).unwrap();
+        let line = |u, s, g| {
+            let mid = "0 0 20 0 3 0 5 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0"; // fields 16..=42
+            format!("77 (qemu) S 1 2 3 4 5 6 7 8 9 10 {u} {s} {mid} {g} 0\n")
+        };
+        std::fs::write(dir.path().join("77/stat"), line(300, 100, 120)).unwrap();
+        std::fs::write(task.join("stat"), line(250, 50, 120)).unwrap();
         let hz = ticks_per_s();
         let got = vm_cpu(dir.path(), 77, &BTreeSet::from([78, 79])).unwrap();
         assert_eq!(
@@ -169,6 +176,7 @@ mod tests {
             VmCpu {
                 total_ns: 400 * 1_000_000_000 / hz,
                 vcpu_ns: 300 * 1_000_000_000 / hz,
+                guest_ns: 120 * 1_000_000_000 / hz,
                 vcpu_threads: 1,
             }
         );

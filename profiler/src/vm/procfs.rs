@@ -18,11 +18,13 @@ pub fn parse_stat(text: &str) -> Option<(String, u64)> {
     Some((comm.to_string(), start_time))
 }
 
-/// user + system time (fields 14 and 15), in clock ticks, from a `/proc/PID/stat` or
-/// `/proc/PID/task/TID/stat` line. A thread's guest time is part of its user time.
-pub fn parse_cpu_ticks(text: &str) -> Option<u64> {
+/// (user + system time, guest time) in clock ticks (fields 14, 15 and 43) from a
+/// `/proc/PID/stat` or `/proc/PID/task/TID/stat` line. Guest time (running a vCPU in guest
+/// mode) is part of user time; a line without it (kernels before 2.6.24) has 0.
+pub fn parse_cpu_ticks(text: &str) -> Option<(u64, u64)> {
     let (_, rest) = split_comm(text)?;
-    field(rest, 14)?.checked_add(field(rest, 15)?)
+    let run = field(rest, 14)?.checked_add(field(rest, 15)?)?;
+    Some((run, field(rest, 43).unwrap_or(0)))
 }
 
 /// (comm, the fields after it) of a stat line. A thread or process may name itself anything
@@ -106,8 +108,9 @@ mod tests {
     #[test]
     fn cpu_ticks_with_hostile_comm() {
         // Fields 3..=15: state, ppid, pgrp, session, tty, tpgid, flags, minflt, cminflt,
-        // majflt, cmajflt, utime = 700, stime = 42.
-        let rest = "S 1 2 3 4 5 6 7 8 9 10 700 42 16 17 18 19 20 21 987654";
+        // majflt, cmajflt, utime = 700, stime = 42; start time (22) 987654; guest time (43) 500.
+        let rest = "S 1 2 3 4 5 6 7 8 9 10 700 42 16 17 18 19 20 21 987654 23 24 25 26 27 28 29 \
+                    30 31 32 33 34 35 36 37 38 39 40 41 42 500 44 45";
         for comm in [
             "CPU 0/KVM",
             "a) R 1 2 3 4 5 6 7 8 9 10 11 99999 99999 (b",
@@ -118,10 +121,12 @@ mod tests {
             "tab\tand\nnewline",
         ] {
             let line = format!("4242 ({comm}) {rest}\n");
-            assert_eq!(parse_cpu_ticks(&line), Some(742), "{comm:?}");
+            assert_eq!(parse_cpu_ticks(&line), Some((742, 500)), "{comm:?}");
             assert_eq!(parse_stat(&line).map(|(c, _)| c), Some(comm.to_string()));
         }
         assert_eq!(parse_cpu_ticks("4242 (x) S 1 2 3 4 5 6 7 8 9 10 700"), None);
+        let old_kernel = "4242 (x) S 1 2 3 4 5 6 7 8 9 10 700 42 16 17 18 19 20 21 987654";
+        assert_eq!(parse_cpu_ticks(old_kernel), Some((742, 0)));
         assert_eq!(
             parse_cpu_ticks("4242 (x) S 1 2 3 4 5 6 7 8 9 10 -1 42"),
             None
