@@ -103,9 +103,10 @@ struct VmState {
     busy_ns: u64,
     vcpus: BTreeSet<u32>,
     /// Host CPU of the VM's vCPU threads, of its other threads, and of spans where the split
-    /// was not known, then guest time, ns; None until a span had CPU times (no series rather
-    /// than zeros).
-    cpu_ns: Option<[u64; 4]>,
+    /// was not known, ns; None until a span had CPU times (no series rather than zeros).
+    cpu_ns: Option<[u64; 3]>,
+    /// Guest time, ns; None until a span had it.
+    guest_ns: Option<u64>,
 }
 
 /// `threads` label values of `kvmprof_vm_cpu_seconds_total`, in `VmState::cpu_ns` order.
@@ -236,7 +237,9 @@ impl Exporter {
                     }
                     None => acc[2] += c.total_ns,
                 }
-                acc[3] += c.guest_ns;
+                if let Some(g) = c.guest_ns {
+                    *st.guest_ns.get_or_insert(0) += g;
+                }
             }
             for r in &vm.userspace {
                 *st.userspace.entry(r.reason).or_default() += r.count;
@@ -314,10 +317,10 @@ impl Exporter {
             vcpus
                 .series
                 .push((vm_l.clone(), Value::Gauge(st.vcpus.len() as f64)));
-            if let Some(c) = st.cpu_ns {
+            if let Some(g) = st.guest_ns {
                 guest
                     .series
-                    .push((vm_l.clone(), Value::Counter(c[3] as f64 / 1e9)));
+                    .push((vm_l.clone(), Value::Counter(g as f64 / 1e9)));
             }
             for (threads, ns) in CPU_THREADS.iter().zip(st.cpu_ns.unwrap_or_default()) {
                 if st.cpu_ns.is_none() {

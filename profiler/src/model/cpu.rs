@@ -7,15 +7,17 @@ impl HostCpu {
     /// "34.0% of a core: guest 12.0, vCPU threads outside the guest 18.0, other VMM threads
     /// 4.0", for text outputs.
     pub fn describe(&self) -> String {
-        let g = self.guest_pct;
-        let split = match (self.vcpu_pct, self.vmm_pct) {
-            (Some(v), Some(o)) => format!(
-                ", vCPU threads outside the guest {:.1}, other VMM threads {o:.1}",
+        let t = self.total_pct;
+        let parts = match (self.guest_pct, self.vcpu_pct.zip(self.vmm_pct)) {
+            (Some(g), Some((v, o))) => format!(
+                ": guest {g:.1}, vCPU threads outside the guest {:.1}, other VMM threads {o:.1}",
                 v - g
             ),
-            _ => format!(", outside the guest {:.1}", self.total_pct - g),
+            (None, Some((v, o))) => format!(": vCPU threads {v:.1}, other VMM threads {o:.1}"),
+            (Some(g), None) => format!(": guest {g:.1}, outside the guest {:.1}", t - g),
+            (None, None) => String::new(),
         };
-        format!("{:.1}% of a core: guest {g:.1}{split}", self.total_pct)
+        format!("{t:.1}% of a core{parts}")
     }
 }
 
@@ -41,11 +43,13 @@ pub fn host_cpu(older: &Sample, newer: &Sample, pid: u32) -> Option<HostCpu> {
         .flatten()
         .map(|v| v.min(total));
     // Guest time comes in unscaled ticks, user + system time scaled to the exact run time:
-    // the guest is kept within the vCPU threads (or the total when they are not known).
-    let guest = (n.guest_ns.saturating_sub(o.guest_ns)).min(vcpu.unwrap_or(total));
+    // the guest is kept within the vCPU threads (or the total when they are not known). A
+    // process with no guest time ever runs its guest where the kernel does not account it.
+    let guest = (n.guest_ns > 0)
+        .then(|| (n.guest_ns.saturating_sub(o.guest_ns)).min(vcpu.unwrap_or(total)));
     Some(HostCpu {
         total_pct: pct(total),
-        guest_pct: pct(guest),
+        guest_pct: guest.map(pct),
         vcpu_pct: vcpu.map(pct),
         vmm_pct: vcpu.map(|v| pct(total - v)),
         total_ns: total,

@@ -96,8 +96,9 @@ pub struct VmView {
 pub struct HostCpu {
     /// All the VM's threads.
     pub total_pct: f64,
-    /// Of which running the guest (vCPUs in guest mode; the kernel samples it at ticks).
-    pub guest_pct: f64,
+    /// Of which running the guest (vCPUs in guest mode; the kernel samples it at ticks). Null
+    /// when the kernel accounts no guest time to the VM at all (e.g. a PVM backend).
+    pub guest_pct: Option<f64>,
     /// Its vCPU threads: the guest, plus what they do outside it (in-kernel exit handling,
     /// halt polling, the VMM emulating the vCPU's exits). Null when the vCPU threads are not
     /// known or changed over the span.
@@ -110,7 +111,7 @@ pub struct HostCpu {
     #[serde(skip)]
     pub total_ns: u64,
     #[serde(skip)]
-    pub guest_ns: u64,
+    pub guest_ns: Option<u64>,
     #[serde(skip)]
     pub vcpu_ns: Option<u64>,
 }

@@ -142,20 +142,17 @@ pub(super) fn vm_list(app: &App, area: Rect, buf: &mut Buffer) {
 }
 
 /// "host CPU 34.0% (guest 12.0 + exits 18.0 + VMM 4.0)": the guest, its vCPU threads outside
-/// it, the VMM's other threads; only the guest when the vCPU threads are not known; empty when
-/// nothing is.
+/// it, the VMM's other threads, as far as they are known; empty when nothing is.
 pub(super) fn host_cpu(c: Option<HostCpu>) -> String {
     let Some(c) = c else {
         return String::new();
     };
-    let guest = fmt::cpu(c.guest_pct);
-    let split = match (c.vcpu_pct, c.vmm_pct) {
-        (Some(v), Some(o)) => format!(
-            " (guest {guest} + exits {} + VMM {})",
-            fmt::cpu(v - c.guest_pct),
-            fmt::cpu(o)
-        ),
-        _ => format!(" (guest {guest})"),
+    let f = fmt::cpu;
+    let split = match (c.guest_pct, c.vcpu_pct.zip(c.vmm_pct)) {
+        (Some(g), Some((v, o))) => format!(" (guest {} + exits {} + VMM {})", f(g), f(v - g), f(o)),
+        (None, Some((v, o))) => format!(" (vCPU {} + VMM {})", f(v), f(o)),
+        (Some(g), None) => format!(" (guest {})", f(g)),
+        (None, None) => String::new(),
     };
     format!("host CPU {}%{split}", fmt::cpu(c.total_pct))
 }
