@@ -29,6 +29,7 @@
 //! series) plus `reason="other"` for the rest, times vCPUs with `per_vcpu`. A VM that leaves
 //! keeps its last values for `keep_exited`, then its series are dropped.
 
+mod cpu;
 mod encode;
 mod http;
 mod serve;
@@ -102,15 +103,8 @@ struct VmState {
     userspace: BTreeMap<u32, u64>,
     busy_ns: u64,
     vcpus: BTreeSet<u32>,
-    /// Host CPU of the VM's vCPU threads, of its other threads, and of spans where the split
-    /// was not known, ns; None until a span had CPU times (no series rather than zeros).
-    cpu_ns: Option<[u64; 3]>,
-    /// Guest time, ns; None until a span had it.
-    guest_ns: Option<u64>,
+    cpu: cpu::CpuAcc,
 }
-
-/// `threads` label values of `kvmprof_vm_cpu_seconds_total`, in `VmState::cpu_ns` order.
-const CPU_THREADS: [&str; 3] = ["vcpu", "other", "unknown"];
 
 /// Turns a stream of cumulative samples into exposition text.
 #[derive(Clone, Debug)]
@@ -228,18 +222,8 @@ impl Exporter {
                 }
             }
             st.vcpus.extend(vm.vcpus.iter().map(|v| v.vcpu));
-            if let Some(c) = vm.host_cpu {
-                let acc = st.cpu_ns.get_or_insert_default();
-                match c.vcpu_ns {
-                    Some(v) => {
-                        acc[0] += v;
-                        acc[1] += c.total_ns - v;
-                    }
-                    None => acc[2] += c.total_ns,
-                }
-                if let Some(g) = c.guest_ns {
-                    *st.guest_ns.get_or_insert(0) += g;
-                }
+            if let Some(c) = &vm.host_cpu {
+                st.cpu.add(c);
             }
             for r in &vm.userspace {
                 *st.userspace.entry(r.reason).or_default() += r.count;
@@ -275,18 +259,7 @@ impl Exporter {
             true,
         );
         let mut vcpus = Family::new("kvmprof_vcpus", "vCPUs seen", Gauge, false);
-        let mut guest = Family::new(
-            "kvmprof_vm_guest",
-            "Time the VM's vCPU threads ran the guest (part of the VM's host CPU time)",
-            Counter,
-            true,
-        );
-        let mut cpu = Family::new(
-            "kvmprof_vm_cpu",
-            "Host CPU time of the VM's threads (from /proc): vCPU threads, the VMM's other threads",
-            Counter,
-            true,
-        );
+        let mut cpu = cpu::families();
         let mut user = Family::new(
             "kvmprof_userspace_exits",
             "Returns of KVM_RUN to the VMM by reason",
@@ -317,23 +290,7 @@ impl Exporter {
             vcpus
                 .series
                 .push((vm_l.clone(), Value::Gauge(st.vcpus.len() as f64)));
-            if let Some(g) = st.guest_ns {
-                guest
-                    .series
-                    .push((vm_l.clone(), Value::Counter(g as f64 / 1e9)));
-            }
-            for (threads, ns) in CPU_THREADS.iter().zip(st.cpu_ns.unwrap_or_default()) {
-                if st.cpu_ns.is_none() {
-                    break;
-                }
-                // "unknown" only once some span could not be split; the others always, so a
-                // rate() over them starts from the VM's first sample.
-                if *threads != "unknown" || ns > 0 {
-                    let mut l = vm_l.clone();
-                    l.extend(labels(&[("threads", threads)]));
-                    cpu.series.push((l, Value::Counter(ns as f64 / 1e9)));
-                }
-            }
+            st.cpu.series(&vm_l, &mut cpu);
             for (r, n) in &st.userspace {
                 let name = self.names.name(profiler_common::ISA_USERSPACE, *r);
                 let mut l = vm_l.clone();
@@ -402,6 +359,7 @@ impl Exporter {
         );
         ts.series
             .push((Vec::new(), Value::Gauge(self.last_wall_ms as f64 / 1e3)));
+        let [cpu, guest] = cpu;
         vec![
             exits, hist, busy, vcpus, cpu, guest, user, runs, run_s, lost, advice, samples, errors,
             ts,
