@@ -86,6 +86,7 @@ pub(super) fn vm_list(app: &App, area: Rect, buf: &mut Buffer) {
     let vms = app.vms();
     let items = app.items(Screen::Vms);
     // Host CPU always; its VMM part (the threads that are not vCPUs) where there is room.
+    const VMM_COLUMN: usize = 6;
     let split = area.width >= 100;
     let rows = vms
         .iter()
@@ -105,7 +106,7 @@ pub(super) fn vm_list(app: &App, area: Rect, buf: &mut Buffer) {
                 r(if p99 == 0 { "-".into() } else { fmt::dur(p99) }),
             ];
             if !split {
-                cells.remove(6);
+                cells.remove(VMM_COLUMN);
             }
             TRow::new(cells)
         })
@@ -133,8 +134,8 @@ pub(super) fn vm_list(app: &App, area: Rect, buf: &mut Buffer) {
         "Worst p99",
     ];
     if !split {
-        widths.remove(6);
-        head.remove(6);
+        widths.remove(VMM_COLUMN);
+        head.remove(VMM_COLUMN);
     }
     let title = format!(" VMs ({}) · Enter: exit table ", vms.len());
     let t = table(rows, widths, &head).block(section(title));
@@ -169,30 +170,19 @@ fn summary(vm: &VmView, width: u16) -> Vec<Line<'static>> {
         fmt::pct(vm.overhead_pct),
         vm.in_flight(),
     );
-    let mut cpu = host_cpu(vm.host_cpu);
-    let uuid = vm.uuid.as_deref().map(|u| format!(" · {}", printable(u)));
-    let (uuid, mut second) = (uuid.unwrap_or_default(), None);
-    if !cpu.is_empty() {
-        let len = [&name, &facts, &cpu]
-            .map(|s| s.chars().count())
-            .iter()
-            .sum::<usize>()
-            + 3;
-        if len <= width as usize {
-            cpu.insert_str(0, " · ");
-        } else {
-            second = Some(Line::from(format!(" {cpu}{uuid}")));
-            cpu.clear();
-        }
-    }
-    let uuid = if second.is_some() {
-        String::new()
+    let cpu = host_cpu(vm.host_cpu);
+    let uuid = (vm.uuid.as_deref()).map_or(String::new(), |u| format!(" · {}", printable(u)));
+    let width_of = |parts: &[&String]| parts.iter().map(|p| p.chars().count()).sum::<usize>();
+    let (rest, second) = if cpu.is_empty() {
+        (uuid, None)
+    } else if width_of(&[&name, &facts, &cpu]) + 3 <= width as usize {
+        (format!(" · {cpu}{uuid}"), None)
     } else {
-        uuid
+        (String::new(), Some(Line::from(format!(" {cpu}{uuid}"))))
     };
     let first = Line::from(vec![
         Span::from(name).bold(),
-        Span::from(format!("{facts}{cpu}{uuid}")),
+        Span::from(format!("{facts}{rest}")),
     ]);
     std::iter::once(first).chain(second).collect()
 }
