@@ -1,20 +1,36 @@
 //! Builds the eBPF object with aya-build when the `ebpf` feature is on (cargo xtask does that
 //! after `setup` has installed rust-src and bpf-linker); plain `cargo test` skips it.
+//! With `ebpf-test` it also builds a second object holding the test and benchmark programs
+//! (the eBPF crate's `test-programs` feature), for the privileged tests and benchmarks only.
+use std::path::Path;
+
 fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=CARGO_FEATURE_EBPF");
+    println!("cargo:rerun-if-env-changed=CARGO_FEATURE_EBPF_TEST");
     if std::env::var_os("CARGO_FEATURE_EBPF").is_none() {
         return Ok(());
     }
     // aya-build watches the eBPF crate only; the shared layouts are compiled into it too.
     println!("cargo:rerun-if-changed=../profiler-common/src");
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiler-ebpf");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiler-ebpf");
     let root = root.to_str().expect("utf-8 path");
-    aya_build::build_ebpf(
-        [aya_build::Package {
-            name: "profiler-ebpf",
-            root_dir: root,
-            ..Default::default()
-        }],
-        aya_build::Toolchain::Nightly,
-    )
+    let build = |features: &[&str]| {
+        aya_build::build_ebpf(
+            [aya_build::Package {
+                name: "profiler-ebpf",
+                root_dir: root,
+                features,
+                ..Default::default()
+            }],
+            aya_build::Toolchain::Nightly,
+        )
+    };
+    // Both builds write OUT_DIR/profiler (the eBPF binary's name): the test one first, moved
+    // aside, so OUT_DIR/profiler is always the release object.
+    let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
+    if std::env::var_os("CARGO_FEATURE_EBPF_TEST").is_some() {
+        build(&["test-programs"])?;
+        std::fs::rename(out.join("profiler"), out.join("profiler-test"))?;
+    }
+    build(&[])
 }

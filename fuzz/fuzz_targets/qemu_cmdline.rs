@@ -5,7 +5,7 @@
 
 use kvmprof::{
     advice::config::VmConfig,
-    app_advise::split_words,
+    cmd::advise::split_words,
     vm::qemu::{identity, is_qemu, split_opts},
 };
 use libfuzzer_sys::fuzz_target;

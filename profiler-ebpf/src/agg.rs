@@ -3,7 +3,7 @@
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_NOEXIST},
     macros::map,
-    maps::{Array, LruHashMap, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
 };
 use profiler_common::{
     counter, hist, HistKey, HistRow, Pending, StatKey, StatValue, ISA_USERSPACE, PSLOTS, PSLOT_MASK,
@@ -33,6 +33,13 @@ static PSLOTS_MAP: Array<Pending> = Array::with_max_entries(PSLOTS, BPF_F_MMAPAB
 #[map]
 static PENDING: LruHashMap<u32, Pending> = LruHashMap::with_max_entries(65536, 0);
 
+/// Owner (tid) of each claimed PSLOTS slot. Inserting with BPF_NOEXIST is the atomic claim:
+/// the kernel lets exactly one concurrent insert of a key succeed. (Rust's core has no
+/// compare-and-swap on the BPF target, whose spec says `atomic-cas: false`.) Userspace deletes
+/// the entry when it frees the slot (probe/read.rs `forget`).
+#[map]
+static PSLOT_OWNERS: HashMap<u32, u32> = HashMap::with_max_entries(PSLOTS, BPF_F_NO_PREALLOC);
+
 /// Userspace exit waiting for the thread's next KVM_RUN, per thread.
 #[map]
 static UPENDING: LruHashMap<u32, Pending> = LruHashMap::with_max_entries(65536, 0);
@@ -41,6 +48,7 @@ static UPENDING: LruHashMap<u32, Pending> = LruHashMap::with_max_entries(65536, 
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
 /// Pointer to a counter slot (for the deliberately rejected test program).
+#[cfg(feature = "test-programs")]
 #[inline(always)]
 pub fn counter_ptr(slot: u32) -> Option<*mut u64> {
     COUNTERS.get_ptr_mut(slot)
@@ -74,18 +82,13 @@ fn own_slot(tid: u32, claim: bool) -> Option<&'static mut Pending> {
     if !claim || p.owner != 0 {
         return None;
     }
-    // SAFETY: `owner` is a naturally aligned u64 inside the map value; all concurrent
-    // claimants go through this same atomic, so exactly one wins the slot.
-    let (_, won) = unsafe {
-        core::intrinsics::atomic_cxchg::<
-            u64,
-            { core::intrinsics::AtomicOrdering::Relaxed },
-            { core::intrinsics::AtomicOrdering::Relaxed },
-        >(&mut p.owner, 0, tid as u64)
-    };
+    let idx = tid & PSLOT_MASK;
+    let won = PSLOT_OWNERS.insert(&idx, &tid, BPF_NOEXIST as u64).is_ok();
     if !won {
         return None;
     }
+    // Only the winner writes `owner`; a claimant that reads 0 meanwhile loses the insert.
+    p.owner = tid as u64;
     // A pending exit of this thread may sit in the hash (e.g. its slot was freed by
     // userspace meanwhile): from now on the slot is the only truth for this thread.
     let _ = PENDING.remove(&tid);

@@ -4,6 +4,8 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::model::VmSelector;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "kvmprof",
@@ -32,10 +34,6 @@ pub struct Global {
     /// Run even if another kvmprof is already profiling this host.
     #[arg(long, global = true)]
     pub allow_concurrent: bool,
-    /// Benchmark baseline (cargo xtask bench-vm): attach field-reading empty programs to
-    /// kvm_exit/kvm_entry instead of the profiler, to measure the cost above them.
-    #[arg(long, global = true, hide = true)]
-    pub empty_probes: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -80,24 +78,14 @@ pub struct DemoArgs {
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// A kvmprof recording or a `perf kvm stat report` text file; omit to collect live.
-    #[arg(value_name = "FILE", conflicts_with_all = ["duration", "until_signal", "from_perf"])]
-    pub file: Option<PathBuf>,
-    /// Read `perf kvm stat report --stdio` output (any perf version) instead of collecting.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["duration", "until_signal"])]
-    pub from_perf: Option<PathBuf>,
-    /// Collect live for this long (e.g. 10s, 1m).
-    #[arg(long, short = 'd', value_parser = parse_duration, conflicts_with = "until_signal")]
-    pub duration: Option<Duration>,
-    /// Collect live until SIGINT or SIGTERM.
-    #[arg(long)]
-    pub until_signal: bool,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Output format.
     #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
     pub format: Format,
-    /// Only this VM (name or pid).
-    #[arg(long, value_name = "NAME")]
-    pub vm: Option<String>,
+    /// Only this VM (name, uuid or pid).
+    #[arg(long, value_name = "VM", value_parser = VmSelector::parse)]
+    pub vm: Option<VmSelector>,
     /// Only this vCPU id (in every selected VM, like perf's --vcpu).
     #[arg(long, value_name = "N")]
     pub vcpu: Option<u32>,
@@ -110,6 +98,25 @@ pub struct ReportArgs {
     /// Add p50 / p99 / p99.9 columns to the table.
     #[arg(long)]
     pub percentiles: bool,
+}
+
+/// The session a command reads: a recording, a perf text report, or a live collection.
+/// Flattened into every command that reads one (report, advise, check).
+#[derive(Args, Debug, Clone, Default)]
+pub struct InputArgs {
+    /// A kvmprof recording or `perf kvm stat report` text; omit to collect live.
+    #[arg(value_name = "FILE", conflicts_with_all = ["duration", "until_signal", "from_perf"])]
+    pub file: Option<PathBuf>,
+    /// Read `perf kvm stat report --stdio` output (any perf version; exit reasons only, so
+    /// less evidence than a recording).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["duration", "until_signal"])]
+    pub from_perf: Option<PathBuf>,
+    /// Collect live for this long (e.g. 10s, 1m).
+    #[arg(long, short = 'd', value_parser = parse_duration, conflicts_with = "until_signal")]
+    pub duration: Option<Duration>,
+    /// Collect live until SIGINT or SIGTERM.
+    #[arg(long)]
+    pub until_signal: bool,
     /// Create this file once the probes are attached (for scripts that start a workload next).
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
@@ -125,24 +132,14 @@ pub enum Format {
 
 #[derive(Args, Debug)]
 pub struct AdviseArgs {
-    /// A kvmprof recording or `perf kvm stat report` text; omit to collect live.
-    #[arg(value_name = "FILE", conflicts_with_all = ["duration", "until_signal", "from_perf"])]
-    pub file: Option<PathBuf>,
-    /// Read `perf kvm stat report --stdio` output (exit reasons only: less evidence).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["duration", "until_signal"])]
-    pub from_perf: Option<PathBuf>,
-    /// Collect live for this long (e.g. 30s).
-    #[arg(long, short = 'd', value_parser = parse_duration, conflicts_with = "until_signal")]
-    pub duration: Option<Duration>,
-    /// Collect live until SIGINT or SIGTERM.
-    #[arg(long)]
-    pub until_signal: bool,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// The VM's QEMU command line, when the host cannot read it (e.g. perf text from elsewhere).
     #[arg(long, value_name = "CMDLINE")]
     pub qemu_cmdline: Option<String>,
-    /// Only this VM (name or pid).
-    #[arg(long, value_name = "NAME")]
-    pub vm: Option<String>,
+    /// Only this VM (name, uuid or pid).
+    #[arg(long, value_name = "VM", value_parser = VmSelector::parse)]
+    pub vm: Option<VmSelector>,
     /// What the guest is, when the profile cannot show it (a pasted perf table): Hyper-V
     /// advice is only given for Windows guests or where Hyper-V is seen in use.
     #[arg(long, value_enum, value_name = "OS")]
@@ -154,9 +151,6 @@ pub struct AdviseArgs {
     pub thresholds: Option<PathBuf>,
     #[arg(long, short = 'f', value_enum, default_value_t = AdviseFormat::Text)]
     pub format: AdviseFormat,
-    /// Create this file once the probes are attached.
-    #[arg(long, value_name = "PATH")]
-    pub ready_file: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,18 +176,11 @@ pub enum AdviseFormat {
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
-    /// A kvmprof recording or perf text to check instead of collecting live.
-    #[arg(value_name = "FILE", conflicts_with_all = ["duration", "from_perf"])]
-    pub file: Option<PathBuf>,
-    /// Check `perf kvm stat report --stdio` output (exit reasons only).
-    #[arg(long, value_name = "FILE", conflicts_with = "duration")]
-    pub from_perf: Option<PathBuf>,
-    /// Collect live for this long (e.g. 30s).
-    #[arg(long, short = 'd', value_parser = parse_duration)]
-    pub duration: Option<Duration>,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// VM(s) to check, by name, uuid or pid (default: every VM seen).
-    #[arg(long, value_name = "NAME")]
-    pub vm: Vec<String>,
+    #[arg(long, value_name = "VM", value_parser = VmSelector::parse)]
+    pub vm: Vec<VmSelector>,
     /// Thresholds file (TOML); `kvmprof check --example` prints a documented one.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -249,9 +236,9 @@ pub struct RecordArgs {
     /// Stop after this long (default: until SIGINT or SIGTERM).
     #[arg(long, short = 'd', value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// Only these VMs (by name or pid; repeatable).
-    #[arg(long, value_name = "NAME")]
-    pub vm: Vec<String>,
+    /// Only these VMs (by name, uuid or pid; repeatable).
+    #[arg(long, value_name = "VM", value_parser = VmSelector::parse)]
+    pub vm: Vec<VmSelector>,
     /// Create this file once recording has started.
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
@@ -269,12 +256,12 @@ pub struct DiffArgs {
     pub a: PathBuf,
     /// After: a kvmprof recording or perf text.
     pub b: PathBuf,
-    /// Compare only this VM of A (name or pid).
-    #[arg(long, value_name = "NAME")]
-    pub vm_a: Option<String>,
-    /// Compare only this VM of B (name or pid).
-    #[arg(long, value_name = "NAME")]
-    pub vm_b: Option<String>,
+    /// Compare only this VM of A (name, uuid or pid).
+    #[arg(long, value_name = "VM", value_parser = VmSelector::parse)]
+    pub vm_a: Option<VmSelector>,
+    /// Compare only this VM of B (name, uuid or pid).
+    #[arg(long, value_name = "VM", value_parser = VmSelector::parse)]
+    pub vm_b: Option<VmSelector>,
     /// Output format (table or json).
     #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -303,28 +290,20 @@ pub struct ExerciseArgs {
     pub identity: Vec<String>,
 }
 
-/// "1s", "500ms", "2.5s", "1m", "1h", or plain seconds.
+/// A duration in jiff's friendly format ("500ms", "2.5s", "1.5m", "1h", "1m30s", "2 hours"),
+/// or plain seconds ("3", "0.5").
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        (s, 1.0)
+    let bad = || format!("`{s}` is not a duration: use e.g. 500ms, 2s, 1.5m, 1h");
+    let d = match s.parse::<f64>() {
+        Ok(secs) if secs.is_nan() => return Err(bad()),
+        Ok(secs) => jiff::SignedDuration::try_from_secs_f64(secs).map_err(|_| bad())?,
+        Err(_) => s.parse::<jiff::SignedDuration>().map_err(|_| bad())?,
     };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration: use e.g. 500ms, 2s, 1.5m, 1h"))?;
-    if !v.is_finite() || v < 0.0 {
+    if d.is_negative() {
         return Err(format!("`{s}` is not a duration: it must be positive"));
     }
-    Ok(Duration::from_secs_f64(v * mult))
+    Duration::try_from(d).map_err(|_| bad())
 }
 
 #[cfg(test)]
@@ -346,7 +325,21 @@ mod tests {
         assert!(parse_duration("fast")
             .unwrap_err()
             .contains("not a duration"));
-        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("-1s")
+            .unwrap_err()
+            .contains("it must be positive"));
+        assert!(parse_duration("inf").is_err());
+        assert!(parse_duration("1e30").is_err());
+    }
+
+    /// Compound durations, which jiff's format adds to the forms above.
+    #[test]
+    fn compound_durations() {
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h 5m"), Ok(Duration::from_secs(3900)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("0ms"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("2 hours"), Ok(Duration::from_secs(7200)));
     }
 
     #[test]

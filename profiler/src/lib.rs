@@ -1,10 +1,8 @@
 //! kvmprof: live eBPF profiler of KVM VM exits.
 pub mod advice;
-pub mod app;
-pub mod app_advise;
-pub mod app_check;
 pub mod check;
 pub mod cli;
+pub mod cmd;
 pub mod decode;
 pub mod exerciser;
 pub mod export;
@@ -13,6 +11,7 @@ pub mod out;
 pub mod probe;
 pub mod report;
 pub mod sample;
+pub mod session;
 pub mod settings;
 pub mod source;
 pub mod store;

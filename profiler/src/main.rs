@@ -4,23 +4,26 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 use kvmprof::cli::{Cli, Command};
+use kvmprof::cmd::{self, Env};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let mut env = Env::host(cli.global.clone());
+    let env = &mut env;
     let result = match cli.command {
-        None | Some(Command::Top) => kvmprof::app::top(&cli.global),
-        Some(Command::Demo(ref a)) => kvmprof::app::demo(&cli.global, a),
-        Some(Command::Report(ref a)) => kvmprof::app::report(&cli.global, a),
-        Some(Command::Diff(ref a)) => kvmprof::app::diff(a),
-        Some(Command::Record(ref a)) => kvmprof::app::record(&cli.global, a),
-        Some(Command::Replay(ref a)) => kvmprof::app::replay(a),
-        Some(Command::Advise(ref a)) => kvmprof::app_advise::advise(&cli.global, a),
-        Some(Command::Check(ref a)) => match kvmprof::app_check::check(&cli.global, a) {
+        None | Some(Command::Top) => cmd::top::top(env),
+        Some(Command::Demo(ref a)) => cmd::top::demo(env, a),
+        Some(Command::Replay(ref a)) => cmd::top::replay(a),
+        Some(Command::Report(ref a)) => cmd::report::report(env, a),
+        Some(Command::Diff(ref a)) => cmd::report::diff(a),
+        Some(Command::Record(ref a)) => cmd::record::record(env, a),
+        Some(Command::Advise(ref a)) => cmd::advise::advise(env, a),
+        Some(Command::Check(ref a)) => match cmd::check::check(env, a) {
             Ok(code) => return ExitCode::from(code),
             Err(e) => Err(e),
         },
-        Some(Command::Serve(ref a)) => kvmprof::app_check::serve(&cli.global, a),
-        Some(Command::Exercise(ref a)) => kvmprof::app::exercise(a),
+        Some(Command::Serve(ref a)) => cmd::serve::serve(env, a),
+        Some(Command::Exercise(ref a)) => cmd::exercise::exercise(a),
         Some(Command::Completions { shell }) => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "kvmprof", &mut script);

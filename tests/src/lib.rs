@@ -1,6 +1,8 @@
 //! Helpers for kvmprof's integration tests: the kernel's hist-trigger text, kvmprof's JSON
 //! report and advice, and the exerciser's RESULT / HYPERV lines.
 
+pub mod modgraph;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

@@ -6,7 +6,7 @@ mod common;
 use kvmprof::{
     probe::{
         testrun::{Event, OP_ENTRY, OP_EXIT, OP_KVM_RUN, OP_UEXIT},
-        Probe, ProbeOptions,
+        Probe, ProbeOptions, Programs,
     },
     sample::{Key, Sample},
 };
@@ -14,7 +14,7 @@ use profiler_common::{counter, ev, hist, ISA_SVM, ISA_USERSPACE, ISA_VMX};
 
 fn test_probe(max_keys: u32) -> Probe {
     Probe::load(&ProbeOptions {
-        test_only: true,
+        programs: Programs::TestRun,
         max_keys,
         ..Default::default()
     })
@@ -343,6 +343,30 @@ fn rows_of_exited_processes_can_be_forgotten() {
         s.stats.keys()
     );
     assert!(s.in_flight.is_empty(), "{:?}", s.in_flight);
+    // The freed slot is claimable again (its BPF_NOEXIST claim was released): a new thread
+    // reusing tid 6000 and one colliding on its slot (6000 + PSLOTS, kept in the hash) both pair.
+    let other = 6000 + profiler_common::PSLOTS as u64;
+    let s = run(
+        &p,
+        &[
+            ev(OP_EXIT, 800, 6000, 3_000, 0, ISA_VMX, 30),
+            ev(OP_EXIT, 800, other, 3_100, 1, ISA_VMX, 30),
+            ev(OP_ENTRY, 800, 6000, 3_500, 0, 0, 0),
+            ev(OP_EXIT, 800, 6000, 4_000, 0, ISA_VMX, 12), // in flight in the slot
+            ev(OP_ENTRY, 800, other, 3_800, 1, 0, 0),
+        ],
+    );
+    assert_eq!(s.stats[&key(800, 0, ISA_VMX, 30)].sum_ns, 500);
+    assert_eq!(s.stats[&key(800, 1, ISA_VMX, 30)].sum_ns, 700);
+    assert_eq!(s.in_flight.get(&key(800, 0, ISA_VMX, 12)), Some(&1));
+    let slots: aya::maps::Array<_, profiler_common::Pending> =
+        aya::maps::Array::try_from(p.ebpf().map("PSLOTS_MAP").expect("PSLOTS_MAP")).unwrap();
+    let slot = slots.get(&6000, 0).unwrap();
+    assert_eq!(
+        (slot.owner, slot.tgid),
+        (6000, 800),
+        "the freed slot was not reclaimed"
+    );
 }
 
 /// The MSR path decodes SynIC SINT AutoEOI/masked and stimer direct mode in kernel.

@@ -1,8 +1,7 @@
 //! `kvmprof check --junit` read by real consumers: xmllint validates it against a JUnit XSD
 //! (written after the Jenkins xunit / Ant junit schema), and Python's junitparser must count the
 //! same tests, failures, errors and skipped as the report, with names and classnames intact.
-//! The tools are installed when missing (apt-get, pip); when that fails the test fails under
-//! CI=true and otherwise says why it did not run.
+//! `cargo xtask setup` installs both; without them the test fails saying so.
 
 use std::{path::PathBuf, process::Command};
 
@@ -98,53 +97,16 @@ for suite in xml:
 print(json.dumps(out))
 "#;
 
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// Fails under CI, otherwise explains why the test did not run.
-fn cannot_run(why: &str) {
-    assert!(!ci(), "CI=true and the JUnit consumers cannot run: {why}");
-    eprintln!("junit: not run: {why}");
-}
-
 fn ok(cmd: &mut Command) -> bool {
     cmd.output().is_ok_and(|o| o.status.success())
 }
 
-fn apt_install(pkg: &str) {
-    let install = || {
-        ok(Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends", pkg])
-            .env("DEBIAN_FRONTEND", "noninteractive"))
-    };
-    if !install() {
-        ok(Command::new("apt-get").arg("update"));
-        install();
-    }
-}
-
-fn have_xmllint() -> bool {
-    let present = || ok(Command::new("xmllint").arg("--version"));
-    if !present() {
-        apt_install("libxml2-utils");
-    }
-    present()
-}
-
-fn have_junitparser() -> bool {
-    let present = || ok(Command::new("python3").args(["-c", "import junitparser"]));
-    if !present() {
-        let pip = |extra: &[&str]| {
-            ok(Command::new("python3")
-                .args(["-m", "pip", "install", "--quiet", "junitparser"])
-                .args(extra))
-        };
-        if !pip(&[]) {
-            pip(&["--break-system-packages"]);
-        }
-    }
-    present()
+/// Fails the test when a tool it checks the output with is missing, saying how to get it.
+fn require(present: bool, what: &str) {
+    assert!(
+        present,
+        "{what} is missing: run `cargo xtask setup` (it installs the tools the tests use)"
+    );
 }
 
 const MS: u64 = 1_000_000;
@@ -210,7 +172,8 @@ fn report() -> CheckReport {
     ] {
         t.set(f).expect("valid flag");
     }
-    let vms = [odd.to_string(), "db".into(), "missing-vm".into()];
+    let vms =
+        [odd, "db", "missing-vm"].map(|v| kvmprof::model::VmSelector::parse(v).expect("selector"));
     check::evaluate(&view, &series, &t, &vms, None)
 }
 
@@ -232,27 +195,27 @@ fn junit_is_valid_and_counts_match_a_real_parser() {
     std::fs::write(&xml_path, &xml).expect("write xml");
     std::fs::write(&xsd_path, XSD).expect("write xsd");
 
-    if have_xmllint() {
-        let out = Command::new("xmllint")
-            .arg("--noout")
-            .arg("--schema")
-            .arg(&xsd_path)
-            .arg(&xml_path)
-            .output()
-            .expect("run xmllint");
-        assert!(
-            out.status.success(),
-            "xmllint rejected the JUnit file: {}\n{xml}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    } else {
-        cannot_run("xmllint is missing and `apt-get install libxml2-utils` failed");
-    }
+    require(
+        ok(Command::new("xmllint").arg("--version")),
+        "xmllint (Debian's libxml2-utils)",
+    );
+    let out = Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(&xsd_path)
+        .arg(&xml_path)
+        .output()
+        .expect("run xmllint");
+    assert!(
+        out.status.success(),
+        "xmllint rejected the JUnit file: {}\n{xml}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
-    if !have_junitparser() {
-        cannot_run("python3 with junitparser is missing and `pip install junitparser` failed");
-        return;
-    }
+    require(
+        ok(Command::new("python3").args(["-c", "import junitparser"])),
+        "python3 with junitparser",
+    );
     let out = Command::new("python3")
         .args(["-c", PARSE_PY])
         .arg(&xml_path)

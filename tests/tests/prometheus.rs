@@ -1,8 +1,7 @@
-//! The exporter scraped by a real Prometheus server (Debian's `prometheus`, installed when
-//! missing). Everything stays on loopback: the exporter listens on 127.0.0.1 (free port), and
+//! The exporter scraped by a real Prometheus server (Debian's `prometheus`, which
+//! `cargo xtask setup` installs; without it the tests fail saying so). Everything stays on loopback: the exporter listens on 127.0.0.1 (free port), and
 //! Prometheus on 127.0.0.1 scrapes it every second; the test queries Prometheus's HTTP API and
 //! compares with what the model (and so `kvmprof report`) computes for the same samples.
-//! Under CI=true a missing Prometheus is a failure; otherwise the test says why it did not run.
 
 use std::{
     io::{Read, Write},
@@ -26,34 +25,13 @@ fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
-fn prometheus_bin() -> Option<PathBuf> {
-    // Both tests of this file want it at once; two apt-gets at once fail on the dpkg lock.
-    static BIN: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
-    BIN.get_or_init(install_prometheus).clone()
-}
-
-fn install_prometheus() -> Option<PathBuf> {
-    let found = || {
-        ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-    };
-    if let Some(p) = found() {
-        return Some(p);
-    }
-    let install = || {
-        Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends", "prometheus"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !install() {
-        let _ = Command::new("apt-get").arg("update").output();
-        install();
-    }
-    found()
+/// Debian's prometheus; a missing one fails the test with how to install it.
+fn prometheus_bin() -> PathBuf {
+    ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("prometheus is not installed: run `cargo xtask setup` (it installs Debian's prometheus)")
 }
 
 /// Kills Prometheus and removes its directory however the test ends.
@@ -225,12 +203,7 @@ fn start_prometheus(bin: &std::path::Path, target: SocketAddr, tag: &str) -> (Gu
 
 #[test]
 fn prometheus_scrapes_the_model_numbers() {
-    let Some(bin) = prometheus_bin() else {
-        let why = "no prometheus binary after `apt-get install prometheus`";
-        assert!(!ci(), "CI=true and the Prometheus test cannot run: {why}");
-        eprintln!("prometheus: not run: {why}");
-        return;
-    };
+    let bin = prometheus_bin();
     let samples = samples();
     let names = ExitNames::builtin();
     let view = compute(&samples[0], &samples[2], &names);
@@ -464,8 +437,8 @@ fn prometheus_scrapes_kvmprof_serve_and_agrees_with_report() {
     } else {
         None
     };
-    let (Some(bin), Some(kvmprof), None) = (prometheus_bin(), kvmprof, why) else {
-        let why = why.unwrap_or("no prometheus binary after `apt-get install prometheus`");
+    let (Some(kvmprof), None) = (kvmprof, why) else {
+        let why = why.unwrap_or("the kvmprof binary is missing");
         assert!(
             !ci(),
             "CI=true and the live Prometheus test cannot run: {why}"
@@ -473,6 +446,7 @@ fn prometheus_scrapes_kvmprof_serve_and_agrees_with_report() {
         eprintln!("prometheus (live): not run: {why}");
         return;
     };
+    let bin = prometheus_bin();
     let port = free_port();
     let dir = std::env::temp_dir().join(format!("kvmprof-serve-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");

@@ -8,7 +8,9 @@ use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
 use kvmprof::{
+    model::VmSelector,
     report::{self, Data},
+    session::Session,
     source::{replay::ReplaySource, Source},
     store::Recording,
 };
@@ -78,8 +80,8 @@ fn check(dir: &Path) -> Result<()> {
     );
 
     // Report: A's counts equal the guest kernel's hist trigger for the same run.
-    let a = report::load(&a_path)?;
-    let b = report::load(&b_path)?;
+    let a = Session::file(&a_path)?.data()?;
+    let b = Session::file(&b_path)?.data()?;
     let a_counts = counts(&a, "kvmprof-exerciser")?;
     let b_counts = counts(&b, "kvmprof-exerciser-b")?;
     for (name, got, hist) in [
@@ -118,7 +120,7 @@ fn check(dir: &Path) -> Result<()> {
     let table = report::perf_table(
         &a,
         &report::TableOptions {
-            vm: Some("kvmprof-exerciser".into()),
+            vm: Some(VmSelector::parse("kvmprof-exerciser").unwrap()),
             ..Default::default()
         },
     )?;
@@ -142,8 +144,8 @@ fn check(dir: &Path) -> Result<()> {
         &a,
         &b,
         &report::DiffOptions {
-            vm_a: Some("kvmprof-exerciser".into()),
-            vm_b: Some("kvmprof-exerciser-b".into()),
+            vm_a: Some(VmSelector::parse("kvmprof-exerciser").unwrap()),
+            vm_b: Some(VmSelector::parse("kvmprof-exerciser-b").unwrap()),
         },
     )?;
     println!("{}", report::diff::render_table(&d));

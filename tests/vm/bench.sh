@@ -76,11 +76,13 @@ start_tool() {
   TP=
   case $1 in
   none) return 0 ;;
-  kvmprof|kvmprof-empty)
-    flag=
-    [ "$1" = kvmprof-empty ] && flag=--empty-probes
-    ( /bin/kvmprof $flag report --until-signal --format json --ready-file /tmp/run/ready \
+  kvmprof)
+    ( /bin/kvmprof report --until-signal --format json --ready-file /tmp/run/ready \
         > /tmp/run/out 2> /tmp/run/err &
+      echo $! > /tmp/run/pid; wait $!; echo $? > /tmp/run/rc; times > /tmp/run/tool.times ) &
+    ;;
+  kvmprof-empty) # the test object's field-reading empty programs (tests/src/bin/kvmprof-empty.rs)
+    ( /bin/kvmprof-empty /tmp/run/ready > /tmp/run/out 2> /tmp/run/err &
       echo $! > /tmp/run/pid; wait $!; echo $? > /tmp/run/rc; times > /tmp/run/tool.times ) &
     ;;
   perf)

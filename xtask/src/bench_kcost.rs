@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::bench_vm::{median, Run};
+use crate::bench_common::{median, Run};
 
 /// (events, ns per event) of program `name` in a run (`pc_<name>=<events>:<ns>`).
 fn prog(r: &Run, name: &str) -> Option<(f64, f64)> {
@@ -84,7 +84,7 @@ pub fn kcost_table(runs: &[Run]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench_vm::parse_runs;
+    use crate::bench_common::parse_runs;
 
     #[test]
     fn pairs_above_empty() {

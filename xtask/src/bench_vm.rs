@@ -16,6 +16,7 @@
 //! copy of that section). Absolute times under TCG are slow; compare ratios within one boot.
 
 // The VM test's host and initramfs helpers, shared.
+use crate::bench_common::{median, parse_runs, splice, Run};
 use crate::vm::{host, initramfs, Qemu};
 
 use std::collections::BTreeMap;
@@ -127,40 +128,10 @@ fn boot(
     })
 }
 
-/// One `RUN key=value ...` line of results.txt.
-pub type Run = BTreeMap<String, String>;
-
-pub fn parse_runs(text: &str) -> Vec<Run> {
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("RUN "))
-        .map(|rest| {
-            rest.split_whitespace()
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
-}
-
 fn num(r: &Run, k: &str) -> Option<f64> {
     r.get(k).and_then(|v| v.parse::<f64>().ok())
 }
 
-pub(crate) fn median(mut v: Vec<f64>) -> Option<f64> {
-    v.retain(|x| x.is_finite());
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
-}
-
-/// Exits of one ocrw exerciser run per second (iterations × 4 + 1 over its elapsed time).
 fn exits_per_s(r: &Run) -> Option<f64> {
     let iters = num(r, "iters")?;
     let ms = num(r, "elapsed_ms")?;
@@ -393,38 +364,8 @@ pub fn splice_section(doc: &str, section: &str) -> String {
     splice(doc, HEADING, section)
 }
 
-/// Replace the `## heading` section of `doc` (up to the next heading) with `section`, or
-/// append it: each benchmark command owns one section of BENCHMARKS.md.
-pub fn splice(doc: &str, heading: &str, section: &str) -> String {
-    let mut out = String::new();
-    let mut lines = doc.lines().peekable();
-    let mut replaced = false;
-    while let Some(l) = lines.next() {
-        if l.trim_end() == heading {
-            while let Some(n) = lines.peek() {
-                if n.starts_with("## ") || n.starts_with("# ") {
-                    break;
-                }
-                lines.next();
-            }
-            out.push_str(section);
-            replaced = true;
-        } else {
-            out.push_str(l);
-            out.push('\n');
-        }
-    }
-    if !replaced {
-        if !out.is_empty() && !out.ends_with("\n\n") {
-            out.push('\n');
-        }
-        out.push_str(section);
-    }
-    out
-}
-
 fn write_benchmarks(body: &str, info: &str, wall: Option<Duration>) -> Result<()> {
-    let path = crate::tasks::workspace_root().join("BENCHMARKS.md");
+    let path = crate::cargo::workspace_root().join("BENCHMARKS.md");
     let doc = std::fs::read_to_string(&path).unwrap_or_default();
     let mut section = format!("{HEADING}\n\n");
     let _ = write!(
@@ -491,7 +432,7 @@ pub fn bench_vm(args: &BenchVmArgs) -> Result<()> {
     let (kroot, ver) = host::ensure_kernel(args.kernel_package.as_deref())?;
     let kvmprof = match &args.kvmprof {
         Some(p) => p.clone(),
-        None => crate::tasks::build_release(&crate::setup::setup()?)?,
+        None => crate::cargo::build_release(&crate::setup::setup()?)?,
     };
     let mut programs = Vec::new();
     for (name, tool) in [("perf", "perf"), ("bpftrace", "bpftrace")] {
@@ -499,7 +440,14 @@ pub fn bench_vm(args: &BenchVmArgs) -> Result<()> {
             programs.push((name, find_program(name)?));
         }
     }
-    let root = crate::tasks::workspace_root();
+    if tools.contains(&"kvmprof") {
+        // The kcost phase's baseline: empty programs from the test object, not in kvmprof.
+        programs.push((
+            "kvmprof-empty",
+            crate::cargo::build_empty_baseline(&crate::setup::setup()?)?,
+        ));
+    }
+    let root = crate::cargo::workspace_root();
     let init =
         std::fs::read(root.join("tests/vm/bench.sh")).context("cannot read tests/vm/bench.sh")?;
     let kdir = kroot.join("lib/modules").join(&ver).join("kernel");
@@ -515,7 +463,7 @@ pub fn bench_vm(args: &BenchVmArgs) -> Result<()> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let out = crate::tasks::target_dir()
+    let out = crate::cargo::target_dir()
         .join("bench-vm")
         .join(format!("run-{stamp}"));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;

@@ -1,9 +1,13 @@
 //! Developer tasks: `cargo xtask <setup|run|test|vm-test>`.
 
+mod apt;
+mod bench_common;
 mod bench_kcost;
 mod bench_vm;
+mod cargo;
 mod setup;
 mod tasks;
+mod test_tools;
 mod util;
 mod vm;
 
@@ -20,7 +24,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Make this machine ready: rust-src for the nightly, bpf-linker against the nightly's
-    /// libLLVM (cached), tracefs mounted. Idempotent; `run` and `test` call it first.
+    /// libLLVM (cached), tracefs mounted, and the tools the tests check output with
+    /// (prometheus, xmllint, junitparser). Idempotent; `run` and `test` call it first (`run`
+    /// without the test tools).
     Setup,
     /// Build kvmprof with its eBPF programs and run it (as root); arguments after `--` go to
     /// kvmprof (default: the live TUI).
@@ -62,9 +68,12 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Setup => setup::setup().map(|env| {
+        Cmd::Setup => {
+            let env = setup::setup()?;
+            test_tools::ensure()?;
             eprintln!("xtask: ready (bpf-linker in {})", env.linker_bin.display());
-        }),
+            Ok(())
+        }
         Cmd::Run { args } => tasks::run_kvmprof(&args),
         Cmd::Test { skip_vm } => {
             if skip_vm && std::env::var("CI").is_ok_and(|v| v == "true") {

@@ -1,37 +1,14 @@
 //! `run` and `test`: the README's two commands. Both call `setup` first.
 
-use std::path::PathBuf;
-
 use anyhow::{Context, Result};
 
-use crate::{setup, util::run, vm};
-
-pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_default()
-}
-
-/// Where cargo puts build outputs (CARGO_TARGET_DIR wins, as cargo itself does).
-pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"))
-}
-
-/// Build kvmprof with its eBPF programs (release) and return the binary's path.
-pub fn build_release(env: &setup::Env) -> Result<PathBuf> {
-    run(env.command("cargo").current_dir(workspace_root()).args([
-        "build",
-        "--release",
-        "-p",
-        "kvmprof",
-        "--features",
-        "ebpf",
-    ]))?;
-    Ok(target_dir().join("release/kvmprof"))
-}
+use crate::{
+    bench_common::splice,
+    cargo::{build_release, target_dir, workspace_root},
+    setup,
+    util::run,
+    vm,
+};
 
 /// `cargo xtask run [-- ARGS]`: the live TUI (or any kvmprof subcommand).
 pub fn run_kvmprof(args: &[String]) -> Result<()> {
@@ -47,6 +24,7 @@ pub fn run_kvmprof(args: &[String]) -> Result<()> {
 /// `cargo xtask test`: style, lints, pure + privileged tests, then the real-KVM test.
 pub fn test(skip_vm: bool) -> Result<()> {
     let env = setup::setup()?;
+    crate::test_tools::ensure()?;
     let root = workspace_root();
     run(env
         .command("cargo")
@@ -60,12 +38,13 @@ pub fn test(skip_vm: bool) -> Result<()> {
         "profiler-ebpf",
         "--all-targets",
         "--features",
-        "kvmprof/ebpf",
+        "kvmprof/ebpf-test",
         "--",
         "-D",
         "warnings",
     ]))?;
-    // The eBPF object is embedded, so the privileged tests in `tests/` load the real programs.
+    // The eBPF objects are embedded (the release one and, with ebpf-test, the test programs'),
+    // so the privileged tests in `tests/` load the real programs.
     // The real-KVM tests run in the vm-test step below, with the VM's output.
     run(env
         .command("cargo")
@@ -77,7 +56,7 @@ pub fn test(skip_vm: bool) -> Result<()> {
             "--exclude",
             "profiler-ebpf",
             "--features",
-            "kvmprof/ebpf",
+            "kvmprof/ebpf-test",
         ]))?;
     fuzz_targets(&env, 30)?;
     if skip_vm {
@@ -141,19 +120,8 @@ const HOST_HEADING: &str =
 pub fn bench() -> Result<()> {
     let env = setup::setup()?;
     let root = workspace_root();
-    run(env.command("cargo").current_dir(&root).args([
-        "build",
-        "--release",
-        "-p",
-        "kvmprof-tests",
-        "--features",
-        "kvmprof/ebpf",
-        "--bin",
-        "kvmprof-bench",
-    ]))?;
-    let mut out = crate::util::cmd_output(&mut std::process::Command::new(
-        target_dir().join("release/kvmprof-bench"),
-    ))?;
+    let bench = crate::cargo::build_test_bin(&env, "kvmprof-bench")?;
+    let mut out = crate::util::cmd_output(&mut std::process::Command::new(bench))?;
     // 5. Recording size per VM-hour (the sessions issue's benchmark).
     let size = crate::util::cmd_output(env.command("cargo").current_dir(&root).args([
         "run",
@@ -179,7 +147,7 @@ pub fn bench() -> Result<()> {
     );
     let path = root.join("BENCHMARKS.md");
     let doc = std::fs::read_to_string(&path).unwrap_or_else(|_| "# kvmprof benchmarks\n\n".into());
-    std::fs::write(&path, crate::bench_vm::splice(&doc, HOST_HEADING, &section))?;
+    std::fs::write(&path, splice(&doc, HOST_HEADING, &section))?;
     eprintln!("xtask: wrote BENCHMARKS.md");
     Ok(())
 }

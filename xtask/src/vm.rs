@@ -65,7 +65,7 @@ impl Default for VmTestArgs {
 /// Build kvmprof with its eBPF programs (release), after `xtask setup` (bpf-linker etc.).
 fn build_kvmprof() -> Result<PathBuf> {
     let env = crate::setup::setup()?;
-    crate::tasks::build_release(&env)
+    crate::cargo::build_release(&env)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -80,7 +80,7 @@ fn build_initramfs(kroot: &Path, ver: &str, kvmprof: &Path) -> Result<Archive> {
     a.add_char_dev("/dev/console", 5, 1)?;
     a.add_file(
         "/init",
-        read(&crate::tasks::workspace_root().join("tests/vm/init.sh"))?,
+        read(&crate::cargo::workspace_root().join("tests/vm/init.sh"))?,
         0o755,
     )?;
     a.add_file("/bin/busybox", read(Path::new("/bin/busybox"))?, 0o755)?;
@@ -232,7 +232,7 @@ pub fn vm_test(args: &VmTestArgs) -> Result<()> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let out = crate::tasks::target_dir()
+    let out = crate::cargo::target_dir()
         .join("vm-test")
         .join(format!("run-{stamp}"));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
@@ -319,7 +319,7 @@ pub fn vm_test(args: &VmTestArgs) -> Result<()> {
         test.args(["--test", "real_kvm_hyperv"]);
     }
     test.args(["--", "--nocapture", "--test-threads", "1"])
-        .current_dir(crate::tasks::workspace_root())
+        .current_dir(crate::cargo::workspace_root())
         .env("KVMPROF_VM_OUT", &out);
     cmd_status(&mut test).context("real-KVM assertions failed")?;
     println!(

@@ -147,6 +147,38 @@ mod tests {
         assert_eq!(sections, RULES.len());
     }
 
+    /// Each rule lives in its theme's file (rules/<theme>.rs), so a reader finds it in one guess.
+    #[test]
+    fn rules_are_filed_by_theme() {
+        let file = |t: Theme| -> &[&str] {
+            match t {
+                Timers => &[include_str!("rules/timers.rs")],
+                Interrupts => &[
+                    include_str!("rules/apic.rs"),
+                    include_str!("rules/interrupts.rs"),
+                ],
+                Scheduling => &[include_str!("rules/scheduling.rs")],
+                Other => &[include_str!("rules/other.rs")],
+                Configuration => &[include_str!("rules/configuration.rs")],
+                Profile => &[include_str!("fingerprint.rs")],
+            }
+        };
+        for r in RULES {
+            let f = r.id.to_ascii_lowercase();
+            let defined = |src: &&str| {
+                [format!("fn {f}("), format!("fn {f}_"), format!("_{f}(")]
+                    .iter()
+                    .any(|p| src.contains(p.as_str()))
+            };
+            assert!(
+                file(r.theme).iter().any(defined),
+                "{} ({:?}) is not defined in its theme's file",
+                r.id,
+                r.theme
+            );
+        }
+    }
+
     #[test]
     fn sources_point_into_the_docs() {
         assert_eq!(

@@ -73,6 +73,8 @@ pub struct VmConfig {
     /// vmx/svm exposed to the guest; None = model default (host/max follow the host's nested).
     pub nested: Option<bool>,
     pub invtsc: Option<bool>,
+    /// x2APIC exposed to the guest; None = model default.
+    pub x2apic: Option<bool>,
     pub tsc_frequency: Option<String>,
     /// `-rtc base=` (utc / localtime / date).
     pub rtc_base: Option<String>,
@@ -282,6 +284,7 @@ impl VmConfig {
             "kvm" => self.kvm_hidden = on == Some(false),
             "vmx" | "svm" => self.nested = on,
             "invtsc" => self.invtsc = on,
+            "x2apic" => self.x2apic = on,
             "tsc-frequency" | "tsc-freq" => self.tsc_frequency = value.map(String::from),
             _ if k.starts_with("hv-") => {
                 if let Some(on) = on {
@@ -319,6 +322,7 @@ impl VmConfig {
             pit_policy,
             nested,
             invtsc,
+            x2apic,
             tsc_frequency,
             rtc_base,
             vcpus,

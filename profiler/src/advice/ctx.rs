@@ -43,6 +43,10 @@ pub(crate) mod x {
     pub const EOI_INDUCED: &[(u32, u32)] = &[(V, 45)];
     pub const MMIO: &[(u32, u32)] = &[(V, 49), (S, 0x400)];
     pub const APIC_WRITE: &[(u32, u32)] = &[(V, 56), (S, 0x401)];
+    /// SVM only: virtual-interrupt window and CR8 (TPR) writes, intercepted only while AVIC is
+    /// not in use for the vCPU.
+    pub const VINTR: &[(u32, u32)] = &[(S, 0x64)];
+    pub const CR8_WRITE: &[(u32, u32)] = &[(S, 0x18)];
     pub const HLT: &[(u32, u32)] = &[(V, 12), (S, 0x78), (S, 0xa6)];
 }
 
@@ -263,15 +267,45 @@ impl<'a> Ctx<'a> {
             return String::new();
         }
         let model = self.cfg.cpu_model.as_deref().unwrap_or("<model>");
-        let fl: Vec<String> = flags
+        let mut fl: Vec<String> = flags
             .iter()
             .map(|f| match *f {
-                "hv-spinlocks" => "hv-spinlocks=0x1fff".to_string(),
+                "hv-spinlocks" => format!("hv-spinlocks={}", self.spinlock_retries()),
                 "hv-vendor-id" => "hv-vendor-id=KVMKVMKVM".to_string(),
                 f => format!("{f}=on"),
             })
             .collect();
+        if flags.contains(&"hv-avic") && self.x2apic_unaccelerated() {
+            fl.push("x2apic=off".into());
+        }
         format!("-cpu {model},…,{}", fl.join(","))
+    }
+
+    /// The libvirt XML for `flags`, as `cpu_add` gives the command line.
+    pub fn libvirt_add(&self, flags: &[&str]) -> String {
+        let retries = self.spinlock_retries();
+        let retries = u64::from_str_radix(retries.trim_start_matches("0x"), 16).unwrap_or(4095);
+        let mut s = libvirt_snippet(flags, retries);
+        if flags.contains(&"hv-avic") && self.x2apic_unaccelerated() {
+            s.push_str(" <cpu><feature policy='disable' name='x2apic'/></cpu>");
+        }
+        s
+    }
+
+    /// hv-spinlocks retries: never notify on dedicated vCPUs (cpu-pm or pinned), else notify
+    /// early so the host can run the lock holder (0xfff, libvirt's minimum).
+    pub fn spinlock_retries(&self) -> &'static str {
+        if self.cfg.cpu_pm || self.cfg.pinned == Some(true) {
+            "0xffffffff"
+        } else {
+            "0xfff"
+        }
+    }
+
+    /// An AMD host without x2AVIC where the guest may run its APIC in x2APIC mode: such vCPUs
+    /// lose AVIC, so hv-avic (which moves Windows to the x2APIC MSRs) needs x2apic=off too.
+    pub fn x2apic_unaccelerated(&self) -> bool {
+        self.host.avic_xapic_only() && self.cfg.x2apic != Some(false)
     }
 
     /// A key that differs for AMD/Intel: `kvm_intel X` / `kvm_amd Y`.
@@ -283,8 +317,9 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// libvirt XML for a set of QEMU hv flags (libvirt docs/formatdomain.rst).
-pub(crate) fn libvirt_snippet(flags: &[&str]) -> String {
+/// libvirt XML for a set of QEMU hv flags (libvirt docs/formatdomain.rst); `retries` is the
+/// hv-spinlocks value in decimal.
+fn libvirt_snippet(flags: &[&str], retries: u64) -> String {
     let mut hv = Vec::new();
     let mut clock = Vec::new();
     let has = |f: &str| flags.contains(&f);
@@ -301,7 +336,7 @@ pub(crate) fn libvirt_snippet(flags: &[&str]) -> String {
             "hv-stimer-direct" => "<stimer state='on'><direct state='on'/></stimer>".into(),
             "hv-tlbflush-direct" => "<tlbflush state='on'><direct state='on'/></tlbflush>".into(),
             "hv-tlbflush-ext" => "<tlbflush state='on'><extended state='on'/></tlbflush>".into(),
-            "hv-spinlocks" => "<spinlocks state='on' retries='8191'/>".into(),
+            "hv-spinlocks" => format!("<spinlocks state='on' retries='{retries}'/>"),
             "hv-vendor-id" => "<vendor_id state='on' value='KVMKVMKVM'/>".into(),
             f => {
                 let name = f.trim_start_matches("hv-").replace('-', "_");

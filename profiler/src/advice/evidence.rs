@@ -35,16 +35,9 @@ pub struct VmEvidence {
     pub rows: Vec<EvRow>,
 }
 
-const CLAMP: u64 = 1 << 40;
-
 /// Evidence per VM over `newer − older` (monotonic span between them).
 pub fn per_vm(older: &Sample, newer: &Sample) -> BTreeMap<u32, VmEvidence> {
-    let elapsed = if older.mono_ns == 0 {
-        0
-    } else {
-        newer.mono_ns.saturating_sub(older.mono_ns)
-    };
-    per_vm_elapsed(older, newer, elapsed)
+    per_vm_elapsed(older, newer, crate::model::span_ns(older, newer))
 }
 
 /// Like [`per_vm`] with an explicit span in nanoseconds.
@@ -54,18 +47,8 @@ pub fn per_vm_elapsed(
     elapsed_ns: u64,
 ) -> BTreeMap<u32, VmEvidence> {
     let secs = elapsed_ns as f64 / 1e9;
-    // A reused pid (new start time) is a new VM: its counters start from zero.
-    let reused = newer.reused_pids(older);
     let mut out: BTreeMap<u32, VmEvidence> = BTreeMap::new();
-    for (k, new) in &newer.evidence {
-        let old = older
-            .evidence
-            .get(k)
-            .filter(|o| !reused.contains(&k.tgid) && o.count <= new.count);
-        let (c0, s0) = old.map_or((0, 0), |o| (o.count, o.sum));
-        // Clamped so sums over rows can never overflow, whatever a corrupt recording holds
-        // (2^40 events in one span is far beyond any real rate).
-        let count = (new.count - c0).min(CLAMP);
+    for (k, d) in crate::model::evidence_deltas(older, newer) {
         let vm = out.entry(k.tgid).or_insert_with(|| VmEvidence {
             pid: k.tgid,
             secs,
@@ -75,11 +58,15 @@ pub fn per_vm_elapsed(
             kind: k.kind,
             flags: k.flags,
             a: k.a,
-            count,
-            sum: new.sum.saturating_sub(s0).min(CLAMP << 16),
-            last: new.last,
-            total: new.count.min(CLAMP),
-            rate_per_s: if secs > 0.0 { count as f64 / secs } else { 0.0 },
+            count: d.count,
+            sum: d.sum,
+            last: d.last,
+            total: d.total,
+            rate_per_s: if secs > 0.0 {
+                d.count as f64 / secs
+            } else {
+                0.0
+            },
         });
     }
     out

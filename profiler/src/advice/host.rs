@@ -17,7 +17,8 @@ pub struct HostFacts {
     pub vendor: Option<Vendor>,
     /// kvm_intel enable_apicv / kvm_amd avic. None = unknown (module not loaded, replay).
     pub apicv: Option<bool>,
-    /// kvm_intel enable_ipiv (Sapphire Rapids+); None where the parameter does not exist.
+    /// kvm_intel enable_ipiv (Sapphire Rapids+) / kvm_amd enable_ipiv (AVIC IPI virtualization,
+    /// forced off on Zen 1/2 by erratum #1235); None where the parameter does not exist.
     pub ipiv: Option<bool>,
     /// kvm halt_poll_ns (module default 200000).
     pub halt_poll_ns: Option<u64>,
@@ -35,6 +36,11 @@ pub struct HostFacts {
     /// every hv-* flag fails or is inert.
     #[serde(default)]
     pub kvm_hyperv: Option<bool>,
+    /// AMD x2AVIC (Zen 4+, Linux ≥ 6.0): AVIC also accelerates vCPUs in x2APIC mode. Without
+    /// it such vCPUs lose AVIC, and KVM may not trace that as an inhibit. None = not AMD, or
+    /// a kernel too old to report the flag.
+    #[serde(default)]
+    pub x2avic: Option<bool>,
 }
 
 fn read(root: &Path, rel: &str) -> Option<String> {
@@ -75,11 +81,20 @@ impl HostFacts {
             Some(Vendor::Amd) => read(root, "sys/module/kvm_amd/parameters/nested"),
             None => None,
         };
-        let flags = cpuinfo
-            .lines()
-            .filter(|l| l.starts_with("flags") || l.starts_with("vmx flags"))
-            .flat_map(|l| l.split_whitespace())
-            .any(|f| f == "tsc_scale" || f == "tsc_scaling");
+        let cpu_flags = || {
+            cpuinfo
+                .lines()
+                .filter(|l| l.starts_with("flags") || l.starts_with("vmx flags"))
+                .flat_map(|l| l.split_whitespace())
+        };
+        let flags = cpu_flags().any(|f| f == "tsc_scale" || f == "tsc_scaling");
+        let kernel_release = read(root, "proc/sys/kernel/osrelease");
+        // cpuinfo shows `x2avic` since Linux 6.0 (when KVM learned it): its absence on an
+        // older kernel says nothing.
+        let x2avic = (vendor == Some(Vendor::Amd)
+            && !cpuinfo.is_empty()
+            && release_at_least(kernel_release.as_deref(), (6, 0)))
+        .then(|| cpu_flags().any(|f| f == "x2avic"));
         let cpus = cpuinfo
             .lines()
             .filter(|l| l.starts_with("processor"))
@@ -87,13 +102,17 @@ impl HostFacts {
         HostFacts {
             vendor,
             apicv,
-            ipiv: read(root, "sys/module/kvm_intel/parameters/enable_ipiv")
-                .as_deref()
-                .and_then(param_bool),
+            ipiv: match vendor {
+                Some(Vendor::Intel) => read(root, "sys/module/kvm_intel/parameters/enable_ipiv"),
+                Some(Vendor::Amd) => read(root, "sys/module/kvm_amd/parameters/enable_ipiv"),
+                None => None,
+            }
+            .as_deref()
+            .and_then(param_bool),
             halt_poll_ns: read(root, "sys/module/kvm/parameters/halt_poll_ns")
                 .and_then(|v| v.parse().ok()),
             nested: nested.as_deref().and_then(param_bool),
-            kernel_release: read(root, "proc/sys/kernel/osrelease"),
+            kernel_release,
             cpus: (cpus > 0).then_some(cpus as u32),
             clocksource: read(
                 root,
@@ -101,6 +120,7 @@ impl HostFacts {
             ),
             tsc_scaling: (!cpuinfo.is_empty()).then_some(flags),
             kvm_hyperv: None,
+            x2avic,
         }
     }
 
@@ -130,9 +150,12 @@ impl HostFacts {
 
     /// (major, minor) of the kernel release ("6.8.0-45-generic" → (6, 8)).
     pub fn kernel(&self) -> Option<(u32, u32)> {
-        let r = self.kernel_release.as_deref()?;
-        let mut it = r.split(|c: char| !c.is_ascii_digit());
-        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+        release(self.kernel_release.as_deref()?)
+    }
+
+    /// AMD host whose AVIC cannot accelerate vCPUs in x2APIC mode (no x2AVIC).
+    pub fn avic_xapic_only(&self) -> bool {
+        self.vendor == Some(Vendor::Amd) && self.x2avic == Some(false)
     }
 
     /// Kernel ≥ 5.15 inhibits APICv only while a SINT uses AutoEOI (KB upstream outcome).
@@ -154,6 +177,15 @@ impl HostFacts {
             _ => "kvm_intel enable_apicv=Y",
         }
     }
+}
+
+fn release(r: &str) -> Option<(u32, u32)> {
+    let mut it = r.split(|c: char| !c.is_ascii_digit());
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+fn release_at_least(r: Option<&str>, want: (u32, u32)) -> bool {
+    r.and_then(release).is_some_and(|k| k >= want)
 }
 
 /// `KVM_CHECK_EXTENSION(KVM_CAP_HYPERV)` on `dev`; None when it cannot be opened.

@@ -73,6 +73,7 @@ pub fn parse_libvirt_xml(text: &str) -> VmConfig {
                     "hypervisor" => c.hypervisor_hidden = !on,
                     "vmx" | "svm" => c.nested = Some(on),
                     "invtsc" => c.invtsc = Some(on),
+                    "x2apic" => c.x2apic = Some(on),
                     _ => {}
                 }
             }

@@ -11,14 +11,12 @@ pub mod host;
 pub mod libvirt;
 pub mod names;
 
-mod checks;
 mod ctx;
 mod fingerprint;
 mod import;
 mod render;
 mod rules;
-mod rules_irq;
-mod rules_more;
+mod summary;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -33,6 +31,7 @@ pub use host::{HostFacts, Vendor};
 pub use libvirt::parse_libvirt_xml;
 pub use names::InhibitNames;
 pub use render::{render_json, render_text};
+pub use summary::{AdviceItem, AdviceSummary};
 
 use crate::decode::ExitNames;
 use crate::model::View;
@@ -360,13 +359,7 @@ pub fn analyze(input: &Input) -> Report {
             guest.source = "as given with --guest".into();
         }
         let c = ctx::Ctx::new(vm, ev.unwrap_or(&empty_ev), cfg, input, &guest, &missing);
-        let mut findings: Vec<Finding> = rules::all(&c)
-            .into_iter()
-            .chain(rules_irq::all(&c))
-            .chain(rules_more::all(&c))
-            .chain(checks::all(&c))
-            .flatten()
-            .collect();
+        let mut findings: Vec<Finding> = rules::all(&c).into_iter().flatten().collect();
         let mut notes = Vec::new();
         // Hyper-V advice only where Hyper-V is in play: a Windows guest, hv-* flags, a hidden
         // hypervisor bit, or Hyper-V MSR/hypercall traffic. A Linux microVM's shares say nothing about SynIC.

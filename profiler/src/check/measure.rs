@@ -8,28 +8,12 @@
 //! window is UNDER-estimated by up to interval / w. Handling time counts in the interval in
 //! which the exit completed (its kvm_entry).
 
+use super::outcome::{Measured, Outcome};
 use super::{thresholds::resolve_reason, Kind, Planned};
 use crate::{
     decode::ExitNames,
     model::{Row, VcpuView, View, VmView},
 };
-
-/// A measured value and what it is made of.
-#[derive(Debug, Default)]
-pub(crate) struct Measured {
-    pub value: f64,
-    pub worst_vcpu: Option<u32>,
-    pub worst_reason: Option<String>,
-    pub detail: String,
-}
-
-pub(crate) enum Outcome {
-    Value(Measured),
-    /// Nothing to measure (e.g. a latency limit on a reason that never happened).
-    Skip(String),
-    /// Could not measure.
-    Error(String),
-}
 
 /// Highest `value / duration` over windows of `window_s`; (rate, start offset s, approximate).
 pub(crate) fn windowed_max(items: &[(f64, f64)], window_s: f64) -> Option<(f64, f64, bool)> {
@@ -169,22 +153,14 @@ pub(crate) fn measure(
             else {
                 return Outcome::Skip("no timed non-HLT exits".into());
             };
-            let vcpu = vm
-                .vcpus
-                .iter()
-                .filter_map(|v| {
-                    v.reasons
-                        .iter()
-                        .find(|x| x.isa == r.isa && x.reason == r.reason)
-                        .map(|x| (v.vcpu, key(x)))
-                })
-                .max_by_key(|(_, k)| *k);
-            Outcome::Value(Measured {
-                value: key(r) as f64 / 1e3,
-                worst_vcpu: vcpu.map(|v| v.0),
-                worst_reason: Some(r.name.clone()),
-                detail: format!("{} over {} timed exits", r.name, r.timed),
-            })
+            let same = |rows: &[Row]| -> Vec<Row> {
+                rows.iter()
+                    .filter(|x| x.isa == r.isa && x.reason == r.reason)
+                    .cloned()
+                    .collect()
+            };
+            let detail = format!("{} over {} timed exits", r.name, r.timed);
+            worst_latency(vm, r, &key, &same, detail)
         }
         Kind::Storm => storm(vm, view, series, window_s, |m| m.exits),
         Kind::FrameFrac(hz) | Kind::FrameUs(hz) => {
@@ -218,21 +194,10 @@ pub(crate) fn measure(
             let Some(r) = rows.iter().filter(|r| r.timed > 0).max_by_key(|r| key(r)) else {
                 return Outcome::Skip(format!("no timed {name} exits"));
             };
-            let vcpu = vm
-                .vcpus
-                .iter()
-                .flat_map(|v| {
-                    matching(&v.reasons, name, names)
-                        .into_iter()
-                        .map(|x| (v.vcpu, key(x)))
-                })
-                .max_by_key(|(_, k)| *k);
-            Outcome::Value(Measured {
-                value: key(r) as f64 / 1e3,
-                worst_vcpu: vcpu.map(|v| v.0),
-                worst_reason: Some(r.name.clone()),
-                detail: format!("{} timed exits", r.timed),
-            })
+            let same = |rows: &[Row]| -> Vec<Row> {
+                matching(rows, name, names).into_iter().cloned().collect()
+            };
+            worst_latency(vm, r, &key, &same, format!("{} timed exits", r.timed))
         }
         Kind::ReasonStorm(name) => storm(vm, view, series, window_s, |m| {
             matching(&m.reasons, name, names)
@@ -242,6 +207,28 @@ pub(crate) fn measure(
         }),
         Kind::Advice(_) => Outcome::Error("advice is measured by the caller".into()),
     }
+}
+
+/// Row `r`'s latency (`key`, ns) as a measurement in µs, with the vCPU whose rows of the same
+/// reason (`same`) have the highest.
+fn worst_latency(
+    vm: &VmView,
+    r: &Row,
+    key: &dyn Fn(&Row) -> u64,
+    same: &dyn Fn(&[Row]) -> Vec<Row>,
+    detail: String,
+) -> Outcome {
+    let vcpu = vm
+        .vcpus
+        .iter()
+        .flat_map(|v| same(&v.reasons).into_iter().map(move |x| (v.vcpu, key(&x))))
+        .max_by_key(|(_, k)| *k);
+    Outcome::Value(Measured {
+        value: key(r) as f64 / 1e3,
+        worst_vcpu: vcpu.map(|v| v.0),
+        worst_reason: Some(r.name.clone()),
+        detail,
+    })
 }
 
 fn per_vcpu(

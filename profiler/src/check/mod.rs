@@ -7,6 +7,7 @@
 //! name, no exits seen, source error, advice missing).
 
 mod measure;
+mod outcome;
 mod plan;
 mod render;
 #[cfg(test)]
@@ -21,11 +22,11 @@ pub use render::{junit, summary, timestamp_utc, to_json};
 pub use thresholds::{resolve_reason, FailOn, ReasonLimit, ThresholdError, Thresholds};
 
 use crate::{
-    advice::Severity,
+    advice::{AdviceItem, AdviceSummary, Severity},
     decode::ExitNames,
-    model::{View, VmView},
+    model::{View, VmSelector, VmView},
 };
-use measure::Outcome;
+use outcome::{Measured, Outcome};
 pub(crate) use plan::{plan, Kind, Planned};
 
 /// The example thresholds file (also `profiler/src/check/example.toml`).
@@ -65,43 +66,6 @@ pub struct CheckResult {
     pub detail: String,
 }
 
-/// One advice finding, as the check needs it (adapter over [`crate::advice::Report`]).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct AdviceItem {
-    pub pid: u32,
-    pub vm: String,
-    pub rule: String,
-    pub severity: Severity,
-    pub title: String,
-}
-
-/// The advice findings of the run, most important first.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct AdviceSummary {
-    pub findings: Vec<AdviceItem>,
-}
-
-impl From<&crate::advice::Report> for AdviceSummary {
-    fn from(r: &crate::advice::Report) -> Self {
-        let mut findings: Vec<AdviceItem> = r
-            .vms
-            .iter()
-            .flat_map(|v| {
-                v.findings.iter().map(move |f| AdviceItem {
-                    pid: v.pid,
-                    vm: v.name.clone(),
-                    rule: f.rule.clone(),
-                    severity: f.severity,
-                    title: f.title.clone(),
-                })
-            })
-            .collect();
-        // Stable: most severe first, the engine's order within a severity.
-        findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
-        AdviceSummary { findings }
-    }
-}
-
 /// Everything `kvmprof check` reports.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct CheckReport {
@@ -136,11 +100,15 @@ impl CheckReport {
 
     /// A report for a run that could not measure at all (e.g. the source failed): one error
     /// per threshold per VM asked for, so JUnit still lists every check.
-    pub fn could_not_measure(reason: &str, thresholds: &Thresholds, vm_filter: &[String]) -> Self {
+    pub fn could_not_measure(
+        reason: &str,
+        thresholds: &Thresholds,
+        vm_filter: &[VmSelector],
+    ) -> Self {
         let vms: Vec<String> = if vm_filter.is_empty() {
             vec!["*".into()]
         } else {
-            vm_filter.to_vec()
+            vm_filter.iter().map(|v| v.as_str().to_string()).collect()
         };
         let mut results = Vec::new();
         for vm in &vms {
@@ -155,29 +123,19 @@ impl CheckReport {
     }
 }
 
-/// VMs of `view` that `filter` names (VM name, uuid or pid); empty = all. Names matching
-/// nothing come back in the second list.
-fn select<'a>(view: &'a View, filter: &[String]) -> (Vec<&'a VmView>, Vec<String>) {
+/// VMs of `view` that `filter` names (VM name, uuid or pid); empty = all. Selectors that
+/// name no VM, or several, come back in the second list with the reason.
+fn select<'a>(view: &'a View, filter: &[VmSelector]) -> (Vec<&'a VmView>, Vec<(String, String)>) {
     if filter.is_empty() {
         return (view.vms.iter().collect(), Vec::new());
     }
-    let mut found = Vec::new();
+    let mut found: Vec<&VmView> = Vec::new();
     let mut missing = Vec::new();
     for f in filter {
-        let hits: Vec<&VmView> = view
-            .vms
-            .iter()
-            .filter(|v| {
-                v.name == *f || v.uuid.as_deref() == Some(f.as_str()) || v.pid.to_string() == *f
-            })
-            .collect();
-        if hits.is_empty() {
-            missing.push(f.clone());
-        }
-        for h in hits {
-            if !found.iter().any(|v: &&VmView| v.pid == h.pid) {
-                found.push(h);
-            }
+        match f.find(view) {
+            Ok(v) if !found.iter().any(|x| x.pid == v.pid) => found.push(v),
+            Ok(_) => {}
+            Err(e) => missing.push((f.as_str().to_string(), e.to_string())),
         }
     }
     (found, missing)
@@ -191,7 +149,7 @@ pub fn evaluate(
     view: &View,
     series: &[View],
     thresholds: &Thresholds,
-    vm_filter: &[String],
+    vm_filter: &[VmSelector],
     advice: Option<&AdviceSummary>,
 ) -> CheckReport {
     let names = ExitNames::builtin();
@@ -225,14 +183,14 @@ pub fn evaluate(
         }
     }
     // VMs asked for but not seen come last.
-    for m in &missing {
+    for (m, reason) in &missing {
         let why = if seen.is_empty() {
             format!(
                 "VM `{m}` not found by name: no VM had exits in {:.1} s",
                 view.duration_s
             )
         } else {
-            format!("VM `{m}` not found by name, uuid or pid; VMs seen: {seen}")
+            reason.clone()
         };
         results.extend(
             planned
@@ -287,7 +245,7 @@ fn check_one(
         } else {
             Status::Fail
         };
-        let m = measure::Measured {
+        let m = Measured {
             value: hits.len() as f64,
             worst_reason: hits.first().map(|h| h.rule.clone()),
             detail: hits

@@ -1,6 +1,6 @@
 //! The thresholds to check, in report order, and how each becomes a result.
 
-use super::{measure, CheckResult, FailOn, Status, Thresholds};
+use super::{outcome::Measured, CheckResult, FailOn, Status, Thresholds};
 
 /// What a planned threshold measures.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,7 +35,7 @@ impl Planned {
         vm: &str,
         pid: Option<u32>,
         status: Status,
-        m: Option<measure::Measured>,
+        m: Option<Measured>,
         detail: String,
     ) -> CheckResult {
         let measured = m.as_ref().map(|m| m.value);

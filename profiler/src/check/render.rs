@@ -149,7 +149,7 @@ struct JsonOut<'a> {
     errors: usize,
     skipped: usize,
     results: &'a [CheckResult],
-    advice: &'a [super::AdviceItem],
+    advice: &'a [crate::advice::AdviceItem],
     notes: &'a [String],
 }
 
@@ -283,26 +283,11 @@ pub fn junit(r: &CheckReport, timestamp: &str, hostname: &str) -> String {
     out
 }
 
-/// `YYYY-MM-DDTHH:MM:SS` (UTC) of a wall-clock time, for [`junit`]'s `timestamp`.
+/// `YYYY-MM-DDTHH:MM:SS` (UTC) of a wall-clock time, for [`junit`]'s `timestamp` (the epoch
+/// for a time jiff cannot hold: before 1970 or past 9999).
 pub fn timestamp_utc(t: std::time::SystemTime) -> String {
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    jiff::Timestamp::try_from(t)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .strftime("%Y-%m-%dT%H:%M:%S")
+        .to_string()
 }

@@ -310,7 +310,7 @@ fn could_not_measure_cases() {
         .iter()
         .all(|x| x.status == Status::Error && x.vm == "nope"));
     assert!(
-        r.results[0].detail.contains("not found"),
+        r.results[0].detail.contains("no VM `nope` in this session"),
         "{}",
         r.results[0].detail
     );

@@ -52,7 +52,7 @@ pub use http::{HttpLimits, MAX_HEADER_BYTES};
 pub use serve::{serve, ServeOpts, Server, DEFAULT_LISTEN};
 
 use crate::{
-    check::AdviceSummary,
+    advice::AdviceSummary,
     decode::{isa_name, ExitNames},
     model::{compute, Row, View},
     sample::{Hist, Sample},

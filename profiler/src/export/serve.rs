@@ -20,8 +20,7 @@ use super::{
     ExportOpts, Exporter,
 };
 use crate::{
-    advice::{self, HostFacts},
-    check::AdviceSummary,
+    advice::{self, AdviceSummary, HostFacts},
     sample::Sample,
     source::Source,
 };
@@ -186,12 +185,9 @@ pub fn serve(source: Box<dyn Source>, opts: ServeOpts) -> anyhow::Result<()> {
         .build()
         .context("starting the signal runtime")?;
     let res: anyhow::Result<()> = rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("installing the SIGTERM handler")?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
-            _ = term.recv() => {}
-        }
+        crate::source::first_stop_signal()
+            .await
+            .context("waiting for a stop signal")?;
         Ok(())
     });
     server.stop();

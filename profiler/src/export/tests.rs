@@ -11,8 +11,7 @@ use profiler_common::ISA_VMX;
 
 use super::*;
 use crate::{
-    advice::Severity,
-    check::{AdviceItem, AdviceSummary},
+    advice::{AdviceItem, AdviceSummary, Severity},
     decode::ExitNames,
     model::compute,
     sample::{Key, ProgStat, Sample, VmInfo},

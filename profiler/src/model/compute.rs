@@ -15,12 +15,17 @@ use crate::{
 /// is unknown the duration is 0 and every rate and percentage of time is 0 — use
 /// [`compute_elapsed`] when the caller knows the span.
 pub fn compute(older: &Sample, newer: &Sample, names: &ExitNames) -> View {
-    let elapsed_ns = if older.mono_ns == 0 {
+    compute_elapsed(older, newer, names, span_ns(older, newer))
+}
+
+/// Monotonic ns from `older` to `newer`; 0 when `older` is `Sample::default()` (since
+/// attach: the attach time is unknown).
+pub fn span_ns(older: &Sample, newer: &Sample) -> u64 {
+    if older.mono_ns == 0 {
         0
     } else {
         newer.mono_ns.saturating_sub(older.mono_ns)
-    };
-    compute_elapsed(older, newer, names, elapsed_ns)
+    }
 }
 
 /// Like [`compute`] with an explicit span in nanoseconds.

@@ -6,6 +6,8 @@
 
 mod compute;
 mod cpu;
+mod evidence;
+mod select;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -15,8 +17,10 @@ use serde::Serialize;
 
 use crate::sample::Hist;
 
-pub use compute::{compute, compute_elapsed, set_shares};
+pub use compute::{compute, compute_elapsed, set_shares, span_ns};
 pub use cpu::host_cpu;
+pub use evidence::{evidence_deltas, EvDelta};
+pub use select::{SelectError, VmSelector};
 
 /// Everything shown for one span between two samples.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]

@@ -41,6 +41,8 @@ pub enum ProbeError {
     Format { event: String, why: String },
     #[error("this kvmprof was built without its eBPF programs: build it with `cargo xtask run` (or `cargo build --features ebpf` after `cargo xtask setup`)")]
     NoObject,
+    #[error("this build has no test programs (BPF_PROG_TEST_RUN entry, empty baselines): build with `--features kvmprof/ebpf-test`, as `cargo xtask test` and `cargo xtask bench` do")]
+    NoTestObject,
     #[error("the kernel verifier rejected program {program}: {error}\nverifier log (last lines):\n{log}")]
     Verifier {
         program: String,

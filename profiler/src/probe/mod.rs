@@ -4,6 +4,7 @@ mod batch;
 mod errors;
 mod lock;
 mod notices;
+mod object;
 mod read;
 mod slots;
 pub mod testrun;
@@ -25,12 +26,7 @@ use profiler_common::{
 
 use crate::{decode::format, sample::Sample};
 
-#[cfg(feature = "ebpf")]
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler"));
-#[cfg(not(feature = "ebpf"))]
-static OBJECT: &[u8] = &[];
-/// Whether this build embeds the eBPF object (`--features ebpf`).
-pub const HAS_OBJECT: bool = cfg!(feature = "ebpf");
+pub use object::{HAS_OBJECT, HAS_TEST_OBJECT};
 
 /// Tracepoint programs: (program name, category, event, required).
 const TRACEPOINTS: [(&str, &str, &str, bool); 4] = [
@@ -46,13 +42,25 @@ pub struct ProbeOptions {
     pub tracefs: Option<PathBuf>,
     /// Upper bound on (VM, vCPU, isa, reason) rows kept in the kernel.
     pub max_keys: u32,
-    /// Load the raw_tp test entry (BPF_PROG_TEST_RUN) and attach nothing.
-    pub test_only: bool,
+    /// Which programs to load (and attach).
+    pub programs: Programs,
     /// Run even if another kvmprof already profiles this host.
     pub allow_concurrent: bool,
-    /// Benchmark baseline: attach programs that only read kvm_exit's / kvm_entry's fields and
-    /// collect nothing (their BPF run time is the "empty" cost on real exits).
-    pub empty_probes: bool,
+}
+
+/// The program set a [`Probe`] loads. Only `Live` is in the release object; the others need
+/// the test object (`--features kvmprof/ebpf-test`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Programs {
+    /// The profiler's programs, attached to their tracepoints: what users run.
+    #[default]
+    Live,
+    /// The raw_tp test entry `kvmprof_test` and its empty baseline `kvmprof_empty`, loaded
+    /// for BPF_PROG_TEST_RUN; nothing is attached.
+    TestRun,
+    /// Benchmark baseline: programs that only read kvm_exit's / kvm_entry's fields and
+    /// collect nothing, attached (their BPF run time is the "empty" cost on real exits).
+    EmptyBaseline,
 }
 
 /// HIST map capacity per STATS key (octaves a key may hit on average before HIST fills up).
@@ -63,9 +71,8 @@ impl Default for ProbeOptions {
         ProbeOptions {
             tracefs: None,
             max_keys: 16384,
-            test_only: false,
+            programs: Programs::Live,
             allow_concurrent: false,
-            empty_probes: false,
         }
     }
 }
@@ -195,16 +202,15 @@ impl Probe {
     pub fn load(opts: &ProbeOptions) -> Result<Probe, ProbeError> {
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         check_privileges(&status)?;
-        if OBJECT.is_empty() {
-            return Err(ProbeError::NoObject);
-        }
+        let test_only = opts.programs == Programs::TestRun;
+        let object = object::for_programs(opts.programs)?;
         let tracefs = find_tracefs(opts.tracefs.as_deref())?;
-        let lock = if opts.test_only || opts.allow_concurrent {
+        let lock = if test_only || opts.allow_concurrent {
             None
         } else {
             Some(lock::acquire(lock::LOCK_NAME)?)
         };
-        let offsets = if opts.test_only {
+        let offsets = if test_only {
             Offsets {
                 valid: 1,
                 ..Default::default()
@@ -212,7 +218,7 @@ impl Probe {
         } else {
             read_offsets(&tracefs)?
         };
-        let ev_fields = if opts.test_only {
+        let ev_fields = if test_only {
             [FieldSpec::default(); ev::f::COUNT]
         } else {
             read_ev_fields(&tracefs)
@@ -224,7 +230,7 @@ impl Probe {
             .map_max_entries("STATS", opts.max_keys)
             // Histogram rows: a key hits a few octaves; allocated on use (no prealloc).
             .map_max_entries("HIST", opts.max_keys.saturating_mul(HIST_ROWS_PER_KEY))
-            .load(OBJECT)
+            .load(object)
             .map_err(|e| ProbeError::other("loading the eBPF object", e))?;
         let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
         let collector = notices::Collector::default();
@@ -232,14 +238,14 @@ impl Probe {
         let logger = aya_log::EbpfLogger::init_with_logger(&mut ebpf, collector.clone()).ok();
         let mut attached = Vec::new();
         let mut missing = Vec::new();
-        if opts.test_only {
+        if test_only {
             for name in ["kvmprof_test", "kvmprof_empty"] {
                 let prog: &mut RawTracePoint = program(&mut ebpf, name)?;
                 prog.load().map_err(|e| verifier(name, e))?;
                 attached.push(name);
             }
         }
-        if opts.empty_probes && !opts.test_only {
+        if opts.programs == Programs::EmptyBaseline {
             for (name, event) in [
                 ("kvmprof_empty_exit", "kvm_exit"),
                 ("kvmprof_empty_entry", "kvm_entry"),
@@ -255,7 +261,7 @@ impl Probe {
             }
         }
         for (name, category, event, required) in TRACEPOINTS {
-            if opts.test_only || opts.empty_probes {
+            if opts.programs != Programs::Live {
                 break;
             }
             let dir = tracefs.join("events").join(category).join(event);
@@ -273,7 +279,7 @@ impl Probe {
             attached.push(name);
         }
         for (name, event) in ev::PROGRAMS {
-            if opts.test_only || opts.empty_probes {
+            if opts.programs != Programs::Live {
                 break;
             }
             let slots = ev_slots(event);
@@ -334,17 +340,15 @@ impl Probe {
     }
 }
 
-/// Load one raw_tp program of the object and nothing else: how tests see the verifier's
+/// Load one raw_tp program of the test object and nothing else: how tests see the verifier's
 /// verdict (and its log) on a given program.
 pub fn verify_raw_tp(name: &str) -> Result<(), ProbeError> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     check_privileges(&status)?;
-    if OBJECT.is_empty() {
-        return Err(ProbeError::NoObject);
-    }
+    let object = object::for_programs(Programs::TestRun)?;
     bump_memlock();
     let mut ebpf = EbpfLoader::new()
-        .load(OBJECT)
+        .load(object)
         .map_err(|e| ProbeError::other("loading the eBPF object", e))?;
     let prog: &mut RawTracePoint = program(&mut ebpf, name)?;
     prog.load().map_err(|e| verifier(name, e))

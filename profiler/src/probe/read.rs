@@ -180,8 +180,17 @@ pub fn forget(ebpf: &mut Ebpf, tgids: &[u32], view: Option<&SlotView>) -> anyhow
                 .filter(|&i| slots.get(&i, 0).is_ok_and(|p| dead_slot(&p)))
                 .collect(),
         };
-        for i in dead {
+        for &i in &dead {
             let _ = slots.set(i, Pending::default(), 0);
+        }
+        // Then release the claim (the programs' BPF_NOEXIST insert): in this order a thread
+        // claiming meanwhile fails and uses the hash, instead of getting a slot we then wipe.
+        let mut owners: HashMap<_, u32, u32> = HashMap::try_from(
+            ebpf.map_mut("PSLOT_OWNERS")
+                .context("PSLOT_OWNERS map missing")?,
+        )?;
+        for i in dead {
+            let _ = owners.remove(&i);
         }
     }
     {

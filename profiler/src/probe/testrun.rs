@@ -51,7 +51,9 @@ impl Probe {
         let prog: &RawTracePoint = self
             .ebpf()
             .program(name)
-            .with_context(|| format!("{name} not loaded (ProbeOptions::test_only)"))?
+            .with_context(|| {
+                format!("{name} not loaded (ProbeOptions::programs = Programs::TestRun)")
+            })?
             .try_into()?;
         let fd = prog.fd()?.as_fd().as_raw_fd();
         let mut rets = Vec::with_capacity(events.len());

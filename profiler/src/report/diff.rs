@@ -12,18 +12,18 @@ use serde::Serialize;
 
 use super::{
     printf::{f, ls, s},
-    rows::{find_vm, has_percentiles, merge, select},
+    rows::{has_percentiles, merge, select},
     Data, ReportError,
 };
-use crate::model::{Row, VmView};
+use crate::model::{Row, VmSelector, VmView};
 use crate::text::printable;
 
 /// Which VM of each side, and the sides' labels.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DiffOptions {
     /// One VM of A (name or pid); None: all of A's VMs.
-    pub vm_a: Option<String>,
-    pub vm_b: Option<String>,
+    pub vm_a: Option<VmSelector>,
+    pub vm_b: Option<VmSelector>,
 }
 
 /// Two values and their change. `rel_pct` is None when A is 0.
@@ -123,9 +123,9 @@ pub fn diff(a: &Data, b: &Data) -> Diff {
 
 /// Compares the VMs `o` selects.
 pub fn diff_with(a: &Data, b: &Data, o: &DiffOptions) -> Result<Diff, ReportError> {
-    let pick = |d: &'_ Data, w: &Option<String>| -> Result<Vec<VmView>, ReportError> {
+    let pick = |d: &'_ Data, w: &Option<VmSelector>| -> Result<Vec<VmView>, ReportError> {
         Ok(match w {
-            Some(w) => vec![find_vm(&d.view, w)?.clone()],
+            Some(w) => vec![w.find(&d.view)?.clone()],
             None => d.view.vms.clone(),
         })
     };

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use profiler_common::ev;
 
 use super::{
-    perf_table::{footer, header, Event, SortBy, NAME_WIDTH},
+    perf_layout::{footer, header, Event, SortBy, NAME_WIDTH},
     printf::{alt_hex, f, s},
     rows::pct,
     ReportError,
@@ -29,20 +29,12 @@ pub struct Evidence {
 }
 
 impl Evidence {
-    /// newer − older; a count that went down (map entry recreated) counts from zero.
+    /// newer − older, by the model's one rule (reused pids and recreated entries count
+    /// from zero).
     pub fn between(older: &Sample, newer: &Sample) -> Evidence {
-        let counts = newer
-            .evidence
-            .iter()
-            .filter_map(|(k, v)| {
-                let old = older.evidence.get(k).map_or(0, |o| o.count);
-                let d = if v.count < old {
-                    v.count
-                } else {
-                    v.count - old
-                };
-                (d > 0).then_some((*k, d))
-            })
+        let counts = crate::model::evidence_deltas(older, newer)
+            .filter(|(_, d)| d.count > 0)
+            .map(|(k, d)| (*k, d.count))
             .collect();
         Evidence { counts }
     }
@@ -128,4 +120,44 @@ pub(crate) fn table(
         "# kvmprof counts {counted} in kernel without timing them: no Time%/Min/Max/Avg here; their handling time is in the VM-EXIT table ({rows_with_time})\n"
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample::{EvStat, VmInfo};
+
+    /// A new VM process on a reused pid: the report counts all of its accesses, as the advice
+    /// does (the tables once subtracted the old process's counts).
+    #[test]
+    fn a_reused_pid_counts_from_zero() {
+        let at = |start: u64, count: u64| {
+            let mut s = Sample::default();
+            s.vms.insert(
+                7,
+                VmInfo {
+                    pid: 7,
+                    start_time: start,
+                    ..Default::default()
+                },
+            );
+            let k = EvKey {
+                tgid: 7,
+                kind: ev::PIO_OUT,
+                flags: 1,
+                a: 0x70,
+            };
+            s.evidence.insert(
+                k,
+                EvStat {
+                    count,
+                    sum: 0,
+                    last: 0,
+                },
+            );
+            s
+        };
+        let e = Evidence::between(&at(1, 100), &at(2, 150));
+        assert_eq!(e.counts.values().copied().collect::<Vec<_>>(), [150]);
+    }
 }

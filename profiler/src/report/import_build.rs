@@ -22,8 +22,8 @@ use profiler_common::ev;
 
 use super::{
     import_names::{detect_isa, Names},
-    perf_import::{ImportError, ImportWarning, PerfRow, Section},
-    perf_table::Event,
+    perf_layout::Event,
+    perf_rows::{ImportError, ImportWarning, PerfRow, Section},
 };
 use crate::{
     decode::ExitNames,

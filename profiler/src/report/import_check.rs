@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 
 use super::{
-    perf_import::{at, ImportError, ImportWarning, PerfRow, Section},
     perf_lex::quote,
+    perf_rows::{at, ImportError, ImportWarning, PerfRow, Section},
 };
 
 pub(crate) fn check(sec: &Section, warnings: &mut Vec<ImportWarning>) -> Result<(), ImportError> {

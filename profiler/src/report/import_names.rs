@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use profiler_common::{ISA_SVM, ISA_VMX};
 
 use super::{
-    perf_import::{ImportError, PerfRow},
     perf_lex::quote,
+    perf_rows::{ImportError, PerfRow},
 };
 use crate::decode::ExitNames;
 

@@ -13,10 +13,10 @@ use std::collections::HashMap;
 
 use super::{
     import_check,
-    perf_import::{at, Column, ImportError, ImportWarning, PerfRow, Section},
+    perf_layout::Event,
     perf_lex::quote,
     perf_paste::clean,
-    perf_table::Event,
+    perf_rows::{at, Column, ImportError, ImportWarning, PerfRow, Section},
 };
 
 type Tables = (Vec<Section>, Vec<ImportWarning>);

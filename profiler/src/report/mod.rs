@@ -13,9 +13,11 @@ mod import_names;
 pub mod json;
 mod kvmexit;
 pub mod perf_import;
+mod perf_layout;
 mod perf_lex;
 mod perf_parse;
 mod perf_paste;
+mod perf_rows;
 pub mod perf_table;
 mod printf;
 mod rows;
@@ -40,7 +42,8 @@ use std::path::Path;
 pub use diff::{diff, diff_with, Diff, DiffOptions};
 pub use evidence::Evidence;
 pub use perf_import::{import, ImportError, ImportWarning, PerfImport};
-pub use perf_table::{render as perf_table, Event, SortBy, TableOptions};
+pub use perf_layout::{Event, SortBy};
+pub use perf_table::{render as perf_table, TableOptions};
 
 use crate::{
     decode::ExitNames,
@@ -52,8 +55,8 @@ use crate::{
 /// Errors of the report module: one line each, saying what to change.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("no VM '{wanted}' in this data (VMs: {known})")]
-    UnknownVm { wanted: String, known: String },
+    #[error(transparent)]
+    Vm(#[from] crate::model::SelectError),
     #[error(
         "--vcpu cannot be used with --event {event}: kvmprof counts {what} per VM, not per vCPU"
     )]
@@ -116,35 +119,37 @@ impl Data {
         } else {
             first
         };
-        let mut d = Data::from_samples(&older, &last, &rec.header().names, &path);
-        d.warnings = rec.warnings().to_vec();
-        Ok(d)
+        Ok(Data::from_samples(
+            &older,
+            &last,
+            &rec.header().names,
+            &path,
+        ))
     }
 
     /// From `perf kvm stat report --stdio` text; `label` (its path) starts each error and
     /// warning.
     pub fn from_perf_text(text: &str, label: &str) -> Result<Data, ReportError> {
         let imp = import(text).map_err(|e| e.in_file(label))?;
-        Ok(Data {
+        let mut d = Data::from_import(&imp, label);
+        d.warnings = imp
+            .warnings
+            .iter()
+            .map(|w| format!("{label}: {w}"))
+            .collect();
+        Ok(d)
+    }
+
+    /// From an imported perf report (its warnings are the caller's to show).
+    pub fn from_import(imp: &PerfImport, label: &str) -> Data {
+        Data {
             view: imp.view(),
             evidence: Evidence::between(&Sample::default(), &imp.newer),
             label: label.to_string(),
             has_hist: false,
-            warnings: imp
-                .warnings
-                .iter()
-                .map(|w| format!("{label}: {w}"))
-                .collect(),
-        })
+            warnings: Vec::new(),
+        }
     }
-}
-
-/// Reads perf text from `path` (bytes that are not UTF-8 become U+FFFD, as in [`load`]).
-pub fn load_perf(path: &Path) -> Result<Data, ReportError> {
-    Data::from_perf_text(
-        &crate::text_file::read(path, PERF_TEXT)?,
-        &path.display().to_string(),
-    )
 }
 
 /// Reads and imports perf text from `path`: the name to show, and the tables and samples.
@@ -152,22 +157,4 @@ pub fn import_perf_file(path: &Path) -> Result<(String, PerfImport), ReportError
     let shown = path.display().to_string();
     let imp = import(&crate::text_file::read(path, PERF_TEXT)?).map_err(|e| e.in_file(&shown))?;
     Ok((shown, imp))
-}
-
-/// Opens a kvmprof recording or a perf text report, whichever `path` holds (regular files
-/// only; anything binary or named `.kvmprof` is read as a recording).
-pub fn load(path: &Path) -> Result<Data, ReportError> {
-    let shown = path.display().to_string();
-    let io = |cause| ReportError::Io {
-        path: shown.clone(),
-        cause,
-    };
-    let wanted = "give the path of a .kvmprof recording or of perf kvm stat report text";
-    let file = crate::store::open_regular(path, wanted)?;
-    if crate::store::is_recording(path, &file).map_err(io)? {
-        let rec = Recording::from_file(path, file)?;
-        return Data::from_recording(&rec);
-    }
-    drop(file);
-    Data::from_perf_text(&crate::text_file::read(path, PERF_TEXT)?, &shown)
 }

@@ -3,8 +3,8 @@
 //! errors quote at most [`QUOTE_CHARS`] characters of it.
 
 use super::{
-    perf_import::{Column, PerfRow, Rounding},
-    perf_table::Event,
+    perf_layout::Event,
+    perf_rows::{Column, PerfRow, Rounding},
 };
 
 /// How much of an offending line or token an error message shows.

@@ -6,13 +6,13 @@
 
 use super::{
     import_check,
-    perf_import::{at, Column, ImportError, ImportWarning, PerfRow, Section},
+    perf_layout::Event,
     perf_lex::{
         find_after, looks_like_row, parse_footer, parse_header, parse_row, parse_target, quote,
         split_rel_err, tokens, Header,
     },
     perf_paste::{clean, continues, header_rest, is_cut_marker, open_paren, shape, Shape},
-    perf_table::Event,
+    perf_rows::{at, Column, ImportError, ImportWarning, PerfRow, Section},
 };
 
 pub(crate) fn parse(text: &str) -> Result<(Vec<Section>, Vec<ImportWarning>), ImportError> {

@@ -17,80 +17,20 @@
 
 use super::{
     evidence,
+    perf_layout::{footer, header, Event, SortBy, NAME_WIDTH},
     printf::{f, s},
-    rows::{find_vm, has_percentiles, pct, rel_stderr_pct, select},
+    rows::{has_percentiles, pct, rel_stderr_pct, select},
     Data, ReportError,
 };
-use crate::model::{Row, View, VmView};
+use crate::model::{Row, View, VmSelector, VmView};
 use crate::text::printable;
-
-/// perf's name column width (KVM_EVENT_NAME_LEN; perf before 3.14 used 20).
-pub const NAME_WIDTH: usize = 40;
-
-/// Which table: perf's `--event`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Event {
-    #[default]
-    Vmexit,
-    Msr,
-    Ioport,
-    Mmio,
-}
-
-impl Event {
-    /// The name column's header, as perf prints it.
-    pub fn header(self) -> &'static str {
-        match self {
-            Event::Vmexit => "VM-EXIT",
-            Event::Msr => "MSR Access",
-            Event::Ioport => "IO Port Access",
-            Event::Mmio => "MMIO Access",
-        }
-    }
-
-    /// The `--event` value.
-    pub fn arg(self) -> &'static str {
-        match self {
-            Event::Vmexit => "vmexit",
-            Event::Msr => "msr",
-            Event::Ioport => "ioport",
-            Event::Mmio => "mmio",
-        }
-    }
-
-    /// From a table header (`MSR Access`, ...).
-    pub fn from_header(h: &str) -> Option<Event> {
-        [Event::Vmexit, Event::Msr, Event::Ioport, Event::Mmio]
-            .into_iter()
-            .find(|e| e.header().eq_ignore_ascii_case(h))
-    }
-}
-
-/// Row order: perf's `-k` keys (numbers descending, names ascending) plus p99.
-/// `time` is the total handling time (perf ≥ 6.3; older perf sorted `time` by the mean:
-/// use `mean_t`). Ties go by name.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum SortBy {
-    #[default]
-    Sample,
-    Time,
-    #[value(name = "max_t")]
-    MaxT,
-    #[value(name = "min_t")]
-    MinT,
-    #[value(name = "mean_t")]
-    MeanT,
-    P99,
-    #[value(name = "name", alias = "ev_name")]
-    Name,
-}
 
 /// What to print.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TableOptions {
     pub event: Event,
-    /// One VM (name, pid or "pid N"); None: all VMs.
-    pub vm: Option<String>,
+    /// One VM; None: all VMs.
+    pub vm: Option<VmSelector>,
     /// One vCPU id (in every selected VM, like perf's `--vcpu`); None: all.
     pub vcpu: Option<u32>,
     pub sort: SortBy,
@@ -105,7 +45,7 @@ pub fn render(data: &Data, opts: &TableOptions) -> Result<String, ReportError> {
     let view = &data.view;
     let mut scopes: Vec<Option<&VmView>> = Vec::new();
     match &opts.vm {
-        Some(w) => scopes.push(Some(find_vm(view, w)?)),
+        Some(w) => scopes.push(Some(w.find(view)?)),
         None => {
             scopes.push(None);
             if opts.per_vm && view.vms.len() > 1 {
@@ -137,26 +77,6 @@ fn analyze_line(vm: Option<&VmView>, vcpu: Option<u32>) -> String {
         Some(n) => format!("VCPU {n}:"),
     };
     format!("\n\nAnalyze events for {who}{cpus}\n\n")
-}
-
-/// perf's header line (with its trailing space) and the blank line after it.
-pub(crate) fn header(name: &str, timed: bool) -> String {
-    let mut h = format!(
-        "{} {} {} ",
-        s(NAME_WIDTH, name),
-        s(10, "Samples"),
-        s(9, "Samples%")
-    );
-    if timed {
-        h.push_str(&format!(
-            "{} {} {} {} ",
-            s(9, "Time%"),
-            s(11, "Min Time"),
-            s(11, "Max Time"),
-            s(16, "Avg time")
-        ));
-    }
-    h
 }
 
 /// Bytes of a row up to the end of its "( +- x% )" column, where percentile columns start.
@@ -269,17 +189,6 @@ fn untimed_table(out: &mut String, rows: &[&Row], vm: Option<&VmView>) {
         out.push_str(&format!("# VM {} (pid {})\n", v.name, v.pid));
     }
     out.push_str("# the input held exit counts without times: no Time%/Min/Max/Avg here\n");
-}
-
-/// perf's footer; without a time for the untimed sub-reason tables.
-pub(crate) fn footer(n: u64, t: Option<u64>) -> String {
-    match t {
-        Some(t) => format!(
-            "\nTotal Samples:{n}, Total events handled time:{}us.\n\n",
-            f(0, 2, t as f64 / 1e3)
-        ),
-        None => format!("\nTotal Samples:{n}.\n\n"),
-    }
 }
 
 /// kvmprof's lines after perf's footer.

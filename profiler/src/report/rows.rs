@@ -5,39 +5,7 @@ use std::collections::BTreeMap;
 
 use profiler_common::hist;
 
-use super::ReportError;
-use crate::model::{sort_rows, Row, SortKey, View, VmView};
-use crate::text::printable;
-
-/// The VM named `wanted`: its name, its pid, or "pid N".
-pub(crate) fn find_vm<'a>(view: &'a View, wanted: &str) -> Result<&'a VmView, ReportError> {
-    let w = wanted.trim();
-    let pid = w
-        .strip_prefix("pid")
-        .unwrap_or(w)
-        .trim()
-        .parse::<u32>()
-        .ok();
-    view.vms
-        .iter()
-        .find(|v| v.name == w)
-        .or_else(|| view.vms.iter().find(|v| Some(v.pid) == pid))
-        .ok_or_else(|| ReportError::UnknownVm {
-            wanted: printable(w).into_owned(),
-            known: known_vms(view),
-        })
-}
-
-fn known_vms(view: &View) -> String {
-    if view.vms.is_empty() {
-        return "none".into();
-    }
-    view.vms
-        .iter()
-        .map(|v| format!("{} (pid {})", printable(&v.name), v.pid))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+use crate::model::{sort_rows, Row, SortKey, VmView};
 
 /// Exit-reason rows of `vms` merged, for vCPU `vcpu` or for all vCPUs.
 pub(crate) fn select(vms: &[&VmView], vcpu: Option<u32>) -> Vec<Row> {

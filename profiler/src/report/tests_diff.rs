@@ -141,6 +141,6 @@ fn one_vm_each_side() {
     let e = diff_with(&no_features(), &all_features(), &bad).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "no VM 'linux' in this data (VMs: win11 (pid 4000))"
+        "no VM `linux` in this session (VMs: win11 (pid 4000)): name one by name, uuid or pid"
     );
 }

@@ -188,7 +188,7 @@ fn unknown_vm_and_vcpu_with_evidence_are_one_line_errors() {
     .to_string();
     assert_eq!(
         e,
-        "no VM 'nope' in this data (VMs: win11 (pid 1234), build-box (pid 2222))"
+        "no VM `nope` in this session (VMs: win11 (pid 1234), build-box (pid 2222)): name one by name, uuid or pid"
     );
     let e = perf_table(
         &d,

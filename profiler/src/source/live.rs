@@ -99,6 +99,14 @@ impl Source for LiveSource {
     fn notices(&mut self) -> Vec<String> {
         self.probe.notices()
     }
+
+    fn missing(&self) -> Vec<String> {
+        self.probe.missing.clone()
+    }
+
+    fn tracefs(&self) -> Option<std::path::PathBuf> {
+        Some(self.probe.tracefs.clone())
+    }
 }
 
 pub fn hostname() -> String {

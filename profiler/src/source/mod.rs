@@ -1,8 +1,13 @@
 //! Where samples come from: the live kernel maps, a recording, or a scripted fake (tests).
 //! The TUI and every other consumer see only this trait.
 
+mod drive;
 pub mod live;
 pub mod replay;
+mod signals;
+
+pub use drive::{drive, Stop};
+pub use signals::first_stop_signal;
 
 use crate::{decode::ExitNames, sample::Sample, store::Header};
 
@@ -32,13 +37,24 @@ pub trait Source: Send {
     fn origin(&self) -> Option<Header> {
         None
     }
+    /// Tracepoints this kernel lacks (live only): the advice says what it could not see.
+    fn missing(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// The tracefs in use (live only): APICv inhibit names are read from it.
+    fn tracefs(&self) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 /// Replays a fixed list of samples, one per call. For tests and snapshot fixtures.
+#[derive(Clone)]
 pub struct FakeSource {
     pub samples: std::collections::VecDeque<Sample>,
     pub names: ExitNames,
     pub label: String,
+    /// Keep returning the last sample instead of ending (stands in for a live host).
+    pub repeat_last: bool,
 }
 
 impl FakeSource {
@@ -47,12 +63,24 @@ impl FakeSource {
             samples: samples.into(),
             names: ExitNames::builtin(),
             label: "fake".into(),
+            repeat_last: false,
+        }
+    }
+
+    /// A fake live host: the samples in turn, then the last one for ever.
+    pub fn live(samples: Vec<Sample>) -> Self {
+        FakeSource {
+            repeat_last: true,
+            ..Self::new(samples)
         }
     }
 }
 
 impl Source for FakeSource {
     fn sample(&mut self) -> anyhow::Result<Option<Sample>> {
+        if self.repeat_last && self.samples.len() == 1 {
+            return Ok(self.samples.front().cloned());
+        }
         Ok(self.samples.pop_front())
     }
     fn names(&self) -> ExitNames {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::codec::{diff, undiff, CodecError};
+use super::delta::{diff, undiff, CodecError};
 use crate::sample::VmCpu;
 
 /// Columns so zstd sees like next to like: pids, then each value's differences.

@@ -15,7 +15,7 @@ use constriction::stream::{
     Decode, Encode,
 };
 
-use super::codec::CodecError;
+use super::delta::CodecError;
 
 /// Fixed-point precision of every model (the default range coder's).
 const PRECISION: usize = 24;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::codec::CodecError;
+use super::delta::CodecError;
 use crate::sample::Key;
 
 /// Which keys of the previous sample went away or changed, and which keys are new.

@@ -36,6 +36,8 @@ mod bytes;
 mod codec;
 mod cpu;
 mod crc_range;
+mod cursor;
+mod delta;
 mod entropy;
 mod frame;
 mod keys;

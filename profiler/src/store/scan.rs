@@ -11,8 +11,8 @@ use std::{
 use std::path::Path;
 
 use super::bytes::Bytes;
+use super::cursor::Cursor;
 use super::frame::{body_prefix, Bad, FrameRef, Head};
-use super::reader::Cursor;
 use super::resync::{Scanner, Want, MAX_OPEN};
 use super::{crc, FRAME_PREFIX, KIND_END};
 

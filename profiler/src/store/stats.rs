@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use profiler_common::hist;
 
-use super::codec::{
+use super::delta::{
     canonical, diff, hist_total, largest, midpoint, undiff, union, CodecError, StatColumns,
 };
 use super::entropy::{class, Ctx, Decoder, Encoder, Family};
@@ -300,7 +300,7 @@ impl<'a> StatDecoder<'a> {
                     changes[at].1 = undiff(rest, self.dec.get(&mut self.m.top)?);
                 }
                 let signed: Vec<(u16, i64)> = changes.iter().map(|&(b, d)| (b, d as i64)).collect();
-                s.hist.buckets = super::codec::merge_hist(old, &signed);
+                s.hist.buckets = super::delta::merge_hist(old, &signed);
             }
         }
         let expected = s.sum_ns.wrapping_add(predicted_sum(&changes));

@@ -4,7 +4,7 @@
 //! difference, the changed buckets gap-coded in `hist_gap` (`hist_len` of them), each with a
 //! residual in `hist_diff` against `share`; sum residuals against bucket midpoints.
 
-use super::codec::{hist_total, merge_hist, midpoint, undiff, CodecError, StatColumns};
+use super::delta::{hist_total, merge_hist, midpoint, undiff, CodecError, StatColumns};
 use crate::sample::Stat;
 
 /// A bucket's expected growth: the key's new exits spread like its history so far.

@@ -6,10 +6,10 @@ use ratatui::{
     layout::{Constraint, Layout, Rect},
     style::{Color, Style, Stylize},
     text::{Line, Span},
-    widgets::{Block, Clear, Paragraph, Widget, Wrap},
+    widgets::{Block, Clear, Paragraph, Widget},
 };
 
-use super::{advice, fmt, screens, App, Screen};
+use super::{advice, fmt, screens, widgets::centered, App, Screen};
 use crate::text::{is_unsafe, printable};
 
 const KEYS: &[(&str, &str)] = &[
@@ -81,7 +81,7 @@ impl Widget for &App {
 impl App {
     fn header(&self, area: Rect, buf: &mut Buffer) {
         let elapsed = match (&self.baseline, &self.last) {
-            (Some(b), Some(l)) => l.mono_ns.saturating_sub(b.mono_ns) as f64 / 1e9,
+            (Some(b), Some(l)) => crate::model::span_ns(b, l) as f64 / 1e9,
             _ => 0.0,
         };
         let mode = if self.since_start {
@@ -212,22 +212,6 @@ impl App {
         spans.push(Span::from("? help").dark_gray());
         Line::from(spans).render(area, buf);
     }
-}
-
-/// A message in the middle of `area`.
-pub(super) fn centered(msg: impl Into<String>, area: Rect, buf: &mut Buffer) {
-    let msg: String = msg.into();
-    let lines = msg.lines().count() as u16;
-    let [_, mid, _] = Layout::vertical([
-        Constraint::Fill(1),
-        Constraint::Length(lines + 1),
-        Constraint::Fill(1),
-    ])
-    .areas(area);
-    Paragraph::new(msg)
-        .centered()
-        .wrap(Wrap { trim: true })
-        .render(mid, buf);
 }
 
 fn help(area: Rect, buf: &mut Buffer) {

@@ -1,5 +1,7 @@
 //! Fixed-width number formats: every duration fits 6 columns, every rate 7.
 
+use crate::model::HostCpu;
+
 /// 850ns, 9.99µs, 99.9µs, 999µs, 1.23ms, ..., 12.3s.
 pub fn dur(ns: u64) -> String {
     durf(ns as f64)
@@ -92,31 +94,24 @@ pub fn secs(s: f64) -> String {
 
 /// Wall-clock ms since the epoch as "2024-05-01 12:00:41" (UTC: no time-zone database here).
 pub fn utc(ms: u64) -> String {
-    let (y, mo, d, h, mi, s) = civil(ms);
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
+    civil(ms, "%Y-%m-%d %H:%M:%S")
 }
 
 /// The same instant for file names: "20240501-120041".
 pub fn stamp(ms: u64) -> String {
-    let (y, mo, d, h, mi, s) = civil(ms);
-    format!("{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}")
+    civil(ms, "%Y%m%d-%H%M%S")
 }
 
-/// (year, month, day, hour, minute, second) in UTC; days to date after H. Hinnant's
-/// `civil_from_days`.
-fn civil(ms: u64) -> (u64, u64, u64, u64, u64, u64) {
-    let secs = ms / 1000;
-    let (days, tod) = (secs / 86_400, secs % 86_400);
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d, tod / 3600, tod % 3600 / 60, tod % 60)
+/// `ms` formatted in UTC; a time past jiff's range (years -9999..=9999, e.g. from a damaged
+/// recording) says so instead.
+fn civil(ms: u64, format: &str) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map_or_else(
+            || format!("(time out of range: {ms} ms)"),
+            |t| t.strftime(format).to_string(),
+        )
 }
 
 /// File sizes: 812 B, 34.5 KiB, 1.20 MiB.
@@ -132,6 +127,22 @@ pub fn bytes(n: u64) -> String {
         v /= 1024.0;
     }
     format!("{n} B")
+}
+
+/// "host CPU 34.0% (guest 12.0 + exits 18.0 + VMM 4.0)": the guest, its vCPU threads outside
+/// it, the VMM's other threads, as far as they are known; empty when nothing is.
+pub fn host_cpu(c: Option<HostCpu>) -> String {
+    let Some(c) = c else {
+        return String::new();
+    };
+    let f = cpu;
+    let split = match (c.guest_pct, c.vcpu_pct.zip(c.vmm_pct)) {
+        (Some(g), Some((v, o))) => format!(" (guest {} + exits {} + VMM {})", f(g), f(v - g), f(o)),
+        (None, Some((v, o))) => format!(" (vCPU {} + VMM {})", f(v), f(o)),
+        (Some(g), None) => format!(" (guest {})", f(g)),
+        (None, None) => String::new(),
+    };
+    format!("host CPU {}%{split}", cpu(c.total_pct))
 }
 
 #[cfg(test)]
@@ -154,6 +165,10 @@ mod tests {
         assert_eq!(secs(125.0), "2m05s");
         assert_eq!(utc(1_709_210_096_000), "2024-02-29 12:34:56");
         assert_eq!(stamp(0), "19700101-000000");
+        assert_eq!(
+            utc(u64::MAX),
+            format!("(time out of range: {} ms)", u64::MAX)
+        );
         assert_eq!(bytes(812), "812 B");
         assert_eq!(bytes(35_328), "34.5 KiB");
         assert_eq!(bytes(1_258_291), "1.20 MiB");

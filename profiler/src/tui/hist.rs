@@ -10,7 +10,7 @@ use ratatui::{
     widgets::{Block, Borders, Paragraph, Sparkline, Widget},
 };
 
-use super::{draw::centered, fmt, App, HistTarget};
+use super::{fmt, widgets::centered, App, HistTarget};
 use crate::text::printable;
 
 /// Label "1.02µs–1.15µs" + " │" before each bar, count and marks after it.

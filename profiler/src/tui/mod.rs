@@ -1,5 +1,5 @@
 //! Live and replay TUI: app state (this file), input (input.rs), drawing (draw.rs,
-//! screens.rs, hist.rs), replay and recording (replay.rs, sampler.rs), advice (advice.rs) and
+//! screens.rs, hist.rs, shared pieces in widgets.rs), replay and recording (replay.rs, sampler.rs), advice (advice.rs) and
 //! the terminal loop (run.rs). The App owns every View it draws; the sampler only sends Samples.
 
 mod advice;
@@ -20,6 +20,7 @@ mod tests_names;
 #[cfg(test)]
 mod tests_session;
 mod user;
+mod widgets;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;

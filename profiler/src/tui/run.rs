@@ -260,7 +260,6 @@ fn input(tx: mpsc::Sender<Msg>, stop: Arc<AtomicBool>) {
 /// Waits for SIGTERM, SIGHUP or SIGINT and asks the UI to quit. Left running after the UI
 /// ends: the process exits right after.
 fn signals(tx: mpsc::Sender<Msg>) {
-    use tokio::signal::unix::{signal, SignalKind};
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -268,18 +267,8 @@ fn signals(tx: mpsc::Sender<Msg>) {
         return;
     };
     rt.block_on(async move {
-        let (Ok(mut term), Ok(mut hup), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            return;
-        };
-        let name = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = hup.recv() => "SIGHUP",
-            _ = int.recv() => "SIGINT",
-        };
-        let _ = tx.send(Msg::Signal(name));
+        if let Ok(name) = crate::source::first_stop_signal().await {
+            let _ = tx.send(Msg::Signal(name));
+        }
     });
 }

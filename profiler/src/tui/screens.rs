@@ -1,20 +1,21 @@
-//! The screens: VM list, per-VM exit table (perf kvm stat's columns), per-vCPU table, and the
-//! screens for hosts without kvm_exit.
+//! The screens: VM list, per-VM exit table (perf kvm stat's columns), per-vCPU table; the
+//! returns to the VMM are in user.rs.
 
 use ratatui::{
     buffer::Buffer,
     layout::{Constraint, Layout, Rect},
-    style::{Style, Stylize},
+    style::Stylize,
     text::{Line, Span},
-    widgets::{
-        Block, Borders, Cell, HighlightSpacing, Paragraph, Row as TRow, StatefulWidget, Table,
-        TableState, Widget,
-    },
+    widgets::{Cell, Paragraph, Row as TRow, Widget},
 };
 
-use super::{draw::centered, fmt, App, Screen};
+use super::{
+    fmt::{self, host_cpu},
+    widgets::{centered, opt_dur, r, render_table, section, shown, table},
+    App, Screen,
+};
 use crate::{
-    model::{HostCpu, Row, VmView},
+    model::{Row, VmView},
     text::printable,
 };
 
@@ -23,55 +24,6 @@ use super::user::{userspace_only, userspace_table};
 
 const NO_EXITS: &str = "No KVM exits seen yet. Start a VM, or run `kvmprof demo` to start a tiny \
 built-in guest.";
-pub(super) fn r(s: String) -> Cell<'static> {
-    Cell::from(Line::from(s).right_aligned())
-}
-
-/// A VM or reason name as the terminal may show it (see [`printable`]).
-pub(super) fn shown(name: &str) -> String {
-    printable(name).into_owned()
-}
-
-pub(super) fn section(title: String) -> Block<'static> {
-    Block::new().borders(Borders::TOP).title(title).bold()
-}
-
-pub(super) fn table<'a>(
-    rows: Vec<TRow<'a>>,
-    widths: Vec<Constraint>,
-    header: &[&'a str],
-) -> Table<'a> {
-    let header = TRow::new(header.iter().enumerate().map(|(i, h)| {
-        // Names left (first column, or a leading space), numbers right, like perf's table.
-        if i == 0 || h.starts_with(' ') {
-            Cell::from(*h)
-        } else {
-            Cell::from(Line::from(*h).right_aligned())
-        }
-    }))
-    .bold()
-    .underlined();
-    Table::new(rows, widths)
-        .header(header)
-        .row_highlight_style(Style::new().reversed())
-        .highlight_symbol("▶ ")
-        .highlight_spacing(HighlightSpacing::Always)
-}
-
-pub(super) fn render_table(t: Table, sel: Option<usize>, area: Rect, buf: &mut Buffer) {
-    // A fresh state per frame: it only scrolls the selected row into view.
-    let mut st = TableState::default().with_selected(sel);
-    StatefulWidget::render(t, area, buf, &mut st);
-}
-
-pub(super) fn opt_dur(r: &Row, ns: u64) -> String {
-    if r.timed == 0 {
-        "-".into()
-    } else {
-        fmt::dur(ns)
-    }
-}
-
 /// Screen 1: one line per VM.
 pub(super) fn vm_list(app: &App, area: Rect, buf: &mut Buffer) {
     let view = app.view();
@@ -140,22 +92,6 @@ pub(super) fn vm_list(app: &App, area: Rect, buf: &mut Buffer) {
     let title = format!(" VMs ({}) · Enter: exit table ", vms.len());
     let t = table(rows, widths, &head).block(section(title));
     render_table(t, Some(app.cursor(&items)), area, buf);
-}
-
-/// "host CPU 34.0% (guest 12.0 + exits 18.0 + VMM 4.0)": the guest, its vCPU threads outside
-/// it, the VMM's other threads, as far as they are known; empty when nothing is.
-pub(super) fn host_cpu(c: Option<HostCpu>) -> String {
-    let Some(c) = c else {
-        return String::new();
-    };
-    let f = fmt::cpu;
-    let split = match (c.guest_pct, c.vcpu_pct.zip(c.vmm_pct)) {
-        (Some(g), Some((v, o))) => format!(" (guest {} + exits {} + VMM {})", f(g), f(v - g), f(o)),
-        (None, Some((v, o))) => format!(" (vCPU {} + VMM {})", f(v), f(o)),
-        (Some(g), None) => format!(" (guest {})", f(g)),
-        (None, None) => String::new(),
-    };
-    format!("host CPU {}%{split}", fmt::cpu(c.total_pct))
 }
 
 /// The VM's header: one line, or two when the host CPU does not fit on the first. The uuid

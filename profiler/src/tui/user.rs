@@ -9,8 +9,9 @@ use ratatui::{
     widgets::{Block, Borders, Cell, Paragraph, Row as TRow, Widget, Wrap},
 };
 
-use super::screens::{host_cpu, opt_dur, r, render_table, section, shown, table};
-use super::{fmt, App};
+use super::fmt::{self, host_cpu};
+use super::widgets::{opt_dur, r, render_table, section, shown, table};
+use super::App;
 use crate::{model::Row, text::printable};
 
 const USER_ONLY: &str = "Only returns to the VMM are visible: this host's KVM backend emits no \

@@ -9,7 +9,7 @@ use kvmprof::{
     model,
     probe::{
         testrun::{Event, OP_ENTRY, OP_EXIT},
-        Probe, ProbeOptions,
+        Probe, ProbeOptions, Programs,
     },
     sample::Sample,
 };
@@ -25,8 +25,8 @@ fn reps() -> usize {
 }
 
 fn main() -> Result<()> {
-    if !kvmprof::probe::HAS_OBJECT {
-        bail!("built without the eBPF object: run through `cargo xtask bench`");
+    if !kvmprof::probe::HAS_TEST_OBJECT {
+        bail!("built without the eBPF test object: run through `cargo xtask bench`");
     }
     println!("| measurement | value | note |");
     println!("|---|---|---|");
@@ -43,7 +43,7 @@ fn main() -> Result<()> {
 /// What `kvmprof record` or `serve` costs per interval on most hosts.
 fn small_host() -> Result<()> {
     let p = Probe::load(&ProbeOptions {
-        test_only: true,
+        programs: Programs::TestRun,
         ..Default::default()
     })?;
     let mut events = Vec::new();
@@ -103,7 +103,7 @@ fn ns_per_run(p: &Probe, name: &str, events: &[Event]) -> Result<f64> {
 /// 1. In-kernel cost of an exit+entry pair above an empty program reading the same args.
 fn kernel_cost() -> Result<()> {
     let p = Probe::load(&ProbeOptions {
-        test_only: true,
+        programs: Programs::TestRun,
         max_keys: 65536,
         ..Default::default()
     })?;
@@ -140,7 +140,7 @@ fn kernel_cost() -> Result<()> {
 /// 40 reasons, every row changing between refreshes.
 fn userspace_scale() -> Result<()> {
     let p = Probe::load(&ProbeOptions {
-        test_only: true,
+        programs: Programs::TestRun,
         max_keys: 65536,
         ..Default::default()
     })?;

@@ -1,4 +1,5 @@
-//! Gate for privileged tests: they run as root with the embedded eBPF object. Outside CI a
+//! Gate for privileged tests: they run as root with the embedded eBPF objects (the release one
+//! and the test one of `--features kvmprof/ebpf-test`). Outside CI a
 //! machine that cannot run them says why and passes; in CI (CI=true) that is a failure.
 
 #![allow(dead_code)]
@@ -13,8 +14,8 @@ pub fn privileged(test: &str) -> bool {
     let root = unsafe { libc::geteuid() } == 0;
     let why = if !root {
         Some("not running as root")
-    } else if !kvmprof::probe::HAS_OBJECT {
-        Some("built without the eBPF object (run `cargo xtask test`)")
+    } else if !kvmprof::probe::HAS_TEST_OBJECT {
+        Some("built without the eBPF test object (run `cargo xtask test`, or pass `--features kvmprof/ebpf-test`)")
     } else {
         None
     };

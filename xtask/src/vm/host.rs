@@ -43,27 +43,9 @@ pub fn cmd_status(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn is_installed(pkg: &str) -> bool {
-    Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", pkg])
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 /// Install the missing Debian packages (one `apt-get update`, one `apt-get install`).
 pub fn ensure_packages() -> Result<()> {
-    install_missing(PACKAGES, "vm-test")
+    crate::apt::install_missing(PACKAGES, "vm-test")
 }
 
 /// The profilers `cargo xtask bench-vm` compares kvmprof with (packed into its own initramfs).
@@ -71,32 +53,7 @@ pub const BENCH_PACKAGES: &[&str] = &["linux-perf", "bpftrace"];
 
 /// Install the missing benchmark packages (perf, bpftrace), as `ensure_packages` does.
 pub fn ensure_bench_packages() -> Result<()> {
-    install_missing(BENCH_PACKAGES, "bench-vm")
-}
-
-fn install_missing(packages: &[&str], who: &str) -> Result<()> {
-    let missing: Vec<&str> = packages
-        .iter()
-        .copied()
-        .filter(|p| !is_installed(p))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    if !is_root() {
-        bail!(
-            "missing packages {missing:?}: run as root, or `sudo apt-get install {}`",
-            missing.join(" ")
-        );
-    }
-    println!("{who}: installing {}", missing.join(" "));
-    cmd_status(Command::new("apt-get").args(["update", "-qq"]))?;
-    cmd_status(
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    crate::apt::install_missing(BENCH_PACKAGES, "bench-vm")
 }
 
 /// Newest `linux-image-6.12.<n>+deb12-amd64-unsigned` in `apt-cache search` output.

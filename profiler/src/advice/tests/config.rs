@@ -185,8 +185,39 @@ fn host_facts_from_fake_root() {
     assert_eq!(h.autoeoi_only_inhibit(), Some(true));
     assert_eq!((h.cpus, h.tsc_scaling), (Some(2), Some(true)));
     assert_eq!(h.clocksource.as_deref(), Some("tsc"));
+    assert_eq!(h.x2avic, None, "an Intel host has no x2AVIC fact");
     let empty = HostFacts::read(&d.path().join("nothing"));
     assert_eq!(empty, HostFacts::default());
+}
+
+/// x2AVIC is read from cpuinfo on AMD hosts whose kernel reports it (≥ 6.0); on older
+/// kernels its absence proves nothing.
+#[test]
+fn amd_x2avic_fact() {
+    let facts = |kernel: &str, flags: &str| {
+        let d = tempfile::tempdir().expect("tempdir");
+        let w = |p: &str, s: &str| {
+            let p = d.path().join(p);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(p, s).expect("write");
+        };
+        w("sys/module/kvm_amd/parameters/avic", "1\n");
+        w("sys/module/kvm_amd/parameters/enable_ipiv", "N\n");
+        w("proc/sys/kernel/osrelease", kernel);
+        w(
+            "proc/cpuinfo",
+            &format!("processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu svm {flags}\n"),
+        );
+        HostFacts::read(d.path())
+    };
+    let zen4 = facts("6.8.0-45-generic\n", "avic x2avic");
+    assert_eq!((zen4.apicv, zen4.x2avic), (Some(true), Some(true)));
+    assert_eq!(zen4.ipiv, Some(false), "kvm_amd enable_ipiv is read on AMD");
+    assert!(!zen4.avic_xapic_only());
+    let zen3 = facts("6.8.0-45-generic\n", "avic");
+    assert_eq!(zen3.x2avic, Some(false));
+    assert!(zen3.avic_xapic_only());
+    assert_eq!(facts("5.15.0-91-generic\n", "avic").x2avic, None);
 }
 
 #[test]
@@ -256,4 +287,28 @@ fn inhibit_names_from_kernel_format() {
     );
     assert_eq!(InhibitNames::default().name(12), "PHYSICAL_ID_TOO_BIG");
     assert_eq!(InhibitNames::default().name(40), "bit 40");
+}
+
+/// L01 names every dependency QEMU's docs list: hv-ipi and hv-tlbflush need hv-vpindex,
+/// hv-evmcs needs hv-vapic (as do hv-tlbflush-direct).
+#[test]
+fn l01_names_ipi_tlbflush_and_evmcs_dependencies() {
+    let win10 = (1u64 << 48) | (4 << 40) | (10 << 32) | 19045;
+    let r = super::Fx::new(&super::qemu(
+        "host,hv-time,hv-ipi,hv-tlbflush,hv-evmcs,+vmx",
+    ))
+    .once(profiler_common::ev::MSR_WRITE, 0, 0x4000_0000, win10)
+    .run(super::intel(true));
+    let l01 = super::get(&r, "L01");
+    for dep in [
+        "hv-ipi is on without hv-vpindex, which it needs",
+        "hv-tlbflush is on without hv-vpindex, which it needs",
+        "hv-evmcs is on without hv-vapic, which it needs",
+    ] {
+        assert!(
+            l01.evidence.iter().any(|e| e == dep),
+            "{dep}: {:?}",
+            l01.evidence
+        );
+    }
 }

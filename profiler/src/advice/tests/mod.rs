@@ -1,6 +1,7 @@
 //! Advice engine tests: fixture profiles hand-built from the KB's descriptions, driven through
 //! the same path as live data (two cumulative samples → model view + evidence → analyze).
 
+mod amd;
 mod config;
 mod fingerprints;
 mod rules;

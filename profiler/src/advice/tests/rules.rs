@@ -277,7 +277,7 @@ fn configuration_checks_l05_to_l14() {
 }
 
 /// GUEST_OS_ID of Windows 10: Microsoft, NT, 10.0 build 19045.
-const WIN10_ID: u64 = (1u64 << 48) | (4 << 40) | (10 << 32) | 19045;
+pub(super) const WIN10_ID: u64 = (1u64 << 48) | (4 << 40) | (10 << 32) | 19045;
 
 /// Without a Windows guest, hv-* flags or Hyper-V traffic, timer fallbacks get no Hyper-V
 /// advice; the same exits from a Windows guest do.

@@ -3,10 +3,10 @@
 
 use profiler_common::ev;
 
-use super::ctx::{libvirt_snippet, x, Ctx};
-use super::{Finding, Severity, Vendor};
+use crate::advice::ctx::{x, Ctx};
+use crate::advice::{Finding, Severity, Vendor};
 
-pub(crate) fn all(c: &Ctx) -> Vec<Option<Finding>> {
+pub(super) fn all(c: &Ctx) -> Vec<Option<Finding>> {
     if c.cfg.is_unknown() {
         return Vec::new();
     }
@@ -76,13 +76,18 @@ fn l01(c: &Ctx) -> Option<Finding> {
         ("hv-stimer", "hv-time"),
         ("hv-stimer", "hv-synic"),
         ("hv-synic", "hv-vpindex"),
+        ("hv-tlbflush", "hv-vpindex"),
+        ("hv-ipi", "hv-vpindex"),
         ("hv-tlbflush-direct", "hv-vapic"),
         ("hv-tlbflush-ext", "hv-tlbflush"),
+        ("hv-evmcs", "hv-vapic"),
     ]
     .iter()
     .filter(|(on, needs)| c.cfg.has(on) && !c.cfg.has(needs))
     .map(|(on, needs)| format!("{on} is on without {needs}, which it needs"))
     .collect();
+    // Every flag a dependency needs is in STANDARD, so a broken dependency always leaves a
+    // missing flag to name.
     if flags.is_empty() {
         return None;
     }
@@ -99,7 +104,7 @@ fn l01(c: &Ctx) -> Option<Finding> {
         .ev(format!("missing: {}", flags.join(",")))
         .ev_all(deps)
         .qemu(c.cpu_add(&flags))
-        .libvirt(libvirt_snippet(&flags))
+        .libvirt(c.libvirt_add(&flags))
         .effect("Windows uses synthetic timers, TSC page, PV spinlocks/IPIs/flushes instead of emulated hardware")
         .source(format!("KB L01; {QEMU_HV} (recommends all but syndbg, passthrough, enforce-cpuid)"))
         .into()
@@ -112,8 +117,7 @@ fn l02_l03(c: &Ctx) -> Option<Finding> {
         return None;
     }
     let synic = c.cfg.has("hv-synic") || c.cfg.has("hv-stimer");
-    let libvirt =
-        "<features><hyperv mode='custom'><avic state='on'/></hyperv></features> (libvirt ≥ 8.10)";
+    let libvirt = format!("{} (libvirt ≥ 8.10)", c.libvirt_add(&["hv-avic"]));
     if synic {
         let mut f = Finding::new(
             "L02",
@@ -335,7 +339,7 @@ fn l12(c: &Ctx) -> Option<Finding> {
     }
     let flags = c.missing_flags(&["hv-time", "hv-vpindex", "hv-synic", "hv-stimer"]);
     f.qemu(format!("{} — or re-enable HPET", c.cpu_add(&flags)))
-        .libvirt(libvirt_snippet(&flags))
+        .libvirt(c.libvirt_add(&flags))
         .effect("Windows uses the synthetic timer instead of the RTC")
         .source("KB L12; 2021 kvm/qemu-devel thread (stimer > HPET > RTC)")
         .into()
@@ -407,7 +411,7 @@ fn l15(c: &Ctx) -> Option<Finding> {
         c.cfg.nested
     ))
     .qemu(c.cpu_add(&["hv-stimer-direct"]))
-    .libvirt(libvirt_snippet(&["hv-stimer-direct"]))
+    .libvirt(c.libvirt_add(&["hv-stimer-direct"]))
     .effect("Hyper-V in the guest needs direct-mode stimers for its own timers")
     .source("KB L15; QEMU 4.1 stimer-direct; libvirt 5.7")
     .into()

@@ -1,13 +1,15 @@
-//! Runtime rules R08–R12 (KB "Runtime rules"): interrupt delivery, IPIs and EOIs.
+//! Interrupt delivery and IPIs (theme Interrupts): posted interrupts, host interrupt noise, ICR
+//! writes, TLB-shootdown and IPI hypercalls.
 
 use profiler_common::ev;
 
-use super::ctx::{libvirt_snippet, x, Ctx};
-use super::rules::{apicv_inactive, inhibit_active, THREAD};
-use super::{Finding, Severity};
+use super::{apicv_inactive, inhibit_active, THREAD};
+use crate::advice::ctx::{x, Ctx};
+use crate::advice::names;
+use crate::advice::{Finding, Severity};
 
-pub(crate) fn all(c: &Ctx) -> Vec<Option<Finding>> {
-    vec![r08(c), r09(c), r10(c), r11(c), r12(c)]
+pub(super) fn all(c: &Ctx) -> Vec<Option<Finding>> {
+    vec![r08(c), r09(c), r10(c), r16(c), r17(c)]
 }
 
 /// R08: EXTERNAL_INTERRUPT dominant with reschedule (KVM kick) vectors: no posted interrupts.
@@ -65,7 +67,7 @@ fn r08(c: &Ctx) -> Option<Finding> {
         .libvirt(
             format!(
                 "{} <cputune><vcpupin vcpu='0' cpuset='…'/>…</cputune>",
-                libvirt_snippet(&flags)
+                c.libvirt_add(&flags)
             )
             .trim_start()
             .to_string(),
@@ -123,7 +125,12 @@ fn r10(c: &Ctx) -> Option<Finding> {
         ));
     }
     let mut q = Vec::new();
-    if c.host.ipiv == Some(false) {
+    if c.host.ipiv == Some(false) && c.is_amd() {
+        f.severity = Severity::Warn;
+        q.push(
+            "AVIC IPI virtualization is off (kvm_amd enable_ipiv=N; KVM forces that on Zen 1/Zen 2 for erratum #1235): on Zen 3 or later set kvm_amd enable_ipiv=Y".to_string(),
+        );
+    } else if c.host.ipiv == Some(false) {
         f.severity = Severity::Warn;
         q.push(
             "host supports IPI virtualization but it is off: kvm_intel enable_ipiv=Y".to_string(),
@@ -141,94 +148,67 @@ fn r10(c: &Ctx) -> Option<Finding> {
     );
     f.qemu(q.join("; "))
         .effect("with IPIv ICR writes are virtualized without exits")
-        .source("KB R10; Linux 5.19 IPIv (kvm_intel enable_ipiv)")
+        .source("KB R10; Linux 5.19 IPIv (kvm_intel enable_ipiv); kvm_amd enable_ipiv")
         .into()
 }
 
-/// R11: EOI-induced exits for SINT vectors: message-mode stimer interrupts each exit.
-fn r11(c: &Ctx) -> Option<Finding> {
-    let eoi = c.reason(x::EOI_INDUCED);
-    if eoi.count == 0 {
+/// R16: many IPIs, no TLB-flush hypercalls, hv-tlbflush off: shootdowns by IPI.
+fn r16(c: &Ctx) -> Option<Finding> {
+    let ipi = c.ev.count(ev::IPI, |_| true);
+    if !c.has(ev::IPI) || !c.high(c.rate_of(ipi)) || !c.guest.is_windows() || !c.visible() {
         return None;
     }
-    let sints = c.ev.sint_vectors();
-    let on_sint = c.ev.detail(45, |v| sints.contains(&v));
-    let msg = c.ev.count(ev::STIMER_EXPIRE, |r| r.flags & 1 == 0);
-    let direct = c.ev.count(ev::STIMER_EXPIRE, |r| r.flags & 1 != 0);
-    if on_sint == 0 && msg == 0 {
+    let flushes =
+        c.ev.count(ev::HV_HYPERCALL, |r| names::TLBFLUSH_CALLS.contains(&r.a));
+    if flushes > 0 || c.cfg.has("hv-tlbflush") {
         return None;
     }
-    if !(c.dominant(&eoi) || c.rate_of(eoi.count) >= c.th.timer_rate) {
-        return None;
-    }
-    let mut f = Finding::new(
-        "R11",
+    let flags = c.missing_flags(&["hv-vpindex", "hv-tlbflush", "hv-ipi"]);
+    Finding::new(
+        "R16",
         Severity::Warn,
-        "message-mode stimer: every SINT interrupt takes an EOI-induced exit",
+        "TLB shootdowns and IPIs go through the emulated APIC (no hv-tlbflush)",
     )
-    .ev(c.line("EOI_INDUCED", &eoi))
     .ev(format!(
-        "EOI-induced on SINT vectors {sints:x?}: {}; stimer expirations direct 0: {}, direct 1: {}",
-        c.rate_str(on_sint),
-        c.rate_str(msg),
-        c.rate_str(direct)
+        "guest IPIs: {} ({:.0}/s per vCPU); TLB-flush hypercalls 0x2/0x3/0x13/0x14: none",
+        c.rate_str(ipi),
+        c.per_vcpu(c.rate_of(ipi))
     ))
-    .weight(eoi.share())
-    .source("KB R11; QEMU 4.1 hv-stimer-direct; libvirt 5.7 <stimer><direct/></stimer>");
-    if c.cfg.has("hv-stimer-direct") {
-        f.severity = Severity::Info;
-        f.qemu("hv-stimer-direct is on but Windows programs message mode (config bit 12 clear): nothing to change on the host")
-    } else {
-        f.qemu(c.cpu_add(&["hv-stimer-direct"]))
-            .libvirt(libvirt_snippet(&["hv-stimer-direct"]))
-            .effect("direct-mode stimer interrupts are not in the EOI-exit bitmap: confirm with config bit 12 / \"direct 1\"")
-    }
+    .evidence_opt(c.unconfirmed(ev::HV_HYPERCALL))
+    .qemu(c.cpu_add(&flags))
+    .libvirt(c.libvirt_add(&flags))
+    .effect("remote TLB flushes become one hypercall instead of an IPI per vCPU")
+    .source("KB R16; QEMU docs hv-tlbflush, hv-ipi")
     .into()
 }
 
-/// R12: EOIs emulated in software because APICv is inactive.
-fn r12(c: &Ctx) -> Option<Finding> {
-    if !apicv_inactive(c) {
+/// R17: hypercall IPIs dominant on an IPIv host (hypothesis).
+fn r17(c: &Ctx) -> Option<Finding> {
+    let vmcall = c.reason(x::VMCALL);
+    if c.host.ipiv != Some(true) || !c.dominant(&vmcall) || !c.cfg.has("hv-ipi") {
         return None;
     }
-    let eoi = c.ev.count(ev::EOI, |_| true)
-        + c.ev.count(ev::PV_EOI, |_| true)
-        + c.ev.msr(ev::MSR_WRITE, 0x80b, 0x80b);
-    let acc = c.reason(x::APIC_ACCESS);
-    if !(c.dominant(&acc) || c.high(c.rate_of(eoi))) {
+    let ipis =
+        c.ev.count(ev::HV_HYPERCALL, |r| names::IPI_CALLS.contains(&r.a));
+    let all = c.ev.count(ev::HV_HYPERCALL, |_| true);
+    if all == 0 || (ipis as f64) * 100.0 < c.th.majority_pct * all as f64 {
         return None;
-    }
-    let mut q = Vec::new();
-    if inhibit_active(c, "HYPERV").is_some() {
-        q.push("fix R07".to_string());
-    }
-    let flags = if c.visible() {
-        c.missing_flags(&["hv-vapic"])
-    } else {
-        Vec::new()
-    };
-    if !flags.is_empty() {
-        q.push(format!(
-            "where APICv is impossible: {} (PV EOI via the VP-assist page)",
-            c.cpu_add(&flags)
-        ));
-    } else {
-        q.push("where APICv is impossible keep hv-vapic (PV EOI via the VP-assist page)".into());
     }
     Finding::new(
-        "R12",
-        Severity::Warn,
-        "EOIs emulated in software (APICv inactive)",
+        "R17",
+        Severity::Info,
+        "IPIs by hypercall always exit; with IPIv, ICR writes would not (hypothesis)",
     )
+    .ev(c.line("VMCALL", &vmcall))
     .ev(format!(
-        "EOIs (kvm_eoi + kvm_pv_eoi + x2APIC EOI 0x80b writes): {}",
-        c.rate_str(eoi)
+        "hypercalls 0xb/0x15 SendSyntheticClusterIpi(Ex): {} ({:.0} % of hypercalls)",
+        c.rate_str(ipis),
+        ipis as f64 * 100.0 / all as f64
     ))
-    .ev(c.line("APIC_ACCESS", &acc))
-    .weight(acc.share())
-    .qemu(q.join("; "))
-    .libvirt(libvirt_snippet(&flags))
-    .effect("EOIs complete in hardware (APICv) or through the VP-assist page")
-    .source("KB R12; TLFS VP assist page")
+    .weight(vmcall.share())
+    .qemu("A/B-test without hv-ipi (-cpu …,hv-ipi=off) and compare exit time")
+    .libvirt("<hyperv><ipi state='off'/></hyperv>")
+    .effect("possibly fewer exits per IPI; measure before and after")
+    .source("KB R17 (hypothesis)")
     .into()
 }

@@ -3,81 +3,63 @@
 use anyhow::bail;
 
 use crate::{
-    advice::{self, config::VmConfig, host::HostFacts, Input},
-    app::{collect_live_for, open_recording_span},
-    cli::{AdviseArgs, AdviseFormat, Global},
-    report,
-    text::printable,
+    advice::{self, config::VmConfig, Input},
+    cli::AdviseArgs,
+    cli::AdviseFormat,
+    session::{Env, Session},
 };
 
-pub fn advise(g: &Global, a: &AdviseArgs) -> anyhow::Result<()> {
-    let host = HostFacts::local();
-    let guest = a.guest.map(advice::GuestKind::from);
-    let mut input = if let Some(path) = a.from_perf.as_ref() {
-        perf_input(path, guest)?
-    } else if let Some(path) = a.file.as_ref() {
-        match open_recording_span(path)? {
-            Some((first, last, names, recorded)) => {
-                Input::from_samples(&first, &last, &names, recorded)
-            }
-            // Not a recording: perf text.
-            None => perf_input(path, guest)?,
-        }
-    } else {
-        let l = collect_live_for(g, a.duration, a.until_signal, a.ready_file.as_deref())?;
-        let mut input =
-            Input::from_samples(&l.first, &l.last, &l.names, host).with_missing(&l.missing);
-        input.inhibits = advice::InhibitNames::load(&l.tracefs);
-        with_libvirt_domains(input, std::path::Path::new(LIBVIRT_RUN))
-    };
+pub fn advise(env: &mut Env, a: &AdviseArgs) -> anyhow::Result<()> {
+    crate::out::print(&render(env, a)?)
+}
+
+/// The advice as text or JSON.
+pub fn render(env: &mut Env, a: &AdviseArgs) -> anyhow::Result<String> {
+    let sampling = env.sampling();
+    let session = Session::open(&a.input, env, sampling, "analyse")?;
+    let mut input = input(&session, a.guest.map(advice::GuestKind::from))?;
     if let Some(path) = a.thresholds.as_ref() {
         input.thresholds = advice::Thresholds::load(path)?;
     }
     if let Some(cmdline) = a.qemu_cmdline.as_deref() {
         let argv = split_words(cmdline)?;
         let cfg = VmConfig::from_cmdline(&argv);
-        let pids: Vec<u32> = input
-            .view
-            .vms
-            .iter()
-            .filter(|v| {
-                a.vm.as_deref()
-                    .is_none_or(|n| v.name == n || v.pid.to_string() == n)
-            })
-            .map(|v| v.pid)
-            .collect();
-        match pids.as_slice() {
-            [] => bail!("no VM to apply --qemu-cmdline to: the session saw no exits (or no VM matched --vm)"),
-            [pid] => {
-                input.configs.insert(*pid, cfg);
-            }
-            _ => bail!("--qemu-cmdline describes one VM but the session has {}: pick it with --vm NAME", pids.len()),
-        }
+        let pid = match &a.vm {
+            Some(sel) => sel.find(&input.view)?.pid,
+            None => match input.view.vms.as_slice() {
+                [] => bail!("no VM to apply --qemu-cmdline to: the session saw no exits"),
+                [one] => one.pid,
+                many => bail!("--qemu-cmdline describes one VM but the session has {}: pick it with --vm NAME", many.len()),
+            },
+        };
+        input.configs.insert(pid, cfg);
     }
-    if let Some(want) = a.vm.as_deref() {
-        input
-            .view
-            .vms
-            .retain(|v| v.name == want || v.pid.to_string() == want);
-        if input.view.vms.is_empty() {
-            bail!("no VM named `{want}` in this session");
-        }
+    if let Some(sel) = &a.vm {
+        input.view = sel.narrow(std::mem::take(&mut input.view))?;
     }
     let rep = advice::analyze(&input);
-    match a.format {
-        AdviseFormat::Text => crate::out::print(&advice::render_text(&rep))?,
-        AdviseFormat::Json => crate::out::println(&advice::render_json(&rep))?,
-    }
-    Ok(())
+    Ok(match a.format {
+        AdviseFormat::Text => advice::render_text(&rep),
+        AdviseFormat::Json => advice::render_json(&rep) + "\n",
+    })
 }
 
-/// A pasted perf profile: exit reasons and any msr / ioport / mmio tables with them.
-fn perf_input(path: &std::path::Path, guest: Option<advice::GuestKind>) -> anyhow::Result<Input> {
-    let (shown, imp) = report::import_perf_file(path)?;
-    for w in &imp.warnings {
-        eprintln!("kvmprof: warning: {}", printable(&format!("{shown}: {w}")));
+/// What the advice sees of the session: a pasted perf profile (exit reasons and any msr /
+/// ioport / mmio tables with them), or two samples with the host's facts — and, live, the
+/// tracepoints that were missing, the kernel's inhibit names and libvirt's domain XML.
+fn input(session: &Session, guest: Option<advice::GuestKind>) -> anyhow::Result<Input> {
+    if let Some(imp) = session.perf_import() {
+        return Ok(Input::from_perf(imp, guest));
     }
-    Ok(Input::from_perf(&imp, guest))
+    let s = session.span()?;
+    let mut input = Input::from_samples(&s.older, &s.newer, &s.names, s.host);
+    input.guest_hint = guest;
+    if let Some(tracefs) = &s.tracefs {
+        input = input.with_missing(&s.missing);
+        input.inhibits = advice::InhibitNames::load(tracefs);
+        input = with_libvirt_domains(input, std::path::Path::new(LIBVIRT_RUN));
+    }
+    Ok(input)
 }
 
 /// Where libvirt keeps the status XML of running QEMU domains.

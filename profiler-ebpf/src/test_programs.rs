@@ -1,0 +1,86 @@
+//! Test and benchmark programs, built only with the `test-programs` feature (profiler's
+//! `ebpf-test` feature builds that second object): never in the object kvmprof ships.
+
+use aya_ebpf::{
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+};
+
+use crate::{agg, ev, log_stats_full, offsets};
+
+/// Test entry for BPF_PROG_TEST_RUN: args = [op, tgid, tid, now_ns, vcpu, isa, reason].
+/// op 0 = kvm_exit, 1 = kvm_entry, 2 = kvm_userspace_exit, 3 = KVM_RUN ioctl,
+/// 4 = kvm_msr with args [4, tgid, write, msr, data, -, -].
+#[raw_tracepoint]
+pub fn kvmprof_test(ctx: RawTracePointContext) -> u32 {
+    let op: u64 = ctx.arg(0);
+    let tgid: u64 = ctx.arg(1);
+    let tid: u64 = ctx.arg(2);
+    let now: u64 = ctx.arg(3);
+    let vcpu: u64 = ctx.arg(4);
+    let isa: u64 = ctx.arg(5);
+    let reason: u64 = ctx.arg(6);
+    match op {
+        0 => agg::on_exit(
+            tgid as u32,
+            tid as u32,
+            now,
+            vcpu as u32,
+            isa as u32,
+            reason as u32,
+        ),
+        1 => {
+            if agg::on_entry(tgid as u32, tid as u32, now, vcpu as u32) {
+                log_stats_full(&ctx, tgid as u32);
+            }
+        }
+        2 => agg::on_uexit(tgid as u32, tid as u32, now, reason as u32),
+        3 => agg::on_kvm_run(tgid as u32, tid as u32, now),
+        4 => ev::on_msr(tgid as u32, tid != 0, now as u32, vcpu),
+        _ => return 1,
+    }
+    0
+}
+
+/// Baselines for cost measurements on real exits (cargo xtask bench-vm, via kvmprof-empty): the same field reads as
+/// `kvm_exit` / `kvm_entry`, no work.
+#[tracepoint]
+pub fn kvmprof_empty_exit(ctx: TracePointContext) -> u32 {
+    let o = offsets();
+    let mut acc = 0;
+    for off in [o.exit_reason, o.exit_isa, o.exit_vcpu_id] {
+        // SAFETY: as in read_u32.
+        acc ^= unsafe { ctx.read_at::<u32>(off as usize) }.unwrap_or(0);
+    }
+    (acc == u32::MAX) as u32
+}
+
+#[tracepoint]
+pub fn kvmprof_empty_entry(ctx: TracePointContext) -> u32 {
+    // SAFETY: as in read_u32.
+    let v = unsafe { ctx.read_at::<u32>(offsets().entry_vcpu_id as usize) }.unwrap_or(0);
+    (v == u32::MAX) as u32
+}
+
+/// Baseline for cost measurements: the same argument reads as `kvmprof_test`, no work.
+#[raw_tracepoint]
+pub fn kvmprof_empty(ctx: RawTracePointContext) -> u32 {
+    let mut acc = 0u64;
+    for i in 0..7 {
+        let v: u64 = ctx.arg(i);
+        acc ^= v;
+    }
+    (acc == u64::MAX) as u32
+}
+
+/// Deliberately unverifiable (an unbounded map-value access): lets the privileged tests check
+/// that a verifier rejection reaches the user with its log. Never loaded otherwise.
+#[raw_tracepoint]
+pub fn kvmprof_rejected(ctx: RawTracePointContext) -> u32 {
+    let idx: u64 = ctx.arg(0);
+    if let Some(p) = agg::counter_ptr(0) {
+        // SAFETY: not safe at all, on purpose: the verifier must refuse this program.
+        unsafe { *p.add(idx as usize) += 1 };
+    }
+    0
+}

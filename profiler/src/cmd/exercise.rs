@@ -1,0 +1,33 @@
+//! `kvmprof exercise` (hidden): the built-in guest the demo and the real-KVM test run.
+
+use anyhow::bail;
+
+use crate::{cli::ExerciseArgs, exerciser};
+
+pub fn exercise(a: &ExerciseArgs) -> anyhow::Result<()> {
+    let opts = exerciser::ExerciseOpts {
+        iters: a.iters,
+        ops: if a.hyperv {
+            exerciser::HYPERV_OPS.into()
+        } else {
+            a.ops.clone()
+        },
+        forever: a.forever,
+        pause: a.pause,
+    };
+    let r = exerciser::run(&opts)?;
+    crate::out::println(&format!(
+        "RESULT iters={} ops={} kvm_runs={} io={} hlt={} other={} elapsed_ms={}",
+        a.iters,
+        a.ops,
+        r.kvm_runs,
+        r.io,
+        r.hlt,
+        r.other,
+        r.elapsed.as_millis()
+    ))?;
+    if r.other != 0 {
+        bail!("the guest made {} unexpected exits", r.other);
+    }
+    Ok(())
+}

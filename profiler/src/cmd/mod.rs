@@ -1,0 +1,16 @@
+//! One file a command. `main` parses and dispatches; each command gets the [`Env`] (global
+//! options and how to open the live probe) and its own arguments, so tests run every command
+//! on a fake source without root.
+
+pub mod advise;
+pub mod check;
+pub mod exercise;
+pub mod record;
+pub mod report;
+pub mod serve;
+pub mod top;
+
+#[cfg(test)]
+mod tests;
+
+pub use crate::session::Env;

@@ -1,0 +1,184 @@
+//! Every headless command run end to end on a fake live host: no root, no probe. (The TUI
+//! commands — top, demo, replay — are driven by the TUI's own tests on the same fake source.)
+
+use profiler_common::ISA_VMX;
+
+use super::*;
+use crate::{
+    cli::{Cli, Command},
+    sample::{Key, Sample, Stat, VmInfo},
+    source::FakeSource,
+    store::Recording,
+};
+use clap::Parser;
+
+const SEC: u64 = 1_000_000_000;
+
+/// Two VMs: `win` (pid 100) with 2 000 IO exits a second, `db` (pid 200) with 10 HLTs.
+fn host() -> Vec<Sample> {
+    (0..8u64)
+        .map(|i| {
+            let mut s = Sample {
+                mono_ns: (i + 1) * SEC,
+                wall_ms: 1_700_000_000_000 + i * 1000,
+                ..Default::default()
+            };
+            for (pid, name, reason, per_s) in [(100, "win", 30, 2_000), (200, "db", 12, 10)] {
+                s.vms.insert(
+                    pid,
+                    VmInfo {
+                        pid,
+                        name: name.into(),
+                        uuid: (pid == 100).then(|| "8c3a5e2b-0000-4000-8000-00000000abcd".into()),
+                        is_qemu: true,
+                        ..Default::default()
+                    },
+                );
+                let mut st = Stat::default();
+                st.record(3_000, per_s * (i + 1));
+                let k = Key {
+                    tgid: pid,
+                    vcpu: 0,
+                    isa: ISA_VMX,
+                    reason,
+                };
+                s.stats.insert(k, st);
+            }
+            s
+        })
+        .collect()
+}
+
+fn parse(args: &[&str]) -> Cli {
+    Cli::try_parse_from(std::iter::once("kvmprof").chain(args.iter().copied())).expect("args")
+}
+
+fn env(cli: &Cli) -> Env {
+    Env::fake(cli.global.clone(), FakeSource::live(host()))
+}
+
+#[test]
+fn report_live_json_narrowed_by_uuid() {
+    let cli = parse(&[
+        "-i",
+        "20ms",
+        "report",
+        "-d",
+        "100ms",
+        "-f",
+        "json",
+        "--vm",
+        "8C3A5E2B-0000-4000-8000-00000000ABCD",
+    ]);
+    let Some(Command::Report(a)) = &cli.command else {
+        panic!()
+    };
+    let out = report::render(&mut env(&cli), a).expect("report");
+    assert!(out.contains("\"win\"") && !out.contains("\"db\""), "{out}");
+}
+
+#[test]
+fn report_without_a_session_says_what_to_give() {
+    let cli = parse(&["report"]);
+    let Some(Command::Report(a)) = &cli.command else {
+        panic!()
+    };
+    let e = report::render(&mut env(&cli), a).unwrap_err().to_string();
+    assert!(e.starts_with("say what to analyse"), "{e}");
+}
+
+/// record keeps only the VMs named, the file reads back, and report and diff read it.
+#[test]
+fn record_then_report_and_diff_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("s.kvmprof");
+    let f = file.to_str().expect("utf-8 path");
+    let cli = parse(&[
+        "-i", "20ms", "record", "-o", f, "-d", "100ms", "--vm", "win",
+    ]);
+    let Some(Command::Record(a)) = &cli.command else {
+        panic!()
+    };
+    record::record(&mut env(&cli), a).expect("record");
+    let rec = Recording::open(&file).expect("recording");
+    assert!(rec.len() >= 2, "{} samples", rec.len());
+    let last = rec.sample(rec.len() - 1).expect("sample");
+    assert!(
+        last.stats.keys().all(|k| k.tgid == 100),
+        "{:?}",
+        last.stats.keys()
+    );
+
+    let cli = parse(&["report", f, "--vm", "pid 100"]);
+    let Some(Command::Report(a)) = &cli.command else {
+        panic!()
+    };
+    let table = report::render(&mut env(&cli), a).expect("report");
+    assert!(table.contains("IO_INSTRUCTION"), "{table}");
+
+    let cli = parse(&["diff", f, f, "--vm-a", "win", "--vm-b", "100"]);
+    let Some(Command::Diff(a)) = &cli.command else {
+        panic!()
+    };
+    let d = report::render_diff(a).expect("diff");
+    assert!(d.contains("IO_INSTRUCTION"), "{d}");
+}
+
+#[test]
+fn advise_live_and_one_vm_selector_rule() {
+    let cli = parse(&["-i", "20ms", "advise", "-d", "100ms", "--vm", "db"]);
+    let Some(Command::Advise(a)) = &cli.command else {
+        panic!()
+    };
+    let out = advise::render(&mut env(&cli), a).expect("advise");
+    assert!(
+        out.contains("VM db (pid 200)") && !out.contains("VM win"),
+        "{out}"
+    );
+    let cli = parse(&["-i", "20ms", "advise", "-d", "60ms", "--vm", "nope"]);
+    let Some(Command::Advise(a)) = &cli.command else {
+        panic!()
+    };
+    let e = advise::render(&mut env(&cli), a).unwrap_err().to_string();
+    assert!(e.contains("no VM `nope` in this session"), "{e}");
+}
+
+/// check on a live run: a threshold the fake host breaks fails (exit 1) and JUnit says so.
+#[test]
+fn check_live_fails_a_threshold_and_writes_junit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let junit = dir.path().join("j.xml");
+    let j = junit.to_str().expect("utf-8 path");
+    let cli = parse(&[
+        "check",
+        "-d",
+        "150ms",
+        "--sample-every",
+        "30ms",
+        "-t",
+        "max_exits_per_s=100",
+        "--vm",
+        "win",
+        "--junit",
+        j,
+    ]);
+    let Some(Command::Check(a)) = &cli.command else {
+        panic!()
+    };
+    assert_eq!(check::check(&mut env(&cli), a).expect("check"), 1);
+    let xml = std::fs::read_to_string(&junit).expect("junit");
+    assert!(xml.contains("<failure") && xml.contains("win"), "{xml}");
+}
+
+/// serve on the fake host: a port already taken is a one-line error, not a panic.
+#[test]
+fn serve_reports_a_taken_port() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let cli = parse(&["serve", "--listen", &addr]);
+    let Some(Command::Serve(a)) = &cli.command else {
+        panic!()
+    };
+    let e = serve::serve(&mut env(&cli), a).unwrap_err();
+    assert!(format!("{e:#}").contains(&addr), "{e:#}");
+}

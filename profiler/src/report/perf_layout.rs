@@ -1,0 +1,97 @@
+//! perf kvm stat's table layout shared by the exit table (perf_table.rs), the sub-reason
+//! tables (evidence.rs) and the perf text readers: which table, row order, name width, header
+//! and footer lines. Below all of them, so none imports another back.
+
+use super::printf::{f, s};
+
+/// perf's name column width (KVM_EVENT_NAME_LEN; perf before 3.14 used 20).
+pub const NAME_WIDTH: usize = 40;
+
+/// Which table: perf's `--event`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Event {
+    #[default]
+    Vmexit,
+    Msr,
+    Ioport,
+    Mmio,
+}
+
+impl Event {
+    /// The name column's header, as perf prints it.
+    pub fn header(self) -> &'static str {
+        match self {
+            Event::Vmexit => "VM-EXIT",
+            Event::Msr => "MSR Access",
+            Event::Ioport => "IO Port Access",
+            Event::Mmio => "MMIO Access",
+        }
+    }
+
+    /// The `--event` value.
+    pub fn arg(self) -> &'static str {
+        match self {
+            Event::Vmexit => "vmexit",
+            Event::Msr => "msr",
+            Event::Ioport => "ioport",
+            Event::Mmio => "mmio",
+        }
+    }
+
+    /// From a table header (`MSR Access`, ...).
+    pub fn from_header(h: &str) -> Option<Event> {
+        [Event::Vmexit, Event::Msr, Event::Ioport, Event::Mmio]
+            .into_iter()
+            .find(|e| e.header().eq_ignore_ascii_case(h))
+    }
+}
+
+/// Row order: perf's `-k` keys (numbers descending, names ascending) plus p99.
+/// `time` is the total handling time (perf ≥ 6.3; older perf sorted `time` by the mean:
+/// use `mean_t`). Ties go by name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SortBy {
+    #[default]
+    Sample,
+    Time,
+    #[value(name = "max_t")]
+    MaxT,
+    #[value(name = "min_t")]
+    MinT,
+    #[value(name = "mean_t")]
+    MeanT,
+    P99,
+    #[value(name = "name", alias = "ev_name")]
+    Name,
+}
+
+/// perf's header line (with its trailing space) and the blank line after it.
+pub(crate) fn header(name: &str, timed: bool) -> String {
+    let mut h = format!(
+        "{} {} {} ",
+        s(NAME_WIDTH, name),
+        s(10, "Samples"),
+        s(9, "Samples%")
+    );
+    if timed {
+        h.push_str(&format!(
+            "{} {} {} {} ",
+            s(9, "Time%"),
+            s(11, "Min Time"),
+            s(11, "Max Time"),
+            s(16, "Avg time")
+        ));
+    }
+    h
+}
+
+/// perf's footer; without a time for the untimed sub-reason tables.
+pub(crate) fn footer(n: u64, t: Option<u64>) -> String {
+    match t {
+        Some(t) => format!(
+            "\nTotal Samples:{n}, Total events handled time:{}us.\n\n",
+            f(0, 2, t as f64 / 1e3)
+        ),
+        None => format!("\nTotal Samples:{n}.\n\n"),
+    }
+}

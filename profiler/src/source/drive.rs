@@ -1,0 +1,113 @@
+//! The one sampling loop of the headless commands: sample every interval until a duration
+//! passes or a stop signal (SIGINT, SIGTERM, SIGHUP) arrives.
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::Source;
+use crate::sample::Sample;
+
+/// When a collection ends (a signal always ends it too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    After(Duration),
+    OnSignal,
+}
+
+impl Stop {
+    pub fn from_args(duration: Option<Duration>) -> Stop {
+        duration.map_or(Stop::OnSignal, Stop::After)
+    }
+}
+
+/// Samples `src` every `interval` after `first` until `stop`, calling `each` with every
+/// sample taken (in order); returns the last one. Sampling while waiting lets discovery see
+/// short-lived VMs alive: the last sample keeps the names of VMs that exited meanwhile.
+pub fn drive(
+    src: &mut dyn Source,
+    first: &Sample,
+    stop: Stop,
+    interval: Duration,
+    each: &mut dyn FnMut(&Sample) -> anyhow::Result<()>,
+) -> anyhow::Result<Sample> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        // Registered once, at the first wait, so no signal falls between two waits.
+        let stop_signal = super::first_stop_signal();
+        tokio::pin!(stop_signal);
+        let end = match stop {
+            Stop::After(d) => Some(tokio::time::Instant::now() + d),
+            Stop::OnSignal => None,
+        };
+        let mut vms = first.vms.clone();
+        loop {
+            let step = end.map_or(interval, |e| {
+                e.saturating_duration_since(tokio::time::Instant::now())
+                    .min(interval)
+            });
+            let signalled = tokio::select! {
+                _ = tokio::time::sleep(step) => false,
+                r = &mut stop_signal => {
+                    r?;
+                    true
+                }
+            };
+            let mut s = src.sample()?.context("the source ended")?;
+            each(&s)?;
+            for (pid, vm) in &s.vms {
+                match vms.get_mut(pid) {
+                    // Same process gone: keep what we knew, mark it exited.
+                    Some(old) if vm.exited => old.exited = true,
+                    _ => {
+                        vms.insert(*pid, vm.clone());
+                    }
+                }
+            }
+            let done = signalled || end.is_some_and(|e| tokio::time::Instant::now() >= e);
+            if done {
+                s.vms = vms;
+                return Ok(s);
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{sample::VmInfo, source::FakeSource};
+
+    /// A VM seen alive and then gone keeps its name in the last sample, marked exited.
+    #[test]
+    fn exited_vms_keep_their_names() {
+        let vm = |exited| VmInfo {
+            pid: 7,
+            name: "short-lived".into(),
+            exited,
+            ..Default::default()
+        };
+        let mut alive = Sample::default();
+        alive.vms.insert(7, vm(false));
+        let mut gone = Sample::default();
+        gone.vms.insert(7, vm(true));
+        let mut src = FakeSource::live(vec![alive.clone(), gone]);
+        let mut seen = 0;
+        let last = drive(
+            &mut src,
+            &alive,
+            Stop::After(Duration::from_millis(30)),
+            Duration::from_millis(10),
+            &mut |_| {
+                seen += 1;
+                Ok(())
+            },
+        )
+        .expect("drive");
+        assert!(seen >= 2, "sampled {seen} times");
+        let v = &last.vms[&7];
+        assert!(v.exited && v.name == "short-lived", "{v:?}");
+    }
+}
