@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use kvmprof::{
     decode::ExitNames,
-    sample::{Key, ProgStat, Sample, Stat, VmInfo},
+    sample::{Key, ProgStat, Sample, Stat, VmCpu, VmInfo},
     store::{Header, Recorder, RecorderOptions, Recording},
 };
 use profiler_common::hist;
@@ -123,6 +123,12 @@ fn generate() -> (Vec<Sample>, u64, f64) {
         }
     }
     let mut load = vec![1.0f64; VCPUS as usize];
+    // Host CPU from its own generator, so the exit data is the same with or without it.
+    let mut cpu_rng = Rng(7);
+    let mut cpu = VmCpu {
+        vcpu_threads: VCPUS,
+        ..Default::default()
+    };
     let (mut changed, mut updates) = (0u64, 0u64);
     let mut out = Vec::with_capacity(SECONDS);
     for _ in 0..SECONDS {
@@ -184,6 +190,16 @@ fn generate() -> (Vec<Sample>, u64, f64) {
             p.run_cnt += runs;
             p.run_time_ns += runs * 180 + rng.u64() % 10_000;
         }
+        // /proc's 10 ms ticks: each vCPU thread ~30 % of a core with the load, the VMM's other
+        // threads a few ticks.
+        let tick = 10_000_000;
+        let vcpu: u64 =
+            load.iter().map(|l| (30.0 * l).round() as u64).sum::<u64>() + cpu_rng.u64() % 4;
+        let other = 2 + cpu_rng.u64() % 4;
+        cpu.vcpu_ns += vcpu * tick;
+        cpu.guest_ns += vcpu * 2 / 3 * tick;
+        cpu.total_ns += (vcpu + other) * tick;
+        s.vm_cpu.insert(PID, cpu);
         out.push(s.clone());
     }
     let exits = s.stats.values().map(|st| st.count).sum();

@@ -218,6 +218,22 @@ pub struct EvStat {
     pub last: u64,
 }
 
+/// CPU time a VM process has used so far, from the kernel's own accounting (/proc), ns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmCpu {
+    /// Every thread of the process, exited ones included (user + system time; a vCPU's guest
+    /// time counts as user time).
+    pub total_ns: u64,
+    /// The vCPU threads known at this sample, summed.
+    pub vcpu_ns: u64,
+    /// Time the process's threads ran a vCPU in guest mode (part of `total_ns`, and of the
+    /// vCPU threads' time). Sampled by the kernel at ticks: a statistical figure.
+    pub guest_ns: u64,
+    /// How many vCPU threads `vcpu_ns` sums; 0 when none is known (then only the total
+    /// means anything). A change between two samples makes their vCPU difference meaningless.
+    pub vcpu_threads: u32,
+}
+
 /// Raw cumulative counters at one instant.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
@@ -236,6 +252,10 @@ pub struct Sample {
     /// Sub-reason evidence (MSRs, ports, MMIO, hypercalls, inhibits, ...), summed over CPUs.
     #[serde(default)]
     pub evidence: BTreeMap<EvKey, EvStat>,
+    /// CPU time per VM pid (live sources only; absent from perf imports and format 1–2
+    /// recordings). Not in `VmInfo`: that is stored only when it changes, this changes always.
+    #[serde(default)]
+    pub vm_cpu: BTreeMap<u32, VmCpu>,
 }
 
 impl Sample {

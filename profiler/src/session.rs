@@ -82,7 +82,11 @@ pub struct Session {
 
 enum Kind {
     Recording(Recording),
-    Perf { shown: String, import: PerfImport },
+    /// Boxed: an import holds two whole samples inline, far larger than the other kinds.
+    Perf {
+        shown: String,
+        import: Box<PerfImport>,
+    },
     Live(Live),
 }
 
@@ -183,7 +187,10 @@ impl Session {
             warn(&format!("{shown}: {w}"));
         }
         Ok(Session {
-            kind: Kind::Perf { shown, import },
+            kind: Kind::Perf {
+                shown,
+                import: Box::new(import),
+            },
         })
     }
 

@@ -311,8 +311,11 @@ fn live_probes_see_the_exerciser_userspace_exits() {
     ] {
         assert!(src.probe().attached.contains(&p), "{p} not attached");
     }
-    // Any KVM user seen in the maps is described, QEMU or not.
+    // Any KVM user seen in the maps is described, QEMU or not, with its host CPU from /proc.
     assert!(after.vms.contains_key(&pid), "{:?}", after.vms.keys());
+    let cpu = after.vm_cpu.get(&pid).expect("host CPU of the KVM user");
+    println!("host CPU: {cpu:?}");
+    assert!(cpu.total_ns > 0 && cpu.guest_ns <= cpu.total_ns, "{cpu:?}");
 }
 
 #[test]

@@ -15,7 +15,7 @@ use kvmprof::{
     decode::ExitNames,
     export::{ExportOpts, ServeOpts, Server},
     model::compute,
-    sample::{Key, ProgStat, Sample, VmInfo},
+    sample::{Key, ProgStat, Sample, VmCpu, VmInfo},
     source::FakeSource,
 };
 
@@ -112,7 +112,8 @@ fn bump(s: &mut Sample, k: Key, n: u64, ns: u64) {
 }
 
 /// Three samples 1 s apart: VM "win11" with 5 reasons (IO spread over 1–9 µs for the quantile
-/// check), VM "db" with one.
+/// check) and 340 ms of host CPU a second, 300 of them on its 2 vCPU threads (120 in the
+/// guest); VM "db" with one reason and 1.21 s of CPU a second, its vCPU threads unknown.
 fn samples() -> Vec<Sample> {
     let mut s = Sample {
         mono_ns: 50_000_000_000,
@@ -151,6 +152,23 @@ fn samples() -> Vec<Sample> {
         s.progs[0].run_cnt += 5_000;
         s.progs[0].run_time_ns += 400_000;
         s.counters[1] += 2; // unpaired_exit
+        let ms = 1_000_000;
+        s.vm_cpu.insert(
+            10,
+            VmCpu {
+                total_ns: (9_000 + 340 * step) * ms,
+                vcpu_ns: (7_000 + 300 * step) * ms,
+                guest_ns: (5_000 + 120 * step) * ms,
+                vcpu_threads: 2,
+            },
+        );
+        s.vm_cpu.insert(
+            20,
+            VmCpu {
+                total_ns: (1_000 + 1_210 * step) * ms,
+                ..Default::default()
+            },
+        );
         out.push(s.clone());
     }
     out
@@ -271,7 +289,9 @@ fn prometheus_scrapes_the_model_numbers() {
     let buckets = query(prom, "count(kvmprof_exit_handling_seconds_bucket)")[0].1;
     assert_eq!(buckets, exit_series * 22.0);
     let all = query(prom, "count({job=\"kvmprof\",__name__=~\"kvmprof_.*\"})")[0].1;
-    assert!(all <= exit_series * 25.0 + 20.0, "{all} series");
+    // Per VM a fixed few more: busy time, vCPUs, host CPU by thread kind, guest time.
+    let per_vm = 8.0 * view.vms.len() as f64;
+    assert!(all <= exit_series * 25.0 + 20.0 + per_vm, "{all} series");
 
     // p99 from the re-bucketed histogram vs the model's (IO: 1–9 µs, p99 ≈ 9 µs): same 5–10 µs
     // bucket, within 25 %.
@@ -291,6 +311,88 @@ fn prometheus_scrapes_the_model_numbers() {
         (prom_p99 - ours).abs() / ours < 0.25,
         "prometheus {prom_p99} vs model {ours}"
     );
+
+    // Host CPU per VM: the first step has no times before it, the second is split (win11) or
+    // not (db); summed over `threads` it is the VM's total.
+    let cpu = |vm: &str| {
+        let mut v: Vec<(String, f64)> = query(
+            prom,
+            &format!("kvmprof_vm_cpu_seconds_total{{vm=\"{vm}\"}}"),
+        )
+        .into_iter()
+        .map(|(l, v)| (l["threads"].as_str().unwrap_or("").to_string(), v))
+        .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let near = |got: &[(String, f64)], want: &[(&str, f64)]| {
+        got.len() == want.len()
+            && got
+                .iter()
+                .zip(want)
+                .all(|((t, v), (wt, wv))| t == wt && (v - wv).abs() < 1e-9)
+    };
+    let win = cpu("win11");
+    assert!(
+        near(&win, &[("other", 0.04), ("vcpu", 0.3)]),
+        "win11: {win:?}"
+    );
+    let db = cpu("db");
+    assert!(
+        near(&db, &[("other", 0.0), ("unknown", 1.21), ("vcpu", 0.0)]),
+        "db: {db:?}"
+    );
+    let pct = query(
+        prom,
+        "sum by (vm) (kvmprof_vm_cpu_seconds_total{vm=\"win11\"})",
+    );
+    let guest = query(prom, "kvmprof_vm_guest_seconds_total{vm=\"win11\"}");
+    assert!(
+        guest.len() == 1 && (guest[0].1 - 0.12).abs() < 1e-9,
+        "{guest:?}"
+    );
+    // The model over the one span with times on both sides (1 s): % of a core = seconds × 100.
+    let last = compute(&samples[1], &samples[2], &names);
+    let model = last.vms[0].host_cpu.expect("model host CPU").total_pct;
+    assert!(
+        (pct[0].1 * 100.0 - model).abs() < 1e-6,
+        "prometheus {pct:?} vs model {model}"
+    );
+
+    // promtool's own lint of the exposition (names, units, suffixes). It reads the text as
+    // Prometheus's format, where HELP names the sample, not the OpenMetrics family: a counter
+    // whose family has its HELP is reported as "no help text"; that, and only that, is fine.
+    let text = get(exporter, "/metrics").expect("exposition");
+    assert!(text.contains("kvmprof_vm_cpu_seconds_total{"), "{text}");
+    let mut lint = Command::new(bin.with_file_name("promtool"))
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool from the prometheus package");
+    lint.stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let out = lint.wait_with_output().expect("promtool");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let problems: Vec<&str> = said
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter(|l| {
+            let family = l
+                .strip_suffix(" no help text")
+                .and_then(|n| n.strip_suffix("_total"));
+            !family.is_some_and(|f| text.contains(&format!("# HELP {f} ")))
+        })
+        .collect();
+    assert!(problems.is_empty(), "promtool check metrics: {problems:?}");
 
     // Probe cost and drops.
     let runs = query(prom, "kvmprof_probe_runs_total{program=\"kvm_exit\"}");

@@ -322,6 +322,8 @@ pub struct VmReport {
     pub profile: Option<String>,
     /// Enlightenments configured on (for display).
     pub config: Vec<String>,
+    /// The host CPU the VM used over the span (null when the input has no CPU times).
+    pub host_cpu: Option<crate::model::HostCpu>,
     /// Most important first.
     pub findings: Vec<Finding>,
     pub notes: Vec<String>,
@@ -413,6 +415,7 @@ pub fn analyze(input: &Input) -> Report {
             guest: guest.describe(),
             profile: profile.map(|p| p.rule),
             config: cfg.enabled(),
+            host_cpu: vm.and_then(|v| v.host_cpu),
             findings,
             notes,
         });

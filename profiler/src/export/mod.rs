@@ -12,6 +12,11 @@
 //! - `kvmprof_exit_busy_seconds_total{vm,pid}`: non-HLT handling time; overhead % =
 //!   `100 * rate(kvmprof_exit_busy_seconds_total[1m]) / kvmprof_vcpus`.
 //! - `kvmprof_vcpus{vm,pid}`: vCPUs seen.
+//! - `kvmprof_vm_cpu_seconds_total{vm,pid,threads}`: host CPU time of the VM process from
+//!   /proc, `threads="vcpu"` (its vCPU threads) or `"other"` (the VMM's other threads: main
+//!   loop, timers, I/O), and `"unknown"` for spans where the vCPU threads were not known; % of
+//!   a core = `100 * rate(...[1m])` summed over `threads`.
+//! - `kvmprof_vm_guest_seconds_total{vm,pid}`: of that, the time its vCPUs ran the guest.
 //! - `kvmprof_userspace_exits_total{vm,pid,reason}`: returns of KVM_RUN to the VMM.
 //! - `kvmprof_probe_runs_total{program}`, `kvmprof_probe_run_seconds_total{program}`: the eBPF
 //!   programs' own cost (kernel.bpf_stats_enabled).
@@ -24,11 +29,14 @@
 //! series) plus `reason="other"` for the rest, times vCPUs with `per_vcpu`. A VM that leaves
 //! keeps its last values for `keep_exited`, then its series are dropped.
 
+mod cpu;
 mod encode;
 mod http;
 mod serve;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_cpu;
 #[cfg(test)]
 mod tests_hostile;
 
@@ -95,6 +103,7 @@ struct VmState {
     userspace: BTreeMap<u32, u64>,
     busy_ns: u64,
     vcpus: BTreeSet<u32>,
+    cpu: cpu::CpuAcc,
 }
 
 /// Turns a stream of cumulative samples into exposition text.
@@ -213,6 +222,9 @@ impl Exporter {
                 }
             }
             st.vcpus.extend(vm.vcpus.iter().map(|v| v.vcpu));
+            if let Some(c) = &vm.host_cpu {
+                st.cpu.add(c);
+            }
             for r in &vm.userspace {
                 *st.userspace.entry(r.reason).or_default() += r.count;
             }
@@ -247,6 +259,7 @@ impl Exporter {
             true,
         );
         let mut vcpus = Family::new("kvmprof_vcpus", "vCPUs seen", Gauge, false);
+        let mut cpu = cpu::families();
         let mut user = Family::new(
             "kvmprof_userspace_exits",
             "Returns of KVM_RUN to the VMM by reason",
@@ -277,6 +290,7 @@ impl Exporter {
             vcpus
                 .series
                 .push((vm_l.clone(), Value::Gauge(st.vcpus.len() as f64)));
+            st.cpu.series(&vm_l, &mut cpu);
             for (r, n) in &st.userspace {
                 let name = self.names.name(profiler_common::ISA_USERSPACE, *r);
                 let mut l = vm_l.clone();
@@ -345,8 +359,10 @@ impl Exporter {
         );
         ts.series
             .push((Vec::new(), Value::Gauge(self.last_wall_ms as f64 / 1e3)));
+        let [cpu, guest] = cpu;
         vec![
-            exits, hist, busy, vcpus, user, runs, run_s, lost, advice, samples, errors, ts,
+            exits, hist, busy, vcpus, cpu, guest, user, runs, run_s, lost, advice, samples, errors,
+            ts,
         ]
     }
 

@@ -20,10 +20,10 @@ use crate::{
 
 const SEC: u64 = 1_000_000_000;
 
-type Series = BTreeMap<String, f64>;
+pub(super) type Series = BTreeMap<String, f64>;
 
 /// `name{k="v",...} value` lines → "name{k=v,...}" (labels sorted) → value.
-fn parse(text: &str) -> Series {
+pub(super) fn parse(text: &str) -> Series {
     let mut out = Series::new();
     for line in text
         .lines()

@@ -67,7 +67,7 @@ pub fn compute_elapsed(older: &Sample, newer: &Sample, names: &ExitNames, elapse
 
     let vms = per_vm
         .into_iter()
-        .map(|(pid, d)| vm_view(pid, d, newer, names, elapsed_ns, secs))
+        .map(|(pid, d)| vm_view(pid, d, (older, newer), names, elapsed_ns, secs))
         .collect();
 
     // By slot constant, not position: new slots may be appended to profiler_common.
@@ -202,7 +202,7 @@ fn delta(
 fn vm_view(
     pid: u32,
     d: VmDeltas,
-    newer: &Sample,
+    (older, newer): (&Sample, &Sample),
     names: &ExitNames,
     elapsed_ns: u64,
     secs: f64,
@@ -275,6 +275,7 @@ fn vm_view(
         exits_per_s: rate(exits),
         overhead_pct: pct(busy_ns(&reasons), cap),
         userspace: rows(user.into_iter().map(|((i, r), d)| (i, r, d)), names, secs),
+        host_cpu: super::host_cpu(older, newer, pid),
         reasons,
         vcpus,
     }

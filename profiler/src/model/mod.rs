@@ -5,16 +5,20 @@
 //! tests): fields only used by the TUI are `#[serde(skip)]` so the schema stays exact.
 
 mod compute;
+mod cpu;
 mod evidence;
 mod select;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_cpu;
 
 use serde::Serialize;
 
 use crate::sample::Hist;
 
 pub use compute::{compute, compute_elapsed, set_shares, span_ns};
+pub use cpu::host_cpu;
 pub use evidence::{evidence_deltas, EvDelta};
 pub use select::{SelectError, VmSelector};
 
@@ -86,6 +90,34 @@ pub struct VmView {
     pub vcpus: Vec<VcpuView>,
     /// Returns of KVM_RUN to the VMM (isa 0x100), aggregated over threads.
     pub userspace: Vec<Row>,
+    /// The host CPU the VM's process used over the span; null when either sample lacks it
+    /// (perf imports, recordings before format 3, a span "since attach").
+    pub host_cpu: Option<HostCpu>,
+}
+
+/// Host CPU of one VM process over a span, in % of one core (a busy 4-vCPU VM can reach 400).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct HostCpu {
+    /// All the VM's threads.
+    pub total_pct: f64,
+    /// Of which running the guest (vCPUs in guest mode; the kernel samples it at ticks). Null
+    /// when the kernel accounts no guest time to the VM at all (e.g. a PVM backend).
+    pub guest_pct: Option<f64>,
+    /// Its vCPU threads: the guest, plus what they do outside it (in-kernel exit handling,
+    /// halt polling, the VMM emulating the vCPU's exits). Null when the vCPU threads are not
+    /// known or changed over the span.
+    pub vcpu_pct: Option<f64>,
+    /// The rest, the VMM's other threads (main loop and its timers, I/O threads): where
+    /// device emulation that is not a vCPU's exit shows up.
+    pub vmm_pct: Option<f64>,
+    /// The CPU time behind `total_pct`, `guest_pct` and `vcpu_pct`, ns (for counters, e.g.
+    /// the exporter's).
+    #[serde(skip)]
+    pub total_ns: u64,
+    #[serde(skip)]
+    pub guest_ns: Option<u64>,
+    #[serde(skip)]
+    pub vcpu_ns: Option<u64>,
 }
 
 impl VmView {

@@ -142,6 +142,22 @@ fn exit_table(out: &mut String, view: &View, vm: Option<&VmView>, o: &TableOptio
         out.push_str(&format!("\nLost events: {lost}\n\n"));
     }
     notes(out, &all, &rows, vm, missing_hist);
+    // Host CPU per VM: in its own table's notes, or here when no per-VM tables follow.
+    let per_vm_follows = o.per_vm && view.vms.len() > 1;
+    let cpu_of: Vec<&VmView> = match vm {
+        Some(v) => vec![v],
+        None if !per_vm_follows => view.vms.iter().collect(),
+        None => Vec::new(),
+    };
+    for v in cpu_of {
+        if let Some(c) = v.host_cpu {
+            let who = match vm {
+                Some(_) => String::new(),
+                None => format!(" of VM {} (pid {})", printable(&v.name), v.pid),
+            };
+            out.push_str(&format!("# host CPU{who}: {}\n", c.describe()));
+        }
+    }
     if first {
         let bad: Vec<String> = c
             .losses()

@@ -244,3 +244,51 @@ fn json_is_the_view_contract() {
     assert_eq!(back["vms"][0]["name"], "win11");
     assert_eq!(back["vms"][0]["reasons"][0]["name"], "MSR_WRITE");
 }
+
+#[test]
+fn host_cpu_in_the_notes_and_the_json() {
+    let mut old = Sample {
+        mono_ns: 100 * SEC,
+        ..Default::default()
+    };
+    vm(&mut old, 1234, "win11");
+    let mut new = old.clone();
+    new.mono_ns = 110 * SEC;
+    add(&mut new, 1234, 0, ISA_VMX, 30, 500, 4_000);
+    let cpu = |total_s: u64, vcpu_s: u64| crate::sample::VmCpu {
+        total_ns: total_s * SEC / 10,
+        vcpu_ns: vcpu_s * SEC / 10,
+        guest_ns: vcpu_s * SEC / 20,
+        vcpu_threads: 2,
+    };
+    old.vm_cpu.insert(1234, cpu(10, 8));
+    // 3.4 s in 10 s, 3.0 of it on vCPU threads, 1.5 of that in the guest.
+    new.vm_cpu.insert(1234, cpu(44, 38));
+    let d = Data::from_samples(&old, &new, &ExitNames::builtin(), "cpu");
+    let o = TableOptions {
+        per_vm: true,
+        ..opts()
+    };
+    let t = perf_table(&d, &o).unwrap();
+    let line = "34.0% of a core: guest 15.0, vCPU threads outside the guest 15.0, other VMM \
+                threads 4.0\n";
+    assert!(
+        t.contains(&format!("# host CPU of VM win11 (pid 1234): {line}")),
+        "{t}"
+    );
+    let one = TableOptions {
+        vm: Some("win11".into()),
+        ..opts()
+    };
+    let t = perf_table(&d, &one).unwrap();
+    assert!(
+        t.contains(&format!("# VM win11 (pid 1234)\n# host CPU: {line}")),
+        "{t}"
+    );
+    let j: serde_json::Value = serde_json::from_str(&json::render(&d.view).unwrap()).unwrap();
+    assert_eq!(j["vms"][0]["host_cpu"]["total_pct"], 34.0, "{j}");
+    assert_eq!(j["vms"][0]["host_cpu"]["vmm_pct"], 4.0, "{j}");
+    // The golden fixture has no CPU times: its tables say nothing, its JSON has null.
+    assert!(!perf_table(&fixture(), &o).unwrap().contains("host CPU"));
+    assert!(fixture().view.vms.iter().all(|v| v.host_cpu.is_none()));
+}

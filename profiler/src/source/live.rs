@@ -83,6 +83,7 @@ impl Source for LiveSource {
             .into_iter()
             .map(|v| (v.pid, v))
             .collect();
+        s.vm_cpu = crate::vm::cpu::read_all(&self.discovery.proc_root, &s);
         self.forget_exited(&pids)?;
         Ok(Some(s))
     }

@@ -12,14 +12,40 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::cpu::CpuColumns;
 use super::delta::{diff, undiff, CodecError, StatColumns};
 use super::keys::{apply_keys, encode_keys, KeysDelta};
 use super::stats::{Models, StatDecoder, StatEncoder};
 use super::v1::StatReader;
 use crate::sample::{EvKey, EvStat, ProgStat, Sample, Stat, VmInfo};
 
+/// A frame's payload. Postcard puts nothing around a nested struct, so format 3's encoding is
+/// the format 1–2 payload's bytes followed by the CPU columns: older files decode `Core` alone.
 #[derive(Serialize, Deserialize, Default, Debug, Clone)]
 pub(crate) struct Payload {
+    pub(super) core: Core,
+    /// Per-VM CPU times (format 3).
+    pub(super) cpu: CpuColumns,
+}
+
+impl Payload {
+    /// The payload of a frame of format `version`.
+    pub(super) fn decode(raw: &[u8], version: u32) -> Result<Payload, CodecError> {
+        let bad = |e: postcard::Error| format!("payload: {e}");
+        if version < 3 {
+            let core = postcard::from_bytes(raw).map_err(bad)?;
+            return Ok(Payload {
+                core,
+                cpu: CpuColumns::default(),
+            });
+        }
+        postcard::from_bytes(raw).map_err(bad)
+    }
+}
+
+/// The payload fields of formats 1 and 2 (and the start of format 3's).
+#[derive(Serialize, Deserialize, Default, Debug, Clone)]
+pub(crate) struct Core {
     mono: i64,
     wall: i64,
     stat_keys: KeysDelta,
@@ -49,7 +75,7 @@ pub(crate) fn encode(
     m: &mut Models,
     key: bool,
 ) -> Result<(Payload, Vec<u8>), CodecError> {
-    let mut p = Payload {
+    let mut p = Core {
         mono: diff(new.mono_ns, old.mono_ns),
         wall: diff(new.wall_ms, old.wall_ms),
         ..Default::default()
@@ -124,7 +150,8 @@ pub(crate) fn encode(
             )
         })
         .collect();
-    Ok((p, coded))
+    let cpu = CpuColumns::encode(&old.vm_cpu, &new.vm_cpu);
+    Ok((Payload { core: p, cpu }, coded))
 }
 
 /// Turn `s` (the previous sample) into the next one, reading a payload of format `version`
@@ -132,12 +159,13 @@ pub(crate) fn encode(
 /// On error `s` and `m` are left part-updated and must be discarded.
 pub(crate) fn apply(
     s: &mut Sample,
-    p: &Payload,
+    payload: &Payload,
     coded: &[u8],
     version: u32,
     m: &mut Models,
     key: bool,
 ) -> Result<(), CodecError> {
+    let p = &payload.core;
     s.mono_ns = undiff(s.mono_ns, p.mono);
     s.wall_ms = undiff(s.wall_ms, p.wall);
 
@@ -215,5 +243,5 @@ pub(crate) fn apply(
         v.sum = undiff(v.sum, *ds);
         v.last = undiff(v.last, *dl);
     }
-    Ok(())
+    payload.cpu.apply(&mut s.vm_cpu)
 }

@@ -62,8 +62,7 @@ impl Cursor {
         if inb.pos() != input.len() || outb.pos() != f.raw_len {
             return Err("compressed data does not match its length".into());
         }
-        let payload: codec::Payload =
-            postcard::from_bytes(&raw).map_err(|e| format!("payload: {e}"))?;
+        let payload = codec::Payload::decode(&raw, version)?;
         codec::apply(
             &mut self.sample,
             &payload,

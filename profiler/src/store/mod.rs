@@ -1,6 +1,6 @@
 //! Recordings: raw cumulative samples on disk, replayed through the same model code as live.
 //!
-//! # File format (version 2; version 1 differs in the frame body and the payload, see below)
+//! # File format (version 3; versions 1 and 2 differ in the frame body and the payload, see below)
 //! All integers in fixed fields are little-endian.
 //!
 //! ```text
@@ -23,6 +23,10 @@
 //! (stats.rs, entropy.rs). That makes seeking cost at most one key interval, and damage costs
 //! at most the rest of its key interval: the reader skips to the next key frame.
 //! VM metadata travels inside the samples, and a delta carries a VM's entry only when it changed.
+//! Format 3 appends per-VM CPU times (`cpu::CpuColumns`, differences like the other counters)
+//! to the payload; the fields before them are format 2's, byte for byte (postcard adds no
+//! framing around the nested `codec::Core`), so a format 1 or 2 payload decodes as `Core`
+//! alone and its samples have no CPU times.
 //!
 //! Reading trusts nothing in the file: only regular files are opened (bytes.rs), the file is
 //! read piecewise and only the frame index is kept (reader.rs), and finding the next key frame
@@ -30,6 +34,7 @@
 
 mod bytes;
 mod codec;
+mod cpu;
 mod crc_range;
 mod cursor;
 mod delta;
@@ -45,6 +50,8 @@ mod writer;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_cpu;
 #[cfg(test)]
 mod tests_hostile;
 #[cfg(test)]
@@ -63,7 +70,7 @@ pub use writer::{Recorder, RecorderOptions};
 /// First bytes of every recording. The high byte and newline catch text-mode mangling.
 pub const MAGIC: [u8; 8] = *b"\x89KVMPRF\n";
 /// The format this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 const KIND_KEY: u8 = 1;
 const KIND_DELTA: u8 = 2;

@@ -146,7 +146,7 @@ fn opts(key_every: u32) -> RecorderOptions {
     }
 }
 
-fn record(path: &Path, samples: &[Sample], key_every: u32, finish: bool) {
+pub(super) fn record(path: &Path, samples: &[Sample], key_every: u32, finish: bool) {
     let mut r = Recorder::create_with(path, &header(), opts(key_every)).unwrap();
     for s in samples {
         r.append(s).unwrap();
@@ -156,7 +156,7 @@ fn record(path: &Path, samples: &[Sample], key_every: u32, finish: bool) {
     }
 }
 
-fn gen_samples(n: usize, vms: u32, vcpus: u32, reasons: u32) -> Vec<Sample> {
+pub(super) fn gen_samples(n: usize, vms: u32, vcpus: u32, reasons: u32) -> Vec<Sample> {
     let mut g = Gen::new(vms, vcpus, reasons);
     (0..n).map(|_| g.next()).collect()
 }
@@ -259,8 +259,8 @@ fn vm_metadata_only_when_it_changes() {
     let mut g = Gen::new(2, 2, 2);
     let a = g.next();
     let b = g.next();
-    assert!(encode(&a, &b).vms_set.is_empty());
-    assert_eq!(encode(&Sample::default(), &b).vms_set.len(), 2);
+    assert!(encode(&a, &b).core.vms_set.is_empty());
+    assert_eq!(encode(&Sample::default(), &b).core.vms_set.len(), 2);
     let mut c = b.clone();
     c.vms.get_mut(&1000).unwrap().name = "renamed".into();
     c.vms.get_mut(&1001).unwrap().vcpu_threads.insert(99, 7);
@@ -271,7 +271,7 @@ fn vm_metadata_only_when_it_changes() {
         run_time_ns: 2,
     });
     let p = encode(&b, &c);
-    assert_eq!(p.vms_set.len(), 2);
+    assert_eq!(p.core.vms_set.len(), 2);
     let mut d = g.next();
     d.vms = c.vms.clone();
     let dir = tempfile::tempdir().unwrap();
@@ -428,7 +428,7 @@ fn newer_format_is_refused() {
     assert_eq!(
         err,
         format!(
-            "{}: recorded by a newer kvmprof (format v7, this one reads up to v2): upgrade kvmprof",
+            "{}: recorded by a newer kvmprof (format v7, this one reads up to v3): upgrade kvmprof",
             path.display()
         )
     );
@@ -545,6 +545,23 @@ fn kill9_loses_at_most_the_last_sample() {
 #[test]
 fn format_1_recordings_still_read() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/fixtures/v1.kvmprof");
+    let r = Recording::open(&path).unwrap();
+    assert!(r.warnings().is_empty(), "{:?}", r.warnings());
+    let mut g = Gen::new(1, 2, 3);
+    let want: Vec<Sample> = (0..12).map(|_| g.next()).collect();
+    assert_eq!(r.len(), want.len());
+    for (i, w) in want.iter().enumerate() {
+        assert_eq!(&r.sample(i).unwrap(), w, "sample {i}");
+    }
+}
+
+/// A format-2 recording (written before the per-VM CPU times, from `Gen::new(1, 2, 3)`, key
+/// frames every 5) still replays sample for sample, with no CPU times.
+#[test]
+fn format_2_recordings_still_read() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/fixtures/v2.kvmprof");
+    let data = std::fs::read(&path).unwrap();
+    assert_eq!(u32::from_le_bytes(data[8..12].try_into().unwrap()), 2);
     let r = Recording::open(&path).unwrap();
     assert!(r.warnings().is_empty(), "{:?}", r.warnings());
     let mut g = Gen::new(1, 2, 3);

@@ -10,7 +10,11 @@ use ratatui::{
     widgets::{Block, Borders, Cell, Paragraph, Row as TRow, Widget, Wrap},
 };
 
-use super::{fmt, screens, widgets::centered, App, Item, Level, Screen};
+use super::{
+    fmt,
+    widgets::{centered, render_table, table},
+    App, Item, Level, Screen,
+};
 use crate::advice::{analyze, Finding, HostFacts, Input, Report, Severity, VmReport};
 use crate::text::printable;
 
@@ -183,9 +187,9 @@ pub(super) fn advice_screen(app: &App, pid: u32, area: Rect, buf: &mut Buffer) {
         Constraint::Length(4),
         Constraint::Fill(1),
     ];
-    let t = screens::table(rows, widths, &["Severity", "Rule", " Title"])
+    let t = table(rows, widths, &["Severity", "Rule", " Title"])
         .block(Block::new().borders(Borders::TOP).title(title).bold());
-    screens::render_table(t, (n > 0).then_some(cur), list, buf);
+    render_table(t, (n > 0).then_some(cur), list, buf);
 
     if expanded {
         if let Some(f) = findings.get(cur) {

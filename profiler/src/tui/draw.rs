@@ -29,11 +29,14 @@ const KEYS: &[(&str, &str)] = &[
     ("{ } x", "replay: start / end; x: speed 1×, 4×, 16×"),
     ("?", "this help (any key closes)"),
     ("q Ctrl-C", "quit (a recording is finished first)"),
-    ("", ""),
     ("Samples%", "share of non-HLT exits in the table"),
     ("Time%", "share of non-HLT handling time"),
     ("HLT", "idle time: listed apart with its own share"),
     ("overhead", "non-HLT handling time per vCPU-second"),
+    (
+        "CPU% VMM%",
+        "host CPU in % of a core: all threads / non-vCPU",
+    ),
 ];
 
 impl Widget for &App {

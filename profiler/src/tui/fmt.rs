@@ -1,5 +1,7 @@
 //! Fixed-width number formats: every duration fits 6 columns, every rate 7.
 
+use crate::model::HostCpu;
+
 /// 850ns, 9.99µs, 99.9µs, 999µs, 1.23ms, ..., 12.3s.
 pub fn dur(ns: u64) -> String {
     durf(ns as f64)
@@ -66,6 +68,15 @@ pub fn pct(p: f64) -> String {
     }
 }
 
+/// % of one core: one decimal below 100, whole above (a busy VM can use several cores).
+pub fn cpu(p: f64) -> String {
+    if p < 99.95 {
+        format!("{p:.1}")
+    } else {
+        format!("{p:.0}")
+    }
+}
+
 /// Seconds for the header: 0.25s, 1s, 2m05s, 1h02m.
 pub fn secs(s: f64) -> String {
     if s < 10.0 && s.fract() != 0.0 {
@@ -116,6 +127,22 @@ pub fn bytes(n: u64) -> String {
         v /= 1024.0;
     }
     format!("{n} B")
+}
+
+/// "host CPU 34.0% (guest 12.0 + exits 18.0 + VMM 4.0)": the guest, its vCPU threads outside
+/// it, the VMM's other threads, as far as they are known; empty when nothing is.
+pub fn host_cpu(c: Option<HostCpu>) -> String {
+    let Some(c) = c else {
+        return String::new();
+    };
+    let f = cpu;
+    let split = match (c.guest_pct, c.vcpu_pct.zip(c.vmm_pct)) {
+        (Some(g), Some((v, o))) => format!(" (guest {} + exits {} + VMM {})", f(g), f(v - g), f(o)),
+        (None, Some((v, o))) => format!(" (vCPU {} + VMM {})", f(v), f(o)),
+        (Some(g), None) => format!(" (guest {})", f(g)),
+        (None, None) => String::new(),
+    };
+    format!("host CPU {}%{split}", cpu(c.total_pct))
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ mod tests_advice;
 mod tests_names;
 #[cfg(test)]
 mod tests_session;
+mod user;
 mod widgets;
 
 use std::collections::{HashMap, VecDeque};

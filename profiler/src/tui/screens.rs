@@ -1,76 +1,29 @@
-//! The screens: VM list, per-VM exit table (perf kvm stat's columns), per-vCPU table, and the
-//! screens for hosts without kvm_exit.
+//! The screens: VM list, per-VM exit table (perf kvm stat's columns), per-vCPU table; the
+//! returns to the VMM are in user.rs.
 
 use ratatui::{
     buffer::Buffer,
     layout::{Constraint, Layout, Rect},
-    style::{Style, Stylize},
+    style::Stylize,
     text::{Line, Span},
-    widgets::{
-        Block, Borders, Cell, HighlightSpacing, Paragraph, Row as TRow, StatefulWidget, Table,
-        TableState, Widget, Wrap,
-    },
+    widgets::{Cell, Paragraph, Row as TRow, Widget},
 };
 
-use super::{fmt, widgets::centered, App, Screen};
-use crate::{model::Row, text::printable};
+use super::{
+    fmt::{self, host_cpu},
+    widgets::{centered, opt_dur, r, render_table, section, shown, table},
+    App, Screen,
+};
+use crate::{
+    model::{Row, VmView},
+    text::printable,
+};
 
 pub(super) use super::hist::histogram;
+use super::user::{userspace_only, userspace_table};
 
 const NO_EXITS: &str = "No KVM exits seen yet. Start a VM, or run `kvmprof demo` to start a tiny \
 built-in guest.";
-const USER_ONLY: &str = "Only returns to the VMM are visible: this host's KVM backend emits no \
-kvm_exit events (e.g. software PVM), so in-kernel exit handling cannot be timed.";
-
-fn r(s: String) -> Cell<'static> {
-    Cell::from(Line::from(s).right_aligned())
-}
-
-/// A VM or reason name as the terminal may show it (see [`printable`]).
-pub(super) fn shown(name: &str) -> String {
-    printable(name).into_owned()
-}
-
-fn section(title: String) -> Block<'static> {
-    Block::new().borders(Borders::TOP).title(title).bold()
-}
-
-pub(super) fn table<'a>(
-    rows: Vec<TRow<'a>>,
-    widths: Vec<Constraint>,
-    header: &[&'a str],
-) -> Table<'a> {
-    let header = TRow::new(header.iter().enumerate().map(|(i, h)| {
-        // Names left (first column, or a leading space), numbers right, like perf's table.
-        if i == 0 || h.starts_with(' ') {
-            Cell::from(*h)
-        } else {
-            Cell::from(Line::from(*h).right_aligned())
-        }
-    }))
-    .bold()
-    .underlined();
-    Table::new(rows, widths)
-        .header(header)
-        .row_highlight_style(Style::new().reversed())
-        .highlight_symbol("▶ ")
-        .highlight_spacing(HighlightSpacing::Always)
-}
-
-pub(super) fn render_table(t: Table, sel: Option<usize>, area: Rect, buf: &mut Buffer) {
-    // A fresh state per frame: it only scrolls the selected row into view.
-    let mut st = TableState::default().with_selected(sel);
-    StatefulWidget::render(t, area, buf, &mut st);
-}
-
-fn opt_dur(r: &Row, ns: u64) -> String {
-    if r.timed == 0 {
-        "-".into()
-    } else {
-        fmt::dur(ns)
-    }
-}
-
 /// Screen 1: one line per VM.
 pub(super) fn vm_list(app: &App, area: Rect, buf: &mut Buffer) {
     let view = app.view();
@@ -84,43 +37,90 @@ pub(super) fn vm_list(app: &App, area: Rect, buf: &mut Buffer) {
     }
     let vms = app.vms();
     let items = app.items(Screen::Vms);
+    // Host CPU always; its VMM part (the threads that are not vCPUs) where there is room.
+    const VMM_COLUMN: usize = 6;
+    let split = area.width >= 100;
     let rows = vms
         .iter()
         .map(|v| {
             let top = v.top_reason().map_or("-".into(), |r| shown(&r.name));
             let p99 = v.worst_p99_ns();
-            TRow::new(vec![
+            let cpu = v.host_cpu;
+            let mut cells = vec![
                 Cell::from(shown(&v.name)),
                 r(v.pid.to_string()),
                 r(v.vcpu_count().to_string()),
                 r(fmt::rate(v.exits_per_s)),
                 r(fmt::pct(v.overhead_pct)),
+                r(cpu.map_or("-".into(), |c| fmt::cpu(c.total_pct))),
+                r(cpu.and_then(|c| c.vmm_pct).map_or("-".into(), fmt::cpu)),
                 Cell::from(format!(" {top}")),
                 r(if p99 == 0 { "-".into() } else { fmt::dur(p99) }),
-            ])
+            ];
+            if !split {
+                cells.remove(VMM_COLUMN);
+            }
+            TRow::new(cells)
         })
         .collect();
-    let widths = vec![
+    let mut widths = vec![
         Constraint::Fill(1),
-        Constraint::Length(8),
+        Constraint::Length(7),
         Constraint::Length(5),
-        Constraint::Length(8),
+        Constraint::Length(7),
         Constraint::Length(6),
-        Constraint::Length(20),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(18),
         Constraint::Length(9),
     ];
-    let head = [
+    let mut head = vec![
         "VM",
         "PID",
         "vCPUs",
         "Exits/s",
         "Ovh%",
+        "CPU%",
+        "VMM%",
         " Top reason",
         "Worst p99",
     ];
+    if !split {
+        widths.remove(VMM_COLUMN);
+        head.remove(VMM_COLUMN);
+    }
     let title = format!(" VMs ({}) · Enter: exit table ", vms.len());
     let t = table(rows, widths, &head).block(section(title));
     render_table(t, Some(app.cursor(&items)), area, buf);
+}
+
+/// The VM's header: one line, or two when the host CPU does not fit on the first. The uuid
+/// goes last: on a narrow terminal it is what gets cut.
+fn summary(vm: &VmView, width: u16) -> Vec<Line<'static>> {
+    let name = format!(" {}", printable(&vm.name));
+    let facts = format!(
+        " pid {} · {} vCPUs · {} exits/s · overhead {}% · {} in flight",
+        vm.pid,
+        vm.vcpu_count(),
+        fmt::rate(vm.exits_per_s),
+        fmt::pct(vm.overhead_pct),
+        vm.in_flight(),
+    );
+    let cpu = host_cpu(vm.host_cpu);
+    let uuid = (vm.uuid.as_deref()).map_or(String::new(), |u| format!(" · {}", printable(u)));
+    let width_of = |parts: &[&String]| parts.iter().map(|p| p.chars().count()).sum::<usize>();
+    let (rest, second) = if cpu.is_empty() {
+        (uuid, None)
+    } else if width_of(&[&name, &facts, &cpu]) + 3 <= width as usize {
+        (format!(" · {cpu}{uuid}"), None)
+    } else {
+        (String::new(), Some(Line::from(format!(" {cpu}{uuid}"))))
+    };
+    let first = Line::from(vec![
+        Span::from(name).bold(),
+        Span::from(format!("{facts}{rest}")),
+    ]);
+    std::iter::once(first).chain(second).collect()
 }
 
 /// Screen 2: the VM's exit table, its returns to the VMM, and its vCPUs.
@@ -140,29 +140,15 @@ pub(super) fn vm_detail(app: &App, pid: u32, area: Rect, buf: &mut Buffer) {
         (user.len() as u16 + 2).min(6)
     };
     let vcpu_h = (vm.vcpus.len() as u16 + 2).min(area.height / 3);
+    let summary_lines = summary(vm, area.width);
     let [summary, exits, users, vcpus] = Layout::vertical([
-        Constraint::Length(1),
+        Constraint::Length(summary_lines.len() as u16),
         Constraint::Fill(1),
         Constraint::Length(user_h),
         Constraint::Length(vcpu_h),
     ])
     .areas(area);
-
-    // The uuid goes last: on a narrow terminal it is what gets cut.
-    let uuid = vm.uuid.as_deref().map(|u| format!(" · {}", printable(u)));
-    Line::from(vec![
-        Span::from(format!(" {}", printable(&vm.name))).bold(),
-        Span::from(format!(
-            " pid {} · {} vCPUs · {} exits/s · overhead {}% · {} in flight{}",
-            vm.pid,
-            vm.vcpu_count(),
-            fmt::rate(vm.exits_per_s),
-            fmt::pct(vm.overhead_pct),
-            vm.in_flight(),
-            uuid.unwrap_or_default()
-        )),
-    ])
-    .render(summary, buf);
+    Paragraph::new(summary_lines).render(summary, buf);
 
     let sel = (cur < n_reasons).then_some(cur);
     let title = format!(" VM-EXIT · {} · Enter: histogram ", printable(&vm.name));
@@ -327,74 +313,4 @@ fn exit_table(
         area,
         buf,
     );
-}
-
-fn userspace_table(rows: &[Row], area: Rect, buf: &mut Buffer) {
-    let rows: Vec<TRow> = rows.iter().map(user_cells).map(TRow::new).collect();
-    let t = table(rows, user_widths(), &USER_HEAD).block(section(
-        " returns to VMM (time until the next KVM_RUN) ".into(),
-    ));
-    render_table(t, None, area, buf);
-}
-
-const USER_HEAD: [&str; 6] = ["Reason", "Count", "Rate/s", "In VMM", "Avg", "Max"];
-
-fn user_widths() -> Vec<Constraint> {
-    vec![
-        Constraint::Fill(1),
-        Constraint::Length(7),
-        Constraint::Length(7),
-        Constraint::Length(7),
-        Constraint::Length(6),
-        Constraint::Length(6),
-    ]
-}
-
-fn user_cells(x: &Row) -> Vec<Cell<'static>> {
-    vec![
-        Cell::from(shown(&x.name)),
-        r(fmt::count(x.count)),
-        r(fmt::rate(x.rate_per_s)),
-        r(opt_dur(x, x.total_ns)),
-        r(if x.timed == 0 {
-            "-".into()
-        } else {
-            fmt::durf(x.mean_ns)
-        }),
-        r(opt_dur(x, x.max_ns)),
-    ]
-}
-
-/// Hosts whose KVM backend never emits kvm_exit: show what is visible, and say why.
-fn userspace_only(app: &App, area: Rect, buf: &mut Buffer) {
-    let [note, rest] = Layout::vertical([Constraint::Length(3), Constraint::Fill(1)]).areas(area);
-    Paragraph::new(USER_ONLY)
-        .yellow()
-        .wrap(Wrap { trim: true })
-        .block(
-            Block::new()
-                .borders(Borders::TOP)
-                .title(" no kvm_exit seen "),
-        )
-        .render(note, buf);
-    let mut rows = Vec::new();
-    for vm in app.vms() {
-        let (user, _) = app.ordered(&vm.userspace, &vm.name);
-        if user.is_empty() {
-            continue;
-        }
-        rows.push(TRow::new(vec![Cell::from(Line::from(vec![
-            Span::from(shown(&vm.name)).bold(),
-            Span::from(format!("  pid {}", vm.pid)),
-        ]))]));
-        rows.extend(user.iter().map(|x| {
-            let mut cells = user_cells(x);
-            cells[0] = Cell::from(format!("  {}", printable(&x.name)));
-            TRow::new(cells)
-        }));
-    }
-    let mut head = USER_HEAD;
-    head[0] = "VM / reason";
-    let t = table(rows, user_widths(), &head).block(section(" returns to VMM per VM ".into()));
-    render_table(t, None, rest, buf);
 }

@@ -17,6 +17,7 @@ use crate::{
 pub(super) const SEC: u64 = 1_000_000_000;
 const WEB: u32 = 1234;
 const DB: u32 = 5678;
+const MS: u64 = 1_000_000;
 
 /// (pid, vcpu, isa, reason, exits per interval at i = 0, base latency ns)
 const KEYS: [(u32, u32, u32, u32, u64, u64); 16] = [
@@ -87,6 +88,16 @@ pub(super) fn fixture(n: u64) -> Vec<Sample> {
         let total = s.counters.get(5).copied().unwrap_or(0) + exits;
         s.counters = vec![2, 0, 3 * i, 0, 0, total, total, 0];
         s.progs = vec![prog("kvm_exit", total, 85), prog("kvm_entry", total, 60)];
+        // Host CPU: web about a third of a core, mostly its vCPU threads; db more than a core,
+        // its vCPU threads unknown (a VMM that does not name them).
+        let web = s.vm_cpu.entry(WEB).or_default();
+        web.total_ns += (330 + 10 * (i % 3)) * MS;
+        web.vcpu_ns += 300 * MS;
+        web.guest_ns += 120 * MS;
+        web.vcpu_threads = 3;
+        let db = s.vm_cpu.entry(DB).or_default();
+        db.total_ns += 1210 * MS;
+        db.guest_ns += 900 * MS;
         out.push(s.clone());
     }
     out
@@ -152,6 +163,12 @@ fn vm_list() {
     );
     assert!(w.is_some() && d.is_some() && w < d, "{small}");
     assert!(small.contains("stats_map_full 3"), "drop counter in footer");
+    // Host CPU: total at 80 columns, its VMM part where there is room; unknown is "-".
+    assert!(small.contains("CPU%") && !small.contains("VMM%"), "{small}");
+    assert!(
+        big.contains("   34.0    4.0 ") && big.contains("    121      - "),
+        "{big}"
+    );
     insta::assert_snapshot!("vm_list_80x24", small);
     insta::assert_snapshot!("vm_list_120x40", big);
 }
@@ -166,7 +183,9 @@ fn vm_detail_each_sort_key() {
         assert!(frame.contains(&format!("sort {label}")), "{frame}");
         assert!(frame.contains("── idle: % of all"), "HLT apart: {frame}");
         assert!(frame.contains("returns to VMM"), "{frame}");
-        firsts.push(frame.lines().nth(4).unwrap_or_default().to_string());
+        // The first row under the table's header (the VM's header above it is one line or two).
+        let mut lines = frame.lines().skip_while(|l| !l.contains("  Reason"));
+        firsts.push(lines.nth(1).unwrap_or_default().to_string());
         insta::assert_snapshot!(format!("vm_detail_sort_{label}"), frame);
         press(&mut a, KeyCode::Char('s'));
     }
@@ -239,7 +258,10 @@ fn filter_by_reason_name() {
     press(&mut a, KeyCode::Enter);
     let detail = draw(&a, 80, 24);
     assert!(detail.contains("▶ npf"), "{detail}");
-    let next = detail.lines().nth(5).unwrap_or_default();
+    let next = (detail.lines())
+        .skip_while(|l| !l.contains("▶ npf"))
+        .nth(1)
+        .unwrap_or_default();
     assert!(
         next.trim_matches([' ', '"']).is_empty(),
         "only npf: {detail}"
@@ -325,6 +347,12 @@ fn userspace_only_screen() {
         "{frame}"
     );
     assert!(!frame.contains("No KVM exits seen yet"), "{frame}");
+    // The host CPU is shown here too: on such hosts it is the only cost visible.
+    assert!(
+        frame.contains("    host CPU 35.0%   ")
+            && frame.contains("    guest 12.0 + exits 18.0 + VMM 5.0   "),
+        "{frame}"
+    );
     insta::assert_snapshot!("userspace_only", frame);
 }
 

@@ -1,5 +1,6 @@
 //! VM discovery from /proc (QEMU processes, names, uuid, libvirt domain).
 
+pub mod cpu;
 pub mod libvirt;
 pub mod procfs;
 pub mod qemu;

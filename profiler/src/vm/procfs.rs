@@ -12,16 +12,32 @@ pub fn stat(proc_root: &Path, pid: u32) -> Option<(String, u64)> {
 
 /// comm may hold spaces and parentheses, so it runs from the first '(' to the LAST ')'.
 pub fn parse_stat(text: &str) -> Option<(String, u64)> {
+    let (comm, rest) = split_comm(text)?;
+    // Fields after comm start at field 3 (state); start time is field 22.
+    let start_time = field(rest, 22)?;
+    Some((comm.to_string(), start_time))
+}
+
+/// (user + system time, guest time) in clock ticks (fields 14, 15 and 43) from a
+/// `/proc/PID/stat` or `/proc/PID/task/TID/stat` line. Guest time (running a vCPU in guest
+/// mode) is part of user time; a line without it (kernels before 2.6.24) has 0.
+pub fn parse_cpu_ticks(text: &str) -> Option<(u64, u64)> {
+    let (_, rest) = split_comm(text)?;
+    let run = field(rest, 14)?.checked_add(field(rest, 15)?)?;
+    Some((run, field(rest, 43).unwrap_or(0)))
+}
+
+/// (comm, the fields after it) of a stat line. A thread or process may name itself anything
+/// ("x) R 1 2 (y"), so comm ends at the LAST ')'.
+fn split_comm(text: &str) -> Option<(&str, &str)> {
     let open = text.find('(')?;
     let close = text.rfind(')')?;
-    let comm = text.get(open + 1..close)?.to_string();
-    // Fields after comm start at field 3 (state); start time is field 22.
-    let start_time = text[close + 1..]
-        .split_whitespace()
-        .nth(22 - 3)?
-        .parse()
-        .ok()?;
-    Some((comm, start_time))
+    Some((text.get(open + 1..close)?, text.get(close + 1..)?))
+}
+
+/// Numeric field `n` (1-based, as in proc(5)) from the fields after comm, which start at 3.
+fn field(rest: &str, n: usize) -> Option<u64> {
+    rest.split_whitespace().nth(n.checked_sub(3)?)?.parse().ok()
 }
 
 /// argv from `/proc/PID/cmdline` (NUL-separated); empty for kernel threads and zombies.
@@ -85,6 +101,40 @@ mod tests {
         assert_eq!(parse_stat("77 (x) S 1 2"), None);
         assert_eq!(parse_stat("garbage"), None);
         assert_eq!(parse_stat(")("), None);
+    }
+
+    /// Thread names are chosen by whoever runs the VM: a name that looks like stat fields
+    /// must not shift utime/stime.
+    #[test]
+    fn cpu_ticks_with_hostile_comm() {
+        // Fields 3..=15: state, ppid, pgrp, session, tty, tpgid, flags, minflt, cminflt,
+        // majflt, cmajflt, utime = 700, stime = 42; start time (22) 987654; guest time (43) 500.
+        let rest = "S 1 2 3 4 5 6 7 8 9 10 700 42 16 17 18 19 20 21 987654 23 24 25 26 27 28 29 \
+                    30 31 32 33 34 35 36 37 38 39 40 41 42 500 44 45";
+        for comm in [
+            "CPU 0/KVM",
+            "a) R 1 2 3 4 5 6 7 8 9 10 11 99999 99999 (b",
+            ")",
+            "((",
+            "x)) 1 2",
+            "",
+            "tab\tand\nnewline",
+        ] {
+            let line = format!("4242 ({comm}) {rest}\n");
+            assert_eq!(parse_cpu_ticks(&line), Some((742, 500)), "{comm:?}");
+            assert_eq!(parse_stat(&line).map(|(c, _)| c), Some(comm.to_string()));
+        }
+        assert_eq!(parse_cpu_ticks("4242 (x) S 1 2 3 4 5 6 7 8 9 10 700"), None);
+        let old_kernel = "4242 (x) S 1 2 3 4 5 6 7 8 9 10 700 42 16 17 18 19 20 21 987654";
+        assert_eq!(parse_cpu_ticks(old_kernel), Some((742, 0)));
+        assert_eq!(
+            parse_cpu_ticks("4242 (x) S 1 2 3 4 5 6 7 8 9 10 -1 42"),
+            None
+        );
+        assert_eq!(parse_cpu_ticks("4242 x S 1"), None);
+        let max = u64::MAX;
+        let overflow = format!("1 (x) S 1 2 3 4 5 6 7 8 9 10 {max} 1");
+        assert_eq!(parse_cpu_ticks(&overflow), None);
     }
 
     #[test]

@@ -1,0 +1,66 @@
+//! `kvmprof_vm_cpu_seconds_total` and `kvmprof_vm_guest_seconds_total`: each VM's host CPU,
+//! added up from the model's per-span figures so the counters only grow.
+
+use prometheus_client::metrics::MetricType;
+
+use super::encode::{labels, Family, Labels, Value};
+use crate::model::HostCpu;
+
+/// `threads` label values, in `CpuAcc::split` order.
+const THREADS: [&str; 3] = ["vcpu", "other", "unknown"];
+
+/// One VM's CPU times so far, ns. None until a span had them: no series rather than zeros.
+#[derive(Clone, Debug, Default)]
+pub(super) struct CpuAcc {
+    /// vCPU threads, the VMM's other threads, and spans where the split was not known.
+    split: Option<[u64; 3]>,
+    guest: Option<u64>,
+}
+
+impl CpuAcc {
+    pub(super) fn add(&mut self, c: &HostCpu) {
+        let acc = self.split.get_or_insert_default();
+        match c.vcpu_ns {
+            Some(v) => {
+                acc[0] += v;
+                acc[1] += c.total_ns - v;
+            }
+            None => acc[2] += c.total_ns,
+        }
+        if let Some(g) = c.guest_ns {
+            *self.guest.get_or_insert(0) += g;
+        }
+    }
+
+    /// Appends this VM's series (labelled `vm`) to the two families of [`families`].
+    pub(super) fn series(&self, vm: &Labels, [cpu, guest]: &mut [Family; 2]) {
+        let secs = |ns: u64| Value::Counter(ns as f64 / 1e9);
+        for (threads, ns) in self.split.iter().flat_map(|s| THREADS.iter().zip(*s)) {
+            // "unknown" only once some span could not be split; the others always, so a
+            // rate() over them starts from the VM's first span.
+            if *threads != "unknown" || ns > 0 {
+                let mut l = vm.clone();
+                l.extend(labels(&[("threads", threads)]));
+                cpu.series.push((l, secs(ns)));
+            }
+        }
+        if let Some(g) = self.guest {
+            guest.series.push((vm.clone(), secs(g)));
+        }
+    }
+}
+
+/// The two families, empty.
+pub(super) fn families() -> [Family; 2] {
+    let f = |name, help| Family::new(name, help, MetricType::Counter, true);
+    [
+        f(
+            "kvmprof_vm_cpu",
+            "Host CPU time of the VM's threads (from /proc): vCPU threads, the VMM's other threads",
+        ),
+        f(
+            "kvmprof_vm_guest",
+            "Time the VM's vCPU threads ran the guest (part of the VM's host CPU time)",
+        ),
+    ]
+}

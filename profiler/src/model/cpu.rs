@@ -1,0 +1,59 @@
+//! Host CPU per VM over a span, from the two samples' cumulative CPU times.
+
+use super::HostCpu;
+use crate::sample::Sample;
+
+impl HostCpu {
+    /// "34.0% of a core: guest 12.0, vCPU threads outside the guest 18.0, other VMM threads
+    /// 4.0", for text outputs.
+    pub fn describe(&self) -> String {
+        let t = self.total_pct;
+        let parts = match (self.guest_pct, self.vcpu_pct.zip(self.vmm_pct)) {
+            (Some(g), Some((v, o))) => format!(
+                ": guest {g:.1}, vCPU threads outside the guest {:.1}, other VMM threads {o:.1}",
+                v - g
+            ),
+            (None, Some((v, o))) => format!(": vCPU threads {v:.1}, other VMM threads {o:.1}"),
+            (Some(g), None) => format!(": guest {g:.1}, outside the guest {:.1}", t - g),
+            (None, None) => String::new(),
+        };
+        format!("{t:.1}% of a core{parts}")
+    }
+}
+
+/// `pid`'s CPU use between `older` and `newer` in % of one core, over their monotonic span.
+/// None when either sample lacks the VM's times, the span is empty, or the pid now belongs to
+/// another process (or the times went backwards: the same).
+pub fn host_cpu(older: &Sample, newer: &Sample, pid: u32) -> Option<HostCpu> {
+    let (o, n) = (older.vm_cpu.get(&pid)?, newer.vm_cpu.get(&pid)?);
+    if older.mono_ns == 0 || newer.reused_pids(older).contains(&pid) {
+        return None;
+    }
+    let span = newer
+        .mono_ns
+        .checked_sub(older.mono_ns)
+        .filter(|&s| s > 0)? as f64;
+    let total = n.total_ns.checked_sub(o.total_ns)?;
+    let pct = |ns: u64| ns as f64 / span * 100.0;
+    // The vCPU part only when the same number of vCPU threads was read both times (a thread
+    // that came or went would count its whole life or drop out). /proc rounds each thread to
+    // ticks separately, so the part is kept within the total.
+    let vcpu = (n.vcpu_threads > 0 && n.vcpu_threads == o.vcpu_threads)
+        .then(|| n.vcpu_ns.checked_sub(o.vcpu_ns))
+        .flatten()
+        .map(|v| v.min(total));
+    // Guest time comes in unscaled ticks, user + system time scaled to the exact run time:
+    // the guest is kept within the vCPU threads (or the total when they are not known). A
+    // process with no guest time ever runs its guest where the kernel does not account it.
+    let guest = (n.guest_ns > 0)
+        .then(|| (n.guest_ns.saturating_sub(o.guest_ns)).min(vcpu.unwrap_or(total)));
+    Some(HostCpu {
+        total_pct: pct(total),
+        guest_pct: guest.map(pct),
+        vcpu_pct: vcpu.map(pct),
+        vmm_pct: vcpu.map(|v| pct(total - v)),
+        total_ns: total,
+        guest_ns: guest,
+        vcpu_ns: vcpu,
+    })
+}

@@ -1,0 +1,99 @@
+//! The screens for returns to the VMM: the VM's table of them, and the whole screen for hosts
+//! whose KVM emits no kvm_exit.
+
+use ratatui::{
+    buffer::Buffer,
+    layout::{Constraint, Layout, Rect},
+    style::Stylize,
+    text::{Line, Span, Text},
+    widgets::{Block, Borders, Cell, Paragraph, Row as TRow, Widget, Wrap},
+};
+
+use super::fmt::{self, host_cpu};
+use super::widgets::{opt_dur, r, render_table, section, shown, table};
+use super::App;
+use crate::{model::Row, text::printable};
+
+const USER_ONLY: &str = "Only returns to the VMM are visible: this host's KVM backend emits no \
+kvm_exit events (e.g. software PVM), so in-kernel exit handling cannot be timed.";
+
+pub(super) fn userspace_table(rows: &[Row], area: Rect, buf: &mut Buffer) {
+    let rows: Vec<TRow> = rows.iter().map(user_cells).map(TRow::new).collect();
+    let t = table(rows, user_widths(), &USER_HEAD).block(section(
+        " returns to VMM (time until the next KVM_RUN) ".into(),
+    ));
+    render_table(t, None, area, buf);
+}
+
+const USER_HEAD: [&str; 6] = ["Reason", "Count", "Rate/s", "In VMM", "Avg", "Max"];
+
+fn user_widths() -> Vec<Constraint> {
+    vec![
+        Constraint::Fill(1),
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Length(6),
+        Constraint::Length(6),
+    ]
+}
+
+fn user_cells(x: &Row) -> Vec<Cell<'static>> {
+    vec![
+        Cell::from(shown(&x.name)),
+        r(fmt::count(x.count)),
+        r(fmt::rate(x.rate_per_s)),
+        r(opt_dur(x, x.total_ns)),
+        r(if x.timed == 0 {
+            "-".into()
+        } else {
+            fmt::durf(x.mean_ns)
+        }),
+        r(opt_dur(x, x.max_ns)),
+    ]
+}
+
+/// Hosts whose KVM backend never emits kvm_exit: show what is visible, and say why.
+pub(super) fn userspace_only(app: &App, area: Rect, buf: &mut Buffer) {
+    let [note, rest] = Layout::vertical([Constraint::Length(3), Constraint::Fill(1)]).areas(area);
+    Paragraph::new(USER_ONLY)
+        .yellow()
+        .wrap(Wrap { trim: true })
+        .block(
+            Block::new()
+                .borders(Borders::TOP)
+                .title(" no kvm_exit seen "),
+        )
+        .render(note, buf);
+    let mut rows = Vec::new();
+    for vm in app.vms() {
+        let (user, _) = app.ordered(&vm.userspace, &vm.name);
+        if user.is_empty() {
+            continue;
+        }
+        let mut head = vec![Line::from(vec![
+            Span::from(shown(&vm.name)).bold(),
+            Span::from(format!("  pid {}", vm.pid)),
+        ])];
+        // On such hosts the host CPU is the only cost visible: lines of its own under the
+        // name, the split on the second, so that 80 columns show it whole.
+        let cpu = host_cpu(vm.host_cpu);
+        let (total, split) = cpu.split_once(" (").unwrap_or((&cpu, ""));
+        for part in [total, split.trim_end_matches(')')] {
+            if !part.is_empty() {
+                head.push(Line::from(format!("  {part}")).italic());
+            }
+        }
+        let height = head.len() as u16;
+        rows.push(TRow::new(vec![Cell::from(Text::from(head))]).height(height));
+        rows.extend(user.iter().map(|x| {
+            let mut cells = user_cells(x);
+            cells[0] = Cell::from(format!("  {}", printable(&x.name)));
+            TRow::new(cells)
+        }));
+    }
+    let mut head = USER_HEAD;
+    head[0] = "VM / reason";
+    let t = table(rows, user_widths(), &head).block(section(" returns to VMM per VM ".into()));
+    render_table(t, None, rest, buf);
+}

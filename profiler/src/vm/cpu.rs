@@ -1,0 +1,225 @@
+//! The host CPU each VM costs, from its threads' own accounting in /proc: the whole process
+//! (exited threads included) and its vCPU threads, so "the VMM's other threads" (main loop,
+//! timers, I/O threads) is their difference.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::OnceLock;
+
+use profiler_common::ISA_USERSPACE;
+
+use super::procfs;
+use crate::sample::{Sample, VmCpu};
+
+/// Clock ticks per second of /proc's time fields (USER_HZ, 100 on every common build).
+pub fn ticks_per_s() -> u64 {
+    static HZ: OnceLock<u64> = OnceLock::new();
+    *HZ.get_or_init(|| {
+        // SAFETY: sysconf reads a constant of the C library; no memory is passed.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        u64::try_from(hz).ok().filter(|&h| h > 0).unwrap_or(100)
+    })
+}
+
+/// Ticks → ns (saturating: a damaged value must not wrap into a small one).
+fn ns(ticks: u64) -> u64 {
+    let hz = ticks_per_s();
+    (ticks as u128 * 1_000_000_000 / hz as u128).min(u64::MAX as u128) as u64
+}
+
+/// (CPU time, guest time) of process `pid`, or of its thread `tid`, ns. None when it is gone
+/// (normal: VMs and threads come and go between two reads).
+pub fn cpu_ns(proc_root: &Path, pid: u32, tid: Option<u32>) -> Option<(u64, u64)> {
+    let mut path = proc_root.join(pid.to_string());
+    if let Some(tid) = tid {
+        path = path.join("task").join(tid.to_string());
+    }
+    let text = std::fs::read_to_string(path.join("stat")).ok()?;
+    procfs::parse_cpu_ticks(&text).map(|(run, guest)| (ns(run), ns(guest)))
+}
+
+/// One VM's CPU time: the process, and the threads in `vcpu_tids` that are still there
+/// (read under the VM's own task directory, so a tid of another process is never counted).
+pub fn vm_cpu(proc_root: &Path, pid: u32, vcpu_tids: &BTreeSet<u32>) -> Option<VmCpu> {
+    let (total_ns, guest_ns) = cpu_ns(proc_root, pid, None)?;
+    let mut out = VmCpu {
+        total_ns,
+        guest_ns,
+        ..Default::default()
+    };
+    for &tid in vcpu_tids {
+        if let Some((t, _)) = cpu_ns(proc_root, pid, Some(tid)) {
+            out.vcpu_ns = out.vcpu_ns.saturating_add(t);
+            out.vcpu_threads += 1;
+        }
+    }
+    Some(out)
+}
+
+/// The vCPU threads of each VM in `s`: those the VMM named ("CPU n/KVM") and those that
+/// returned from KVM_RUN to it (userspace exit keys carry the thread id), so a QEMU without
+/// debug-threads still gets its split once its vCPUs have exited to it.
+pub fn vcpu_tids(s: &Sample) -> BTreeMap<u32, BTreeSet<u32>> {
+    let mut out: BTreeMap<u32, BTreeSet<u32>> = s
+        .vms
+        .iter()
+        .map(|(pid, vm)| (*pid, vm.vcpu_threads.keys().copied().collect()))
+        .collect();
+    for k in s.stats.keys().filter(|k| k.isa == ISA_USERSPACE) {
+        if let Some(tids) = out.get_mut(&k.tgid) {
+            tids.insert(k.vcpu);
+        }
+    }
+    out
+}
+
+/// CPU time of every live VM in `s`; exited ones and those whose process vanished are left out.
+pub fn read_all(proc_root: &Path, s: &Sample) -> BTreeMap<u32, VmCpu> {
+    vcpu_tids(s)
+        .into_iter()
+        .filter(|(pid, _)| s.vms.get(pid).is_some_and(|vm| !vm.exited))
+        .filter_map(|(pid, tids)| Some((pid, vm_cpu(proc_root, pid, &tids)?)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample::{Key, Stat, VmInfo};
+
+    fn gettid() -> u32 {
+        // SAFETY: gettid has no arguments and cannot fail.
+        unsafe { libc::gettid() as u32 }
+    }
+
+    /// Our own process read through the same code: a thread that spins for a while shows up
+    /// in the total and, named as a vCPU thread, in the vCPU part; an idle thread does not.
+    /// Bounds are ratios of the thread's own measured CPU time, not wall-clock thresholds.
+    #[test]
+    fn a_spinning_thread_is_counted() {
+        let proc_root = Path::new("/proc");
+        let pid = std::process::id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let spinner = std::thread::spawn(move || {
+            let tid = gettid();
+            tx.send(tid).unwrap();
+            go_rx.recv().unwrap();
+            // Spin until this thread itself has used >= 300 ms of CPU (however loaded the box).
+            let own = || {
+                cpu_ns(Path::new("/proc"), std::process::id(), Some(tid))
+                    .unwrap()
+                    .0
+            };
+            let start = own();
+            let mut x = 0u64;
+            while own() - start < 300_000_000 {
+                for i in 0..100_000u64 {
+                    x = x.wrapping_mul(31).wrapping_add(i);
+                }
+                std::hint::black_box(x);
+            }
+            tx.send(0).unwrap();
+            go_rx.recv().unwrap(); // stay alive until read
+        });
+        let tid = rx.recv().unwrap();
+        let tids = BTreeSet::from([tid, u32::MAX]); // a tid that is not ours is skipped
+        let before = vm_cpu(proc_root, pid, &tids).expect("our own /proc entry");
+        assert_eq!(before.vcpu_threads, 1);
+        go_tx.send(()).unwrap();
+        rx.recv().unwrap();
+        let after = vm_cpu(proc_root, pid, &tids).unwrap();
+        assert_eq!(after.vcpu_threads, 1);
+        go_tx.send(()).unwrap();
+        spinner.join().unwrap();
+        let (dt, dv) = (
+            after.total_ns - before.total_ns,
+            after.vcpu_ns - before.vcpu_ns,
+        );
+        // The spinner stops itself after 300 ms of its own CPU; /proc rounds to ticks (10 ms).
+        assert!(
+            (280_000_000..400_000_000).contains(&dv),
+            "vCPU thread grew {dv} ns"
+        );
+        // The process holds the thread (other test threads may add to it, never take away).
+        assert!(dt + 20_000_000 >= dv, "process {dt} < thread {dv}");
+        // Once the exited thread is reaped (a moment after join), it is no longer read, and its
+        // time stays in the process total.
+        let mut gone = vm_cpu(proc_root, pid, &tids).unwrap();
+        for _ in 0..10_000 {
+            if gone.vcpu_threads == 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            gone = vm_cpu(proc_root, pid, &tids).unwrap();
+        }
+        assert_eq!(gone.vcpu_threads, 0);
+        assert!(gone.total_ns + 20_000_000 >= before.total_ns + dv);
+    }
+
+    #[test]
+    fn gone_processes_are_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(vm_cpu(dir.path(), 77, &BTreeSet::from([78])), None);
+        let task = dir.path().join("77/task/78");
+        std::fs::create_dir_all(&task).unwrap();
+        let line = |u, s, g| {
+            let mid = "0 0 20 0 3 0 5 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0"; // fields 16..=42
+            format!("77 (qemu) S 1 2 3 4 5 6 7 8 9 10 {u} {s} {mid} {g} 0\n")
+        };
+        std::fs::write(dir.path().join("77/stat"), line(300, 100, 120)).unwrap();
+        std::fs::write(task.join("stat"), line(250, 50, 120)).unwrap();
+        let hz = ticks_per_s();
+        let got = vm_cpu(dir.path(), 77, &BTreeSet::from([78, 79])).unwrap();
+        assert_eq!(
+            got,
+            VmCpu {
+                total_ns: 400 * 1_000_000_000 / hz,
+                vcpu_ns: 300 * 1_000_000_000 / hz,
+                guest_ns: 120 * 1_000_000_000 / hz,
+                vcpu_threads: 1,
+            }
+        );
+    }
+
+    #[test]
+    fn vcpu_threads_from_names_and_userspace_exits() {
+        let mut s = Sample::default();
+        let mut vm = VmInfo {
+            pid: 10,
+            ..Default::default()
+        };
+        vm.vcpu_threads.insert(11, 0);
+        s.vms.insert(10, vm);
+        s.vms.insert(
+            20,
+            VmInfo {
+                pid: 20,
+                ..Default::default()
+            },
+        );
+        for (tgid, vcpu, isa) in [(10, 12, ISA_USERSPACE), (20, 21, ISA_USERSPACE), (20, 3, 1)] {
+            let k = Key {
+                tgid,
+                vcpu,
+                isa,
+                reason: 2,
+            };
+            s.stats.insert(k, Stat::default());
+        }
+        // A userspace key of a pid discovery does not know is not read.
+        s.stats.insert(
+            Key {
+                tgid: 30,
+                vcpu: 31,
+                isa: ISA_USERSPACE,
+                reason: 2,
+            },
+            Stat::default(),
+        );
+        let t = vcpu_tids(&s);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[&10], BTreeSet::from([11, 12]));
+        assert_eq!(t[&20], BTreeSet::from([21]));
+    }
+}
