@@ -360,6 +360,15 @@ pub fn analyze(input: &Input) -> Report {
         }
         let c = ctx::Ctx::new(vm, ev.unwrap_or(&empty_ev), cfg, input, &guest, &missing);
         let mut findings: Vec<Finding> = rules::all(&c).into_iter().flatten().collect();
+        // Users meet timer emulation as host CPU, not as exit tables: the VM's cost goes next
+        // to every timer finding.
+        if let Some(line) = c.host_cpu_line() {
+            for f in findings.iter_mut().filter(|f| {
+                catalog::rule(&f.rule).is_some_and(|r| r.theme == catalog::Theme::Timers)
+            }) {
+                f.evidence.push(line.clone());
+            }
+        }
         let mut notes = Vec::new();
         // Hyper-V advice only where Hyper-V is in play: a Windows guest, hv-* flags, a hidden
         // hypervisor bit, or Hyper-V MSR/hypercall traffic. A Linux microVM's shares say nothing about SynIC.

@@ -3,6 +3,7 @@
 
 mod amd;
 mod config;
+mod cpu;
 mod fingerprints;
 mod rules;
 
@@ -128,6 +129,29 @@ impl Fx {
     pub fn msr_w(self, idx: u64, per_s: u64) -> Fx {
         let flags = ev::msr_write_flags(idx as u32, 0);
         self.ev(ev::MSR_WRITE, flags, idx, per_s, 0)
+    }
+
+    /// The VM's host CPU over the span, in % of one core: all threads, guest mode, vCPU
+    /// threads (4 of them).
+    pub fn cpu(mut self, total_pct: u64, guest_pct: u64, vcpu_pct: u64) -> Fx {
+        let ns = |pct: u64| pct * SPAN * SEC / 100;
+        self.older.vm_cpu.insert(
+            PID,
+            crate::sample::VmCpu {
+                vcpu_threads: VCPUS,
+                ..Default::default()
+            },
+        );
+        self.newer.vm_cpu.insert(
+            PID,
+            crate::sample::VmCpu {
+                total_ns: ns(total_pct),
+                vcpu_ns: ns(vcpu_pct),
+                guest_ns: ns(guest_pct),
+                vcpu_threads: VCPUS,
+            },
+        );
+        self
     }
 
     pub fn missing(mut self, m: &str) -> Fx {
