@@ -132,9 +132,18 @@ fn corpus_score() {
         all.len()
     );
     assert!(all.len() >= 20, "the corpus holds {} profiles", all.len());
-    // Floors as of this commit (issue #11 raises them to: all readable, ≥ 90 % right).
+    // Every readable paste read; the expert's diagnosis on top for at least 90 % of those
+    // that have one; no Hyper-V advice where there is no Hyper-V.
     assert!(read >= FLOOR_READ, "read {read} < {FLOOR_READ}");
     assert!(right >= FLOOR_RIGHT, "right {right} < {FLOOR_RIGHT}");
+    assert!(
+        right * 10 >= scored * 9,
+        "top finding = diagnosis in {right} of {scored}: below 90 %"
+    );
+    assert_eq!(
+        clean_linux, linux,
+        "Hyper-V advice on a profile without Hyper-V"
+    );
 }
 
 const FLOOR_READ: usize = 28;

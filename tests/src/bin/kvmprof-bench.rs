@@ -100,13 +100,18 @@ fn ns_per_run(p: &Probe, name: &str, events: &[Event]) -> Result<f64> {
     Ok((t1 - t0) as f64 / (c1 - c0) as f64)
 }
 
-/// 1. In-kernel cost of an exit+entry pair above an empty program reading the same args.
-fn kernel_cost() -> Result<()> {
-    let p = Probe::load(&ProbeOptions {
+/// The test-run programs with room for a big host's rows.
+fn big_test_probe() -> Result<Probe> {
+    Ok(Probe::load(&ProbeOptions {
         programs: Programs::TestRun,
         max_keys: 65536,
         ..Default::default()
-    })?;
+    })?)
+}
+
+/// 1. In-kernel cost of an exit+entry pair above an empty program reading the same args.
+fn kernel_cost() -> Result<()> {
+    let p = big_test_probe()?;
     // 8 VMs × 4 vCPUs × 8 reasons: rows already exist after the warm-up, as on a busy host.
     let mut events = Vec::new();
     let mut t = 1_000_000u64;
@@ -139,11 +144,7 @@ fn kernel_cost() -> Result<()> {
 /// Item 4: sampler + model time per refresh on a synthetic big host, 64 VMs × 16 vCPUs ×
 /// 40 reasons, every row changing between refreshes.
 fn userspace_scale() -> Result<()> {
-    let p = Probe::load(&ProbeOptions {
-        programs: Programs::TestRun,
-        max_keys: 65536,
-        ..Default::default()
-    })?;
+    let p = big_test_probe()?;
     let mut events = Vec::new();
     let mut t = 1_000_000u64;
     for vm in 0..64u64 {
