@@ -15,6 +15,8 @@ pub mod session;
 pub mod settings;
 pub mod source;
 pub mod store;
+#[cfg(test)]
+mod test_util;
 pub mod text;
 pub mod text_file;
 pub mod tui;

@@ -232,6 +232,13 @@ pub struct VmCpu {
     /// How many vCPU threads `vcpu_ns` sums; 0 when none is known (then only the total
     /// means anything). A change between two samples makes their vCPU difference meaningless.
     pub vcpu_threads: u32,
+    /// Time the vCPU threads were runnable but not running: waiting for a host CPU (the
+    /// scheduler's run-queue delay, `schedstat`'s second field, exact ns).
+    #[serde(default)]
+    pub vcpu_wait_ns: u64,
+    /// How many of the vCPU threads `vcpu_wait_ns` sums (schedstat can be missing).
+    #[serde(default)]
+    pub waited_threads: u32,
 }
 
 /// Raw cumulative counters at one instant.

@@ -160,6 +160,8 @@ fn samples() -> Vec<Sample> {
                 vcpu_ns: (7_000 + 300 * step) * ms,
                 guest_ns: (5_000 + 120 * step) * ms,
                 vcpu_threads: 2,
+                vcpu_wait_ns: (2_000 + 50 * step) * ms,
+                waited_threads: 2,
             },
         );
         s.vm_cpu.insert(
@@ -350,6 +352,12 @@ fn prometheus_scrapes_the_model_numbers() {
     assert!(
         guest.len() == 1 && (guest[0].1 - 0.12).abs() < 1e-9,
         "{guest:?}"
+    );
+    // vCPU run-queue wait: 50 ms a step over the one span with times on both sides.
+    let wait = query(prom, "kvmprof_vm_vcpu_wait_seconds_total{vm=\"win11\"}");
+    assert!(
+        wait.len() == 1 && (wait[0].1 - 0.05).abs() < 1e-9,
+        "{wait:?}"
     );
     // The model over the one span with times on both sides (1 s): % of a core = seconds × 100.
     let last = compute(&samples[1], &samples[2], &names);

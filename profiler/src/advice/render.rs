@@ -113,6 +113,7 @@ mod tests {
                     vcpu_ns: vcpu * 1_000_000,
                     guest_ns: vcpu * 400_000,
                     vcpu_threads: 2,
+                    ..Default::default()
                 };
                 x.vm_cpu.insert(9, c);
             }

@@ -1,5 +1,6 @@
-//! `kvmprof_vm_cpu_seconds_total` and `kvmprof_vm_guest_seconds_total`: each VM's host CPU,
-//! added up from the model's per-span figures so the counters only grow.
+//! `kvmprof_vm_cpu_seconds_total`, `kvmprof_vm_guest_seconds_total` and
+//! `kvmprof_vm_vcpu_wait_seconds_total`: each VM's host CPU and its vCPUs' wait for one, added
+//! up from the model's per-span figures so the counters only grow.
 
 use prometheus_client::metrics::MetricType;
 
@@ -15,6 +16,8 @@ pub(super) struct CpuAcc {
     /// vCPU threads, the VMM's other threads, and spans where the split was not known.
     split: Option<[u64; 3]>,
     guest: Option<u64>,
+    /// The vCPU threads' run-queue wait (summed over the threads).
+    wait: Option<u64>,
 }
 
 impl CpuAcc {
@@ -30,10 +33,13 @@ impl CpuAcc {
         if let Some(g) = c.guest_ns {
             *self.guest.get_or_insert(0) += g;
         }
+        if let Some(w) = c.vcpu_wait_ns {
+            *self.wait.get_or_insert(0) += w;
+        }
     }
 
-    /// Appends this VM's series (labelled `vm`) to the two families of [`families`].
-    pub(super) fn series(&self, vm: &Labels, [cpu, guest]: &mut [Family; 2]) {
+    /// Appends this VM's series (labelled `vm`) to the families of [`families`].
+    pub(super) fn series(&self, vm: &Labels, [cpu, guest, wait]: &mut [Family; 3]) {
         let secs = |ns: u64| Value::Counter(ns as f64 / 1e9);
         for (threads, ns) in self.split.iter().flat_map(|s| THREADS.iter().zip(*s)) {
             // "unknown" only once some span could not be split; the others always, so a
@@ -47,11 +53,14 @@ impl CpuAcc {
         if let Some(g) = self.guest {
             guest.series.push((vm.clone(), secs(g)));
         }
+        if let Some(w) = self.wait {
+            wait.series.push((vm.clone(), secs(w)));
+        }
     }
 }
 
-/// The two families, empty.
-pub(super) fn families() -> [Family; 2] {
+/// The families, empty.
+pub(super) fn families() -> [Family; 3] {
     let f = |name, help| Family::new(name, help, MetricType::Counter, true);
     [
         f(
@@ -61,6 +70,10 @@ pub(super) fn families() -> [Family; 2] {
         f(
             "kvmprof_vm_guest",
             "Time the VM's vCPU threads ran the guest (part of the VM's host CPU time)",
+        ),
+        f(
+            "kvmprof_vm_vcpu_wait",
+            "Time the VM's vCPU threads waited for a host CPU while runnable (steal), summed over the threads",
         ),
     ]
 }

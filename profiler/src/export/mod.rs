@@ -17,6 +17,8 @@
 //!   loop, timers, I/O), and `"unknown"` for spans where the vCPU threads were not known; % of
 //!   a core = `100 * rate(...[1m])` summed over `threads`.
 //! - `kvmprof_vm_guest_seconds_total{vm,pid}`: of that, the time its vCPUs ran the guest.
+//! - `kvmprof_vm_vcpu_wait_seconds_total{vm,pid}`: time its vCPU threads waited for a host CPU
+//!   while runnable (run-queue delay from schedstat, summed over the threads: steal).
 //! - `kvmprof_userspace_exits_total{vm,pid,reason}`: returns of KVM_RUN to the VMM.
 //! - `kvmprof_probe_runs_total{program}`, `kvmprof_probe_run_seconds_total{program}`: the eBPF
 //!   programs' own cost (kernel.bpf_stats_enabled).
@@ -359,10 +361,10 @@ impl Exporter {
         );
         ts.series
             .push((Vec::new(), Value::Gauge(self.last_wall_ms as f64 / 1e3)));
-        let [cpu, guest] = cpu;
+        let [cpu, guest, wait] = cpu;
         vec![
-            exits, hist, busy, vcpus, cpu, guest, user, runs, run_s, lost, advice, samples, errors,
-            ts,
+            exits, hist, busy, vcpus, cpu, guest, wait, user, runs, run_s, lost, advice, samples,
+            errors, ts,
         ]
     }
 

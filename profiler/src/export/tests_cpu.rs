@@ -13,6 +13,7 @@ fn cpu(total_ms: u64, vcpu_ms: u64, threads: u32) -> VmCpu {
         vcpu_ns: vcpu_ms * MS,
         guest_ns: vcpu_ms * MS / 2,
         vcpu_threads: threads,
+        ..Default::default()
     }
 }
 
@@ -27,6 +28,11 @@ fn vm_cpu_seconds_by_thread_kind() {
 
     a.vm_cpu.insert(10, cpu(5_000, 4_000, 2));
     b.vm_cpu.insert(10, cpu(5_680, 4_600, 2));
+    for (s, wait_ms) in [(&mut a, 1_000), (&mut b, 1_250)] {
+        let c = s.vm_cpu.get_mut(&10).expect("cpu");
+        c.vcpu_wait_ns = wait_ms * MS;
+        c.waited_threads = 2;
+    }
     let mut e = Exporter::new(names.clone(), ExportOpts::default());
     e.observe(a);
     e.observe(b.clone());
@@ -50,6 +56,11 @@ fn vm_cpu_seconds_by_thread_kind() {
             .copied()
     };
     assert_eq!(guest(&m), Some(0.3));
+    assert_eq!(
+        m.get("kvmprof_vm_vcpu_wait_seconds_total{pid=10,vm=win11}")
+            .copied(),
+        Some(0.25)
+    );
 
     // A span whose vCPU threads changed cannot be split: its time counts as "unknown", and
     // the split counters keep their values.

@@ -17,7 +17,11 @@ impl HostCpu {
             (Some(g), None) => format!(": guest {g:.1}, outside the guest {:.1}", t - g),
             (None, None) => String::new(),
         };
-        format!("{t:.1}% of a core{parts}")
+        let wait = self
+            .vcpu_wait_pct
+            .map(|w| format!("; vCPUs waited for a host CPU {w:.1}% of the time"))
+            .unwrap_or_default();
+        format!("{t:.1}% of a core{parts}{wait}")
     }
 }
 
@@ -47,7 +51,17 @@ pub fn host_cpu(older: &Sample, newer: &Sample, pid: u32) -> Option<HostCpu> {
     // process with no guest time ever runs its guest where the kernel does not account it.
     let guest = (n.guest_ns > 0)
         .then(|| (n.guest_ns.saturating_sub(o.guest_ns)).min(vcpu.unwrap_or(total)));
+    // Steal: the same vCPU threads' schedstat both times, averaged over the threads.
+    let threads = n.vcpu_threads;
+    let wait = (threads > 0
+        && threads == o.vcpu_threads
+        && n.waited_threads == threads
+        && o.waited_threads == threads)
+        .then(|| n.vcpu_wait_ns.checked_sub(o.vcpu_wait_ns))
+        .flatten();
     Some(HostCpu {
+        vcpu_wait_pct: wait.map(|w| pct(w) / f64::from(threads)),
+        vcpu_wait_ns: wait,
         total_pct: pct(total),
         guest_pct: guest.map(pct),
         vcpu_pct: vcpu.map(pct),

@@ -110,6 +110,10 @@ pub struct HostCpu {
     /// The rest, the VMM's other threads (main loop and its timers, I/O threads): where
     /// device emulation that is not a vCPU's exit shows up.
     pub vmm_pct: Option<f64>,
+    /// How long the average vCPU thread waited for a host CPU while runnable, in % of the
+    /// span: the host's steal from this VM (what the guest sees as steal time). Null when the
+    /// vCPU threads or their schedstat are not known both times.
+    pub vcpu_wait_pct: Option<f64>,
     /// The CPU time behind `total_pct`, `guest_pct` and `vcpu_pct`, ns (for counters, e.g.
     /// the exporter's).
     #[serde(skip)]
@@ -118,6 +122,9 @@ pub struct HostCpu {
     pub guest_ns: Option<u64>,
     #[serde(skip)]
     pub vcpu_ns: Option<u64>,
+    /// The vCPU threads' run-queue wait behind `vcpu_wait_pct`, ns.
+    #[serde(skip)]
+    pub vcpu_wait_ns: Option<u64>,
 }
 
 impl VmView {

@@ -41,6 +41,7 @@ fn at(mono_ms: u64, cpu: Option<(u64, u64, u32)>) -> Sample {
                 vcpu_ns: vcpu * MS,
                 guest_ns: vcpu * MS * 2 / 5,
                 vcpu_threads: threads,
+                ..Default::default()
             },
         );
     }
@@ -133,4 +134,26 @@ fn missing_or_meaningless_times_are_unknown_not_zero() {
         c.describe(),
         "20.0% of a core: guest 2.0, outside the guest 18.0"
     );
+}
+
+/// Steal: the vCPU threads' run-queue wait over the span, averaged over the threads; unknown
+/// when schedstat was not read for every vCPU thread both times.
+#[test]
+fn vcpu_wait_is_the_average_threads_share_of_the_span() {
+    let with_wait = |mut s: Sample, wait_ms: u64, waited: u32| {
+        let c = s.vm_cpu.get_mut(&7).expect("cpu");
+        c.vcpu_wait_ns = wait_ms * MS;
+        c.waited_threads = waited;
+        s
+    };
+    let a = with_wait(at(1_000, Some((5_000, 4_000, 4))), 100, 4);
+    // 10 s, 4 vCPU threads waited 2 s in all: each 5 % of the time.
+    let b = with_wait(at(11_000, Some((6_000, 4_800, 4))), 2_100, 4);
+    let c = shown(&a, &b).expect("host cpu");
+    assert!(close(c.vcpu_wait_pct.expect("wait"), 5.0), "{c:?}");
+    assert!(c
+        .describe()
+        .ends_with("vCPUs waited for a host CPU 5.0% of the time"));
+    let partial = with_wait(at(11_000, Some((6_000, 4_800, 4))), 2_100, 3);
+    assert_eq!(shown(&a, &partial).expect("host cpu").vcpu_wait_pct, None);
 }

@@ -28,24 +28,11 @@ fn live(bytes: usize, distinct: usize) -> String {
     t
 }
 
-/// CPU time this thread has used: unlike the wall clock, it does not grow while other tests
-/// or processes hold the CPU.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the valid, exclusively borrowed `ts`.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "CLOCK_THREAD_CPUTIME_ID");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
 fn import_time(text: &str, distinct: usize) -> Duration {
-    let t0 = thread_cpu();
+    let t0 = crate::test_util::thread_cpu();
     let d = Data::from_perf_text(text, "live.txt").expect("valid live output");
     assert_eq!(d.view.vms[0].reasons.len(), distinct);
-    thread_cpu() - t0
+    crate::test_util::thread_cpu() - t0
 }
 
 /// 4× the text, with 4× the sections and 4× the distinct names, takes about 4× the time, not

@@ -260,6 +260,7 @@ fn host_cpu_in_the_notes_and_the_json() {
         vcpu_ns: vcpu_s * SEC / 10,
         guest_ns: vcpu_s * SEC / 20,
         vcpu_threads: 2,
+        ..Default::default()
     };
     old.vm_cpu.insert(1234, cpu(10, 8));
     // 3.4 s in 10 s, 3.0 of it on vCPU threads, 1.5 of that in the guest.

@@ -19,6 +19,8 @@ pub(crate) struct CpuColumns {
     vcpu: Vec<i64>,
     guest: Vec<i64>,
     threads: Vec<i64>,
+    wait: Vec<i64>,
+    waited: Vec<i64>,
 }
 
 impl CpuColumns {
@@ -39,14 +41,24 @@ impl CpuColumns {
             c.guest.push(diff(n.guest_ns, o.guest_ns));
             c.threads
                 .push(diff(n.vcpu_threads.into(), o.vcpu_threads.into()));
+            c.wait.push(diff(n.vcpu_wait_ns, o.vcpu_wait_ns));
+            c.waited
+                .push(diff(n.waited_threads.into(), o.waited_threads.into()));
         }
         c
     }
 
     pub(super) fn apply(&self, s: &mut BTreeMap<u32, VmCpu>) -> Result<(), CodecError> {
         let n = self.pid.len();
-        let lens = [self.total.len(), self.vcpu.len(), self.guest.len()];
-        if lens != [n; 3] || self.threads.len() != n {
+        let lens = [
+            self.total.len(),
+            self.vcpu.len(),
+            self.guest.len(),
+            self.threads.len(),
+            self.wait.len(),
+            self.waited.len(),
+        ];
+        if lens != [n; 6] {
             return Err("CPU time columns disagree in length".into());
         }
         for pid in &self.gone {
@@ -58,6 +70,9 @@ impl CpuColumns {
             v.vcpu_ns = undiff(v.vcpu_ns, self.vcpu[i]);
             v.guest_ns = undiff(v.guest_ns, self.guest[i]);
             v.vcpu_threads = u32::try_from(undiff(v.vcpu_threads.into(), self.threads[i]))
+                .map_err(|_| "vCPU thread count out of range")?;
+            v.vcpu_wait_ns = undiff(v.vcpu_wait_ns, self.wait[i]);
+            v.waited_threads = u32::try_from(undiff(v.waited_threads.into(), self.waited[i]))
                 .map_err(|_| "vCPU thread count out of range")?;
         }
         Ok(())

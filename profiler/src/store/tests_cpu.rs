@@ -17,12 +17,15 @@ fn with_cpu(mut samples: Vec<Sample>) -> Vec<Sample> {
                 vcpu_ns: 100_000_000_000,
                 guest_ns: 60_000_000_000,
                 vcpu_threads: 4,
+                vcpu_wait_ns: 5_000_000_000,
+                waited_threads: 4,
             });
             let ticks = 30 + (i * 7 + n as u64 * 3) % 9;
             let vcpu_ticks = ticks - 3 - i % 3;
             c.total_ns += ticks * 10_000_000;
             c.vcpu_ns += vcpu_ticks * 10_000_000;
             c.guest_ns += (vcpu_ticks / 2) * 10_000_000;
+            c.vcpu_wait_ns += 1_234_567 * (i % 5);
             if i == 7 {
                 c.vcpu_threads = 5; // hotplug
             }
@@ -48,6 +51,8 @@ fn cpu_times_round_trip_across_key_and_delta_frames() {
             vcpu_ns: 0,
             guest_ns: 1,
             vcpu_threads: u32::MAX,
+            vcpu_wait_ns: u64::MAX,
+            waited_threads: u32::MAX,
         },
     );
     assert!(samples[3].vm_cpu.len() == 2 && samples[6].vm_cpu.len() == 1);

@@ -1,7 +1,7 @@
 //! Crafted and misleading damage: resynchronising stays linear in the bytes however many
 //! candidate frames overlap, and each kind of damage gets the warning that names it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::tests::{frame_starts, read_all, small_file};
 use super::*;
@@ -21,10 +21,11 @@ fn decoys(n: usize) -> Vec<u8> {
     unit.iter().copied().cycle().take(n).collect()
 }
 
+/// Opens `bytes`, timed in this thread's CPU time (other tests and processes do not count).
 fn open_timed(bytes: Vec<u8>) -> (Recording, Duration) {
-    let t = Instant::now();
+    let t = crate::test_util::thread_cpu();
     let rec = Recording::from_bytes("hostile.kvmprof", bytes).unwrap();
-    (rec, t.elapsed())
+    (rec, crate::test_util::thread_cpu() - t)
 }
 
 #[test]

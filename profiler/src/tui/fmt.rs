@@ -142,7 +142,11 @@ pub fn host_cpu(c: Option<HostCpu>) -> String {
         (Some(g), None) => format!(" (guest {})", f(g)),
         (None, None) => String::new(),
     };
-    format!("host CPU {}%{split}", cpu(c.total_pct))
+    let wait = c
+        .vcpu_wait_pct
+        .map(|w| format!(", vCPU wait {}%", f(w)))
+        .unwrap_or_default();
+    format!("host CPU {}%{split}{wait}", cpu(c.total_pct))
 }
 
 #[cfg(test)]

@@ -51,9 +51,23 @@ pub fn vm_cpu(proc_root: &Path, pid: u32, vcpu_tids: &BTreeSet<u32>) -> Option<V
         if let Some((t, _)) = cpu_ns(proc_root, pid, Some(tid)) {
             out.vcpu_ns = out.vcpu_ns.saturating_add(t);
             out.vcpu_threads += 1;
+            if let Some(w) = wait_ns(proc_root, pid, tid) {
+                out.vcpu_wait_ns = out.vcpu_wait_ns.saturating_add(w);
+                out.waited_threads += 1;
+            }
         }
     }
     Some(out)
+}
+
+/// Thread `tid`'s run-queue wait so far, ns (None without schedstat, or when it is gone).
+fn wait_ns(proc_root: &Path, pid: u32, tid: u32) -> Option<u64> {
+    let p = proc_root
+        .join(pid.to_string())
+        .join("task")
+        .join(tid.to_string())
+        .join("schedstat");
+    procfs::parse_schedstat_wait(&std::fs::read_to_string(p).ok()?)
 }
 
 /// The vCPU threads of each VM in `s`: those the VMM named ("CPU n/KVM") and those that
@@ -157,6 +171,66 @@ mod tests {
         assert!(gone.total_ns + 20_000_000 >= before.total_ns + dv);
     }
 
+    /// Pins this thread to one CPU.
+    fn pin_to(cpu: usize) {
+        // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it; the
+        // call reads it for the calling thread (pid 0).
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            assert_eq!(rc, 0, "sched_setaffinity");
+        }
+    }
+
+    /// Steal, for real: a "vCPU" thread sharing one host CPU with a busy thread waits on the
+    /// run queue for about as long as it runs; schedstat shows it and we read it.
+    #[test]
+    fn a_vcpu_sharing_its_cpu_waits_for_it() {
+        let pid = std::process::id();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hog_stop = stop.clone();
+        let hog = std::thread::spawn(move || {
+            pin_to(0);
+            let mut x = 0u64;
+            while !hog_stop.load(std::sync::atomic::Ordering::Relaxed) {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
+            }
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let vcpu = std::thread::spawn(move || {
+            pin_to(0);
+            let tid = gettid();
+            let before = vm_cpu(Path::new("/proc"), pid, &BTreeSet::from([tid])).unwrap();
+            let own = || cpu_ns(Path::new("/proc"), pid, Some(tid)).unwrap().0;
+            let start = own();
+            let mut x = 0u64;
+            while own() - start < 200_000_000 {
+                for i in 0..100_000u64 {
+                    x = x.wrapping_mul(31).wrapping_add(i);
+                }
+                std::hint::black_box(x);
+            }
+            let after = vm_cpu(Path::new("/proc"), pid, &BTreeSet::from([tid])).unwrap();
+            tx.send((before, after)).unwrap();
+        });
+        let (before, after) = rx.recv().unwrap();
+        vcpu.join().unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        hog.join().unwrap();
+        assert_eq!((before.waited_threads, after.waited_threads), (1, 1));
+        let (ran, waited) = (
+            after.vcpu_ns - before.vcpu_ns,
+            after.vcpu_wait_ns - before.vcpu_wait_ns,
+        );
+        // Two runnable threads on one CPU take turns: the wait is about the run time (more
+        // on a busy machine, never far less).
+        assert!(
+            waited * 4 >= ran,
+            "ran {ran} ns on a shared CPU but waited only {waited} ns"
+        );
+    }
+
     #[test]
     fn gone_processes_are_left_out() {
         let dir = tempfile::tempdir().unwrap();
@@ -169,6 +243,7 @@ mod tests {
         };
         std::fs::write(dir.path().join("77/stat"), line(300, 100, 120)).unwrap();
         std::fs::write(task.join("stat"), line(250, 50, 120)).unwrap();
+        std::fs::write(task.join("schedstat"), "2500000000 777000 9\n").unwrap();
         let hz = ticks_per_s();
         let got = vm_cpu(dir.path(), 77, &BTreeSet::from([78, 79])).unwrap();
         assert_eq!(
@@ -178,6 +253,8 @@ mod tests {
                 vcpu_ns: 300 * 1_000_000_000 / hz,
                 guest_ns: 120 * 1_000_000_000 / hz,
                 vcpu_threads: 1,
+                vcpu_wait_ns: 777_000,
+                waited_threads: 1,
             }
         );
     }

@@ -27,6 +27,11 @@ pub fn parse_cpu_ticks(text: &str) -> Option<(u64, u64)> {
     Some((run, field(rest, 43).unwrap_or(0)))
 }
 
+/// Run-queue wait (ns) from a `schedstat` line: "<on-CPU ns> <waiting ns> <timeslices>".
+pub fn parse_schedstat_wait(text: &str) -> Option<u64> {
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// (comm, the fields after it) of a stat line. A thread or process may name itself anything
 /// ("x) R 1 2 (y"), so comm ends at the LAST ')'.
 fn split_comm(text: &str) -> Option<(&str, &str)> {

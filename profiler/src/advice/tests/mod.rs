@@ -149,6 +149,7 @@ impl Fx {
                 vcpu_ns: ns(vcpu_pct),
                 guest_ns: ns(guest_pct),
                 vcpu_threads: VCPUS,
+                ..Default::default()
             },
         );
         self
