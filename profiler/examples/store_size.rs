@@ -127,6 +127,7 @@ fn generate() -> (Vec<Sample>, u64, f64) {
     let mut cpu_rng = Rng(7);
     let mut cpu = VmCpu {
         vcpu_threads: VCPUS,
+        waited_threads: VCPUS,
         ..Default::default()
     };
     let (mut changed, mut updates) = (0u64, 0u64);
@@ -199,6 +200,8 @@ fn generate() -> (Vec<Sample>, u64, f64) {
         cpu.vcpu_ns += vcpu * tick;
         cpu.guest_ns += vcpu * 2 / 3 * tick;
         cpu.total_ns += (vcpu + other) * tick;
+        // schedstat's run-queue wait: exact ns, a few ms a second per busy host.
+        cpu.vcpu_wait_ns += cpu_rng.u64() % 5_000_000;
         s.vm_cpu.insert(PID, cpu);
         out.push(s.clone());
     }
