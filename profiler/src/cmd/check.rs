@@ -16,9 +16,15 @@ use crate::{
 
 /// Returns the process exit code: 0 pass, 1 a threshold failed, 2 could not measure.
 pub fn check(env: &mut Env, a: &CheckArgs) -> anyhow::Result<u8> {
+    let (code, text) = run(env, a)?;
+    crate::out::print(&text)?;
+    Ok(code)
+}
+
+/// The exit code and what to print (the JUnit file, if asked for, is written).
+pub fn run(env: &mut Env, a: &CheckArgs) -> anyhow::Result<(u8, String)> {
     if a.example {
-        crate::out::print(check::EXAMPLE_TOML)?;
-        return Ok(0);
+        return Ok((0, check::EXAMPLE_TOML.to_string()));
     }
     let mut t = match a.config.as_ref() {
         Some(p) => Thresholds::load(p)?,
@@ -94,11 +100,11 @@ fn summarise(
     (view, series, adv)
 }
 
-fn finish(a: &CheckArgs, r: &CheckReport) -> anyhow::Result<u8> {
-    match a.format {
-        AdviseFormat::Text => crate::out::print(&check::summary(r))?,
-        AdviseFormat::Json => crate::out::println(&check::to_json(r))?,
-    }
+fn finish(a: &CheckArgs, r: &CheckReport) -> anyhow::Result<(u8, String)> {
+    let text = match a.format {
+        AdviseFormat::Text => check::summary(r),
+        AdviseFormat::Json => check::to_json(r) + "\n",
+    };
     if let Some(path) = a.junit.as_ref() {
         let xml = check::junit(
             r,
@@ -107,5 +113,5 @@ fn finish(a: &CheckArgs, r: &CheckReport) -> anyhow::Result<u8> {
         );
         std::fs::write(path, xml).with_context(|| format!("writing {}", path.display()))?;
     }
-    Ok(u8::try_from(r.exit_code()).unwrap_or(2))
+    Ok((u8::try_from(r.exit_code()).unwrap_or(2), text))
 }

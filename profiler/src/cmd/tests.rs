@@ -165,7 +165,9 @@ fn check_live_fails_a_threshold_and_writes_junit() {
     let Some(Command::Check(a)) = &cli.command else {
         panic!()
     };
-    assert_eq!(check::check(&mut env(&cli), a).expect("check"), 1);
+    let (code, text) = check::run(&mut env(&cli), a).expect("check");
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("max_exits_per_s"), "{text}");
     let xml = std::fs::read_to_string(&junit).expect("junit");
     assert!(xml.contains("<failure") && xml.contains("win"), "{xml}");
 }
