@@ -153,6 +153,9 @@ pub(crate) fn measure(
             else {
                 return Outcome::Skip("no timed non-HLT exits".into());
             };
+            if p99 && !r.has_percentiles() {
+                return Outcome::Error(NO_HIST.into());
+            }
             let same = |rows: &[Row]| -> Vec<Row> {
                 rows.iter()
                     .filter(|x| x.isa == r.isa && x.reason == r.reason)
@@ -194,6 +197,9 @@ pub(crate) fn measure(
             let Some(r) = rows.iter().filter(|r| r.timed > 0).max_by_key(|r| key(r)) else {
                 return Outcome::Skip(format!("no timed {name} exits"));
             };
+            if p99 && !r.has_percentiles() {
+                return Outcome::Error(NO_HIST.into());
+            }
             let same = |rows: &[Row]| -> Vec<Row> {
                 matching(rows, name, names).into_iter().cloned().collect()
             };
@@ -208,6 +214,11 @@ pub(crate) fn measure(
         Kind::Advice(_) => Outcome::Error("advice is measured by the caller".into()),
     }
 }
+
+/// A p99 threshold on a session without latency histograms (perf text) cannot be measured:
+/// passing it at "0 µs" would be a lie.
+const NO_HIST: &str = "no latency histograms in this session (perf text has only min/max/avg): \
+p99 needs a kvmprof recording or a live run; max_exit_us works on perf text";
 
 /// Row `r`'s latency (`key`, ns) as a measurement in µs, with the vCPU whose rows of the same
 /// reason (`same`) have the highest.

@@ -184,3 +184,30 @@ fn serve_reports_a_taken_port() {
     let e = serve::serve(&mut env(&cli), a).unwrap_err();
     assert!(format!("{e:#}").contains(&addr), "{e:#}");
 }
+
+/// A p99 threshold on perf text (no histograms) cannot be measured: exit 2 with the reason,
+/// not a pass at "0 µs"; the max-exit threshold still measures perf's Max column.
+#[test]
+fn check_on_perf_text_does_not_pass_p99_it_cannot_see() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let txt = dir.path().join("perf.txt");
+    std::fs::write(
+        &txt,
+        "Analyze events for all VMs, all VCPUs:\n\n             VM-EXIT    Samples  Samples%     Time%    Min Time    Max Time         Avg time\n\n      IO_INSTRUCTION     100    100.00%   100.00%      1.00us     30.00us      2.00us ( +-   1.00% )\n\nTotal Samples:100, Total events handled time:200.00us.\n",
+    )
+    .expect("write");
+    let t = txt.to_str().expect("utf-8 path");
+    let cli = parse(&["check", "--from-perf", t, "-t", "max_p99_us=1000"]);
+    let Some(Command::Check(a)) = &cli.command else {
+        panic!()
+    };
+    let (code, text) = check::run(&mut env(&cli), a).expect("check");
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("no latency histograms"), "{text}");
+    let cli = parse(&["check", "--from-perf", t, "-t", "max_exit_us=10"]);
+    let Some(Command::Check(a)) = &cli.command else {
+        panic!()
+    };
+    let (code, text) = check::run(&mut env(&cli), a).expect("check");
+    assert_eq!(code, 1, "30 µs > 10 µs: {text}");
+}

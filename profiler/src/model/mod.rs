@@ -201,6 +201,14 @@ pub struct Row {
     pub hist: Hist,
 }
 
+impl Row {
+    /// Whether the row has percentiles: timed exits and a histogram of them (perf text has
+    /// neither, only min/max/mean).
+    pub fn has_percentiles(&self) -> bool {
+        self.hist_total > 0 || self.hist.total() > 0
+    }
+}
+
 fn top_reason(rows: &[Row]) -> Option<&Row> {
     rows.iter()
         .filter(|r| !r.hlt && r.count > 0)

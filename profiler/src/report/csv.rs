@@ -28,7 +28,6 @@
 //! Order: VMs by pid; per VM the `all` rows (exit reasons, then `user` rows), then each vCPU
 //! ascending; rows within a group by count, descending.
 
-use super::rows::has_percentiles;
 use crate::model::{Row, View};
 
 /// The header line's columns.
@@ -83,7 +82,7 @@ pub fn render(view: &View) -> String {
 
 fn row(pid: u32, vm: &str, vcpu: &str, r: &Row) -> String {
     let q = |v: u64| {
-        if has_percentiles(r) {
+        if r.has_percentiles() {
             v.to_string()
         } else {
             String::new()

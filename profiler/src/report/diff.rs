@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::{
     printf::{f, ls, s},
-    rows::{has_percentiles, merge, select},
+    rows::{merge, select},
     Data, ReportError,
 };
 use crate::model::{Row, VmSelector, VmView};
@@ -152,7 +152,7 @@ pub fn diff_with(a: &Data, b: &Data, o: &DiffOptions) -> Result<Diff, ReportErro
             let (x, y) = (ra.get(name), rb.get(name));
             let (x0, y0) = (x.unwrap_or(&empty), y.unwrap_or(&empty));
             let mean = |r: Option<&Row>| r.filter(|r| r.timed > 0).map(|r| r.mean_ns);
-            let p99 = |r: Option<&Row>| r.filter(|r| has_percentiles(r)).map(|r| r.p99_ns as f64);
+            let p99 = |r: Option<&Row>| r.filter(|r| r.has_percentiles()).map(|r| r.p99_ns as f64);
             let total = Change::new(norm(x0.total_ns as f64, da), norm(y0.total_ns as f64, db));
             ReasonDiff {
                 name: name.clone(),

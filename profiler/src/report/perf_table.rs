@@ -19,7 +19,7 @@ use super::{
     evidence,
     perf_layout::{footer, header, Event, SortBy, NAME_WIDTH},
     printf::{f, s},
-    rows::{has_percentiles, pct, rel_stderr_pct, select},
+    rows::{pct, rel_stderr_pct, select},
     Data, ReportError,
 };
 use crate::model::{Row, View, VmSelector, VmView};
@@ -110,7 +110,7 @@ fn exit_table(out: &mut String, view: &View, vm: Option<&VmView>, o: &TableOptio
     let mut missing_hist = false;
     for r in &rows {
         let err = rel_stderr_pct(r);
-        missing_hist |= err.is_none() || (o.percentiles && !has_percentiles(r));
+        missing_hist |= err.is_none() || (o.percentiles && !r.has_percentiles());
         out.push_str(&format!(
             "{} {:>10} {}% {}% {}us {}us {}us ( +-{} )",
             s(NAME_WIDTH, &printable(&r.name)),
@@ -124,7 +124,7 @@ fn exit_table(out: &mut String, view: &View, vm: Option<&VmView>, o: &TableOptio
         ));
         if o.percentiles {
             for v in [r.p50_ns, r.p99_ns, r.p999_ns] {
-                let cell = if has_percentiles(r) {
+                let cell = if r.has_percentiles() {
                     format!("{}us", f(9, 2, v as f64 / 1e3))
                 } else {
                     s(11, "n/a")

@@ -100,8 +100,3 @@ pub(crate) fn rel_stderr_pct(r: &Row) -> Option<f64> {
     let var = ss / (n - 1) as f64;
     Some(100.0 * (var / n as f64).sqrt() / r.mean_ns)
 }
-
-/// Whether a row has percentiles: timed exits and a histogram of them.
-pub(crate) fn has_percentiles(r: &Row) -> bool {
-    r.hist_total > 0 || r.hist.total() > 0
-}
