@@ -213,12 +213,11 @@ impl Session {
                 } else {
                     rec.sample(0)?
                 };
-                let h = rec.header();
                 Span {
                     older,
                     newer: last,
-                    names: h.names.clone(),
-                    host: HostFacts::of_recording(&h.host, &h.kernel, h.cpus),
+                    names: self.names(),
+                    host: self.host(),
                     missing: Vec::new(),
                     tracefs: None,
                 }
@@ -226,16 +225,16 @@ impl Session {
             Kind::Perf { import, .. } => Span {
                 older: import.older.clone(),
                 newer: import.newer.clone(),
-                names: import.names.clone(),
-                host: HostFacts::default(),
+                names: self.names(),
+                host: self.host(),
                 missing: Vec::new(),
                 tracefs: None,
             },
             Kind::Live(l) => Span {
                 older: l.samples.first().cloned().unwrap_or_default(),
                 newer: l.samples.last().cloned().unwrap_or_default(),
-                names: l.names.clone(),
-                host: HostFacts::local(),
+                names: self.names(),
+                host: self.host(),
                 missing: l.missing.clone(),
                 tracefs: l.tracefs.clone(),
             },
@@ -260,16 +259,28 @@ impl Session {
         }
     }
 
-    /// The session as the report and diff see it.
+    /// The session as the report and diff see it (labelled with its path, or "live").
     pub fn data(&self) -> anyhow::Result<Data> {
-        Ok(match &self.kind {
-            Kind::Recording(rec) => Data::from_recording(rec)?,
-            Kind::Perf { shown, import } => Data::from_import(import, shown),
-            Kind::Live(_) => {
-                let s = self.span()?;
-                Data::from_samples(&s.older, &s.newer, &s.names, "live")
+        let label = match &self.kind {
+            Kind::Perf { shown, import } => return Ok(Data::from_import(import, shown)),
+            Kind::Recording(rec) => rec.path().display().to_string(),
+            Kind::Live(_) => "live".to_string(),
+        };
+        let s = self.span()?;
+        Ok(Data::from_samples(&s.older, &s.newer, &s.names, &label))
+    }
+
+    /// What is known of the session's host: the recording host's facts (this host's only
+    /// when it is the same host and kernel), none for perf text, this host's when live.
+    pub fn host(&self) -> HostFacts {
+        match &self.kind {
+            Kind::Recording(rec) => {
+                let h = rec.header();
+                HostFacts::of_recording(&h.host, &h.kernel, h.cpus)
             }
-        })
+            Kind::Perf { .. } => HostFacts::default(),
+            Kind::Live(_) => HostFacts::local(),
+        }
     }
 }
 

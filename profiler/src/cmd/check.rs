@@ -71,7 +71,7 @@ pub fn run(env: &mut Env, a: &CheckArgs) -> anyhow::Result<(u8, String)> {
     } else {
         let names = session.names();
         t.validate(&names)?;
-        let host = session.span()?.host;
+        let host = session.host();
         summarise(&session.series()?, &names, wants_advice.then_some(host))
     };
     let r = check::evaluate(&view, &series, &t, &a.vm, advice.as_ref());

@@ -49,7 +49,6 @@ use crate::{
     decode::ExitNames,
     model::{self, View},
     sample::Sample,
-    store::Recording,
 };
 
 /// Errors of the report module: one line each, saying what to change.
@@ -103,28 +102,6 @@ impl Data {
             has_hist: true,
             warnings: Vec::new(),
         }
-    }
-
-    /// The whole recording: its first sample to its last, with the recorder's exit names.
-    pub fn from_recording(rec: &Recording) -> Result<Data, ReportError> {
-        let path = rec.path().display().to_string();
-        if rec.is_empty() {
-            return Err(rec.no_samples().into());
-        }
-        let first = rec.sample(0)?;
-        let last = rec.sample(rec.len() - 1)?;
-        // A one-sample recording is "since attach": counts with no span.
-        let older = if rec.len() == 1 {
-            Sample::default()
-        } else {
-            first
-        };
-        Ok(Data::from_samples(
-            &older,
-            &last,
-            &rec.header().names,
-            &path,
-        ))
     }
 
     /// From `perf kvm stat report --stdio` text; `label` (its path) starts each error and
