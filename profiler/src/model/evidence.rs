@@ -44,37 +44,38 @@ pub fn evidence_deltas<'a>(
     })
 }
 
+/// For tests: VM 7 (a process started at `start`) with `count` writes to port 0x70.
+#[cfg(test)]
+pub(crate) fn port_0x70_sample(start: u64, count: u64) -> Sample {
+    let mut s = Sample::default();
+    s.vms.insert(
+        7,
+        crate::sample::VmInfo {
+            pid: 7,
+            start_time: start,
+            ..Default::default()
+        },
+    );
+    let k = EvKey {
+        tgid: 7,
+        kind: profiler_common::ev::PIO_OUT,
+        flags: 1,
+        a: 0x70,
+    };
+    let st = crate::sample::EvStat {
+        count,
+        sum: count.saturating_mul(10),
+        last: 1,
+    };
+    s.evidence.insert(k, st);
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sample::{EvStat, VmInfo};
 
-    fn sample(start: u64, count: u64) -> Sample {
-        let mut s = Sample::default();
-        s.vms.insert(
-            7,
-            VmInfo {
-                pid: 7,
-                start_time: start,
-                ..Default::default()
-            },
-        );
-        let k = EvKey {
-            tgid: 7,
-            kind: 1,
-            flags: 0,
-            a: 0x70,
-        };
-        s.evidence.insert(
-            k,
-            EvStat {
-                count,
-                sum: count.saturating_mul(10),
-                last: 1,
-            },
-        );
-        s
-    }
+    use port_0x70_sample as sample;
 
     #[test]
     fn one_rule_for_reused_pids_and_recreated_entries() {

@@ -19,6 +19,8 @@ use crate::sample::Hist;
 
 pub use compute::{compute, compute_elapsed, set_shares, span_ns};
 pub use cpu::host_cpu;
+#[cfg(test)]
+pub(crate) use evidence::port_0x70_sample;
 pub use evidence::{evidence_deltas, EvDelta};
 pub use select::{SelectError, VmSelector};
 

@@ -125,38 +125,12 @@ pub(crate) fn table(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sample::{EvStat, VmInfo};
 
     /// A new VM process on a reused pid: the report counts all of its accesses, as the advice
     /// does (the tables once subtracted the old process's counts).
     #[test]
     fn a_reused_pid_counts_from_zero() {
-        let at = |start: u64, count: u64| {
-            let mut s = Sample::default();
-            s.vms.insert(
-                7,
-                VmInfo {
-                    pid: 7,
-                    start_time: start,
-                    ..Default::default()
-                },
-            );
-            let k = EvKey {
-                tgid: 7,
-                kind: ev::PIO_OUT,
-                flags: 1,
-                a: 0x70,
-            };
-            s.evidence.insert(
-                k,
-                EvStat {
-                    count,
-                    sum: 0,
-                    last: 0,
-                },
-            );
-            s
-        };
+        let at = crate::model::port_0x70_sample;
         let e = Evidence::between(&at(1, 100), &at(2, 150));
         assert_eq!(e.counts.values().copied().collect::<Vec<_>>(), [150]);
     }
