@@ -270,7 +270,7 @@ impl<'a> Ctx<'a> {
         let mut fl: Vec<String> = flags
             .iter()
             .map(|f| match *f {
-                "hv-spinlocks" => format!("hv-spinlocks={}", self.spinlock_retries()),
+                "hv-spinlocks" => format!("hv-spinlocks={:#x}", self.spinlock_retries()),
                 "hv-vendor-id" => "hv-vendor-id=KVMKVMKVM".to_string(),
                 f => format!("{f}=on"),
             })
@@ -283,9 +283,7 @@ impl<'a> Ctx<'a> {
 
     /// The libvirt XML for `flags`, as `cpu_add` gives the command line.
     pub fn libvirt_add(&self, flags: &[&str]) -> String {
-        let retries = self.spinlock_retries();
-        let retries = u64::from_str_radix(retries.trim_start_matches("0x"), 16).unwrap_or(4095);
-        let mut s = libvirt_snippet(flags, retries);
+        let mut s = libvirt_snippet(flags, self.spinlock_retries());
         if flags.contains(&"hv-avic") && self.x2apic_unaccelerated() {
             s.push_str(" <cpu><feature policy='disable' name='x2apic'/></cpu>");
         }
@@ -294,12 +292,17 @@ impl<'a> Ctx<'a> {
 
     /// hv-spinlocks retries: never notify on dedicated vCPUs (cpu-pm or pinned), else notify
     /// early so the host can run the lock holder (0xfff, libvirt's minimum).
-    pub fn spinlock_retries(&self) -> &'static str {
-        if self.cfg.cpu_pm || self.cfg.pinned == Some(true) {
-            "0xffffffff"
+    pub fn spinlock_retries(&self) -> u64 {
+        if self.dedicated() {
+            0xffff_ffff
         } else {
-            "0xfff"
+            0xfff
         }
+    }
+
+    /// vCPUs with host CPUs of their own: `cpu-pm=on`, or pinned by libvirt.
+    pub fn dedicated(&self) -> bool {
+        self.cfg.cpu_pm || self.cfg.pinned == Some(true)
     }
 
     /// An AMD host without x2AVIC where the guest may run its APIC in x2APIC mode: such vCPUs

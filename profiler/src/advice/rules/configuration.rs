@@ -276,7 +276,7 @@ fn l09(c: &Ctx) -> Option<Finding> {
 /// L10: hv-spinlocks retries vs overcommit.
 fn l10(c: &Ctx) -> Option<Finding> {
     let v = c.cfg.spinlocks?;
-    let dedicated = c.cfg.cpu_pm || c.cfg.pinned == Some(true);
+    let dedicated = c.dedicated();
     let (sev, title, q) = if v < 0xfff {
         (
             Severity::Warn,

@@ -10,10 +10,6 @@ pub(super) fn all(c: &Ctx) -> Vec<Option<Finding>> {
     vec![r13(c), r14(c), r15(c)]
 }
 
-fn dedicated(c: &Ctx) -> bool {
-    c.cfg.cpu_pm || c.cfg.pinned == Some(true)
-}
-
 /// R13: HvNotifyLongSpinWait (0x0008) hypercalls high: waiters exceed hv-spinlocks retries.
 fn r13(c: &Ctx) -> Option<Finding> {
     let vmcall = c.reason(x::VMCALL);
@@ -31,7 +27,7 @@ fn r13(c: &Ctx) -> Option<Finding> {
         .cfg
         .spinlocks
         .map_or("not set".into(), |v| format!("{v:#x}"));
-    let (q, want) = if dedicated(c) {
+    let (q, want) = if c.dedicated() {
         (
             "dedicated pinned vCPUs: hv-spinlocks=0xffffffff (never notify)",
             "0xffffffff",
@@ -53,7 +49,7 @@ fn r13(c: &Ctx) -> Option<Finding> {
     .weight(vmcall.share())
     .qemu(format!(
         "{q}; the other case: {}",
-        if dedicated(c) {
+        if c.dedicated() {
             "overcommitted: 0xfff"
         } else {
             "dedicated pinned vCPUs: 0xffffffff"
