@@ -24,53 +24,108 @@ pub struct StatKey {
     pub reason: u32,
 }
 
-/// Octaves of the histogram kept inline in a [`StatValue`] (the first distinct ones a key hits
-/// on a CPU); further octaves spill to rows of [`HistRow`] keyed by [`HistKey`].
-pub const INLINE_OCTAVES: usize = 2;
+/// Histogram octaves a [`Row`] links to [`Oct`]s of the shared pool; further octaves of the
+/// same row go to the `OVERFLOW` hash, keyed by [`OverflowKey`].
+pub const LINKS: usize = 7;
 
-/// Aggregated exit→entry handling times for one [`StatKey`] on one CPU, with the histogram's
-/// first [`INLINE_OCTAVES`] octaves inline so that the common case costs one hash lookup per
-/// exit; only the octaves beyond those take rows of [`HistRow`] keyed by [`HistKey`].
+/// One exit-table row: the handling times of one [`StatKey`], in the shared, mmappable `ROWS`
+/// array (not per CPU: a row costs the same on every host). A row has one writer at a time
+/// (the vCPU thread whose exits it counts, serialised on that thread), so plain adds suffice;
+/// `gen` is a sequence lock for readers: odd while the writer updates the row and its octaves,
+/// and it changes with every update, so userspace skips rows whose `gen` it has seen.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StatValue {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Row {
+    /// Written once, before the row is published (linked from a table or the index hash).
+    pub key: StatKey,
+    pub gen: u64,
     pub count: u64,
     pub sum_ns: u64,
+    /// Valid once `count` > 0.
     pub min_ns: u64,
     pub max_ns: u64,
-    /// Histogram row (`hist::bucket(v) / SUB`) + 1 held by each inline window; 0 = unused.
-    pub oct: [u32; INLINE_OCTAVES],
-    /// Sub-bucket counts of the inline windows.
-    pub n: [[u64; hist::SUB as usize]; INLINE_OCTAVES],
+    /// Octaves (bit = `hist::bucket(v) / SUB`) counted in the `OVERFLOW` hash.
+    pub more: u64,
+    /// Octave → link number (1..=LINKS) into `oct`; 0 = not linked.
+    pub link: [u8; hist::ROWS],
+    /// Links in use.
+    pub nlinks: u8,
+    /// `OCTS` index of each link.
+    pub oct: [u32; LINKS],
 }
 
-impl StatValue {
-    pub const ZERO: StatValue = StatValue {
+impl Row {
+    pub const ZERO: Row = Row {
+        key: StatKey {
+            tgid: 0,
+            vcpu_id: 0,
+            isa: 0,
+            reason: 0,
+        },
+        gen: 0,
         count: 0,
         sum_ns: 0,
-        min_ns: u64::MAX,
+        min_ns: 0,
         max_ns: 0,
-        oct: [0; INLINE_OCTAVES],
-        n: [[0; hist::SUB as usize]; INLINE_OCTAVES],
+        more: 0,
+        link: [0; hist::ROWS],
+        nlinks: 0,
+        oct: [0; LINKS],
     };
 }
 
-/// One histogram row: the [`hist::SUB`] sub-buckets of one octave (bucket indexes
-/// `row * SUB .. row * SUB + SUB` of the [`hist`] layout) of one [`StatKey`].
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct HistKey {
-    pub key: StatKey,
-    /// `hist::bucket(v) / SUB`, < `hist::ROWS`.
-    pub row: u32,
+impl Default for Row {
+    fn default() -> Self {
+        Row::ZERO
+    }
 }
 
-/// Per-CPU counts of one [`HistKey`]'s sub-buckets.
+/// One octave of a row's histogram: the [`hist::SUB`] sub-bucket counts (bucket indexes
+/// `o * SUB .. o * SUB + SUB` of the [`hist`] layout), in the shared, mmappable `OCTS` pool.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HistRow {
+pub struct Oct {
     pub n: [u64; hist::SUB as usize],
 }
+
+/// Key of an octave in the `OVERFLOW` hash: a row's octaves beyond its [`LINKS`] links.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OverflowKey {
+    /// `ROWS` index.
+    pub row: u32,
+    /// `hist::bucket(v) / SUB`, < `hist::ROWS`.
+    pub oct: u32,
+}
+
+/// `OCTS` pool entries per row of `ROWS` (rows hit about three octaves; more go to the hash).
+pub const OCTS_PER_ROW: u32 = 3;
+
+/// Entries of a vCPU thread's reason table (`VROWS`): exit reason → `ROWS` index + 1, so
+/// finding a row on the hot path is two array indexings, no hash.
+pub const REASON_SLOTS: usize = 176;
+/// The table entry for any reason without its own: holds the first such code seen (the row's
+/// key keeps it); other codes take the `ROW_INDEX` hash.
+pub const OTHER_REASON: usize = 172;
+/// `ROWS` entries per reason table: a vCPU thread hits a dozen or two reasons.
+pub const ROWS_PER_VCTX: u32 = 24;
+
+/// A reason's entry in a reason table: VMX basic reasons and SVM exit codes below 0xa8 are
+/// their own index, SVM's 0x400–0x403 (npf, AVIC, VMGEXIT) follow, anything else is
+/// [`OTHER_REASON`].
+#[inline(always)]
+pub fn reason_index(isa: u32, reason: u32) -> usize {
+    if (isa == ISA_VMX || isa == ISA_SVM) && reason < 0xa8 {
+        reason as usize
+    } else if isa == ISA_SVM && (0x400..=0x403).contains(&reason) {
+        (0xa8 + reason - 0x400) as usize
+    } else {
+        OTHER_REASON
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<Row>() == 128);
+const _: () = assert!(hist::ROWS <= 64, "Row::more is a u64 bitmap of octaves");
 
 /// An exit seen on a thread and not yet followed by its entry.
 #[repr(C)]
@@ -84,8 +139,9 @@ pub struct Pending {
     /// Process of the thread, so userspace can count exits still in flight per VM.
     pub tgid: u32,
     /// Thread owning a `PSLOTS` slot (0 = free); unused in the hash maps (keyed by tid).
-    /// A u64 so the kernel can claim it with a 64-bit compare-and-swap.
-    pub owner: u64,
+    pub owner: u32,
+    /// The owner's reason table (`VROWS` index + 1; 0 = none, its rows take the hash).
+    pub vctx: u32,
 }
 
 /// Slots of the `PSLOTS` array (a power of two): thread `tid` uses slot `tid & PSLOT_MASK`
@@ -100,7 +156,7 @@ pub mod counter {
     pub const ORPHAN_ENTRY: u32 = 0;
     /// A second kvm_exit on a thread before its kvm_entry: the first one's time is lost.
     pub const UNPAIRED_EXIT: u32 = 1;
-    /// The stats map was full: an exit was counted nowhere.
+    /// The row table was full: an exit was counted nowhere.
     pub const STATS_FULL: u32 = 2;
     /// The pending map refused an insert: that exit's time is lost.
     pub const PENDING_FULL: u32 = 3;
@@ -114,7 +170,8 @@ pub mod counter {
     pub const USERSPACE_EXITS: u32 = 7;
     /// The evidence map was full: a sub-reason event was counted nowhere.
     pub const EVIDENCE_FULL: u32 = 8;
-    /// The histogram map was full: an exit was counted but is missing from its histogram.
+    /// The octave pool and the overflow hash were full: an exit was counted but is missing
+    /// from its histogram.
     pub const HIST_FULL: u32 = 9;
     pub const COUNT: u32 = 10;
     pub const NAMES: [&str; COUNT as usize] = [
@@ -162,11 +219,11 @@ mod pod {
     // any bit pattern.
     unsafe impl aya::Pod for super::StatKey {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for super::StatValue {}
-    // SAFETY: as above (20 bytes of u32).
-    unsafe impl aya::Pod for super::HistKey {}
+    unsafe impl aya::Pod for super::Row {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for super::HistRow {}
+    unsafe impl aya::Pod for super::Oct {}
+    // SAFETY: as above (8 bytes of u32).
+    unsafe impl aya::Pod for super::OverflowKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Pending {}
     // SAFETY: as above.

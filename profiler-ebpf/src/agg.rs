@@ -1,25 +1,55 @@
 //! The aggregation shared by the tracepoint programs and the raw_tp test entry.
+//!
+//! The exit table (docs/architecture.md, "The exit table"): rows live in one shared,
+//! mmappable array (`ROWS`), not per CPU. A vCPU thread that owns a `PSLOTS` slot also owns a
+//! reason table (`VROWS`) mapping its exit reasons to rows, so the hot path is array indexing
+//! and adds; other threads and odd reason codes find their row through the `ROW_INDEX` hash.
+//! Rows, histogram octaves and reason tables come from free lists (queue maps that userspace
+//! fills at load and refills when it forgets a dead VM): nothing is allocated per CPU, and
+//! nothing on the exit path but a queue pop on a key's first exit.
 
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_NOEXIST},
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, Queue},
 };
 use profiler_common::{
-    counter, hist, HistKey, HistRow, Pending, StatKey, StatValue, ISA_USERSPACE, PSLOTS, PSLOT_MASK,
+    counter, hist, reason_index, Oct, OverflowKey, Pending, Row, StatKey, ISA_USERSPACE, LINKS,
+    OTHER_REASON, PSLOTS, PSLOT_MASK, REASON_SLOTS,
 };
 
-/// Per-CPU statistics (32 bytes a row and CPU); entries are allocated on first use (no
-/// prealloc) so kernel memory follows the keys really seen. The loader may change max_entries.
+/// The exit table. The loader sizes it (`--max-keys`) and the free lists below.
 #[map]
-static STATS: PerCpuHashMap<StatKey, StatValue> =
-    PerCpuHashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
+static ROWS: Array<Row> = Array::with_max_entries(16384, BPF_F_MMAPABLE);
 
-/// Per-CPU histogram rows: one per (key, octave) hit beyond the octaves held inline in the
-/// STATS value (`StatValue::oct`). The loader sizes it.
+/// Free `ROWS` indexes.
 #[map]
-static HIST: PerCpuHashMap<HistKey, HistRow> =
-    PerCpuHashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+static FREE_ROWS: Queue<u32> = Queue::with_max_entries(16384, 0);
+
+/// Histogram octaves linked from rows (`Row::oct`).
+#[map]
+static OCTS: Array<Oct> = Array::with_max_entries(49152, BPF_F_MMAPABLE);
+
+/// Free `OCTS` indexes.
+#[map]
+static FREE_OCTS: Queue<u32> = Queue::with_max_entries(49152, 0);
+
+/// Octaves of rows whose links are all taken (or when `OCTS` ran out); flagged in `Row::more`.
+#[map]
+static OVERFLOW: HashMap<OverflowKey, Oct> = HashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
+
+/// Reason tables of slot-owning vCPU threads: `reason_index` → `ROWS` index + 1.
+#[map]
+static VROWS: Array<[u32; REASON_SLOTS]> = Array::with_max_entries(1024, 0);
+
+/// Free `VROWS` indexes.
+#[map]
+static FREE_VCTX: Queue<u32> = Queue::with_max_entries(1024, 0);
+
+/// `ROWS` index of the keys of threads without a reason table, of userspace exits, and of
+/// reason codes without their own table entry.
+#[map]
+static ROW_INDEX: HashMap<StatKey, u32> = HashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
 
 /// Exit waiting for its entry, per thread, fast path: slot `tid & PSLOT_MASK`, owned by the
 /// first thread that claims it (atomically) and never taken back by the kernel. Mmappable so
@@ -36,7 +66,7 @@ static PENDING: LruHashMap<u32, Pending> = LruHashMap::with_max_entries(65536, 0
 /// Owner (tid) of each claimed PSLOTS slot. Inserting with BPF_NOEXIST is the atomic claim:
 /// the kernel lets exactly one concurrent insert of a key succeed. (Rust's core has no
 /// compare-and-swap on the BPF target, whose spec says `atomic-cas: false`.) Userspace deletes
-/// the entry when it frees the slot (probe/read.rs `forget`).
+/// the entry when it frees the slot (probe/forget.rs).
 #[map]
 static PSLOT_OWNERS: HashMap<u32, u32> = HashMap::with_max_entries(PSLOTS, BPF_F_NO_PREALLOC);
 
@@ -76,7 +106,7 @@ fn own_slot(tid: u32, claim: bool) -> Option<&'static mut Pending> {
     let p = PSLOTS_MAP.get_ptr_mut(tid & PSLOT_MASK)?;
     // SAFETY: pointer to a live array value; only the owning thread writes it past its tid.
     let p = unsafe { &mut *p };
-    if p.owner == tid as u64 {
+    if p.owner == tid {
         return Some(p);
     }
     if !claim || p.owner != 0 {
@@ -88,7 +118,12 @@ fn own_slot(tid: u32, claim: bool) -> Option<&'static mut Pending> {
         return None;
     }
     // Only the winner writes `owner`; a claimant that reads 0 meanwhile loses the insert.
-    p.owner = tid as u64;
+    p.owner = tid;
+    // No table left (or the queue is busy): this thread's rows take the hash.
+    p.vctx = match FREE_VCTX.pop() {
+        Ok(Some(v)) => v + 1,
+        _ => 0,
+    };
     // A pending exit of this thread may sit in the hash (e.g. its slot was freed by
     // userspace meanwhile): from now on the slot is the only truth for this thread.
     let _ = PENDING.remove(&tid);
@@ -121,6 +156,7 @@ pub fn on_exit(tgid: u32, tid: u32, now: u64, vcpu_id: u32, isa: u32, reason: u3
         reason,
         tgid,
         owner: 0,
+        vctx: 0,
     };
     if PENDING.insert(tid, p, 0).is_err() {
         bump(counter::PENDING_FULL);
@@ -154,7 +190,7 @@ pub fn on_entry(tgid: u32, tid: u32, now: u64, vcpu_id: u32) -> bool {
     };
     let delta = now - p.ts;
     p.ts = 0;
-    account(&key, delta) == 1
+    account(&key, p.vctx, delta) == 1
 }
 
 #[inline(always)]
@@ -167,6 +203,7 @@ pub fn on_uexit(tgid: u32, tid: u32, now: u64, reason: u32) {
         reason,
         tgid,
         owner: 0,
+        vctx: 0,
     };
     if UPENDING.insert(tid, p, 0).is_err() {
         bump(counter::PENDING_FULL);
@@ -191,84 +228,174 @@ pub fn on_kvm_run(tgid: u32, tid: u32, now: u64) {
     };
     let delta = now - p.ts;
     p.ts = 0;
-    account(&key, delta);
+    account(&key, 0, delta);
 }
 
 /// Returns 0 when accounted, else the number of drops so far on this CPU.
 #[inline(always)]
-fn account(key: &StatKey, delta: u64) -> u64 {
-    let Some(v) = stat_slot(key) else {
+fn account(key: &StatKey, vctx: u32, delta: u64) -> u64 {
+    let Some((idx, row)) = find_row(key, vctx) else {
         return bump(counter::STATS_FULL);
     };
-    if v.count == 0 || delta < v.min_ns {
-        v.min_ns = delta;
+    // Sequence lock for readers of the mapped array: odd while updating. Every store in the
+    // window is volatile, so the compiler keeps them in program order (the BPF backend has no
+    // compiler fence), and x86 does not reorder stores (kvm_exit exists on x86 only).
+    let gen = row.gen;
+    set(&mut row.gen, gen + 1);
+    if row.count == 0 || delta < row.min_ns {
+        set(&mut row.min_ns, delta);
     }
-    if delta > v.max_ns {
-        v.max_ns = delta;
+    if delta > row.max_ns {
+        set(&mut row.max_ns, delta);
     }
-    v.count += 1;
-    v.sum_ns += delta;
-    let b = hist::bucket(delta);
-    let sub = b & (hist::SUB as usize - 1);
-    let row = (b / hist::SUB as usize) as u32;
-    // Inline windows first: claimed in order by the first distinct octaves seen on this CPU
-    // (per-CPU value, preemption disabled: no other writer).
-    let tag = row + 1;
-    let w = if v.oct[0] == tag {
-        0
-    } else if v.oct[1] == tag {
-        1
-    } else if v.oct[0] == 0 {
-        v.oct[0] = tag;
-        0
-    } else if v.oct[1] == 0 {
-        v.oct[1] = tag;
-        1
-    } else {
-        spill(key, row, sub);
-        return 0;
-    };
-    if let Some(n) = v.n.get_mut(w).and_then(|r| r.get_mut(sub)) {
-        *n += 1;
-    }
+    add(&mut row.count, 1);
+    add(&mut row.sum_ns, delta);
+    hist_add(idx, row, delta);
+    set(&mut row.gen, gen + 2);
     0
 }
 
-/// An octave beyond the inline windows: its own HIST row.
+/// A store the compiler neither drops nor moves across the other `set`s.
 #[inline(always)]
-fn spill(key: &StatKey, row: u32, sub: usize) {
-    let hk = HistKey { key: *key, row };
-    match hist_slot(&hk) {
-        Some(r) => {
-            if let Some(n) = r.n.get_mut(sub) {
-                *n += 1;
+fn set<T: Copy>(p: &mut T, v: T) {
+    // SAFETY: `p` is a valid, exclusive reference.
+    unsafe { core::ptr::write_volatile(p, v) }
+}
+
+#[inline(always)]
+fn add(p: &mut u64, v: u64) {
+    let x = *p + v;
+    set(p, x);
+}
+
+/// Count `delta` in the row's histogram: its octave's linked `OCTS` entry (linking a free
+/// one on first use), else the `OVERFLOW` hash.
+#[inline(always)]
+fn hist_add(idx: u32, row: &mut Row, delta: u64) {
+    let b = hist::bucket(delta);
+    let o = b / hist::SUB as usize;
+    let sub = b % hist::SUB as usize;
+    let Some(&link) = row.link.get(o) else {
+        return;
+    };
+    let mut link = link as usize;
+    if link == 0 && (row.nlinks as usize) < LINKS {
+        if let Ok(Some(oi)) = FREE_OCTS.pop() {
+            let n = row.nlinks as usize;
+            if let Some(slot) = row.oct.get_mut(n) {
+                set(slot, oi);
+                set(&mut row.nlinks, n as u8 + 1);
+                link = n + 1;
+                if let Some(l) = row.link.get_mut(o) {
+                    set(l, link as u8);
+                }
             }
         }
-        None => {
-            bump(counter::HIST_FULL);
+    }
+    if link != 0 {
+        let oi = row.oct.get(link - 1).copied().unwrap_or(u32::MAX);
+        if let Some(oct) = OCTS.get_ptr_mut(oi) {
+            // SAFETY: live OCTS element, linked from this row only; one writer (see Row).
+            if let Some(n) = unsafe { &mut *oct }.n.get_mut(sub) {
+                add(n, 1);
+                return;
+            }
         }
     }
+    overflow(idx, o as u32, sub, row);
 }
 
 #[inline(always)]
-fn stat_slot(key: &StatKey) -> Option<&'static mut StatValue> {
-    if let Some(v) = STATS.get_ptr_mut(key) {
-        // SAFETY: per-CPU map value of this CPU; preemption is disabled in these tracepoints.
-        return Some(unsafe { &mut *v });
+fn overflow(idx: u32, o: u32, sub: usize, row: &mut Row) {
+    let k = OverflowKey { row: idx, oct: o };
+    if let Some(v) = OVERFLOW.get_ptr_mut(&k) {
+        // SAFETY: live hash value of this row's octave; one writer (see Row).
+        if let Some(n) = unsafe { &mut *v }.n.get_mut(sub) {
+            add(n, 1);
+        }
+        return;
     }
-    // Another CPU may insert the key meanwhile: NOEXIST then fails and the lookup finds it.
-    let _ = STATS.insert(key, &StatValue::ZERO, BPF_NOEXIST as u64);
-    // SAFETY: as above.
-    STATS.get_ptr_mut(key).map(|v| unsafe { &mut *v })
+    let mut v = Oct::default();
+    if let Some(n) = v.n.get_mut(sub) {
+        *n = 1;
+    }
+    if OVERFLOW.insert(&k, &v, 0).is_ok() {
+        let more = row.more | 1 << o;
+        set(&mut row.more, more);
+    } else {
+        bump(counter::HIST_FULL);
+    }
 }
 
 #[inline(always)]
-fn hist_slot(key: &HistKey) -> Option<&'static mut HistRow> {
-    if let Some(v) = HIST.get_ptr_mut(key) {
-        // SAFETY: per-CPU map value of this CPU; preemption is disabled in these tracepoints.
-        return Some(unsafe { &mut *v });
+fn row_at(idx: u32) -> Option<&'static mut Row> {
+    // SAFETY: a live ROWS element; its writer is the thread whose exits it counts.
+    ROWS.get_ptr_mut(idx).map(|r| unsafe { &mut *r })
+}
+
+/// The row of `key`: through the thread's reason table when it has one, else the hash.
+#[inline(always)]
+fn find_row(key: &StatKey, vctx: u32) -> Option<(u32, &'static mut Row)> {
+    if vctx != 0 {
+        if let Some(t) = VROWS.get_ptr_mut(vctx - 1) {
+            let i = reason_index(key.isa, key.reason);
+            // SAFETY: reads a local. Volatile hides where `i` came from, so the compiler keeps
+            // the bounds check below instead of proving it from reason_index and dropping it
+            // (the verifier cannot follow that proof).
+            let i = unsafe { core::ptr::read_volatile(&i) };
+            // SAFETY: live VROWS element; only its owning thread writes it.
+            if let Some(e) = unsafe { &mut *t }.get_mut(i) {
+                let r = *e;
+                let mut fresh = r == 0;
+                if r != 0 {
+                    if let Some(row) = row_at(r - 1) {
+                        if row.key == *key {
+                            return Some((r - 1, row));
+                        }
+                        // The slot's tid now runs another process: its rows are new.
+                        fresh = i != OTHER_REASON && row.key.tgid != key.tgid;
+                    }
+                }
+                if fresh {
+                    let (idx, row) = new_row(key)?;
+                    *e = idx + 1;
+                    return Some((idx, row));
+                }
+            }
+        }
     }
-    let _ = HIST.insert(key, &HistRow::default(), BPF_NOEXIST as u64);
-    // SAFETY: as above.
-    HIST.get_ptr_mut(key).map(|v| unsafe { &mut *v })
+    indexed(key)
+}
+
+#[inline(always)]
+fn indexed(key: &StatKey) -> Option<(u32, &'static mut Row)> {
+    if let Some(idx) = index_of(key) {
+        return row_at(idx).map(|r| (idx, r));
+    }
+    let (idx, row) = new_row(key)?;
+    if ROW_INDEX.insert(key, &idx, BPF_NOEXIST as u64).is_ok() {
+        return Some((idx, row));
+    }
+    // Another CPU indexed the key meanwhile (or the hash is full): give the row back as
+    // userspace keeps free rows, zeroed (it frees rows by their key's process).
+    row.key = StatKey::default();
+    let _ = FREE_ROWS.push(idx, 0);
+    let idx = index_of(key)?;
+    row_at(idx).map(|r| (idx, r))
+}
+
+#[inline(always)]
+fn index_of(key: &StatKey) -> Option<u32> {
+    // SAFETY: the value is copied out at once; a concurrent delete (userspace forgetting a
+    // dead VM) cannot free it under us within this program run (RCU).
+    unsafe { ROW_INDEX.get(key) }.copied()
+}
+
+/// A free row (zeroed by userspace) with `key` written in; the caller publishes it.
+#[inline(always)]
+fn new_row(key: &StatKey) -> Option<(u32, &'static mut Row)> {
+    let idx = FREE_ROWS.pop().ok()??;
+    let row = row_at(idx)?;
+    row.key = *key;
+    Some((idx, row))
 }

@@ -51,7 +51,7 @@ pub(crate) fn offsets() -> Offsets {
 }
 
 #[inline(always)]
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     // SAFETY: bpf_ktime_get_ns has no preconditions; it is `unsafe` only as an FFI helper.
     unsafe { bpf_ktime_get_ns() }
 }

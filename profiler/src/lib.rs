@@ -15,8 +15,9 @@ pub mod session;
 pub mod settings;
 pub mod source;
 pub mod store;
-#[cfg(test)]
-mod test_util;
+/// Measurement helpers for tests and benchmarks.
+#[doc(hidden)]
+pub mod test_util;
 pub mod text;
 pub mod text_file;
 pub mod tui;

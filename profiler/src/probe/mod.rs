@@ -2,16 +2,20 @@
 
 mod batch;
 mod errors;
+mod forget;
 mod lock;
+mod mapped;
+pub mod memory;
 mod notices;
 mod object;
 mod read;
-mod slots;
+mod table;
 pub mod testrun;
 
 use std::{
     os::fd::OwnedFd,
     path::{Path, PathBuf},
+    sync::Mutex,
 };
 
 use aya::{
@@ -21,7 +25,7 @@ use aya::{
 pub use errors::{check_privileges, ProbeError};
 use profiler_common::{
     ev::{self, FieldSpec},
-    Offsets,
+    Offsets, Pending, OCTS_PER_ROW, ROWS_PER_VCTX,
 };
 
 use crate::{decode::format, sample::Sample};
@@ -63,8 +67,23 @@ pub enum Programs {
     EmptyBaseline,
 }
 
-/// HIST map capacity per STATS key (octaves a key may hit on average before HIST fills up).
-pub const HIST_ROWS_PER_KEY: u32 = 4;
+/// Sizes of the exit table's maps for `max_keys` rows: (map, entries). The hashes serve only
+/// what the reason tables do not (threads without a table, userspace exits, odd codes; rows
+/// spanning more octaves than they link), so they get a fraction of the rows.
+pub fn table_sizes(max_keys: u32) -> [(&'static str, u32); 8] {
+    let octs = max_keys.saturating_mul(OCTS_PER_ROW);
+    let vctx = (max_keys / ROWS_PER_VCTX).max(64);
+    [
+        ("ROWS", max_keys),
+        ("FREE_ROWS", max_keys),
+        ("ROW_INDEX", (max_keys / 2).max(256)),
+        ("OCTS", octs),
+        ("FREE_OCTS", octs),
+        ("OVERFLOW", (max_keys / 4).max(256)),
+        ("VROWS", vctx),
+        ("FREE_VCTX", vctx),
+    ]
+}
 
 impl Default for ProbeOptions {
     fn default() -> Self {
@@ -90,8 +109,10 @@ pub struct Probe {
     /// Reads the programs' aya-log ring buffer.
     logger: Option<aya_log::EbpfLogger<notices::Collector>>,
     collector: notices::Collector,
-    /// PSLOTS_MAP mapped read-only (None: read it through the syscall instead).
-    slots: Option<slots::SlotView>,
+    /// PSLOTS_MAP mapped read-only.
+    slots: mapped::Mapped<Pending>,
+    /// The exit table mapped read-only, with the last decode of each row.
+    table: Mutex<table::Table>,
 }
 
 /// The tracefs mount point, or the error telling how to mount it (or how to be let in).
@@ -224,14 +245,32 @@ impl Probe {
             read_ev_fields(&tracefs)
         };
         bump_memlock();
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .override_global("OFFSETS", &offsets, true)
-            .override_global("EV_FIELDS", &ev_fields[..], true)
-            .map_max_entries("STATS", opts.max_keys)
-            // Histogram rows: a key hits a few octaves; allocated on use (no prealloc).
-            .map_max_entries("HIST", opts.max_keys.saturating_mul(HIST_ROWS_PER_KEY))
+            .override_global("EV_FIELDS", &ev_fields[..], true);
+        let sizes = table_sizes(opts.max_keys.max(1));
+        for (map, n) in sizes {
+            loader.map_max_entries(map, n);
+        }
+        let mut ebpf = loader
             .load(object)
             .map_err(|e| ProbeError::other("loading the eBPF object", e))?;
+        // The free lists start full: every row, octave and reason table is free.
+        for (list, n) in [
+            ("FREE_ROWS", sizes[1].1),
+            ("FREE_OCTS", sizes[4].1),
+            ("FREE_VCTX", sizes[7].1),
+        ] {
+            forget::fill_free_list(&mut ebpf, list, n)
+                .map_err(|e| ProbeError::other("setting up the exit table", e))?;
+        }
+        let map_err = |e: anyhow::Error| ProbeError::other("setting up the exit table", e);
+        let slots = mapped::Mapped::map(&ebpf, "PSLOTS_MAP").map_err(map_err)?;
+        let table = table::Table::new(
+            mapped::Mapped::map(&ebpf, "ROWS").map_err(map_err)?,
+            mapped::Mapped::map(&ebpf, "OCTS").map_err(map_err)?,
+        );
         let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
         let collector = notices::Collector::default();
         // Taken before loading programs: the logger owns the AYA_LOGS map they write to.
@@ -239,7 +278,7 @@ impl Probe {
         let mut attached = Vec::new();
         let mut missing = Vec::new();
         if test_only {
-            for name in ["kvmprof_test", "kvmprof_empty"] {
+            for name in ["kvmprof_test", "kvmprof_empty", "kvmprof_floor"] {
                 let prog: &mut RawTracePoint = program(&mut ebpf, name)?;
                 prog.load().map_err(|e| verifier(name, e))?;
                 attached.push(name);
@@ -297,7 +336,6 @@ impl Probe {
                 .map_err(|e| ProbeError::other(format!("attaching to kvm:{event}"), e))?;
             attached.push(name);
         }
-        let slots = slots::SlotView::map(&ebpf);
         Ok(Probe {
             ebpf,
             attached,
@@ -306,6 +344,7 @@ impl Probe {
             _stats: stats,
             _lock: lock,
             slots,
+            table: Mutex::new(table),
             logger,
             collector,
         })
@@ -313,7 +352,20 @@ impl Probe {
 
     /// Read every map now.
     pub fn sample(&self) -> anyhow::Result<Sample> {
-        read::sample(&self.ebpf, &self.attached, self.slots.as_ref())
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        read::sample(&self.ebpf, &self.attached, &mut table, &self.slots)
+    }
+
+    /// Kernel memory of every map, as the kernel accounts it.
+    pub fn map_memory(&self) -> Vec<memory::MapMemory> {
+        memory::maps(&self.ebpf)
+    }
+
+    /// Rows decoded by the last sample (the others had not changed), and rows read while
+    /// being written after every try so far.
+    pub fn table_stats(&self) -> (usize, u64) {
+        let t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        (t.decoded, t.torn)
     }
 
     pub fn ebpf(&self) -> &Ebpf {
@@ -328,15 +380,11 @@ impl Probe {
         self.collector.drain()
     }
 
-    /// Whether exits in flight are read through the mapped PSLOTS array.
-    pub fn slots_mapped(&self) -> bool {
-        self.slots.is_some()
-    }
-
     /// Delete every row of these (exited) processes so the maps do not fill up over days of
     /// VMs coming and going. Returns how many keys were removed.
     pub fn forget(&mut self, tgids: &[u32]) -> anyhow::Result<usize> {
-        read::forget(&mut self.ebpf, tgids, self.slots.as_ref())
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        forget::forget(&mut self.ebpf, tgids, &mut table, &self.slots)
     }
 }
 

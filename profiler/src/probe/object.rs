@@ -69,6 +69,7 @@ mod tests {
                 "kvmprof_empty",
                 "kvmprof_empty_entry",
                 "kvmprof_empty_exit",
+                "kvmprof_floor",
                 "kvmprof_rejected",
                 "kvmprof_test",
             ]

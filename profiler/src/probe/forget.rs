@@ -1,0 +1,169 @@
+//! Forgetting exited VMs: their rows, octaves, reason tables and slots go back to the free
+//! lists, so the maps do not fill up over days of VMs coming and going.
+
+use anyhow::Context;
+use aya::{
+    maps::{Array, HashMap, MapData, PerCpuHashMap, Queue},
+    Ebpf, Pod,
+};
+use profiler_common::{ev, Oct, OverflowKey, Pending, Row, StatKey, LINKS, REASON_SLOTS};
+
+use super::{mapped::Mapped, table::Table};
+
+fn array<'a, V: Pod>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<Array<&'a mut MapData, V>> {
+    let map = ebpf
+        .map_mut(name)
+        .with_context(|| format!("{name} map missing"))?;
+    Ok(Array::try_from(map)?)
+}
+
+fn queue<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<Queue<&'a mut MapData, u32>> {
+    let map = ebpf
+        .map_mut(name)
+        .with_context(|| format!("{name} map missing"))?;
+    Ok(Queue::try_from(map)?)
+}
+
+fn hash<'a, K: Pod, V: Pod>(
+    ebpf: &'a mut Ebpf,
+    name: &str,
+) -> anyhow::Result<HashMap<&'a mut MapData, K, V>> {
+    let map = ebpf
+        .map_mut(name)
+        .with_context(|| format!("{name} map missing"))?;
+    Ok(HashMap::try_from(map)?)
+}
+
+/// Put `0..n` on a free list (at load).
+pub fn fill_free_list(ebpf: &mut Ebpf, name: &str, n: u32) -> anyhow::Result<()> {
+    let mut q = queue(ebpf, name)?;
+    for i in 0..n {
+        q.push(i, 0).with_context(|| format!("filling {name}"))?;
+    }
+    Ok(())
+}
+
+/// Delete everything of these (exited) processes. Returns how many rows were freed.
+pub fn forget(
+    ebpf: &mut Ebpf,
+    tgids: &[u32],
+    table: &mut Table,
+    slots: &Mapped<Pending>,
+) -> anyhow::Result<usize> {
+    if tgids.is_empty() {
+        return Ok(0);
+    }
+    let rows = table.rows();
+    let dead_rows: Vec<(u32, Row)> = (0..rows.len())
+        .filter_map(|i| rows.get(i).map(|r| (i as u32, r)))
+        .filter(|(_, r)| r.key.tgid != 0 && tgids.contains(&r.key.tgid))
+        .collect();
+    let dead_idx: std::collections::HashSet<u32> = dead_rows.iter().map(|(i, _)| *i).collect();
+    // Unpublish first: nothing may find a row once it is back on the free list.
+    {
+        let mut index = hash::<StatKey, u32>(ebpf, "ROW_INDEX")?;
+        let dead: Vec<StatKey> = index
+            .keys()
+            .flatten()
+            .filter(|k| tgids.contains(&k.tgid))
+            .collect();
+        for k in dead {
+            let _ = index.remove(&k);
+        }
+    }
+    {
+        let mut over = hash::<OverflowKey, Oct>(ebpf, "OVERFLOW")?;
+        let dead: Vec<OverflowKey> = over
+            .keys()
+            .flatten()
+            .filter(|k| dead_idx.contains(&k.row))
+            .collect();
+        for k in dead {
+            let _ = over.remove(&k);
+        }
+    }
+    forget_slots(ebpf, tgids, slots)?;
+    // Live threads may still point at these rows from a reason table (a reused tid): they check
+    // the row's key before writing, so a row reused for another key is safe.
+    let mut freed_octs = Vec::new();
+    {
+        let mut arr = array::<Row>(ebpf, "ROWS")?;
+        for (i, r) in &dead_rows {
+            freed_octs.extend(r.oct.iter().take((r.nlinks as usize).min(LINKS)).copied());
+            arr.set(*i, Row::ZERO, 0)?;
+            table.invalidate(*i as usize);
+        }
+    }
+    {
+        let mut arr = array::<Oct>(ebpf, "OCTS")?;
+        for &o in &freed_octs {
+            arr.set(o, Oct::default(), 0)?;
+        }
+    }
+    let mut q = queue(ebpf, "FREE_OCTS")?;
+    for o in freed_octs {
+        q.push(o, 0)?;
+    }
+    let mut q = queue(ebpf, "FREE_ROWS")?;
+    for (i, _) in &dead_rows {
+        q.push(*i, 0)?;
+    }
+    {
+        let mut evidence: PerCpuHashMap<_, ev::EvKey, ev::EvValue> =
+            PerCpuHashMap::try_from(ebpf.map_mut("EVIDENCE").context("EVIDENCE map missing")?)?;
+        let dead: Vec<ev::EvKey> = evidence
+            .keys()
+            .flatten()
+            .filter(|k| tgids.contains(&k.tgid))
+            .collect();
+        for k in dead {
+            let _ = evidence.remove(&k);
+        }
+    }
+    for name in ["PENDING", "UPENDING"] {
+        let mut map = hash::<u32, Pending>(ebpf, name)?;
+        let dead: Vec<u32> = map
+            .iter()
+            .flatten()
+            .filter(|(_, p)| tgids.contains(&p.tgid))
+            .map(|(tid, _)| tid)
+            .collect();
+        for tid in dead {
+            let _ = map.remove(&tid);
+        }
+    }
+    Ok(dead_rows.len())
+}
+
+/// Free the slots (and reason tables) of dead threads: their tids may come back as others.
+fn forget_slots(ebpf: &mut Ebpf, tgids: &[u32], slots: &Mapped<Pending>) -> anyhow::Result<()> {
+    let dead: Vec<(u32, Pending)> = (0..slots.len())
+        .filter_map(|i| slots.get(i).map(|p| (i as u32, p)))
+        .filter(|(_, p)| p.owner != 0 && tgids.contains(&p.tgid))
+        .collect();
+    {
+        let mut tables = array::<[u32; REASON_SLOTS]>(ebpf, "VROWS")?;
+        for (_, p) in dead.iter().filter(|(_, p)| p.vctx != 0) {
+            tables.set(p.vctx - 1, [0u32; REASON_SLOTS], 0)?;
+        }
+    }
+    {
+        let mut arr = array::<Pending>(ebpf, "PSLOTS_MAP")?;
+        for (i, _) in &dead {
+            arr.set(*i, Pending::default(), 0)?;
+        }
+    }
+    // Then release the claim (the programs' BPF_NOEXIST insert): in this order a thread
+    // claiming meanwhile fails and uses the hash, instead of getting a slot we then wipe.
+    {
+        let mut owners = hash::<u32, u32>(ebpf, "PSLOT_OWNERS")?;
+        for (i, _) in &dead {
+            let _ = owners.remove(i);
+        }
+    }
+    let mut q = queue(ebpf, "FREE_VCTX")?;
+    for (_, p) in dead.iter().filter(|(_, p)| p.vctx != 0) {
+        q.push(p.vctx - 1, 0)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! `cargo xtask bench` runs this (as root, release, with the eBPF test object): prints the cost
+//! numbers as a Markdown table and, with KVMPROF_BENCH_JSON=path, writes them as JSON
+//! (target/bench/host.json). Ratios and medians measured in one run; no absolute asserts.
+
+mod kernel;
+mod scale;
+
+use std::{collections::BTreeMap, time::Duration};
+
+use anyhow::{bail, Context, Result};
+use kvmprof::probe::{testrun::Event, Probe, ProbeOptions, Programs};
+
+/// The numbers host.json holds, by key.
+pub type Json = BTreeMap<&'static str, serde_json::Value>;
+
+pub const REPS: usize = 7;
+
+pub fn reps() -> usize {
+    std::env::var("KVMPROF_BENCH_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(REPS)
+}
+
+fn main() -> Result<()> {
+    if !kvmprof::probe::HAS_TEST_OBJECT {
+        bail!("built without the eBPF test object: run through `cargo xtask bench`");
+    }
+    let mut json = Json::new();
+    println!("| measurement | value | note |");
+    println!("|---|---|---|");
+    kernel::cost(&mut json)?;
+    if std::env::var_os("KVMPROF_BENCH_KERNEL_ONLY").is_none() {
+        kernel::first_use(&mut json)?;
+        scale::small_host()?;
+        scale::userspace_scale(&mut json)?;
+    }
+    if let Some(path) = std::env::var_os("KVMPROF_BENCH_JSON") {
+        let text = serde_json::to_string_pretty(&json)?;
+        std::fs::write(&path, text + "\n").with_context(|| format!("writing {path:?}"))?;
+    }
+    Ok(())
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+pub fn min_max(v: &[f64]) -> (f64, f64) {
+    let min = v.iter().copied().fold(f64::MAX, f64::min);
+    let max = v.iter().copied().fold(f64::MIN, f64::max);
+    (min, max)
+}
+
+/// Round for JSON (one decimal).
+pub fn r1(v: f64) -> serde_json::Value {
+    serde_json::json!((v * 10.0).round() / 10.0)
+}
+
+pub fn prog_stats(p: &Probe, name: &str) -> Result<(u64, u64)> {
+    let info = p
+        .ebpf()
+        .program(name)
+        .with_context(|| format!("{name} missing"))?
+        .info()?;
+    Ok((info.run_time().as_nanos() as u64, info.run_count()))
+}
+
+/// ns per run of `name` over `events`, from the kernel's BPF run-time statistics.
+pub fn ns_per_run(p: &Probe, name: &str, events: &[Event]) -> Result<f64> {
+    let (t0, c0) = prog_stats(p, name)?;
+    p.test_run_program(name, events)?;
+    let (t1, c1) = prog_stats(p, name)?;
+    if c1 == c0 {
+        bail!("no runs counted for {name}: BPF statistics are off (kernel < 5.8?)");
+    }
+    Ok((t1 - t0) as f64 / (c1 - c0) as f64)
+}
+
+/// The test-run programs with room for `max_keys` rows.
+pub fn test_probe(max_keys: u32) -> Result<Probe> {
+    Ok(Probe::load(&ProbeOptions {
+        programs: Programs::TestRun,
+        max_keys,
+        ..Default::default()
+    })?)
+}
+
+pub fn cpu_ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}

@@ -1,0 +1,221 @@
+//! Userspace cost of a refresh: the sampler reading the exit table and the model computing
+//! the views, on a small host and on a big one (64 VMs × 16 vCPUs × 40 reasons = 40 960 rows),
+//! all rows changing or only 1 000 of them; and the kernel memory those rows take.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use kvmprof::{
+    decode::ExitNames,
+    model,
+    probe::{
+        testrun::{Event, OP_ENTRY, OP_EXIT},
+        Probe, ProbeOptions,
+    },
+    sample::Sample,
+    test_util::thread_cpu,
+};
+use profiler_common::ISA_VMX;
+
+use crate::{cpu_ms, median, min_max, r1, reps, test_probe, Json};
+
+const VMS: u64 = 64;
+const VCPUS: u64 = 16;
+const REASONS: u64 = 40;
+const BIG: u32 = (VMS * VCPUS * REASONS) as u32;
+
+/// The fixed part of a refresh: default map sizes, a small host (8 VMs × 4 vCPUs × 8 reasons).
+/// What `kvmprof record` or `serve` costs per interval on most hosts.
+pub fn small_host() -> Result<()> {
+    let p = test_probe(ProbeOptions::default().max_keys)?;
+    let mut events = Vec::new();
+    for i in 0..256u64 {
+        let (vm, vcpu, reason) = (i % 8, (i / 8) % 4, i / 32);
+        let tid = 10_000 + vm * 100 + vcpu;
+        events.push([
+            OP_EXIT,
+            1000 + vm,
+            tid,
+            1_000 + i * 10,
+            vcpu,
+            ISA_VMX as u64,
+            reason,
+        ]);
+        events.push([OP_ENTRY, 1000 + vm, tid, 1_500 + i * 10, vcpu, 0, 0]);
+    }
+    p.test_run(&events)?;
+    let mut read = Vec::new();
+    let mut rows = 0;
+    for _ in 0..reps() * 3 {
+        let t = thread_cpu();
+        let s = p.sample()?;
+        read.push(cpu_ms(thread_cpu() - t));
+        rows = s.stats.len();
+    }
+    let r = median(read);
+    println!("| sampler: read all maps, default sizes, small host ({rows} rows) | {r:.2} ms | median of {}; the fixed cost of a refresh ({:.3} % of a core at 1 s) |", reps() * 3, r / 10.0);
+    Ok(())
+}
+
+/// One exit+entry on each of the first `rows` rows, at a latency that drifts with `round`.
+fn pass(round: u64, rows: u64) -> Vec<Event> {
+    let mut ev = Vec::with_capacity(rows as usize * 2);
+    let mut t = 1_000_000_000 * (round + 1);
+    for i in 0..rows {
+        let (vm, vcpu, reason) = (i / (VCPUS * REASONS), (i / REASONS) % VCPUS, i % REASONS);
+        let tid = 100_000 + vm * 100 + vcpu;
+        let lat = 400 + (reason * 131 + vcpu * 17 + round * 977) % 20_000;
+        ev.push([OP_EXIT, 2000 + vm, tid, t, vcpu, ISA_VMX as u64, reason]);
+        ev.push([OP_ENTRY, 2000 + vm, tid, t + lat, vcpu, 0, 0]);
+        t += 25_000;
+    }
+    ev
+}
+
+/// Sampler + model CPU per refresh (ms, thread CPU time) when `changed` rows moved since the
+/// last refresh; also the samples, for the TUI's measurement.
+fn refreshes(
+    p: &Probe,
+    names: &ExitNames,
+    changed: u64,
+    first_round: u64,
+) -> Result<(Vec<f64>, Vec<f64>, Vec<Sample>)> {
+    let mut prev = p.sample()?;
+    let (mut read, mut compute, mut all) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..reps() as u64 {
+        p.test_run(&pass(first_round + round, changed))?;
+        let t0 = thread_cpu();
+        let s = p.sample()?;
+        let t1 = thread_cpu();
+        let v = model::compute(&prev, &s, names);
+        let t2 = thread_cpu();
+        std::hint::black_box(v);
+        read.push(cpu_ms(t1 - t0));
+        compute.push(cpu_ms(t2 - t1));
+        all.push(s.clone());
+        prev = s;
+    }
+    Ok((read, compute, all))
+}
+
+pub fn userspace_scale(json: &mut Json) -> Result<()> {
+    let p = test_probe(BIG)?;
+    // Every row twice, at two latencies (two octaves), then the measured rounds.
+    p.test_run(&pass(0, BIG as u64))?;
+    p.test_run(&pass(1, BIG as u64))?;
+    let s = p.sample()?;
+    let refused = s.counter(profiler_common::counter::STATS_FULL);
+    println!("| rows refused by the kernel at {BIG} rows (--max-keys {BIG}) | {refused} exits | {} rows read |", s.stats.len());
+    json.insert("rows_refused_40960", serde_json::json!(refused));
+    kernel_memory(&p, BIG, json);
+    let names = ExitNames::builtin();
+    let mut all_samples = Vec::new();
+    for (changed, key, label) in [
+        (BIG as u64, "refresh_cpu_pct_40960_rows", "all rows changed"),
+        (
+            1000,
+            "refresh_cpu_pct_40960_rows_1000_changed",
+            "1 000 rows changed",
+        ),
+    ] {
+        let (read, compute, samples) = refreshes(&p, &names, changed, 2 + changed % 7)?;
+        let total: Vec<f64> = read.iter().zip(&compute).map(|(r, c)| r + c).collect();
+        let (lo, hi) = min_max(&total);
+        let (r, c, t) = (median(read), median(compute), median(total));
+        println!("| sampler: read the exit table ({BIG} rows, {label}) | {r:.1} ms | thread CPU, median of {} |", reps());
+        println!(
+            "| model: compute one refresh ({label}) | {c:.1} ms | thread CPU, median of {} |",
+            reps()
+        );
+        println!("| sampler + model CPU at 1 s refresh ({label}) | {:.2} % of a core | min {:.2}, max {:.2}; goal ≤ 1 % |", t / 10.0, lo / 10.0, hi / 10.0);
+        json.insert(key, serde_json::json!((t / 10.0 * 100.0).round() / 100.0));
+        if changed == BIG as u64 {
+            all_samples = samples;
+            json.insert("sampler_ms_40960_rows", r1(r));
+        }
+    }
+    let read = json["sampler_ms_40960_rows"].as_f64().unwrap_or(0.0);
+    let (refresh, read) = tui_cost(&names, &all_samples, read)?;
+    json.insert(
+        "tui_cpu_pct_40960_rows",
+        serde_json::json!(((read + refresh) / 10.0 * 100.0).round() / 100.0),
+    );
+    Ok(())
+}
+
+/// Kernel memory of the exit table's maps as the kernel accounts it (fdinfo memlock), per row
+/// of capacity (`--max-keys`).
+fn kernel_memory(p: &Probe, max_keys: u32, json: &mut Json) {
+    let sizes = kvmprof::probe::table_sizes(max_keys);
+    let maps = p.map_memory();
+    let table: Vec<_> = maps
+        .iter()
+        .filter(|m| sizes.iter().any(|(n, _)| *n == m.name) || m.name == "PSLOTS_MAP")
+        .collect();
+    let bytes: u64 = table.iter().map(|m| m.bytes).sum();
+    let per_row = bytes as f64 / max_keys as f64;
+    let per_cpu: Vec<&str> = table
+        .iter()
+        .filter(|m| m.per_cpu)
+        .map(|m| m.name.as_str())
+        .collect();
+    let parts: Vec<String> = table
+        .iter()
+        .map(|m| format!("{} {:.0}", m.name, m.bytes as f64 / max_keys as f64))
+        .collect();
+    println!("| kernel memory per row (exit table and thread slots, as the kernel accounts them) | {per_row:.0} B | {}; per-CPU maps among them: {}; {max_keys} rows = {:.1} MiB on any host (goal ≤ 16 MB) |", parts.join(" + "), if per_cpu.is_empty() { "none".to_string() } else { per_cpu.join(", ") }, bytes as f64 / (1 << 20) as f64);
+    json.insert("kernel_bytes_per_row", serde_json::json!(per_row.round()));
+    json.insert("kernel_bytes_40960_rows", serde_json::json!(bytes));
+    json.insert(
+        "kernel_bytes_per_row_depends_on_cpus",
+        serde_json::json!(!per_cpu.is_empty()),
+    );
+}
+
+/// What the TUI adds on the same host: a refresh (App::on_sample: the interval and
+/// since-start views plus advice) and drawing one frame into a TestBackend, per screen.
+fn tui_cost(names: &ExitNames, samples: &[Sample], read_ms: f64) -> Result<(f64, f64)> {
+    use kvmprof::tui::App;
+    use ratatui::{backend::TestBackend, crossterm::event::KeyCode, Terminal};
+    let mut app = App::new(names.clone(), "bench".into());
+    let mut refresh = Vec::new();
+    for (i, s) in samples.iter().enumerate() {
+        let s = s.clone();
+        let t = thread_cpu();
+        app.on_sample(s);
+        if i > 0 {
+            refresh.push(cpu_ms(thread_cpu() - t));
+        }
+    }
+    let refresh = median(refresh);
+    println!("| TUI refresh: App::on_sample (the interval view; since-start and advice views are computed only while shown) | {refresh:.1} ms | thread CPU, median of {} |", samples.len() - 1);
+    println!(
+        "| TUI: sampler + refresh CPU at 1 s refresh | {:.2} % of a core | what `kvmprof` (top) costs on this host; goal ≤ 1.5 % |",
+        (read_ms + refresh) / 10.0
+    );
+    let mut term = Terminal::new(TestBackend::new(200, 60))?;
+    let key = |app: &mut App, c: KeyCode| {
+        app.on_key(ratatui::crossterm::event::KeyEvent::from(c));
+    };
+    for (screen, keys) in [
+        ("VM list", &[][..]),
+        ("one VM (reasons, vCPUs)", &[KeyCode::Enter][..]),
+        ("drill-down (Enter on the first row)", &[KeyCode::Enter][..]),
+        ("histogram (Enter again)", &[KeyCode::Enter][..]),
+    ] {
+        for &k in keys {
+            key(&mut app, k);
+        }
+        let mut times = Vec::new();
+        for _ in 0..20 {
+            let t = Instant::now();
+            term.draw(|f| f.render_widget(&app, f.area()))?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        println!(
+            "| TUI frame: {screen}, 200×60 | {:.2} ms | median of 20; goal ≤ 16 ms |",
+            median(times)
+        );
+    }
+    Ok((refresh, read_ms))
+}

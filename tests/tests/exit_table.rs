@@ -1,0 +1,188 @@
+//! Privileged tests of the exit table (one shared mmappable array of rows, reason tables,
+//! free lists): readers racing writers, rows spanning many octaves, rows given back on
+//! forget, refreshes that decode only what changed. Driven through the exact verified code
+//! with BPF_PROG_TEST_RUN.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use kvmprof::{
+    probe::{
+        testrun::{Event, OP_ENTRY, OP_EXIT},
+        Probe, ProbeOptions, Programs,
+    },
+    sample::{Key, Sample},
+};
+use profiler_common::{counter, hist, ISA_VMX};
+
+fn test_probe(max_keys: u32) -> Probe {
+    Probe::load(&ProbeOptions {
+        programs: Programs::TestRun,
+        max_keys,
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("loading the test entry: {e}"))
+}
+
+/// One exit+entry of (`vm`, `vcpu`'s thread, `reason`) at time `t` taking `lat` ns.
+fn pair(vm: u64, vcpu: u64, reason: u64, t: u64, lat: u64) -> [Event; 2] {
+    let tid = 50_000 + vm * 64 + vcpu;
+    [
+        [OP_EXIT, 5000 + vm, tid, t, vcpu, ISA_VMX as u64, reason],
+        [OP_ENTRY, 5000 + vm, tid, t + lat, vcpu, 0, 0],
+    ]
+}
+
+fn run(p: &Probe, events: &[Event]) {
+    let rets = p.test_run(events).expect("BPF_PROG_TEST_RUN");
+    assert!(rets.iter().all(|r| *r == 0), "test entry returned {rets:?}");
+}
+
+fn octaves(s: &Sample, k: &Key) -> usize {
+    let mut o: Vec<u16> = s.stats[k].hist.buckets.iter().map(|(b, _)| b / 8).collect();
+    o.dedup();
+    o.len()
+}
+
+/// A reader scanning the mapped rows while another CPU writes them never sees a count go
+/// backwards, and every row it reads is whole: its histogram holds exactly its count (the
+/// sequence lock; no row here spans more octaves than it links, so nothing is in the hash).
+#[test]
+fn a_reader_racing_the_writers_sees_no_torn_or_backward_row() {
+    if !common::privileged("a_reader_racing_the_writers_sees_no_torn_or_backward_row") {
+        return;
+    }
+    let p = test_probe(4096);
+    // 4 VMs × 4 vCPUs × 8 reasons = 128 rows; latencies over 6 octaves (64 ns – 4 µs).
+    let batch: Vec<Event> = (0..2_000u64)
+        .flat_map(|i| {
+            pair(
+                i % 4,
+                (i / 4) % 4,
+                (i / 16) % 8,
+                1_000 + i * 10_000,
+                64 << (i % 6),
+            )
+        })
+        .collect();
+    let rounds = 200u64;
+    let done = AtomicBool::new(false);
+    let (mut reads, mut moved) = (0u64, 0u64);
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            for _ in 0..rounds {
+                run(&p, &batch);
+            }
+            done.store(true, Ordering::Release);
+        });
+        let mut last: std::collections::BTreeMap<Key, u64> = Default::default();
+        while !done.load(Ordering::Acquire) {
+            let s = p.sample().expect("sample");
+            reads += 1;
+            for (k, st) in &s.stats {
+                assert_eq!(st.hist.total(), st.count, "torn row {k:?}: {st:?}");
+                let before = last.insert(*k, st.count).unwrap_or(0);
+                assert!(
+                    st.count >= before,
+                    "{k:?} went back from {before} to {}",
+                    st.count
+                );
+                moved += u64::from(st.count > before && before > 0);
+            }
+        }
+    });
+    let s = p.sample().expect("sample");
+    let total: u64 = s.stats.values().map(|st| st.count).sum();
+    assert_eq!(total, rounds * 2_000, "exits lost");
+    // The race really happened: rows were read while they moved, more than once.
+    assert!(
+        reads >= 3 && moved > 0,
+        "{reads} reads, {moved} rows seen moving"
+    );
+    eprintln!(
+        "{reads} reads during the writes, {moved} moving rows, {} torn reads retried past",
+        p.table_stats().1
+    );
+}
+
+/// A row spanning more octaves than it links keeps them in the overflow hash: the histogram
+/// is still exact. Forgetting the VM gives its rows and octaves back: the table can then be
+/// filled to --max-keys again with nothing refused.
+#[test]
+fn rows_spanning_many_octaves_are_exact_and_forgotten_rows_are_reused() {
+    if !common::privileged("rows_spanning_many_octaves_are_exact_and_forgotten_rows_are_reused") {
+        return;
+    }
+    let p = test_probe(256);
+    // 20 octaves on one row: 7 linked, 13 in the hash.
+    let events: Vec<Event> = (0..20u64)
+        .flat_map(|o| pair(0, 0, 12, 1_000 + o * 10_000_000, 9 << o))
+        .collect();
+    run(&p, &events);
+    let s = p.sample().expect("sample");
+    let k = Key {
+        tgid: 5000,
+        vcpu: 0,
+        isa: ISA_VMX,
+        reason: 12,
+    };
+    assert_eq!(s.stats[&k].count, 20);
+    assert_eq!(octaves(&s, &k), 20);
+    let want: Vec<(u16, u64)> = (0..20u64)
+        .map(|o| (hist::bucket(9 << o) as u16, 1))
+        .collect();
+    assert_eq!(s.stats[&k].hist.buckets, want);
+    // Fill the table: 255 more rows of VM 1 (256 in all), then one more key is refused.
+    let fill: Vec<Event> = (0..256u64)
+        .flat_map(|r| pair(1, r / 128, r % 128, 1_000, 500))
+        .collect();
+    run(&p, &fill);
+    let s = p.sample().expect("sample");
+    assert_eq!(s.stats.len(), 256, "rows in use");
+    assert_eq!(
+        s.counter(counter::STATS_FULL),
+        1,
+        "the 257th key is refused, and counted"
+    );
+    // Forget VM 1: its 255 rows go back, and a new VM gets them all, with nothing refused.
+    let mut p = p;
+    p.forget(&[5001]).expect("forget");
+    let refill: Vec<Event> = (0..255u64)
+        .flat_map(|r| pair(2, r / 128, r % 128, 1_000, 500))
+        .collect();
+    run(&p, &refill);
+    let s = p.sample().expect("sample");
+    assert_eq!(
+        s.counter(counter::STATS_FULL),
+        1,
+        "rows were not given back"
+    );
+    assert_eq!(s.stats.len(), 256);
+    assert!(s.stats.keys().all(|k| k.tgid != 5001));
+    assert_eq!(
+        s.stats.values().map(|st| st.hist.total()).sum::<u64>(),
+        20 + 255
+    );
+}
+
+/// A refresh decodes only the rows that changed since the last one.
+#[test]
+fn a_refresh_decodes_only_changed_rows() {
+    if !common::privileged("a_refresh_decodes_only_changed_rows") {
+        return;
+    }
+    let p = test_probe(4096);
+    let all: Vec<Event> = (0..1_000u64)
+        .flat_map(|i| pair(i / 250, (i / 50) % 5, i % 50, 1_000, 700))
+        .collect();
+    run(&p, &all);
+    p.sample().expect("sample");
+    assert_eq!(p.table_stats().0, 1_000);
+    let some: Vec<Event> = (0..3u64).flat_map(|i| pair(i, 0, 7, 5_000, 900)).collect();
+    run(&p, &some);
+    let s = p.sample().expect("sample");
+    assert_eq!(p.table_stats().0, 3, "unchanged rows were decoded again");
+    assert_eq!(s.stats.len(), 1_000);
+    assert_eq!(s.stats.values().map(|st| st.count).sum::<u64>(), 1_003);
+}
