@@ -28,8 +28,10 @@ pub struct Global {
     /// tracefs mount point (default: /sys/kernel/tracing, then /sys/kernel/debug/tracing).
     #[arg(long, global = true, value_name = "DIR")]
     pub tracefs: Option<PathBuf>,
-    /// Most (VM, vCPU, reason) rows kept in the kernel; further ones are counted as drops.
-    #[arg(long, global = true, default_value_t = 16384, value_name = "N")]
+    /// Most (VM, vCPU, reason) rows kept in the kernel (about 400 bytes of kernel memory each,
+    /// whatever the CPU count); further ones are counted as drops.
+    #[arg(long, global = true, default_value_t = 16384, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(64..=4_194_304))]
     pub max_keys: u32,
     /// Run even if another kvmprof is already profiling this host.
     #[arg(long, global = true)]

@@ -27,6 +27,17 @@ fn bad_duration_is_one_clear_line() {
     assert!(e.contains("`soon` is not a duration"), "{e}");
 }
 
+/// --max-keys sizes kernel maps: 0 would load nothing useful, billions would fail to load.
+#[test]
+fn max_keys_out_of_range_is_one_clear_line() {
+    for n in ["0", "4294967295"] {
+        let o = kvmprof(&["report", "--duration", "1s", "--max-keys", n]);
+        assert_eq!(o.status.code(), Some(2), "--max-keys {n}");
+        let e = stderr(&o);
+        assert!(e.contains("--max-keys") && e.contains("64..=4194304"), "{e}");
+    }
+}
+
 #[test]
 fn report_needs_a_length() {
     let o = kvmprof(&["report"]);

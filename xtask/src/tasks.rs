@@ -121,7 +121,12 @@ pub fn bench() -> Result<()> {
     let env = setup::setup()?;
     let root = workspace_root();
     let bench = crate::cargo::build_test_bin(&env, "kvmprof-bench")?;
-    let mut out = crate::util::cmd_output(&mut std::process::Command::new(bench))?;
+    // The numbers as JSON too, for tools and for the goals table (issue #13's keys).
+    let json = crate::cargo::target_dir().join("bench/host.json");
+    std::fs::create_dir_all(json.parent().expect("has a parent"))?;
+    let mut out = crate::util::cmd_output(
+        std::process::Command::new(bench).env("KVMPROF_BENCH_JSON", &json),
+    )?;
     // 5. Recording size per VM-hour (the sessions issue's benchmark).
     let size = crate::util::cmd_output(env.command("cargo").current_dir(&root).args([
         "run",
@@ -148,6 +153,6 @@ pub fn bench() -> Result<()> {
     let path = root.join("BENCHMARKS.md");
     let doc = std::fs::read_to_string(&path).unwrap_or_else(|_| "# kvmprof benchmarks\n\n".into());
     std::fs::write(&path, splice(&doc, HOST_HEADING, &section))?;
-    eprintln!("xtask: wrote BENCHMARKS.md");
+    eprintln!("xtask: wrote BENCHMARKS.md and {}", json.display());
     Ok(())
 }
