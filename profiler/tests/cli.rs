@@ -34,7 +34,10 @@ fn max_keys_out_of_range_is_one_clear_line() {
         let o = kvmprof(&["report", "--duration", "1s", "--max-keys", n]);
         assert_eq!(o.status.code(), Some(2), "--max-keys {n}");
         let e = stderr(&o);
-        assert!(e.contains("--max-keys") && e.contains("64..=4194304"), "{e}");
+        assert!(
+            e.contains("--max-keys") && e.contains("64..=4194304"),
+            "{e}"
+        );
     }
 }
 

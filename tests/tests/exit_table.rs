@@ -166,23 +166,31 @@ fn rows_spanning_many_octaves_are_exact_and_forgotten_rows_are_reused() {
     );
 }
 
-/// A refresh decodes only the rows that changed since the last one.
+/// A refresh decodes only the rows that changed since the last one; and it finds rows far
+/// past the first ones it scans (rows are used in index order; the scan follows them).
 #[test]
 fn a_refresh_decodes_only_changed_rows() {
     if !common::privileged("a_refresh_decodes_only_changed_rows") {
         return;
     }
-    let p = test_probe(4096);
-    let all: Vec<Event> = (0..1_000u64)
-        .flat_map(|i| pair(i / 250, (i / 50) % 5, i % 50, 1_000, 700))
-        .collect();
-    run(&p, &all);
+    let p = test_probe(8192);
+    let rows = |n: u64, t: u64| -> Vec<Event> {
+        (0..n)
+            .flat_map(|i| pair(i / 500, (i / 50) % 10, i % 50, t, 700))
+            .collect()
+    };
+    run(&p, &rows(1_000, 1_000));
     p.sample().expect("sample");
     assert_eq!(p.table_stats().0, 1_000);
-    let some: Vec<Event> = (0..3u64).flat_map(|i| pair(i, 0, 7, 5_000, 900)).collect();
+    let some: Vec<Event> = (0..3u64).flat_map(|i| pair(0, i, 7, 5_000, 900)).collect();
     run(&p, &some);
     let s = p.sample().expect("sample");
     assert_eq!(p.table_stats().0, 3, "unchanged rows were decoded again");
     assert_eq!(s.stats.len(), 1_000);
     assert_eq!(s.stats.values().map(|st| st.count).sum::<u64>(), 1_003);
+    // 5 000 rows at once: 4 000 beyond the ones seen so far.
+    run(&p, &rows(5_000, 9_000));
+    let s = p.sample().expect("sample");
+    assert_eq!(s.stats.len(), 5_000);
+    assert_eq!(s.stats.values().map(|st| st.count).sum::<u64>(), 6_003);
 }

@@ -4,7 +4,6 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use std::collections::btree_map::Entry;
 
 use aya::{
     maps::{HashMap, PerCpuArray, PerCpuHashMap},
@@ -33,16 +32,17 @@ pub fn sample(
 
     let overflow: HashMap<_, OverflowKey, Oct> =
         HashMap::try_from(ebpf.map("OVERFLOW").context("OVERFLOW map missing")?)?;
-    let rows = table.refresh(|k| overflow.get(&k, 0).ok());
-    // A key may have several rows (e.g. a vCPU served by a new thread): one statistic each.
-    for d in rows.iter().flatten() {
-        match s.stats.entry(d.key) {
-            Entry::Vacant(e) => {
-                e.insert(d.stat.clone());
-            }
-            Entry::Occupied(mut e) => merge(e.get_mut(), &d.stat),
+    table.refresh(|k| overflow.get(&k, 0).ok());
+    // Built from key-sorted input (a bulk build, no per-key search); a key may have several
+    // rows (e.g. a vCPU served by a new thread): one statistic each.
+    let mut merged: Vec<(Key, Stat)> = Vec::with_capacity(table.in_use());
+    for d in table.rows_by_key() {
+        match merged.last_mut() {
+            Some((k, st)) if *k == d.key => merge(st, &d.stat),
+            _ => merged.push((d.key, d.stat.clone())),
         }
     }
+    s.stats = merged.into_iter().collect();
 
     let evidence: PerCpuHashMap<_, ev::EvKey, ev::EvValue> =
         PerCpuHashMap::try_from(ebpf.map("EVIDENCE").context("EVIDENCE map missing")?)?;

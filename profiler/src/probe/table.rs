@@ -12,6 +12,10 @@ use crate::sample::{Hist, Key, Stat};
 const GEN_OFFSET: usize = std::mem::offset_of!(Row, gen);
 /// Tries before a row that is being written on every look is taken as it is.
 const TRIES: usize = 16;
+/// Rows scanned past the highest one seen in use. The free list is a FIFO filled in index
+/// order, so rows are first used in ascending order and the rows in use form a prefix, up to
+/// holes left by rows being set up on other CPUs (or given back after losing a race).
+const LOOKAHEAD: usize = 1024;
 
 /// A row as last decoded.
 #[derive(Clone, Debug)]
@@ -26,6 +30,15 @@ pub struct Table {
     octs: Mapped<Oct>,
     /// By `ROWS` index: the last decode of each row in use.
     cache: Vec<Option<Decoded>>,
+    /// Indexes of the rows in use, sorted by key (rebuilt only when rows come or go), so the
+    /// sample's map is built from sorted input.
+    order: Vec<u32>,
+    order_stale: bool,
+    /// One past the highest row index seen in use: a refresh scans about this many rows, not
+    /// the whole capacity (`--max-keys`).
+    hwm: usize,
+    /// Keys of the rows decoded or gone since the caller last took this list.
+    pub changed: Vec<Key>,
     /// Rows decoded by the last `refresh` (unchanged ones are reused).
     pub decoded: usize,
     /// Rows that were still being written after every try, taken as read (torn by at most the
@@ -40,6 +53,10 @@ impl Table {
             rows,
             octs,
             cache: vec![None; n],
+            order: Vec::new(),
+            order_stale: false,
+            hwm: 0,
+            changed: Vec::new(),
             decoded: 0,
             torn: 0,
         }
@@ -49,32 +66,77 @@ impl Table {
         &self.rows
     }
 
-    /// Every row in use, as of now. `overflow` looks up an octave a row keeps in the
-    /// OVERFLOW hash (rare: rows spanning more than LINKS octaves).
-    pub fn refresh(&mut self, overflow: impl Fn(OverflowKey) -> Option<Oct>) -> &[Option<Decoded>] {
+    /// Refresh every row in use; then `rows_by_key` gives them. `overflow` looks up an octave a
+    /// row keeps in the OVERFLOW hash (rare: rows spanning more than LINKS octaves).
+    pub fn refresh(&mut self, overflow: impl Fn(OverflowKey) -> Option<Oct>) {
         self.decoded = 0;
-        for i in 0..self.rows.len() {
+        let n = self.rows.len();
+        let mut end = (self.hwm + LOOKAHEAD).min(n);
+        let mut i = 0;
+        while i < end {
             let gen = self.rows.u64_at(i, GEN_OFFSET);
-            if gen == 0 {
-                // Free, or claimed and not yet counted in.
-                self.cache[i] = None;
-                continue;
+            if gen != 0 && i >= self.hwm {
+                self.hwm = i + 1;
+                end = (self.hwm + LOOKAHEAD).min(n);
             }
-            if self.cache[i].as_ref().is_some_and(|d| d.gen == gen) {
-                continue;
-            }
-            if let Some(d) = self.decode(i, &overflow) {
-                self.cache[i] = Some(d);
-                self.decoded += 1;
-            }
+            self.refresh_row(i, gen, &overflow);
+            i += 1;
         }
-        &self.cache
+        if self.order_stale {
+            self.order = (0..self.hwm.min(self.cache.len()) as u32)
+                .filter(|&i| self.cache[i as usize].is_some())
+                .collect();
+            let cache = &self.cache;
+            self.order
+                .sort_by_key(|&i| cache[i as usize].as_ref().map(|d| d.key));
+            self.order_stale = false;
+        }
+    }
+
+    fn refresh_row(&mut self, i: usize, gen: u64, overflow: &impl Fn(OverflowKey) -> Option<Oct>) {
+        if gen == 0 {
+            // Free, or claimed and not yet counted in.
+            if let Some(old) = self.cache[i].take() {
+                self.changed.push(old.key);
+                self.order_stale = true;
+            }
+            return;
+        }
+        if self.cache[i].as_ref().is_some_and(|d| d.gen == gen) {
+            return;
+        }
+        if let Some(d) = self.decode(i, overflow) {
+            if self.cache[i].as_ref().is_none_or(|old| old.key != d.key) {
+                self.order_stale = true;
+                if let Some(old) = &self.cache[i] {
+                    self.changed.push(old.key);
+                }
+            }
+            self.changed.push(d.key);
+            self.cache[i] = Some(d);
+            self.decoded += 1;
+        }
+    }
+
+    /// How many rows are in use.
+    pub fn in_use(&self) -> usize {
+        self.order.len()
+    }
+
+    /// The rows in use, in key order (a key may have several rows).
+    pub fn rows_by_key(&self) -> impl Iterator<Item = &Decoded> {
+        self.order
+            .iter()
+            .filter_map(|&i| self.cache[i as usize].as_ref())
     }
 
     /// The row `i` forgotten (freed by userspace): its next user starts from scratch.
     pub fn invalidate(&mut self, i: usize) {
         if let Some(c) = self.cache.get_mut(i) {
-            *c = None;
+            if let Some(old) = c.take() {
+                self.changed.push(old.key);
+                self.order_stale = true;
+            }
         }
     }
 
@@ -140,10 +202,13 @@ pub fn stat_of(
     overflow: &impl Fn(OverflowKey) -> Option<Oct>,
 ) -> Stat {
     let sub = hist::SUB as usize;
-    let mut buckets = Vec::new();
+    let mut buckets = Vec::with_capacity(row.nlinks as usize * sub);
     for o in 0..hist::ROWS {
-        let mut n = [0u64; hist::SUB as usize];
         let l = row.link[o] as usize;
+        if l == 0 && row.more & (1 << o) == 0 {
+            continue;
+        }
+        let mut n = [0u64; hist::SUB as usize];
         if l != 0 && l <= LINKS {
             n = octs[l - 1].n;
         }

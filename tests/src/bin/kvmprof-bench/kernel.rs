@@ -93,3 +93,31 @@ pub fn first_use(json: &mut Json) -> Result<()> {
     json.insert("first_use_ns", r1(m));
     Ok(())
 }
+
+/// The evidence programs' per-event cost (an MSR write: kvm_msr's program, through the test
+/// entry's op 4) above empty, and what their per-CPU map holds per key.
+pub fn evidence(json: &mut Json) -> Result<()> {
+    let p = test_probe(16384)?;
+    // 8 VMs × 32 MSRs, repeated.
+    let events: Vec<Event> = (0..20_000u64)
+        .map(|i| [4, 1000 + i % 8, 1, 0x4000_0000 + (i / 8) % 32, i, 0, 0])
+        .collect();
+    p.test_run(&events[..512])?;
+    let mut above = Vec::new();
+    for _ in 0..reps() {
+        let full = ns_per_run(&p, "kvmprof_test", &events)?;
+        let empty = ns_per_run(&p, "kvmprof_empty", &events)?;
+        above.push(full - empty);
+    }
+    let (lo, hi) = min_max(&above);
+    let m = median(above);
+    let cpus = aya::util::nr_cpus().map_or(1, |n| n);
+    let bytes = p
+        .map_memory()
+        .iter()
+        .find(|m| m.name == "EVIDENCE")
+        .map_or(0, |m| m.bytes);
+    println!("| evidence event (kvm_msr write) above empty | {m:.1} ns | median of {} (min {lo:.1}, max {hi:.1}); per-CPU hash: 256 keys take {:.0} KiB here ({cpus} CPUs), i.e. {:.0} B per key and CPU |", reps(), bytes as f64 / 1024.0, bytes as f64 / 256.0 / cpus as f64);
+    json.insert("evidence_event_ns_above_empty", r1(m));
+    Ok(())
+}

@@ -32,6 +32,7 @@ fn main() -> Result<()> {
     kernel::cost(&mut json)?;
     if std::env::var_os("KVMPROF_BENCH_KERNEL_ONLY").is_none() {
         kernel::first_use(&mut json)?;
+        kernel::evidence(&mut json)?;
         scale::small_host()?;
         scale::userspace_scale(&mut json)?;
     }

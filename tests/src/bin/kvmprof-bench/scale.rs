@@ -144,14 +144,19 @@ pub fn userspace_scale(json: &mut Json) -> Result<()> {
 }
 
 /// Kernel memory of the exit table's maps as the kernel accounts it (fdinfo memlock), per row
-/// of capacity (`--max-keys`).
+/// of capacity (`--max-keys`); the thread slots (a fixed 2 MiB, whatever the rows) apart.
 fn kernel_memory(p: &Probe, max_keys: u32, json: &mut Json) {
     let sizes = kvmprof::probe::table_sizes(max_keys);
     let maps = p.map_memory();
     let table: Vec<_> = maps
         .iter()
-        .filter(|m| sizes.iter().any(|(n, _)| *n == m.name) || m.name == "PSLOTS_MAP")
+        .filter(|m| sizes.iter().any(|(n, _)| *n == m.name))
         .collect();
+    let slots: u64 = maps
+        .iter()
+        .filter(|m| m.name == "PSLOTS_MAP")
+        .map(|m| m.bytes)
+        .sum();
     let bytes: u64 = table.iter().map(|m| m.bytes).sum();
     let per_row = bytes as f64 / max_keys as f64;
     let per_cpu: Vec<&str> = table
@@ -159,13 +164,22 @@ fn kernel_memory(p: &Probe, max_keys: u32, json: &mut Json) {
         .filter(|m| m.per_cpu)
         .map(|m| m.name.as_str())
         .collect();
-    let parts: Vec<String> = table
+    let mut parts: Vec<(u64, String)> = table
         .iter()
-        .map(|m| format!("{} {:.0}", m.name, m.bytes as f64 / max_keys as f64))
+        .map(|m| {
+            (
+                m.bytes,
+                format!("{} {:.0}", m.name, m.bytes as f64 / max_keys as f64),
+            )
+        })
         .collect();
-    println!("| kernel memory per row (exit table and thread slots, as the kernel accounts them) | {per_row:.0} B | {}; per-CPU maps among them: {}; {max_keys} rows = {:.1} MiB on any host (goal ≤ 16 MB) |", parts.join(" + "), if per_cpu.is_empty() { "none".to_string() } else { per_cpu.join(", ") }, bytes as f64 / (1 << 20) as f64);
+    parts.sort_by_key(|p| std::cmp::Reverse(p.0));
+    let parts: Vec<String> = parts.into_iter().map(|p| p.1).collect();
+    let mb = |b: u64| b as f64 / 1e6;
+    println!("| kernel memory per row (the exit table's maps, as the kernel accounts them) | {per_row:.0} B | {}; per-CPU maps among them: {}; {max_keys} rows = {:.1} MB on any host (goal ≤ 16 MB), plus the thread slots' fixed {:.1} MB |", parts.join(" + "), if per_cpu.is_empty() { "none".to_string() } else { per_cpu.join(", ") }, mb(bytes), mb(slots));
     json.insert("kernel_bytes_per_row", serde_json::json!(per_row.round()));
     json.insert("kernel_bytes_40960_rows", serde_json::json!(bytes));
+    json.insert("kernel_bytes_thread_slots", serde_json::json!(slots));
     json.insert(
         "kernel_bytes_per_row_depends_on_cpus",
         serde_json::json!(!per_cpu.is_empty()),
