@@ -248,7 +248,9 @@ pub struct Sample {
     pub mono_ns: u64,
     /// Wall clock at read time, ms since the Unix epoch.
     pub wall_ms: u64,
-    pub stats: BTreeMap<Key, Stat>,
+    /// Per key; a persistent map, so that a sample shares the rows that did not change with
+    /// the one before it (a clone is O(1), a changed key O(log n)).
+    pub stats: imbl::OrdMap<Key, Stat>,
     /// Exits that have not seen their entry yet (e.g. a halted vCPU), per key.
     pub in_flight: BTreeMap<Key, u64>,
     /// profiler_common::counter slots, summed over CPUs.

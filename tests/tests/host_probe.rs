@@ -336,7 +336,7 @@ fn rows_of_exited_processes_can_be_forgotten() {
     assert!(
         s.stats.keys().all(|k| k.tgid == 700),
         "{:?}",
-        s.stats.keys()
+        s.stats.keys().collect::<Vec<_>>()
     );
     assert!(s.in_flight.is_empty(), "{:?}", s.in_flight);
     // The freed slot is claimable again (its BPF_NOEXIST claim was released): a new thread

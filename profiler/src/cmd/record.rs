@@ -57,7 +57,12 @@ fn only_vms(s: &Sample, vms: &[VmSelector]) -> Sample {
         })
     };
     let mut out = s.clone();
-    out.stats.retain(|k, _| keep(k.tgid));
+    out.stats = s
+        .stats
+        .iter()
+        .filter(|(k, _)| keep(k.tgid))
+        .map(|(k, v)| (*k, v.clone()))
+        .collect();
     out.in_flight.retain(|k, _| keep(k.tgid));
     out.evidence.retain(|k, _| keep(k.tgid));
     out.vms.retain(|pid, _| keep(*pid));

@@ -106,7 +106,7 @@ fn record_then_report_and_diff_the_file() {
     assert!(
         last.stats.keys().all(|k| k.tgid == 100),
         "{:?}",
-        last.stats.keys()
+        last.stats.keys().collect::<Vec<_>>()
     );
 
     let cli = parse(&["report", f, "--vm", "pid 100"]);

@@ -142,9 +142,9 @@ impl Delta {
 }
 
 /// A cursor over a sorted map for keys looked up in ascending order.
-struct Seek<'a, V>(std::iter::Peekable<std::collections::btree_map::Iter<'a, Key, V>>);
+struct Seek<'a, V: 'a, I: Iterator<Item = (&'a Key, &'a V)>>(std::iter::Peekable<I>);
 
-impl<'a, V> Seek<'a, V> {
+impl<'a, V: 'a, I: Iterator<Item = (&'a Key, &'a V)>> Seek<'a, V, I> {
     /// The value of `k`; keys must be asked for in ascending order.
     fn seek(&mut self, k: &Key) -> Option<&'a V> {
         while self.0.next_if(|(a, _)| *a < k).is_some() {}

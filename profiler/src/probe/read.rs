@@ -33,16 +33,8 @@ pub fn sample(
     let overflow: HashMap<_, OverflowKey, Oct> =
         HashMap::try_from(ebpf.map("OVERFLOW").context("OVERFLOW map missing")?)?;
     table.refresh(|k| overflow.get(&k, 0).ok());
-    // Built from key-sorted input (a bulk build, no per-key search); a key may have several
-    // rows (e.g. a vCPU served by a new thread): one statistic each.
-    let mut merged: Vec<(Key, Stat)> = Vec::with_capacity(table.in_use());
-    for d in table.rows_by_key() {
-        match merged.last_mut() {
-            Some((k, st)) if *k == d.key => merge(st, &d.stat),
-            _ => merged.push((d.key, d.stat.clone())),
-        }
-    }
-    s.stats = merged.into_iter().collect();
+    s.stats = table.stats();
+    table.changed.clear();
 
     let evidence: PerCpuHashMap<_, ev::EvKey, ev::EvValue> =
         PerCpuHashMap::try_from(ebpf.map("EVIDENCE").context("EVIDENCE map missing")?)?;

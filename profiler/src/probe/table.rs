@@ -1,7 +1,10 @@
 //! Reads the exit table (`ROWS` and its `OCTS` octaves, both mapped) into per-key statistics,
 //! decoding only the rows whose sequence counter moved since the last read.
 
-use std::sync::atomic::{fence, Ordering};
+use std::{
+    collections::HashMap,
+    sync::atomic::{fence, Ordering},
+};
 
 use profiler_common::{hist, Oct, OverflowKey, Row, LINKS};
 
@@ -30,14 +33,17 @@ pub struct Table {
     octs: Mapped<Oct>,
     /// By `ROWS` index: the last decode of each row in use.
     cache: Vec<Option<Decoded>>,
-    /// Indexes of the rows in use, sorted by key (rebuilt only when rows come or go), so the
-    /// sample's map is built from sorted input.
-    order: Vec<u32>,
-    order_stale: bool,
+    /// The rows of each key in use (a key may have several: a vCPU served by a new thread).
+    rows_of: HashMap<Key, Vec<u32>>,
+    /// Per key, its rows summed: shared with every sample taken (a persistent map), updated
+    /// only for the keys whose rows moved.
+    stats: imbl::OrdMap<Key, Stat>,
+    /// Keys to recompute in `stats` at the end of the refresh.
+    stale: Vec<Key>,
     /// One past the highest row index seen in use: a refresh scans about this many rows, not
     /// the whole capacity (`--max-keys`).
     hwm: usize,
-    /// Keys of the rows decoded or gone since the caller last took this list.
+    /// Keys whose statistics changed, came or went since the caller last took this list.
     pub changed: Vec<Key>,
     /// Rows decoded by the last `refresh` (unchanged ones are reused).
     pub decoded: usize,
@@ -53,8 +59,9 @@ impl Table {
             rows,
             octs,
             cache: vec![None; n],
-            order: Vec::new(),
-            order_stale: false,
+            rows_of: HashMap::new(),
+            stats: imbl::OrdMap::new(),
+            stale: Vec::new(),
             hwm: 0,
             changed: Vec::new(),
             decoded: 0,
@@ -82,14 +89,72 @@ impl Table {
             self.refresh_row(i, gen, &overflow);
             i += 1;
         }
-        if self.order_stale {
-            self.order = (0..self.hwm.min(self.cache.len()) as u32)
-                .filter(|&i| self.cache[i as usize].is_some())
+        self.stale.sort_unstable();
+        self.stale.dedup();
+        if self.stale.len() > self.stats.len() / 4 {
+            // Most keys moved: building afresh beats copying tree paths key by key.
+            let mut order: Vec<(Key, u32)> = (0..self.hwm.min(self.cache.len()))
+                .filter_map(|i| self.cache[i].as_ref().map(|d| (d.key, i as u32)))
                 .collect();
-            let cache = &self.cache;
-            self.order
-                .sort_by_key(|&i| cache[i as usize].as_ref().map(|d| d.key));
-            self.order_stale = false;
+            order.sort_unstable();
+            let mut all: Vec<(Key, Stat)> = Vec::with_capacity(order.len());
+            for (k, i) in order {
+                let Some(d) = &self.cache[i as usize] else {
+                    continue;
+                };
+                match all.last_mut() {
+                    Some((lk, st)) if *lk == k => super::read::merge(st, &d.stat),
+                    _ => all.push((k, d.stat.clone())),
+                }
+            }
+            self.stats = all.into_iter().collect();
+            self.changed.append(&mut self.stale);
+            return;
+        }
+        for k in std::mem::take(&mut self.stale) {
+            match self.sum(&k) {
+                Some(st) => self.stats.insert(k, st),
+                None => self.stats.remove(&k),
+            };
+            self.changed.push(k);
+        }
+    }
+
+    /// The rows of `k` summed; None when it has none.
+    fn sum(&self, k: &Key) -> Option<Stat> {
+        let mut sum: Option<Stat> = None;
+        for &i in self.rows_of.get(k).map_or(&[][..], |v| &v[..]) {
+            if let Some(d) = &self.cache[i as usize] {
+                match &mut sum {
+                    None => sum = Some(d.stat.clone()),
+                    Some(st) => super::read::merge(st, &d.stat),
+                }
+            }
+        }
+        sum
+    }
+
+    /// Per key, as of the last refresh (an O(1) copy that shares storage).
+    pub fn stats(&self) -> imbl::OrdMap<Key, Stat> {
+        self.stats.clone()
+    }
+
+    /// Row `i` now holds `key` (None: no longer in use), where it held `old`.
+    fn rekey(&mut self, i: usize, old: Option<Key>, key: Option<Key>) {
+        if old == key {
+            return;
+        }
+        if let Some(o) = old {
+            if let Some(v) = self.rows_of.get_mut(&o) {
+                v.retain(|&r| r as usize != i);
+                if v.is_empty() {
+                    self.rows_of.remove(&o);
+                }
+            }
+            self.stale.push(o);
+        }
+        if let Some(k) = key {
+            self.rows_of.entry(k).or_default().push(i as u32);
         }
     }
 
@@ -97,55 +162,42 @@ impl Table {
         if gen == 0 {
             // Free, or claimed and not yet counted in.
             if let Some(old) = self.cache[i].take() {
-                self.changed.push(old.key);
-                self.order_stale = true;
+                self.rekey(i, Some(old.key), None);
             }
             return;
         }
         if self.cache[i].as_ref().is_some_and(|d| d.gen == gen) {
             return;
         }
-        if let Some(d) = self.decode(i, overflow) {
-            if self.cache[i].as_ref().is_none_or(|old| old.key != d.key) {
-                self.order_stale = true;
-                if let Some(old) = &self.cache[i] {
-                    self.changed.push(old.key);
-                }
+        let old = self.cache[i].take();
+        let old_key = old.as_ref().map(|o| o.key);
+        match self.decode(i, overflow, old) {
+            Some(d) => {
+                let key = d.key;
+                self.cache[i] = Some(d);
+                self.rekey(i, old_key, Some(key));
+                self.stale.push(key);
+                self.decoded += 1;
             }
-            self.changed.push(d.key);
-            self.cache[i] = Some(d);
-            self.decoded += 1;
+            None => self.rekey(i, old_key, None),
         }
-    }
-
-    /// How many rows are in use.
-    pub fn in_use(&self) -> usize {
-        self.order.len()
-    }
-
-    /// The rows in use, in key order (a key may have several rows).
-    pub fn rows_by_key(&self) -> impl Iterator<Item = &Decoded> {
-        self.order
-            .iter()
-            .filter_map(|&i| self.cache[i as usize].as_ref())
     }
 
     /// The row `i` forgotten (freed by userspace): its next user starts from scratch.
     pub fn invalidate(&mut self, i: usize) {
-        if let Some(c) = self.cache.get_mut(i) {
-            if let Some(old) = c.take() {
-                self.changed.push(old.key);
-                self.order_stale = true;
-            }
+        if let Some(old) = self.cache.get_mut(i).and_then(Option::take) {
+            self.rekey(i, Some(old.key), None);
         }
     }
 
     /// One consistent copy of row `i` and its linked octaves (sequence lock: retried while the
-    /// writer is inside, or moved on meanwhile).
+    /// writer is inside, or moved on meanwhile). `old` is the last copy: kept if the row is
+    /// written on every look, else its histogram's buffer is reused.
     fn decode(
         &mut self,
         i: usize,
         overflow: &impl Fn(OverflowKey) -> Option<Oct>,
+        old: Option<Decoded>,
     ) -> Option<Decoded> {
         for _ in 0..TRIES {
             let g1 = self.rows.u64_at(i, GEN_OFFSET);
@@ -157,16 +209,17 @@ impl Table {
             let (row, octs) = self.copy(i)?;
             fence(Ordering::Acquire);
             if self.rows.u64_at(i, GEN_OFFSET) == g1 {
-                return Some(self.decoded_of(i, g1, &row, &octs, overflow));
+                let buf = old.map(|o| o.stat.hist.buckets).unwrap_or_default();
+                return Some(decoded_of(i, g1, &row, &octs, overflow, buf));
             }
         }
         // Written on every look: keep the last consistent copy, or take this one as it is.
         self.torn += 1;
-        if let Some(old) = &self.cache[i] {
-            return Some(old.clone());
+        if old.is_some() {
+            return old;
         }
         let (row, octs) = self.copy(i)?;
-        Some(self.decoded_of(i, row.gen, &row, &octs, overflow))
+        Some(decoded_of(i, row.gen, &row, &octs, overflow, Vec::new()))
     }
 
     fn copy(&self, i: usize) -> Option<(Row, [Oct; LINKS])> {
@@ -177,20 +230,20 @@ impl Table {
         }
         Some((row, octs))
     }
+}
 
-    fn decoded_of(
-        &self,
-        i: usize,
-        gen: u64,
-        row: &Row,
-        octs: &[Oct; LINKS],
-        overflow: &impl Fn(OverflowKey) -> Option<Oct>,
-    ) -> Decoded {
-        Decoded {
-            gen,
-            key: Key::from(row.key),
-            stat: stat_of(i as u32, row, octs, overflow),
-        }
+fn decoded_of(
+    i: usize,
+    gen: u64,
+    row: &Row,
+    octs: &[Oct; LINKS],
+    overflow: &impl Fn(OverflowKey) -> Option<Oct>,
+    buf: Vec<(u16, u64)>,
+) -> Decoded {
+    Decoded {
+        gen,
+        key: Key::from(row.key),
+        stat: stat_of(i as u32, row, octs, overflow, buf),
     }
 }
 
@@ -200,9 +253,10 @@ pub fn stat_of(
     row: &Row,
     octs: &[Oct; LINKS],
     overflow: &impl Fn(OverflowKey) -> Option<Oct>,
+    mut buckets: Vec<(u16, u64)>,
 ) -> Stat {
     let sub = hist::SUB as usize;
-    let mut buckets = Vec::with_capacity(row.nlinks as usize * sub);
+    buckets.clear();
     for o in 0..hist::ROWS {
         let l = row.link[o] as usize;
         if l == 0 && row.more & (1 << o) == 0 {

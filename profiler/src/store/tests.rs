@@ -231,7 +231,12 @@ fn keys_appear_and_disappear() {
     let mut g = Gen::new(2, 4, 5);
     let mut samples: Vec<Sample> = (0..5).map(|_| g.next()).collect();
     // VM 1001 exits: its keys and metadata vanish.
-    g.s.stats.retain(|k, _| k.tgid != 1001);
+    g.s.stats =
+        g.s.stats
+            .clone()
+            .into_iter()
+            .filter(|(k, _)| k.tgid != 1001)
+            .collect();
     g.s.vms.remove(&1001);
     samples.extend((0..5).map(|_| g.next()));
     // A new VM starts with a lower pid than the survivor (keys insert before existing ones).
