@@ -79,6 +79,17 @@ fn what(event: Event) -> (&'static str, &'static str) {
     }
 }
 
+/// Sub-reason counts are kept per VM: a vCPU cannot be asked for.
+pub(crate) fn per_vm_only(event: Event, vcpu: Option<u32>) -> Result<(), ReportError> {
+    match vcpu {
+        Some(_) => Err(ReportError::VcpuWithEvidence {
+            event: event.arg(),
+            what: what(event).0,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Appends one sub-reason table (after the "Analyze events" line).
 pub(crate) fn table(
     out: &mut String,
@@ -89,12 +100,7 @@ pub(crate) fn table(
     sort: SortBy,
 ) -> Result<(), ReportError> {
     let (counted, rows_with_time) = what(event);
-    if vcpu.is_some() {
-        return Err(ReportError::VcpuWithEvidence {
-            event: event.arg(),
-            what: counted,
-        });
-    }
+    per_vm_only(event, vcpu)?;
     let keyed = evidence.keyed(event, vm.map(|v| v.pid));
     let mut rows: Vec<(&String, u64)> = keyed.iter().map(|(k, n)| (k, *n)).collect();
     // Only counts exist: name order for `-k name`, count order for everything else.
@@ -103,7 +109,7 @@ pub(crate) fn table(
         _ => rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0))),
     }
     let total: u64 = rows.iter().map(|r| r.1).sum();
-    out.push_str(&header(event.header(), false));
+    out.push_str(&header(event.header(), false, false));
     out.push_str("\n\n");
     for (k, n) in &rows {
         out.push_str(&format!(

@@ -11,8 +11,8 @@
 //!   its name; a 257th such name is an error (perf prints all unknown reasons as `UNKNOWN`).
 //! - Time linear in the text: names are looked up in a hash index, and which tables overlap
 //!   is decided from one pass over all of them.
-//! - Stat: count = Samples, sum = Avg × Samples (ns, rounded), min / max as printed (0 when this
-//!   perf printed none), no histogram.
+//! - Stat: count = Samples, sum = the row's time as `import_time` rebuilds it from Avg, Time%
+//!   and the footer, min / max as printed (0 when this perf printed none), no histogram.
 //! - MSR / IO Port / MMIO tables become evidence counts; their times are dropped (kvmprof's
 //!   evidence holds counts only).
 
@@ -22,6 +22,7 @@ use profiler_common::ev;
 
 use super::{
     import_names::{detect_isa, Names},
+    import_time,
     perf_layout::Event,
     perf_rows::{ImportError, ImportWarning, PerfRow, Section},
 };
@@ -196,15 +197,25 @@ fn exits(
             "this table printed no Min/Max Time: they read as 0",
         ));
     }
-    for r in sec.rows.iter().filter(|r| r.samples > 0) {
-        let reason = names.resolve(isa, &r.name, r.line)?;
+    let times = import_time::row_times(sec);
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (r, &sum_ns) in sec.rows.iter().zip(&times).filter(|(r, _)| r.samples > 0) {
+        let nth = seen.entry(&r.name).or_insert(0);
+        let reason = names.resolve(isa, &r.name, *nth, r.line)?;
+        *nth += 1;
         let key = Key {
             tgid,
             vcpu: sec.vcpu.unwrap_or(0),
             isa,
             reason,
         };
-        let st = stat(r, sec.total_time_us);
+        let st = Stat {
+            count: r.samples,
+            sum_ns,
+            min_ns: r.min_us.map_or(0, ns),
+            max_ns: r.max_us.map_or(0, ns),
+            hist: Default::default(),
+        };
         budget.take(r.line, st.count, st.sum_ns.max(st.max_ns).max(st.min_ns))?;
         merge(s.stats.entry(key).or_default(), &st);
     }
@@ -213,22 +224,6 @@ fn exits(
 
 fn ns(us: f64) -> u64 {
     (us * 1e3).round() as u64
-}
-
-fn stat(r: &PerfRow, total_time_us: Option<f64>) -> Stat {
-    let sum_ns = match (r.avg_us, r.time_pct, total_time_us) {
-        (Some(avg), _, _) => (avg * 1e3 * r.samples as f64).round() as u64,
-        (None, _, _) if r.total_us.is_some() => r.total_us.map_or(0, ns),
-        (None, Some(p), Some(t)) => ns(p / 100.0 * t),
-        _ => 0,
-    };
-    Stat {
-        count: r.samples,
-        sum_ns,
-        min_ns: r.min_us.map_or(0, ns),
-        max_ns: r.max_us.map_or(0, ns),
-        hist: Default::default(),
-    }
 }
 
 fn merge(into: &mut Stat, add: &Stat) {

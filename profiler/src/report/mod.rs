@@ -10,6 +10,7 @@ mod evidence;
 mod import_build;
 mod import_check;
 mod import_names;
+mod import_time;
 pub mod json;
 mod kvmexit;
 pub mod perf_import;
@@ -19,11 +20,14 @@ mod perf_parse;
 mod perf_paste;
 mod perf_rows;
 pub mod perf_table;
+mod perf_table64;
 mod printf;
 mod rows;
 
 #[cfg(test)]
 mod tests_diff;
+#[cfg(test)]
+mod tests_fidelity;
 #[cfg(test)]
 mod tests_import;
 #[cfg(test)]
@@ -42,7 +46,7 @@ use std::path::Path;
 pub use diff::{diff, diff_with, Diff, DiffOptions};
 pub use evidence::Evidence;
 pub use perf_import::{import, ImportError, ImportWarning, PerfImport};
-pub use perf_layout::{Event, SortBy};
+pub use perf_layout::{Event, PerfLayout, SortBy};
 pub use perf_table::{render as perf_table, TableOptions};
 
 use crate::{

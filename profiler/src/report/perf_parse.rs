@@ -112,6 +112,7 @@ impl Parser {
             if o.sec.rows.is_empty() && next && header_rest(line) {
                 let whole = format!("{} {line}", o.header);
                 if let Some(h) = parse_header(&whole).map_err(|m| at(n, m))? {
+                    o.sec.layout = h.layout();
                     o.sec.columns = h.columns;
                     o.unit_us = h.unit_us;
                     o.header = whole;
@@ -148,6 +149,14 @@ impl Parser {
                 }
             }
         }
+        // A comment (kvmprof's notes after its tables, a shell prompt) is never a row.
+        if line.starts_with('#') {
+            if o.gap.is_empty() {
+                o.gap_first = quote(line);
+            }
+            o.gap.push(n);
+            return Ok(());
+        }
         if is_cut_marker(line) {
             let msg = format!(
                 "the {} table of line {} was cut here by its poster ({}): its rows below this one are not in the paste",
@@ -181,8 +190,11 @@ impl Parser {
     }
 
     fn open(&mut self, n: usize, line: &str, h: Header) {
+        let layout = h.layout();
+        let mut sec = Section::new(n, self.target.0.clone(), self.target.1, h.event, h.columns);
+        sec.layout = layout;
         self.open = Some(Open {
-            sec: Section::new(n, self.target.0.clone(), self.target.1, h.event, h.columns),
+            sec,
             header: line.to_string(),
             header_end: n,
             unit_us: h.unit_us,

@@ -17,7 +17,8 @@
 
 use super::{
     evidence,
-    perf_layout::{footer, header, Event, SortBy, NAME_WIDTH},
+    perf_layout::{footer, header, Event, PerfLayout, SortBy, NAME_WIDTH},
+    perf_table64,
     printf::{f, s},
     rows::{pct, rel_stderr_pct, select},
     Data, ReportError,
@@ -38,6 +39,8 @@ pub struct TableOptions {
     pub percentiles: bool,
     /// After the all-VMs table, one table per VM (when there are several).
     pub per_vm: bool,
+    /// perf's classic print_result layout, or perf ≥ 6.4's (see perf_table64.rs).
+    pub layout: PerfLayout,
 }
 
 /// The tables `opts` asks for, concatenated.
@@ -58,9 +61,16 @@ pub fn render(data: &Data, opts: &TableOptions) -> Result<String, ReportError> {
     let mut out = String::new();
     for (i, vm) in scopes.into_iter().enumerate() {
         out.push_str(&analyze_line(vm, opts.vcpu));
-        match opts.event {
-            Event::Vmexit => exit_table(&mut out, view, vm, opts, i == 0),
-            ev => evidence::table(&mut out, &data.evidence, ev, vm, opts.vcpu, opts.sort)?,
+        match (opts.event, opts.layout) {
+            (Event::Vmexit, PerfLayout::Classic) => exit_table(&mut out, view, vm, opts, i == 0),
+            (Event::Vmexit, PerfLayout::V6_4) => perf_table64::exit_table(&mut out, view, vm, opts),
+            (ev, PerfLayout::Classic) => {
+                evidence::table(&mut out, &data.evidence, ev, vm, opts.vcpu, opts.sort)?
+            }
+            (ev, PerfLayout::V6_4) => {
+                evidence::per_vm_only(ev, opts.vcpu)?;
+                perf_table64::counts_table(&mut out, &data.evidence, ev, vm, opts.sort)
+            }
         }
     }
     Ok(out)
@@ -96,9 +106,12 @@ fn exit_table(out: &mut String, view: &View, vm: Option<&VmView>, o: &TableOptio
     if total_t == 0 && !rows.is_empty() && rows.iter().all(|r| r.max_ns == 0) {
         return untimed_table(out, &rows, vm);
     }
-    let mut h = header(Event::Vmexit.header(), true);
+    // A table read from a perf that printed no Min/Max has none: no made-up 0.00us.
+    let extremes = rows.iter().any(|r| r.max_ns > 0);
+    let mut h = header(Event::Vmexit.header(), true, extremes);
     if o.percentiles {
-        h = format!("{h:<ROW_AVG_END$}");
+        let end = ROW_AVG_END - if extremes { 0 } else { 24 };
+        h = format!("{h:<end$}");
         for p in ["p50", "p99", "p99.9"] {
             h.push_str(&format!(" {}", s(11, p)));
         }
@@ -111,14 +124,21 @@ fn exit_table(out: &mut String, view: &View, vm: Option<&VmView>, o: &TableOptio
     for r in &rows {
         let err = rel_stderr_pct(r);
         missing_hist |= err.is_none() || (o.percentiles && !r.has_percentiles());
+        let min_max = if extremes {
+            format!(
+                "{}us {}us ",
+                f(9, 2, r.min_ns as f64 / 1e3),
+                f(9, 2, r.max_ns as f64 / 1e3)
+            )
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "{} {:>10} {}% {}% {}us {}us {}us ( +-{} )",
+            "{} {:>10} {}% {}% {min_max}{}us ( +-{} )",
             s(NAME_WIDTH, &printable(&r.name)),
             r.timed,
             f(8, 2, pct(r.timed as f64, total_n as f64)),
             f(8, 2, pct(r.total_ns as f64, total_t as f64)),
-            f(9, 2, r.min_ns as f64 / 1e3),
-            f(9, 2, r.max_ns as f64 / 1e3),
             f(9, 2, r.mean_ns / 1e3),
             err.map_or_else(|| "    n/a ".to_string(), |e| format!("{}%", f(7, 2, e))),
         ));
@@ -173,7 +193,7 @@ fn exit_table(out: &mut String, view: &View, vm: Option<&VmView>, o: &TableOptio
 
 /// Exit counts known without their times: Samples and Samples% only, as the sub-reason tables.
 fn untimed_table(out: &mut String, rows: &[&Row], vm: Option<&VmView>) {
-    out.push_str(&header(Event::Vmexit.header(), false));
+    out.push_str(&header(Event::Vmexit.header(), false, false));
     out.push_str("\n\n");
     let total: u64 = rows.iter().map(|r| r.timed).sum();
     for r in rows {
@@ -192,7 +212,13 @@ fn untimed_table(out: &mut String, rows: &[&Row], vm: Option<&VmView>) {
 }
 
 /// kvmprof's lines after perf's footer.
-fn notes(out: &mut String, all: &[Row], rows: &[&Row], vm: Option<&VmView>, missing_hist: bool) {
+pub(crate) fn notes(
+    out: &mut String,
+    all: &[Row],
+    rows: &[&Row],
+    vm: Option<&VmView>,
+    missing_hist: bool,
+) {
     if let Some(v) = vm {
         out.push_str(&format!("# VM {} (pid {})\n", printable(&v.name), v.pid));
     }

@@ -1,0 +1,186 @@
+//! Import → print fidelity: every perf table of the corpus (profiler/tests/corpus), of the
+//! perf ≥ 6.4 fixtures (profiler/tests/perf64) and of the golden files is imported, printed
+//! again in its own layout for its own VM and vCPU, read back, and compared with its source
+//! column by column: every number the source printed must come back with the same digits.
+//!
+//! Not compared, because kvmprof keeps no such number: perf's `( +- x% )` (no sum of squares
+//! in an import), and the time columns of MSR / IO port / MMIO tables (kvmprof counts those
+//! accesses without timing them). A table its poster cut (a `........` line, rows left out:
+//! its Samples% add up to less than 100 %) has shares of rows the text does not hold: only
+//! its columns that do not depend on the other rows are compared (Samples, Min, Max, Avg,
+//! Time (ns)).
+
+use std::collections::HashMap;
+
+use super::{
+    import_build,
+    perf_import::{parse, PerfImport},
+    perf_rows::{Column, PerfRow, Section},
+    *,
+};
+use crate::{model::VmSelector, sample::Sample};
+
+/// Whether the rows hold less than the whole table (their Samples% add up to less than 100 %,
+/// beyond what rounding explains).
+fn cut(sec: &Section) -> bool {
+    let (sum, slack) = sec.rows.iter().fold((0.0, 0.0), |(s, k), r| {
+        let whole = if sec.layout == PerfLayout::V6_4 {
+            1.0
+        } else {
+            r.rounding.pct
+        };
+        (s + r.samples_pct.unwrap_or(0.0), k + whole)
+    });
+    sum + slack < 99.99
+}
+
+/// Every `.txt` of a directory, with corpus `## key: value` header lines dropped.
+fn texts(dir: &str) -> Vec<(String, String)> {
+    let dir = format!("{}/{dir}", env!("CARGO_MANIFEST_DIR"));
+    let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "txt"))
+        .map(|e| {
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            let body: Vec<&str> = text.lines().skip_while(|l| l.starts_with("## ")).collect();
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, body.join("\n"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+pub(super) fn all_sources() -> Vec<(String, String)> {
+    let mut all = texts("tests/corpus");
+    all.extend(texts("tests/perf64"));
+    all.extend(
+        texts("src/report/golden")
+            .into_iter()
+            .filter(|(n, _)| n.starts_with("perf_") || n.starts_with("vmexit_")),
+    );
+    all
+}
+
+/// One table imported on its own, printed in its own layout for its own VM and vCPU.
+pub(super) fn reprint(sec: &Section) -> String {
+    let mut warnings = Vec::new();
+    let (newer, names) = import_build::samples(std::slice::from_ref(sec), &mut warnings)
+        .expect("the table imported once imports alone");
+    let imp = PerfImport {
+        sections: vec![sec.clone()],
+        older: Sample::default(),
+        newer,
+        names,
+        warnings: Vec::new(),
+    };
+    let data = Data::from_import(&imp, "source");
+    let o = TableOptions {
+        event: sec.event,
+        vm: sec
+            .pids
+            .first()
+            .map(|p| VmSelector::parse(&p.to_string()).unwrap()),
+        vcpu: sec.vcpu.filter(|_| sec.event == Event::Vmexit),
+        layout: sec.layout,
+        ..Default::default()
+    };
+    perf_table(&data, &o).unwrap()
+}
+
+fn value(r: &PerfRow, c: Column) -> Option<f64> {
+    match c {
+        Column::Samples => Some(r.samples as f64),
+        Column::SamplesPct => r.samples_pct,
+        Column::TimePct => r.time_pct,
+        Column::Min => r.min_us,
+        Column::Max => r.max_us,
+        Column::Avg => r.avg_us,
+        Column::TotalTime => r.total_us,
+    }
+}
+
+/// The columns of `src` that differ in `again`, as "NAME column: source vs printed" lines.
+pub(super) fn differences(src: &Section, again: &Section) -> Vec<String> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut out = Vec::new();
+    let timed = src.event == Event::Vmexit;
+    let whole = !cut(src);
+    for r in src.rows.iter().filter(|r| r.samples > 0) {
+        let k = seen.entry(&r.name).or_insert(0);
+        let Some(b) = again.rows.iter().filter(|b| b.name == r.name).nth(*k) else {
+            out.push(format!("{}: not printed", r.name));
+            continue;
+        };
+        *k += 1;
+        for &c in &src.columns {
+            let shares = matches!(c, Column::SamplesPct | Column::TimePct);
+            let compared = match c {
+                Column::Samples => true,
+                Column::SamplesPct => whole,
+                _ => timed && (whole || !shares),
+            };
+            // Both sides were printed with the same number of decimals (the same layout),
+            // so equal values are equal digits.
+            if compared && value(r, c) != value(b, c) {
+                out.push(format!(
+                    "{} {c:?}: source {:?}, printed {:?}",
+                    r.name,
+                    value(r, c),
+                    value(b, c)
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_table_prints_back_to_its_own_digits() {
+    let (mut tables, mut whole) = (0, 0);
+    let mut failures = Vec::new();
+    for (file, text) in all_sources() {
+        let Ok((sections, _)) = parse(&text) else {
+            continue;
+        };
+        for src in &sections {
+            // bcc kvmexit counts are not a perf table: there is no layout to print them in.
+            if !src.columns.contains(&Column::SamplesPct) {
+                continue;
+            }
+            tables += 1;
+            whole += usize::from(!cut(src));
+            let printed = reprint(src);
+            let (again, _) = parse(&printed).unwrap_or_else(|e| panic!("{file}: {e}\n{printed}"));
+            let again = again
+                .first()
+                .unwrap_or_else(|| panic!("{file}: no table printed\n{printed}"));
+            assert_eq!(
+                (&again.pids[..], again.vcpu, again.layout),
+                (&src.pids[..1.min(src.pids.len())], src.vcpu, src.layout),
+                "{file} line {}: printed for another VM, vCPU or layout\n{printed}",
+                src.line
+            );
+            let diff = differences(src, again);
+            if !diff.is_empty() {
+                failures.push(format!(
+                    "{file} line {}:\n  {}\n{printed}",
+                    src.line,
+                    diff.join("\n  ")
+                ));
+            }
+        }
+    }
+    println!("{tables} tables printed back, {whole} of them whole");
+    assert!(
+        tables >= 40 && whole >= 30,
+        "only {tables} tables ({whole} whole) read"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} tables do not print back:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
