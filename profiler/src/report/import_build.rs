@@ -2,8 +2,8 @@
 //! needs.
 //!
 //! - VM: the first pid of `pid(s) ...` (several pids cannot be told apart), or pid 0 named
-//!   "all VMs"; vCPU: `VCPU N`, or 0 for an all-VCPUs table. When the same VMs have an
-//!   all-VCPUs table, their per-VCPU tables are skipped (they count the same exits again);
+//!   "all VMs"; vCPU: `VCPU N`, or 0 for an all-VCPUs table. Tables that count the same exits
+//!   twice (per-VCPU and all-VCPUs, per-pid and all-VMs) are read once (`import_overlap`);
 //!   repeated tables of one target (`perf kvm stat live` intervals) are added up.
 //! - Names: decoded back to codes by the built-in names under the ISA most names belong to;
 //!   `0x4a` (kvmprof's unknown codes) and ` FAILED_VMENTRY` are read back; any other name
@@ -16,12 +16,13 @@
 //! - MSR / IO Port / MMIO tables become evidence counts; their times are dropped (kvmprof's
 //!   evidence holds counts only).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use profiler_common::ev;
 
 use super::{
     import_names::{detect_isa, Names},
+    import_overlap::Overlap,
     import_time,
     perf_layout::Event,
     perf_rows::{ImportError, ImportWarning, PerfRow, Section},
@@ -72,69 +73,6 @@ pub(crate) fn samples(
         }
     }
     Ok((s, names.names))
-}
-
-/// Which tables count the same exits as others, from one pass over all of them (per table
-/// kind: the targets that have an all-VCPUs table, and the samples of the all-VCPUs tables of
-/// single VMs and of all VMs).
-#[derive(Default)]
-struct Overlap<'a> {
-    whole: HashSet<(&'static str, &'a [u32])>,
-    kinds: HashMap<&'static str, Totals>,
-}
-
-#[derive(Default)]
-struct Totals {
-    per_pid: Option<u64>,
-    all_vms: Option<u64>,
-}
-
-impl<'a> Overlap<'a> {
-    fn of(sections: &'a [Section]) -> Self {
-        let mut o = Overlap::default();
-        for sec in sections.iter().filter(|s| s.vcpu.is_none()) {
-            let kind = sec.event.header();
-            o.whole.insert((kind, &sec.pids));
-            let t = o.kinds.entry(kind).or_default();
-            let slot = if sec.pids.is_empty() {
-                &mut t.all_vms
-            } else {
-                &mut t.per_pid
-            };
-            let n = sec
-                .rows
-                .iter()
-                .fold(0u64, |n, r| n.saturating_add(r.samples));
-            *slot = Some(slot.unwrap_or(0).saturating_add(n));
-        }
-        o
-    }
-
-    /// Why `sec` repeats exits another section counts, if it does.
-    fn skipped(&self, sec: &Section) -> Option<String> {
-        let kind = sec.event.header();
-        if let Some(v) = sec.vcpu {
-            return self.whole.contains(&(kind, &sec.pids[..])).then(|| {
-                format!("VCPU {v} table skipped: the all-VCPUs table of the same VMs already counts these exits")
-            });
-        }
-        // An all-VMs table next to per-pid tables: keep the per-pid ones when they add up to it.
-        let Some(Totals {
-            per_pid: Some(per_pid),
-            all_vms: Some(all_vms),
-        }) = self.kinds.get(kind)
-        else {
-            return None;
-        };
-        match (sec.pids.is_empty(), per_pid == all_vms) {
-            (true, true) => Some("all-VMs table skipped: the per-pid tables count the same exits".into()),
-            (false, false) => Some(
-                "per-pid table skipped: it does not add up with the others to the all-VMs table, which is used instead"
-                    .into(),
-            ),
-            _ => None,
-        }
-    }
 }
 
 /// Running totals, kept far below u64::MAX so no sum downstream can overflow.

@@ -10,6 +10,7 @@ mod evidence;
 mod import_build;
 mod import_check;
 mod import_names;
+mod import_overlap;
 mod import_time;
 pub mod json;
 mod kvmexit;
@@ -24,6 +25,8 @@ mod perf_table64;
 mod printf;
 mod rows;
 
+#[cfg(test)]
+mod tests_attribution;
 #[cfg(test)]
 mod tests_diff;
 #[cfg(test)]
@@ -94,6 +97,33 @@ pub struct Data {
     pub has_hist: bool,
     /// Notes for the user (damaged recording frames, inconsistent perf totals, ...).
     pub warnings: Vec<String>,
+    /// Whose exits these are, when perf text said so for all of its tables ("Analyze events
+    /// for pid(s) 777, VCPU 1"): the tables print that scope unless asked for another.
+    pub scope: Option<Scope>,
+}
+
+/// perf's "Analyze events for" target: `pid(s) 12,34` (empty: all VMs) and `VCPU N`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub pids: Vec<u32>,
+    pub vcpu: Option<u32>,
+}
+
+impl Scope {
+    /// What every table of `imp` says alike: its pids, its vCPU (tables of one VM's vCPUs 0
+    /// and 1 are that VM's, of all its vCPUs).
+    fn of(imp: &PerfImport) -> Option<Scope> {
+        let (first, rest) = imp.sections.split_first()?;
+        let pids = if rest.iter().all(|s| s.pids == first.pids) {
+            first.pids.clone()
+        } else {
+            Vec::new()
+        };
+        let vcpu = first
+            .vcpu
+            .filter(|v| rest.iter().all(|s| s.vcpu == Some(*v)));
+        (!pids.is_empty() || vcpu.is_some()).then_some(Scope { pids, vcpu })
+    }
 }
 
 impl Data {
@@ -105,6 +135,7 @@ impl Data {
             label: label.to_string(),
             has_hist: true,
             warnings: Vec::new(),
+            scope: None,
         }
     }
 
@@ -129,6 +160,7 @@ impl Data {
             label: label.to_string(),
             has_hist: false,
             warnings: Vec::new(),
+            scope: Scope::of(imp),
         }
     }
 }

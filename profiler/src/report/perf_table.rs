@@ -21,7 +21,7 @@ use super::{
     perf_table64,
     printf::{f, s},
     rows::{pct, rel_stderr_pct, select},
-    Data, ReportError,
+    Data, ReportError, Scope,
 };
 use crate::model::{Row, View, VmSelector, VmView};
 use crate::text::printable;
@@ -45,6 +45,7 @@ pub struct TableOptions {
 
 /// The tables `opts` asks for, concatenated.
 pub fn render(data: &Data, opts: &TableOptions) -> Result<String, ReportError> {
+    let opts = &scoped(data, opts);
     let view = &data.view;
     let mut scopes: Vec<Option<&VmView>> = Vec::new();
     match &opts.vm {
@@ -60,7 +61,7 @@ pub fn render(data: &Data, opts: &TableOptions) -> Result<String, ReportError> {
     }
     let mut out = String::new();
     for (i, vm) in scopes.into_iter().enumerate() {
-        out.push_str(&analyze_line(vm, opts.vcpu));
+        out.push_str(&analyze_line(vm, opts.vcpu, data.scope.as_ref()));
         match (opts.event, opts.layout) {
             (Event::Vmexit, PerfLayout::Classic) => exit_table(&mut out, view, vm, opts, i == 0),
             (Event::Vmexit, PerfLayout::V6_4) => perf_table64::exit_table(&mut out, view, vm, opts),
@@ -76,11 +77,33 @@ pub fn render(data: &Data, opts: &TableOptions) -> Result<String, ReportError> {
     Ok(out)
 }
 
-/// perf's print_vcpu_info, after the two newlines print_result starts with.
-fn analyze_line(vm: Option<&VmView>, vcpu: Option<u32>) -> String {
-    let who = match vm {
-        None => "all VMs, ".to_string(),
-        Some(v) => format!("pid(s) {}, ", v.pid),
+/// `opts` with the perf text's own VM and vCPU where it asks for none: a table read from
+/// `perf kvm stat report -p 777 --vcpu 1` prints back as pid 777's vCPU 1, not as all of them.
+fn scoped(data: &Data, opts: &TableOptions) -> TableOptions {
+    let mut o = opts.clone();
+    let Some(sc) = &data.scope else { return o };
+    if o.vm.is_none() {
+        o.vm = sc
+            .pids
+            .first()
+            .and_then(|p| VmSelector::parse(&p.to_string()).ok());
+    }
+    if o.vcpu.is_none() && o.event == Event::Vmexit {
+        o.vcpu = sc.vcpu;
+    }
+    o
+}
+
+/// perf's print_vcpu_info, after the two newlines print_result starts with; a VM imported
+/// from perf text with several pids (`pid(s) 12,34`, which perf cannot tell apart) keeps them.
+fn analyze_line(vm: Option<&VmView>, vcpu: Option<u32>, scope: Option<&Scope>) -> String {
+    let who = match (vm, scope) {
+        (None, _) => "all VMs, ".to_string(),
+        (Some(v), Some(sc)) if sc.pids.first() == Some(&v.pid) => {
+            let pids: Vec<String> = sc.pids.iter().map(u32::to_string).collect();
+            format!("pid(s) {}, ", pids.join(","))
+        }
+        (Some(v), _) => format!("pid(s) {}, ", v.pid),
     };
     let cpus = match vcpu {
         None => "all VCPUs:".to_string(),

@@ -21,8 +21,10 @@ class Stats:
 
     def __init__(self):
         self.n, self.mean, self.m2, self.max, self.min, self.time = 0, 0.0, 0.0, 0, 2**64 - 1, 0
+        self.vals = []
 
     def update(self, val):
+        self.vals.append(val)
         self.time += val
         self.n += 1
         delta = float(val) - self.mean
@@ -140,6 +142,20 @@ write("classic-pid-vcpus.txt",
       [("command", "perf kvm stat report --stdio -p 4242 --vcpu 0, then --vcpu 1"),
        ("event", "vmexit")],
       classic(vcpu0, "VM-EXIT", "pid(s) 4242", 0) + classic(vcpu1, "VM-EXIT", "pid(s) 4242", 1))
+# The same session reported for all vCPUs (perf's event->total sees vCPU 0's exits, then 1's).
+both = {}
+for name, st in vcpu0 + vcpu1:
+    both.setdefault(name, Stats())
+    for v in st.vals:
+        both[name].update(v)
+write("classic-pid-all-and-vcpus.txt",
+      [("command", "perf kvm stat report --stdio -p 4242, then --vcpu 0 and --vcpu 1"),
+       ("event", "vmexit")],
+      classic(list(both.items()), "VM-EXIT", "pid(s) 4242", None)
+      + classic(vcpu0, "VM-EXIT", "pid(s) 4242", 0) + classic(vcpu1, "VM-EXIT", "pid(s) 4242", 1))
+write("classic-pids.txt",
+      [("command", "perf kvm stat report --stdio -p 6161,6262"), ("event", "vmexit")],
+      classic(events(VMX[2:6]), "VM-EXIT", "pid(s) 6161,6262", None))
 write("classic-pid.txt",
       [("command", "perf kvm stat report --stdio -p 5151"), ("event", "vmexit")],
       classic(events(SVM[:5]), "VM-EXIT", "pid(s) 5151", None))

@@ -1,0 +1,135 @@
+//! Tables of one VM (`-p PID`), of several pids, and of one vCPU (`--vcpu N`): their rows are
+//! that VM's and that vCPU's, in the model and in the tables printed from it
+//! (fixtures: profiler/tests/perf64/classic-*.txt).
+
+use super::tests_fidelity::{differences, reprint};
+use super::*;
+
+fn fixture(name: &str) -> String {
+    let path = format!("{}/tests/perf64/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let body: Vec<&str> = text.lines().skip_while(|l| l.starts_with("## ")).collect();
+    body.join("\n")
+}
+
+/// (vCPU, reason name) → count of the VM with `pid`.
+fn per_vcpu(d: &Data, pid: u32) -> Vec<(u32, String, u64)> {
+    let vm = d.view.vms.iter().find(|v| v.pid == pid).expect("the VM");
+    let mut out: Vec<(u32, String, u64)> = vm
+        .vcpus
+        .iter()
+        .flat_map(|c| {
+            c.reasons
+                .iter()
+                .map(move |r| (c.vcpu, r.name.clone(), r.count))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn vcpu_tables_put_their_rows_on_their_vcpu() {
+    let d = Data::from_perf_text(&fixture("classic-pid-vcpus.txt"), "f").unwrap();
+    assert_eq!(d.view.vms.len(), 1);
+    let rows = per_vcpu(&d, 4242);
+    assert!(
+        rows.contains(&(0, "EPT_MISCONFIG".into(), 41_203)),
+        "{rows:?}"
+    );
+    assert!(rows.contains(&(1, "MSR_WRITE".into(), 6_712)), "{rows:?}");
+    assert!(
+        rows.contains(&(1, "PAUSE_INSTRUCTION".into(), 305)),
+        "{rows:?}"
+    );
+    assert!(
+        !rows.iter().any(|r| r.0 == 1 && r.1 == "EPT_MISCONFIG"),
+        "{rows:?}"
+    );
+    // Printed without --vm/--vcpu: the VM the text was about, all of its vCPUs.
+    let t = perf_table(&d, &TableOptions::default()).unwrap();
+    assert!(
+        t.contains("Analyze events for pid(s) 4242, all VCPUs:"),
+        "{t}"
+    );
+    let t = perf_table(
+        &d,
+        &TableOptions {
+            vcpu: Some(1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(t.contains("Analyze events for pid(s) 4242, VCPU 1:"), "{t}");
+    assert!(!t.contains("EPT_MISCONFIG"), "{t}");
+}
+
+/// The all-VCPUs table and the VCPU tables of the same session: the VCPU tables add up to it,
+/// so each exit goes to its vCPU (once), and the all-VCPUs table's counts and shares print
+/// back. (Its times are then the sums of the vCPU tables' rebuilt times: an Avg may come back
+/// one digit off; not reconciled yet.)
+#[test]
+fn vcpu_tables_that_add_up_win_over_the_all_vcpus_table() {
+    let text = fixture("classic-pid-all-and-vcpus.txt");
+    let imp = import(&text).unwrap();
+    assert!(
+        imp.warnings
+            .iter()
+            .any(|w| w.msg.starts_with("all-VCPUs table skipped")),
+        "{:?}",
+        imp.warnings
+    );
+    let d = Data::from_perf_text(&text, "f").unwrap();
+    let rows = per_vcpu(&d, 4242);
+    assert!(rows.contains(&(1, "MSR_WRITE".into(), 6_712)), "{rows:?}");
+    assert!(rows.contains(&(0, "MSR_WRITE".into(), 20_134)), "{rows:?}");
+    let total: u64 = rows.iter().map(|r| r.2).sum();
+    assert_eq!(total, 92_357, "each exit once");
+    // The whole VM printed again: the all-VCPUs table's counts and Samples%, digit by digit.
+    let all = &imp.sections[0];
+    assert_eq!(all.vcpu, None);
+    let t = perf_table(&d, &TableOptions::default()).unwrap();
+    let (again, _) = perf_import::parse(&t).unwrap();
+    let diff = differences(all, &again[0]);
+    let counts: Vec<&String> = diff.iter().filter(|l| l.contains("Samples")).collect();
+    assert!(counts.is_empty(), "{diff:?}\n{t}");
+}
+
+#[test]
+fn a_table_of_several_pids_keeps_them() {
+    let text = fixture("classic-pids.txt");
+    let d = Data::from_perf_text(&text, "f").unwrap();
+    assert_eq!(d.view.vms.len(), 1);
+    assert_eq!(d.view.vms[0].name, "pid(s) 6161,6262");
+    let t = perf_table(&d, &TableOptions::default()).unwrap();
+    assert!(
+        t.contains("Analyze events for pid(s) 6161,6262, all VCPUs:"),
+        "{t}"
+    );
+    let sec = &import(&text).unwrap().sections[0];
+    assert!(reprint(sec).contains("pid(s) 6161,6262, all VCPUs"));
+}
+
+#[test]
+fn a_table_of_one_pid_is_that_vm() {
+    let d = Data::from_perf_text(&fixture("classic-pid.txt"), "f").unwrap();
+    assert_eq!(
+        d.view
+            .vms
+            .iter()
+            .map(|v| (v.pid, v.name.as_str()))
+            .collect::<Vec<_>>(),
+        [(5151, "pid 5151")]
+    );
+    for layout in [PerfLayout::Classic, PerfLayout::V6_4] {
+        let o = TableOptions {
+            layout,
+            ..Default::default()
+        };
+        let t = perf_table(&d, &o).unwrap();
+        assert!(
+            t.contains("Analyze events for pid(s) 5151, all VCPUs:"),
+            "{t}"
+        );
+    }
+}
