@@ -133,7 +133,7 @@ pub(crate) fn row_times(sec: &Section) -> Vec<u64> {
             .collect();
         out = picks.iter().map(|(v, _)| v.round() as u64).collect();
         settle(&mut out, &picks, total as u64);
-        let sum: u64 = out.iter().sum();
+        let sum = saturating_sum(&out);
         if sum == total as u64 {
             break;
         }
@@ -165,9 +165,15 @@ fn pick(r: &PerfRow, layout: PerfLayout, total: f64, exact: Option<f64>) -> (f64
     }
 }
 
+/// Hostile text can print times near u64::MAX: their sum stops there (the import's budget
+/// refuses it afterwards) rather than overflow.
+fn saturating_sum(v: &[u64]) -> u64 {
+    v.iter().fold(0, |a, b| a.saturating_add(*b))
+}
+
 /// Moves rows within their ranges, the roomiest first, until they add up to `want`.
 fn settle(out: &mut [u64], picks: &[(f64, Option<Range>)], want: u64) {
-    let sum: u64 = out.iter().sum();
+    let sum = saturating_sum(out);
     let up = want > sum;
     let mut left = want.abs_diff(sum);
     let rooms: Vec<u64> = (0..out.len())
@@ -227,6 +233,17 @@ Total Samples:430372, Total events handled time:1000000.00us.
             ["0.23%", "29.80%", "1.00us", "9000.00us", "298.02us"]
         );
         assert!(t.contains("Total events handled time:1000000.00us."), "{t}");
+    }
+
+    /// Times near u64::MAX are refused by the import's budget, not an overflow.
+    #[test]
+    fn huge_times_do_not_overflow() {
+        let src = "VM-EXIT Samples Samples% Time% Min Time Max Time Avg time
+HLT 1000000 50.00% 50.00% 1.00us 9e18us 9e15us
+CPUID 1000000 50.00% 50.00% 1.00us 9e18us 9e15us
+";
+        let e = import(src).unwrap_err().to_string();
+        assert!(e.contains("more than kvmprof can hold"), "{e}");
     }
 
     /// perf ≥ 6.4's five columns (no Time (ns), no footer): shares cut to whole percents and

@@ -151,6 +151,17 @@ impl Parser {
         }
         // A comment (kvmprof's notes after its tables, a shell prompt) is never a row.
         if line.starts_with('#') {
+            // kvmprof's 6.4-layout tables name their event after the rows ("# MMIO Access
+            // table; ..."): perf's screen heads every one of them "Event name".
+            let named = line
+                .strip_prefix("# ")
+                .and_then(|l| l.split_once(" table;"));
+            if let Some(ev) = named.and_then(|(h, _)| Event::from_header(h)) {
+                if o.generic {
+                    o.sec.event = ev;
+                    o.generic = false;
+                }
+            }
             if o.gap.is_empty() {
                 o.gap_first = quote(line);
             }

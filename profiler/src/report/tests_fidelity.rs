@@ -182,3 +182,38 @@ fn every_table_prints_back_to_its_own_digits() {
         failures.join("\n")
     );
 }
+
+/// perf's screen heads an MMIO table "Event name" like an MSR one; kvmprof's 6.4-layout
+/// table says which it is after its rows, so it reads back as MMIO, for every sub-reason event.
+#[test]
+fn sub_reason_tables_in_the_6_4_layout_keep_their_event() {
+    let tables = [
+        (Event::Mmio, "MMIO Access", "0xfed000f0:R", "0xfee000b0:W"),
+        (Event::Msr, "MSR Access", "0x6e0:W", "0x1b:R"),
+        (Event::Ioport, "IO Port Access", "0x70:POUT", "0x71:PIN"),
+    ];
+    for (event, header, a, b) in tables {
+        let src = format!("{header} Samples Samples%\n{a} 300 75.00%\n{b} 100 25.00%\n");
+        let d = Data::from_perf_text(&src, "src").unwrap();
+        let o = TableOptions {
+            event,
+            layout: PerfLayout::V6_4,
+            ..Default::default()
+        };
+        let printed = perf_table(&d, &o).unwrap();
+        let imp = import(&printed).unwrap();
+        assert_eq!(imp.sections[0].event, event, "{printed}");
+        assert!(
+            imp.warnings
+                .iter()
+                .all(|w| !w.msg.contains("read as an MSR")),
+            "{printed}"
+        );
+        let rows: Vec<(&str, u64)> = imp.sections[0]
+            .rows
+            .iter()
+            .map(|r| (r.name.as_str(), r.samples))
+            .collect();
+        assert_eq!(rows, [(a, 300), (b, 100)], "{printed}");
+    }
+}
