@@ -11,7 +11,9 @@ use super::{
         find_after, looks_like_row, parse_footer, parse_header, parse_row, parse_target, quote,
         split_rel_err, tokens, Header,
     },
-    perf_paste::{clean, continues, header_rest, is_cut_marker, open_paren, shape, Shape},
+    perf_paste::{
+        clean, command_target, continues, header_rest, is_cut_marker, open_paren, shape, Shape,
+    },
     perf_rows::{at, Column, ImportError, ImportWarning, PerfRow, Section},
 };
 
@@ -98,6 +100,11 @@ impl Parser {
         if let Some(rest) = find_after(line, "Analyze events for") {
             self.close()?;
             self.target = parse_target(rest).map_err(|m| at(n, m))?;
+            return Ok(());
+        }
+        if let Some(target) = command_target(line) {
+            self.close()?;
+            self.target = target;
             return Ok(());
         }
         if let Some(h) = parse_header(line).map_err(|m| at(n, m))? {

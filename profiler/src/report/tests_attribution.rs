@@ -133,3 +133,44 @@ fn a_table_of_one_pid_is_that_vm() {
         );
     }
 }
+
+/// perf ≥ 6.4's report screen has no "Analyze events" line: the pasted command says whose
+/// exits follow, and the table prints back for that VM and vCPU, its rows byte for byte.
+#[test]
+fn a_6_4_screen_is_the_vm_and_vcpu_of_its_command() {
+    let text = fixture("perf64-pid-vcpu.txt");
+    let d = Data::from_perf_text(&text, "f").unwrap();
+    let rows = per_vcpu(&d, 4242);
+    assert!(rows.iter().all(|r| r.0 == 1), "{rows:?}");
+    assert!(rows.contains(&(1, "MSR_WRITE".into(), 6_712)), "{rows:?}");
+    let o = TableOptions {
+        layout: PerfLayout::V6_4,
+        ..Default::default()
+    };
+    let t = perf_table(&d, &o).unwrap();
+    assert!(t.contains("Analyze events for pid(s) 4242, VCPU 1:"), "{t}");
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with("$ "))
+    {
+        assert!(t.lines().any(|l| l == line), "{line:?} not in\n{t}");
+    }
+}
+
+#[test]
+fn pasted_perf_commands_name_their_target() {
+    use super::perf_paste::command_target;
+    let t = |l: &str| command_target(l);
+    assert_eq!(t("$ perf kvm stat report"), Some((vec![], None)));
+    assert_eq!(
+        t("# ./perf kvm --guest stat report --vcpu=3 --pid 12,34 --stdio"),
+        Some((vec![12, 34], Some(3)))
+    );
+    assert_eq!(t("sudo perf kvm stat live -p 777"), Some((vec![777], None)));
+    assert_eq!(
+        t("perf kvm stat report -p $(pgrep qemu)"),
+        Some((vec![], None))
+    );
+    assert_eq!(t("sudo perf kvm stat record -p 777 -- sleep 15"), None);
+    assert_eq!(t("KVM event statistics (7 entries)"), None);
+}

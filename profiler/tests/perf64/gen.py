@@ -156,6 +156,10 @@ write("classic-pid-all-and-vcpus.txt",
 write("classic-pids.txt",
       [("command", "perf kvm stat report --stdio -p 6161,6262"), ("event", "vmexit")],
       classic(events(VMX[2:6]), "VM-EXIT", "pid(s) 6161,6262", None))
+write("perf64-pid-vcpu.txt",
+      [("command", "perf kvm stat report -p 4242 --vcpu 1 (report screen), copied with its prompt"),
+       ("event", "vmexit")],
+      "$ perf kvm stat report -p 4242 --vcpu 1\n" + tui(vcpu1))
 write("classic-pid.txt",
       [("command", "perf kvm stat report --stdio -p 5151"), ("event", "vmexit")],
       classic(events(SVM[:5]), "VM-EXIT", "pid(s) 5151", None))
