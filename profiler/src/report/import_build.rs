@@ -32,12 +32,21 @@ use crate::{
     sample::{EvKey, Key, Sample, Stat, VmInfo},
 };
 
+/// What the import built from the tables.
+pub(crate) struct Built {
+    pub sample: Sample,
+    pub names: ExitNames,
+    /// perf's `( +- x% )` of each key made from exactly one printed row.
+    pub rel_err: HashMap<Key, f64>,
+}
+
 pub(crate) fn samples(
     sections: &[Section],
     warnings: &mut Vec<ImportWarning>,
-) -> Result<(Sample, ExitNames), ImportError> {
+) -> Result<Built, ImportError> {
     let mut names = Names::new();
     let mut s = Sample::default();
+    let mut errs: HashMap<Key, Option<f64>> = HashMap::new();
     let overlap = Overlap::of(sections);
     let mut budget = Budget::default();
     for sec in sections {
@@ -58,7 +67,13 @@ pub(crate) fn samples(
             ..Default::default()
         });
         if sec.event == Event::Vmexit {
-            exits(sec, tgid, &mut s, &mut names, &mut budget, warnings)?;
+            let mut out = Out {
+                s: &mut s,
+                names: &mut names,
+                budget: &mut budget,
+                errs: &mut errs,
+            };
+            exits(sec, tgid, &mut out, warnings)?;
         } else {
             evidence(sec, tgid, &mut s, &mut budget)?;
             if !sec.rows.is_empty() && sec.rows.iter().any(|r| r.avg_us.is_some()) {
@@ -72,7 +87,23 @@ pub(crate) fn samples(
             }
         }
     }
-    Ok((s, names.names))
+    Ok(Built {
+        sample: s,
+        names: names.names,
+        rel_err: errs
+            .into_iter()
+            .filter_map(|(k, e)| Some((k, e?)))
+            .collect(),
+    })
+}
+
+/// Where `exits` adds what it reads.
+struct Out<'a> {
+    s: &'a mut Sample,
+    names: &'a mut Names,
+    budget: &'a mut Budget,
+    /// `( +- x% )` per key; None once a second row adds to the key (live intervals, ...).
+    errs: &'a mut HashMap<Key, Option<f64>>,
 }
 
 /// Running totals, kept far below u64::MAX so no sum downstream can overflow.
@@ -113,12 +144,10 @@ fn vm_name(pids: &[u32]) -> String {
 fn exits(
     sec: &Section,
     tgid: u32,
-    s: &mut Sample,
-    names: &mut Names,
-    budget: &mut Budget,
+    out: &mut Out,
     warnings: &mut Vec<ImportWarning>,
 ) -> Result<(), ImportError> {
-    let isa = detect_isa(&sec.rows, names);
+    let isa = detect_isa(&sec.rows, out.names);
     let untimed = |r: &PerfRow| {
         r.avg_us.is_none()
             && r.total_us.is_none()
@@ -139,7 +168,7 @@ fn exits(
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (r, &sum_ns) in sec.rows.iter().zip(&times).filter(|(r, _)| r.samples > 0) {
         let nth = seen.entry(&r.name).or_insert(0);
-        let reason = names.resolve(isa, &r.name, *nth, r.line)?;
+        let reason = out.names.resolve(isa, &r.name, *nth, r.line)?;
         *nth += 1;
         let key = Key {
             tgid,
@@ -154,8 +183,12 @@ fn exits(
             max_ns: r.max_us.map_or(0, ns),
             hist: Default::default(),
         };
-        budget.take(r.line, st.count, st.sum_ns.max(st.max_ns).max(st.min_ns))?;
-        merge(s.stats.entry(key).or_default(), &st);
+        out.budget
+            .take(r.line, st.count, st.sum_ns.max(st.max_ns).max(st.min_ns))?;
+        let first = out.s.stats.get(&key).is_none_or(|st| st.count == 0);
+        out.errs
+            .insert(key, if first { r.rel_err_pct } else { None });
+        merge(out.s.stats.entry(key).or_default(), &st);
     }
     Ok(())
 }

@@ -44,7 +44,7 @@ mod tests_names;
 #[cfg(test)]
 mod tests_table;
 
-use std::path::Path;
+use std::{collections::HashMap, path::Path};
 
 pub use diff::{diff, diff_with, Diff, DiffOptions};
 pub use evidence::Evidence;
@@ -55,7 +55,7 @@ pub use perf_table::{render as perf_table, TableOptions};
 use crate::{
     decode::ExitNames,
     model::{self, View},
-    sample::Sample,
+    sample::{Key, Sample},
 };
 
 /// Errors of the report module: one line each, saying what to change.
@@ -93,13 +93,16 @@ pub struct Data {
     pub evidence: Evidence,
     /// Where it came from (a path, "perf text", "live"), for diff headings.
     pub label: String,
-    /// Whether the latency histograms exist (false for perf text: no percentiles, no ± error).
+    /// Whether the latency histograms exist (false for perf text: no percentiles; its ± error
+    /// only as perf printed it, in `rel_err`).
     pub has_hist: bool,
     /// Notes for the user (damaged recording frames, inconsistent perf totals, ...).
     pub warnings: Vec<String>,
     /// Whose exits these are, when perf text said so for all of its tables ("Analyze events
     /// for pid(s) 777, VCPU 1"): the tables print that scope unless asked for another.
     pub scope: Option<Scope>,
+    /// perf's `( +- x% )` per exit key, as the perf text printed it (see [`PerfImport`]).
+    pub rel_err: HashMap<Key, f64>,
 }
 
 /// perf's "Analyze events for" target: `pid(s) 12,34` (empty: all VMs) and `VCPU N`.
@@ -136,6 +139,7 @@ impl Data {
             has_hist: true,
             warnings: Vec::new(),
             scope: None,
+            rel_err: HashMap::new(),
         }
     }
 
@@ -161,6 +165,7 @@ impl Data {
             has_hist: false,
             warnings: Vec::new(),
             scope: Scope::of(imp),
+            rel_err: imp.rel_err.clone(),
         }
     }
 }

@@ -12,8 +12,9 @@
 //! Samples% and Time% are shares of the whole table, HLT included (so HLT's idle time dominates
 //! Time%, as in perf). kvmprof's additions come after the footer on lines starting with "# ":
 //! HLT's share and the totals without it, exits still in flight, VM names, counters.
-//! `( +- x% )` is estimated from the latency histogram (see `rows::rel_stderr_pct`); rows
-//! without a histogram (perf text imports) show `n/a` there and in the percentile columns.
+//! `( +- x% )` is estimated from the latency histogram (see `rows::rel_stderr_pct`); a row read
+//! from perf text prints the value perf printed for it, when one printed row made it; other
+//! rows without a histogram show `n/a` there, and in the percentile columns.
 
 use super::{
     evidence,
@@ -23,7 +24,8 @@ use super::{
     rows::{pct, rel_stderr_pct, select},
     Data, ReportError, Scope,
 };
-use crate::model::{Row, View, VmSelector, VmView};
+use crate::model::{Row, VmSelector, VmView};
+use crate::sample::Key;
 use crate::text::printable;
 
 /// What to print.
@@ -63,7 +65,7 @@ pub fn render(data: &Data, opts: &TableOptions) -> Result<String, ReportError> {
     for (i, vm) in scopes.into_iter().enumerate() {
         out.push_str(&analyze_line(vm, opts.vcpu, data.scope.as_ref()));
         match (opts.event, opts.layout) {
-            (Event::Vmexit, PerfLayout::Classic) => exit_table(&mut out, view, vm, opts, i == 0),
+            (Event::Vmexit, PerfLayout::Classic) => exit_table(&mut out, data, vm, opts, i == 0),
             (Event::Vmexit, PerfLayout::V6_4) => perf_table64::exit_table(&mut out, view, vm, opts),
             (ev, PerfLayout::Classic) => {
                 evidence::table(&mut out, &data.evidence, ev, vm, opts.vcpu, opts.sort)?
@@ -115,7 +117,8 @@ fn analyze_line(vm: Option<&VmView>, vcpu: Option<u32>, scope: Option<&Scope>) -
 /// Bytes of a row up to the end of its "( +- x% )" column, where percentile columns start.
 const ROW_AVG_END: usize = NAME_WIDTH + 1 + 10 + 1 + 9 + 1 + 9 + 1 + 11 + 1 + 11 + 1 + 26;
 
-fn exit_table(out: &mut String, view: &View, vm: Option<&VmView>, o: &TableOptions, first: bool) {
+fn exit_table(out: &mut String, data: &Data, vm: Option<&VmView>, o: &TableOptions, first: bool) {
+    let view = &data.view;
     let vms: Vec<&VmView> = match vm {
         Some(v) => vec![v],
         None => view.vms.iter().collect(),
@@ -145,7 +148,7 @@ fn exit_table(out: &mut String, view: &View, vm: Option<&VmView>, o: &TableOptio
     let total_n: u64 = rows.iter().map(|r| r.timed).sum();
     let mut missing_hist = false;
     for r in &rows {
-        let err = rel_stderr_pct(r);
+        let err = imported_err(data, &vms, o.vcpu, r).or_else(|| rel_stderr_pct(r));
         missing_hist |= err.is_none() || (o.percentiles && !r.has_percentiles());
         let min_max = if extremes {
             format!(
@@ -214,6 +217,32 @@ fn exit_table(out: &mut String, view: &View, vm: Option<&VmView>, o: &TableOptio
     }
 }
 
+/// perf's own `( +- x% )` of a row read from perf text, when exactly one printed row made it
+/// (a row summed over several vCPUs, VMs or intervals has none: n/a).
+fn imported_err(data: &Data, vms: &[&VmView], vcpu: Option<u32>, r: &Row) -> Option<f64> {
+    let mut keys = vms.iter().flat_map(|v| {
+        v.vcpus
+            .iter()
+            .filter(move |c| vcpu.is_none_or(|n| c.vcpu == n))
+            .filter(|c| {
+                c.reasons
+                    .iter()
+                    .any(|x| (x.isa, x.reason) == (r.isa, r.reason) && x.timed > 0)
+            })
+            .map(|c| Key {
+                tgid: v.pid,
+                vcpu: c.vcpu,
+                isa: r.isa,
+                reason: r.reason,
+            })
+    });
+    let key = keys.next()?;
+    if keys.next().is_some() {
+        return None;
+    }
+    data.rel_err.get(&key).copied()
+}
+
 /// Exit counts known without their times: Samples and Samples% only, as the sub-reason tables.
 fn untimed_table(out: &mut String, rows: &[&Row], vm: Option<&VmView>) {
     out.push_str(&header(Event::Vmexit.header(), false, false));
@@ -269,7 +298,7 @@ pub(crate) fn notes(
     }
     if missing_hist {
         out.push_str(
-            "# n/a: no latency histogram (imported from perf text): no ± error or percentiles\n",
+            "# n/a: no latency histogram (imported from perf text): no percentiles, and no ± error but perf's own\n",
         );
     }
 }

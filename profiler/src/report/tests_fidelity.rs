@@ -3,9 +3,9 @@
 //! again in its own layout for its own VM and vCPU, read back, and compared with its source
 //! column by column: every number the source printed must come back with the same digits.
 //!
-//! Not compared, because kvmprof keeps no such number: perf's `( +- x% )` (no sum of squares
-//! in an import), and the time columns of MSR / IO port / MMIO tables (kvmprof counts those
-//! accesses without timing them). A table its poster cut (a `........` line, rows left out:
+//! perf's `( +- x% )` is compared too (kept as printed: an import has no sum of squares to
+//! compute it from). Not compared, because kvmprof keeps no such number: the time columns of
+//! MSR / IO port / MMIO tables (kvmprof counts those accesses without timing them). A table its poster cut (a `........` line, rows left out:
 //! its Samples% add up to less than 100 %) has shares of rows the text does not hold: only
 //! its columns that do not depend on the other rows are compared (Samples, Min, Max, Avg,
 //! Time (ns)).
@@ -66,14 +66,15 @@ pub(super) fn all_sources() -> Vec<(String, String)> {
 /// One table imported on its own, printed in its own layout for its own VM and vCPU.
 pub(super) fn reprint(sec: &Section) -> String {
     let mut warnings = Vec::new();
-    let (newer, names) = import_build::samples(std::slice::from_ref(sec), &mut warnings)
+    let built = import_build::samples(std::slice::from_ref(sec), &mut warnings)
         .expect("the table imported once imports alone");
     let imp = PerfImport {
         sections: vec![sec.clone()],
         older: Sample::default(),
-        newer,
-        names,
+        newer: built.sample,
+        names: built.names,
         warnings: Vec::new(),
+        rel_err: built.rel_err,
     };
     let data = Data::from_import(&imp, "source");
     // No VM or vCPU asked for: the table's own "Analyze events for" target is printed.
@@ -110,6 +111,13 @@ pub(super) fn differences(src: &Section, again: &Section) -> Vec<String> {
             continue;
         };
         *k += 1;
+        // perf's `( +- x% )`, kept as printed (kvmprof cannot compute it for an import).
+        if timed && r.rel_err_pct.is_some() && r.rel_err_pct != b.rel_err_pct {
+            out.push(format!(
+                "{} ( +- ): source {:?}, printed {:?}",
+                r.name, r.rel_err_pct, b.rel_err_pct
+            ));
+        }
         for &c in &src.columns {
             let shares = matches!(c, Column::SamplesPct | Column::TimePct);
             let compared = match c {

@@ -181,7 +181,8 @@ fn round_trip_of_our_perf_tables() {
     );
 }
 
-/// Imported data printed again marks what it lacks, and reads back the same.
+/// Imported data printed again keeps perf's `( +- x% )`, marks the percentiles it lacks, and
+/// reads back the same.
 #[test]
 fn imported_tables_print_n_a_and_read_back() {
     let d = Data::from_perf_text(&text("perf_svm.txt"), "svm").unwrap();
@@ -191,9 +192,10 @@ fn imported_tables_print_n_a_and_read_back() {
         ..Default::default()
     };
     let t = perf_table(&d, &o).unwrap();
-    assert!(t.contains("( +-    n/a  )"), "{t}");
+    assert!(t.contains("3.02us ( +-   0.51% )         n/a"), "{t}");
     assert!(t.contains("# n/a: no latency histogram"), "{t}");
     let again = import(&t).unwrap();
+    assert_eq!(again.sections[0].rows[0].rel_err_pct, Some(0.51));
     assert_eq!(again.sections[0].rows[0].name, "npf");
     assert_eq!(again.sections[0].rows[0].samples, 352_100);
 }
