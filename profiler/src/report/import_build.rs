@@ -13,8 +13,8 @@
 //!   is decided from one pass over all of them.
 //! - Stat: count = Samples, sum = the row's time as `import_time` rebuilds it from Avg, Time%
 //!   and the footer, min / max as printed (0 when this perf printed none), no histogram.
-//! - MSR / IO Port / MMIO tables become evidence counts; their times are dropped (kvmprof's
-//!   evidence holds counts only).
+//! - MSR / IO Port / MMIO tables become evidence counts, their times kept beside them
+//!   (`sub_times`: kvmprof's evidence holds counts only).
 
 use std::collections::HashMap;
 
@@ -26,6 +26,7 @@ use super::{
     import_time,
     perf_layout::Event,
     perf_rows::{ImportError, ImportWarning, PerfRow, Section},
+    sub_times::{SubTime, SubTimes},
 };
 use crate::{
     decode::ExitNames,
@@ -38,6 +39,7 @@ pub(crate) struct Built {
     pub names: ExitNames,
     /// perf's `( +- x% )` of each key made from exactly one printed row.
     pub rel_err: HashMap<Key, f64>,
+    pub sub_times: SubTimes,
 }
 
 pub(crate) fn samples(
@@ -47,6 +49,7 @@ pub(crate) fn samples(
     let mut names = Names::new();
     let mut s = Sample::default();
     let mut errs: HashMap<Key, Option<f64>> = HashMap::new();
+    let mut sub_times = SubTimes::new();
     let overlap = Overlap::of(sections);
     let mut budget = Budget::default();
     for sec in sections {
@@ -75,16 +78,7 @@ pub(crate) fn samples(
             };
             exits(sec, tgid, &mut out, warnings)?;
         } else {
-            evidence(sec, tgid, &mut s, &mut budget)?;
-            if !sec.rows.is_empty() && sec.rows.iter().any(|r| r.avg_us.is_some()) {
-                warnings.push(ImportWarning::new(
-                    sec.line,
-                    format!(
-                        "{} times dropped: kvmprof keeps counts only for sub-reasons",
-                        sec.event.header()
-                    ),
-                ));
-            }
+            evidence(sec, tgid, &mut s, &mut budget, &mut sub_times)?;
         }
     }
     Ok(Built {
@@ -94,6 +88,7 @@ pub(crate) fn samples(
             .into_iter()
             .filter_map(|(k, e)| Some((k, e?)))
             .collect(),
+        sub_times,
     })
 }
 
@@ -214,8 +209,10 @@ fn evidence(
     tgid: u32,
     s: &mut Sample,
     budget: &mut Budget,
+    times: &mut SubTimes,
 ) -> Result<(), ImportError> {
-    for r in sec.rows.iter().filter(|r| r.samples > 0) {
+    let row_ns = import_time::row_times(sec);
+    for (r, &total_ns) in sec.rows.iter().zip(&row_ns).filter(|(r, _)| r.samples > 0) {
         let bad = |why: &str| ImportError::At {
             file: String::new(),
             line: r.line,
@@ -247,8 +244,23 @@ fn evidence(
             flags: 0,
             a,
         };
-        budget.take(r.line, r.samples, 0)?;
+        budget.take(r.line, r.samples, total_ns)?;
         s.evidence.entry(k).or_default().count += r.samples;
+        if r.avg_us.is_some() || r.total_us.is_some() {
+            let t = SubTime {
+                count: r.samples,
+                total_ns,
+                min_ns: r.min_us.map_or(0, ns),
+                max_ns: r.max_us.map_or(0, ns),
+                rel_err: r.rel_err_pct,
+            };
+            match times.get_mut(&k) {
+                Some(m) => m.merge(&t),
+                None => {
+                    times.insert(k, t);
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -58,7 +58,7 @@ fn from_avg(r: &PerfRow, layout: PerfLayout) -> Option<Range> {
             Range::new(m * n, (m + 1.0) * n - 1.0)
         }
         PerfLayout::Classic => {
-            let h = r.rounding.us.max(0.005) * 1e3;
+            let h = r.rounding.avg_us.max(0.005) * 1e3;
             Range::new((avg_ns - h).max(0.0) * n, (avg_ns + h) * n)
         }
     })

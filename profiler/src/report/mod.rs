@@ -24,6 +24,7 @@ pub mod perf_table;
 mod perf_table64;
 mod printf;
 mod rows;
+mod sub_times;
 
 #[cfg(test)]
 mod tests_attribution;
@@ -51,6 +52,7 @@ pub use evidence::Evidence;
 pub use perf_import::{import, ImportError, ImportWarning, PerfImport};
 pub use perf_layout::{Event, PerfLayout, SortBy};
 pub use perf_table::{render as perf_table, TableOptions};
+pub use sub_times::{SubTime, SubTimes};
 
 use crate::{
     decode::ExitNames,
@@ -103,6 +105,8 @@ pub struct Data {
     pub scope: Option<Scope>,
     /// perf's `( +- x% )` per exit key, as the perf text printed it (see [`PerfImport`]).
     pub rel_err: HashMap<Key, f64>,
+    /// MSR / IO port / MMIO access times as perf text printed them (see `sub_times`).
+    pub sub_times: SubTimes,
 }
 
 /// perf's "Analyze events for" target: `pid(s) 12,34` (empty: all VMs) and `VCPU N`.
@@ -140,6 +144,7 @@ impl Data {
             warnings: Vec::new(),
             scope: None,
             rel_err: HashMap::new(),
+            sub_times: SubTimes::new(),
         }
     }
 
@@ -166,6 +171,7 @@ impl Data {
             warnings: Vec::new(),
             scope: Scope::of(imp),
             rel_err: imp.rel_err.clone(),
+            sub_times: imp.sub_times.clone(),
         }
     }
 }

@@ -20,7 +20,7 @@
 //! is checked for numbers that contradict each other (`import_check`).
 
 pub use super::perf_rows::{Column, ImportError, ImportWarning, PerfRow, Rounding, Section};
-use super::{import_build as build, kvmexit, perf_parse};
+use super::{import_build as build, kvmexit, perf_parse, sub_times::SubTimes};
 use std::collections::HashMap;
 
 use crate::{
@@ -42,6 +42,8 @@ pub struct PerfImport {
     /// perf's `( +- x% )` of each exit key one printed row made (kvmprof keeps no sum of
     /// squares to compute it again).
     pub rel_err: HashMap<Key, f64>,
+    /// MSR / IO port / MMIO access times, as printed (kvmprof's evidence holds counts only).
+    pub sub_times: SubTimes,
 }
 
 impl PerfImport {
@@ -62,6 +64,7 @@ pub fn import(text: &str) -> Result<PerfImport, ImportError> {
         names: built.names,
         warnings,
         rel_err: built.rel_err,
+        sub_times: built.sub_times,
     })
 }
 

@@ -217,8 +217,17 @@ pub(crate) fn parse_row(
         match col {
             Column::Samples => {}
             Column::SamplesPct | Column::TimePct => r.pct = r.pct.max(rounding(tok)),
-            _ if tok.parse::<f64>().is_ok() => r.us = r.us.max(half_ulp(tok) * unit_us),
-            _ => r.us = r.us.max(rounding(tok)),
+            _ => {
+                let h = if tok.parse::<f64>().is_ok() {
+                    half_ulp(tok) * unit_us
+                } else {
+                    rounding(tok)
+                };
+                r.us = r.us.max(h);
+                if *col == Column::Avg {
+                    r.avg_us = h;
+                }
+            }
         }
     }
     row.rounding = r;

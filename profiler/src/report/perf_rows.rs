@@ -77,6 +77,8 @@ pub struct PerfRow {
 pub struct Rounding {
     pub pct: f64,
     pub us: f64,
+    /// The Avg time's own (a row may print `9us` beside `10.75us`).
+    pub avg_us: f64,
 }
 
 /// One table with what the "Analyze events" line above it said.

@@ -68,11 +68,20 @@ pub fn render(data: &Data, opts: &TableOptions) -> Result<String, ReportError> {
             (Event::Vmexit, PerfLayout::Classic) => exit_table(&mut out, data, vm, opts, i == 0),
             (Event::Vmexit, PerfLayout::V6_4) => perf_table64::exit_table(&mut out, view, vm, opts),
             (ev, PerfLayout::Classic) => {
-                evidence::table(&mut out, &data.evidence, ev, vm, opts.vcpu, opts.sort)?
+                let times = &data.sub_times;
+                evidence::table(
+                    &mut out,
+                    &data.evidence,
+                    ev,
+                    vm,
+                    opts.vcpu,
+                    opts.sort,
+                    times,
+                )?
             }
             (ev, PerfLayout::V6_4) => {
                 evidence::per_vm_only(ev, opts.vcpu)?;
-                perf_table64::counts_table(&mut out, &data.evidence, ev, vm, opts.sort)
+                perf_table64::counts_table(&mut out, data, ev, vm, opts.sort)
             }
         }
     }

@@ -22,11 +22,11 @@
 //! its own notes after the rows on lines starting with "# ".
 
 use super::{
-    evidence::Evidence,
     perf_layout::{Event, SortBy, NAME_WIDTH},
     perf_table::{notes, sort, TableOptions},
     printf::s,
     rows::select,
+    sub_times, Data,
 };
 use crate::model::{Row, View, VmView};
 use crate::text::printable;
@@ -136,34 +136,62 @@ pub(crate) fn exit_table(out: &mut String, view: &View, vm: Option<&VmView>, o: 
 /// A sub-reason table: counts only (kvmprof does not time these accesses; see evidence.rs).
 pub(crate) fn counts_table(
     out: &mut String,
-    evidence: &Evidence,
+    data: &Data,
     event: Event,
     vm: Option<&VmView>,
     sort: SortBy,
 ) {
-    let keyed = evidence.keyed(event, vm.map(|v| v.pid));
-    let mut rows: Vec<(&String, u64)> = keyed.iter().map(|(k, n)| (k, *n)).collect();
-    match sort {
-        SortBy::Name => rows.sort_by(|a, b| a.0.cmp(b.0)),
-        _ => rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0))),
-    }
-    let total: u64 = rows.iter().map(|r| r.1).sum();
-    head(out, rows.len(), &[0, 1]);
-    for (k, n) in &rows {
+    let keyed = data.evidence.keyed(event, vm.map(|v| v.pid));
+    let timed = sub_times::for_table(&data.sub_times, event, vm.map(|v| v.pid), &keyed);
+    // Read from perf text with its times: all of perf's cells, else the counts' two.
+    let rows: Vec<(String, [u64; 5])> = match &timed {
+        Some(t) => sub_times::rows_64(t, sort),
+        None => {
+            let mut rows: Vec<(String, [u64; 5])> = keyed
+                .iter()
+                .map(|(k, n)| (k.clone(), [*n, 0, 0, 0, 0]))
+                .collect();
+            match sort {
+                SortBy::Name => rows.sort_by(|a, b| a.0.cmp(&b.0)),
+                _ => rows.sort_by(|a, b| b.1[0].cmp(&a.1[0]).then_with(|| a.0.cmp(&b.0))),
+            }
+            rows
+        }
+    };
+    let total_n: u64 = rows.iter().map(|r| r.1[0]).sum();
+    let total_t: u64 = rows.iter().map(|r| r.1[1]).sum();
+    let extremes = rows.iter().any(|r| r.1[2] > 0);
+    let cols: &[usize] = match (timed.is_some(), extremes) {
+        (false, _) => &[0, 1],
+        (true, true) => &[0, 1, 2, 3, 4, 5, 6],
+        (true, false) => &[0, 1, 2, 3, 6],
+    };
+    head(out, rows.len(), cols);
+    for (k, [n, t, max, min, mean]) in &rows {
         out.push_str(&format!(
-            "{}  {n:>12}  {:>12}\n",
+            "{}  {n:>12}  {:>12}",
             s(NAME_WIDTH, k),
-            share(*n, total)
+            share(*n, total_n)
         ));
+        if timed.is_some() {
+            out.push_str(&format!("  {t:>12}  {:>12}", share(*t, total_t)));
+            if extremes {
+                out.push_str(&format!("  {max:>14}  {min:>14}"));
+            }
+            out.push_str(&format!("  {mean:>14}"));
+        }
+        out.push('\n');
     }
     out.push('\n');
     if let Some(v) = vm {
         out.push_str(&format!("# VM {} (pid {})\n", printable(&v.name), v.pid));
     }
-    out.push_str(&format!(
-        "# {} table; kvmprof counts these accesses without timing them: no Time (ns)/Time%/Max/Min/Mean here\n",
-        event.header()
-    ));
+    let what = if timed.is_some() {
+        "times as the perf text printed them (kvmprof itself counts these accesses without timing them)"
+    } else {
+        "kvmprof counts these accesses without timing them: no Time (ns)/Time%/Max/Min/Mean here"
+    };
+    out.push_str(&format!("# {} table; {what}\n", event.header()));
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 //! column by column: every number the source printed must come back with the same digits.
 //!
 //! perf's `( +- x% )` is compared too (kept as printed: an import has no sum of squares to
-//! compute it from). Not compared, because kvmprof keeps no such number: the time columns of
-//! MSR / IO port / MMIO tables (kvmprof counts those accesses without timing them). A table its poster cut (a `........` line, rows left out:
+//! compute it from), and so are the times of MSR / IO port / MMIO tables (kept beside
+//! kvmprof's counts of those accesses). A table its poster cut (a `........` line, rows left out:
 //! its Samples% add up to less than 100 %) has shares of rows the text does not hold: only
 //! its columns that do not depend on the other rows are compared (Samples, Min, Max, Avg,
 //! Time (ns)).
@@ -75,6 +75,7 @@ pub(super) fn reprint(sec: &Section) -> String {
         names: built.names,
         warnings: Vec::new(),
         rel_err: built.rel_err,
+        sub_times: built.sub_times,
     };
     let data = Data::from_import(&imp, "source");
     // No VM or vCPU asked for: the table's own "Analyze events for" target is printed.
@@ -102,7 +103,6 @@ fn value(r: &PerfRow, c: Column) -> Option<f64> {
 pub(super) fn differences(src: &Section, again: &Section) -> Vec<String> {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut out = Vec::new();
-    let timed = src.event == Event::Vmexit;
     let whole = !cut(src);
     for r in src.rows.iter().filter(|r| r.samples > 0) {
         let k = seen.entry(&r.name).or_insert(0);
@@ -112,7 +112,7 @@ pub(super) fn differences(src: &Section, again: &Section) -> Vec<String> {
         };
         *k += 1;
         // perf's `( +- x% )`, kept as printed (kvmprof cannot compute it for an import).
-        if timed && r.rel_err_pct.is_some() && r.rel_err_pct != b.rel_err_pct {
+        if r.rel_err_pct.is_some() && r.rel_err_pct != b.rel_err_pct {
             out.push(format!(
                 "{} ( +- ): source {:?}, printed {:?}",
                 r.name, r.rel_err_pct, b.rel_err_pct
@@ -123,7 +123,7 @@ pub(super) fn differences(src: &Section, again: &Section) -> Vec<String> {
             let compared = match c {
                 Column::Samples => true,
                 Column::SamplesPct => whole,
-                _ => timed && (whole || !shares),
+                _ => whole || !shares,
             };
             // Both sides were printed with the same number of decimals (the same layout),
             // so equal values are equal digits.
