@@ -23,7 +23,7 @@ use profiler_common::ev;
 use super::{
     import_names::{detect_isa, Names},
     import_overlap::Overlap,
-    import_time,
+    import_split, import_time,
     perf_layout::Event,
     perf_rows::{ImportError, ImportWarning, PerfRow, Section},
     sub_times::{SubTime, SubTimes},
@@ -51,8 +51,9 @@ pub(crate) fn samples(
     let mut errs: HashMap<Key, Option<f64>> = HashMap::new();
     let mut sub_times = SubTimes::new();
     let overlap = Overlap::of(sections);
+    let preset = per_vcpu_times(sections, &overlap);
     let mut budget = Budget::default();
-    for sec in sections {
+    for (i, sec) in sections.iter().enumerate() {
         if let Some(why) = overlap.skipped(sec) {
             warnings.push(ImportWarning::new(sec.line, why));
             continue;
@@ -75,6 +76,7 @@ pub(crate) fn samples(
                 names: &mut names,
                 budget: &mut budget,
                 errs: &mut errs,
+                preset: preset.get(&i).map(Vec::as_slice),
             };
             exits(sec, tgid, &mut out, warnings)?;
         } else {
@@ -99,6 +101,44 @@ struct Out<'a> {
     budget: &'a mut Budget,
     /// `( +- x% )` per key; None once a second row adds to the key (live intervals, ...).
     errs: &'a mut HashMap<Key, Option<f64>>,
+    /// The rows' times, when chosen with other tables (`import_split`).
+    preset: Option<&'a [u64]>,
+}
+
+/// The row times of per-VCPU tables read in place of their VM's one all-VCPUs table, chosen to
+/// add up to it (section index → times); tables of several intervals keep their own.
+fn per_vcpu_times(sections: &[Section], overlap: &Overlap) -> HashMap<usize, Vec<u64>> {
+    let mut preset = HashMap::new();
+    for all in sections.iter().filter(|s| s.event == Event::Vmexit) {
+        if !overlap.read_per_vcpu(all) {
+            continue;
+        }
+        let same = |s: &Section| s.event == all.event && s.pids == all.pids;
+        if sections
+            .iter()
+            .filter(|s| s.vcpu.is_none() && same(s))
+            .count()
+            != 1
+        {
+            continue;
+        }
+        let parts: Vec<(usize, &Section)> = sections
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.vcpu.is_some() && same(s))
+            .collect();
+        let mut vcpus: Vec<Option<u32>> = parts.iter().map(|(_, s)| s.vcpu).collect();
+        vcpus.sort_unstable();
+        vcpus.dedup();
+        if vcpus.len() != parts.len() {
+            continue;
+        }
+        let tables: Vec<&Section> = parts.iter().map(|p| p.1).collect();
+        if let Some(times) = import_split::split(all, &tables) {
+            preset.extend(parts.iter().map(|p| p.0).zip(times));
+        }
+    }
+    preset
 }
 
 /// Running totals, kept far below u64::MAX so no sum downstream can overflow.
@@ -159,7 +199,10 @@ fn exits(
             "this table printed no Min/Max Time: they read as 0",
         ));
     }
-    let times = import_time::row_times(sec);
+    let times = match out.preset {
+        Some(t) => t.to_vec(),
+        None => import_time::row_times(sec),
+    };
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (r, &sum_ns) in sec.rows.iter().zip(&times).filter(|(r, _)| r.samples > 0) {
         let nth = seen.entry(&r.name).or_insert(0);

@@ -70,6 +70,12 @@ impl<'a> Overlap<'a> {
         nonzero(all) == nonzero(per) && all.iter().all(|(k, n)| *n == 0 || per.get(k) == Some(n))
     }
 
+    /// Whether the all-VCPUs table `sec` is read through its per-VCPU tables instead.
+    pub(crate) fn read_per_vcpu(&self, sec: &Section) -> bool {
+        let target = (sec.event.header(), &sec.pids[..]);
+        sec.vcpu.is_none() && self.vcpus_add_up(&target) && self.pid_level(sec).is_none()
+    }
+
     /// Why `sec` repeats exits another section counts, if it does.
     pub(crate) fn skipped(&self, sec: &Section) -> Option<String> {
         let target = (sec.event.header(), &sec.pids[..]);

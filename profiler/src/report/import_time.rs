@@ -117,12 +117,26 @@ fn implied_total(sec: &Section, exact: impl Fn(&PerfRow) -> Option<f64>) -> f64 
 
 /// The time of each row of `sec`, in row order (0 where the table printed none).
 pub(crate) fn row_times(sec: &Section) -> Vec<u64> {
+    solve(sec).into_iter().map(|(t, _)| t).collect()
+}
+
+/// Each row's time and the range (ns) it may move in while its printed numbers still hold
+/// (None: fixed, as perf ≥ 6.4's `Time (ns)`).
+pub(crate) fn row_ranges(sec: &Section) -> Vec<(u64, Option<(f64, f64)>)> {
+    solve(sec)
+        .into_iter()
+        .map(|(t, r)| (t, r.map(|r| (r.lo, r.hi))))
+        .collect()
+}
+
+fn solve(sec: &Section) -> Vec<(u64, Option<Range>)> {
     let exact = |r: &PerfRow| r.total_us.map(|t| (t * 1e3).round());
     let mut total = match sec.total_time_us {
         Some(t) => (t * 1e3).round(),
         None => implied_total(sec, exact).round(),
     };
     let mut out = Vec::new();
+    let mut ranges = Vec::new();
     // When the rows cannot add up to that total (they leave it behind in their ranges), the
     // total they do add up to is the next try: the shares move less each round.
     for _ in 0..8 {
@@ -133,13 +147,14 @@ pub(crate) fn row_times(sec: &Section) -> Vec<u64> {
             .collect();
         out = picks.iter().map(|(v, _)| v.round() as u64).collect();
         settle(&mut out, &picks, total as u64);
+        ranges = picks.into_iter().map(|(_, r)| r).collect();
         let sum = saturating_sum(&out);
         if sum == total as u64 {
             break;
         }
         total = sum as f64;
     }
-    out
+    out.into_iter().zip(ranges).collect()
 }
 
 /// A row's time and the range it may move in (None: fixed).

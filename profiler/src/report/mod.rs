@@ -11,6 +11,7 @@ mod import_build;
 mod import_check;
 mod import_names;
 mod import_overlap;
+mod import_split;
 mod import_time;
 pub mod json;
 mod kvmexit;
