@@ -100,6 +100,10 @@ pub struct ReportArgs {
     /// Add p50 / p99 / p99.9 columns to the table.
     #[arg(long)]
     pub percentiles: bool,
+    /// The table's layout: perf's classic one (`perf kvm stat report --stdio`, µs), or that of
+    /// perf >= 6.4's report screen (`Event name ... Mean Time (ns)`, integer ns).
+    #[arg(long, value_enum, value_name = "LAYOUT", default_value_t = crate::report::PerfLayout::Classic)]
+    pub perf_layout: crate::report::PerfLayout,
 }
 
 /// The session a command reads: a recording, a perf text report, or a live collection.

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{kvmprof, privileged, stderr};
+use common::{kvmprof, privileged, repo_file, stderr};
 use std::process::Command;
 
 #[test]
@@ -323,4 +323,43 @@ fn a_junk_line_in_perf_text_is_a_warning_not_lost_rows() {
     let o = kvmprof(&["report", "--from-perf", j]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("CPUID") && out.contains("HLT"), "{out}");
+}
+
+/// A table of perf >= 6.4's report screen (tests/perf64, printed with the formats of Linux
+/// 6.12's builtin-kvm.c) is read, and `--perf-layout 6.4` prints its title, header and every
+/// row back byte for byte; without the flag the classic layout is printed.
+#[test]
+fn perf_6_4_tables_print_back_byte_for_byte() {
+    for name in ["perf64-vmx-vmexit.txt", "perf64-svm-vmexit.txt"] {
+        let src = repo_file(&format!("profiler/tests/perf64/{name}"));
+        let text = std::fs::read_to_string(&src).unwrap();
+        let o = kvmprof(&["report", "--from-perf", &src, "--perf-layout", "6.4"]);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        let table = text
+            .lines()
+            .filter(|l| !l.starts_with("## ") && !l.is_empty());
+        for line in table {
+            assert!(
+                out.lines().any(|l| l == line),
+                "{name}: {line:?} not in\n{out}"
+            );
+        }
+        let o = kvmprof(&["report", "--from-perf", &src]);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains("    VM-EXIT    Samples  Samples%"), "{out}");
+        assert!(!out.contains("Mean Time (ns)"), "{out}");
+    }
+}
+
+/// A file with no table says so once, in one line.
+#[test]
+fn no_table_is_said_once() {
+    let (_dir, none) = perf_file("none.txt", "");
+    std::fs::write(&none, "hello\n").unwrap();
+    let o = kvmprof(&["report", "--from-perf", &none]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert_eq!(e.matches("no perf kvm stat table found").count(), 1, "{e}");
 }

@@ -26,6 +26,7 @@ pub fn render(env: &mut Env, a: &ReportArgs) -> anyhow::Result<String> {
                 sort: a.sort,
                 percentiles: a.percentiles,
                 per_vm: true,
+                layout: a.perf_layout,
             },
         )?,
         // JSON and CSV keep the whole view's shape; `--vm` narrows it to one VM.

@@ -4,7 +4,8 @@
 //! kvmprof counts these accesses in kernel per VM, without timing them (their handling time
 //! is in the VM-EXIT table's MSR_READ / IO_INSTRUCTION / EPT_MISCONFIG rows). So the tables
 //! show perf's Samples and Samples% columns only, a footer without a time, and a note saying
-//! why — rather than perf's time columns filled with zeros that would read as measured.
+//! why — rather than perf's time columns filled with zeros that would read as measured. Tables
+//! read from perf text keep the times perf printed (`sub_times`) and print them back.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,7 @@ use super::{
     perf_layout::{footer, header, Event, SortBy, NAME_WIDTH},
     printf::{alt_hex, f, s},
     rows::pct,
+    sub_times::{self, SubTimes},
     ReportError,
 };
 use crate::{
@@ -56,7 +58,7 @@ impl Evidence {
 }
 
 /// perf's decode_key of a kvmprof evidence key, when it belongs to `event`'s table.
-fn perf_key(event: Event, k: &EvKey) -> Option<String> {
+pub(crate) fn perf_key(event: Event, k: &EvKey) -> Option<String> {
     let suffix = match (event, k.kind) {
         (Event::Msr, ev::MSR_READ) => "R",
         (Event::Msr, ev::MSR_WRITE) => "W",
@@ -79,6 +81,17 @@ fn what(event: Event) -> (&'static str, &'static str) {
     }
 }
 
+/// Sub-reason counts are kept per VM: a vCPU cannot be asked for.
+pub(crate) fn per_vm_only(event: Event, vcpu: Option<u32>) -> Result<(), ReportError> {
+    match vcpu {
+        Some(_) => Err(ReportError::VcpuWithEvidence {
+            event: event.arg(),
+            what: what(event).0,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Appends one sub-reason table (after the "Analyze events" line).
 pub(crate) fn table(
     out: &mut String,
@@ -87,15 +100,20 @@ pub(crate) fn table(
     vm: Option<&VmView>,
     vcpu: Option<u32>,
     sort: SortBy,
+    times: &SubTimes,
 ) -> Result<(), ReportError> {
     let (counted, rows_with_time) = what(event);
-    if vcpu.is_some() {
-        return Err(ReportError::VcpuWithEvidence {
-            event: event.arg(),
-            what: counted,
-        });
-    }
+    per_vm_only(event, vcpu)?;
     let keyed = evidence.keyed(event, vm.map(|v| v.pid));
+    // Read from perf text with its times: printed with them.
+    if let Some(timed) = sub_times::for_table(times, event, vm.map(|v| v.pid), &keyed) {
+        sub_times::classic_table(out, event, &timed, sort);
+        if let Some(v) = vm {
+            out.push_str(&format!("# VM {} (pid {})\n", printable(&v.name), v.pid));
+        }
+        out.push_str("# times as the perf text printed them (kvmprof itself counts these accesses without timing them)\n");
+        return Ok(());
+    }
     let mut rows: Vec<(&String, u64)> = keyed.iter().map(|(k, n)| (k, *n)).collect();
     // Only counts exist: name order for `-k name`, count order for everything else.
     match sort {
@@ -103,7 +121,7 @@ pub(crate) fn table(
         _ => rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0))),
     }
     let total: u64 = rows.iter().map(|r| r.1).sum();
-    out.push_str(&header(event.header(), false));
+    out.push_str(&header(event.header(), false, false));
     out.push_str("\n\n");
     for (k, n) in &rows {
         out.push_str(&format!(

@@ -2,8 +2,8 @@
 //! needs.
 //!
 //! - VM: the first pid of `pid(s) ...` (several pids cannot be told apart), or pid 0 named
-//!   "all VMs"; vCPU: `VCPU N`, or 0 for an all-VCPUs table. When the same VMs have an
-//!   all-VCPUs table, their per-VCPU tables are skipped (they count the same exits again);
+//!   "all VMs"; vCPU: `VCPU N`, or 0 for an all-VCPUs table. Tables that count the same exits
+//!   twice (per-VCPU and all-VCPUs, per-pid and all-VMs) are read once (`import_overlap`);
 //!   repeated tables of one target (`perf kvm stat live` intervals) are added up.
 //! - Names: decoded back to codes by the built-in names under the ISA most names belong to;
 //!   `0x4a` (kvmprof's unknown codes) and ` FAILED_VMENTRY` are read back; any other name
@@ -11,34 +11,49 @@
 //!   its name; a 257th such name is an error (perf prints all unknown reasons as `UNKNOWN`).
 //! - Time linear in the text: names are looked up in a hash index, and which tables overlap
 //!   is decided from one pass over all of them.
-//! - Stat: count = Samples, sum = Avg × Samples (ns, rounded), min / max as printed (0 when this
-//!   perf printed none), no histogram.
-//! - MSR / IO Port / MMIO tables become evidence counts; their times are dropped (kvmprof's
-//!   evidence holds counts only).
+//! - Stat: count = Samples, sum = the row's time as `import_time` rebuilds it from Avg, Time%
+//!   and the footer, min / max as printed (0 when this perf printed none), no histogram.
+//! - MSR / IO Port / MMIO tables become evidence counts, their times kept beside them
+//!   (`sub_times`: kvmprof's evidence holds counts only).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use profiler_common::ev;
 
 use super::{
     import_names::{detect_isa, Names},
+    import_overlap::Overlap,
+    import_split, import_time,
     perf_layout::Event,
     perf_rows::{ImportError, ImportWarning, PerfRow, Section},
+    sub_times::{SubTime, SubTimes},
 };
 use crate::{
     decode::ExitNames,
     sample::{EvKey, Key, Sample, Stat, VmInfo},
 };
 
+/// What the import built from the tables.
+pub(crate) struct Built {
+    pub sample: Sample,
+    pub names: ExitNames,
+    /// perf's `( +- x% )` of each key made from exactly one printed row.
+    pub rel_err: HashMap<Key, f64>,
+    pub sub_times: SubTimes,
+}
+
 pub(crate) fn samples(
     sections: &[Section],
     warnings: &mut Vec<ImportWarning>,
-) -> Result<(Sample, ExitNames), ImportError> {
+) -> Result<Built, ImportError> {
     let mut names = Names::new();
     let mut s = Sample::default();
+    let mut errs: HashMap<Key, Option<f64>> = HashMap::new();
+    let mut sub_times = SubTimes::new();
     let overlap = Overlap::of(sections);
+    let preset = per_vcpu_times(sections, &overlap);
     let mut budget = Budget::default();
-    for sec in sections {
+    for (i, sec) in sections.iter().enumerate() {
         if let Some(why) = overlap.skipped(sec) {
             warnings.push(ImportWarning::new(sec.line, why));
             continue;
@@ -56,84 +71,74 @@ pub(crate) fn samples(
             ..Default::default()
         });
         if sec.event == Event::Vmexit {
-            exits(sec, tgid, &mut s, &mut names, &mut budget, warnings)?;
-        } else {
-            evidence(sec, tgid, &mut s, &mut budget)?;
-            if !sec.rows.is_empty() && sec.rows.iter().any(|r| r.avg_us.is_some()) {
-                warnings.push(ImportWarning::new(
-                    sec.line,
-                    format!(
-                        "{} times dropped: kvmprof keeps counts only for sub-reasons",
-                        sec.event.header()
-                    ),
-                ));
-            }
-        }
-    }
-    Ok((s, names.names))
-}
-
-/// Which tables count the same exits as others, from one pass over all of them (per table
-/// kind: the targets that have an all-VCPUs table, and the samples of the all-VCPUs tables of
-/// single VMs and of all VMs).
-#[derive(Default)]
-struct Overlap<'a> {
-    whole: HashSet<(&'static str, &'a [u32])>,
-    kinds: HashMap<&'static str, Totals>,
-}
-
-#[derive(Default)]
-struct Totals {
-    per_pid: Option<u64>,
-    all_vms: Option<u64>,
-}
-
-impl<'a> Overlap<'a> {
-    fn of(sections: &'a [Section]) -> Self {
-        let mut o = Overlap::default();
-        for sec in sections.iter().filter(|s| s.vcpu.is_none()) {
-            let kind = sec.event.header();
-            o.whole.insert((kind, &sec.pids));
-            let t = o.kinds.entry(kind).or_default();
-            let slot = if sec.pids.is_empty() {
-                &mut t.all_vms
-            } else {
-                &mut t.per_pid
+            let mut out = Out {
+                s: &mut s,
+                names: &mut names,
+                budget: &mut budget,
+                errs: &mut errs,
+                preset: preset.get(&i).map(Vec::as_slice),
             };
-            let n = sec
-                .rows
-                .iter()
-                .fold(0u64, |n, r| n.saturating_add(r.samples));
-            *slot = Some(slot.unwrap_or(0).saturating_add(n));
+            exits(sec, tgid, &mut out, warnings)?;
+        } else {
+            evidence(sec, tgid, &mut s, &mut budget, &mut sub_times)?;
         }
-        o
     }
+    Ok(Built {
+        sample: s,
+        names: names.names,
+        rel_err: errs
+            .into_iter()
+            .filter_map(|(k, e)| Some((k, e?)))
+            .collect(),
+        sub_times,
+    })
+}
 
-    /// Why `sec` repeats exits another section counts, if it does.
-    fn skipped(&self, sec: &Section) -> Option<String> {
-        let kind = sec.event.header();
-        if let Some(v) = sec.vcpu {
-            return self.whole.contains(&(kind, &sec.pids[..])).then(|| {
-                format!("VCPU {v} table skipped: the all-VCPUs table of the same VMs already counts these exits")
-            });
+/// Where `exits` adds what it reads.
+struct Out<'a> {
+    s: &'a mut Sample,
+    names: &'a mut Names,
+    budget: &'a mut Budget,
+    /// `( +- x% )` per key; None once a second row adds to the key (live intervals, ...).
+    errs: &'a mut HashMap<Key, Option<f64>>,
+    /// The rows' times, when chosen with other tables (`import_split`).
+    preset: Option<&'a [u64]>,
+}
+
+/// The row times of per-VCPU tables read in place of their VM's one all-VCPUs table, chosen to
+/// add up to it (section index → times); tables of several intervals keep their own.
+fn per_vcpu_times(sections: &[Section], overlap: &Overlap) -> HashMap<usize, Vec<u64>> {
+    let mut preset = HashMap::new();
+    for all in sections.iter().filter(|s| s.event == Event::Vmexit) {
+        if !overlap.read_per_vcpu(all) {
+            continue;
         }
-        // An all-VMs table next to per-pid tables: keep the per-pid ones when they add up to it.
-        let Some(Totals {
-            per_pid: Some(per_pid),
-            all_vms: Some(all_vms),
-        }) = self.kinds.get(kind)
-        else {
-            return None;
-        };
-        match (sec.pids.is_empty(), per_pid == all_vms) {
-            (true, true) => Some("all-VMs table skipped: the per-pid tables count the same exits".into()),
-            (false, false) => Some(
-                "per-pid table skipped: it does not add up with the others to the all-VMs table, which is used instead"
-                    .into(),
-            ),
-            _ => None,
+        let same = |s: &Section| s.event == all.event && s.pids == all.pids;
+        if sections
+            .iter()
+            .filter(|s| s.vcpu.is_none() && same(s))
+            .count()
+            != 1
+        {
+            continue;
+        }
+        let parts: Vec<(usize, &Section)> = sections
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.vcpu.is_some() && same(s))
+            .collect();
+        let mut vcpus: Vec<Option<u32>> = parts.iter().map(|(_, s)| s.vcpu).collect();
+        vcpus.sort_unstable();
+        vcpus.dedup();
+        if vcpus.len() != parts.len() {
+            continue;
+        }
+        let tables: Vec<&Section> = parts.iter().map(|p| p.1).collect();
+        if let Some(times) = import_split::split(all, &tables) {
+            preset.extend(parts.iter().map(|p| p.0).zip(times));
         }
     }
+    preset
 }
 
 /// Running totals, kept far below u64::MAX so no sum downstream can overflow.
@@ -174,12 +179,10 @@ fn vm_name(pids: &[u32]) -> String {
 fn exits(
     sec: &Section,
     tgid: u32,
-    s: &mut Sample,
-    names: &mut Names,
-    budget: &mut Budget,
+    out: &mut Out,
     warnings: &mut Vec<ImportWarning>,
 ) -> Result<(), ImportError> {
-    let isa = detect_isa(&sec.rows, names);
+    let isa = detect_isa(&sec.rows, out.names);
     let untimed = |r: &PerfRow| {
         r.avg_us.is_none()
             && r.total_us.is_none()
@@ -196,39 +199,40 @@ fn exits(
             "this table printed no Min/Max Time: they read as 0",
         ));
     }
-    for r in sec.rows.iter().filter(|r| r.samples > 0) {
-        let reason = names.resolve(isa, &r.name, r.line)?;
+    let times = match out.preset {
+        Some(t) => t.to_vec(),
+        None => import_time::row_times(sec),
+    };
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (r, &sum_ns) in sec.rows.iter().zip(&times).filter(|(r, _)| r.samples > 0) {
+        let nth = seen.entry(&r.name).or_insert(0);
+        let reason = out.names.resolve(isa, &r.name, *nth, r.line)?;
+        *nth += 1;
         let key = Key {
             tgid,
             vcpu: sec.vcpu.unwrap_or(0),
             isa,
             reason,
         };
-        let st = stat(r, sec.total_time_us);
-        budget.take(r.line, st.count, st.sum_ns.max(st.max_ns).max(st.min_ns))?;
-        merge(s.stats.entry(key).or_default(), &st);
+        let st = Stat {
+            count: r.samples,
+            sum_ns,
+            min_ns: r.min_us.map_or(0, ns),
+            max_ns: r.max_us.map_or(0, ns),
+            hist: Default::default(),
+        };
+        out.budget
+            .take(r.line, st.count, st.sum_ns.max(st.max_ns).max(st.min_ns))?;
+        let first = out.s.stats.get(&key).is_none_or(|st| st.count == 0);
+        out.errs
+            .insert(key, if first { r.rel_err_pct } else { None });
+        merge(out.s.stats.entry(key).or_default(), &st);
     }
     Ok(())
 }
 
 fn ns(us: f64) -> u64 {
     (us * 1e3).round() as u64
-}
-
-fn stat(r: &PerfRow, total_time_us: Option<f64>) -> Stat {
-    let sum_ns = match (r.avg_us, r.time_pct, total_time_us) {
-        (Some(avg), _, _) => (avg * 1e3 * r.samples as f64).round() as u64,
-        (None, _, _) if r.total_us.is_some() => r.total_us.map_or(0, ns),
-        (None, Some(p), Some(t)) => ns(p / 100.0 * t),
-        _ => 0,
-    };
-    Stat {
-        count: r.samples,
-        sum_ns,
-        min_ns: r.min_us.map_or(0, ns),
-        max_ns: r.max_us.map_or(0, ns),
-        hist: Default::default(),
-    }
 }
 
 fn merge(into: &mut Stat, add: &Stat) {
@@ -248,8 +252,10 @@ fn evidence(
     tgid: u32,
     s: &mut Sample,
     budget: &mut Budget,
+    times: &mut SubTimes,
 ) -> Result<(), ImportError> {
-    for r in sec.rows.iter().filter(|r| r.samples > 0) {
+    let row_ns = import_time::row_times(sec);
+    for (r, &total_ns) in sec.rows.iter().zip(&row_ns).filter(|(r, _)| r.samples > 0) {
         let bad = |why: &str| ImportError::At {
             file: String::new(),
             line: r.line,
@@ -281,8 +287,23 @@ fn evidence(
             flags: 0,
             a,
         };
-        budget.take(r.line, r.samples, 0)?;
+        budget.take(r.line, r.samples, total_ns)?;
         s.evidence.entry(k).or_default().count += r.samples;
+        if r.avg_us.is_some() || r.total_us.is_some() {
+            let t = SubTime {
+                count: r.samples,
+                total_ns,
+                min_ns: r.min_us.map_or(0, ns),
+                max_ns: r.max_us.map_or(0, ns),
+                rel_err: r.rel_err_pct,
+            };
+            match times.get_mut(&k) {
+                Some(m) => m.merge(&t),
+                None => {
+                    times.insert(k, t);
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -85,11 +85,14 @@ impl Names {
         self.codes[slot(isa)?].get(name).copied()
     }
 
-    /// The code of `name`; a name no table knows gets the next synthetic code.
+    /// The code of `name`; a name no table knows gets the next synthetic code. `nth`: how many
+    /// rows of the same table had this name before (perf names every unknown reason
+    /// `UNKNOWN`: the second such row of a table is another reason, with a code of its own).
     pub(crate) fn resolve(
         &mut self,
         isa: u32,
         name: &str,
+        nth: usize,
         line: usize,
     ) -> Result<u32, ImportError> {
         let (b, flag) = if isa == ISA_VMX {
@@ -97,16 +100,22 @@ impl Names {
         } else {
             (name, 0)
         };
-        if let Some(c) = self.code(isa, b) {
-            return Ok(c | flag);
+        if nth == 0 {
+            if let Some(c) = self.code(isa, b) {
+                return Ok(c | flag);
+            }
+            if let Some(c) = b
+                .strip_prefix("0x")
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+            {
+                return Ok(c | flag);
+            }
         }
-        if let Some(c) = b
-            .strip_prefix("0x")
-            .and_then(|h| u32::from_str_radix(h, 16).ok())
-        {
-            return Ok(c | flag);
-        }
-        if let Some(c) = self.code(isa, name) {
+        let key = match nth {
+            0 => name.to_string(),
+            k => format!("{name}\u{0}{k}"),
+        };
+        if let Some(c) = self.code(isa, &key) {
             return Ok(c);
         }
         // VMX codes above 0xffff would read as flag bits, so there are SYNTH_MAX of them.
@@ -131,7 +140,7 @@ impl Names {
         };
         map.insert(code, name.to_string());
         if let Some(i) = slot(isa) {
-            self.codes[i].insert(name.to_string(), code);
+            self.codes[i].insert(key, code);
         }
         Ok(code)
     }

@@ -10,6 +10,9 @@ mod evidence;
 mod import_build;
 mod import_check;
 mod import_names;
+mod import_overlap;
+mod import_split;
+mod import_time;
 pub mod json;
 mod kvmexit;
 pub mod perf_import;
@@ -19,11 +22,17 @@ mod perf_parse;
 mod perf_paste;
 mod perf_rows;
 pub mod perf_table;
+mod perf_table64;
 mod printf;
 mod rows;
+mod sub_times;
 
 #[cfg(test)]
+mod tests_attribution;
+#[cfg(test)]
 mod tests_diff;
+#[cfg(test)]
+mod tests_fidelity;
 #[cfg(test)]
 mod tests_import;
 #[cfg(test)]
@@ -37,18 +46,19 @@ mod tests_names;
 #[cfg(test)]
 mod tests_table;
 
-use std::path::Path;
+use std::{collections::HashMap, path::Path};
 
 pub use diff::{diff, diff_with, Diff, DiffOptions};
 pub use evidence::Evidence;
 pub use perf_import::{import, ImportError, ImportWarning, PerfImport};
-pub use perf_layout::{Event, SortBy};
+pub use perf_layout::{Event, PerfLayout, SortBy};
 pub use perf_table::{render as perf_table, TableOptions};
+pub use sub_times::{SubTime, SubTimes};
 
 use crate::{
     decode::ExitNames,
     model::{self, View},
-    sample::Sample,
+    sample::{Key, Sample},
 };
 
 /// Errors of the report module: one line each, saying what to change.
@@ -86,10 +96,42 @@ pub struct Data {
     pub evidence: Evidence,
     /// Where it came from (a path, "perf text", "live"), for diff headings.
     pub label: String,
-    /// Whether the latency histograms exist (false for perf text: no percentiles, no ± error).
+    /// Whether the latency histograms exist (false for perf text: no percentiles; its ± error
+    /// only as perf printed it, in `rel_err`).
     pub has_hist: bool,
     /// Notes for the user (damaged recording frames, inconsistent perf totals, ...).
     pub warnings: Vec<String>,
+    /// Whose exits these are, when perf text said so for all of its tables ("Analyze events
+    /// for pid(s) 777, VCPU 1"): the tables print that scope unless asked for another.
+    pub scope: Option<Scope>,
+    /// perf's `( +- x% )` per exit key, as the perf text printed it (see [`PerfImport`]).
+    pub rel_err: HashMap<Key, f64>,
+    /// MSR / IO port / MMIO access times as perf text printed them (see `sub_times`).
+    pub sub_times: SubTimes,
+}
+
+/// perf's "Analyze events for" target: `pid(s) 12,34` (empty: all VMs) and `VCPU N`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub pids: Vec<u32>,
+    pub vcpu: Option<u32>,
+}
+
+impl Scope {
+    /// What every table of `imp` says alike: its pids, its vCPU (tables of one VM's vCPUs 0
+    /// and 1 are that VM's, of all its vCPUs).
+    fn of(imp: &PerfImport) -> Option<Scope> {
+        let (first, rest) = imp.sections.split_first()?;
+        let pids = if rest.iter().all(|s| s.pids == first.pids) {
+            first.pids.clone()
+        } else {
+            Vec::new()
+        };
+        let vcpu = first
+            .vcpu
+            .filter(|v| rest.iter().all(|s| s.vcpu == Some(*v)));
+        (!pids.is_empty() || vcpu.is_some()).then_some(Scope { pids, vcpu })
+    }
 }
 
 impl Data {
@@ -101,6 +143,9 @@ impl Data {
             label: label.to_string(),
             has_hist: true,
             warnings: Vec::new(),
+            scope: None,
+            rel_err: HashMap::new(),
+            sub_times: SubTimes::new(),
         }
     }
 
@@ -125,6 +170,9 @@ impl Data {
             label: label.to_string(),
             has_hist: false,
             warnings: Vec::new(),
+            scope: Scope::of(imp),
+            rel_err: imp.rel_err.clone(),
+            sub_times: imp.sub_times.clone(),
         }
     }
 }

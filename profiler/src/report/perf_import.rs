@@ -20,8 +20,14 @@
 //! is checked for numbers that contradict each other (`import_check`).
 
 pub use super::perf_rows::{Column, ImportError, ImportWarning, PerfRow, Rounding, Section};
-use super::{import_build as build, kvmexit, perf_parse};
-use crate::{decode::ExitNames, model::View, sample::Sample};
+use super::{import_build as build, kvmexit, perf_parse, sub_times::SubTimes};
+use std::collections::HashMap;
+
+use crate::{
+    decode::ExitNames,
+    model::View,
+    sample::{Key, Sample},
+};
 
 /// Parsed perf text and the samples made from it.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,6 +39,11 @@ pub struct PerfImport {
     /// Built-in names plus the names this text used that no table knows (synthetic codes).
     pub names: ExitNames,
     pub warnings: Vec<ImportWarning>,
+    /// perf's `( +- x% )` of each exit key one printed row made (kvmprof keeps no sum of
+    /// squares to compute it again).
+    pub rel_err: HashMap<Key, f64>,
+    /// MSR / IO port / MMIO access times, as printed (kvmprof's evidence holds counts only).
+    pub sub_times: SubTimes,
 }
 
 impl PerfImport {
@@ -45,13 +56,15 @@ impl PerfImport {
 /// Parses perf text and builds samples from it.
 pub fn import(text: &str) -> Result<PerfImport, ImportError> {
     let (sections, mut warnings) = parse(text)?;
-    let (newer, names) = build::samples(&sections, &mut warnings)?;
+    let built = build::samples(&sections, &mut warnings)?;
     Ok(PerfImport {
         sections,
         older: Sample::default(),
-        newer,
-        names,
+        newer: built.sample,
+        names: built.names,
         warnings,
+        rel_err: built.rel_err,
+        sub_times: built.sub_times,
     })
 }
 

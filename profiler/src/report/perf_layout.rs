@@ -46,6 +46,18 @@ impl Event {
     }
 }
 
+/// Which of perf's two table layouts: `classic` is print_result (what `perf kvm stat report
+/// --stdio`, `live` and every perf before 6.4 print: µs with two decimals, `( +- x% )`), `6.4`
+/// the hist-browser columns of perf ≥ 6.4 (`Event name … Mean Time (ns)`: integer ns, shares
+/// cut to whole percents), which is what its TUI shows and people copy from their terminal.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum PerfLayout {
+    #[default]
+    Classic,
+    #[value(name = "6.4")]
+    V6_4,
+}
+
 /// Row order: perf's `-k` keys (numbers descending, names ascending) plus p99.
 /// `time` is the total handling time (perf ≥ 6.3; older perf sorted `time` by the mean:
 /// use `mean_t`). Ties go by name.
@@ -65,8 +77,10 @@ pub enum SortBy {
     Name,
 }
 
-/// perf's header line (with its trailing space) and the blank line after it.
-pub(crate) fn header(name: &str, timed: bool) -> String {
+/// perf's header line (with its trailing space) and the blank line after it; `extremes`:
+/// with the Min Time and Max Time columns (a table read from a perf that printed none has
+/// none to show).
+pub(crate) fn header(name: &str, timed: bool, extremes: bool) -> String {
     let mut h = format!(
         "{} {} {} ",
         s(NAME_WIDTH, name),
@@ -74,13 +88,11 @@ pub(crate) fn header(name: &str, timed: bool) -> String {
         s(9, "Samples%")
     );
     if timed {
-        h.push_str(&format!(
-            "{} {} {} {} ",
-            s(9, "Time%"),
-            s(11, "Min Time"),
-            s(11, "Max Time"),
-            s(16, "Avg time")
-        ));
+        h.push_str(&format!("{} ", s(9, "Time%")));
+        if extremes {
+            h.push_str(&format!("{} {} ", s(11, "Min Time"), s(11, "Max Time")));
+        }
+        h.push_str(&format!("{} ", s(16, "Avg time")));
     }
     h
 }

@@ -3,7 +3,7 @@
 //! errors quote at most [`QUOTE_CHARS`] characters of it.
 
 use super::{
-    perf_layout::Event,
+    perf_layout::{Event, PerfLayout},
     perf_rows::{Column, PerfRow, Rounding},
 };
 
@@ -75,6 +75,17 @@ pub(crate) struct Header {
     pub generic: bool,
     pub columns: Vec<Column>,
     pub unit_us: f64,
+}
+
+impl Header {
+    /// perf ≥ 6.4's hist-browser columns (`Event name`, times in ns), or print_result's.
+    pub fn layout(&self) -> PerfLayout {
+        if self.generic || self.unit_us != 1.0 {
+            PerfLayout::V6_4
+        } else {
+            PerfLayout::Classic
+        }
+    }
 }
 
 /// A header line: `<table name> Samples Samples% [Time%] [Min Time] [Max Time] [Avg time] ...`,
@@ -206,8 +217,17 @@ pub(crate) fn parse_row(
         match col {
             Column::Samples => {}
             Column::SamplesPct | Column::TimePct => r.pct = r.pct.max(rounding(tok)),
-            _ if tok.parse::<f64>().is_ok() => r.us = r.us.max(half_ulp(tok) * unit_us),
-            _ => r.us = r.us.max(rounding(tok)),
+            _ => {
+                let h = if tok.parse::<f64>().is_ok() {
+                    half_ulp(tok) * unit_us
+                } else {
+                    rounding(tok)
+                };
+                r.us = r.us.max(h);
+                if *col == Column::Avg {
+                    r.avg_us = h;
+                }
+            }
         }
     }
     row.rounding = r;

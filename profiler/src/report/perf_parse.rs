@@ -11,7 +11,9 @@ use super::{
         find_after, looks_like_row, parse_footer, parse_header, parse_row, parse_target, quote,
         split_rel_err, tokens, Header,
     },
-    perf_paste::{clean, continues, header_rest, is_cut_marker, open_paren, shape, Shape},
+    perf_paste::{
+        clean, command_target, continues, header_rest, is_cut_marker, open_paren, shape, Shape,
+    },
     perf_rows::{at, Column, ImportError, ImportWarning, PerfRow, Section},
 };
 
@@ -100,6 +102,11 @@ impl Parser {
             self.target = parse_target(rest).map_err(|m| at(n, m))?;
             return Ok(());
         }
+        if let Some(target) = command_target(line) {
+            self.close()?;
+            self.target = target;
+            return Ok(());
+        }
         if let Some(h) = parse_header(line).map_err(|m| at(n, m))? {
             self.close()?;
             self.open(n, line, h);
@@ -112,6 +119,7 @@ impl Parser {
             if o.sec.rows.is_empty() && next && header_rest(line) {
                 let whole = format!("{} {line}", o.header);
                 if let Some(h) = parse_header(&whole).map_err(|m| at(n, m))? {
+                    o.sec.layout = h.layout();
                     o.sec.columns = h.columns;
                     o.unit_us = h.unit_us;
                     o.header = whole;
@@ -148,6 +156,25 @@ impl Parser {
                 }
             }
         }
+        // A comment (kvmprof's notes after its tables, a shell prompt) is never a row.
+        if line.starts_with('#') {
+            // kvmprof's 6.4-layout tables name their event after the rows ("# MMIO Access
+            // table; ..."): perf's screen heads every one of them "Event name".
+            let named = line
+                .strip_prefix("# ")
+                .and_then(|l| l.split_once(" table;"));
+            if let Some(ev) = named.and_then(|(h, _)| Event::from_header(h)) {
+                if o.generic {
+                    o.sec.event = ev;
+                    o.generic = false;
+                }
+            }
+            if o.gap.is_empty() {
+                o.gap_first = quote(line);
+            }
+            o.gap.push(n);
+            return Ok(());
+        }
         if is_cut_marker(line) {
             let msg = format!(
                 "the {} table of line {} was cut here by its poster ({}): its rows below this one are not in the paste",
@@ -181,8 +208,11 @@ impl Parser {
     }
 
     fn open(&mut self, n: usize, line: &str, h: Header) {
+        let layout = h.layout();
+        let mut sec = Section::new(n, self.target.0.clone(), self.target.1, h.event, h.columns);
+        sec.layout = layout;
         self.open = Some(Open {
-            sec: Section::new(n, self.target.0.clone(), self.target.1, h.event, h.columns),
+            sec,
             header: line.to_string(),
             header_end: n,
             unit_us: h.unit_us,

@@ -93,3 +93,38 @@ pub(crate) fn header_rest(line: &str) -> bool {
         )
     })
 }
+
+/// The target of a pasted `perf kvm [--guest] stat report|live ... [-p PID[,PID]] [--vcpu N]`
+/// command line (a shell prompt above the output): perf ≥ 6.4's report screen has no
+/// "Analyze events for" line, so the command is what says whose exits follow. A pid that is
+/// not a number (`-p $(pgrep qemu)`) says nothing.
+pub(crate) fn command_target(line: &str) -> Option<(Vec<u32>, Option<u32>)> {
+    let toks: Vec<&str> = line.split_whitespace().collect();
+    let perf = toks
+        .iter()
+        .position(|t| *t == "perf" || t.ends_with("/perf"))?;
+    let kvm = perf + toks[perf..].iter().position(|t| *t == "kvm")?;
+    let stat = kvm + toks[kvm..].iter().position(|t| *t == "stat")?;
+    if !matches!(toks.get(stat + 1), Some(&("report" | "live"))) {
+        return None;
+    }
+    let (mut pids, mut vcpu) = (Vec::new(), None);
+    let mut args = toks[stat + 2..].iter();
+    while let Some(&t) = args.next() {
+        let (key, inline) = match t.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (t, None),
+        };
+        let value = || inline.or_else(|| args.clone().next().copied());
+        match key {
+            "-p" | "--pid" => {
+                pids = value()
+                    .and_then(|v| v.split(',').map(|p| p.parse().ok()).collect())
+                    .unwrap_or_default();
+            }
+            "--vcpu" => vcpu = value().and_then(|v| v.parse().ok()),
+            _ => {}
+        }
+    }
+    Some((pids, vcpu))
+}

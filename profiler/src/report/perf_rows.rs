@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::perf_layout::Event;
+use super::perf_layout::{Event, PerfLayout};
 
 /// Why perf text could not be read; one line, with the line number where there is one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,6 +77,8 @@ pub struct PerfRow {
 pub struct Rounding {
     pub pct: f64,
     pub us: f64,
+    /// The Avg time's own (a row may print `9us` beside `10.75us`).
+    pub avg_us: f64,
 }
 
 /// One table with what the "Analyze events" line above it said.
@@ -89,6 +91,8 @@ pub struct Section {
     /// `VCPU N`; None for all VCPUs.
     pub vcpu: Option<u32>,
     pub event: Event,
+    /// Which perf printed it: shares and means of the 6.4 layout are cut, not rounded.
+    pub layout: PerfLayout,
     pub columns: Vec<Column>,
     pub rows: Vec<PerfRow>,
     /// From the footer, when present.
@@ -117,6 +121,7 @@ impl Section {
             pids,
             vcpu,
             event,
+            layout: PerfLayout::Classic,
             columns,
             rows: Vec::new(),
             total_samples: None,

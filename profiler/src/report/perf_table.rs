@@ -12,17 +12,20 @@
 //! Samples% and Time% are shares of the whole table, HLT included (so HLT's idle time dominates
 //! Time%, as in perf). kvmprof's additions come after the footer on lines starting with "# ":
 //! HLT's share and the totals without it, exits still in flight, VM names, counters.
-//! `( +- x% )` is estimated from the latency histogram (see `rows::rel_stderr_pct`); rows
-//! without a histogram (perf text imports) show `n/a` there and in the percentile columns.
+//! `( +- x% )` is estimated from the latency histogram (see `rows::rel_stderr_pct`); a row read
+//! from perf text prints the value perf printed for it, when one printed row made it; other
+//! rows without a histogram show `n/a` there, and in the percentile columns.
 
 use super::{
     evidence,
-    perf_layout::{footer, header, Event, SortBy, NAME_WIDTH},
+    perf_layout::{footer, header, Event, PerfLayout, SortBy, NAME_WIDTH},
+    perf_table64,
     printf::{f, s},
     rows::{pct, rel_stderr_pct, select},
-    Data, ReportError,
+    Data, ReportError, Scope,
 };
-use crate::model::{Row, View, VmSelector, VmView};
+use crate::model::{Row, VmSelector, VmView};
+use crate::sample::Key;
 use crate::text::printable;
 
 /// What to print.
@@ -38,10 +41,13 @@ pub struct TableOptions {
     pub percentiles: bool,
     /// After the all-VMs table, one table per VM (when there are several).
     pub per_vm: bool,
+    /// perf's classic print_result layout, or perf ≥ 6.4's (see perf_table64.rs).
+    pub layout: PerfLayout,
 }
 
 /// The tables `opts` asks for, concatenated.
 pub fn render(data: &Data, opts: &TableOptions) -> Result<String, ReportError> {
+    let opts = &scoped(data, opts);
     let view = &data.view;
     let mut scopes: Vec<Option<&VmView>> = Vec::new();
     match &opts.vm {
@@ -57,20 +63,58 @@ pub fn render(data: &Data, opts: &TableOptions) -> Result<String, ReportError> {
     }
     let mut out = String::new();
     for (i, vm) in scopes.into_iter().enumerate() {
-        out.push_str(&analyze_line(vm, opts.vcpu));
-        match opts.event {
-            Event::Vmexit => exit_table(&mut out, view, vm, opts, i == 0),
-            ev => evidence::table(&mut out, &data.evidence, ev, vm, opts.vcpu, opts.sort)?,
+        out.push_str(&analyze_line(vm, opts.vcpu, data.scope.as_ref()));
+        match (opts.event, opts.layout) {
+            (Event::Vmexit, PerfLayout::Classic) => exit_table(&mut out, data, vm, opts, i == 0),
+            (Event::Vmexit, PerfLayout::V6_4) => perf_table64::exit_table(&mut out, view, vm, opts),
+            (ev, PerfLayout::Classic) => {
+                let times = &data.sub_times;
+                evidence::table(
+                    &mut out,
+                    &data.evidence,
+                    ev,
+                    vm,
+                    opts.vcpu,
+                    opts.sort,
+                    times,
+                )?
+            }
+            (ev, PerfLayout::V6_4) => {
+                evidence::per_vm_only(ev, opts.vcpu)?;
+                perf_table64::counts_table(&mut out, data, ev, vm, opts.sort)
+            }
         }
     }
     Ok(out)
 }
 
-/// perf's print_vcpu_info, after the two newlines print_result starts with.
-fn analyze_line(vm: Option<&VmView>, vcpu: Option<u32>) -> String {
-    let who = match vm {
-        None => "all VMs, ".to_string(),
-        Some(v) => format!("pid(s) {}, ", v.pid),
+/// `opts` with the perf text's own VM and vCPU where it asks for none: a table read from
+/// `perf kvm stat report -p 777 --vcpu 1` prints back as pid 777's vCPU 1, not as all of them.
+fn scoped(data: &Data, opts: &TableOptions) -> TableOptions {
+    let mut o = opts.clone();
+    let Some(sc) = &data.scope else { return o };
+    if o.vm.is_none() {
+        o.vm = sc
+            .pids
+            .first()
+            .and_then(|p| VmSelector::parse(&p.to_string()).ok());
+    }
+    if o.vcpu.is_none() && o.event == Event::Vmexit {
+        o.vcpu = sc.vcpu;
+    }
+    o
+}
+
+/// perf's print_vcpu_info, after the two newlines print_result starts with; a VM imported
+/// from perf text with several pids (`pid(s) 12,34`, which perf cannot tell apart) keeps them.
+fn analyze_line(vm: Option<&VmView>, vcpu: Option<u32>, scope: Option<&Scope>) -> String {
+    let who = match (vm, scope) {
+        (None, _) => "all VMs, ".to_string(),
+        (Some(v), Some(sc)) if sc.pids.first() == Some(&v.pid) => {
+            let pids: Vec<String> = sc.pids.iter().map(u32::to_string).collect();
+            format!("pid(s) {}, ", pids.join(","))
+        }
+        (Some(v), _) => format!("pid(s) {}, ", v.pid),
     };
     let cpus = match vcpu {
         None => "all VCPUs:".to_string(),
@@ -82,7 +126,8 @@ fn analyze_line(vm: Option<&VmView>, vcpu: Option<u32>) -> String {
 /// Bytes of a row up to the end of its "( +- x% )" column, where percentile columns start.
 const ROW_AVG_END: usize = NAME_WIDTH + 1 + 10 + 1 + 9 + 1 + 9 + 1 + 11 + 1 + 11 + 1 + 26;
 
-fn exit_table(out: &mut String, view: &View, vm: Option<&VmView>, o: &TableOptions, first: bool) {
+fn exit_table(out: &mut String, data: &Data, vm: Option<&VmView>, o: &TableOptions, first: bool) {
+    let view = &data.view;
     let vms: Vec<&VmView> = match vm {
         Some(v) => vec![v],
         None => view.vms.iter().collect(),
@@ -96,9 +141,12 @@ fn exit_table(out: &mut String, view: &View, vm: Option<&VmView>, o: &TableOptio
     if total_t == 0 && !rows.is_empty() && rows.iter().all(|r| r.max_ns == 0) {
         return untimed_table(out, &rows, vm);
     }
-    let mut h = header(Event::Vmexit.header(), true);
+    // A table read from a perf that printed no Min/Max has none: no made-up 0.00us.
+    let extremes = rows.iter().any(|r| r.max_ns > 0);
+    let mut h = header(Event::Vmexit.header(), true, extremes);
     if o.percentiles {
-        h = format!("{h:<ROW_AVG_END$}");
+        let end = ROW_AVG_END - if extremes { 0 } else { 24 };
+        h = format!("{h:<end$}");
         for p in ["p50", "p99", "p99.9"] {
             h.push_str(&format!(" {}", s(11, p)));
         }
@@ -109,16 +157,23 @@ fn exit_table(out: &mut String, view: &View, vm: Option<&VmView>, o: &TableOptio
     let total_n: u64 = rows.iter().map(|r| r.timed).sum();
     let mut missing_hist = false;
     for r in &rows {
-        let err = rel_stderr_pct(r);
+        let err = imported_err(data, &vms, o.vcpu, r).or_else(|| rel_stderr_pct(r));
         missing_hist |= err.is_none() || (o.percentiles && !r.has_percentiles());
+        let min_max = if extremes {
+            format!(
+                "{}us {}us ",
+                f(9, 2, r.min_ns as f64 / 1e3),
+                f(9, 2, r.max_ns as f64 / 1e3)
+            )
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "{} {:>10} {}% {}% {}us {}us {}us ( +-{} )",
+            "{} {:>10} {}% {}% {min_max}{}us ( +-{} )",
             s(NAME_WIDTH, &printable(&r.name)),
             r.timed,
             f(8, 2, pct(r.timed as f64, total_n as f64)),
             f(8, 2, pct(r.total_ns as f64, total_t as f64)),
-            f(9, 2, r.min_ns as f64 / 1e3),
-            f(9, 2, r.max_ns as f64 / 1e3),
             f(9, 2, r.mean_ns / 1e3),
             err.map_or_else(|| "    n/a ".to_string(), |e| format!("{}%", f(7, 2, e))),
         ));
@@ -171,9 +226,35 @@ fn exit_table(out: &mut String, view: &View, vm: Option<&VmView>, o: &TableOptio
     }
 }
 
+/// perf's own `( +- x% )` of a row read from perf text, when exactly one printed row made it
+/// (a row summed over several vCPUs, VMs or intervals has none: n/a).
+fn imported_err(data: &Data, vms: &[&VmView], vcpu: Option<u32>, r: &Row) -> Option<f64> {
+    let mut keys = vms.iter().flat_map(|v| {
+        v.vcpus
+            .iter()
+            .filter(move |c| vcpu.is_none_or(|n| c.vcpu == n))
+            .filter(|c| {
+                c.reasons
+                    .iter()
+                    .any(|x| (x.isa, x.reason) == (r.isa, r.reason) && x.timed > 0)
+            })
+            .map(|c| Key {
+                tgid: v.pid,
+                vcpu: c.vcpu,
+                isa: r.isa,
+                reason: r.reason,
+            })
+    });
+    let key = keys.next()?;
+    if keys.next().is_some() {
+        return None;
+    }
+    data.rel_err.get(&key).copied()
+}
+
 /// Exit counts known without their times: Samples and Samples% only, as the sub-reason tables.
 fn untimed_table(out: &mut String, rows: &[&Row], vm: Option<&VmView>) {
-    out.push_str(&header(Event::Vmexit.header(), false));
+    out.push_str(&header(Event::Vmexit.header(), false, false));
     out.push_str("\n\n");
     let total: u64 = rows.iter().map(|r| r.timed).sum();
     for r in rows {
@@ -192,7 +273,13 @@ fn untimed_table(out: &mut String, rows: &[&Row], vm: Option<&VmView>) {
 }
 
 /// kvmprof's lines after perf's footer.
-fn notes(out: &mut String, all: &[Row], rows: &[&Row], vm: Option<&VmView>, missing_hist: bool) {
+pub(crate) fn notes(
+    out: &mut String,
+    all: &[Row],
+    rows: &[&Row],
+    vm: Option<&VmView>,
+    missing_hist: bool,
+) {
     if let Some(v) = vm {
         out.push_str(&format!("# VM {} (pid {})\n", printable(&v.name), v.pid));
     }
@@ -220,7 +307,7 @@ fn notes(out: &mut String, all: &[Row], rows: &[&Row], vm: Option<&VmView>, miss
     }
     if missing_hist {
         out.push_str(
-            "# n/a: no latency histogram (imported from perf text): no ± error or percentiles\n",
+            "# n/a: no latency histogram (imported from perf text): no percentiles, and no ± error but perf's own\n",
         );
     }
 }

@@ -1,0 +1,144 @@
+//! Handling times of MSR / IO port / MMIO accesses, as perf text printed them.
+//!
+//! kvmprof counts these accesses in kernel without timing them (their time is in the VM-EXIT
+//! rows), so a recording has none; perf's `--event msr|ioport|mmio` tables do. An import keeps
+//! them beside the counts, so those tables print back with their times.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::{
+    evidence::perf_key,
+    perf_layout::{footer, header, Event, SortBy, NAME_WIDTH},
+    printf::{f, s},
+    rows::pct,
+};
+use crate::sample::EvKey;
+
+/// Times per evidence key.
+pub type SubTimes = HashMap<EvKey, SubTime>;
+
+/// One key's accesses: how many were timed and their total, extremes and perf's `( +- x% )`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SubTime {
+    pub count: u64,
+    pub total_ns: u64,
+    pub min_ns: u64,
+    pub max_ns: u64,
+    /// As printed, when one printed row made the key.
+    pub rel_err: Option<f64>,
+}
+
+impl SubTime {
+    /// Adds another row of the same key (another interval of `perf kvm stat live`, ...).
+    pub(crate) fn merge(&mut self, o: &SubTime) {
+        self.count = self.count.saturating_add(o.count);
+        self.total_ns = self.total_ns.saturating_add(o.total_ns);
+        self.min_ns = self.min_ns.min(o.min_ns);
+        self.max_ns = self.max_ns.max(o.max_ns);
+        self.rel_err = None;
+    }
+}
+
+/// The times of a table's rows (perf key → time) for VM `pid` (None: all VMs), when every
+/// row of `counts` has times covering exactly its count; None otherwise (counts only).
+pub(crate) fn for_table(
+    times: &SubTimes,
+    event: Event,
+    pid: Option<u32>,
+    counts: &BTreeMap<String, u64>,
+) -> Option<BTreeMap<String, SubTime>> {
+    let mut out: BTreeMap<String, SubTime> = BTreeMap::new();
+    for (k, t) in times {
+        if pid.is_some_and(|p| p != k.tgid) {
+            continue;
+        }
+        let Some(name) = perf_key(event, k) else {
+            continue;
+        };
+        match out.get_mut(&name) {
+            Some(m) => m.merge(t),
+            None => {
+                out.insert(name, *t);
+            }
+        }
+    }
+    let covered = !counts.is_empty()
+        && counts
+            .iter()
+            .all(|(k, n)| out.get(k).is_some_and(|t| t.count == *n));
+    covered.then_some(out)
+}
+
+/// Rows in `sort` order (ties by name).
+fn ordered(rows: &BTreeMap<String, SubTime>, sort: SortBy) -> Vec<(&String, &SubTime)> {
+    let mean = |t: &SubTime| t.total_ns as f64 / t.count.max(1) as f64;
+    let mut v: Vec<(&String, &SubTime)> = rows.iter().collect();
+    v.sort_by(|(an, a), (bn, b)| {
+        let o = match sort {
+            SortBy::Sample | SortBy::P99 => b.count.cmp(&a.count),
+            SortBy::Time => b.total_ns.cmp(&a.total_ns),
+            SortBy::MaxT => b.max_ns.cmp(&a.max_ns),
+            SortBy::MinT => b.min_ns.cmp(&a.min_ns),
+            SortBy::MeanT => mean(b).total_cmp(&mean(a)),
+            SortBy::Name => std::cmp::Ordering::Equal,
+        };
+        o.then_with(|| an.cmp(bn))
+    });
+    v
+}
+
+/// perf's classic `--event msr|ioport|mmio` table with its times (print_result's formats).
+pub(crate) fn classic_table(
+    out: &mut String,
+    event: Event,
+    rows: &BTreeMap<String, SubTime>,
+    sort: SortBy,
+) {
+    let rows = ordered(rows, sort);
+    let extremes = rows.iter().any(|(_, t)| t.max_ns > 0);
+    let (n, total): (u64, u64) = rows
+        .iter()
+        .fold((0, 0), |(n, s), (_, t)| (n + t.count, s + t.total_ns));
+    out.push_str(&header(event.header(), true, extremes));
+    out.push_str("\n\n");
+    for (name, t) in &rows {
+        let min_max = if extremes {
+            format!(
+                "{}us {}us ",
+                f(9, 2, t.min_ns as f64 / 1e3),
+                f(9, 2, t.max_ns as f64 / 1e3)
+            )
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(
+            "{} {:>10} {}% {}% {min_max}{}us ( +-{} )\n",
+            s(NAME_WIDTH, name),
+            t.count,
+            f(8, 2, pct(t.count as f64, n as f64)),
+            f(8, 2, pct(t.total_ns as f64, total as f64)),
+            f(9, 2, t.total_ns as f64 / t.count as f64 / 1e3),
+            t.rel_err
+                .map_or_else(|| "    n/a ".to_string(), |e| format!("{}%", f(7, 2, e))),
+        ));
+    }
+    out.push_str(&footer(n, Some(total)));
+}
+
+/// The same table in perf ≥ 6.4's layout (see perf_table64.rs): the times' cells after the
+/// counts' (`Time (ns)`, `Time%`, `Max Time (ns)`, `Min Time (ns)`, `Mean Time (ns)`).
+pub(crate) fn rows_64(rows: &BTreeMap<String, SubTime>, sort: SortBy) -> Vec<(String, [u64; 5])> {
+    ordered(rows, sort)
+        .into_iter()
+        .map(|(k, t)| {
+            let v = [
+                t.count,
+                t.total_ns,
+                t.max_ns,
+                t.min_ns,
+                t.total_ns / t.count.max(1),
+            ];
+            (k.clone(), v)
+        })
+        .collect()
+}
