@@ -6,22 +6,29 @@
 
 mod compute;
 mod cpu;
+mod delta;
 mod evidence;
+#[cfg(test)]
+mod reference;
+mod rows;
 mod select;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_cpu;
+#[cfg(test)]
+mod tests_fast;
 
 use serde::Serialize;
 
 use crate::sample::Hist;
 
-pub use compute::{compute, compute_elapsed, set_shares, span_ns};
+pub use compute::{compute, compute_elapsed, span_ns};
 pub use cpu::host_cpu;
 #[cfg(test)]
 pub(crate) use evidence::port_0x70_sample;
 pub use evidence::{evidence_deltas, EvDelta};
+pub use rows::set_shares;
 pub use select::{SelectError, VmSelector};
 
 /// Everything shown for one span between two samples.
