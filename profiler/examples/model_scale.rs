@@ -1,7 +1,8 @@
 //! Refresh cost after the sampler at host scale, without root or eBPF: 64 VMs × 16 vCPUs ×
-//! 40 exit reasons = 40 960 rows of synthetic samples, then the thread CPU time of
-//! `model::compute` and of the TUI's `App::on_sample` per 1 s refresh, (a) with every row
-//! changed and (b) with 1 000 rows changed (the sample says which).
+//! 40 exit reasons = 40 960 rows of synthetic samples, then the thread CPU time per 1 s
+//! refresh of `model::compute` (a whole view, as reports compute), of `Model::refresh` (a view
+//! updated in place) and of the TUI's `App::on_sample`, (a) with every row changed and (b)
+//! with 1 000 rows changed (the sample says which, as the live sampler does).
 //!
 //! `cargo run --release -p kvmprof --example model_scale [-- RUNS]`
 //!
@@ -13,7 +14,7 @@ use std::time::Duration;
 use kvmprof::{
     decode::ExitNames,
     model,
-    sample::{Key, ProgStat, Sample, Stat, VmCpu, VmInfo},
+    sample::{Changed, Key, ProgStat, Sample, Stat, VmCpu, VmInfo},
     tui::App,
 };
 use profiler_common::ISA_VMX;
@@ -142,6 +143,11 @@ fn next(s: &Sample, changed: Option<&[Key]>, rng: &mut Rng) -> Sample {
         let st = n.stats.get_mut(k).expect("known key");
         exits(st, k, 1 + rng.below(4), rng);
     }
+    // What the live sampler tells: the keys changed since the sample before.
+    n.changed = Some(Changed {
+        since_ns: s.mono_ns,
+        keys,
+    });
     for c in n.vm_cpu.values_mut() {
         c.total_ns += 300_000_000;
         c.vcpu_ns += 250_000_000;
@@ -206,6 +212,18 @@ fn main() {
             std::hint::black_box(v);
         }
         report(&format!("model::compute, {label}"), ms);
+        // Model::refresh: the same view kept and updated in place, as the TUI does.
+        let mut m = model::Model::new();
+        let mut view = model::View::default();
+        let mut ms = Vec::new();
+        for (i, w) in samples.windows(2).enumerate() {
+            let t = thread_cpu();
+            m.refresh(&mut view, &w[0], &w[1], &names);
+            if i > 0 {
+                ms.push((thread_cpu() - t).as_secs_f64() * 1e3);
+            }
+        }
+        report(&format!("Model::refresh, {label}"), ms);
         // The TUI's refresh: App::on_sample with the sample moved in (cloned outside the timer).
         let mut app = App::new(names.clone(), "model_scale".into());
         let mut ms = Vec::new();

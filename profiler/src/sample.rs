@@ -263,6 +263,21 @@ pub struct Sample {
     /// recordings). Not in `VmInfo`: that is stored only when it changes, this changes always.
     #[serde(default)]
     pub vm_cpu: BTreeMap<u32, VmCpu>,
+    /// Which keys changed since an earlier sample, when the source knows it (the live
+    /// sampler); None: unknown, any may have. Lets a refresh cost what changed, not what
+    /// exists. Not recorded.
+    #[serde(skip)]
+    pub changed: Option<Changed>,
+}
+
+/// The keys of a sample that may differ from those of the sample taken at `since_ns`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changed {
+    /// `mono_ns` of the earlier sample.
+    pub since_ns: u64,
+    /// Every key whose stats or in-flight count differ from that sample's, keys that
+    /// appeared or vanished included (a superset is fine), in any order.
+    pub keys: Vec<Key>,
 }
 
 impl Sample {

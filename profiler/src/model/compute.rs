@@ -3,16 +3,19 @@
 //! come from a pool (refilled from the previous view when there is one) and names from a
 //! cache, so a refresh allocates per table at most, not per row.
 
+use std::collections::BTreeSet;
+
 use profiler_common::{counter, ISA_USERSPACE};
 
 use super::{
+    cpu::host_cpu_of,
     delta::{delta, Agg, Delta, DeltaRef, Pool},
     rows::{busy_ns, finish, row, NameCache},
     Counters, ProbeCost, Row, VcpuView, View, VmView,
 };
 use crate::{
     decode::ExitNames,
-    sample::{Key, Sample},
+    sample::{Key, Sample, VmInfo},
 };
 
 /// The view of `newer − older`, over the monotonic time between them. `older` may be
@@ -46,6 +49,8 @@ pub(super) struct Span<'a> {
     pub names: &'a ExitNames,
     pub elapsed_ns: u64,
     pub secs: f64,
+    /// Pids that are another process in `newer` than in `older`.
+    pub reused: BTreeSet<u32>,
 }
 
 impl<'a> Span<'a> {
@@ -61,6 +66,7 @@ impl<'a> Span<'a> {
             names,
             elapsed_ns,
             secs: elapsed_ns as f64 / 1e9,
+            reused: newer.reused_pids(older),
         }
     }
 
@@ -87,16 +93,26 @@ pub(super) struct Ctx {
     pub pool: Pool,
     pub names: NameCache,
     pub agg: Agg,
-    user: Vec<(Key, Delta)>,
+    pub user: Vec<(Key, Delta)>,
+    /// The userspace keys of the last full view, ascending.
+    pub user_keys: Vec<Key>,
 }
 
 impl Ctx {
     /// The whole view of `sp`; `old`'s histogram buffers are reused.
     pub(super) fn full(&mut self, sp: &Span, old: View) -> View {
         self.recycle(old);
+        // A failed update in place may have left sums behind.
+        for (_, d) in self.agg.items.drain(..) {
+            self.pool.put(d.hist.buckets);
+        }
+        for (_, d) in self.user.drain(..) {
+            self.pool.put(d.hist.buckets);
+        }
+        self.user_keys.clear();
         let (older, newer) = (sp.older, sp.newer);
         // A pid whose process start time changed is a new VM: nothing of the old one applies.
-        let reused = newer.reused_pids(older);
+        let reused = &sp.reused;
 
         // One ordered walk over the four (sorted) maps; keys come grouped by VM, then vCPU.
         let mut vms = Vec::new();
@@ -132,6 +148,7 @@ impl Ctx {
                 }
             };
             if k.isa == ISA_USERSPACE {
+                self.user_keys.push(k);
                 self.user.push((k, d));
                 continue;
             }
@@ -166,7 +183,7 @@ impl Ctx {
     }
 
     /// Gives the pool every histogram buffer of `old`.
-    fn recycle(&mut self, old: View) {
+    pub(super) fn recycle(&mut self, old: View) {
         for mut vm in old.vms {
             self.pool.put_rows(&mut vm.reasons);
             self.pool.put_rows(&mut vm.userspace);
@@ -189,8 +206,31 @@ impl Ctx {
         }
         let reasons = self.agg_rows(sp);
 
-        // Userspace keys carry the thread id: fold threads into the VM, and into their vCPU
-        // when the VMM named its threads.
+        let userspace = self.user_tables(info, &mut vcpus, sp);
+
+        let mut vm = VmView {
+            pid,
+            name: info.map_or_else(|| format!("pid {pid}"), |i| i.name.clone()),
+            uuid: info.and_then(|i| i.uuid.clone()),
+            userspace,
+            host_cpu: host_cpu_of(sp.older, sp.newer, pid, &sp.reused),
+            reasons,
+            vcpus,
+            ..Default::default()
+        };
+        vm_totals(&mut vm, sp);
+        vm
+    }
+
+    /// The VM's userspace table from the deltas in `self.user` (which it empties), and its
+    /// vCPUs' (whose userspace tables must be empty). Userspace keys carry the thread id:
+    /// threads fold into the VM, and into their vCPU when the VMM named its threads.
+    pub(super) fn user_tables(
+        &mut self,
+        info: Option<&VmInfo>,
+        vcpus: &mut [VcpuView],
+        sp: &Span,
+    ) -> Vec<Row> {
         for (k, d) in &self.user {
             self.agg
                 .add((k.isa, k.reason), DeltaRef::of(d), &mut self.pool);
@@ -217,24 +257,10 @@ impl Ctx {
                 Err(_) => self.pool.put(d.hist.buckets),
             }
         }
-        for v in &mut vcpus {
+        for v in vcpus.iter_mut() {
             finish(&mut v.userspace);
         }
-
-        let exits = reasons.iter().map(|r| r.count).sum();
-        let cap = sp.elapsed_ns.saturating_mul(vcpus.len() as u64);
-        VmView {
-            pid,
-            name: info.map_or_else(|| format!("pid {pid}"), |i| i.name.clone()),
-            uuid: info.and_then(|i| i.uuid.clone()),
-            exits,
-            exits_per_s: sp.rate(exits),
-            overhead_pct: pct(busy_ns(&reasons), cap),
-            userspace,
-            host_cpu: super::host_cpu(sp.older, sp.newer, pid),
-            reasons,
-            vcpus,
-        }
+        userspace
     }
 
     /// The rows of the sums in `self.agg` (keyed by (isa, reason)), finished; empties it.
@@ -262,7 +288,15 @@ pub(super) fn finish_vcpu(v: &mut VcpuView, sp: &Span) {
     v.overhead_pct = pct(busy_ns(&v.reasons), sp.elapsed_ns);
 }
 
-fn names_source(names: &ExitNames) -> String {
+/// Exits, rate and overhead of a VM whose reason rows are set.
+pub(super) fn vm_totals(vm: &mut VmView, sp: &Span) {
+    vm.exits = vm.reasons.iter().map(|r| r.count).sum();
+    vm.exits_per_s = sp.rate(vm.exits);
+    let cap = sp.elapsed_ns.saturating_mul(vm.vcpus.len() as u64);
+    vm.overhead_pct = pct(busy_ns(&vm.reasons), cap);
+}
+
+pub(super) fn names_source(names: &ExitNames) -> String {
     if names.source.is_empty() {
         "built-in".into()
     } else {
@@ -271,11 +305,13 @@ fn names_source(names: &ExitNames) -> String {
 }
 
 /// A cursor over a sorted map for keys looked up in ascending order.
-struct Seek<'a, V>(std::iter::Peekable<std::collections::btree_map::Iter<'a, Key, V>>);
+pub(super) struct Seek<'a, V>(
+    pub std::iter::Peekable<std::collections::btree_map::Iter<'a, Key, V>>,
+);
 
 impl<'a, V> Seek<'a, V> {
     /// The value of `k`; keys must be asked for in ascending order.
-    fn seek(&mut self, k: &Key) -> Option<&'a V> {
+    pub(super) fn seek(&mut self, k: &Key) -> Option<&'a V> {
         while self.0.next_if(|(a, _)| *a < k).is_some() {}
         self.0.peek().filter(|(a, _)| *a == k).map(|(_, v)| *v)
     }

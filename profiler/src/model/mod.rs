@@ -10,6 +10,7 @@ mod delta;
 mod evidence;
 #[cfg(test)]
 mod reference;
+mod refresh;
 mod rows;
 mod select;
 #[cfg(test)]
@@ -18,6 +19,8 @@ mod tests;
 mod tests_cpu;
 #[cfg(test)]
 mod tests_fast;
+#[cfg(test)]
+mod tests_scale;
 
 use serde::Serialize;
 
@@ -28,6 +31,7 @@ pub use cpu::host_cpu;
 #[cfg(test)]
 pub(crate) use evidence::port_0x70_sample;
 pub use evidence::{evidence_deltas, EvDelta};
+pub use refresh::Model;
 pub use rows::set_shares;
 pub use select::{SelectError, VmSelector};
 

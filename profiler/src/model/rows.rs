@@ -78,6 +78,11 @@ pub(super) fn fill(r: &mut Row, d: Delta, secs: f64, pool: &mut Pool) {
     pool.put(std::mem::replace(&mut r.hist, d.hist).buckets);
 }
 
+/// Whether a row shows nothing happened: what an unchanged key's row is.
+pub(super) fn quiet(r: &Row) -> bool {
+    r.count == 0 && r.timed == 0 && r.total_ns == 0 && r.hist.buckets.is_empty()
+}
+
 /// Shares and order of a finished table.
 pub(super) fn finish(rows: &mut [Row]) {
     set_shares(rows);

@@ -3,7 +3,7 @@
 
 use profiler_common::{ISA_SVM, ISA_USERSPACE, ISA_VMX};
 
-use super::{compute, compute_elapsed, reference::reference, span_ns};
+use super::{compute, compute_elapsed, reference::reference, span_ns, Model, View};
 use crate::{
     decode::ExitNames,
     sample::{Key, Sample, Stat, VmInfo},
@@ -56,7 +56,7 @@ fn vm(pid: u32, start_time: u64) -> VmInfo {
     }
 }
 
-/// `n` cumulative samples 1 s apart; `churn` enables vanishing, reset and reused keys.
+/// `n` cumulative samples 1 s apart; `churn` enables new, vanishing, reset and reused keys.
 pub(super) fn series(seed: u64, n: usize, churn: bool) -> Vec<Sample> {
     let mut rng = Rng(seed);
     let mut s = Sample {
@@ -76,13 +76,19 @@ pub(super) fn series(seed: u64, n: usize, churn: bool) -> Vec<Sample> {
     let mut out = vec![s.clone()];
     for _ in 1..n {
         s.mono_ns += 1_000_000_000 + rng.below(1000);
+        // Without churn, only the keys there from the start change.
+        let known: Vec<Key> = s.stats.keys().copied().collect();
+        let pick = |rng: &mut Rng| match churn {
+            true => random_key(rng),
+            false => known[rng.below(known.len() as u64) as usize],
+        };
         for _ in 0..rng.below(12) {
-            let k = random_key(&mut rng);
+            let k = pick(&mut rng);
             let st = s.stats.entry(k).or_default();
             st.record(50 + rng.below(200_000), 1 + rng.below(5));
         }
         if rng.chance(40) {
-            let k = random_key(&mut rng);
+            let k = pick(&mut rng);
             match rng.below(3) {
                 0 => drop(s.in_flight.insert(k, rng.below(3))),
                 1 => drop(s.in_flight.remove(&k)),
@@ -130,4 +136,80 @@ fn compute_matches_the_reference() {
             );
         }
     }
+}
+
+/// The keys whose stats or in-flight count differ between `a` and `b`.
+pub(super) fn diff(a: &Sample, b: &Sample) -> Vec<Key> {
+    let keys: std::collections::BTreeSet<&Key> = [a, b]
+        .iter()
+        .flat_map(|s| s.stats.keys().chain(s.in_flight.keys()))
+        .collect();
+    keys.into_iter()
+        .filter(|k| a.stats.get(k) != b.stats.get(k) || a.in_flight.get(k) != b.in_flight.get(k))
+        .copied()
+        .collect()
+}
+
+/// Each sample of `s` told what changed since the one before it.
+fn with_changes(mut s: Vec<Sample>) -> Vec<Sample> {
+    for i in 1..s.len() {
+        let keys = diff(&s[i - 1], &s[i]);
+        s[i].changed = Some(crate::sample::Changed {
+            since_ns: s[i - 1].mono_ns,
+            keys,
+        });
+    }
+    s
+}
+
+#[test]
+fn model_refreshes_match_the_reference() {
+    let names = ExitNames::builtin();
+    for seed in 0..40 {
+        for (churn, told) in [(false, false), (false, true), (true, false), (true, true)] {
+            let s = series(seed, 12, churn);
+            let s = if told { with_changes(s) } else { s };
+            let mut m = Model::new();
+            let mut view = View::default();
+            let empty = Sample::default();
+            // Since attach, then each interval, with one pause (a sample skipped).
+            let mut pairs = vec![(&empty, &s[0])];
+            pairs.extend(s.windows(2).take(6).map(|w| (&w[0], &w[1])));
+            pairs.push((&s[6], &s[9]));
+            pairs.extend(s[9..].windows(2).map(|w| (&w[0], &w[1])));
+            for (a, b) in pairs {
+                m.refresh(&mut view, a, b, &names);
+                let want = reference(a, b, &names, span_ns(a, b));
+                if view != want {
+                    panic!(
+                        "seed {seed} churn {churn} told {told}: {}",
+                        first_diff(&view, &want)
+                    );
+                }
+            }
+            if !churn {
+                // In place from the second refresh on (the first is since attach).
+                assert_eq!(m.wholes, 1, "seed {seed} told {told}");
+            }
+        }
+    }
+}
+
+/// Where two views differ first, shortly.
+fn first_diff(a: &View, b: &View) -> String {
+    for (x, y) in a.vms.iter().zip(&b.vms) {
+        let tables = [(&x.reasons, &y.reasons), (&x.userspace, &y.userspace)];
+        let vcpus = x.vcpus.iter().zip(&y.vcpus);
+        let vcpus =
+            vcpus.flat_map(|(c, d)| [(&c.reasons, &d.reasons), (&c.userspace, &d.userspace)]);
+        for (t, u) in tables.into_iter().chain(vcpus) {
+            if t != u {
+                return format!("vm {}: {t:?}\nwant {u:?}", x.pid);
+            }
+        }
+        if x != y {
+            return format!("vm {}: {x:?}\nwant {y:?}", x.pid);
+        }
+    }
+    format!("{a:?}\nwant {b:?}")
 }

@@ -28,7 +28,7 @@ use std::time::Duration;
 use crate::{
     advice::HostFacts,
     decode::ExitNames,
-    model::{self, sort_rows, Row, SortKey, View, VmView},
+    model::{self, sort_rows, Model, Row, SortKey, View, VmView},
     sample::Sample,
 };
 
@@ -107,6 +107,8 @@ pub struct App {
     queued: Option<Sample>,
     missed: u64,
     interval_view: View,
+    /// Keeps `interval_view` between refreshes, to update it in place.
+    model: Model,
     total_view: View,
     history: VecDeque<Rates>,
     since_start: bool,
@@ -144,6 +146,7 @@ impl App {
             queued: None,
             missed: 0,
             interval_view: View::default(),
+            model: Model::new(),
             total_view: View::default(),
             history: VecDeque::new(),
             since_start: false,
@@ -242,9 +245,10 @@ impl App {
         let empty = Sample::default();
         // First sample: counts since attach, no rates yet.
         let older = self.prev.as_ref().unwrap_or(&empty);
-        // The interval view feeds the sparklines too; the since-start one only its screen, and
-        // each is a full model pass (~15 ms at 40k rows), so it waits until `t` asks for it.
-        self.interval_view = model::compute(older, last, &self.names);
+        // The interval view feeds the sparklines too, and costs what changed; the since-start
+        // one only its screen, and is a full model pass, so it waits until `t` asks for it.
+        self.model
+            .refresh(&mut self.interval_view, older, last, &self.names);
         if self.since_start {
             let base = self.baseline.as_ref().unwrap_or(&empty);
             self.total_view = model::compute(base, last, &self.names);
