@@ -283,6 +283,11 @@ impl Ctx {
 /// Shares, order, exits and overhead of a vCPU whose reason rows are set.
 pub(super) fn finish_vcpu(v: &mut VcpuView, sp: &Span) {
     finish(&mut v.reasons);
+    vcpu_totals(v, sp);
+}
+
+/// Exits, rate and overhead of a vCPU whose reason rows are finished.
+pub(super) fn vcpu_totals(v: &mut VcpuView, sp: &Span) {
     v.exits = v.reasons.iter().map(|r| r.count).sum();
     v.exits_per_s = sp.rate(v.exits);
     v.overhead_pct = pct(busy_ns(&v.reasons), sp.elapsed_ns);

@@ -145,10 +145,19 @@ fn add_buckets(a: &mut Buckets, b: &[(u16, u64)], scratch: &mut Buckets) {
 
 /// `new − old` bucket by bucket into `out` (saturating: a reset map never yields negatives).
 fn since_into(new: &[(u16, u64)], old: &[(u16, u64)], out: &mut Buckets) {
-    let mut old = old.iter().peekable();
+    if new == old {
+        return;
+    }
+    out.reserve(new.len());
+    let mut j = 0;
     for &(b, c) in new {
-        while old.next_if(|(ob, _)| *ob < b).is_some() {}
-        let o = old.next_if(|(ob, _)| *ob == b).map_or(0, |(_, oc)| *oc);
+        while j < old.len() && old[j].0 < b {
+            j += 1;
+        }
+        let o = match old.get(j) {
+            Some(&(ob, oc)) if ob == b => oc,
+            _ => 0,
+        };
         let d = c.saturating_sub(o);
         if d != 0 {
             out.push((b, d));

@@ -11,10 +11,10 @@ use std::collections::BTreeMap;
 use profiler_common::ISA_USERSPACE;
 
 use super::{
-    compute::{counters, finish_vcpu, names_source, probe_cost, vm_totals, Ctx, Seek, Span},
+    compute::{counters, names_source, probe_cost, vcpu_totals, vm_totals, Ctx, Seek, Span},
     cpu::host_cpu_of,
     delta::{delta, Delta, DeltaRef},
-    rows::{fill, finish, quiet},
+    rows::{fill, quiet, refinish},
     span_ns, View,
 };
 use crate::{
@@ -38,9 +38,11 @@ pub struct Model {
     // Scratch space, kept for its capacity.
     touched: Vec<Key>,
     deltas: Vec<Delta>,
-    /// (isa, reason) and in-flight count of the vCPU rows touched, before the update.
+    /// In-flight count of the vCPU rows touched before the update, by (isa, reason), sorted.
     inf_before: Vec<((u32, u32), u64)>,
     dirty_user: Vec<u32>,
+    moved: Vec<usize>,
+    spare: Vec<super::Row>,
     /// Whole views computed (tests check the in-place path is the one taken).
     #[cfg(test)]
     pub(super) wholes: usize,
@@ -163,17 +165,18 @@ impl Model {
         t.clear();
         let all = match &newer.changed {
             Some(c) if c.since_ns == older.mono_ns => {
-                t.extend_from_slice(&c.keys);
-                t.extend_from_slice(&self.active);
-                t.sort_unstable();
-                t.dedup();
+                if c.keys.is_sorted() {
+                    union(c.keys.iter(), self.active.iter(), &mut t);
+                } else {
+                    t.extend_from_slice(&c.keys);
+                    t.extend_from_slice(&self.active);
+                    t.sort_unstable();
+                    t.dedup();
+                }
                 false
             }
             _ => {
-                t.extend(newer.stats.keys());
-                t.extend(newer.in_flight.keys());
-                t.sort_unstable();
-                t.dedup();
+                union(newer.stats.keys(), newer.in_flight.keys(), &mut t);
                 true
             }
         };
@@ -248,7 +251,8 @@ impl Model {
                 };
                 let c = &mut vm.vcpus[ci];
                 let mut got = 0;
-                for r in &mut c.reasons {
+                self.moved.clear();
+                for (pos, r) in c.reasons.iter_mut().enumerate() {
                     let ir = (r.isa, r.reason);
                     let Ok(x) = run.binary_search_by(|k| (k.isa, k.reason).cmp(&ir)) else {
                         continue;
@@ -267,7 +271,11 @@ impl Model {
                     // The VM's row of this reason: the sum of its vCPUs' rows, of which only
                     // the touched ones are not quiet.
                     ctx.agg.add(ir, DeltaRef::of_row(r), &mut ctx.pool);
-                    self.inf_before.push((ir, inf_before));
+                    match self.inf_before.binary_search_by_key(&ir, |(k, _)| *k) {
+                        Ok(i) => self.inf_before[i].1 += inf_before,
+                        Err(i) => self.inf_before.insert(i, (ir, inf_before)),
+                    }
+                    self.moved.push(pos);
                     got += 1;
                 }
                 for d in self.deltas.drain(..) {
@@ -277,7 +285,8 @@ impl Model {
                     return false;
                 }
                 rows += got;
-                finish_vcpu(c, sp);
+                refinish(&mut c.reasons, &self.moved, &mut self.spare);
+                vcpu_totals(c, sp);
             }
             if !self.vm_reasons(vm, sp) {
                 return false;
@@ -300,29 +309,28 @@ impl Model {
         if ctx.agg.items.is_empty() {
             return true;
         }
-        self.inf_before.sort_unstable();
         let mut got = 0;
-        for r in &mut vm.reasons {
+        self.moved.clear();
+        for (pos, r) in vm.reasons.iter_mut().enumerate() {
             let k = (r.isa, r.reason);
             let Ok(x) = ctx.agg.items.binary_search_by_key(&k, |(k, _)| *k) else {
                 continue;
             };
-            let before = &self.inf_before;
-            let (a, b) = (
-                before.partition_point(|(x, _)| *x < k),
-                before.partition_point(|(x, _)| *x <= k),
-            );
-            let touched_before: u64 = before[a..b].iter().map(|(_, n)| n).sum();
+            let touched_before = self
+                .inf_before
+                .binary_search_by_key(&k, |(k, _)| *k)
+                .map_or(0, |i| self.inf_before[i].1);
             let mut d = std::mem::take(&mut ctx.agg.items[x].1);
             d.in_flight += r.in_flight - touched_before;
             fill(r, d, sp.secs, &mut ctx.pool);
+            self.moved.push(pos);
             got += 1;
         }
         let whole = got == ctx.agg.items.len();
         for (_, d) in ctx.agg.items.drain(..) {
             ctx.pool.put(d.hist.buckets);
         }
-        finish(&mut vm.reasons);
+        refinish(&mut vm.reasons, &self.moved, &mut self.spare);
         vm_totals(vm, sp);
         whole
     }
@@ -380,5 +388,27 @@ impl Model {
             self.user_active.push(pid);
         }
         true
+    }
+}
+
+/// `out` := the sorted union of two ascending sequences, without duplicates.
+fn union<'a>(
+    a: impl Iterator<Item = &'a Key>,
+    b: impl Iterator<Item = &'a Key>,
+    out: &mut Vec<Key>,
+) {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    loop {
+        let k = match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some(x), None) => **x,
+            (None, Some(y)) => **y,
+            (Some(x), Some(y)) => (**x).min(**y),
+        };
+        a.next_if(|x| **x == k);
+        b.next_if(|y| **y == k);
+        if out.last() != Some(&k) {
+            out.push(k);
+        }
     }
 }

@@ -1,10 +1,10 @@
 //! A table's rows from deltas: names looked up once per (isa, reason), shares, order.
 
-use std::collections::HashMap;
+use std::{cmp::Ordering, collections::HashMap};
 
 use super::{
     delta::{Delta, Pool},
-    sort_rows, Row, SortKey,
+    Row,
 };
 use crate::decode::{isa_name, ExitNames};
 
@@ -83,10 +83,37 @@ pub(super) fn quiet(r: &Row) -> bool {
     r.count == 0 && r.timed == 0 && r.total_ns == 0 && r.hist.buckets.is_empty()
 }
 
+/// The order of a finished table: `sort_rows(rows, SortKey::Count)`'s. (isa, reason) is unique
+/// within a table, so an unstable sort gives the same order, without the stable sort's buffer.
+fn order(a: &Row, b: &Row) -> Ordering {
+    (b.count.cmp(&a.count)).then((a.isa, a.reason).cmp(&(b.isa, b.reason)))
+}
+
 /// Shares and order of a finished table.
 pub(super) fn finish(rows: &mut [Row]) {
     set_shares(rows);
-    sort_rows(rows, SortKey::Count);
+    rows.sort_unstable_by(order);
+}
+
+/// [`finish`] for a table that was finished before the rows at `moved` (ascending positions)
+/// changed: a few are taken out and put back in place, which moves fewer rows than a sort.
+pub(super) fn refinish(rows: &mut Vec<Row>, moved: &[usize], spare: &mut Vec<Row>) {
+    set_shares(rows);
+    if rows.is_sorted_by(|a, b| order(a, b) != Ordering::Greater) {
+        return;
+    }
+    if moved.len() > 4 {
+        rows.sort_unstable_by(order);
+        return;
+    }
+    // The other rows are still in order.
+    for &i in moved.iter().rev() {
+        spare.push(rows.remove(i));
+    }
+    for r in spare.drain(..) {
+        let at = rows.partition_point(|x| order(x, &r) == Ordering::Less);
+        rows.insert(at, r);
+    }
 }
 
 /// Non-HLT handling time: HLT time is mostly the guest idling, not overhead.

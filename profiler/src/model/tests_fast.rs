@@ -153,7 +153,11 @@ pub(super) fn diff(a: &Sample, b: &Sample) -> Vec<Key> {
 /// Each sample of `s` told what changed since the one before it.
 fn with_changes(mut s: Vec<Sample>) -> Vec<Sample> {
     for i in 1..s.len() {
-        let keys = diff(&s[i - 1], &s[i]);
+        let mut keys = diff(&s[i - 1], &s[i]);
+        // In any order, as the contract allows.
+        if i % 2 == 1 {
+            keys.reverse();
+        }
         s[i].changed = Some(crate::sample::Changed {
             since_ns: s[i - 1].mono_ns,
             keys,

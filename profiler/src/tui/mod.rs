@@ -201,11 +201,7 @@ impl App {
         self.prev = self.last.replace(s);
         self.recompute();
         if self.prev.is_some() {
-            let rates = rates(&self.interval_view);
-            self.history.push_back(rates);
-            while self.history.len() > HISTORY {
-                self.history.pop_front();
-            }
+            self.push_rates();
         }
         self.refresh_advice(false);
     }
@@ -355,8 +351,22 @@ impl App {
     }
 }
 
-fn rates(v: &View) -> Rates {
-    let mut out = Rates::new();
+impl App {
+    /// The interval view's rates onto the sparkline history, in the map of the oldest
+    /// interval once the history is full (no allocation, no rehashing).
+    fn push_rates(&mut self) {
+        let mut r = match self.history.len() >= HISTORY {
+            true => self.history.pop_front().unwrap_or_default(),
+            false => Rates::with_capacity(self.history.back().map_or(0, HashMap::len)),
+        };
+        rates_into(&self.interval_view, &mut r);
+        self.history.push_back(r);
+    }
+}
+
+/// `out` := the non-zero rates of `v`.
+fn rates_into(v: &View, out: &mut Rates) {
+    out.clear();
     for vm in &v.vms {
         let mut put = |vcpu: Option<u32>, r: &Row| {
             if r.rate_per_s > 0.0 {
@@ -374,5 +384,4 @@ fn rates(v: &View) -> Rates {
             c.reasons.iter().for_each(|r| put(Some(c.vcpu), r));
         }
     }
-    out
 }
