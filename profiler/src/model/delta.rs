@@ -145,10 +145,6 @@ fn add_buckets(a: &mut Buckets, b: &[(u16, u64)], scratch: &mut Buckets) {
 
 /// `new − old` bucket by bucket into `out` (saturating: a reset map never yields negatives).
 fn since_into(new: &[(u16, u64)], old: &[(u16, u64)], out: &mut Buckets) {
-    if new == old {
-        return;
-    }
-    out.reserve(new.len());
     let mut j = 0;
     for &(b, c) in new {
         while j < old.len() && old[j].0 < b {
@@ -180,8 +176,12 @@ pub(super) fn delta(
     let old = old.filter(|_| !reset).unwrap_or(&empty);
     let inf_old = if reset { 0 } else { inf_old };
     let timed = new.count - old.count;
-    let mut buckets = pool.take();
-    since_into(&new.hist.buckets, &old.hist.buckets, &mut buckets);
+    // An unchanged histogram (most keys of a quiet host) takes no buffer.
+    let mut buckets = Vec::new();
+    if new.hist.buckets != old.hist.buckets {
+        buckets = pool.take();
+        since_into(&new.hist.buckets, &old.hist.buckets, &mut buckets);
+    }
     let hist = Hist { buckets };
     let range = (timed > 0).then(|| {
         if old.count == 0 {
