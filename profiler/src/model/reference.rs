@@ -308,7 +308,7 @@ fn rows(items: impl Iterator<Item = (u32, u32, Delta)>, names: &ExitNames, secs:
                 isa,
                 isa_name: crate::decode::isa_name(isa).into(),
                 reason,
-                name: names.name(isa, reason),
+                name: names.name(isa, reason).into(),
                 hlt: names.is_hlt(isa, reason),
                 count: d.count,
                 in_flight: d.in_flight,

@@ -126,11 +126,13 @@ impl Model {
             {
                 self.wholes += 1;
             }
-            *view = self.ctx.full(&sp, std::mem::take(view));
-            self.note(view);
             if self.names != *names {
+                // Rows are named from the cache: it holds the old names.
+                self.ctx.names = Default::default();
                 self.names = names.clone();
             }
+            *view = self.ctx.full(&sp, std::mem::take(view));
+            self.note(view);
         }
         self.at = Some(newer.mono_ns);
     }

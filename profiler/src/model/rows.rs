@@ -4,23 +4,30 @@ use std::{cmp::Ordering, collections::HashMap};
 
 use super::{
     delta::{Delta, Pool},
-    Row,
+    Name, Row,
 };
 use crate::decode::{isa_name, ExitNames};
 
-/// Names of the (isa, reason) pairs seen, so a row's name is a lookup, not a decode.
+/// Names of the (isa, reason) pairs seen: a row's names are pointer copies, not decodes.
 #[derive(Default)]
 pub(super) struct NameCache {
-    map: HashMap<(u32, u32), (String, bool)>,
+    map: HashMap<(u32, u32), Names>,
+}
+
+/// One (isa, reason)'s names and whether it is a halt.
+struct Names {
+    isa: Name,
+    reason: Name,
+    hlt: bool,
 }
 
 impl NameCache {
-    fn get(&mut self, names: &ExitNames, isa: u32, reason: u32) -> (&String, bool) {
-        let (n, hlt) = self
-            .map
-            .entry((isa, reason))
-            .or_insert_with(|| (names.name(isa, reason), names.is_hlt(isa, reason)));
-        (n, *hlt)
+    fn get(&mut self, names: &ExitNames, isa: u32, reason: u32) -> &Names {
+        self.map.entry((isa, reason)).or_insert_with(|| Names {
+            isa: isa_name(isa).into(),
+            reason: names.name(isa, reason).into(),
+            hlt: names.is_hlt(isa, reason),
+        })
     }
 }
 
@@ -32,13 +39,13 @@ pub(super) fn row(
     secs: f64,
     pool: &mut Pool,
 ) -> Row {
-    let (name, hlt) = names.1.get(names.0, isa, reason);
+    let n = names.1.get(names.0, isa, reason);
     let mut r = Row {
         isa,
-        isa_name: isa_name(isa).into(),
+        isa_name: n.isa.clone(),
         reason,
-        name: name.clone(),
-        hlt,
+        name: n.reason.clone(),
+        hlt: n.hlt,
         ..Default::default()
     };
     fill(&mut r, d, secs, pool);

@@ -217,3 +217,21 @@ fn first_diff(a: &View, b: &View) -> String {
     }
     format!("{a:?}\nwant {b:?}")
 }
+
+/// Other names (another kernel's tables, a replay's) name the rows anew.
+#[test]
+fn model_renames_rows_when_the_names_change() {
+    let s = series(5, 4, false);
+    let mut other = ExitNames::builtin();
+    for n in [&mut other.vmx, &mut other.svm, &mut other.user]
+        .into_iter()
+        .flat_map(|t| t.values_mut())
+    {
+        n.push_str(" (elsewhere)");
+    }
+    let (mut m, mut view) = (Model::new(), View::default());
+    for (names, w) in [ExitNames::builtin(), other].iter().zip(s.windows(2)) {
+        m.refresh(&mut view, &w[0], &w[1], names);
+        assert_eq!(view, reference(&w[0], &w[1], names, span_ns(&w[0], &w[1])));
+    }
+}
