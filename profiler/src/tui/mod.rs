@@ -110,6 +110,8 @@ pub struct App {
     /// Keeps `interval_view` between refreshes, to update it in place.
     model: Model,
     total_view: View,
+    /// The same for `total_view` (which is whole each time, but reuses its buffers).
+    total_model: Model,
     history: VecDeque<Rates>,
     since_start: bool,
     paused: bool,
@@ -148,6 +150,7 @@ impl App {
             interval_view: View::default(),
             model: Model::new(),
             total_view: View::default(),
+            total_model: Model::new(),
             history: VecDeque::new(),
             since_start: false,
             paused: false,
@@ -247,7 +250,8 @@ impl App {
             .refresh(&mut self.interval_view, older, last, &self.names);
         if self.since_start {
             let base = self.baseline.as_ref().unwrap_or(&empty);
-            self.total_view = model::compute(base, last, &self.names);
+            self.total_model
+                .refresh(&mut self.total_view, base, last, &self.names);
         }
     }
 
