@@ -178,7 +178,7 @@ pub(super) fn delta(
     let timed = new.count - old.count;
     // An unchanged histogram (most keys of a quiet host) takes no buffer.
     let mut buckets = Vec::new();
-    if new.hist.buckets != old.hist.buckets {
+    if timed > 0 || new.hist.buckets != old.hist.buckets {
         buckets = pool.take();
         since_into(&new.hist.buckets, &old.hist.buckets, &mut buckets);
     }

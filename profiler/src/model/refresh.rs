@@ -43,6 +43,7 @@ pub struct Model {
     dirty_user: Vec<u32>,
     moved: Vec<usize>,
     spare: Vec<super::Row>,
+    run_active: Vec<Key>,
     /// Whole views computed (tests check the in-place path is the one taken).
     #[cfg(test)]
     pub(super) wholes: usize,
@@ -254,6 +255,7 @@ impl Model {
                 let c = &mut vm.vcpus[ci];
                 let mut got = 0;
                 self.moved.clear();
+                self.run_active.clear();
                 for (pos, r) in c.reasons.iter_mut().enumerate() {
                     let ir = (r.isa, r.reason);
                     let Ok(x) = run.binary_search_by(|k| (k.isa, k.reason).cmp(&ir)) else {
@@ -268,7 +270,7 @@ impl Model {
                         &mut ctx.pool,
                     );
                     if !quiet(r) {
-                        active.push(run[x]);
+                        self.run_active.push(run[x]);
                     }
                     // The VM's row of this reason: the sum of its vCPUs' rows, of which only
                     // the touched ones are not quiet.
@@ -287,6 +289,9 @@ impl Model {
                     return false;
                 }
                 rows += got;
+                // Runs come in key order: sorting each keeps `active` sorted.
+                self.run_active.sort_unstable();
+                active.append(&mut self.run_active);
                 refinish(&mut c.reasons, &self.moved, &mut self.spare);
                 vcpu_totals(c, sp);
             }
@@ -298,7 +303,7 @@ impl Model {
         if all && (rows != self.rows || user_keys != self.ctx.user_keys.len()) {
             return false;
         }
-        active.sort_unstable();
+        debug_assert!(active.is_sorted());
         self.active = active;
         self.update_user(view, sp, t, all)
     }

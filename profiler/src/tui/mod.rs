@@ -383,8 +383,12 @@ fn rates_into(v: &View, out: &mut Rates) {
                 out.insert(t, r.rate_per_s);
             }
         };
+        // A table with no exits has no rate: skip it unread (most of a quiet host).
+        if vm.exits == 0 {
+            continue;
+        }
         vm.reasons.iter().for_each(|r| put(None, r));
-        for c in &vm.vcpus {
+        for c in vm.vcpus.iter().filter(|c| c.exits > 0) {
             c.reasons.iter().for_each(|r| put(Some(c.vcpu), r));
         }
     }
