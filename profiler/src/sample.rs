@@ -28,6 +28,31 @@ impl From<profiler_common::StatKey> for Key {
     }
 }
 
+/// The key-ordered maps of a sample (stats in a persistent map, the others in BTreeMaps), as
+/// the model reads them: lookups and an ascending walk.
+pub trait KeyMap<V> {
+    fn find(&self, k: &Key) -> Option<&V>;
+    fn walk<'a>(&'a self) -> Box<dyn Iterator<Item = (&'a Key, &'a V)> + 'a>;
+}
+
+impl<V> KeyMap<V> for BTreeMap<Key, V> {
+    fn find(&self, k: &Key) -> Option<&V> {
+        self.get(k)
+    }
+    fn walk<'a>(&'a self) -> Box<dyn Iterator<Item = (&'a Key, &'a V)> + 'a> {
+        Box::new(self.iter())
+    }
+}
+
+impl<V: Clone> KeyMap<V> for imbl::OrdMap<Key, V> {
+    fn find(&self, k: &Key) -> Option<&V> {
+        self.get(k)
+    }
+    fn walk<'a>(&'a self) -> Box<dyn Iterator<Item = (&'a Key, &'a V)> + 'a> {
+        Box::new(self.iter())
+    }
+}
+
 /// Latency histogram in the kernel's bucket layout (profiler_common::hist), stored sparsely.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hist {
@@ -265,6 +290,21 @@ pub struct Sample {
     /// recordings). Not in `VmInfo`: that is stored only when it changes, this changes always.
     #[serde(default)]
     pub vm_cpu: BTreeMap<u32, VmCpu>,
+    /// Which keys changed since an earlier sample, when the source knows it (the live
+    /// sampler); None: unknown, any may have. Lets a refresh cost what changed, not what
+    /// exists. Not recorded.
+    #[serde(skip)]
+    pub changed: Option<Changed>,
+}
+
+/// The keys of a sample that may differ from those of the sample taken at `since_ns`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changed {
+    /// `mono_ns` of the earlier sample.
+    pub since_ns: u64,
+    /// Every key whose stats or in-flight count differ from that sample's, keys that
+    /// appeared or vanished included (a superset is fine), in any order.
+    pub keys: Vec<Key>,
 }
 
 impl Sample {

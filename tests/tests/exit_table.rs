@@ -182,10 +182,29 @@ fn a_refresh_decodes_only_changed_rows() {
     run(&p, &rows(1_000, 1_000));
     p.sample().expect("sample");
     assert_eq!(p.table_stats().0, 1_000);
-    let some: Vec<Event> = (0..3u64).flat_map(|i| pair(0, i, 7, 5_000, 900)).collect();
+    let first = p.sample().expect("sample");
+    let mut some: Vec<Event> = (0..3u64).flat_map(|i| pair(0, i, 7, 5_000, 900)).collect();
+    // And one exit still in flight (its entry not yet seen).
+    some.push(pair(1, 3, 9, 6_000, 0)[0]);
     run(&p, &some);
     let s = p.sample().expect("sample");
     assert_eq!(p.table_stats().0, 3, "unchanged rows were decoded again");
+    // The sample says what changed since the one before: those rows and the exit in flight.
+    let ch = s
+        .changed
+        .as_ref()
+        .expect("the live sampler says what changed");
+    assert_eq!(ch.since_ns, first.mono_ns);
+    let mut keys = ch.keys.clone();
+    keys.sort();
+    keys.dedup();
+    let k = |vm: u32, vcpu: u32, reason: u32| Key {
+        tgid: 5000 + vm,
+        vcpu,
+        isa: ISA_VMX,
+        reason,
+    };
+    assert_eq!(keys, vec![k(0, 0, 7), k(0, 1, 7), k(0, 2, 7), k(1, 3, 9)]);
     assert_eq!(s.stats.len(), 1_000);
     assert_eq!(s.stats.values().map(|st| st.count).sum::<u64>(), 1_003);
     // 5 000 rows at once: 4 000 beyond the ones seen so far.

@@ -109,7 +109,7 @@ pub(crate) fn measure(
             let top = vm.reasons.iter().max_by_key(|r| r.count);
             Outcome::Value(Measured {
                 value: vm.exits_per_s,
-                worst_reason: top.map(|r| r.name.clone()),
+                worst_reason: top.map(|r| r.name.to_string()),
                 detail: top.map_or(String::new(), |r| {
                     format!("top reason {} {:.0}/s", r.name, r.rate_per_s)
                 }),
@@ -132,7 +132,7 @@ pub(crate) fn measure(
             Outcome::Value(Measured {
                 value: vm.overhead_pct,
                 worst_vcpu: v.map(|v| v.vcpu),
-                worst_reason: top.map(|r| r.name.clone()),
+                worst_reason: top.map(|r| r.name.to_string()),
                 detail: match (v, top) {
                     (Some(v), Some(r)) => format!(
                         "busiest vCPU {} at {:.2} %; {} is {:.0} % of exit time",
@@ -237,7 +237,7 @@ fn worst_latency(
     Outcome::Value(Measured {
         value: key(r) as f64 / 1e3,
         worst_vcpu: vcpu.map(|v| v.0),
-        worst_reason: Some(r.name.clone()),
+        worst_reason: Some(r.name.to_string()),
         detail,
     })
 }
@@ -252,7 +252,7 @@ fn per_vcpu(
         Some(v) => Outcome::Value(Measured {
             value: value(v),
             worst_vcpu: Some(v.vcpu),
-            worst_reason: top(v).map(|r| r.name.clone()),
+            worst_reason: top(v).map(|r| r.name.to_string()),
             detail: format!("vCPU {}", v.vcpu),
         }),
     }

@@ -1,13 +1,21 @@
 //! newer − older for every key, then aggregation per VM / vCPU and shares within each table.
+//! One ordered walk over the sorted maps builds each vCPU's rows in place; histogram buffers
+//! come from a pool (refilled from the previous view when there is one) and names from a
+//! cache, so a refresh allocates per table at most, not per row.
 
-use std::collections::{btree_map::Entry, BTreeMap};
+use std::collections::BTreeSet;
 
 use profiler_common::{counter, ISA_USERSPACE};
 
-use super::{sort_rows, Counters, ProbeCost, Row, SortKey, VcpuView, View, VmView};
+use super::{
+    cpu::host_cpu_of,
+    delta::{delta, Agg, Delta, DeltaRef, Pool},
+    rows::{busy_ns, finish, row, NameCache},
+    Counters, ProbeCost, Row, VcpuView, View, VmView,
+};
 use crate::{
     decode::ExitNames,
-    sample::{Hist, Key, Sample, Stat},
+    sample::{Key, Sample, VmInfo},
 };
 
 /// The view of `newer − older`, over the monotonic time between them. `older` may be
@@ -30,46 +38,296 @@ pub fn span_ns(older: &Sample, newer: &Sample) -> u64 {
 
 /// Like [`compute`] with an explicit span in nanoseconds.
 pub fn compute_elapsed(older: &Sample, newer: &Sample, names: &ExitNames, elapsed_ns: u64) -> View {
-    let secs = elapsed_ns as f64 / 1e9;
-    // A pid whose process start time changed is a new VM: nothing of the old one applies.
-    let reused = newer.reused_pids(older);
+    let sp = Span::new(older, newer, names, elapsed_ns);
+    Ctx::default().full(&sp, View::default())
+}
 
-    // pid → (vcpu → reason deltas, userspace deltas by thread). One ordered walk over the
-    // four (sorted) maps instead of a set of keys and five lookups per key.
-    let mut per_vm: BTreeMap<u32, VmDeltas> = BTreeMap::new();
-    let mut new_stats = newer.stats.iter().peekable();
-    let mut new_inf = newer.in_flight.iter().peekable();
-    let mut old_stats = Seek(older.stats.iter().peekable());
-    let mut old_inf = Seek(older.in_flight.iter().peekable());
-    loop {
-        let k = match (new_stats.peek(), new_inf.peek()) {
-            (None, None) => break,
-            (Some((a, _)), None) => **a,
-            (None, Some((b, _))) => **b,
-            (Some((a, _)), Some((b, _))) => (**a).min(**b),
-        };
-        let new = new_stats.next_if(|(a, _)| **a == k).map(|(_, v)| v);
-        let inf_new = new_inf.next_if(|(b, _)| **b == k).map_or(0, |(_, v)| *v);
-        let d = delta(
-            new,
-            old_stats.seek(&k),
-            inf_new,
-            old_inf.seek(&k).copied().unwrap_or(0),
-            reused.contains(&k.tgid),
-        );
-        let vm = per_vm.entry(k.tgid).or_default();
-        if k.isa == ISA_USERSPACE {
-            vm.user.push((k, d));
-        } else {
-            vm.vcpus.entry(k.vcpu).or_default().push((k, d));
+/// The two samples of a view and what is derived from them alone.
+pub(super) struct Span<'a> {
+    pub older: &'a Sample,
+    pub newer: &'a Sample,
+    pub names: &'a ExitNames,
+    pub elapsed_ns: u64,
+    pub secs: f64,
+    /// Pids that are another process in `newer` than in `older`.
+    pub reused: BTreeSet<u32>,
+}
+
+impl<'a> Span<'a> {
+    pub(super) fn new(
+        older: &'a Sample,
+        newer: &'a Sample,
+        names: &'a ExitNames,
+        elapsed_ns: u64,
+    ) -> Self {
+        Span {
+            older,
+            newer,
+            names,
+            elapsed_ns,
+            secs: elapsed_ns as f64 / 1e9,
+            reused: newer.reused_pids(older),
         }
     }
 
-    let vms = per_vm
-        .into_iter()
-        .map(|(pid, d)| vm_view(pid, d, (older, newer), names, elapsed_ns, secs))
-        .collect();
+    pub(super) fn rate(&self, n: u64) -> f64 {
+        if self.secs > 0.0 {
+            n as f64 / self.secs
+        } else {
+            0.0
+        }
+    }
+}
 
+pub(super) fn pct(ns: u64, cap: u64) -> f64 {
+    if cap > 0 {
+        ns as f64 / cap as f64 * 100.0
+    } else {
+        0.0
+    }
+}
+
+/// What a refresh reuses from the one before: buffers, names, scratch space.
+#[derive(Default)]
+pub(super) struct Ctx {
+    pub pool: Pool,
+    pub names: NameCache,
+    pub agg: Agg,
+    pub user: Vec<(Key, Delta)>,
+    /// The userspace keys of the last full view, ascending.
+    pub user_keys: Vec<Key>,
+}
+
+impl Ctx {
+    /// The whole view of `sp`; `old`'s histogram buffers are reused.
+    pub(super) fn full(&mut self, sp: &Span, old: View) -> View {
+        self.recycle(old);
+        // A failed update in place may have left sums behind.
+        for (_, d) in self.agg.items.drain(..) {
+            self.pool.put(d.hist.buckets);
+        }
+        for (_, d) in self.user.drain(..) {
+            self.pool.put(d.hist.buckets);
+        }
+        self.user_keys.clear();
+        let (older, newer) = (sp.older, sp.newer);
+        // A pid whose process start time changed is a new VM: nothing of the old one applies.
+        let reused = &sp.reused;
+
+        // One ordered walk over the four (sorted) maps; keys come grouped by VM, then vCPU.
+        let mut vms = Vec::new();
+        let mut cur: Option<(u32, Vec<VcpuView>)> = None;
+        let mut new_stats = newer.stats.iter().peekable();
+        let mut new_inf = newer.in_flight.iter().peekable();
+        let mut old_stats = Seek::new(&older.stats);
+        let mut old_inf = Seek::new(&older.in_flight);
+        loop {
+            let k = match (new_stats.peek(), new_inf.peek()) {
+                (None, None) => break,
+                (Some((a, _)), None) => **a,
+                (None, Some((b, _))) => **b,
+                (Some((a, _)), Some((b, _))) => (**a).min(**b),
+            };
+            let new = new_stats.next_if(|(a, _)| **a == k).map(|(_, v)| v);
+            let inf_new = new_inf.next_if(|(b, _)| **b == k).map_or(0, |(_, v)| *v);
+            let inf_old = old_inf.seek(&k).copied().unwrap_or(0);
+            let d = delta(
+                new,
+                old_stats.seek(&k),
+                (inf_new, inf_old),
+                reused.contains(&k.tgid),
+                &mut self.pool,
+            );
+            let vcpus = match &mut cur {
+                Some((pid, vcpus)) if *pid == k.tgid => vcpus,
+                _ => {
+                    if let Some((pid, vcpus)) = cur.take() {
+                        vms.push(self.vm_view(pid, vcpus, sp));
+                    }
+                    &mut cur.insert((k.tgid, Vec::new())).1
+                }
+            };
+            if k.isa == ISA_USERSPACE {
+                self.user_keys.push(k);
+                self.user.push((k, d));
+                continue;
+            }
+            if vcpus.last().map(|v| v.vcpu) != Some(k.vcpu) {
+                vcpus.push(VcpuView {
+                    vcpu: k.vcpu,
+                    ..Default::default()
+                });
+            }
+            let r = row(
+                (k.isa, k.reason),
+                d,
+                (sp.names, &mut self.names),
+                sp.secs,
+                &mut self.pool,
+            );
+            if let Some(v) = vcpus.last_mut() {
+                v.reasons.push(r);
+            }
+        }
+        if let Some((pid, vcpus)) = cur {
+            vms.push(self.vm_view(pid, vcpus, sp));
+        }
+
+        View {
+            duration_s: sp.secs,
+            names_source: names_source(sp.names),
+            counters: counters(older, newer),
+            probe_cost: probe_cost(older, newer, sp.secs),
+            vms,
+        }
+    }
+
+    /// Gives the pool every histogram buffer of `old`.
+    pub(super) fn recycle(&mut self, old: View) {
+        for mut vm in old.vms {
+            self.pool.put_rows(&mut vm.reasons);
+            self.pool.put_rows(&mut vm.userspace);
+            for mut v in vm.vcpus {
+                self.pool.put_rows(&mut v.reasons);
+                self.pool.put_rows(&mut v.userspace);
+            }
+        }
+    }
+
+    /// One VM from its vCPUs' rows (unfinished) and its userspace keys (in `self.user`).
+    fn vm_view(&mut self, pid: u32, mut vcpus: Vec<VcpuView>, sp: &Span) -> VmView {
+        let info = sp.newer.vms.get(&pid);
+        for v in &mut vcpus {
+            finish_vcpu(v, sp);
+        }
+        for r in vcpus.iter().flat_map(|v| &v.reasons) {
+            self.agg
+                .add((r.isa, r.reason), DeltaRef::of_row(r), &mut self.pool);
+        }
+        let reasons = self.agg_rows(sp);
+
+        let userspace = self.user_tables(info, &mut vcpus, sp);
+
+        let mut vm = VmView {
+            pid,
+            name: info.map_or_else(|| format!("pid {pid}"), |i| i.name.clone()),
+            uuid: info.and_then(|i| i.uuid.clone()),
+            userspace,
+            host_cpu: host_cpu_of(sp.older, sp.newer, pid, &sp.reused),
+            reasons,
+            vcpus,
+            ..Default::default()
+        };
+        vm_totals(&mut vm, sp);
+        vm
+    }
+
+    /// The VM's userspace table from the deltas in `self.user` (which it empties), and its
+    /// vCPUs' (whose userspace tables must be empty). Userspace keys carry the thread id:
+    /// threads fold into the VM, and into their vCPU when the VMM named its threads.
+    pub(super) fn user_tables(
+        &mut self,
+        info: Option<&VmInfo>,
+        vcpus: &mut [VcpuView],
+        sp: &Span,
+    ) -> Vec<Row> {
+        for (k, d) in &self.user {
+            self.agg
+                .add((k.isa, k.reason), DeltaRef::of(d), &mut self.pool);
+        }
+        let userspace = self.agg_rows(sp);
+        for (k, d) in &self.user {
+            if let Some(v) = info.and_then(|i| i.vcpu_threads.get(&k.vcpu)) {
+                self.agg
+                    .add((*v, k.reason), DeltaRef::of(d), &mut self.pool);
+            }
+        }
+        for (_, d) in self.user.drain(..) {
+            self.pool.put(d.hist.buckets);
+        }
+        for ((vcpu, reason), d) in self.agg.items.drain(..) {
+            match vcpus.binary_search_by_key(&vcpu, |v| v.vcpu) {
+                Ok(i) => vcpus[i].userspace.push(row(
+                    (ISA_USERSPACE, reason),
+                    d,
+                    (sp.names, &mut self.names),
+                    sp.secs,
+                    &mut self.pool,
+                )),
+                Err(_) => self.pool.put(d.hist.buckets),
+            }
+        }
+        for v in vcpus.iter_mut() {
+            finish(&mut v.userspace);
+        }
+        userspace
+    }
+
+    /// The rows of the sums in `self.agg` (keyed by (isa, reason)), finished; empties it.
+    pub(super) fn agg_rows(&mut self, sp: &Span) -> Vec<Row> {
+        let mut out = Vec::with_capacity(self.agg.items.len());
+        for (k, d) in self.agg.items.drain(..) {
+            out.push(row(
+                k,
+                d,
+                (sp.names, &mut self.names),
+                sp.secs,
+                &mut self.pool,
+            ));
+        }
+        finish(&mut out);
+        out
+    }
+}
+
+/// Shares, order, exits and overhead of a vCPU whose reason rows are set.
+pub(super) fn finish_vcpu(v: &mut VcpuView, sp: &Span) {
+    finish(&mut v.reasons);
+    vcpu_totals(v, sp);
+}
+
+/// Exits, rate and overhead of a vCPU whose reason rows are finished.
+pub(super) fn vcpu_totals(v: &mut VcpuView, sp: &Span) {
+    v.exits = v.reasons.iter().map(|r| r.count).sum();
+    v.exits_per_s = sp.rate(v.exits);
+    v.overhead_pct = pct(busy_ns(&v.reasons), sp.elapsed_ns);
+}
+
+/// Exits, rate and overhead of a VM whose reason rows are set.
+pub(super) fn vm_totals(vm: &mut VmView, sp: &Span) {
+    vm.exits = vm.reasons.iter().map(|r| r.count).sum();
+    vm.exits_per_s = sp.rate(vm.exits);
+    let cap = sp.elapsed_ns.saturating_mul(vm.vcpus.len() as u64);
+    vm.overhead_pct = pct(busy_ns(&vm.reasons), cap);
+}
+
+pub(super) fn names_source(names: &ExitNames) -> String {
+    if names.source.is_empty() {
+        "built-in".into()
+    } else {
+        names.source.clone()
+    }
+}
+
+/// A cursor over a sorted map for keys looked up in ascending order.
+pub(super) struct Seek<'a, V: 'a>(
+    pub std::iter::Peekable<Box<dyn Iterator<Item = (&'a Key, &'a V)> + 'a>>,
+);
+
+impl<'a, V: 'a> Seek<'a, V> {
+    pub(super) fn new(map: &'a dyn crate::sample::KeyMap<V>) -> Self {
+        Seek(map.walk().peekable())
+    }
+
+    /// The value of `k`; keys must be asked for in ascending order.
+    pub(super) fn seek(&mut self, k: &Key) -> Option<&'a V> {
+        while self.0.next_if(|(a, _)| *a < k).is_some() {}
+        self.0.peek().filter(|(a, _)| *a == k).map(|(_, v)| *v)
+    }
+}
+
+/// Delta of the programs' bookkeeping counters.
+pub(super) fn counters(older: &Sample, newer: &Sample) -> Counters {
     // By slot constant, not position: new slots may be appended to profiler_common.
     let d = |slot: u32| {
         let (n, o) = (newer.counter(slot), older.counter(slot));
@@ -80,7 +338,7 @@ pub fn compute_elapsed(older: &Sample, newer: &Sample, names: &ExitNames, elapse
             n - o
         }
     };
-    let counters = Counters {
+    Counters {
         orphan_entry: d(counter::ORPHAN_ENTRY),
         unpaired_exit: d(counter::UNPAIRED_EXIT),
         stats_map_full: d(counter::STATS_FULL),
@@ -90,270 +348,10 @@ pub fn compute_elapsed(older: &Sample, newer: &Sample, names: &ExitNames, elapse
         entries: d(counter::ENTRIES),
         userspace_exits: d(counter::USERSPACE_EXITS),
         evidence_map_full: d(counter::EVIDENCE_FULL),
-    };
-
-    View {
-        duration_s: secs,
-        names_source: names_source(names),
-        counters,
-        probe_cost: probe_cost(older, newer, secs),
-        vms,
     }
 }
 
-fn names_source(names: &ExitNames) -> String {
-    if names.source.is_empty() {
-        "built-in".into()
-    } else {
-        names.source.clone()
-    }
-}
-
-#[derive(Default)]
-struct VmDeltas {
-    vcpus: BTreeMap<u32, Vec<(Key, Delta)>>,
-    user: Vec<(Key, Delta)>,
-}
-
-/// Raw interval numbers of one key, or of several keys added together.
-#[derive(Clone, Default)]
-struct Delta {
-    count: u64,
-    in_flight: u64,
-    timed: u64,
-    total_ns: u64,
-    hist: Hist,
-    /// (min, max) of the interval's timed exits; None when there were none.
-    range: Option<(u64, u64)>,
-}
-
-impl Delta {
-    fn add(&mut self, o: &Delta) {
-        self.count += o.count;
-        self.in_flight += o.in_flight;
-        self.timed += o.timed;
-        self.total_ns += o.total_ns;
-        self.hist.add(&o.hist);
-        self.range = match (self.range, o.range) {
-            (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
-            (a, b) => a.or(b),
-        };
-    }
-}
-
-/// A cursor over a sorted map for keys looked up in ascending order.
-struct Seek<'a, V: 'a, I: Iterator<Item = (&'a Key, &'a V)>>(std::iter::Peekable<I>);
-
-impl<'a, V: 'a, I: Iterator<Item = (&'a Key, &'a V)>> Seek<'a, V, I> {
-    /// The value of `k`; keys must be asked for in ascending order.
-    fn seek(&mut self, k: &Key) -> Option<&'a V> {
-        while self.0.next_if(|(a, _)| *a < k).is_some() {}
-        self.0.peek().filter(|(a, _)| *a == k).map(|(_, v)| *v)
-    }
-}
-
-/// One key's interval numbers from its newer and older stats and in-flight counts.
-fn delta(
-    new: Option<&Stat>,
-    old: Option<&Stat>,
-    inf_new: u64,
-    inf_old: u64,
-    reused: bool,
-) -> Delta {
-    let empty = Stat::default();
-    let new = new.unwrap_or(&empty);
-    // A count that went down means the key was recreated (LRU eviction, pid reuse): start over.
-    let reset = reused || old.is_some_and(|o| o.count > new.count);
-    let old = old.filter(|_| !reset).unwrap_or(&empty);
-    let inf_old = if reset { 0 } else { inf_old };
-    let timed = new.count - old.count;
-    let hist = new.hist.since(&old.hist);
-    let range = (timed > 0).then(|| {
-        if old.count == 0 {
-            // Nothing before: the cumulative extremes are this interval's exactly.
-            (new.min_ns, new.max_ns)
-        } else {
-            let (lo, hi) = hist.bounds().unwrap_or((new.min_ns, new.max_ns));
-            // A moved extreme is exact; otherwise bucket bounds, kept inside the known range.
-            let lo = if new.min_ns < old.min_ns {
-                new.min_ns
-            } else {
-                lo
-            };
-            let hi = if new.max_ns > old.max_ns {
-                new.max_ns
-            } else {
-                hi
-            };
-            let clamp = |v: u64| v.clamp(new.min_ns, new.max_ns.max(new.min_ns));
-            (clamp(lo), clamp(hi))
-        }
-    });
-    Delta {
-        count: (timed + inf_new).saturating_sub(inf_old),
-        in_flight: inf_new,
-        timed,
-        total_ns: new.sum_ns.saturating_sub(old.sum_ns),
-        hist,
-        range,
-    }
-}
-
-fn vm_view(
-    pid: u32,
-    d: VmDeltas,
-    (older, newer): (&Sample, &Sample),
-    names: &ExitNames,
-    elapsed_ns: u64,
-    secs: f64,
-) -> VmView {
-    let info = newer.vms.get(&pid);
-    let rate = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
-    let pct = |ns: u64, cap: u64| {
-        if cap > 0 {
-            ns as f64 / cap as f64 * 100.0
-        } else {
-            0.0
-        }
-    };
-
-    let mut all: BTreeMap<(u32, u32), Delta> = BTreeMap::new();
-    let mut vcpus: Vec<VcpuView> = Vec::new();
-    for (vcpu, keys) in d.vcpus {
-        for (k, kd) in &keys {
-            merge_into(&mut all, (k.isa, k.reason), kd);
-        }
-        let reasons = rows(
-            keys.into_iter().map(|(k, d)| (k.isa, k.reason, d)),
-            names,
-            secs,
-        );
-        let exits = reasons.iter().map(|r| r.count).sum();
-        vcpus.push(VcpuView {
-            vcpu,
-            exits,
-            exits_per_s: rate(exits),
-            overhead_pct: pct(busy_ns(&reasons), elapsed_ns),
-            reasons,
-            userspace: Vec::new(),
-        });
-    }
-
-    // Userspace keys carry the thread id: fold threads into the VM, and into their vCPU when
-    // the VMM named its threads.
-    let mut user: BTreeMap<(u32, u32), Delta> = BTreeMap::new();
-    let mut user_by_vcpu: BTreeMap<u32, BTreeMap<u32, Delta>> = BTreeMap::new();
-    for (k, kd) in &d.user {
-        merge_into(&mut user, (k.isa, k.reason), kd);
-        if let Some(v) = info.and_then(|i| i.vcpu_threads.get(&k.vcpu)) {
-            user_by_vcpu
-                .entry(*v)
-                .or_default()
-                .entry(k.reason)
-                .or_default()
-                .add(kd);
-        }
-    }
-    for v in &mut vcpus {
-        if let Some(m) = user_by_vcpu.remove(&v.vcpu) {
-            v.userspace = rows(
-                m.into_iter().map(|(r, d)| (ISA_USERSPACE, r, d)),
-                names,
-                secs,
-            );
-        }
-    }
-
-    let reasons = rows(all.into_iter().map(|((i, r), d)| (i, r, d)), names, secs);
-    let exits = reasons.iter().map(|r| r.count).sum();
-    let cap = elapsed_ns.saturating_mul(vcpus.len() as u64);
-    VmView {
-        pid,
-        name: info.map_or_else(|| format!("pid {pid}"), |i| i.name.clone()),
-        uuid: info.and_then(|i| i.uuid.clone()),
-        exits,
-        exits_per_s: rate(exits),
-        overhead_pct: pct(busy_ns(&reasons), cap),
-        userspace: rows(user.into_iter().map(|((i, r), d)| (i, r, d)), names, secs),
-        host_cpu: super::host_cpu(older, newer, pid),
-        reasons,
-        vcpus,
-    }
-}
-
-/// `map[k] += d`, copying `d` when `k` is new (the same result as adding it to a zero Delta).
-fn merge_into(map: &mut BTreeMap<(u32, u32), Delta>, k: (u32, u32), d: &Delta) {
-    match map.entry(k) {
-        Entry::Vacant(e) => {
-            e.insert(d.clone());
-        }
-        Entry::Occupied(mut e) => e.get_mut().add(d),
-    }
-}
-
-/// Non-HLT handling time: HLT time is mostly the guest idling, not overhead.
-fn busy_ns(rows: &[Row]) -> u64 {
-    rows.iter().filter(|r| !r.hlt).map(|r| r.total_ns).sum()
-}
-
-/// One table: merges duplicate (isa, reason) entries, fills shares, sorts by count.
-fn rows(items: impl Iterator<Item = (u32, u32, Delta)>, names: &ExitNames, secs: f64) -> Vec<Row> {
-    let mut merged: BTreeMap<(u32, u32), Delta> = BTreeMap::new();
-    for (isa, reason, d) in items {
-        match merged.entry((isa, reason)) {
-            Entry::Vacant(e) => {
-                e.insert(d);
-            }
-            Entry::Occupied(mut e) => e.get_mut().add(&d),
-        }
-    }
-    let mut out: Vec<Row> = merged
-        .into_iter()
-        .map(|((isa, reason), d)| {
-            let (min_ns, max_ns) = d.range.unwrap_or((0, 0));
-            // Bucket midpoints can overshoot the exact extremes: keep them inside.
-            let [p50, p99, p999] = d
-                .hist
-                .quantiles([0.5, 0.99, 0.999])
-                .map(|v| v.map_or(0, |v| v.clamp(min_ns, max_ns.max(min_ns))));
-            Row {
-                isa,
-                isa_name: crate::decode::isa_name(isa).into(),
-                reason,
-                name: names.name(isa, reason),
-                hlt: names.is_hlt(isa, reason),
-                count: d.count,
-                in_flight: d.in_flight,
-                timed: d.timed,
-                hist_total: d.hist.total(),
-                rate_per_s: if secs > 0.0 {
-                    d.count as f64 / secs
-                } else {
-                    0.0
-                },
-                samples_pct: 0.0,
-                time_pct: 0.0,
-                total_ns: d.total_ns,
-                min_ns,
-                max_ns,
-                mean_ns: if d.timed > 0 {
-                    d.total_ns as f64 / d.timed as f64
-                } else {
-                    0.0
-                },
-                p50_ns: p50,
-                p99_ns: p99,
-                p999_ns: p999,
-                hist: d.hist,
-            }
-        })
-        .collect();
-    set_shares(&mut out);
-    sort_rows(&mut out, SortKey::Count);
-    out
-}
-
-fn probe_cost(older: &Sample, newer: &Sample, secs: f64) -> Vec<ProbeCost> {
+pub(super) fn probe_cost(older: &Sample, newer: &Sample, secs: f64) -> Vec<ProbeCost> {
     newer
         .progs
         .iter()
@@ -386,32 +384,4 @@ fn probe_cost(older: &Sample, newer: &Sample, secs: f64) -> Vec<ProbeCost> {
             }
         })
         .collect()
-}
-
-/// Samples% and Time% of each row. Shares exclude HLT, whose idle time would swamp everything
-/// (perf's "HLT 99.9 %"); HLT rows get their share of everything instead and are shown apart.
-pub fn set_shares(rows: &mut [Row]) {
-    let share = |a: u64, b: u64| {
-        if b > 0 {
-            a as f64 / b as f64 * 100.0
-        } else {
-            0.0
-        }
-    };
-    let (busy_n, busy_t) = rows
-        .iter()
-        .filter(|r| !r.hlt)
-        .fold((0, 0), |(n, t), r| (n + r.count, t + r.total_ns));
-    let (all_n, all_t) = rows
-        .iter()
-        .fold((0, 0), |(n, t), r| (n + r.count, t + r.total_ns));
-    for r in rows {
-        let (n, t) = if r.hlt {
-            (all_n, all_t)
-        } else {
-            (busy_n, busy_t)
-        };
-        r.samples_pct = share(r.count, n);
-        r.time_pct = share(r.total_ns, t);
-    }
 }

@@ -1,5 +1,7 @@
 //! Host CPU per VM over a span, from the two samples' cumulative CPU times.
 
+use std::collections::BTreeSet;
+
 use super::HostCpu;
 use crate::sample::Sample;
 
@@ -29,8 +31,18 @@ impl HostCpu {
 /// None when either sample lacks the VM's times, the span is empty, or the pid now belongs to
 /// another process (or the times went backwards: the same).
 pub fn host_cpu(older: &Sample, newer: &Sample, pid: u32) -> Option<HostCpu> {
+    host_cpu_of(older, newer, pid, &newer.reused_pids(older))
+}
+
+/// [`host_cpu`] with the reused pids known (they are the same for every VM of a view).
+pub(super) fn host_cpu_of(
+    older: &Sample,
+    newer: &Sample,
+    pid: u32,
+    reused: &BTreeSet<u32>,
+) -> Option<HostCpu> {
     let (o, n) = (older.vm_cpu.get(&pid)?, newer.vm_cpu.get(&pid)?);
-    if older.mono_ns == 0 || newer.reused_pids(older).contains(&pid) {
+    if older.mono_ns == 0 || reused.contains(&pid) {
         return None;
     }
     let span = newer

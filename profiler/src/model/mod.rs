@@ -6,22 +6,35 @@
 
 mod compute;
 mod cpu;
+mod delta;
 mod evidence;
+mod name;
+#[cfg(test)]
+mod reference;
+mod refresh;
+mod rows;
 mod select;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_cpu;
+#[cfg(test)]
+mod tests_fast;
+#[cfg(test)]
+mod tests_scale;
 
 use serde::Serialize;
 
 use crate::sample::Hist;
 
-pub use compute::{compute, compute_elapsed, set_shares, span_ns};
+pub use compute::{compute, compute_elapsed, span_ns};
 pub use cpu::host_cpu;
 #[cfg(test)]
 pub(crate) use evidence::port_0x70_sample;
 pub use evidence::{evidence_deltas, EvDelta};
+pub use name::Name;
+pub use refresh::Model;
+pub use rows::set_shares;
 pub use select::{SelectError, VmSelector};
 
 /// Everything shown for one span between two samples.
@@ -177,9 +190,9 @@ impl VcpuView {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Row {
     pub isa: u32,
-    pub isa_name: String,
+    pub isa_name: Name,
     pub reason: u32,
-    pub name: String,
+    pub name: Name,
     pub hlt: bool,
     /// Exits seen: timed + change of in-flight.
     pub count: u64,

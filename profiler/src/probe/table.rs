@@ -45,6 +45,8 @@ pub struct Table {
     hwm: usize,
     /// Keys whose statistics changed, came or went since the caller last took this list.
     pub changed: Vec<Key>,
+    /// The last sample's time and exits in flight, to say what the next one changed.
+    pub prev: Option<(u64, std::collections::BTreeMap<Key, u64>)>,
     /// Rows decoded by the last `refresh` (unchanged ones are reused).
     pub decoded: usize,
     /// Rows that were still being written after every try, taken as read (torn by at most the
@@ -64,6 +66,7 @@ impl Table {
             stale: Vec::new(),
             hwm: 0,
             changed: Vec::new(),
+            prev: None,
             decoded: 0,
             torn: 0,
         }

@@ -156,7 +156,7 @@ pub fn diff_with(a: &Data, b: &Data, o: &DiffOptions) -> Result<Diff, ReportErro
             let total = Change::new(norm(x0.total_ns as f64, da), norm(y0.total_ns as f64, db));
             ReasonDiff {
                 name: name.clone(),
-                isa: x.or(y).map(|r| r.isa_name.clone()).unwrap_or_default(),
+                isa: x.or(y).map(|r| r.isa_name.to_string()).unwrap_or_default(),
                 hlt: x.or(y).is_some_and(|r| r.hlt),
                 count: Change::new(x0.count as f64, y0.count as f64),
                 rate_per_s: per_s.then(|| Change::new(x0.rate_per_s, y0.rate_per_s)),
@@ -192,7 +192,7 @@ fn rows_by_name(vms: &[VmView]) -> BTreeMap<String, Row> {
     let mut out = BTreeMap::new();
     // Two codes with one name (a synthetic and a real one) are added together.
     for r in select(&refs, None) {
-        out.entry(r.name.clone())
+        out.entry(r.name.to_string())
             .and_modify(|m: &mut Row| *m = merge([&*m, &r]).remove(0))
             .or_insert(r);
     }

@@ -21,7 +21,7 @@ fn per_vcpu(d: &Data, pid: u32) -> Vec<(u32, String, u64)> {
         .flat_map(|c| {
             c.reasons
                 .iter()
-                .map(move |r| (c.vcpu, r.name.clone(), r.count))
+                .map(move |r| (c.vcpu, r.name.to_string(), r.count))
         })
         .collect();
     out.sort();

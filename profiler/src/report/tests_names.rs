@@ -11,7 +11,7 @@ use crate::text::testing::{assert_clean, EVIL, SHOWN};
 fn hostile(mut d: Data) -> Data {
     for vm in &mut d.view.vms {
         vm.name = EVIL.into();
-        vm.reasons[0].name = format!("R\u{202e}{EVIL}");
+        vm.reasons[0].name = format!("R\u{202e}{EVIL}").into();
     }
     d
 }

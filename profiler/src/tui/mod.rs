@@ -28,7 +28,7 @@ use std::time::Duration;
 use crate::{
     advice::HostFacts,
     decode::ExitNames,
-    model::{self, sort_rows, Row, SortKey, View, VmView},
+    model::{self, sort_rows, Model, Row, SortKey, View, VmView},
     sample::Sample,
 };
 
@@ -107,7 +107,11 @@ pub struct App {
     queued: Option<Sample>,
     missed: u64,
     interval_view: View,
+    /// Keeps `interval_view` between refreshes, to update it in place.
+    model: Model,
     total_view: View,
+    /// The same for `total_view` (which is whole each time, but reuses its buffers).
+    total_model: Model,
     history: VecDeque<Rates>,
     since_start: bool,
     paused: bool,
@@ -144,7 +148,9 @@ impl App {
             queued: None,
             missed: 0,
             interval_view: View::default(),
+            model: Model::new(),
             total_view: View::default(),
+            total_model: Model::new(),
             history: VecDeque::new(),
             since_start: false,
             paused: false,
@@ -198,11 +204,7 @@ impl App {
         self.prev = self.last.replace(s);
         self.recompute();
         if self.prev.is_some() {
-            let rates = rates(&self.interval_view);
-            self.history.push_back(rates);
-            while self.history.len() > HISTORY {
-                self.history.pop_front();
-            }
+            self.push_rates();
         }
         self.refresh_advice(false);
     }
@@ -242,12 +244,14 @@ impl App {
         let empty = Sample::default();
         // First sample: counts since attach, no rates yet.
         let older = self.prev.as_ref().unwrap_or(&empty);
-        // The interval view feeds the sparklines too; the since-start one only its screen, and
-        // each is a full model pass (~15 ms at 40k rows), so it waits until `t` asks for it.
-        self.interval_view = model::compute(older, last, &self.names);
+        // The interval view feeds the sparklines too, and costs what changed; the since-start
+        // one only its screen, and is a full model pass, so it waits until `t` asks for it.
+        self.model
+            .refresh(&mut self.interval_view, older, last, &self.names);
         if self.since_start {
             let base = self.baseline.as_ref().unwrap_or(&empty);
-            self.total_view = model::compute(base, last, &self.names);
+            self.total_model
+                .refresh(&mut self.total_view, base, last, &self.names);
         }
     }
 
@@ -351,8 +355,22 @@ impl App {
     }
 }
 
-fn rates(v: &View) -> Rates {
-    let mut out = Rates::new();
+impl App {
+    /// The interval view's rates onto the sparkline history, in the map of the oldest
+    /// interval once the history is full (no allocation, no rehashing).
+    fn push_rates(&mut self) {
+        let mut r = match self.history.len() >= HISTORY {
+            true => self.history.pop_front().unwrap_or_default(),
+            false => Rates::with_capacity(self.history.back().map_or(0, HashMap::len)),
+        };
+        rates_into(&self.interval_view, &mut r);
+        self.history.push_back(r);
+    }
+}
+
+/// `out` := the non-zero rates of `v`.
+fn rates_into(v: &View, out: &mut Rates) {
+    out.clear();
     for vm in &v.vms {
         let mut put = |vcpu: Option<u32>, r: &Row| {
             if r.rate_per_s > 0.0 {
@@ -365,10 +383,13 @@ fn rates(v: &View) -> Rates {
                 out.insert(t, r.rate_per_s);
             }
         };
+        // A table with no exits has no rate: skip it unread (most of a quiet host).
+        if vm.exits == 0 {
+            continue;
+        }
         vm.reasons.iter().for_each(|r| put(None, r));
-        for c in &vm.vcpus {
+        for c in vm.vcpus.iter().filter(|c| c.exits > 0) {
             c.reasons.iter().for_each(|r| put(Some(c.vcpu), r));
         }
     }
-    out
 }

@@ -89,7 +89,7 @@ impl App {
         self.last = Some(cur);
         self.recompute();
         if self.prev.is_some() {
-            self.history.push_back(super::rates(&self.interval_view));
+            self.push_rates();
         }
         self.refresh_advice(true);
     }

@@ -200,7 +200,10 @@ pub(super) fn dispatch(a: Action, ctl: &mpsc::Sender<Ctl>) -> bool {
 pub(super) fn deliver(app: &mut App, msg: Msg) {
     match msg {
         Msg::Sample(s) => app.on_sample(s),
-        Msg::Jump(prev, cur) => app.on_jump(prev, cur),
+        Msg::Jump(j) => {
+            let (prev, cur) = *j;
+            app.on_jump(prev, cur)
+        }
         Msg::Position(pos, len) => app.on_position(pos, len),
         Msg::Rec(r) => app.on_rec(r),
         Msg::Info(m) => app.on_info(m),

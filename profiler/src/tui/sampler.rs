@@ -19,7 +19,8 @@ use crate::{
 pub(super) enum Msg {
     Sample(Sample),
     /// A replay moved to a frame that does not follow the shown one: (sample before it, it).
-    Jump(Option<Sample>, Sample),
+    /// Boxed: two samples would make every message that big.
+    Jump(Box<(Option<Sample>, Sample)>),
     /// A replay shows frame `.0` of `.1`.
     Position(usize, usize),
     /// The recording now in progress, or none.
@@ -221,7 +222,7 @@ impl Sampler {
             Ok((prev, src.sample()?))
         })();
         match read {
-            Ok((prev, Some(cur))) => self.send(Msg::Jump(prev, cur)) && self.position(),
+            Ok((prev, Some(cur))) => self.send(Msg::Jump(Box::new((prev, cur)))) && self.position(),
             Ok((_, None)) => self.send(Msg::End),
             Err(e) => self.send(Msg::Error(format!("seek: {e:#}"))),
         }
