@@ -4,10 +4,12 @@
 //! updated in place) and of the TUI's `App::on_sample`, (a) with every row changed and (b)
 //! with 1 000 rows changed (the sample says which, as the live sampler does).
 //!
-//! `cargo run --release -p kvmprof --example model_scale [-- RUNS]`
+//! `cargo run --release -p kvmprof --example model_scale [-- RUNS] [--json]`
 //!
 //! Prints one line per measure: median, min–max over RUNS refreshes (default 9), in ms of one
-//! thread's CPU, and the same median as % of a core at a 1 s refresh.
+//! thread's CPU, and the same median as % of a core at a 1 s refresh; with `--json`, then one
+//! JSON object of them all (`{compute,refresh,tui,drop_sample}_40960_rows[_1000_changed]_ms`:
+//! median, min, max, runs).
 
 use std::time::Duration;
 
@@ -177,29 +179,42 @@ fn series(runs: usize, few: bool) -> Vec<Sample> {
     out
 }
 
-/// "median ms (min–max), % of a core at 1 s".
-fn report(what: &str, mut ms: Vec<f64>) {
+/// Prints "median ms (min–max), % of a core at 1 s" and keeps the figures under `key`.
+fn report(
+    out: &mut serde_json::Map<String, serde_json::Value>,
+    key: &str,
+    what: &str,
+    mut ms: Vec<f64>,
+) {
     ms.sort_by(f64::total_cmp);
-    let med = ms[ms.len() / 2];
+    let (med, min, max) = (ms[ms.len() / 2], ms[0], ms[ms.len() - 1]);
     println!(
-        "{what}: median {med:.2} ms (min {:.2}, max {:.2}, {} runs) = {:.2} % of a core at 1 s",
-        ms[0],
-        ms[ms.len() - 1],
+        "{what}: median {med:.2} ms (min {min:.2}, max {max:.2}, {} runs) = {:.2} % of a core at 1 s",
         ms.len(),
         med / 10.0
     );
+    let v = serde_json::json!({ "median": med, "min": min, "max": max, "runs": ms.len() });
+    out.insert(format!("{key}_ms"), v);
 }
 
 fn main() {
-    let runs: usize = std::env::args()
-        .nth(1)
-        .map(|a| a.parse().expect("RUNS: a number of refreshes"))
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let json = args.iter().any(|a| a == "--json");
+    let runs: usize = args
+        .iter()
+        .find(|a| *a != "--json")
+        .map(|a| a.parse().expect("usage: model_scale [RUNS] [--json]"))
         .unwrap_or(9)
         .max(5);
     let names = ExitNames::builtin();
-    for (label, few) in [
-        ("all 40960 rows changed", false),
-        ("1000 of 40960 rows changed", true),
+    let mut out = serde_json::Map::new();
+    for (label, key, few) in [
+        ("all 40960 rows changed", "40960_rows", false),
+        (
+            "1000 of 40960 rows changed",
+            "40960_rows_1000_changed",
+            true,
+        ),
     ] {
         let samples = series(runs, few);
         assert_eq!(samples[0].stats.len(), (VMS * VCPUS * REASONS) as usize);
@@ -211,7 +226,12 @@ fn main() {
             ms.push((thread_cpu() - t).as_secs_f64() * 1e3);
             std::hint::black_box(v);
         }
-        report(&format!("model::compute, {label}"), ms);
+        report(
+            &mut out,
+            &format!("compute_{key}"),
+            &format!("model::compute, {label}"),
+            ms,
+        );
         // Model::refresh: the same view kept and updated in place, as the TUI does.
         let mut m = model::Model::new();
         let mut view = model::View::default();
@@ -223,7 +243,12 @@ fn main() {
                 ms.push((thread_cpu() - t).as_secs_f64() * 1e3);
             }
         }
-        report(&format!("Model::refresh, {label}"), ms);
+        report(
+            &mut out,
+            &format!("refresh_{key}"),
+            &format!("Model::refresh, {label}"),
+            ms,
+        );
         // The TUI's refresh: App::on_sample with the sample moved in (cloned outside the timer).
         let mut app = App::new(names.clone(), "model_scale".into());
         let mut ms = Vec::new();
@@ -235,6 +260,28 @@ fn main() {
                 ms.push((thread_cpu() - t).as_secs_f64() * 1e3);
             }
         }
-        report(&format!("App::on_sample, {label}"), ms);
+        report(
+            &mut out,
+            &format!("tui_{key}"),
+            &format!("App::on_sample, {label}"),
+            ms,
+        );
+        // Part of on_sample: freeing the sample two refreshes old (a heap buffer per row).
+        let mut ms = Vec::new();
+        for s in &samples[1..] {
+            let s = s.clone();
+            let t = thread_cpu();
+            drop(s);
+            ms.push((thread_cpu() - t).as_secs_f64() * 1e3);
+        }
+        report(
+            &mut out,
+            &format!("drop_sample_{key}"),
+            &format!("dropping one Sample, {label}"),
+            ms,
+        );
+    }
+    if json {
+        println!("{}", serde_json::Value::Object(out));
     }
 }

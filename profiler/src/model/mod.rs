@@ -8,6 +8,7 @@ mod compute;
 mod cpu;
 mod delta;
 mod evidence;
+mod lookup;
 mod name;
 #[cfg(test)]
 mod reference;

@@ -9,15 +9,16 @@
 use profiler_common::ISA_USERSPACE;
 
 use super::{
-    compute::{counters, names_source, probe_cost, vcpu_totals, vm_totals, Ctx, Seek, Span},
+    compute::{counters, names_source, probe_cost, vcpu_totals, vm_totals, Ctx, Span},
     cpu::host_cpu_of,
-    delta::{delta, Delta, DeltaRef},
+    delta::{Delta, DeltaRef},
+    lookup::{union, Finds},
     rows::{fill, quiet, refinish},
     span_ns, View,
 };
 use crate::{
     decode::ExitNames,
-    sample::{Key, KeyMap, Sample},
+    sample::{Key, Sample},
 };
 
 /// What a view needs to be updated in place by the next refresh.
@@ -45,67 +46,6 @@ pub struct Model {
     /// Whole views computed (tests check the in-place path is the one taken).
     #[cfg(test)]
     pub(super) wholes: usize,
-}
-
-/// A value by key from a sorted map: a cursor when most keys are asked for (in ascending
-/// order), a lookup when few are.
-enum Find<'a, V> {
-    Walk(Seek<'a, V>),
-    Get(&'a dyn KeyMap<V>),
-}
-
-impl<'a, V: 'a> Find<'a, V> {
-    fn new(map: &'a dyn KeyMap<V>, dense: bool) -> Self {
-        if dense {
-            Find::Walk(Seek::new(map))
-        } else {
-            Find::Get(map)
-        }
-    }
-
-    fn get(&mut self, k: &Key) -> Option<&'a V> {
-        match self {
-            Find::Walk(s) => s.seek(k),
-            Find::Get(m) => m.find(k),
-        }
-    }
-}
-
-/// The lookups of one refresh.
-struct Finds<'a> {
-    new_stats: Find<'a, crate::sample::Stat>,
-    old_stats: Find<'a, crate::sample::Stat>,
-    new_inf: Find<'a, u64>,
-    old_inf: Find<'a, u64>,
-}
-
-impl<'a> Finds<'a> {
-    fn new(sp: &Span<'a>, dense: bool) -> Self {
-        Finds {
-            new_stats: Find::new(&sp.newer.stats, dense),
-            old_stats: Find::new(&sp.older.stats, dense),
-            new_inf: Find::new(&sp.newer.in_flight, dense),
-            old_inf: Find::new(&sp.older.in_flight, dense),
-        }
-    }
-
-    fn lookups(sp: &Span<'a>) -> Self {
-        Finds::new(sp, false)
-    }
-
-    /// `k`'s delta; None when `newer` does not have the key (it vanished).
-    fn delta(&mut self, k: &Key, ctx: &mut Ctx) -> Option<Delta> {
-        let new = self.new_stats.get(k);
-        let inf_new = self.new_inf.get(k);
-        if new.is_none() && inf_new.is_none() {
-            return None;
-        }
-        let inf = (
-            inf_new.copied().unwrap_or(0),
-            self.old_inf.get(k).copied().unwrap_or(0),
-        );
-        Some(delta(new, self.old_stats.get(k), inf, false, &mut ctx.pool))
-    }
 }
 
 impl Model {
@@ -393,27 +333,5 @@ impl Model {
             self.user_active.push(pid);
         }
         true
-    }
-}
-
-/// `out` := the sorted union of two ascending sequences, without duplicates.
-fn union<'a>(
-    a: impl Iterator<Item = &'a Key>,
-    b: impl Iterator<Item = &'a Key>,
-    out: &mut Vec<Key>,
-) {
-    let (mut a, mut b) = (a.peekable(), b.peekable());
-    loop {
-        let k = match (a.peek(), b.peek()) {
-            (None, None) => break,
-            (Some(x), None) => **x,
-            (None, Some(y)) => **y,
-            (Some(x), Some(y)) => (**x).min(**y),
-        };
-        a.next_if(|x| **x == k);
-        b.next_if(|y| **y == k);
-        if out.last() != Some(&k) {
-            out.push(k);
-        }
     }
 }
