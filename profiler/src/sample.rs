@@ -180,6 +180,22 @@ pub struct Stat {
 }
 
 impl Stat {
+    /// Add `b` in (two rows of one key: e.g. a vCPU served by a new thread).
+    pub fn merge(&mut self, b: &Stat) {
+        if b.count == 0 {
+            return;
+        }
+        self.min_ns = if self.count == 0 {
+            b.min_ns
+        } else {
+            self.min_ns.min(b.min_ns)
+        };
+        self.count += b.count;
+        self.sum_ns += b.sum_ns;
+        self.max_ns = self.max_ns.max(b.max_ns);
+        self.hist.add(&b.hist);
+    }
+
     /// Adds `n` exits that took `ns` each, as the kernel would: for samples built by hand
     /// (tests, benchmarks).
     pub fn record(&mut self, ns: u64, n: u64) {

@@ -12,7 +12,7 @@ use aya::{
 use profiler_common::{counter, ev, Oct, OverflowKey, Pending};
 
 use super::{batch::read_all, mapped::Mapped, table::Table};
-use crate::sample::{Changed, EvKey, EvStat, Key, ProgStat, Sample, Stat};
+use crate::sample::{Changed, EvKey, EvStat, Key, ProgStat, Sample};
 
 pub fn sample(
     ebpf: &Ebpf,
@@ -111,22 +111,6 @@ pub fn sample(
         }
     }
     Ok(s)
-}
-
-/// Add `b` into `a` (two rows of one key).
-pub fn merge(a: &mut Stat, b: &Stat) {
-    if b.count == 0 {
-        return;
-    }
-    a.min_ns = if a.count == 0 {
-        b.min_ns
-    } else {
-        a.min_ns.min(b.min_ns)
-    };
-    a.count += b.count;
-    a.sum_ns += b.sum_ns;
-    a.max_ns = a.max_ns.max(b.max_ns);
-    a.hist.add(&b.hist);
 }
 
 pub fn mono_ns() -> u64 {

@@ -106,7 +106,7 @@ impl Table {
                     continue;
                 };
                 match all.last_mut() {
-                    Some((lk, st)) if *lk == k => super::read::merge(st, &d.stat),
+                    Some((lk, st)) if *lk == k => st.merge(&d.stat),
                     _ => all.push((k, d.stat.clone())),
                 }
             }
@@ -130,7 +130,7 @@ impl Table {
             if let Some(d) = &self.cache[i as usize] {
                 match &mut sum {
                     None => sum = Some(d.stat.clone()),
-                    Some(st) => super::read::merge(st, &d.stat),
+                    Some(st) => st.merge(&d.stat),
                 }
             }
         }

@@ -9,13 +9,11 @@
 
 use std::collections::BTreeMap;
 
-use profiler_common::ev;
-
 use super::{
     perf_layout::{footer, header, Event, SortBy, NAME_WIDTH},
-    printf::{alt_hex, f, s},
+    printf::{f, s},
     rows::pct,
-    sub_times::{self, SubTimes},
+    sub_times::{self, perf_key, SubTimes},
     ReportError,
 };
 use crate::{
@@ -55,20 +53,6 @@ impl Evidence {
         }
         out
     }
-}
-
-/// perf's decode_key of a kvmprof evidence key, when it belongs to `event`'s table.
-pub(crate) fn perf_key(event: Event, k: &EvKey) -> Option<String> {
-    let suffix = match (event, k.kind) {
-        (Event::Msr, ev::MSR_READ) => "R",
-        (Event::Msr, ev::MSR_WRITE) => "W",
-        (Event::Ioport, ev::PIO_IN) => "PIN",
-        (Event::Ioport, ev::PIO_OUT) => "POUT",
-        (Event::Mmio, ev::MMIO_READ) => "R",
-        (Event::Mmio, ev::MMIO_WRITE) => "W",
-        _ => return None,
-    };
-    Some(format!("{}:{suffix}", alt_hex(k.a)))
 }
 
 /// Which exit rows hold the time of an event's accesses, and what is counted.

@@ -107,3 +107,20 @@ pub(crate) fn footer(n: u64, t: Option<u64>) -> String {
         None => format!("\nTotal Samples:{n}.\n\n"),
     }
 }
+
+/// What to print.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableOptions {
+    pub event: Event,
+    /// One VM; None: all VMs.
+    pub vm: Option<crate::model::VmSelector>,
+    /// One vCPU id (in every selected VM, like perf's `--vcpu`); None: all.
+    pub vcpu: Option<u32>,
+    pub sort: SortBy,
+    /// Add p50 / p99 / p99.9 columns after perf's.
+    pub percentiles: bool,
+    /// After the all-VMs table, one table per VM (when there are several).
+    pub per_vm: bool,
+    /// perf's classic print_result layout, or perf ≥ 6.4's (see perf_table64.rs).
+    pub layout: PerfLayout,
+}

@@ -16,34 +16,18 @@
 //! from perf text prints the value perf printed for it, when one printed row made it; other
 //! rows without a histogram show `n/a` there, and in the percentile columns.
 
+pub use super::perf_layout::TableOptions;
 use super::{
     evidence,
-    perf_layout::{footer, header, Event, PerfLayout, SortBy, NAME_WIDTH},
+    perf_layout::{footer, header, Event, PerfLayout, NAME_WIDTH},
     perf_table64,
     printf::{f, s},
-    rows::{pct, rel_stderr_pct, select},
+    rows::{notes, pct, rel_stderr_pct, select, sort},
     Data, ReportError, Scope,
 };
 use crate::model::{Row, VmSelector, VmView};
 use crate::sample::Key;
 use crate::text::printable;
-
-/// What to print.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TableOptions {
-    pub event: Event,
-    /// One VM; None: all VMs.
-    pub vm: Option<VmSelector>,
-    /// One vCPU id (in every selected VM, like perf's `--vcpu`); None: all.
-    pub vcpu: Option<u32>,
-    pub sort: SortBy,
-    /// Add p50 / p99 / p99.9 columns after perf's.
-    pub percentiles: bool,
-    /// After the all-VMs table, one table per VM (when there are several).
-    pub per_vm: bool,
-    /// perf's classic print_result layout, or perf ≥ 6.4's (see perf_table64.rs).
-    pub layout: PerfLayout,
-}
 
 /// The tables `opts` asks for, concatenated.
 pub fn render(data: &Data, opts: &TableOptions) -> Result<String, ReportError> {
@@ -270,62 +254,4 @@ fn untimed_table(out: &mut String, rows: &[&Row], vm: Option<&VmView>) {
         out.push_str(&format!("# VM {} (pid {})\n", v.name, v.pid));
     }
     out.push_str("# the input held exit counts without times: no Time%/Min/Max/Avg here\n");
-}
-
-/// kvmprof's lines after perf's footer.
-pub(crate) fn notes(
-    out: &mut String,
-    all: &[Row],
-    rows: &[&Row],
-    vm: Option<&VmView>,
-    missing_hist: bool,
-) {
-    if let Some(v) = vm {
-        out.push_str(&format!("# VM {} (pid {})\n", printable(&v.name), v.pid));
-    }
-    let (n, t): (u64, u64) = rows
-        .iter()
-        .fold((0, 0), |(n, t), r| (n + r.timed, t + r.total_ns));
-    let (hn, ht): (u64, u64) = rows
-        .iter()
-        .filter(|r| r.hlt)
-        .fold((0, 0), |(n, t), r| (n + r.timed, t + r.total_ns));
-    if hn > 0 {
-        out.push_str(&format!(
-            "# HLT: {}% of samples, {}% of time (mostly guest idle); without HLT: Total Samples:{}, Total events handled time:{}us.\n",
-            f(0, 2, pct(hn as f64, n as f64)),
-            f(0, 2, pct(ht as f64, t as f64)),
-            n - hn,
-            f(0, 2, (t - ht) as f64 / 1e3),
-        ));
-    }
-    let pending: u64 = all.iter().map(|r| r.count.saturating_sub(r.timed)).sum();
-    if pending > 0 {
-        out.push_str(&format!(
-            "# {pending} exits had not re-entered the guest when the span ended (e.g. halted vCPUs): not in this table\n"
-        ));
-    }
-    if missing_hist {
-        out.push_str(
-            "# n/a: no latency histogram (imported from perf text): no percentiles, and no ± error but perf's own\n",
-        );
-    }
-}
-
-/// Orders rows by `key`; ties by name, then code.
-pub(crate) fn sort(rows: &mut [&Row], key: SortBy) {
-    use std::cmp::Ordering;
-    rows.sort_by(|a, b| {
-        let o = match key {
-            SortBy::Sample => b.timed.cmp(&a.timed),
-            SortBy::Time => b.total_ns.cmp(&a.total_ns),
-            SortBy::MaxT => b.max_ns.cmp(&a.max_ns),
-            SortBy::MinT => b.min_ns.cmp(&a.min_ns),
-            SortBy::MeanT => b.mean_ns.total_cmp(&a.mean_ns),
-            SortBy::P99 => b.p99_ns.cmp(&a.p99_ns),
-            SortBy::Name => Ordering::Equal,
-        };
-        o.then_with(|| a.name.cmp(&b.name))
-            .then((a.isa, a.reason).cmp(&(b.isa, b.reason)))
-    });
 }

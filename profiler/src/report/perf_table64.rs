@@ -22,10 +22,9 @@
 //! its own notes after the rows on lines starting with "# ".
 
 use super::{
-    perf_layout::{Event, SortBy, NAME_WIDTH},
-    perf_table::{notes, sort, TableOptions},
+    perf_layout::{Event, SortBy, TableOptions, NAME_WIDTH},
     printf::s,
-    rows::select,
+    rows::{notes, select, sort},
     sub_times, Data,
 };
 use crate::model::{Row, View, VmView};

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use profiler_common::hist;
 
+use super::{perf_layout::SortBy, printf::f};
 use crate::model::{sort_rows, Row, SortKey, VmView};
+use crate::text::printable;
 
 /// Exit-reason rows of `vms` merged, for vCPU `vcpu` or for all vCPUs.
 pub(crate) fn select(vms: &[&VmView], vcpu: Option<u32>) -> Vec<Row> {
@@ -99,4 +101,62 @@ pub(crate) fn rel_stderr_pct(r: &Row) -> Option<f64> {
         .sum();
     let var = ss / (n - 1) as f64;
     Some(100.0 * (var / n as f64).sqrt() / r.mean_ns)
+}
+
+/// kvmprof's lines after perf's footer.
+pub(crate) fn notes(
+    out: &mut String,
+    all: &[Row],
+    rows: &[&Row],
+    vm: Option<&VmView>,
+    missing_hist: bool,
+) {
+    if let Some(v) = vm {
+        out.push_str(&format!("# VM {} (pid {})\n", printable(&v.name), v.pid));
+    }
+    let (n, t): (u64, u64) = rows
+        .iter()
+        .fold((0, 0), |(n, t), r| (n + r.timed, t + r.total_ns));
+    let (hn, ht): (u64, u64) = rows
+        .iter()
+        .filter(|r| r.hlt)
+        .fold((0, 0), |(n, t), r| (n + r.timed, t + r.total_ns));
+    if hn > 0 {
+        out.push_str(&format!(
+            "# HLT: {}% of samples, {}% of time (mostly guest idle); without HLT: Total Samples:{}, Total events handled time:{}us.\n",
+            f(0, 2, pct(hn as f64, n as f64)),
+            f(0, 2, pct(ht as f64, t as f64)),
+            n - hn,
+            f(0, 2, (t - ht) as f64 / 1e3),
+        ));
+    }
+    let pending: u64 = all.iter().map(|r| r.count.saturating_sub(r.timed)).sum();
+    if pending > 0 {
+        out.push_str(&format!(
+            "# {pending} exits had not re-entered the guest when the span ended (e.g. halted vCPUs): not in this table\n"
+        ));
+    }
+    if missing_hist {
+        out.push_str(
+            "# n/a: no latency histogram (imported from perf text): no percentiles, and no ± error but perf's own\n",
+        );
+    }
+}
+
+/// Orders rows by `key`; ties by name, then code.
+pub(crate) fn sort(rows: &mut [&Row], key: SortBy) {
+    use std::cmp::Ordering;
+    rows.sort_by(|a, b| {
+        let o = match key {
+            SortBy::Sample => b.timed.cmp(&a.timed),
+            SortBy::Time => b.total_ns.cmp(&a.total_ns),
+            SortBy::MaxT => b.max_ns.cmp(&a.max_ns),
+            SortBy::MinT => b.min_ns.cmp(&a.min_ns),
+            SortBy::MeanT => b.mean_ns.total_cmp(&a.mean_ns),
+            SortBy::P99 => b.p99_ns.cmp(&a.p99_ns),
+            SortBy::Name => Ordering::Equal,
+        };
+        o.then_with(|| a.name.cmp(&b.name))
+            .then((a.isa, a.reason).cmp(&(b.isa, b.reason)))
+    });
 }

@@ -6,10 +6,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use profiler_common::ev;
+
 use super::{
-    evidence::perf_key,
     perf_layout::{footer, header, Event, SortBy, NAME_WIDTH},
-    printf::{f, s},
+    printf::{alt_hex, f, s},
     rows::pct,
 };
 use crate::sample::EvKey;
@@ -141,4 +142,18 @@ pub(crate) fn rows_64(rows: &BTreeMap<String, SubTime>, sort: SortBy) -> Vec<(St
             (k.clone(), v)
         })
         .collect()
+}
+
+/// perf's decode_key of a kvmprof evidence key, when it belongs to `event`'s table.
+pub(crate) fn perf_key(event: Event, k: &EvKey) -> Option<String> {
+    let suffix = match (event, k.kind) {
+        (Event::Msr, ev::MSR_READ) => "R",
+        (Event::Msr, ev::MSR_WRITE) => "W",
+        (Event::Ioport, ev::PIO_IN) => "PIN",
+        (Event::Ioport, ev::PIO_OUT) => "POUT",
+        (Event::Mmio, ev::MMIO_READ) => "R",
+        (Event::Mmio, ev::MMIO_WRITE) => "W",
+        _ => return None,
+    };
+    Some(format!("{}:{suffix}", alt_hex(k.a)))
 }
