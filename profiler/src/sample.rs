@@ -33,6 +33,7 @@ impl From<profiler_common::StatKey> for Key {
 pub trait KeyMap<V> {
     fn find(&self, k: &Key) -> Option<&V>;
     fn walk<'a>(&'a self) -> Box<dyn Iterator<Item = (&'a Key, &'a V)> + 'a>;
+    fn drop_key(&mut self, k: &Key);
 }
 
 impl<V> KeyMap<V> for BTreeMap<Key, V> {
@@ -42,6 +43,9 @@ impl<V> KeyMap<V> for BTreeMap<Key, V> {
     fn walk<'a>(&'a self) -> Box<dyn Iterator<Item = (&'a Key, &'a V)> + 'a> {
         Box::new(self.iter())
     }
+    fn drop_key(&mut self, k: &Key) {
+        self.remove(k);
+    }
 }
 
 impl<V: Clone> KeyMap<V> for imbl::OrdMap<Key, V> {
@@ -50,6 +54,9 @@ impl<V: Clone> KeyMap<V> for imbl::OrdMap<Key, V> {
     }
     fn walk<'a>(&'a self) -> Box<dyn Iterator<Item = (&'a Key, &'a V)> + 'a> {
         Box::new(self.iter())
+    }
+    fn drop_key(&mut self, k: &Key) {
+        self.remove(k);
     }
 }
 

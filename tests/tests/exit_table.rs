@@ -5,25 +5,18 @@
 
 mod common;
 
+use common::test_probe;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use kvmprof::{
     probe::{
         testrun::{Event, OP_ENTRY, OP_EXIT},
-        Probe, ProbeOptions, Programs,
+        Probe,
     },
     sample::{Key, Sample},
 };
 use profiler_common::{counter, hist, ISA_VMX};
-
-fn test_probe(max_keys: u32) -> Probe {
-    Probe::load(&ProbeOptions {
-        programs: Programs::TestRun,
-        max_keys,
-        ..Default::default()
-    })
-    .unwrap_or_else(|e| panic!("loading the test entry: {e}"))
-}
 
 /// One exit+entry of (`vm`, `vcpu`'s thread, `reason`) at time `t` taking `lat` ns.
 fn pair(vm: u64, vcpu: u64, reason: u64, t: u64, lat: u64) -> [Event; 2] {

@@ -3,23 +3,16 @@
 
 mod common;
 
+use common::test_probe;
+
 use kvmprof::{
     probe::{
         testrun::{Event, OP_ENTRY, OP_EXIT, OP_KVM_RUN, OP_UEXIT},
-        Probe, ProbeOptions, Programs,
+        Probe, ProbeOptions,
     },
     sample::{Key, Sample},
 };
 use profiler_common::{counter, ev, hist, ISA_SVM, ISA_USERSPACE, ISA_VMX};
-
-fn test_probe(max_keys: u32) -> Probe {
-    Probe::load(&ProbeOptions {
-        programs: Programs::TestRun,
-        max_keys,
-        ..Default::default()
-    })
-    .unwrap_or_else(|e| panic!("loading the test entry: {e}"))
-}
 
 fn ev(op: u64, tgid: u64, tid: u64, now: u64, vcpu: u64, isa: u32, reason: u32) -> Event {
     [op, tgid, tid, now, vcpu, isa as u64, reason as u64]

@@ -1,11 +1,9 @@
 //! Key sets of consecutive samples: which keys went, changed or arrived.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::delta::CodecError;
-use crate::sample::Key;
+use crate::sample::{Key, KeyMap};
 
 /// Which keys of the previous sample went away or changed, and which keys are new.
 /// Indices are into the previous sample's keys in order, gap-coded (most gaps are 0).
@@ -17,56 +15,17 @@ pub(super) struct KeysDelta {
     added: Vec<[i32; 4]>,
 }
 
-/// The key-ordered maps a sample holds (stats in a persistent map, the others in BTreeMaps).
-pub(super) trait SortedMap<V> {
-    fn sorted<'a>(&'a self) -> impl Iterator<Item = (&'a Key, &'a V)>
-    where
-        V: 'a;
-    fn has(&self, k: &Key) -> bool;
-    fn drop_key(&mut self, k: &Key);
-}
-
-impl<V> SortedMap<V> for BTreeMap<Key, V> {
-    fn sorted<'a>(&'a self) -> impl Iterator<Item = (&'a Key, &'a V)>
-    where
-        V: 'a,
-    {
-        self.iter()
-    }
-    fn has(&self, k: &Key) -> bool {
-        self.contains_key(k)
-    }
-    fn drop_key(&mut self, k: &Key) {
-        self.remove(k);
-    }
-}
-
-impl<V: Clone> SortedMap<V> for imbl::OrdMap<Key, V> {
-    fn sorted<'a>(&'a self) -> impl Iterator<Item = (&'a Key, &'a V)>
-    where
-        V: 'a,
-    {
-        self.iter()
-    }
-    fn has(&self, k: &Key) -> bool {
-        self.contains_key(k)
-    }
-    fn drop_key(&mut self, k: &Key) {
-        self.remove(k);
-    }
-}
-
 /// Walk two sorted maps together: `both(i, key, old, new)` for shared keys (i = index in `old`),
 /// `gone(i)` for keys only in `old`, `added(key, new)` for keys only in `new`.
 fn merge_keys<'a, V: 'a>(
-    old: &'a impl SortedMap<V>,
-    new: &'a impl SortedMap<V>,
+    old: &'a impl KeyMap<V>,
+    new: &'a impl KeyMap<V>,
     mut both: impl FnMut(u32, &'a Key, &'a V, &'a V),
     mut gone: impl FnMut(u32),
     mut added: impl FnMut(&'a Key, &'a V),
 ) {
-    let mut o = old.sorted().enumerate().peekable();
-    let mut n = new.sorted().peekable();
+    let mut o = old.walk().enumerate().peekable();
+    let mut n = new.walk().peekable();
     loop {
         match (o.peek(), n.peek()) {
             (Some((i, (ok, ov))), Some((nk, nv))) => match ok.cmp(nk) {
@@ -150,8 +109,8 @@ pub(super) type Entry<'a, V> = (Key, Option<&'a V>, &'a V);
 /// Encode keys of `new` against `old`; returns the delta and, in entry order, (key, old, new)
 /// to encode (old is None for added keys).
 pub(super) fn encode_keys<'a, V: PartialEq + 'a>(
-    old: &'a impl SortedMap<V>,
-    new: &'a impl SortedMap<V>,
+    old: &'a impl KeyMap<V>,
+    new: &'a impl KeyMap<V>,
 ) -> (KeysDelta, Vec<Entry<'a, V>>) {
     let (mut gone, mut changed, mut added) = (vec![], vec![], vec![]);
     let (mut ch_vals, mut add_vals) = (vec![], vec![]);
@@ -184,10 +143,10 @@ pub(super) fn encode_keys<'a, V: PartialEq + 'a>(
 /// Apply a key delta to `map`: removes gone keys and returns, in entry order, the keys whose
 /// values the caller must now update (changed ones exist in `map`, added ones do not yet).
 pub(super) fn apply_keys<V>(
-    map: &mut impl SortedMap<V>,
+    map: &mut impl KeyMap<V>,
     d: &KeysDelta,
 ) -> Result<Vec<(Key, bool)>, CodecError> {
-    let old_keys: Vec<Key> = map.sorted().map(|(k, _)| *k).collect();
+    let old_keys: Vec<Key> = map.walk().map(|(k, _)| *k).collect();
     let gone = ungaps(&d.gone, old_keys.len())?;
     let changed = ungaps(&d.changed, old_keys.len())?;
     for i in gone {
@@ -195,7 +154,7 @@ pub(super) fn apply_keys<V>(
     }
     let mut out = Vec::with_capacity(changed.len() + d.added.len());
     for i in changed {
-        if !map.has(&old_keys[i]) {
+        if map.find(&old_keys[i]).is_none() {
             return Err("a key is both gone and changed".into());
         }
         out.push((old_keys[i], true));
@@ -203,7 +162,7 @@ pub(super) fn apply_keys<V>(
     let mut last = Key::default();
     for a in &d.added {
         let k = key_undiff(a, &last);
-        if map.has(&k) {
+        if map.find(&k).is_some() {
             return Err("an added key already exists".into());
         }
         out.push((k, false));

@@ -28,3 +28,14 @@ pub fn privileged(test: &str) -> bool {
         }
     }
 }
+
+/// The test-run programs (raw_tp entry, BPF_PROG_TEST_RUN) with room for `max_keys` rows.
+pub fn test_probe(max_keys: u32) -> kvmprof::probe::Probe {
+    use kvmprof::probe::{Probe, ProbeOptions, Programs};
+    Probe::load(&ProbeOptions {
+        programs: Programs::TestRun,
+        max_keys,
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("loading the test entry: {e}"))
+}
