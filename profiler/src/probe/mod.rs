@@ -257,12 +257,8 @@ impl Probe {
             .load(object)
             .map_err(|e| ProbeError::other("loading the eBPF object", e))?;
         // The free lists start full: every row, octave and reason table is free.
-        for (list, n) in [
-            ("FREE_ROWS", sizes[1].1),
-            ("FREE_OCTS", sizes[4].1),
-            ("FREE_VCTX", sizes[7].1),
-        ] {
-            forget::fill_free_list(&mut ebpf, list, n)
+        for (list, n) in sizes.iter().filter(|(m, _)| m.starts_with("FREE_")) {
+            forget::fill_free_list(&mut ebpf, list, *n)
                 .map_err(|e| ProbeError::other("setting up the exit table", e))?;
         }
         let map_err = |e: anyhow::Error| ProbeError::other("setting up the exit table", e);

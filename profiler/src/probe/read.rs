@@ -12,7 +12,7 @@ use aya::{
 use profiler_common::{counter, ev, Oct, OverflowKey, Pending};
 
 use super::{batch::read_all, mapped::Mapped, table::Table};
-use crate::sample::{Changed, EvKey, EvStat, Key, ProgStat, Sample};
+use crate::sample::{EvKey, EvStat, Key, ProgStat, Sample};
 
 pub fn sample(
     ebpf: &Ebpf,
@@ -78,19 +78,7 @@ pub fn sample(
         vals.iter().for_each(&mut pending);
     }
 
-    // What changed since the last sample: rows the table decoded, came or went, and exits in
-    // flight (a short list: one per halted or busy vCPU).
-    let mut keys = std::mem::take(&mut table.changed);
-    if let Some((since_ns, old_inf)) = table.prev.take() {
-        keys.extend(
-            (s.in_flight.iter())
-                .filter(|(k, v)| old_inf.get(k) != Some(v))
-                .map(|(k, _)| *k),
-        );
-        keys.extend(old_inf.keys().filter(|k| !s.in_flight.contains_key(k)));
-        s.changed = Some(Changed { since_ns, keys });
-    }
-    table.prev = Some((s.mono_ns, s.in_flight.clone()));
+    s.changed = table.changes(s.mono_ns, &s.in_flight);
 
     let counters: PerCpuArray<_, u64> =
         PerCpuArray::try_from(ebpf.map("COUNTERS").context("COUNTERS map missing")?)?;

@@ -2,14 +2,14 @@
 //! decoding only the rows whose sequence counter moved since the last read.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::atomic::{fence, Ordering},
 };
 
 use profiler_common::{hist, Oct, OverflowKey, Row, LINKS};
 
 use super::mapped::Mapped;
-use crate::sample::{Hist, Key, Stat};
+use crate::sample::{Changed, Hist, Key, Stat};
 
 /// Offset of `Row::gen` (the sequence lock) in a row.
 const GEN_OFFSET: usize = std::mem::offset_of!(Row, gen);
@@ -43,10 +43,10 @@ pub struct Table {
     /// One past the highest row index seen in use: a refresh scans about this many rows, not
     /// the whole capacity (`--max-keys`).
     hwm: usize,
-    /// Keys whose statistics changed, came or went since the caller last took this list.
-    pub changed: Vec<Key>,
+    /// Keys whose statistics changed, came or went since the last `changes`.
+    changed: Vec<Key>,
     /// The last sample's time and exits in flight, to say what the next one changed.
-    pub prev: Option<(u64, std::collections::BTreeMap<Key, u64>)>,
+    prev: Option<(u64, BTreeMap<Key, u64>)>,
     /// Rows decoded by the last `refresh` (unchanged ones are reused).
     pub decoded: usize,
     /// Rows that were still being written after every try, taken as read (torn by at most the
@@ -135,6 +135,22 @@ impl Table {
             }
         }
         sum
+    }
+
+    /// What changed since the last sample (taken at the last call): rows the table decoded,
+    /// came or went, and exits in flight (a short list: one per halted or busy vCPU). None for
+    /// the first sample.
+    pub fn changes(&mut self, mono_ns: u64, in_flight: &BTreeMap<Key, u64>) -> Option<Changed> {
+        let mut keys = std::mem::take(&mut self.changed);
+        let prev = self.prev.replace((mono_ns, in_flight.clone()));
+        let (since_ns, old_inf) = prev?;
+        keys.extend(
+            (in_flight.iter())
+                .filter(|(k, v)| old_inf.get(k) != Some(v))
+                .map(|(k, _)| *k),
+        );
+        keys.extend(old_inf.keys().filter(|k| !in_flight.contains_key(k)));
+        Some(Changed { since_ns, keys })
     }
 
     /// Per key, as of the last refresh (an O(1) copy that shares storage).
