@@ -1,6 +1,7 @@
 //! kvmprof: live eBPF profiler of KVM VM exits.
 pub mod advice;
 pub mod check;
+pub mod chunk_map;
 pub mod cli;
 pub mod cmd;
 pub mod decode;

@@ -48,7 +48,7 @@ impl<V> KeyMap<V> for BTreeMap<Key, V> {
     }
 }
 
-impl<V: Clone> KeyMap<V> for imbl::OrdMap<Key, V> {
+impl<V: Clone> KeyMap<V> for crate::chunk_map::ChunkMap<V> {
     fn find(&self, k: &Key) -> Option<&V> {
         self.get(k)
     }
@@ -297,8 +297,8 @@ pub struct Sample {
     /// Wall clock at read time, ms since the Unix epoch.
     pub wall_ms: u64,
     /// Per key; a persistent map, so that a sample shares the rows that did not change with
-    /// the one before it (a clone is O(1), a changed key O(log n)).
-    pub stats: imbl::OrdMap<Key, Stat>,
+    /// the one before it (a clone copies no row; a changed key copies its chunk).
+    pub stats: crate::chunk_map::ChunkMap<Stat>,
     /// Exits that have not seen their entry yet (e.g. a halted vCPU), per key.
     pub in_flight: BTreeMap<Key, u64>,
     /// profiler_common::counter slots, summed over CPUs.

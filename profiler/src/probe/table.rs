@@ -9,7 +9,10 @@ use std::{
 use profiler_common::{hist, Oct, OverflowKey, Row, LINKS};
 
 use super::mapped::Mapped;
-use crate::sample::{Changed, Hist, Key, Stat};
+use crate::{
+    chunk_map::ChunkMap,
+    sample::{Changed, Hist, Key, Stat},
+};
 
 /// Offset of `Row::gen` (the sequence lock) in a row.
 const GEN_OFFSET: usize = std::mem::offset_of!(Row, gen);
@@ -37,7 +40,10 @@ pub struct Table {
     rows_of: HashMap<Key, Vec<u32>>,
     /// Per key, its rows summed: shared with every sample taken (a persistent map), updated
     /// only for the keys whose rows moved.
-    stats: imbl::OrdMap<Key, Stat>,
+    stats: ChunkMap<Stat>,
+    /// The rows in use in key order, while no row came, went or changed key since it was
+    /// sorted (when most rows move, `stats` is rebuilt in this order).
+    order: Option<Vec<(Key, u32)>>,
     /// Keys to recompute in `stats` at the end of the refresh.
     stale: Vec<Key>,
     /// One past the highest row index seen in use: a refresh scans about this many rows, not
@@ -62,7 +68,8 @@ impl Table {
             octs,
             cache: vec![None; n],
             rows_of: HashMap::new(),
-            stats: imbl::OrdMap::new(),
+            stats: ChunkMap::new(),
+            order: None,
             stale: Vec::new(),
             hwm: 0,
             changed: Vec::new(),
@@ -95,14 +102,18 @@ impl Table {
         self.stale.sort_unstable();
         self.stale.dedup();
         if self.stale.len() > self.stats.len() / 4 {
-            // Most keys moved: building afresh beats copying tree paths key by key.
-            let mut order: Vec<(Key, u32)> = (0..self.hwm.min(self.cache.len()))
-                .filter_map(|i| self.cache[i].as_ref().map(|d| (d.key, i as u32)))
-                .collect();
-            order.sort_unstable();
+            // Most keys moved: building afresh in key order beats copying chunks key by key.
+            let cache = &self.cache;
+            let order = self.order.get_or_insert_with(|| {
+                let mut o: Vec<(Key, u32)> = (cache.iter().enumerate())
+                    .filter_map(|(i, d)| d.as_ref().map(|d| (d.key, i as u32)))
+                    .collect();
+                o.sort_unstable();
+                o
+            });
             let mut all: Vec<(Key, Stat)> = Vec::with_capacity(order.len());
-            for (k, i) in order {
-                let Some(d) = &self.cache[i as usize] else {
+            for &(k, i) in order.iter() {
+                let Some(d) = &cache[i as usize] else {
                     continue;
                 };
                 match all.last_mut() {
@@ -110,7 +121,7 @@ impl Table {
                     _ => all.push((k, d.stat.clone())),
                 }
             }
-            self.stats = all.into_iter().collect();
+            self.stats = ChunkMap::from_sorted(all);
             self.changed.append(&mut self.stale);
             return;
         }
@@ -154,7 +165,7 @@ impl Table {
     }
 
     /// Per key, as of the last refresh (an O(1) copy that shares storage).
-    pub fn stats(&self) -> imbl::OrdMap<Key, Stat> {
+    pub fn stats(&self) -> ChunkMap<Stat> {
         self.stats.clone()
     }
 
@@ -163,6 +174,7 @@ impl Table {
         if old == key {
             return;
         }
+        self.order = None;
         if let Some(o) = old {
             if let Some(v) = self.rows_of.get_mut(&o) {
                 v.retain(|&r| r as usize != i);
@@ -276,11 +288,15 @@ pub fn stat_of(
 ) -> Stat {
     let sub = hist::SUB as usize;
     buckets.clear();
-    for o in 0..hist::ROWS {
-        let l = row.link[o] as usize;
-        if l == 0 && row.more & (1 << o) == 0 {
-            continue;
-        }
+    // Octaves with counts: linked ones and those in the overflow hash, lowest first.
+    let mut octaves = row.more;
+    for (o, &l) in row.link.iter().enumerate() {
+        octaves |= u64::from(l != 0) << o;
+    }
+    while octaves != 0 {
+        let o = octaves.trailing_zeros() as usize;
+        octaves &= octaves - 1;
+        let l = row.link.get(o).map_or(0, |&l| l as usize);
         let mut n = [0u64; hist::SUB as usize];
         if l != 0 && l <= LINKS {
             n = octs[l - 1].n;
