@@ -11,6 +11,7 @@ mod replay;
 mod run;
 mod sampler;
 mod screens;
+mod spark;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -22,7 +23,6 @@ mod tests_session;
 mod user;
 mod widgets;
 
-use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use crate::{
@@ -53,8 +53,6 @@ pub enum Action {
 
 /// Refresh intervals offered by `+`/`-` (kvm_stat allows 0.1–25.5 s; faster is noise).
 const INTERVALS_MS: [u64; 8] = [250, 500, 1000, 2000, 3000, 5000, 7500, 10_000];
-/// Intervals kept for the rate sparkline.
-const HISTORY: usize = 60;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Screen {
@@ -91,9 +89,6 @@ struct Level {
     sel: Option<Item>,
 }
 
-/// Rates of one interval, by (pid, vcpu, isa, reason), only non-zero ones (sparkline data).
-type Rates = HashMap<HistTarget, f64>;
-
 pub struct App {
     names: ExitNames,
     describe: String,
@@ -112,7 +107,7 @@ pub struct App {
     total_view: View,
     /// The same for `total_view` (which is whole each time, but reuses its buffers).
     total_model: Model,
-    history: VecDeque<Rates>,
+    sparks: spark::Sparks,
     since_start: bool,
     paused: bool,
     sort: SortKey,
@@ -151,7 +146,7 @@ impl App {
             model: Model::new(),
             total_view: View::default(),
             total_model: Model::new(),
-            history: VecDeque::new(),
+            sparks: Default::default(),
             since_start: false,
             paused: false,
             sort: SortKey::Count,
@@ -203,8 +198,8 @@ impl App {
         }
         self.prev = self.last.replace(s);
         self.recompute();
-        if self.prev.is_some() {
-            self.push_rates();
+        if let Some(l) = &self.last {
+            self.sparks.push(l);
         }
         self.refresh_advice(false);
     }
@@ -348,48 +343,6 @@ impl App {
 
     /// Sparkline data: the target's rate per interval, oldest first.
     fn rate_history(&self, t: &HistTarget) -> Vec<f64> {
-        self.history
-            .iter()
-            .map(|r| r.get(t).copied().unwrap_or(0.0))
-            .collect()
-    }
-}
-
-impl App {
-    /// The interval view's rates onto the sparkline history, in the map of the oldest
-    /// interval once the history is full (no allocation, no rehashing).
-    fn push_rates(&mut self) {
-        let mut r = match self.history.len() >= HISTORY {
-            true => self.history.pop_front().unwrap_or_default(),
-            false => Rates::with_capacity(self.history.back().map_or(0, HashMap::len)),
-        };
-        rates_into(&self.interval_view, &mut r);
-        self.history.push_back(r);
-    }
-}
-
-/// `out` := the non-zero rates of `v`.
-fn rates_into(v: &View, out: &mut Rates) {
-    out.clear();
-    for vm in &v.vms {
-        let mut put = |vcpu: Option<u32>, r: &Row| {
-            if r.rate_per_s > 0.0 {
-                let t = HistTarget {
-                    pid: vm.pid,
-                    vcpu,
-                    isa: r.isa,
-                    reason: r.reason,
-                };
-                out.insert(t, r.rate_per_s);
-            }
-        };
-        // A table with no exits has no rate: skip it unread (most of a quiet host).
-        if vm.exits == 0 {
-            continue;
-        }
-        vm.reasons.iter().for_each(|r| put(None, r));
-        for c in vm.vcpus.iter().filter(|c| c.exits > 0) {
-            c.reasons.iter().for_each(|r| put(Some(c.vcpu), r));
-        }
+        self.sparks.history(t)
     }
 }

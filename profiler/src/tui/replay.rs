@@ -74,7 +74,7 @@ impl App {
     /// A replay jumped: `cur` follows `prev` (None: it is the first frame). The rate history
     /// restarts, since the intervals before it are not this frame's past.
     pub fn on_jump(&mut self, prev: Option<Sample>, cur: Sample) {
-        self.history.clear();
+        self.sparks.clear();
         let before_base = self
             .baseline
             .as_ref()
@@ -88,8 +88,8 @@ impl App {
         self.prev = prev;
         self.last = Some(cur);
         self.recompute();
-        if self.prev.is_some() {
-            self.push_rates();
+        for s in [&self.prev, &self.last].into_iter().flatten() {
+            self.sparks.push(s);
         }
         self.refresh_advice(true);
     }
