@@ -29,6 +29,10 @@ fn main() -> Result<()> {
     let mut json = Json::new();
     println!("| measurement | value | note |");
     println!("|---|---|---|");
+    if std::env::var_os("KVMPROF_BENCH_SCALE_ONLY").is_some() {
+        scale::userspace_scale(&mut json)?;
+        return Ok(());
+    }
     kernel::cost(&mut json)?;
     if std::env::var_os("KVMPROF_BENCH_KERNEL_ONLY").is_none() {
         kernel::first_use(&mut json)?;
