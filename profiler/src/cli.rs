@@ -6,6 +6,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::model::VmSelector;
 
+mod diff;
+pub use diff::{DiffArgs, DiffFormat, VmPick};
+
 #[derive(Parser, Debug)]
 #[command(
     name = "kvmprof",
@@ -50,7 +53,8 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Report a live collection, a recording or perf text as perf kvm stat's table, JSON or CSV.
     Report(ReportArgs),
-    /// Compare two sessions (recordings or perf text, any mix): what moved, by how much.
+    /// Compare sessions (two or more recordings or perf text, any mix): what moved, by how
+    /// much, against the first; as a table, JSON, CSV or bar charts.
     Diff(DiffArgs),
     /// Which Hyper-V enlightenments help or hurt each VM, with the evidence.
     Advise(AdviseArgs),
@@ -254,23 +258,6 @@ pub struct RecordArgs {
 pub struct ReplayArgs {
     /// A kvmprof recording.
     pub file: PathBuf,
-}
-
-#[derive(Args, Debug)]
-pub struct DiffArgs {
-    /// Before: a kvmprof recording or perf text.
-    pub a: PathBuf,
-    /// After: a kvmprof recording or perf text.
-    pub b: PathBuf,
-    /// Compare only this VM of A (name, uuid or pid).
-    #[arg(long, value_name = "VM", value_parser = VmSelector::parse)]
-    pub vm_a: Option<VmSelector>,
-    /// Compare only this VM of B (name, uuid or pid).
-    #[arg(long, value_name = "VM", value_parser = VmSelector::parse)]
-    pub vm_b: Option<VmSelector>,
-    /// Output format (table or json).
-    #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
-    pub format: Format,
 }
 
 #[derive(Args, Debug)]

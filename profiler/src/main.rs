@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         Some(Command::Demo(ref a)) => cmd::top::demo(env, a),
         Some(Command::Replay(ref a)) => cmd::top::replay(a),
         Some(Command::Report(ref a)) => cmd::report::report(env, a),
-        Some(Command::Diff(ref a)) => cmd::report::diff(a),
+        Some(Command::Diff(ref a)) => cmd::diff::diff(a),
         Some(Command::Record(ref a)) => cmd::record::record(env, a),
         Some(Command::Advise(ref a)) => cmd::advise::advise(env, a),
         Some(Command::Check(ref a)) => match cmd::check::check(env, a) {

@@ -1,6 +1,8 @@
 //! Files handed to the binary as recordings: what it refuses and what it says, as a user sees
 //! it (one line on stderr, exit status 2 for errors).
 
+mod common;
+
 use std::{
     path::Path,
     process::{Command, Output, Stdio},
@@ -48,15 +50,7 @@ fn error_line(args: &[&str]) -> String {
 
 /// `n` samples of one busy vCPU; `finish` writes the end marker (a kill -9 does not).
 fn write_recording(path: &Path, n: u64, finish: bool) {
-    let mut r = kvmprof::store::Recorder::create(
-        path,
-        &kvmprof::store::Header {
-            names: kvmprof::decode::ExitNames::builtin(),
-            interval_ms: 1000,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut r = common::recorder(path);
     for i in 0..n {
         let mut s = Sample {
             mono_ns: (i + 1) * 1_000_000_000,

@@ -1,11 +1,9 @@
-//! `kvmprof report` (perf's table, JSON or CSV of one session) and `kvmprof diff` (two).
-
-use anyhow::bail;
+//! `kvmprof report`: perf's table, JSON or CSV of one session.
 
 use crate::{
-    cli::{DiffArgs, Format, ReportArgs},
+    cli::{Format, ReportArgs},
     report as rep,
-    session::{warn, Env, Session},
+    session::{Env, Session},
 };
 
 pub fn report(env: &mut Env, a: &ReportArgs) -> anyhow::Result<()> {
@@ -43,29 +41,4 @@ pub fn render(env: &mut Env, a: &ReportArgs) -> anyhow::Result<String> {
         }
     };
     Ok(out)
-}
-
-pub fn diff(a: &DiffArgs) -> anyhow::Result<()> {
-    crate::out::print(&render_diff(a)?)
-}
-
-/// The diff as text (a table or JSON).
-pub fn render_diff(a: &DiffArgs) -> anyhow::Result<String> {
-    let (da, db) = (Session::file(&a.a)?.data()?, Session::file(&a.b)?.data()?);
-    for w in da.warnings.iter().chain(&db.warnings) {
-        warn(w);
-    }
-    let d = rep::diff_with(
-        &da,
-        &db,
-        &rep::DiffOptions {
-            vm_a: a.vm_a.clone(),
-            vm_b: a.vm_b.clone(),
-        },
-    )?;
-    Ok(match a.format {
-        Format::Json => rep::diff::render_json(&d)? + "\n",
-        Format::Table => rep::diff::render_table(&d),
-        Format::Csv => bail!("diff prints a table or JSON: use --format table or --format json"),
-    })
 }

@@ -120,7 +120,7 @@ fn record_then_report_and_diff_the_file() {
     let Some(Command::Diff(a)) = &cli.command else {
         panic!()
     };
-    let d = report::render_diff(a).expect("diff");
+    let d = diff::render_diff(a).expect("diff");
     assert!(d.contains("IO_INSTRUCTION"), "{d}");
 }
 

@@ -1,214 +1,352 @@
-//! A/B comparison of two sessions (recordings or perf text, in any mix).
+//! Comparison of N sessions (recordings or perf text, in any mix), each against the first.
 //!
 //! Rows are matched by exit name (so two kernels' codes, or perf's names, line up), after
-//! merging the selected VMs' rows. Handling time excludes HLT (idle). When both sides know
-//! their duration, totals are compared per second of wall clock (sessions of different
-//! lengths stay comparable); otherwise as totals. Rows are ordered by the size of their change
-//! in handling time (largest movers first), then of their count.
+//! merging the selected VMs' rows. Handling time excludes HLT (idle). When every session knows
+//! its duration, exits and handling time are compared per second of wall clock (sessions of
+//! different lengths stay comparable: 2000 exits in 2.9 s against 4000 in 1.6 s is +262 %, not
+//! +100 %); otherwise as totals, and the diff says which session lacks a duration. Sessions
+//! from different ISAs (a VMX table against an SVM recording) have no exit names in common:
+//! the diff says so once and marks their ratios instead of calling every row new or gone.
+//! Rows are ordered by the largest change of handling time against the first session, then
+//! of exits. The table, CSV and chart renderings are in diff_table.rs and diff_chart.rs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
 use super::{
-    printf::{f, ls, s},
     rows::{merge, select},
     Data, ReportError,
 };
 use crate::model::{Row, VmSelector, VmView};
-use crate::text::printable;
 
-/// Which VM of each side, and the sides' labels.
+pub use super::diff_table::{render_csv, render_json, render_table, CSV_COLUMNS};
+
+/// Which VMs of each session to compare.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DiffOptions {
-    /// One VM of A (name or pid); None: all of A's VMs.
-    pub vm_a: Option<VmSelector>,
-    pub vm_b: Option<VmSelector>,
+    /// Per session in order, one VM (name, uuid or pid) or None for all of its VMs; an empty
+    /// list takes all VMs of every session, and one entry applies to every session.
+    pub vms: Vec<Option<VmSelector>>,
 }
 
-/// Two values and their change. `rel_pct` is None when A is 0.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Change {
-    pub a: f64,
-    pub b: f64,
-    pub abs: f64,
-    pub rel_pct: Option<f64>,
-}
-
-impl Change {
-    pub fn new(a: f64, b: f64) -> Change {
-        Change {
-            a,
-            b,
-            abs: b - a,
-            rel_pct: (a != 0.0).then(|| (b - a) / a * 100.0),
-        }
-    }
-}
-
-/// A value that one side may lack (mean without timed exits, p99 without a histogram); the
-/// change is given when both have it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Pair {
-    pub a: Option<f64>,
-    pub b: Option<f64>,
-    pub abs: Option<f64>,
-    pub rel_pct: Option<f64>,
-}
-
-impl Pair {
-    pub fn new(a: Option<f64>, b: Option<f64>) -> Pair {
-        let c = a.zip(b).map(|(a, b)| Change::new(a, b));
-        Pair {
-            a,
-            b,
-            abs: c.as_ref().map(|c| c.abs),
-            rel_pct: c.and_then(|c| c.rel_pct),
-        }
-    }
-}
-
-/// One side's summary.
+/// One session's summary.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Side {
+    /// "A", "B", ...: how the table's columns and the chart's bars name it.
+    pub tag: String,
     pub label: String,
     pub vms: Vec<String>,
     /// 0 when unknown (perf text, single samples).
     pub duration_s: f64,
-    /// Non-HLT exits and handling time.
-    pub exits: u64,
-    pub total_ns: u64,
-    pub hlt_total_ns: u64,
+    /// The ISAs of its exit reasons ("vmx", "svm").
+    pub isas: Vec<String>,
 }
 
-/// One exit reason on both sides.
+/// What a session's number is against the first session's.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct VsFirst {
+    /// Change of exits (per second, or in total on the "total" basis), %; None when the first
+    /// session has none or the two sessions have different ISAs.
+    pub exits_pct: Option<f64>,
+    /// Handling time as a factor: "5.04× less", "1.30× more", "same", "new", "gone", or
+    /// "other ISA" (nothing to compare).
+    pub time_ratio: String,
+}
+
+/// One session's numbers for one reason (or for its total).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Cell {
+    pub count: u64,
+    /// Exits per second, when the session's duration is known.
+    pub rate_per_s: Option<f64>,
+    /// Share of non-HLT handling time (HLT: of all), %.
+    pub time_pct: f64,
+    pub total_ns: u64,
+    /// Handling time per second of wall clock, when the duration is known.
+    pub time_ns_per_s: Option<f64>,
+    /// Mean handling time, where the session has timed exits.
+    pub mean_ns: Option<f64>,
+    /// p99, where the session has a histogram (not perf text).
+    pub p99_ns: Option<f64>,
+    /// Against the first session; None for the first.
+    pub vs_first: Option<VsFirst>,
+}
+
+/// One exit reason in every session.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ReasonDiff {
     pub name: String,
     pub isa: String,
     pub hlt: bool,
-    pub count: Change,
-    /// Exits per second, when both durations are known.
-    pub rate_per_s: Option<Change>,
-    /// Share of non-HLT handling time (HLT: of all), %.
-    pub time_pct: Change,
-    pub total_ns: Change,
-    /// Mean handling time, where a side has timed exits.
-    pub mean_ns: Pair,
-    /// p99, where a side has a histogram (not perf text).
-    pub p99_ns: Pair,
-    /// Handling time B vs A: "5.04× less", "1.30× more", "new", "gone", "same".
-    pub time_ratio: String,
+    /// One per session, in the sessions' order.
+    pub sessions: Vec<Cell>,
 }
 
 /// The comparison.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Diff {
-    pub a: Side,
-    pub b: Side,
-    /// "per second" when both durations are known, else "total".
+    pub sessions: Vec<Side>,
+    /// "per second" when every duration is known, else "total".
     pub basis: String,
-    /// Non-HLT handling time (ns, or ns per second on the "per second" basis).
-    pub total_time: Change,
-    pub total_time_ratio: String,
-    pub exits: Change,
+    /// One line each: why the basis is "total", which sessions' ISAs differ.
+    pub notes: Vec<String>,
+    /// Per session: all non-HLT exits and their handling time.
+    pub totals: Vec<Cell>,
     /// Largest movers first.
     pub reasons: Vec<ReasonDiff>,
 }
 
-/// Compares all VMs of `a` with all VMs of `b`.
-pub fn diff(a: &Data, b: &Data) -> Diff {
-    diff_with(a, b, &DiffOptions::default()).unwrap_or_default()
+impl Diff {
+    /// Whether exits and times are compared per second.
+    pub fn per_second(&self) -> bool {
+        self.basis == "per second"
+    }
 }
 
-/// Compares the VMs `o` selects.
-pub fn diff_with(a: &Data, b: &Data, o: &DiffOptions) -> Result<Diff, ReportError> {
-    let pick = |d: &'_ Data, w: &Option<VmSelector>| -> Result<Vec<VmView>, ReportError> {
-        Ok(match w {
+/// "A", "B", … "Z", then "S27", "S28", …: a session's short name.
+pub fn tag(i: usize) -> String {
+    match u8::try_from(i) {
+        Ok(n) if n < 26 => char::from(b'A' + n).to_string(),
+        _ => format!("S{}", i + 1),
+    }
+}
+
+/// Compares all VMs of `a` with all VMs of `b` (no VM is named, so nothing can fail).
+pub fn diff(a: &Data, b: &Data) -> Diff {
+    diff_with(&[a, b], &DiffOptions::default()).unwrap_or_default()
+}
+
+/// Compares the sessions (the first is the reference) on the VMs `o` selects.
+pub fn diff_with(data: &[&Data], o: &DiffOptions) -> Result<Diff, ReportError> {
+    if !(o.vms.len() <= 1 || o.vms.len() == data.len()) {
+        return Err(ReportError::Usage(format!(
+            "{} --vm for {} sessions: give one --vm for every session, in order (`*` for all \
+             of a session's VMs), or one for all",
+            o.vms.len(),
+            data.len()
+        )));
+    }
+    let mut rows = Vec::new();
+    let mut sessions = Vec::new();
+    for (i, d) in data.iter().enumerate() {
+        let sel = o.vms.get(i).or(o.vms.first()).cloned().flatten();
+        let vms: Vec<VmView> = match sel {
             Some(w) => vec![w.find(&d.view)?.clone()],
             None => d.view.vms.clone(),
-        })
-    };
-    let (va, vb) = (pick(a, &o.vm_a)?, pick(b, &o.vm_b)?);
-    let ra = rows_by_name(&va);
-    let rb = rows_by_name(&vb);
-    let (da, db) = (a.view.duration_s, b.view.duration_s);
-    let per_s = da > 0.0 && db > 0.0;
-    let norm = |v: f64, d: f64| if per_s { v / d } else { v };
+        };
+        let r = rows_by_name(&vms);
+        let isas: BTreeSet<String> = r.values().map(|r| r.isa_name.to_string()).collect();
+        sessions.push(Side {
+            tag: tag(i),
+            label: d.label.clone(),
+            vms: vms.iter().map(|v| v.name.clone()).collect(),
+            duration_s: d.view.duration_s,
+            isas: isas.into_iter().collect(),
+        });
+        rows.push(r);
+    }
+    let per_s = sessions.iter().all(|s| s.duration_s > 0.0);
+    let mut notes = Vec::new();
+    if !per_s {
+        let none: Vec<&str> = sessions
+            .iter()
+            .filter(|s| s.duration_s <= 0.0)
+            .map(|s| s.tag.as_str())
+            .collect();
+        notes.push(format!(
+            "compared as totals, not per second: {} {} no duration (perf text, or a \
+             recording of one sample); sessions of different lengths are not comparable this way",
+            none.join(", "),
+            if none.len() == 1 { "has" } else { "have" }
+        ));
+    }
+    let other_isa: Vec<bool> = sessions
+        .iter()
+        .map(|s| disjoint(&s.isas, &sessions[0].isas))
+        .collect();
+    if let Some(n) = isa_note(&sessions, &other_isa) {
+        notes.push(n);
+    }
 
-    let side_a = side(&a.label, &va, da, &ra);
-    let side_b = side(&b.label, &vb, db, &rb);
-    let total_time = Change::new(
-        norm(side_a.total_ns as f64, da),
-        norm(side_b.total_ns as f64, db),
-    );
     let empty = Row::default();
-    let mut reasons: Vec<ReasonDiff> = ra
-        .keys()
-        .chain(rb.keys())
-        .collect::<std::collections::BTreeSet<_>>()
+    let names: BTreeSet<&String> = rows.iter().flat_map(|r| r.keys()).collect();
+    let mut reasons: Vec<ReasonDiff> = names
         .into_iter()
         .map(|name| {
-            let (x, y) = (ra.get(name), rb.get(name));
-            let (x0, y0) = (x.unwrap_or(&empty), y.unwrap_or(&empty));
-            let mean = |r: Option<&Row>| r.filter(|r| r.timed > 0).map(|r| r.mean_ns);
-            let p99 = |r: Option<&Row>| r.filter(|r| r.has_percentiles()).map(|r| r.p99_ns as f64);
-            let total = Change::new(norm(x0.total_ns as f64, da), norm(y0.total_ns as f64, db));
+            let found: Vec<Option<&Row>> = rows.iter().map(|r| r.get(name)).collect();
+            let any = found.iter().flatten().next().copied().unwrap_or(&empty);
+            let cells = found
+                .iter()
+                .zip(&sessions)
+                .map(|(r, s)| cell(*r, s.duration_s))
+                .collect();
             ReasonDiff {
                 name: name.clone(),
-                isa: x.or(y).map(|r| r.isa_name.to_string()).unwrap_or_default(),
-                hlt: x.or(y).is_some_and(|r| r.hlt),
-                count: Change::new(x0.count as f64, y0.count as f64),
-                rate_per_s: per_s.then(|| Change::new(x0.rate_per_s, y0.rate_per_s)),
-                time_pct: Change::new(x0.time_pct, y0.time_pct),
-                time_ratio: ratio(total.a, total.b),
-                total_ns: total,
-                mean_ns: Pair::new(mean(x), mean(y)),
-                p99_ns: Pair::new(p99(x), p99(y)),
+                isa: any.isa_name.to_string(),
+                hlt: any.hlt,
+                sessions: against_first(cells, per_s, &other_isa),
             }
         })
         .collect();
+    let totals = rows
+        .iter()
+        .zip(&sessions)
+        .map(|(r, s)| total(r, s.duration_s))
+        .collect();
+    // Totals compare across ISAs: handling time is handling time.
+    let totals = against_first(totals, per_s, &vec![false; other_isa.len()]);
+    let moved = |r: &ReasonDiff, f: &dyn Fn(&Cell) -> f64| {
+        let first = f(&r.sessions[0]);
+        r.sessions
+            .iter()
+            .map(|c| (f(c) - first).abs())
+            .fold(0.0, f64::max)
+    };
+    let time = |c: &Cell| basis_time(c, per_s);
+    let exits = |c: &Cell| basis_exits(c, per_s);
     reasons.sort_by(|p, q| {
-        q.total_ns
-            .abs
-            .abs()
-            .total_cmp(&p.total_ns.abs.abs())
-            .then(q.count.abs.abs().total_cmp(&p.count.abs.abs()))
+        moved(q, &time)
+            .total_cmp(&moved(p, &time))
+            .then(moved(q, &exits).total_cmp(&moved(p, &exits)))
             .then_with(|| p.name.cmp(&q.name))
     });
     Ok(Diff {
+        sessions,
         basis: if per_s { "per second" } else { "total" }.into(),
-        total_time_ratio: ratio(total_time.a, total_time.b),
-        total_time,
-        exits: Change::new(side_a.exits as f64, side_b.exits as f64),
-        a: side_a,
-        b: side_b,
+        notes,
+        totals,
         reasons,
     })
 }
 
-fn rows_by_name(vms: &[VmView]) -> BTreeMap<String, Row> {
-    let refs: Vec<&VmView> = vms.iter().collect();
-    let mut out = BTreeMap::new();
-    // Two codes with one name (a synthetic and a real one) are added together.
-    for r in select(&refs, None) {
-        out.entry(r.name.to_string())
-            .and_modify(|m: &mut Row| *m = merge([&*m, &r]).remove(0))
-            .or_insert(r);
+/// Exits on the diff's basis: per second, or the count.
+pub fn basis_exits(c: &Cell, per_s: bool) -> f64 {
+    if per_s {
+        c.rate_per_s.unwrap_or(0.0)
+    } else {
+        c.count as f64
     }
-    out
 }
 
-fn side(label: &str, vms: &[VmView], duration_s: f64, rows: &BTreeMap<String, Row>) -> Side {
-    let busy = rows.values().filter(|r| !r.hlt);
-    Side {
-        label: label.to_string(),
-        vms: vms.iter().map(|v| v.name.clone()).collect(),
-        duration_s,
-        exits: busy.clone().map(|r| r.count).sum(),
-        total_ns: busy.map(|r| r.total_ns).sum(),
-        hlt_total_ns: rows.values().filter(|r| r.hlt).map(|r| r.total_ns).sum(),
+/// Handling time on the diff's basis: ns per second, or ns.
+pub fn basis_time(c: &Cell, per_s: bool) -> f64 {
+    if per_s {
+        c.time_ns_per_s.unwrap_or(0.0)
+    } else {
+        c.total_ns as f64
     }
+}
+
+/// Whether two sessions share no ISA (either having none, e.g. no exits, is no conflict).
+fn disjoint(a: &[String], b: &[String]) -> bool {
+    !a.is_empty() && !b.is_empty() && !a.iter().any(|x| b.contains(x))
+}
+
+/// "A is VMX, C and D are SVM: ..." when some session's ISAs differ from the first's.
+fn isa_note(sessions: &[Side], other: &[bool]) -> Option<String> {
+    if !other.contains(&true) {
+        return None;
+    }
+    let isas = |s: &Side| s.isas.join("+").to_uppercase();
+    // In the sessions' order.
+    let mut by: Vec<(String, Vec<&str>)> = Vec::new();
+    for s in sessions {
+        let isa = isas(s);
+        match by.iter_mut().find(|(i, _)| *i == isa) {
+            Some((_, tags)) => tags.push(&s.tag),
+            None => by.push((isa, vec![&s.tag])),
+        }
+    }
+    let parts: Vec<String> = by
+        .iter()
+        .map(|(isa, tags)| {
+            let verb = if tags.len() == 1 { "is" } else { "are" };
+            format!("{} {verb} {isa}", tags.join(", "))
+        })
+        .collect();
+    Some(format!(
+        "different ISAs ({}): their exit reasons have different names, so only the totals \
+         compare; rows against {} say `other ISA`",
+        parts.join("; "),
+        sessions[0].tag
+    ))
+}
+
+/// A session's row of one reason (`None`: it has none).
+fn cell(r: Option<&Row>, duration_s: f64) -> Cell {
+    let known = duration_s > 0.0;
+    let r0 = r.cloned().unwrap_or_default();
+    Cell {
+        count: r0.count,
+        rate_per_s: known.then(|| r0.count as f64 / duration_s),
+        time_pct: r0.time_pct,
+        total_ns: r0.total_ns,
+        time_ns_per_s: known.then(|| r0.total_ns as f64 / duration_s),
+        mean_ns: r.filter(|r| r.timed > 0).map(|r| r.mean_ns),
+        p99_ns: r.filter(|r| r.has_percentiles()).map(|r| r.p99_ns as f64),
+        vs_first: None,
+    }
+}
+
+/// A session's non-HLT total.
+fn total(rows: &BTreeMap<String, Row>, duration_s: f64) -> Cell {
+    let busy: Vec<&Row> = rows.values().filter(|r| !r.hlt).collect();
+    let count: u64 = busy.iter().map(|r| r.count).sum();
+    let timed: u64 = busy.iter().map(|r| r.timed).sum();
+    let total_ns: u64 = busy.iter().map(|r| r.total_ns).sum();
+    let known = duration_s > 0.0;
+    Cell {
+        count,
+        rate_per_s: known.then(|| count as f64 / duration_s),
+        time_pct: if busy.is_empty() { 0.0 } else { 100.0 },
+        total_ns,
+        time_ns_per_s: known.then(|| total_ns as f64 / duration_s),
+        mean_ns: (timed > 0).then(|| total_ns as f64 / timed as f64),
+        p99_ns: None,
+        vs_first: None,
+    }
+}
+
+/// Fills every cell but the first with its change against the first.
+fn against_first(mut cells: Vec<Cell>, per_s: bool, other_isa: &[bool]) -> Vec<Cell> {
+    let Some(first) = cells.first().cloned() else {
+        return cells;
+    };
+    let (e0, t0) = (basis_exits(&first, per_s), basis_time(&first, per_s));
+    for (c, &other) in cells.iter_mut().zip(other_isa).skip(1) {
+        let (e, t) = (basis_exits(c, per_s), basis_time(c, per_s));
+        c.vs_first = Some(if other {
+            VsFirst {
+                exits_pct: None,
+                time_ratio: "other ISA".into(),
+            }
+        } else {
+            VsFirst {
+                exits_pct: (e0 > 0.0).then(|| (e - e0) / e0 * 100.0),
+                time_ratio: ratio(t0, t),
+            }
+        });
+    }
+    cells
+}
+
+/// The rows of `vms` by exit name; two codes with one name (a synthetic and a real one, or
+/// two kernels' codes) are added together.
+fn rows_by_name(vms: &[VmView]) -> BTreeMap<String, Row> {
+    let refs: Vec<&VmView> = vms.iter().collect();
+    let mut key: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+    let rows: Vec<Row> = select(&refs, None)
+        .into_iter()
+        .map(|mut r| {
+            (r.isa, r.reason) = *key.entry(r.name.to_string()).or_insert((r.isa, r.reason));
+            r
+        })
+        .collect();
+    merge(&rows)
+        .into_iter()
+        .map(|r| (r.name.to_string(), r))
+        .collect()
 }
 
 /// B against A as a factor: "5.04× less", "1.30× more", "same", "new", "gone".
@@ -221,103 +359,4 @@ pub fn ratio(a: f64, b: f64) -> String {
         _ if b > a => format!("{:.2}× more", b / a),
         _ => "same".into(),
     }
-}
-
-/// The diff as JSON (pretty, final newline).
-pub fn render_json(d: &Diff) -> Result<String, ReportError> {
-    let mut s = serde_json::to_string_pretty(d)?;
-    s.push('\n');
-    Ok(s)
-}
-
-/// Microseconds with two decimals, or `n/a`.
-fn us(v: Option<f64>) -> String {
-    v.map_or_else(|| s(11, "n/a"), |v| format!("{}us", f(9, 2, v / 1e3)))
-}
-
-fn rel(c: &Change) -> String {
-    match (c.rel_pct, c.a > 0.0, c.b > 0.0) {
-        (_, false, true) => s(9, "new"),
-        (_, true, false) => s(9, "gone"),
-        (Some(p), _, _) => format!("{:>+8.1}%", p),
-        (None, _, _) => s(9, "-"),
-    }
-}
-
-/// The diff as a table.
-pub fn render_table(d: &Diff) -> String {
-    let unit = if d.basis == "per second" { "/s" } else { "" };
-    let side_line = |tag: &str, sd: &Side| {
-        let dur = if sd.duration_s > 0.0 {
-            format!(", {}s", f(0, 1, sd.duration_s))
-        } else {
-            String::new()
-        };
-        let vms: Vec<_> = sd.vms.iter().map(|v| printable(v)).collect();
-        let label = printable(&sd.label);
-        format!("{tag}: {label} [{}]{dur}\n", vms.join(", "))
-    };
-    let mut out = String::new();
-    out.push_str(&side_line("A", &d.a));
-    out.push_str(&side_line("B", &d.b));
-    out.push_str(&format!(
-        "Total handling time (HLT excluded, {}): {}us{unit} -> {}us{unit}: {}\n",
-        d.basis,
-        f(0, 2, d.total_time.a / 1e3),
-        f(0, 2, d.total_time.b / 1e3),
-        d.total_time_ratio
-    ));
-    out.push_str(&format!(
-        "Exits (HLT excluded): {} -> {} ({})\n\n",
-        d.exits.a,
-        d.exits.b,
-        rel(&d.exits).trim()
-    ));
-    let shown = |r: &ReasonDiff| {
-        let name = printable(&r.name);
-        if r.hlt {
-            format!("{name} (idle)")
-        } else {
-            name.into_owned()
-        }
-    };
-    let w = d
-        .reasons
-        .iter()
-        .map(|r| shown(r).len())
-        .max()
-        .unwrap_or(0)
-        .max(20);
-    out.push_str(&format!(
-        "{} {} {} {} {} {} {} {} {} {}  {}\n",
-        ls(w, "Reason"),
-        s(10, "Count A"),
-        s(10, "Count B"),
-        s(9, "Count"),
-        s(9, "Time% A"),
-        s(9, "Time% B"),
-        s(11, "Mean A"),
-        s(11, "Mean B"),
-        s(11, "p99 A"),
-        s(11, "p99 B"),
-        "Time B vs A"
-    ));
-    for r in &d.reasons {
-        let name = shown(r);
-        out.push_str(&format!(
-            "{} {:>10} {:>10} {} {}% {}% {} {} {} {}  {}\n",
-            ls(w, &name),
-            r.count.a,
-            r.count.b,
-            rel(&r.count),
-            f(8, 2, r.time_pct.a),
-            f(8, 2, r.time_pct.b),
-            us(r.mean_ns.a),
-            us(r.mean_ns.b),
-            us(r.p99_ns.a),
-            us(r.p99_ns.b),
-            r.time_ratio
-        ));
-    }
-    out
 }

@@ -1,4 +1,4 @@
-//! Reports of a whole session: perf-kvm-stat tables, JSON, CSV, A/B diffs, and the import of
+//! Reports of a whole session: perf-kvm-stat tables, JSON, CSV, N-way diffs, and the import of
 //! `perf kvm stat report` text so the same renderings and diffs run on perf output.
 //!
 //! Every renderer takes a [`Data`]: the model's [`View`] plus the sub-reason [`Evidence`] counts
@@ -6,6 +6,8 @@
 
 pub mod csv;
 pub mod diff;
+pub mod diff_chart;
+mod diff_table;
 mod evidence;
 mod import_build;
 mod import_check;
@@ -31,6 +33,10 @@ mod sub_times;
 mod tests_attribution;
 #[cfg(test)]
 mod tests_diff;
+#[cfg(test)]
+mod tests_diff_chart;
+#[cfg(test)]
+mod tests_diff_n;
 #[cfg(test)]
 mod tests_fidelity;
 #[cfg(test)]
@@ -80,6 +86,9 @@ pub enum ReportError {
     Store(#[from] crate::store::StoreError),
     #[error("{path}: cannot read: {cause}")]
     Io { path: String, cause: std::io::Error },
+    /// Arguments that do not fit together; the message says how to fix them.
+    #[error("{0}")]
+    Usage(String),
     #[error("cannot encode JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error(transparent)]

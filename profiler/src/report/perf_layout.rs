@@ -124,3 +124,35 @@ pub struct TableOptions {
     /// perf's classic print_result layout, or perf ≥ 6.4's (see perf_table64.rs).
     pub layout: PerfLayout,
 }
+
+/// One row of perf's classic table, as print_result prints it (without the newline):
+/// `%40s %10llu %8.2f%% %8.2f%% [%9.2fus %9.2fus ]%9.2fus ( +-%7.2f%% )`.
+pub(crate) struct ClassicRow<'a> {
+    pub name: &'a str,
+    pub count: u64,
+    pub count_pct: f64,
+    pub time_pct: f64,
+    /// (min, max) in ns; None: a table read from a perf that printed no Min/Max columns.
+    pub extremes: Option<(u64, u64)>,
+    pub mean_ns: f64,
+    /// perf's `( +- x% )`; None prints `n/a` there.
+    pub rel_err: Option<f64>,
+}
+
+/// The row `r` in perf's classic layout.
+pub(crate) fn classic_row(r: &ClassicRow) -> String {
+    let us = |ns: f64| format!("{}us", f(9, 2, ns / 1e3));
+    let min_max = r.extremes.map_or_else(String::new, |(min, max)| {
+        format!("{} {} ", us(min as f64), us(max as f64))
+    });
+    format!(
+        "{} {:>10} {}% {}% {min_max}{} ( +-{} )",
+        s(NAME_WIDTH, r.name),
+        r.count,
+        f(8, 2, r.count_pct),
+        f(8, 2, r.time_pct),
+        us(r.mean_ns),
+        r.rel_err
+            .map_or_else(|| "    n/a ".to_string(), |e| format!("{}%", f(7, 2, e))),
+    )
+}

@@ -19,10 +19,10 @@
 pub use super::perf_layout::TableOptions;
 use super::{
     evidence,
-    perf_layout::{footer, header, Event, PerfLayout, NAME_WIDTH},
+    perf_layout::{classic_row, footer, header, ClassicRow, Event, PerfLayout, NAME_WIDTH},
     perf_table64,
     printf::{f, s},
-    rows::{notes, pct, rel_stderr_pct, select, sort},
+    rows::{notes, pct, rel_stderr_pct, table_rows, timed_sorted},
     Data, ReportError, Scope,
 };
 use crate::model::{Row, VmSelector, VmView};
@@ -112,13 +112,8 @@ const ROW_AVG_END: usize = NAME_WIDTH + 1 + 10 + 1 + 9 + 1 + 9 + 1 + 11 + 1 + 11
 
 fn exit_table(out: &mut String, data: &Data, vm: Option<&VmView>, o: &TableOptions, first: bool) {
     let view = &data.view;
-    let vms: Vec<&VmView> = match vm {
-        Some(v) => vec![v],
-        None => view.vms.iter().collect(),
-    };
-    let all = select(&vms, o.vcpu);
-    let mut rows: Vec<&Row> = all.iter().filter(|r| r.timed > 0).collect();
-    sort(&mut rows, o.sort);
+    let (vms, all) = table_rows(view, vm, o.vcpu);
+    let rows = timed_sorted(&all, o.sort);
 
     let total_t: u64 = rows.iter().map(|r| r.total_ns).sum();
     // Counts without times (bcc kvmexit, a table trimmed to its shares): no time is made up.
@@ -143,24 +138,15 @@ fn exit_table(out: &mut String, data: &Data, vm: Option<&VmView>, o: &TableOptio
     for r in &rows {
         let err = imported_err(data, &vms, o.vcpu, r).or_else(|| rel_stderr_pct(r));
         missing_hist |= err.is_none() || (o.percentiles && !r.has_percentiles());
-        let min_max = if extremes {
-            format!(
-                "{}us {}us ",
-                f(9, 2, r.min_ns as f64 / 1e3),
-                f(9, 2, r.max_ns as f64 / 1e3)
-            )
-        } else {
-            String::new()
-        };
-        out.push_str(&format!(
-            "{} {:>10} {}% {}% {min_max}{}us ( +-{} )",
-            s(NAME_WIDTH, &printable(&r.name)),
-            r.timed,
-            f(8, 2, pct(r.timed as f64, total_n as f64)),
-            f(8, 2, pct(r.total_ns as f64, total_t as f64)),
-            f(9, 2, r.mean_ns / 1e3),
-            err.map_or_else(|| "    n/a ".to_string(), |e| format!("{}%", f(7, 2, e))),
-        ));
+        out.push_str(&classic_row(&ClassicRow {
+            name: &printable(&r.name),
+            count: r.timed,
+            count_pct: pct(r.timed as f64, total_n as f64),
+            time_pct: pct(r.total_ns as f64, total_t as f64),
+            extremes: extremes.then_some((r.min_ns, r.max_ns)),
+            mean_ns: r.mean_ns,
+            rel_err: err,
+        }));
         if o.percentiles {
             for v in [r.p50_ns, r.p99_ns, r.p999_ns] {
                 let cell = if r.has_percentiles() {

@@ -24,10 +24,10 @@
 use super::{
     perf_layout::{Event, SortBy, TableOptions, NAME_WIDTH},
     printf::s,
-    rows::{notes, select, sort},
+    rows::{notes, table_rows, timed_sorted},
     sub_times, Data,
 };
-use crate::model::{Row, View, VmView};
+use crate::model::{View, VmView};
 use crate::text::printable;
 
 /// The cells after the name, in column order: header, width.
@@ -66,13 +66,8 @@ fn share(part: u64, total: u64) -> String {
 }
 
 pub(crate) fn exit_table(out: &mut String, view: &View, vm: Option<&VmView>, o: &TableOptions) {
-    let vms: Vec<&VmView> = match vm {
-        Some(v) => vec![v],
-        None => view.vms.iter().collect(),
-    };
-    let all = select(&vms, o.vcpu);
-    let mut rows: Vec<&Row> = all.iter().filter(|r| r.timed > 0).collect();
-    sort(&mut rows, o.sort);
+    let (_, all) = table_rows(view, vm, o.vcpu);
+    let rows = timed_sorted(&all, o.sort);
     let total_n: u64 = rows.iter().map(|r| r.timed).sum();
     let total_t: u64 = rows.iter().map(|r| r.total_ns).sum();
     // Counts without times (bcc kvmexit): the two count columns only, no made-up times.

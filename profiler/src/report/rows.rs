@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use profiler_common::hist;
 
 use super::{perf_layout::SortBy, printf::f};
-use crate::model::{sort_rows, Row, SortKey, VmView};
+use crate::model::{sort_rows, Row, SortKey, View, VmView};
 use crate::text::printable;
 
 /// Exit-reason rows of `vms` merged, for vCPU `vcpu` or for all vCPUs.
@@ -141,6 +141,27 @@ pub(crate) fn notes(
             "# n/a: no latency histogram (imported from perf text): no percentiles, and no ± error but perf's own\n",
         );
     }
+}
+
+/// The VMs one exit table covers (`vm`, or all of `view`'s) and their rows for `vcpu` merged.
+pub(crate) fn table_rows<'a>(
+    view: &'a View,
+    vm: Option<&'a VmView>,
+    vcpu: Option<u32>,
+) -> (Vec<&'a VmView>, Vec<Row>) {
+    let vms: Vec<&VmView> = match vm {
+        Some(v) => vec![v],
+        None => view.vms.iter().collect(),
+    };
+    let all = select(&vms, vcpu);
+    (vms, all)
+}
+
+/// The rows perf's tables list (those with a handling time), in `key` order.
+pub(crate) fn timed_sorted(all: &[Row], key: SortBy) -> Vec<&Row> {
+    let mut rows: Vec<&Row> = all.iter().filter(|r| r.timed > 0).collect();
+    sort(&mut rows, key);
+    rows
 }
 
 /// Orders rows by `key`; ties by name, then code.

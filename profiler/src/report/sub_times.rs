@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use profiler_common::ev;
 
 use super::{
-    perf_layout::{footer, header, Event, SortBy, NAME_WIDTH},
-    printf::{alt_hex, f, s},
+    perf_layout::{classic_row, footer, header, ClassicRow, Event, SortBy},
+    printf::alt_hex,
     rows::pct,
 };
 use crate::sample::EvKey;
@@ -103,25 +103,16 @@ pub(crate) fn classic_table(
     out.push_str(&header(event.header(), true, extremes));
     out.push_str("\n\n");
     for (name, t) in &rows {
-        let min_max = if extremes {
-            format!(
-                "{}us {}us ",
-                f(9, 2, t.min_ns as f64 / 1e3),
-                f(9, 2, t.max_ns as f64 / 1e3)
-            )
-        } else {
-            String::new()
-        };
-        out.push_str(&format!(
-            "{} {:>10} {}% {}% {min_max}{}us ( +-{} )\n",
-            s(NAME_WIDTH, name),
-            t.count,
-            f(8, 2, pct(t.count as f64, n as f64)),
-            f(8, 2, pct(t.total_ns as f64, total as f64)),
-            f(9, 2, t.total_ns as f64 / t.count as f64 / 1e3),
-            t.rel_err
-                .map_or_else(|| "    n/a ".to_string(), |e| format!("{}%", f(7, 2, e))),
-        ));
+        out.push_str(&classic_row(&ClassicRow {
+            name,
+            count: t.count,
+            count_pct: pct(t.count as f64, n as f64),
+            time_pct: pct(t.total_ns as f64, total as f64),
+            extremes: extremes.then_some((t.min_ns, t.max_ns)),
+            mean_ns: t.total_ns as f64 / t.count as f64,
+            rel_err: t.rel_err,
+        }));
+        out.push('\n');
     }
     out.push_str(&footer(n, Some(total)));
 }

@@ -48,19 +48,31 @@ pub(super) fn all_features() -> Data {
     )
 }
 
+/// Session `i`'s numbers of reason `name`.
+pub(super) fn cell<'a>(d: &'a Diff, name: &str, i: usize) -> &'a diff::Cell {
+    let r = d.reasons.iter().find(|r| r.name == name);
+    &r.unwrap_or_else(|| panic!("no {name}")).sessions[i]
+}
+
+pub(super) fn vs(c: &diff::Cell) -> &diff::VsFirst {
+    c.vs_first.as_ref().expect("not the first session")
+}
+
 #[test]
 fn enlightenments_cut_handling_time_five_fold() {
     let d = diff(&no_features(), &all_features());
     assert_eq!(d.basis, "per second");
-    assert_eq!(d.total_time_ratio, "5.04× less");
-    assert_eq!(d.total_time.a, 294_000_000.0);
-    assert_eq!(d.total_time.b, 58_331_000.0);
+    assert_eq!(vs(&d.totals[1]).time_ratio, "5.04× less");
+    assert_eq!(d.totals[0].time_ns_per_s, Some(294_000_000.0));
+    assert_eq!(d.totals[1].time_ns_per_s, Some(58_331_000.0));
+    assert_eq!(d.totals[0].vs_first, None);
     let top = &d.reasons[0];
     assert_eq!(top.name, "EPT_MISCONFIG");
-    assert_eq!(top.time_ratio, "20.00× less");
-    assert_eq!(top.count.rel_pct, Some(-95.0));
-    assert_eq!(top.rate_per_s.as_ref().map(|r| r.b), Some(2_000.0));
-    assert_eq!(top.p99_ns.abs, Some(0.0));
+    let b = &top.sessions[1];
+    assert_eq!(vs(b).time_ratio, "20.00× less");
+    assert_eq!(vs(b).exits_pct, Some(-95.0));
+    assert_eq!(b.rate_per_s, Some(2_000.0));
+    assert_eq!(b.p99_ns, top.sessions[0].p99_ns);
     let names: Vec<&str> = d.reasons.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(
         names,
@@ -73,12 +85,12 @@ fn enlightenments_cut_handling_time_five_fold() {
             "IO_INSTRUCTION"
         ]
     );
-    let vmcall = &d.reasons[2];
+    let vmcall = cell(&d, "VMCALL", 1);
     assert_eq!(
-        (vmcall.time_ratio.as_str(), vmcall.mean_ns.a),
-        ("new", None)
+        (vs(vmcall).time_ratio.as_str(), vmcall.mean_ns),
+        ("new", Some(2_333.0))
     );
-    assert_eq!(vmcall.mean_ns.b, Some(2_333.0));
+    assert_eq!(cell(&d, "VMCALL", 0).mean_ns, None);
 }
 
 #[test]
@@ -88,13 +100,20 @@ fn diff_table_golden() {
 }
 
 #[test]
-fn diff_json_has_both_sides() {
+fn diff_json_has_every_session() {
     let d = diff(&no_features(), &all_features());
     let j: serde_json::Value = serde_json::from_str(&diff::render_json(&d).unwrap()).unwrap();
-    assert_eq!(j["total_time_ratio"], "5.04× less");
-    assert_eq!(j["a"]["label"], "no-enlightenments");
-    assert_eq!(j["reasons"][2]["mean_ns"]["a"], serde_json::Value::Null);
-    assert_eq!(j["reasons"][0]["count"]["rel_pct"], -95.0);
+    assert_eq!(j["totals"][1]["vs_first"]["time_ratio"], "5.04× less");
+    assert_eq!(j["sessions"][0]["label"], "no-enlightenments");
+    assert_eq!(j["sessions"][1]["tag"], "B");
+    assert_eq!(
+        j["reasons"][2]["sessions"][0]["mean_ns"],
+        serde_json::Value::Null
+    );
+    assert_eq!(
+        j["reasons"][0]["sessions"][1]["vs_first"]["exits_pct"],
+        -95.0
+    );
 }
 
 #[test]
@@ -107,7 +126,7 @@ fn ratios_read_both_ways() {
     assert_eq!(diff::ratio(0.0, 0.0), "same");
 }
 
-/// perf text on one side: totals compared as totals, no p99 there.
+/// perf text on one side: totals compared as totals (and the diff says why), no p99 there.
 #[test]
 fn recording_against_perf_text() {
     let perf = "Analyze events for all VMs, all VCPUs:\n\n\
@@ -117,30 +136,35 @@ fn recording_against_perf_text() {
     let a = Data::from_perf_text(perf, "perf.txt").unwrap();
     let d = diff(&a, &all_features());
     assert_eq!(d.basis, "total");
-    let ept = d
-        .reasons
-        .iter()
-        .find(|r| r.name == "EPT_MISCONFIG")
-        .unwrap();
-    assert_eq!((ept.p99_ns.a, ept.p99_ns.b), (None, Some(6_000.0)));
-    assert_eq!(ept.time_ratio, "200.00× less");
+    assert!(d.notes[0].starts_with("compared as totals, not per second: A has no duration"));
+    let (a, b) = (cell(&d, "EPT_MISCONFIG", 0), cell(&d, "EPT_MISCONFIG", 1));
+    assert_eq!((a.p99_ns, b.p99_ns), (None, Some(6_000.0)));
+    assert_eq!((a.rate_per_s, b.rate_per_s), (None, Some(2_000.0)));
+    assert_eq!(vs(b).time_ratio, "200.00× less");
     assert!(diff::render_table(&d).contains("n/a"));
 }
 
 #[test]
 fn one_vm_each_side() {
+    let (a, b) = (no_features(), all_features());
     let o = DiffOptions {
-        vm_a: Some("win11".into()),
-        vm_b: Some("4000".into()),
+        vms: vec![Some("win11".into()), Some("4000".into())],
     };
-    assert!(diff_with(&no_features(), &all_features(), &o).is_ok());
+    assert!(diff_with(&[&a, &b], &o).is_ok());
     let bad = DiffOptions {
-        vm_a: Some("linux".into()),
-        ..Default::default()
+        vms: vec![Some("linux".into()), None],
     };
-    let e = diff_with(&no_features(), &all_features(), &bad).unwrap_err();
+    let e = diff_with(&[&a, &b], &bad).unwrap_err();
     assert_eq!(
         e.to_string(),
         "no VM `linux` in this session (VMs: win11 (pid 4000)): name one by name, uuid or pid"
+    );
+    let three = DiffOptions {
+        vms: vec![None, None, None],
+    };
+    let e = diff_with(&[&a, &b], &three).unwrap_err().to_string();
+    assert!(
+        e.starts_with("3 --vm for 2 sessions: give one --vm for every session"),
+        "{e}"
     );
 }

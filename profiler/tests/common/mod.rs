@@ -33,3 +33,16 @@ pub fn stderr(o: &Output) -> String {
 pub fn repo_file(rel: &str) -> String {
     format!("{}/../{rel}", env!("CARGO_MANIFEST_DIR"))
 }
+
+/// A recording being written at `path`: the built-in exit names, one sample a second.
+pub fn recorder(path: &std::path::Path) -> kvmprof::store::Recorder {
+    kvmprof::store::Recorder::create(
+        path,
+        &kvmprof::store::Header {
+            names: kvmprof::decode::ExitNames::builtin(),
+            interval_ms: 1000,
+            ..Default::default()
+        },
+    )
+    .expect("creating a recording")
+}

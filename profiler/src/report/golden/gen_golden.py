@@ -245,10 +245,8 @@ busy = lambda s: sum(n * ns for r, (n, ns) in s.items() if r not in HLT)
 exits = lambda s: sum(n for r, (n, ns) in s.items() if r not in HLT)
 o = "A: no-enlightenments [win11], 10.0s\nB: all-enlightenments [win11], 10.0s\n"
 ta, tb = busy(A) / SECS, busy(B) / SECS
-o += "Total handling time (HLT excluded, per second): %.2fus/s -> %.2fus/s: %s\n" % (
+o += "Handling time per second (HLT excluded): A %.2fus, B %.2fus (%s)\n\n" % (
     ta / 1e3, tb / 1e3, ratio(ta, tb))
-o += "Exits (HLT excluded): %d -> %d (%s)\n\n" % (exits(A), exits(B),
-                                                 rel(exits(A), exits(B)).strip())
 sa, sb = shares(A), shares(B)
 reasons = sorted(set(A) | set(B), key=lambda r: NAMES[r])
 delta_t = lambda r: abs(B.get(r, (0, 0))[0] * B.get(r, (0, 0))[1]
@@ -256,13 +254,34 @@ delta_t = lambda r: abs(B.get(r, (0, 0))[0] * B.get(r, (0, 0))[1]
 delta_n = lambda r: abs(B.get(r, (0, 0))[0] - A.get(r, (0, 0))[0])
 reasons.sort(key=lambda r: (-delta_t(r), -delta_n(r)))
 shown = lambda r: NAMES[r] + (" (idle)" if r in HLT else "")
-w = max(20, max(len(shown(r)) for r in reasons))
-o += "%-*s %10s %10s %9s %9s %9s %11s %11s %11s %11s  %s\n" % (
-    w, "Reason", "Count A", "Count B", "Count", "Time% A", "Time% B", "Mean A", "Mean B",
-    "p99 A", "p99 B", "Time B vs A")
+TOTAL = "Total (HLT excluded)"
+w = max(len(TOTAL), max(len(shown(r)) for r in reasons))
+GROUP = 10 + 1 + 10 + 1 + 7 + 1 + 10
+o += ("%-*s  %-*s  %-*s" % (w, "", GROUP, "A: no-enlightenments", GROUP + 24,
+                            "B: all-enlightenments")).rstrip() + "\n"
+cols = "%10s %10s %7s %10s" % ("Count", "Exits/s", "Time%", "Mean")
+o += "%-*s  %s  %s %9s  %-12s" % (w, "Reason", cols, cols, "vs A", "Time vs A")
+o = o.rstrip() + "\n"
+
+
+def mean(v):
+    return "%10s" % "n/a" if v is None else "%8.2fus" % (v / 1e3)
+
+
+def group(n, pct, mu):
+    return "%10d %10.1f %7.2f %s" % (n, n / SECS, pct, mu)
+
+
+def line(name, na, nb, pa, pb, ma, mb, ratio_):
+    s = "%-*s  %s  %s %s  %-12s" % (w, name, group(na, pa, mean(ma)), group(nb, pb, mean(mb)),
+                                    rel(na, nb), ratio_)
+    return s.rstrip() + "\n"
+
+
 for r in reasons:
     (na, va), (nb, vb) = A.get(r, (0, None)), B.get(r, (0, None))
-    o += "%-*s %10d %10d %s %8.2f%% %8.2f%% %s %s %s %s  %s\n" % (
-        w, shown(r), na, nb, rel(na, nb), sa.get(r, 0.0), sb.get(r, 0.0), us(va), us(vb),
-        us(va), us(vb), ratio(na * (va or 0) / SECS, nb * (vb or 0) / SECS))
+    o += line(shown(r), na, nb, sa.get(r, 0.0), sb.get(r, 0.0), va, vb,
+              ratio(na * (va or 0) / SECS, nb * (vb or 0) / SECS))
+o += line(TOTAL, exits(A), exits(B), 100.0, 100.0, busy(A) / exits(A), busy(B) / exits(B),
+          ratio(ta, tb))
 open("diff.txt", "w").write(o)
