@@ -104,6 +104,9 @@ pub struct ReportArgs {
     /// perf >= 6.4's report screen (`Event name ... Mean Time (ns)`, integer ns).
     #[arg(long, value_enum, value_name = "LAYOUT", default_value_t = crate::report::PerfLayout::Classic)]
     pub perf_layout: crate::report::PerfLayout,
+    /// Write the report to this file (a regular file; `-` for stdout) instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// The session a command reads: a recording, a perf text report, or a live collection.
@@ -134,6 +137,8 @@ pub enum Format {
     Table,
     Json,
     Csv,
+    /// One self-contained page with charts, advice and the numbers (needs -o FILE or -o -).
+    Html,
 }
 
 #[derive(Args, Debug)]
@@ -268,9 +273,12 @@ pub struct DiffArgs {
     /// Compare only this VM of B (name, uuid or pid).
     #[arg(long, value_name = "VM", value_parser = VmSelector::parse)]
     pub vm_b: Option<VmSelector>,
-    /// Output format (table or json).
+    /// Output format (table, json or html).
     #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Write the diff to this file (a regular file; `-` for stdout) instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -5,6 +5,7 @@
 pub mod advise;
 pub mod check;
 pub mod exercise;
+pub mod html;
 pub mod record;
 pub mod report;
 pub mod serve;

@@ -1,4 +1,4 @@
-//! `kvmprof report` (perf's table, JSON or CSV of one session) and `kvmprof diff` (two).
+//! `kvmprof report` (perf's table, JSON, CSV or HTML of one session) and `kvmprof diff` (two).
 
 use anyhow::bail;
 
@@ -9,14 +9,21 @@ use crate::{
 };
 
 pub fn report(env: &mut Env, a: &ReportArgs) -> anyhow::Result<()> {
-    crate::out::println(&render(env, a)?)
+    let out = super::html::output(a.format, a.output.as_deref())?;
+    let mut text = render(env, a)?;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    super::html::emit(&out, &text)
 }
 
-/// The report as text (a table, JSON or CSV).
+/// The report as text (a table, JSON, CSV or an HTML page).
 pub fn render(env: &mut Env, a: &ReportArgs) -> anyhow::Result<String> {
     let sampling = env.sampling();
-    let data = Session::open(&a.input, env, sampling, "analyse")?.data()?;
+    let session = Session::open(&a.input, env, sampling, "analyse")?;
+    let data = session.data()?;
     let out = match a.format {
+        Format::Html => super::html::report_page(&session, data, a.vm.as_ref())?,
         Format::Table => rep::perf_table(
             &data,
             &rep::TableOptions {
@@ -46,11 +53,15 @@ pub fn render(env: &mut Env, a: &ReportArgs) -> anyhow::Result<String> {
 }
 
 pub fn diff(a: &DiffArgs) -> anyhow::Result<()> {
-    crate::out::print(&render_diff(a)?)
+    let out = super::html::output(a.format, a.output.as_deref())?;
+    super::html::emit(&out, &render_diff(a)?)
 }
 
-/// The diff as text (a table or JSON).
+/// The diff as text (a table, JSON or an HTML page).
 pub fn render_diff(a: &DiffArgs) -> anyhow::Result<String> {
+    if a.format == Format::Html {
+        return super::html::diff_page(a);
+    }
     let (da, db) = (Session::file(&a.a)?.data()?, Session::file(&a.b)?.data()?);
     for w in da.warnings.iter().chain(&db.warnings) {
         warn(w);
@@ -66,6 +77,8 @@ pub fn render_diff(a: &DiffArgs) -> anyhow::Result<String> {
     Ok(match a.format {
         Format::Json => rep::diff::render_json(&d)? + "\n",
         Format::Table => rep::diff::render_table(&d),
-        Format::Csv => bail!("diff prints a table or JSON: use --format table or --format json"),
+        Format::Csv | Format::Html => {
+            bail!("diff prints a table, JSON or HTML: use --format table, json or html")
+        }
     })
 }

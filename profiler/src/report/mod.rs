@@ -1,4 +1,4 @@
-//! Reports of a whole session: perf-kvm-stat tables, JSON, CSV, A/B diffs, and the import of
+//! Reports of a whole session: perf-kvm-stat tables, JSON, CSV, HTML, A/B diffs, and the import of
 //! `perf kvm stat report` text so the same renderings and diffs run on perf output.
 //!
 //! Every renderer takes a [`Data`]: the model's [`View`] plus the sub-reason [`Evidence`] counts
@@ -7,6 +7,7 @@
 pub mod csv;
 pub mod diff;
 mod evidence;
+pub mod html;
 mod import_build;
 mod import_check;
 mod import_names;

@@ -1,0 +1,75 @@
+//! `report --format html` and `diff --format html`: sessions, each with its advice, as one
+//! page (report::html draws it); and where `-o` sends a report of any format.
+
+use std::path::Path;
+
+use crate::{
+    advice,
+    cli::{DiffArgs, Format},
+    model::VmSelector,
+    report::{
+        html::{self, Output},
+        Data,
+    },
+    session::{warn, Session},
+};
+
+/// A session of the page: its data and its advice (as `advise` computes them), narrowed to
+/// one VM when `vm` names one.
+pub fn part(
+    session: &Session,
+    data: Data,
+    vm: Option<&VmSelector>,
+) -> anyhow::Result<html::Session> {
+    let mut data = data;
+    let mut input = super::advise::input(session, None)?;
+    if let Some(sel) = vm {
+        data.view = sel.narrow(std::mem::take(&mut data.view))?;
+        input.view = sel.narrow(std::mem::take(&mut input.view))?;
+    }
+    Ok(html::Session {
+        data,
+        advice: Some(advice::analyze(&input)),
+    })
+}
+
+/// The page of one session.
+pub fn report_page(
+    session: &Session,
+    data: Data,
+    vm: Option<&VmSelector>,
+) -> anyhow::Result<String> {
+    let label = data.label.clone();
+    Ok(html::render(&[(label, part(session, data, vm)?)])?)
+}
+
+/// The page of `diff A B`: both sessions side by side, A first.
+pub fn diff_page(a: &DiffArgs) -> anyhow::Result<String> {
+    let mut parts = Vec::new();
+    for (path, vm) in [(&a.a, &a.vm_a), (&a.b, &a.vm_b)] {
+        let session = Session::file(path)?;
+        let data = session.data()?;
+        for w in &data.warnings {
+            warn(w);
+        }
+        parts.push((data.label.clone(), part(&session, data, vm.as_ref())?));
+    }
+    Ok(html::render(&parts)?)
+}
+
+/// Where a report of `format` goes: stdout without `-o`, except for HTML, which needs `-o`
+/// (a page on a terminal helps nobody). Checked before any work is done.
+pub fn output(format: Format, arg: Option<&Path>) -> anyhow::Result<Output> {
+    Ok(match (format, arg) {
+        (Format::Html, _) | (_, Some(_)) => Output::of(arg)?,
+        (_, None) => Output::Stdout,
+    })
+}
+
+/// Writes the report where `out` says.
+pub fn emit(out: &Output, text: &str) -> anyhow::Result<()> {
+    match out {
+        Output::Stdout => crate::out::print(text),
+        Output::File(p) => Ok(html::write(p, text)?),
+    }
+}
