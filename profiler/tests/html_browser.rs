@@ -67,7 +67,7 @@ fn recording(path: &Path, rows: &[(u32, u64, u64)]) {
                 for &(reason, n, ns) in rows {
                     let key = Key {
                         tgid: pid,
-                        vcpu: (reason % 2) as u32,
+                        vcpu: reason % 2,
                         isa: profiler_common::ISA_VMX,
                         reason,
                     };

@@ -67,6 +67,12 @@ pub fn color(i: usize) -> (u8, u8, u8) {
     PALETTE[i % PALETTE.len()]
 }
 
+/// The inline style of session `i`'s legend swatch.
+pub fn swatch(i: usize) -> String {
+    let (r, g, b) = color(i);
+    format!("background:#{r:02x}{g:02x}{b:02x}")
+}
+
 /// The page for `sessions`, labelled (a path, or the user's `--label`), first is the base.
 pub fn render(sessions: &[(String, Session)]) -> Result<String, HtmlError> {
     page::render(sessions)

@@ -6,9 +6,9 @@
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use super::{
-    charts, color,
+    charts,
     series::{self, Measure, Scope},
-    table, HtmlError, Session,
+    swatch, table, HtmlError, Session,
 };
 use crate::{advice, text::printable};
 
@@ -39,12 +39,6 @@ table.numbers th { text-align: left; background: #f6f6f6; }
 .finding ul { margin: 2px 0; }
 pre { background: #f6f6f6; padding: 4px 8px; margin: 2px 0; white-space: pre-wrap; }
 ";
-
-/// The inline style of session `i`'s swatch.
-pub fn swatch(i: usize) -> String {
-    let (r, g, b) = color(i);
-    format!("background:#{r:02x}{g:02x}{b:02x}")
-}
 
 pub fn render(sessions: &[(String, Session)]) -> Result<String, HtmlError> {
     let title = match sessions {

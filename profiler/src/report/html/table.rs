@@ -5,7 +5,7 @@
 
 use maud::{html, Markup};
 
-use super::{charts::ns, page::swatch, Session};
+use super::{charts::ns, swatch, Session};
 use crate::text::printable;
 
 /// The numbers of every session.
