@@ -78,3 +78,15 @@ fn output_goes_to_stdout_or_a_file() {
     let page = std::fs::read_to_string(&file).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>") && page.contains("2 sessions compared"));
 }
+
+/// What kvmprof warns about a perf text on stderr is in the page too, next to its session.
+#[test]
+fn perf_import_warnings_are_in_the_page() {
+    let cut = repo_file("profiler/tests/corpus/04-win-3dgame-no-hyperv-baseline.txt");
+    let o = kvmprof(&["report", &cut, "--format", "html", "-o", "-"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let warning = "6044 samples are not in this table (cut short?)";
+    assert!(stderr(&o).contains(warning), "{}", stderr(&o));
+    let page = String::from_utf8(o.stdout).unwrap();
+    assert!(page.contains(warning), "the page lacks the import warning");
+}

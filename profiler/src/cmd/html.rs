@@ -15,13 +15,17 @@ use crate::{
 };
 
 /// A session of the page: its data and its advice (as `advise` computes them), narrowed to
-/// one VM when `vm` names one.
+/// one VM when `vm` names one. perf text's import warnings (also on stderr) go into the page.
 pub fn part(
     session: &Session,
     data: Data,
     vm: Option<&VmSelector>,
 ) -> anyhow::Result<html::Session> {
     let mut data = data;
+    if let Some(imp) = session.perf_import() {
+        data.warnings
+            .extend(imp.warnings.iter().map(|w| w.to_string()));
+    }
     let mut input = super::advise::input(session, None)?;
     if let Some(sel) = vm {
         data.view = sel.narrow(std::mem::take(&mut data.view))?;
@@ -45,14 +49,24 @@ pub fn report_page(
 
 /// The page of `diff A B`: both sessions side by side, A first.
 pub fn diff_page(a: &DiffArgs) -> anyhow::Result<String> {
+    files_page(&[
+        (a.a.as_path(), None, a.vm_a.as_ref()),
+        (a.b.as_path(), None, a.vm_b.as_ref()),
+    ])
+}
+
+/// The page of N recordings or perf texts, any mix, the first as the base: each named by
+/// its label, or else by its path, and narrowed to a VM when one is given.
+pub fn files_page(files: &[(&Path, Option<&str>, Option<&VmSelector>)]) -> anyhow::Result<String> {
     let mut parts = Vec::new();
-    for (path, vm) in [(&a.a, &a.vm_a), (&a.b, &a.vm_b)] {
+    for &(path, label, vm) in files {
         let session = Session::file(path)?;
         let data = session.data()?;
         for w in &data.warnings {
             warn(w);
         }
-        parts.push((data.label.clone(), part(&session, data, vm.as_ref())?));
+        let label = label.map_or_else(|| data.label.clone(), str::to_string);
+        parts.push((label, part(&session, data, vm)?));
     }
     Ok(html::render(&parts)?)
 }
