@@ -50,9 +50,10 @@ pub fn render(sessions: &[(String, Session)]) -> Result<String, HtmlError> {
         .iter()
         .map(|(_, s)| s.data.view.duration_s)
         .collect();
+    let (scopes, left_out) = series::scopes(sessions);
     let mut sections = Vec::new();
-    for scope in series::scopes(sessions) {
-        sections.push(section(&scope, sessions, &durations, per_s)?);
+    for scope in &scopes {
+        sections.push(section(scope, sessions, &durations, per_s)?);
     }
     let page = html! {
         (DOCTYPE)
@@ -68,6 +69,12 @@ pub fn render(sessions: &[(String, Session)]) -> Result<String, HtmlError> {
                 h1 { (title) }
                 (legend(sessions, per_s))
                 @for s in &sections { (s) }
+                @if left_out > 0 {
+                    p.note {
+                        (left_out) " more VMs, whose exits cost less, are in the All VMs charts "
+                        "and in the table."
+                    }
+                }
                 h2 { "Advice" }
                 @for (i, (label, s)) in sessions.iter().enumerate() {
                     (advice_of(i, label, s.advice.as_ref()))

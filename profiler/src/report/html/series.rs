@@ -12,6 +12,8 @@ use crate::{model::VmView, sample::Hist};
 
 /// Reasons per bar chart; the rest are in the table.
 pub const TOP_REASONS: usize = 10;
+/// VMs with a section of their own; the others are in the "All VMs" charts and the table.
+pub const TOP_VMS: usize = 16;
 /// Latency histograms per scope.
 pub const TOP_HISTOGRAMS: usize = 3;
 
@@ -39,8 +41,9 @@ pub enum Measure {
     Time,
 }
 
-/// The scopes of the page: all VMs first when there is more than one VM, then each VM.
-pub fn scopes(sessions: &[(String, Session)]) -> Vec<Scope> {
+/// The scopes of the page: all VMs first when there is more than one VM, then each VM (the
+/// [`TOP_VMS`] costliest when there are more; how many were left out is the second value).
+pub fn scopes(sessions: &[(String, Session)]) -> (Vec<Scope>, usize) {
     let mut vm_keys: Vec<String> = Vec::new();
     let mut per_vm: Vec<Vec<Option<Vec<Reason>>>> = Vec::new();
     let mut all = Vec::new();
@@ -60,18 +63,39 @@ pub fn scopes(sessions: &[(String, Session)]) -> Vec<Scope> {
             per_vm[at][i] = Some(merge(std::iter::once(vm)));
         }
     }
+    let mut vms: Vec<Scope> = vm_keys
+        .into_iter()
+        .zip(per_vm)
+        .map(|(k, s)| Scope {
+            title: format!("VM {k}"),
+            sessions: s,
+        })
+        .collect();
+    let left_out = vms.len().saturating_sub(TOP_VMS);
+    if left_out > 0 {
+        // The VMs whose exits cost most in any session (stable: ties keep their order).
+        vms.sort_by_key(|s| std::cmp::Reverse(cost(s)));
+        vms.truncate(TOP_VMS);
+    }
     let mut out = Vec::new();
-    if vm_keys.len() != 1 {
+    if vms.len() + left_out != 1 {
         out.push(Scope {
             title: "All VMs".into(),
             sessions: all,
         });
     }
-    out.extend(vm_keys.into_iter().zip(per_vm).map(|(k, s)| Scope {
-        title: format!("VM {k}"),
-        sessions: s,
-    }));
-    out
+    out.extend(vms);
+    (out, left_out)
+}
+
+/// The scope's largest non-HLT handling time in any session, ns.
+fn cost(s: &Scope) -> u64 {
+    s.sessions
+        .iter()
+        .flatten()
+        .map(|rows| rows.iter().filter(|r| !r.hlt).map(|r| r.total_ns).sum())
+        .max()
+        .unwrap_or(0)
 }
 
 /// A VM's name; with its pid where the name is empty or not unique in its session.

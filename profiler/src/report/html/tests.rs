@@ -168,3 +168,46 @@ fn output_needs_a_path_and_refuses_what_is_not_a_file() {
     write(&link, "new").unwrap();
     assert_eq!(std::fs::read_to_string(&f).unwrap(), "new");
 }
+
+#[test]
+fn many_vms_get_sections_for_the_costliest_only() {
+    let mut old = Sample {
+        mono_ns: SEC,
+        ..Default::default()
+    };
+    for pid in 1..=20 {
+        vm(&mut old, pid, &format!("vm{pid:02}"));
+    }
+    let mut new = old.clone();
+    new.mono_ns = 2 * SEC;
+    for pid in 1..=20 {
+        add(&mut new, pid, 0, 1, 49, 100, 1_000 * pid as u64);
+    }
+    let html = page(vec![Data::from_samples(
+        &old,
+        &new,
+        &ExitNames::builtin(),
+        "x",
+    )]);
+    let sections = html.matches("<section class=\"scope\">").count();
+    assert_eq!(sections, 1 + series::TOP_VMS);
+    assert!(html.contains("<h2>VM vm20</h2>") && html.contains("<h2>VM vm05</h2>"));
+    assert!(
+        !html.contains("<h2>VM vm04</h2>"),
+        "a cheaper VM got a section"
+    );
+    assert!(html.contains("4 more VMs, whose exits cost less"));
+    // All 20 are in the table.
+    assert_eq!(html.matches("<tr class=\"reason\"").count(), 20);
+}
+
+#[test]
+fn a_session_without_exits_is_a_page_too() {
+    let html = page(vec![Data {
+        label: "empty".into(),
+        has_hist: true,
+        ..Default::default()
+    }]);
+    assert!(html.contains("no exits"));
+    assert!(html.contains("no advice for this session"));
+}
