@@ -130,11 +130,11 @@ pub fn latency(l: &Latency) -> Result<String, HtmlError> {
     let (lo, hi) = buckets.fold((u64::MAX, 1u64), |(lo, hi), b| {
         (lo.min(hist::lower(b).max(1)), hi.max(hist::upper(b)))
     });
-    // An octave of room either side, so even a one-bucket histogram has a labelled axis.
+    // Whole decades (the axis labels 1µs, 10µs, ...): even one bucket gets two labels.
     let (lo, hi) = if lo >= hi {
         (1, 10)
     } else {
-        ((lo / 2).max(1), hi.saturating_mul(2))
+        (decade_below(lo), decade_above(hi))
     };
     let pct = |c: u64, total: u64| c as f64 * 100.0 / total.max(1) as f64;
     let ymax = l
@@ -186,6 +186,16 @@ pub fn latency(l: &Latency) -> Result<String, HtmlError> {
         root.present().map_err(&err)?;
     }
     Ok(svg)
+}
+
+/// The power of ten at or below `v` (v ≥ 1).
+fn decade_below(v: u64) -> u64 {
+    10u64.pow(v.max(1).ilog10())
+}
+
+/// The power of ten above `v`.
+fn decade_above(v: u64) -> u64 {
+    10u64.saturating_pow(v.max(1).ilog10() + 1)
 }
 
 /// A name cut to what fits left of the bars.
