@@ -8,21 +8,21 @@ use std::{fmt, sync::Arc};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::sample::Key;
-
 /// Entries per chunk when built; a chunk splits when inserts take it past twice this.
 const CHUNK: usize = 32;
 
-type Chunk<V> = Arc<Vec<(Key, V)>>;
+type Chunk<K, V> = Arc<Vec<(K, V)>>;
+/// Takes a chunk's entries out (copying them if a clone shares it).
+type Unchunk<K, V> = fn(Chunk<K, V>) -> Vec<(K, V)>;
 
 #[derive(Clone)]
-pub struct ChunkMap<V> {
+pub struct ChunkMap<K, V> {
     /// Non-empty, each sorted, in ascending key order.
-    chunks: Vec<Chunk<V>>,
+    chunks: Vec<Chunk<K, V>>,
     len: usize,
 }
 
-impl<V> Default for ChunkMap<V> {
+impl<K, V> Default for ChunkMap<K, V> {
     fn default() -> Self {
         ChunkMap {
             chunks: Vec::new(),
@@ -31,19 +31,19 @@ impl<V> Default for ChunkMap<V> {
     }
 }
 
-impl<V> ChunkMap<V> {
+impl<K: Ord + Copy, V> ChunkMap<K, V> {
     pub fn new() -> Self {
         Self::default()
     }
 
     /// From pairs in strictly ascending key order (checked: a caller's bug, not input).
-    pub fn from_sorted(pairs: Vec<(Key, V)>) -> Self {
+    pub fn from_sorted(pairs: Vec<(K, V)>) -> Self {
         debug_assert!(pairs.windows(2).all(|w| w[0].0 < w[1].0));
         let len = pairs.len();
         let mut chunks = Vec::with_capacity(len.div_ceil(CHUNK));
         let mut it = pairs.into_iter();
         loop {
-            let c: Vec<(Key, V)> = it.by_ref().take(CHUNK).collect();
+            let c: Vec<(K, V)> = it.by_ref().take(CHUNK).collect();
             if c.is_empty() {
                 break;
             }
@@ -66,14 +66,14 @@ impl<V> ChunkMap<V> {
     }
 
     /// The chunk that holds `k` or would: the first whose last key is ≥ `k`, else the last.
-    fn chunk_of(&self, k: &Key) -> usize {
+    fn chunk_of(&self, k: &K) -> usize {
         let i = self
             .chunks
             .partition_point(|c| c.last().is_some_and(|(l, _)| l < k));
         i.min(self.chunks.len().saturating_sub(1))
     }
 
-    fn locate(&self, k: &Key) -> Option<(usize, Result<usize, usize>)> {
+    fn locate(&self, k: &K) -> Option<(usize, Result<usize, usize>)> {
         if self.chunks.is_empty() {
             return None;
         }
@@ -81,24 +81,24 @@ impl<V> ChunkMap<V> {
         Some((ci, self.chunks[ci].binary_search_by(|(x, _)| x.cmp(k))))
     }
 
-    pub fn get(&self, k: &Key) -> Option<&V> {
+    pub fn get(&self, k: &K) -> Option<&V> {
         match self.locate(k)? {
             (ci, Ok(i)) => Some(&self.chunks[ci][i].1),
             _ => None,
         }
     }
 
-    pub fn contains_key(&self, k: &Key) -> bool {
+    pub fn contains_key(&self, k: &K) -> bool {
         self.get(k).is_some()
     }
 
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&Key, &V)> + '_ {
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&K, &V)> + '_ {
         self.chunks
             .iter()
             .flat_map(|c| c.iter().map(|(k, v)| (k, v)))
     }
 
-    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &Key> + '_ {
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &K> + '_ {
         self.iter().map(|(k, _)| k)
     }
 
@@ -107,8 +107,8 @@ impl<V> ChunkMap<V> {
     }
 }
 
-impl<V: Clone> ChunkMap<V> {
-    pub fn get_mut(&mut self, k: &Key) -> Option<&mut V> {
+impl<K: Ord + Copy, V: Clone> ChunkMap<K, V> {
+    pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
         match self.locate(k)? {
             (ci, Ok(i)) => Some(&mut Arc::make_mut(&mut self.chunks[ci])[i].1),
             _ => None,
@@ -116,7 +116,7 @@ impl<V: Clone> ChunkMap<V> {
     }
 
     /// Sets `k` to `v`; returns the value it replaces.
-    pub fn insert(&mut self, k: Key, v: V) -> Option<V> {
+    pub fn insert(&mut self, k: K, v: V) -> Option<V> {
         let Some((ci, at)) = self.locate(&k) else {
             self.chunks.push(Arc::new(vec![(k, v)]));
             self.len = 1;
@@ -137,7 +137,7 @@ impl<V: Clone> ChunkMap<V> {
         }
     }
 
-    pub fn remove(&mut self, k: &Key) -> Option<V> {
+    pub fn remove(&mut self, k: &K) -> Option<V> {
         let (ci, Ok(i)) = self.locate(k)? else {
             return None;
         };
@@ -151,17 +151,17 @@ impl<V: Clone> ChunkMap<V> {
     }
 
     /// `k`'s entry, for `or_default` / `or_insert`.
-    pub fn entry(&mut self, k: Key) -> Entry<'_, V> {
+    pub fn entry(&mut self, k: K) -> Entry<'_, K, V> {
         Entry { map: self, k }
     }
 }
 
-pub struct Entry<'a, V> {
-    map: &'a mut ChunkMap<V>,
-    k: Key,
+pub struct Entry<'a, K, V> {
+    map: &'a mut ChunkMap<K, V>,
+    k: K,
 }
 
-impl<'a, V: Clone> Entry<'a, V> {
+impl<'a, K: Ord + Copy, V: Clone> Entry<'a, K, V> {
     pub fn or_insert(self, v: V) -> &'a mut V {
         if !self.map.contains_key(&self.k) {
             self.map.insert(self.k, v);
@@ -177,12 +177,12 @@ impl<'a, V: Clone> Entry<'a, V> {
     }
 }
 
-impl<V: Clone> FromIterator<(Key, V)> for ChunkMap<V> {
+impl<K: Ord + Copy, V: Clone> FromIterator<(K, V)> for ChunkMap<K, V> {
     /// Any order; a later pair of an equal key wins (as inserting one by one would).
-    fn from_iter<I: IntoIterator<Item = (Key, V)>>(it: I) -> Self {
-        let mut pairs: Vec<(Key, V)> = it.into_iter().collect();
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(it: I) -> Self {
+        let mut pairs: Vec<(K, V)> = it.into_iter().collect();
         pairs.sort_by_key(|p| p.0); // stable: equal keys keep their order
-        let mut out: Vec<(Key, V)> = Vec::with_capacity(pairs.len());
+        let mut out: Vec<(K, V)> = Vec::with_capacity(pairs.len());
         for p in pairs {
             match out.last_mut() {
                 Some(l) if l.0 == p.0 => *l = p,
@@ -193,49 +193,45 @@ impl<V: Clone> FromIterator<(Key, V)> for ChunkMap<V> {
     }
 }
 
-impl<'a, V> IntoIterator for &'a ChunkMap<V> {
-    type Item = (&'a Key, &'a V);
-    type IntoIter = Box<dyn Iterator<Item = (&'a Key, &'a V)> + 'a>;
+impl<'a, K: Ord + Copy, V> IntoIterator for &'a ChunkMap<K, V> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = Box<dyn Iterator<Item = (&'a K, &'a V)> + 'a>;
     fn into_iter(self) -> Self::IntoIter {
         Box::new(self.iter())
     }
 }
 
-impl<V: Clone> IntoIterator for ChunkMap<V> {
-    type Item = (Key, V);
-    type IntoIter = std::iter::FlatMap<
-        std::vec::IntoIter<Chunk<V>>,
-        Vec<(Key, V)>,
-        fn(Chunk<V>) -> Vec<(Key, V)>,
-    >;
+impl<K: Clone, V: Clone> IntoIterator for ChunkMap<K, V> {
+    type Item = (K, V);
+    type IntoIter = std::iter::FlatMap<std::vec::IntoIter<Chunk<K, V>>, Vec<(K, V)>, Unchunk<K, V>>;
     /// Takes the chunks no clone shares, copies the others.
     fn into_iter(self) -> Self::IntoIter {
-        let own: fn(Chunk<V>) -> Vec<(Key, V)> = |c| Arc::unwrap_or_clone(c);
+        let own: Unchunk<K, V> = |c| Arc::unwrap_or_clone(c);
         self.chunks.into_iter().flat_map(own)
     }
 }
 
-impl<V> std::ops::Index<&Key> for ChunkMap<V> {
+impl<K: Ord + Copy, V> std::ops::Index<&K> for ChunkMap<K, V> {
     type Output = V;
-    fn index(&self, k: &Key) -> &V {
+    fn index(&self, k: &K) -> &V {
         self.get(k).expect("no entry for this key")
     }
 }
 
-impl<V: PartialEq> PartialEq for ChunkMap<V> {
+impl<K: Ord + Copy, V: PartialEq> PartialEq for ChunkMap<K, V> {
     fn eq(&self, o: &Self) -> bool {
         self.len == o.len && self.iter().eq(o.iter())
     }
 }
 
-impl<V: fmt::Debug> fmt::Debug for ChunkMap<V> {
+impl<K: Ord + Copy + fmt::Debug, V: fmt::Debug> fmt::Debug for ChunkMap<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.iter()).finish()
     }
 }
 
 /// A map, as imbl's `OrdMap` and `BTreeMap` serialise.
-impl<V: Serialize> Serialize for ChunkMap<V> {
+impl<K: Ord + Copy + Serialize, V: Serialize> Serialize for ChunkMap<K, V> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         // With its length: formats such as postcard need it up front.
@@ -247,9 +243,11 @@ impl<V: Serialize> Serialize for ChunkMap<V> {
     }
 }
 
-impl<'de, V: Deserialize<'de> + Clone> Deserialize<'de> for ChunkMap<V> {
+impl<'de, K: Deserialize<'de> + Ord + Copy, V: Deserialize<'de> + Clone> Deserialize<'de>
+    for ChunkMap<K, V>
+{
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let m = std::collections::BTreeMap::<Key, V>::deserialize(d)?;
+        let m = std::collections::BTreeMap::<K, V>::deserialize(d)?;
         Ok(ChunkMap::from_sorted(m.into_iter().collect()))
     }
 }
@@ -260,13 +258,10 @@ mod tests {
 
     use super::*;
 
+    type Key = (u32, u32, u32);
+
     fn key(i: u32) -> Key {
-        Key {
-            tgid: i / 7,
-            vcpu: i % 7,
-            isa: 1,
-            reason: i * 31 % 11,
-        }
+        (i / 7, i % 7, i * 31 % 11)
     }
 
     /// Random edits against BTreeMap, with clones taken along the way that must not change
@@ -275,7 +270,7 @@ mod tests {
     fn behaves_as_a_btreemap_and_clones_do_not_see_later_edits() {
         let mut m = ChunkMap::new();
         let mut b = BTreeMap::new();
-        let mut snaps: Vec<(ChunkMap<u64>, BTreeMap<Key, u64>)> = Vec::new();
+        let mut snaps: Vec<(ChunkMap<Key, u64>, BTreeMap<Key, u64>)> = Vec::new();
         let mut x = 0x2545_f491_4f6c_dd1du64;
         for step in 0..20_000u64 {
             x ^= x << 13;
@@ -317,12 +312,12 @@ mod tests {
     #[test]
     fn built_from_any_order_keeps_the_last_value_and_round_trips_as_a_map() {
         let pairs: Vec<(Key, u64)> = (0..300).map(|i| (key(i % 250), i as u64)).collect();
-        let m: ChunkMap<u64> = pairs.iter().copied().collect();
+        let m: ChunkMap<Key, u64> = pairs.iter().copied().collect();
         let b: BTreeMap<Key, u64> = pairs.iter().copied().collect();
         assert!(m.iter().map(|(k, v)| (*k, *v)).eq(b.clone()));
         let bytes = postcard::to_stdvec(&m).unwrap();
         assert_eq!(bytes, postcard::to_stdvec(&b).unwrap());
-        let back: ChunkMap<u64> = postcard::from_bytes(&bytes).unwrap();
+        let back: ChunkMap<Key, u64> = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(back, m);
     }
 }

@@ -108,6 +108,9 @@ pub struct ReportArgs {
     /// perf >= 6.4's report screen (`Event name ... Mean Time (ns)`, integer ns).
     #[arg(long, value_enum, value_name = "LAYOUT", default_value_t = crate::report::PerfLayout::Classic)]
     pub perf_layout: crate::report::PerfLayout,
+    /// Write the report to this file (a regular file; `-` for stdout) instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// The session a command reads: a recording, a perf text report, or a live collection.
@@ -138,6 +141,8 @@ pub enum Format {
     Table,
     Json,
     Csv,
+    /// One self-contained page with charts, advice and the numbers (needs -o FILE or -o -).
+    Html,
 }
 
 #[derive(Args, Debug)]

@@ -48,7 +48,7 @@ impl<V> KeyMap<V> for BTreeMap<Key, V> {
     }
 }
 
-impl<V: Clone> KeyMap<V> for crate::chunk_map::ChunkMap<V> {
+impl<V: Clone> KeyMap<V> for crate::chunk_map::ChunkMap<Key, V> {
     fn find(&self, k: &Key) -> Option<&V> {
         self.get(k)
     }
@@ -298,7 +298,7 @@ pub struct Sample {
     pub wall_ms: u64,
     /// Per key; a persistent map, so that a sample shares the rows that did not change with
     /// the one before it (a clone copies no row; a changed key copies its chunk).
-    pub stats: crate::chunk_map::ChunkMap<Stat>,
+    pub stats: crate::chunk_map::ChunkMap<Key, Stat>,
     /// Exits that have not seen their entry yet (e.g. a halted vCPU), per key.
     pub in_flight: BTreeMap<Key, u64>,
     /// profiler_common::counter slots, summed over CPUs.

@@ -85,11 +85,29 @@ fn every_listed_format_works_on_four_sessions_of_mixed_kinds() {
     let dir = tempfile::tempdir().unwrap();
     let files = four(dir.path());
     let formats = help_formats();
-    assert_eq!(formats, ["table", "json", "csv", "chart"]);
+    assert_eq!(formats, ["table", "json", "csv", "chart", "html"]);
+    let page = dir.path().join("d.html");
     for f in &formats {
-        let o = run(&files, &["-f", f]);
+        // A page goes to a file (-o); the others to stdout.
+        let o = match f.as_str() {
+            "html" => run(&files, &["-f", f, "-o", page.to_str().unwrap()]),
+            _ => run(&files, &["-f", f]),
+        };
         assert_eq!(o.status.code(), Some(0), "{f}: {}", stderr(&o));
-        assert!(!stdout(&o).is_empty(), "{f}");
+        let out = match f.as_str() {
+            "html" => std::fs::read_to_string(&page).unwrap(),
+            _ => stdout(&o),
+        };
+        assert!(!out.is_empty(), "{f}");
+    }
+    // The page has one bar group entry per session: each label is in it.
+    let html = std::fs::read_to_string(&page).unwrap();
+    for f in &files {
+        let stem = std::path::Path::new(f)
+            .file_stem()
+            .unwrap()
+            .to_string_lossy();
+        assert!(html.contains(stem.as_ref()), "{stem} not in the page");
     }
     let o = run(
         &files,

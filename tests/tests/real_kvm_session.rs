@@ -141,27 +141,24 @@ fn check(dir: &Path) -> Result<()> {
 
     // Diff: B has no MSR exits and twice the port writes and cpuids.
     let d = report::diff_with(
-        &a,
-        &b,
+        &[&a, &b],
         &report::DiffOptions {
-            vm_a: Some(VmSelector::parse("kvmprof-exerciser").unwrap()),
-            vm_b: Some(VmSelector::parse("kvmprof-exerciser-b").unwrap()),
+            vms: vec![
+                Some(VmSelector::parse("kvmprof-exerciser").unwrap()),
+                Some(VmSelector::parse("kvmprof-exerciser-b").unwrap()),
+            ],
         },
     )?;
-    println!("{}", report::diff::render_table(&d));
+    println!("{}", report::diff_table::render_table(&d));
     let row = |name: &str| d.reasons.iter().find(|r| r.name == name);
-    let msr = row("msr").context("no msr row in the diff")?;
-    ensure!(
-        msr.count.a == (2 * n) as f64 && msr.count.b == 0.0,
-        "msr: {:?}",
-        msr.count
-    );
-    let io = row("io").context("no io row in the diff")?;
-    ensure!(
-        io.count.a == n as f64 && io.count.b == (2 * n) as f64,
-        "io: {:?}",
-        io.count
-    );
+    let counts = |name: &str| -> anyhow::Result<Vec<u64>> {
+        let r = row(name).with_context(|| format!("no {name} row in the diff"))?;
+        Ok(r.sessions.iter().map(|c| c.count).collect())
+    };
+    let msr = counts("msr")?;
+    ensure!(msr == [2 * n, 0], "msr: {msr:?}");
+    let io = counts("io")?;
+    ensure!(io == [n, 2 * n], "io: {io:?}");
     if d.reasons.first().map(|r| r.name.as_str()).is_none() {
         bail!("empty diff");
     }

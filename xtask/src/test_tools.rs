@@ -4,6 +4,8 @@
 //!
 //! - `prometheus` (Debian's): scrapes the exporter (tests/tests/prometheus.rs);
 //! - `xmllint` (libxml2-utils): validates `check --junit` against a JUnit XSD;
+//! - `chromium` (Debian's, headless): loads the HTML report from disk, screenshots it and
+//!   reads its DOM (profiler/tests/html_browser.rs);
 //! - Python's `junitparser`, for the `python3` on PATH: reads that JUnit file as CI tools do
 //!   (tests/tests/junit.rs). Installed with pip, since PATH's python3 need not be Debian's.
 
@@ -14,7 +16,7 @@ use anyhow::{bail, Result};
 use crate::util::run;
 
 /// Debian packages the tests run.
-const PACKAGES: &[&str] = &["prometheus", "libxml2-utils"];
+const PACKAGES: &[&str] = &["prometheus", "libxml2-utils", "chromium"];
 
 pub fn ensure() -> Result<()> {
     crate::apt::install_missing(PACKAGES, "xtask setup (test tools)")?;

@@ -35,6 +35,10 @@ pub struct DiffArgs {
     /// Output format.
     #[arg(long, short = 'f', value_enum, default_value_t = DiffFormat::Table)]
     pub format: DiffFormat,
+    /// Write the diff to this file (a regular file; `-` for stdout) instead of stdout; needed
+    /// for `--format html`.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
     /// Width of `--format chart` in columns (default: $COLUMNS, else the terminal's, else 80).
     #[arg(long, value_name = "COLUMNS", value_parser = clap::value_parser!(u16).range(20..))]
     pub width: Option<u16>,
@@ -51,6 +55,8 @@ pub enum DiffFormat {
     Csv,
     /// Bar charts of exits and handling time per reason, one bar per session.
     Chart,
+    /// One self-contained page with the charts, the numbers and each session's advice.
+    Html,
 }
 
 /// One session's `diff --vm`: a VM, or `*` for all of them.

@@ -47,7 +47,7 @@ pub fn render(env: &mut Env, a: &AdviseArgs) -> anyhow::Result<String> {
 /// What the advice sees of the session: a pasted perf profile (exit reasons and any msr /
 /// ioport / mmio tables with them), or two samples with the host's facts — and, live, the
 /// tracepoints that were missing, the kernel's inhibit names and libvirt's domain XML.
-fn input(session: &Session, guest: Option<advice::GuestKind>) -> anyhow::Result<Input> {
+pub(crate) fn input(session: &Session, guest: Option<advice::GuestKind>) -> anyhow::Result<Input> {
     if let Some(imp) = session.perf_import() {
         return Ok(Input::from_perf(imp, guest));
     }

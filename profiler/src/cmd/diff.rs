@@ -1,4 +1,5 @@
-//! `kvmprof diff`: two or more sessions against the first, as a table, JSON, CSV or charts.
+//! `kvmprof diff`: two or more sessions against the first, as a table, JSON, CSV, charts or
+//! an HTML page.
 
 use std::path::Path;
 
@@ -12,13 +13,24 @@ use crate::{
 };
 
 pub fn diff(a: &DiffArgs) -> anyhow::Result<()> {
-    crate::out::print(&render_diff(a)?)
+    let out = super::html::output(a.format == DiffFormat::Html, a.output.as_deref())?;
+    super::html::emit(&out, &render_diff(a)?)
 }
 
-/// The diff as text (a table, JSON, CSV or charts).
+/// The diff as text (a table, JSON, CSV, charts or an HTML page).
 pub fn render_diff(a: &DiffArgs) -> anyhow::Result<String> {
     let labels = labels(a)?;
     let vms = vm_picks(a);
+    if a.format == DiffFormat::Html {
+        rep::diff::vm_count_fits(vms.len(), a.files.len())?;
+        let files: Vec<_> = (a.files.iter().zip(&labels).enumerate())
+            .map(|(i, (p, l))| {
+                let vm = vms.get(i).or(vms.first()).and_then(Option::as_ref);
+                (p.as_path(), Some(l.as_str()), vm)
+            })
+            .collect();
+        return super::html::files_page(&files);
+    }
     let mut data = Vec::with_capacity(a.files.len());
     for (path, label) in a.files.iter().zip(labels) {
         let mut d = Session::file(path)?.data()?;
@@ -31,9 +43,10 @@ pub fn render_diff(a: &DiffArgs) -> anyhow::Result<String> {
     let refs: Vec<&rep::Data> = data.iter().collect();
     let d = rep::diff_with(&refs, &rep::DiffOptions { vms })?;
     Ok(match a.format {
-        DiffFormat::Json => rep::diff::render_json(&d)? + "\n",
-        DiffFormat::Table => rep::diff::render_table(&d),
-        DiffFormat::Csv => rep::diff::render_csv(&d),
+        DiffFormat::Json => rep::diff_table::render_json(&d)? + "\n",
+        // (HTML returned its page above.)
+        DiffFormat::Table | DiffFormat::Html => rep::diff_table::render_table(&d),
+        DiffFormat::Csv => rep::diff_table::render_csv(&d),
         DiffFormat::Chart => rep::diff_chart::render_chart(&d, &chart_options(a.width)),
     })
 }

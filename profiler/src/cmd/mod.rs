@@ -6,6 +6,7 @@ pub mod advise;
 pub mod check;
 pub mod diff;
 pub mod exercise;
+pub mod html;
 pub mod record;
 pub mod report;
 pub mod serve;

@@ -1,4 +1,4 @@
-//! `kvmprof report`: perf's table, JSON or CSV of one session.
+//! `kvmprof report`: perf's table, JSON, CSV or HTML of one session.
 
 use crate::{
     cli::{Format, ReportArgs},
@@ -7,14 +7,21 @@ use crate::{
 };
 
 pub fn report(env: &mut Env, a: &ReportArgs) -> anyhow::Result<()> {
-    crate::out::println(&render(env, a)?)
+    let out = super::html::output(a.format == Format::Html, a.output.as_deref())?;
+    let mut text = render(env, a)?;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    super::html::emit(&out, &text)
 }
 
-/// The report as text (a table, JSON or CSV).
+/// The report as text (a table, JSON, CSV or an HTML page).
 pub fn render(env: &mut Env, a: &ReportArgs) -> anyhow::Result<String> {
     let sampling = env.sampling();
-    let data = Session::open(&a.input, env, sampling, "analyse")?.data()?;
+    let session = Session::open(&a.input, env, sampling, "analyse")?;
+    let data = session.data()?;
     let out = match a.format {
+        Format::Html => super::html::report_page(&session, data, a.vm.as_ref())?,
         Format::Table => rep::perf_table(
             &data,
             &rep::TableOptions {

@@ -211,3 +211,25 @@ fn check_on_perf_text_does_not_pass_p99_it_cannot_see() {
     let (code, text) = check::run(&mut env(&cli), a).expect("check");
     assert_eq!(code, 1, "30 µs > 10 µs: {text}");
 }
+
+/// A live collection as an HTML page: narrowed to one VM like JSON, with that VM's advice.
+#[test]
+fn report_live_html_narrowed_by_vm() {
+    let cli = parse(&[
+        "-i", "20ms", "report", "-d", "100ms", "-f", "html", "-o", "-", "--vm", "win",
+    ]);
+    let Some(Command::Report(a)) = &cli.command else {
+        panic!()
+    };
+    let out = report::render(&mut env(&cli), a).expect("report");
+    assert!(out.starts_with("<!DOCTYPE html>"), "{out}");
+    assert!(
+        out.contains("<h2>VM win</h2>") && !out.contains("VM db"),
+        "{out}"
+    );
+    assert!(out.contains("data-pid=\"100\"") && !out.contains("data-pid=\"200\""));
+    assert!(
+        out.contains("<b>VM win</b> (pid 100)"),
+        "no advice for win: {out}"
+    );
+}

@@ -40,7 +40,7 @@ pub struct Table {
     rows_of: HashMap<Key, Vec<u32>>,
     /// Per key, its rows summed: shared with every sample taken (a persistent map), updated
     /// only for the keys whose rows moved.
-    stats: ChunkMap<Stat>,
+    stats: ChunkMap<Key, Stat>,
     /// The rows in use in key order, while no row came, went or changed key since it was
     /// sorted (when most rows move, `stats` is rebuilt in this order).
     order: Option<Vec<(Key, u32)>>,
@@ -165,7 +165,7 @@ impl Table {
     }
 
     /// Per key, as of the last refresh (an O(1) copy that shares storage).
-    pub fn stats(&self) -> ChunkMap<Stat> {
+    pub fn stats(&self) -> ChunkMap<Key, Stat> {
         self.stats.clone()
     }
 

@@ -20,8 +20,6 @@ use super::{
 };
 use crate::model::{Row, VmSelector, VmView};
 
-pub use super::diff_table::{render_csv, render_json, render_table, CSV_COLUMNS};
-
 /// Which VMs of each session to compare.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DiffOptions {
@@ -117,16 +115,20 @@ pub fn diff(a: &Data, b: &Data) -> Diff {
     diff_with(&[a, b], &DiffOptions::default()).unwrap_or_default()
 }
 
+/// `--vm` is given once for all sessions, or once per session.
+pub fn vm_count_fits(vms: usize, sessions: usize) -> Result<(), ReportError> {
+    if vms <= 1 || vms == sessions {
+        return Ok(());
+    }
+    Err(ReportError::Usage(format!(
+        "{vms} --vm for {sessions} sessions: give one --vm for every session, in order (`*` \
+         for all of a session's VMs), or one for all"
+    )))
+}
+
 /// Compares the sessions (the first is the reference) on the VMs `o` selects.
 pub fn diff_with(data: &[&Data], o: &DiffOptions) -> Result<Diff, ReportError> {
-    if !(o.vms.len() <= 1 || o.vms.len() == data.len()) {
-        return Err(ReportError::Usage(format!(
-            "{} --vm for {} sessions: give one --vm for every session, in order (`*` for all \
-             of a session's VMs), or one for all",
-            o.vms.len(),
-            data.len()
-        )));
-    }
+    vm_count_fits(o.vms.len(), data.len())?;
     let mut rows = Vec::new();
     let mut sessions = Vec::new();
     for (i, d) in data.iter().enumerate() {

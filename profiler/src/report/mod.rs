@@ -1,4 +1,4 @@
-//! Reports of a whole session: perf-kvm-stat tables, JSON, CSV, N-way diffs, and the import of
+//! Reports of a whole session: perf-kvm-stat tables, JSON, CSV, HTML, N-way diffs, and the import of
 //! `perf kvm stat report` text so the same renderings and diffs run on perf output.
 //!
 //! Every renderer takes a [`Data`]: the model's [`View`] plus the sub-reason [`Evidence`] counts
@@ -7,8 +7,9 @@
 pub mod csv;
 pub mod diff;
 pub mod diff_chart;
-mod diff_table;
+pub mod diff_table;
 mod evidence;
+pub mod html;
 mod import_build;
 mod import_check;
 mod import_names;

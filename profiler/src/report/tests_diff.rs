@@ -96,13 +96,13 @@ fn enlightenments_cut_handling_time_five_fold() {
 #[test]
 fn diff_table_golden() {
     let d = diff(&no_features(), &all_features());
-    golden("diff.txt", &diff::render_table(&d));
+    golden("diff.txt", &diff_table::render_table(&d));
 }
 
 #[test]
 fn diff_json_has_every_session() {
     let d = diff(&no_features(), &all_features());
-    let j: serde_json::Value = serde_json::from_str(&diff::render_json(&d).unwrap()).unwrap();
+    let j: serde_json::Value = serde_json::from_str(&diff_table::render_json(&d).unwrap()).unwrap();
     assert_eq!(j["totals"][1]["vs_first"]["time_ratio"], "5.04× less");
     assert_eq!(j["sessions"][0]["label"], "no-enlightenments");
     assert_eq!(j["sessions"][1]["tag"], "B");
@@ -141,7 +141,7 @@ fn recording_against_perf_text() {
     assert_eq!((a.p99_ns, b.p99_ns), (None, Some(6_000.0)));
     assert_eq!((a.rate_per_s, b.rate_per_s), (None, Some(2_000.0)));
     assert_eq!(vs(b).time_ratio, "200.00× less");
-    assert!(diff::render_table(&d).contains("n/a"));
+    assert!(diff_table::render_table(&d).contains("n/a"));
 }
 
 #[test]

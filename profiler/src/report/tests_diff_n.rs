@@ -75,7 +75,7 @@ fn rates_not_counts_when_durations_differ() {
     assert!((pct - 262.5).abs() < 1e-9, "{pct}");
     // Handling time per second: 2000 × 2 µs / 2.9 s against 4000 × 2 µs / 1.6 s.
     assert_eq!(vs(io).time_ratio, "3.62× more");
-    let t = diff::render_table(&d);
+    let t = diff_table::render_table(&d);
     let row = t.lines().find(|l| l.starts_with("IO_INSTRUCTION")).unwrap();
     assert!(row.contains("+262.5%") && !row.contains("+100.0%"), "{row}");
     assert!(row.contains("689.7") && row.contains("2500.0"), "{row}");
@@ -130,7 +130,7 @@ fn four_sessions_of_mixed_kinds() {
     assert_eq!(vs(&d.totals[1]).time_ratio, diff::ratio(ta, tb));
     assert!(vs(&d.totals[2]).time_ratio.ends_with("less"));
 
-    let t = diff::render_table(&d);
+    let t = diff_table::render_table(&d);
     let heads: Vec<&str> = t.lines().filter(|l| l.starts_with("Reason")).collect();
     assert_eq!(heads.len(), 1, "{t}");
     assert_eq!(heads[0].matches("Count").count(), 4, "{t}");
@@ -164,7 +164,7 @@ fn different_isas_are_said_once() {
         assert_eq!(vs(&r.sessions[1]).time_ratio, "other ISA", "{}", r.name);
         assert_eq!(vs(&r.sessions[1]).exits_pct, None);
     }
-    let t = diff::render_table(&d);
+    let t = diff_table::render_table(&d);
     assert_eq!(t.matches("note: different ISAs").count(), 1, "{t}");
     assert!(!t.contains(" new") && !t.contains(" gone"), "{t}");
 }
@@ -176,9 +176,9 @@ fn csv_has_a_line_per_reason_and_session() {
     let b = session("b,\"quoted\"", 5_000, &[(30, 500, 2_000), (10, 100, 1_000)]);
     let c = session("c", 20_000, &[(10, 400, 1_500)]);
     let d = diff_with(&[&a, &b, &c], &DiffOptions::default()).unwrap();
-    let csv = diff::render_csv(&d);
+    let csv = diff_table::render_csv(&d);
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], diff::CSV_COLUMNS.join(","));
+    assert_eq!(lines[0], diff_table::CSV_COLUMNS.join(","));
     assert_eq!(lines.len(), 1 + d.reasons.len() * 3 + 3, "{csv}");
     let io: Vec<&str> = lines
         .iter()

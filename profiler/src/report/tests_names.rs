@@ -48,7 +48,7 @@ fn diff_table_escapes_names_and_labels() {
     let (mut a, b) = (hostile(no_features()), hostile(all_features()));
     a.label = format!("{EVIL}.kvmprof");
     let d = diff(&a, &b);
-    assert_clean("diff", &diff::render_table(&d));
+    assert_clean("diff", &diff_table::render_table(&d));
     let o = diff_chart::ChartOptions::default();
     assert_clean("diff chart", &diff_chart::render_chart(&d, &o));
 }

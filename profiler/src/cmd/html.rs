@@ -1,0 +1,80 @@
+//! `report --format html` and `diff --format html`: sessions, each with its advice, as one
+//! page (report::html draws it); and where `-o` sends a report of any format.
+
+use std::path::Path;
+
+use crate::{
+    advice,
+    model::VmSelector,
+    report::{
+        html::{self, Output},
+        Data,
+    },
+    session::{warn, Session},
+};
+
+/// A session of the page: its data and its advice (as `advise` computes them), narrowed to
+/// one VM when `vm` names one. perf text's import warnings (also on stderr) go into the page.
+pub fn part(
+    session: &Session,
+    data: Data,
+    vm: Option<&VmSelector>,
+) -> anyhow::Result<html::Session> {
+    let mut data = data;
+    if let Some(imp) = session.perf_import() {
+        data.warnings
+            .extend(imp.warnings.iter().map(|w| w.to_string()));
+    }
+    let mut input = super::advise::input(session, None)?;
+    if let Some(sel) = vm {
+        data.view = sel.narrow(std::mem::take(&mut data.view))?;
+        input.view = sel.narrow(std::mem::take(&mut input.view))?;
+    }
+    Ok(html::Session {
+        data,
+        advice: Some(advice::analyze(&input)),
+    })
+}
+
+/// The page of one session.
+pub fn report_page(
+    session: &Session,
+    data: Data,
+    vm: Option<&VmSelector>,
+) -> anyhow::Result<String> {
+    let label = data.label.clone();
+    Ok(html::render(&[(label, part(session, data, vm)?)])?)
+}
+
+/// The page of N recordings or perf texts, any mix, the first as the base: each named by
+/// its label, or else by its path, and narrowed to a VM when one is given.
+pub fn files_page(files: &[(&Path, Option<&str>, Option<&VmSelector>)]) -> anyhow::Result<String> {
+    let mut parts = Vec::new();
+    for &(path, label, vm) in files {
+        let session = Session::file(path)?;
+        let data = session.data()?;
+        for w in &data.warnings {
+            warn(w);
+        }
+        let label = label.map_or_else(|| data.label.clone(), str::to_string);
+        parts.push((label, part(&session, data, vm)?));
+    }
+    Ok(html::render(&parts)?)
+}
+
+/// Where a report goes: stdout without `-o`, except for an HTML page, which needs `-o` (a page
+/// on a terminal helps nobody). Checked before any work is done.
+pub fn output(page: bool, arg: Option<&Path>) -> anyhow::Result<Output> {
+    Ok(match (page, arg) {
+        (true, _) | (_, Some(_)) => Output::of(arg)?,
+        (false, None) => Output::Stdout,
+    })
+}
+
+/// Writes the report where `out` says.
+pub fn emit(out: &Output, text: &str) -> anyhow::Result<()> {
+    match out {
+        Output::Stdout => crate::out::print(text),
+        Output::File(p) => Ok(html::write(p, text)?),
+    }
+}
