@@ -28,6 +28,28 @@ impl From<profiler_common::StatKey> for Key {
     }
 }
 
+/// `out` := the sorted union of two ascending sequences, without duplicates.
+pub fn union_sorted<'a>(
+    a: impl Iterator<Item = &'a Key>,
+    b: impl Iterator<Item = &'a Key>,
+    out: &mut Vec<Key>,
+) {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    loop {
+        let k = match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some(x), None) => **x,
+            (None, Some(y)) => **y,
+            (Some(x), Some(y)) => (**x).min(**y),
+        };
+        a.next_if(|x| **x == k);
+        b.next_if(|y| **y == k);
+        if out.last() != Some(&k) {
+            out.push(k);
+        }
+    }
+}
+
 /// The key-ordered maps of a sample (stats in a persistent map, the others in BTreeMaps), as
 /// the model reads them: lookups and an ascending walk.
 pub trait KeyMap<V> {

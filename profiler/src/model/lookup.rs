@@ -66,25 +66,3 @@ impl<'a> Finds<'a> {
         Some(delta(new, self.old_stats.get(k), inf, false, &mut ctx.pool))
     }
 }
-
-/// `out` := the sorted union of two ascending sequences, without duplicates.
-pub(super) fn union<'a>(
-    a: impl Iterator<Item = &'a Key>,
-    b: impl Iterator<Item = &'a Key>,
-    out: &mut Vec<Key>,
-) {
-    let (mut a, mut b) = (a.peekable(), b.peekable());
-    loop {
-        let k = match (a.peek(), b.peek()) {
-            (None, None) => break,
-            (Some(x), None) => **x,
-            (None, Some(y)) => **y,
-            (Some(x), Some(y)) => (**x).min(**y),
-        };
-        a.next_if(|x| **x == k);
-        b.next_if(|y| **y == k);
-        if out.last() != Some(&k) {
-            out.push(k);
-        }
-    }
-}

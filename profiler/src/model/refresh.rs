@@ -12,13 +12,13 @@ use super::{
     compute::{counters, names_source, probe_cost, vcpu_totals, vm_totals, Ctx, Span},
     cpu::host_cpu_of,
     delta::{Delta, DeltaRef},
-    lookup::{union, Finds},
+    lookup::Finds,
     rows::{fill, quiet, refinish},
     span_ns, View,
 };
 use crate::{
     decode::ExitNames,
-    sample::{Key, Sample},
+    sample::{union_sorted, Key, Sample},
 };
 
 /// What a view needs to be updated in place by the next refresh.
@@ -107,7 +107,7 @@ impl Model {
         let all = match &newer.changed {
             Some(c) if c.since_ns == older.mono_ns => {
                 if c.keys.is_sorted() {
-                    union(c.keys.iter(), self.active.iter(), &mut t);
+                    union_sorted(c.keys.iter(), self.active.iter(), &mut t);
                 } else {
                     t.extend_from_slice(&c.keys);
                     t.extend_from_slice(&self.active);
@@ -117,7 +117,7 @@ impl Model {
                 false
             }
             _ => {
-                union(newer.stats.keys(), newer.in_flight.keys(), &mut t);
+                union_sorted(newer.stats.keys(), newer.in_flight.keys(), &mut t);
                 true
             }
         };

@@ -49,8 +49,12 @@ pub struct Table {
     /// One past the highest row index seen in use: a refresh scans about this many rows, not
     /// the whole capacity (`--max-keys`).
     hwm: usize,
-    /// Keys whose statistics changed, came or went since the last `changes`.
+    /// Keys whose statistics changed, came or went since the last `changes`; sorted unless
+    /// `changed_unsorted`.
     changed: Vec<Key>,
+    changed_unsorted: bool,
+    /// Keys whose last row went, since the last refresh (ascending after the refresh sorts).
+    gone: Vec<Key>,
     /// The last sample's time and exits in flight, to say what the next one changed.
     prev: Option<(u64, BTreeMap<Key, u64>)>,
     /// Rows decoded by the last `refresh` (unchanged ones are reused).
@@ -73,6 +77,8 @@ impl Table {
             stale: Vec::new(),
             hwm: 0,
             changed: Vec::new(),
+            changed_unsorted: false,
+            gone: Vec::new(),
             prev: None,
             decoded: 0,
             torn: 0,
@@ -99,8 +105,7 @@ impl Table {
             self.refresh_row(i, gen, &overflow);
             i += 1;
         }
-        self.stale.sort_unstable();
-        self.stale.dedup();
+        // (A key is in `stale` once per row that moved: rows are mostly one per key.)
         if self.stale.len() > self.stats.len() / 4 {
             // Most keys moved: building afresh in key order beats copying chunks key by key.
             let cache = &self.cache;
@@ -121,16 +126,37 @@ impl Table {
                     _ => all.push((k, d.stat.clone())),
                 }
             }
+            // What changed: every key now, and those whose last row went (a superset), in
+            // order; no sort of the moved keys.
+            let mut gone = std::mem::take(&mut self.gone);
+            gone.sort_unstable();
+            let mut keys = Vec::with_capacity(all.len() + gone.len());
+            crate::sample::union_sorted(all.iter().map(|(k, _)| k), gone.iter(), &mut keys);
             self.stats = ChunkMap::from_sorted(all);
-            self.changed.append(&mut self.stale);
+            self.stale.clear();
+            self.add_changed(keys);
             return;
         }
+        self.stale.sort_unstable();
+        self.stale.dedup();
         for k in std::mem::take(&mut self.stale) {
             match self.sum(&k) {
                 Some(st) => self.stats.insert(k, st),
                 None => self.stats.remove(&k),
             };
+            self.changed_unsorted |= self.changed.last().is_some_and(|l| *l >= k);
             self.changed.push(k);
+        }
+        self.gone.clear(); // (in `stale` too: recomputed above)
+    }
+
+    /// Appends sorted `keys` to `changed`.
+    fn add_changed(&mut self, keys: Vec<Key>) {
+        if self.changed.is_empty() {
+            self.changed = keys;
+        } else {
+            self.changed_unsorted |= keys.first() <= self.changed.last();
+            self.changed.extend(keys);
         }
     }
 
@@ -153,14 +179,30 @@ impl Table {
     /// the first sample.
     pub fn changes(&mut self, mono_ns: u64, in_flight: &BTreeMap<Key, u64>) -> Option<Changed> {
         let mut keys = std::mem::take(&mut self.changed);
+        if std::mem::take(&mut self.changed_unsorted) {
+            keys.sort_unstable();
+            keys.dedup();
+        }
         let prev = self.prev.replace((mono_ns, in_flight.clone()));
         let (since_ns, old_inf) = prev?;
-        keys.extend(
-            (in_flight.iter())
-                .filter(|(k, v)| old_inf.get(k) != Some(v))
-                .map(|(k, _)| *k),
-        );
-        keys.extend(old_inf.keys().filter(|k| !in_flight.contains_key(k)));
+        // Exits in flight that moved: a few keys, merged in so the list stays sorted (the
+        // model walks a sorted list without sorting it).
+        let mut inf: Vec<Key> = (in_flight.iter())
+            .filter(|(k, v)| old_inf.get(k) != Some(v))
+            .map(|(k, _)| *k)
+            .chain(
+                old_inf
+                    .keys()
+                    .filter(|k| !in_flight.contains_key(k))
+                    .copied(),
+            )
+            .collect();
+        if !inf.is_empty() {
+            inf.sort_unstable();
+            let mut out = Vec::with_capacity(keys.len() + inf.len());
+            crate::sample::union_sorted(keys.iter(), inf.iter(), &mut out);
+            keys = out;
+        }
         Some(Changed { since_ns, keys })
     }
 
@@ -180,6 +222,7 @@ impl Table {
                 v.retain(|&r| r as usize != i);
                 if v.is_empty() {
                     self.rows_of.remove(&o);
+                    self.gone.push(o);
                 }
             }
             self.stale.push(o);
