@@ -26,7 +26,7 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct Global {
     /// Refresh / sampling interval, e.g. 1s, 500ms, 2.5s.
-    #[arg(long, short = 'i', global = true, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, short = 'i', global = true, default_value = "1s", value_parser = parse_span)]
     pub interval: Duration,
     /// tracefs mount point (default: /sys/kernel/tracing, then /sys/kernel/debug/tracing).
     #[arg(long, global = true, value_name = "DIR")]
@@ -125,7 +125,7 @@ pub struct InputArgs {
     #[arg(long, value_name = "FILE", conflicts_with_all = ["duration", "until_signal"])]
     pub from_perf: Option<PathBuf>,
     /// Collect live for this long (e.g. 10s, 1m).
-    #[arg(long, short = 'd', value_parser = parse_duration, conflicts_with = "until_signal")]
+    #[arg(long, short = 'd', value_parser = parse_span, conflicts_with = "until_signal")]
     pub duration: Option<Duration>,
     /// Collect live until SIGINT or SIGTERM.
     #[arg(long)]
@@ -208,7 +208,7 @@ pub struct CheckArgs {
     pub fail_on: Option<String>,
     /// Sampling interval of a live check: storms and frame windows are measured at this
     /// resolution.
-    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "100ms", value_parser = parse_span)]
     pub sample_every: Duration,
     #[arg(long, short = 'f', value_enum, default_value_t = AdviseFormat::Text)]
     pub format: AdviseFormat,
@@ -249,7 +249,7 @@ pub struct RecordArgs {
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: PathBuf,
     /// Stop after this long (default: until SIGINT or SIGTERM).
-    #[arg(long, short = 'd', value_parser = parse_duration)]
+    #[arg(long, short = 'd', value_parser = parse_span)]
     pub duration: Option<Duration>,
     /// Only these VMs (by name, uuid or pid; repeatable).
     #[arg(long, value_name = "VM", value_parser = VmSelector::parse)]
@@ -288,6 +288,36 @@ pub struct ExerciseArgs {
     pub identity: Vec<String>,
 }
 
+/// `cmd` as shell completions should offer it: without hidden subcommands and options, which
+/// clap_complete would list (clap has no way to remove them, so the tree is rebuilt).
+pub fn completable(cmd: &clap::Command) -> clap::Command {
+    let mut c = clap::Command::new(cmd.get_name().to_string());
+    if let Some(a) = cmd.get_about() {
+        c = c.about(a.clone());
+    }
+    if let Some(v) = cmd.get_version() {
+        c = c.version(v.to_string());
+    }
+    c.args(cmd.get_arguments().filter(|a| !a.is_hide_set()).cloned())
+        .subcommands(
+            cmd.get_subcommands()
+                .filter(|s| !s.is_hide_set())
+                .map(completable),
+        )
+}
+
+/// A duration that must be above zero (how long to collect, how often to sample): `0s` would
+/// collect nothing, or sample in a busy loop.
+pub fn parse_span(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        Duration::ZERO => Err(format!(
+            "`{}` is no time at all: give a duration above zero, e.g. 500ms or 10s",
+            s.trim()
+        )),
+        d => Ok(d),
+    }
+}
+
 /// A duration in jiff's friendly format ("500ms", "2.5s", "1.5m", "1h", "1m30s", "2 hours"),
 /// or plain seconds ("3", "0.5").
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -314,6 +344,38 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// Completions offer what `--help` shows: no hidden subcommand (exercise) or option
+    /// (diff's old --vm-a), in any shell; everything shown is still there.
+    #[test]
+    fn completions_leave_out_what_help_hides() {
+        use clap_complete::Shell;
+        for shell in [
+            Shell::Bash,
+            Shell::Zsh,
+            Shell::Fish,
+            Shell::Elvish,
+            Shell::PowerShell,
+        ] {
+            let mut script = Vec::new();
+            let mut cmd = completable(&Cli::command());
+            clap_complete::generate(shell, &mut cmd, "kvmprof", &mut script);
+            let script = String::from_utf8(script).unwrap();
+            for hidden in ["exercise", "vm-a", "vm-b"] {
+                assert!(!script.contains(hidden), "{shell}: {hidden}");
+            }
+            for shown in [
+                "record",
+                "replay",
+                "diff",
+                "max-keys",
+                "label",
+                "perf-layout",
+            ] {
+                assert!(script.contains(shown), "{shell}: {shown} missing");
+            }
+        }
+    }
+
     #[test]
     fn durations() {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
@@ -337,6 +399,11 @@ mod tests {
         assert_eq!(parse_duration("1h 5m"), Ok(Duration::from_secs(3900)));
         assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("0ms"), Ok(Duration::ZERO));
+        for zero in ["0s", "0", "0ms", " 0.0 "] {
+            let e = parse_span(zero).unwrap_err();
+            assert!(e.contains("above zero") && !e.contains('\n'), "{e}");
+        }
+        assert_eq!(parse_span("1ms"), Ok(Duration::from_millis(1)));
         assert_eq!(parse_duration("2 hours"), Ok(Duration::from_secs(7200)));
     }
 

@@ -26,7 +26,8 @@ fn main() -> ExitCode {
         Some(Command::Exercise(ref a)) => cmd::exercise::exercise(a),
         Some(Command::Completions { shell }) => {
             let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "kvmprof", &mut script);
+            let mut cli = kvmprof::cli::completable(&Cli::command());
+            clap_complete::generate(shell, &mut cli, "kvmprof", &mut script);
             kvmprof::out::print(&String::from_utf8_lossy(&script))
         }
     };

@@ -156,7 +156,7 @@ pub fn evaluate(
     let planned = plan(thresholds);
     let mut notes = Vec::new();
     if planned.is_empty() {
-        notes.push("no thresholds given: set some with KEY=VALUE flags or a TOML file (see profiler/src/check/example.toml)".into());
+        notes.push("no thresholds given: set some with KEY=VALUE flags or a TOML file (`kvmprof check --example` prints every key)".into());
     }
     let (vms, missing) = select(view, vm_filter);
     let seen = view

@@ -10,7 +10,7 @@ fn toml_errors_are_one_line_and_name_the_key() {
         .to_string();
     assert!(e.starts_with("t.toml:2: "), "{e}");
     assert!(
-        e.contains("max_overhed_pct") && e.contains("example.toml"),
+        e.contains("max_overhed_pct") && e.contains("kvmprof check --example"),
         "{e}"
     );
     assert!(!e.contains('\n'));
@@ -139,4 +139,43 @@ fn junit_timestamps_are_iso_utc() {
     assert_eq!(timestamp_utc(UNIX_EPOCH), "1970-01-01T00:00:00");
     let t = UNIX_EPOCH + Duration::from_secs(1_709_210_096); // 2024-02-29 12:34:56 UTC
     assert_eq!(timestamp_utc(t), "2024-02-29T12:34:56");
+}
+
+/// `check --example` is what users copy: every flag it names is one `check` takes, and every
+/// reason name it lists resolves.
+#[test]
+fn the_example_names_only_real_flags_and_reasons() {
+    use clap::CommandFactory;
+    let mut root = crate::cli::Cli::command();
+    root.build();
+    let check = root.find_subcommand("check").expect("check subcommand");
+    let flags: Vec<String> = (check.get_arguments())
+        .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+        .collect();
+    let mut named = 0;
+    for w in EXAMPLE_TOML.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')) {
+        if let Some(flag) = w.strip_prefix("--").filter(|f| !f.is_empty()) {
+            assert!(
+                flags.contains(&format!("--{flag}")),
+                "--{flag} is not a flag of check"
+            );
+            named += 1;
+        }
+    }
+    assert!(named >= 3, "the example names its flags");
+    let names = crate::decode::ExitNames::builtin();
+    // Comment lines joined: a list may wrap.
+    let text = EXAMPLE_TOML.replace("\n# ", " ");
+    let lists = (text.split("names (").skip(1)).map(|l| l.split(')').next().unwrap_or(""));
+    let mut listed = 0;
+    for list in lists {
+        for name in list.split(',').map(str::trim).filter(|n| *n != "...") {
+            assert!(
+                !resolve_reason(name, &names).is_empty(),
+                "`{name}` in the example is not a reason name"
+            );
+            listed += 1;
+        }
+    }
+    assert!(listed >= 5, "{listed} reason names found in the example");
 }

@@ -8,7 +8,7 @@ use crate::{decode::ExitNames, settings};
 
 /// What a load test must stay under. Every limit is optional; absent ones are not checked.
 ///
-/// Example (the full, commented file is `profiler/src/check/example.toml`):
+/// Example (the full, commented file is `example.toml`, printed by `check --example`):
 /// ```toml
 /// max_exits_per_s = 200000          # all exits of a VM per second (HLT included)
 /// max_exits_per_vcpu_per_s = 50000  # the busiest vCPU's exits per second
@@ -77,7 +77,7 @@ pub struct ThresholdError(pub String);
 pub const DEFAULT_STORM_WINDOW_MS: f64 = 100.0;
 pub const DEFAULT_FRAME_HZ: [f64; 2] = [60.0, 120.0];
 
-const FIX: &str = "see profiler/src/check/example.toml for every key";
+const FIX: &str = "`kvmprof check --example` prints every key";
 
 impl Thresholds {
     /// Parses a TOML thresholds file; `origin` (the path) prefixes errors.
