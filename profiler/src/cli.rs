@@ -1,4 +1,5 @@
-//! Command line: global options flattened into every subcommand; `top` is the default.
+//! Command line: the live-collection options (`Global`) on the commands that collect live
+//! (and on bare `kvmprof`, which is `top`); `top` is the default.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -14,7 +15,9 @@ pub use diff::{DiffArgs, DiffFormat, VmPick};
     name = "kvmprof",
     version,
     about = "Live eBPF profiler of KVM VM exits: per-VM, per-vCPU exit reasons and latency",
-    after_help = "Run as root (or with CAP_BPF+CAP_PERFMON). With no subcommand, opens the live TUI."
+    after_help = "Run as root (or with CAP_BPF+CAP_PERFMON). With no subcommand, opens the live TUI. \
+    A subcommand's options go after it: kvmprof record -i 500ms -o s.kvmprof",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -23,46 +26,79 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// Options of a live collection (the probe and how often it is read): on `kvmprof` / `top`,
+/// demo, record, report, advise, check and serve; not on what reads files only.
 #[derive(Args, Debug, Clone)]
 pub struct Global {
     /// Refresh / sampling interval, e.g. 1s, 500ms, 2.5s.
-    #[arg(long, short = 'i', global = true, default_value = "1s", value_parser = parse_span)]
+    #[arg(long, short = 'i', default_value = "1s", value_parser = parse_span)]
     pub interval: Duration,
     /// tracefs mount point (default: /sys/kernel/tracing, then /sys/kernel/debug/tracing).
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     pub tracefs: Option<PathBuf>,
     /// Most (VM, vCPU, reason) rows kept in the kernel (about 400 bytes of kernel memory each,
     /// whatever the CPU count); further ones are counted as drops.
-    #[arg(long, global = true, default_value_t = 16384, value_name = "N",
+    #[arg(long, default_value_t = 16384, value_name = "N",
           value_parser = clap::value_parser!(u32).range(64..=4_194_304))]
     pub max_keys: u32,
     /// Run even if another kvmprof is already profiling this host.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub allow_concurrent: bool,
+}
+
+impl Cli {
+    /// The live-collection options of the command given (bare `kvmprof`: its own).
+    pub fn global(&self) -> Global {
+        match &self.command {
+            Some(Command::Top(a)) => a.global.clone(),
+            Some(Command::Demo(a)) => a.global.clone(),
+            Some(Command::Record(a)) => a.global.clone(),
+            Some(Command::Report(a)) => a.global.clone(),
+            Some(Command::Advise(a)) => a.global.clone(),
+            Some(Command::Check(a)) => a.global.clone(),
+            Some(Command::Serve(a)) => a.global.clone(),
+            _ => self.global.clone(),
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Live TUI (the default).
-    Top,
+    #[command(after_help = "Example: kvmprof top -i 500ms      (or just: kvmprof)")]
+    Top(TopArgs),
     /// Start a tiny built-in guest on the local /dev/kvm and show it live.
+    #[command(after_help = "Example: kvmprof demo --pause 50ms")]
     Demo(DemoArgs),
     /// Record the live session to a file (headless), for replay, report, diff and advice.
+    #[command(after_help = "Example: kvmprof record -o game.kvmprof --duration 10m --vm win11")]
     Record(RecordArgs),
     /// Replay a recording in the TUI.
+    #[command(after_help = "Example: kvmprof replay game.kvmprof")]
     Replay(ReplayArgs),
     /// Report a live collection, a recording or perf text as perf kvm stat's table, JSON or CSV.
+    #[command(
+        after_help = "Example: kvmprof report game.kvmprof --percentiles;  kvmprof report --from-perf perf.txt -f json;  kvmprof report --duration 10s --vm win11"
+    )]
     Report(ReportArgs),
     /// Compare sessions (two or more recordings or perf text, any mix): what moved, by how
     /// much, against the first; as a table, JSON, CSV or bar charts.
     Diff(DiffArgs),
     /// Which Hyper-V enlightenments help or hurt each VM, with the evidence.
+    #[command(
+        after_help = "Example: kvmprof advise game.kvmprof --guest windows;  kvmprof advise --duration 30s --vm win11"
+    )]
     Advise(AdviseArgs),
     /// Load-test gate: measure, compare with thresholds, exit 0 pass / 1 fail / 2 unmeasured.
+    #[command(
+        after_help = "Example: kvmprof check --vm win11 --duration 30s --config thresholds.toml --junit out.xml  (kvmprof check --example prints a thresholds file)"
+    )]
     Check(CheckArgs),
     /// Prometheus/OpenMetrics exporter (headless; binds 127.0.0.1:9477 by default).
+    #[command(after_help = "Example: kvmprof serve --listen 127.0.0.1:9477")]
     Serve(ServeArgs),
     /// Print shell completions.
+    #[command(after_help = "Example: kvmprof completions bash > /etc/bash_completion.d/kvmprof")]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
@@ -73,7 +109,15 @@ pub enum Command {
 }
 
 #[derive(Args, Debug)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub global: Global,
+}
+
+#[derive(Args, Debug)]
 pub struct DemoArgs {
+    #[command(flatten)]
+    pub global: Global,
     /// Loop iterations per guest run (each does out, cpuid, rdmsr, wrmsr).
     #[arg(long, default_value_t = 2000)]
     pub iters: u64,
@@ -84,6 +128,8 @@ pub struct DemoArgs {
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
+    #[command(flatten)]
+    pub global: Global,
     #[command(flatten)]
     pub input: InputArgs,
     /// Output format.
@@ -148,6 +194,8 @@ pub enum Format {
 #[derive(Args, Debug)]
 pub struct AdviseArgs {
     #[command(flatten)]
+    pub global: Global,
+    #[command(flatten)]
     pub input: InputArgs,
     /// The VM's QEMU command line, when the host cannot read it (e.g. perf text from elsewhere).
     #[arg(long, value_name = "CMDLINE")]
@@ -192,6 +240,8 @@ pub enum AdviseFormat {
 #[derive(Args, Debug)]
 pub struct CheckArgs {
     #[command(flatten)]
+    pub global: Global,
+    #[command(flatten)]
     pub input: InputArgs,
     /// VM(s) to check, by name, uuid or pid (default: every VM seen).
     #[arg(long, value_name = "VM", value_parser = VmSelector::parse)]
@@ -222,6 +272,8 @@ pub struct CheckArgs {
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub global: Global,
     /// Address to listen on (loopback by default; a host's metrics are nobody else's business
     /// unless you say so).
     #[arg(long, default_value = "127.0.0.1:9477", value_name = "ADDR")]
@@ -245,6 +297,8 @@ pub struct ServeArgs {
 
 #[derive(Args, Debug)]
 pub struct RecordArgs {
+    #[command(flatten)]
+    pub global: Global,
     /// Output file (overwritten).
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: PathBuf,
@@ -342,6 +396,28 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Every subcommand's help ends with an example that parses.
+    #[test]
+    fn every_subcommand_help_has_an_example_that_parses() {
+        let root = Cli::command();
+        for sub in root.get_subcommands().filter(|s| !s.is_hide_set()) {
+            let help = sub
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            let ex = help
+                .strip_prefix("Example: ")
+                .unwrap_or_else(|| panic!("{}: no example in its help", sub.get_name()));
+            for one in ex.split(";  ") {
+                let one = one.split("  (").next().unwrap_or(one);
+                let args: Vec<&str> = one.split_whitespace().take_while(|w| *w != ">").collect();
+                if let Err(e) = Cli::try_parse_from(&args) {
+                    panic!("{}: example `{one}` does not parse: {e}", sub.get_name());
+                }
+            }
+        }
     }
 
     /// Completions offer what `--help` shows: no hidden subcommand (exercise) or option

@@ -8,10 +8,10 @@ use kvmprof::cmd::{self, Env};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut env = Env::host(cli.global.clone());
+    let mut env = Env::host(cli.global());
     let env = &mut env;
     let result = match cli.command {
-        None | Some(Command::Top) => cmd::top::top(env),
+        None | Some(Command::Top(_)) => cmd::top::top(env),
         Some(Command::Demo(ref a)) => cmd::top::demo(env, a),
         Some(Command::Replay(ref a)) => cmd::top::replay(a),
         Some(Command::Report(ref a)) => cmd::report::report(env, a),

@@ -126,7 +126,7 @@ fn demo_guest_dies_with_kvmprof() {
             .expect("tmux runs")
     };
     let cmd = format!(
-        "exec {} --allow-concurrent demo",
+        "exec {} demo --allow-concurrent",
         env!("CARGO_BIN_EXE_kvmprof")
     );
     let o = tmux(&["new-session", "-d", "-x", "120", "-y", "40", &cmd]);

@@ -462,10 +462,10 @@ fn prometheus_scrapes_kvmprof_serve_and_agrees_with_report() {
     let _serve = Kill(
         Command::new(&kvmprof)
             .args([
+                "serve",
                 "--allow-concurrent",
                 "-i",
                 "100ms",
-                "serve",
                 "--no-advice",
                 "--listen",
             ])
@@ -479,10 +479,10 @@ fn prometheus_scrapes_kvmprof_serve_and_agrees_with_report() {
     );
     let report = Command::new(&kvmprof)
         .args([
+            "report",
             "--allow-concurrent",
             "-i",
             "100ms",
-            "report",
             "--until-signal",
             "--format",
             "json",

@@ -92,13 +92,13 @@ hyperv_run() {
   trig kvm_hv_synic_set_msr 'hist:keys=msr,data,host:sort=msr' || { hv_fail "kvm_hv_synic_set_msr hist trigger"; return; }
   trig kvm_hv_stimer_expiration 'hist:keys=timer_index,direct,msg_send_result' || hv_fail "kvm_hv_stimer_expiration hist trigger"
   trig kvm_apicv_inhibit_changed 'hist:keys=reason,set' 2>/dev/null || echo "no kvm_apicv_inhibit_changed event" > /tmp/hv_inhibit.hist
-  /bin/kvmprof --allow-concurrent report -i 100ms --until-signal --format json --ready-file /tmp/hv_ready \
+  /bin/kvmprof report --allow-concurrent -i 100ms --until-signal --format json --ready-file /tmp/hv_ready \
     > /tmp/hv_kvmprof.json 2> /tmp/hv_kvmprof.stderr &
   HKP=$!
   wait_ready $HKP /tmp/hv_ready "kvmprof report" || return
   HAP=
   if /bin/kvmprof advise --help > /dev/null 2>&1; then
-    /bin/kvmprof --allow-concurrent advise -i 100ms --until-signal --format json --ready-file /tmp/hv_ready2 \
+    /bin/kvmprof advise --allow-concurrent -i 100ms --until-signal --format json --ready-file /tmp/hv_ready2 \
       > /tmp/hv_advise.json 2> /tmp/hv_advise.stderr &
     HAP=$!
     wait_ready $HAP /tmp/hv_ready2 "kvmprof advise" || return
@@ -137,7 +137,7 @@ session_b() {
   echo '!hist:keys=isa,exit_reason:sort=exit_reason' > $T/events/kvm/kvm_exit/trigger 2>/dev/null
   echo 'hist:keys=isa,exit_reason:sort=exit_reason' > $T/events/kvm/kvm_exit/trigger
   echo 1 > $T/events/kvm/kvm_exit/enable
-  /bin/kvmprof --allow-concurrent record -i 100ms -o /tmp/b.kvmprof --ready-file /tmp/ready_b 2> /tmp/record_b.stderr &
+  /bin/kvmprof record --allow-concurrent -i 100ms -o /tmp/b.kvmprof --ready-file /tmp/ready_b 2> /tmp/record_b.stderr &
   RB=$!
   i=0
   while [ ! -e /tmp/ready_b ] && kill -0 $RB 2>/dev/null && [ $i -lt 1200 ]; do i=$((i + 1)); sleep 0.1; done
@@ -171,7 +171,7 @@ while [ ! -e /tmp/ready ]; do
 done
 
 # Session A: the same run recorded (sessions: record → replay/report/diff on the host).
-/bin/kvmprof --allow-concurrent record -i 100ms -o /tmp/a.kvmprof --ready-file /tmp/ready_a 2> /tmp/record_a.stderr &
+/bin/kvmprof record --allow-concurrent -i 100ms -o /tmp/a.kvmprof --ready-file /tmp/ready_a 2> /tmp/record_a.stderr &
 RA=$!
 i=0
 while [ ! -e /tmp/ready_a ] && kill -0 $RA 2>/dev/null && [ $i -lt 1200 ]; do i=$((i + 1)); sleep 0.1; done

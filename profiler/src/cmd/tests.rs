@@ -54,15 +54,15 @@ fn parse(args: &[&str]) -> Cli {
 }
 
 fn env(cli: &Cli) -> Env {
-    Env::fake(cli.global.clone(), FakeSource::live(host()))
+    Env::fake(cli.global(), FakeSource::live(host()))
 }
 
 #[test]
 fn report_live_json_narrowed_by_uuid() {
     let cli = parse(&[
+        "report",
         "-i",
         "20ms",
-        "report",
         "-d",
         "100ms",
         "-f",
@@ -94,7 +94,7 @@ fn record_then_report_and_diff_the_file() {
     let file = dir.path().join("s.kvmprof");
     let f = file.to_str().expect("utf-8 path");
     let cli = parse(&[
-        "-i", "20ms", "record", "-o", f, "-d", "100ms", "--vm", "win",
+        "record", "-i", "20ms", "-o", f, "-d", "100ms", "--vm", "win",
     ]);
     let Some(Command::Record(a)) = &cli.command else {
         panic!()
@@ -126,7 +126,7 @@ fn record_then_report_and_diff_the_file() {
 
 #[test]
 fn advise_live_and_one_vm_selector_rule() {
-    let cli = parse(&["-i", "20ms", "advise", "-d", "100ms", "--vm", "db"]);
+    let cli = parse(&["advise", "-i", "20ms", "-d", "100ms", "--vm", "db"]);
     let Some(Command::Advise(a)) = &cli.command else {
         panic!()
     };
@@ -135,7 +135,7 @@ fn advise_live_and_one_vm_selector_rule() {
         out.contains("VM db (pid 200)") && !out.contains("VM win"),
         "{out}"
     );
-    let cli = parse(&["-i", "20ms", "advise", "-d", "60ms", "--vm", "nope"]);
+    let cli = parse(&["advise", "-i", "20ms", "-d", "60ms", "--vm", "nope"]);
     let Some(Command::Advise(a)) = &cli.command else {
         panic!()
     };
@@ -216,7 +216,7 @@ fn check_on_perf_text_does_not_pass_p99_it_cannot_see() {
 #[test]
 fn report_live_html_narrowed_by_vm() {
     let cli = parse(&[
-        "-i", "20ms", "report", "-d", "100ms", "-f", "html", "-o", "-", "--vm", "win",
+        "report", "-i", "20ms", "-d", "100ms", "-f", "html", "-o", "-", "--vm", "win",
     ]);
     let Some(Command::Report(a)) = &cli.command else {
         panic!()
