@@ -398,6 +398,39 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// Live-collection options are taken by the commands that collect live, and refused by
+    /// those that only read files (they would silently do nothing there).
+    #[test]
+    fn live_options_only_where_they_apply() {
+        for cmd in [
+            "top",
+            "demo",
+            "record -o x",
+            "report",
+            "advise",
+            "check",
+            "serve",
+        ] {
+            let mut args = vec!["kvmprof"];
+            args.extend(cmd.split(' '));
+            args.extend(["--max-keys", "128", "-i", "2s"]);
+            let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{cmd}: {e}"));
+            assert_eq!(cli.global().max_keys, 128, "{cmd}");
+            assert_eq!(cli.global().interval, Duration::from_secs(2), "{cmd}");
+        }
+        for cmd in ["replay x", "diff a b", "completions bash"] {
+            let mut args = vec!["kvmprof"];
+            args.extend(cmd.split(' '));
+            args.extend(["--max-keys", "128"]);
+            assert!(
+                Cli::try_parse_from(&args).is_err(),
+                "{cmd} takes --max-keys"
+            );
+        }
+        let e = Cli::try_parse_from(["kvmprof", "-i", "2s", "record", "-o", "x"]).unwrap_err();
+        assert!(e.to_string().contains("cannot be used with"), "{e}");
+    }
+
     /// Every subcommand's help ends with an example that parses.
     #[test]
     fn every_subcommand_help_has_an_example_that_parses() {
