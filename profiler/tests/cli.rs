@@ -363,3 +363,28 @@ fn no_table_is_said_once() {
     assert_eq!(e.lines().count(), 1, "{e}");
     assert_eq!(e.matches("no perf kvm stat table found").count(), 1, "{e}");
 }
+
+/// A table that cannot hold what was asked for is an error naming what there is, not an empty
+/// or arbitrary table with exit 0.
+#[test]
+fn report_refuses_a_vcpu_or_sort_the_session_does_not_have() {
+    let perf = repo_file("profiler/tests/corpus/04-win-3dgame-no-hyperv-baseline.txt");
+    let o = kvmprof(&["report", &perf, "--vcpu", "7"]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    let last = e.lines().last().unwrap_or("");
+    assert!(
+        last.contains("no vCPU 7") && last.contains("vCPUs are 0"),
+        "{e}"
+    );
+    let o = kvmprof(&["report", &perf, "-k", "p99"]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("no percentiles to sort by") && e.contains("-k sample"),
+        "{e}"
+    );
+    // What is there still works.
+    let o = kvmprof(&["report", &perf, "--vcpu", "0", "-k", "time"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}

@@ -19,7 +19,7 @@
 pub use super::perf_layout::TableOptions;
 use super::{
     evidence,
-    perf_layout::{classic_row, footer, header, ClassicRow, Event, PerfLayout, NAME_WIDTH},
+    perf_layout::{classic_row, footer, header, ClassicRow, Event, PerfLayout, SortBy, NAME_WIDTH},
     perf_table64,
     printf::{f, s},
     rows::{notes, pct, rel_stderr_pct, table_rows, timed_sorted},
@@ -33,6 +33,7 @@ use crate::text::printable;
 pub fn render(data: &Data, opts: &TableOptions) -> Result<String, ReportError> {
     let opts = &scoped(data, opts);
     let view = &data.view;
+    asks_what_is_there(view, opts)?;
     let mut scopes: Vec<Option<&VmView>> = Vec::new();
     match &opts.vm {
         Some(w) => scopes.push(Some(w.find(view)?)),
@@ -70,6 +71,47 @@ pub fn render(data: &Data, opts: &TableOptions) -> Result<String, ReportError> {
         }
     }
     Ok(out)
+}
+
+/// A `--vcpu` no selected VM has, or a sort by p99 where no row has percentiles (perf text),
+/// would print an empty or arbitrary table: say so instead.
+fn asks_what_is_there(view: &crate::model::View, o: &TableOptions) -> Result<(), ReportError> {
+    let vms: Vec<&VmView> = match &o.vm {
+        Some(w) => vec![w.find(view)?],
+        None => view.vms.iter().collect(),
+    };
+    if let (Some(n), Event::Vmexit) = (o.vcpu, o.event) {
+        let mut have: Vec<u32> = vms
+            .iter()
+            .flat_map(|v| v.vcpus.iter().map(|c| c.vcpu))
+            .collect();
+        have.sort_unstable();
+        have.dedup();
+        if !vms.is_empty() && !have.contains(&n) {
+            let list: Vec<String> = have.iter().map(u32::to_string).collect();
+            let (which, whose) = match o.vm {
+                Some(_) => ("that VM", "its"),
+                None => ("any VM", "their"),
+            };
+            let list = if list.is_empty() {
+                "none".into()
+            } else {
+                list.join(", ")
+            };
+            return Err(ReportError::Usage(format!(
+                "no vCPU {n} in {which}: {whose} vCPUs are {list}; pick one of those with --vcpu"
+            )));
+        }
+    }
+    let rows = vms.iter().flat_map(|v| v.reasons.iter());
+    if o.sort == SortBy::P99 && !rows.clone().any(Row::has_percentiles) && rows.count() > 0 {
+        return Err(ReportError::Usage(
+            "no percentiles to sort by (perf text has none): use -k sample, time, max_t, min_t, \
+             mean_t or name"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// `opts` with the perf text's own VM and vCPU where it asks for none: a table read from
