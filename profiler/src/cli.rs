@@ -276,7 +276,8 @@ pub struct ServeArgs {
     pub global: Global,
     /// Address to listen on (loopback by default; a host's metrics are nobody else's business
     /// unless you say so).
-    #[arg(long, default_value = "127.0.0.1:9477", value_name = "ADDR")]
+    #[arg(long, default_value = "127.0.0.1:9477", value_name = "ADDR",
+          value_parser = parse_listen)]
     pub listen: std::net::SocketAddr,
     /// Named exit reasons per VM; the rest are summed into reason="other".
     #[arg(long, default_value_t = 10, value_name = "N")]
@@ -358,6 +359,31 @@ pub fn completable(cmd: &clap::Command) -> clap::Command {
                 .filter(|s| !s.is_hide_set())
                 .map(completable),
         )
+}
+
+/// Where `serve` listens: `ADDR:PORT`, `[V6]:PORT`, `HOST:PORT` (resolved; IPv4 first, so
+/// `localhost` is 127.0.0.1) or `:PORT` (every interface, as Go and nginx read it).
+pub fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+    let s = s.trim();
+    let bad = || {
+        format!(
+            "`{s}` is not an address to listen on: use ADDR:PORT, e.g. 127.0.0.1:9477, \
+             [::1]:9477, localhost:9477 or :9477 (every interface)"
+        )
+    };
+    if let Some(port) = s.strip_prefix(':') {
+        let port = port.parse::<u16>().map_err(|_| bad())?;
+        return Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)));
+    }
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let addrs: Vec<SocketAddr> = s.to_socket_addrs().map_err(|_| bad())?.collect();
+    (addrs.iter().find(|a| a.is_ipv4()))
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(bad)
 }
 
 /// A duration that must be above zero (how long to collect, how often to sample): `0s` would

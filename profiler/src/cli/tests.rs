@@ -153,3 +153,17 @@ fn default_is_top() {
     assert!(cli.command.is_none());
     assert_eq!(cli.global.interval, Duration::from_millis(250));
 }
+
+/// `serve --listen` takes what people type: an address, a host name, or just a port.
+#[test]
+fn listen_addresses() {
+    let ok = |s: &str| parse_listen(s).map(|a| a.to_string());
+    assert_eq!(ok("127.0.0.1:9477").as_deref(), Ok("127.0.0.1:9477"));
+    assert_eq!(ok("[::1]:9477").as_deref(), Ok("[::1]:9477"));
+    assert_eq!(ok(":9477").as_deref(), Ok("0.0.0.0:9477"));
+    assert_eq!(ok("localhost:9477").as_deref(), Ok("127.0.0.1:9477"));
+    for bad in ["9477", "localhost", ":http", "127.0.0.1:99999", ""] {
+        let e = parse_listen(bad).unwrap_err();
+        assert!(e.contains("ADDR:PORT") && !e.contains('\n'), "{bad}: {e}");
+    }
+}

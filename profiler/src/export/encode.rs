@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use prometheus_client::{
     collector::Collector,
-    encoding::{DescriptorEncoder, EncodeLabelValue, LabelValueEncoder, NoLabelSet},
+    encoding::{DescriptorEncoder, EncodeLabelValue, LabelValueEncoder, MetricEncoder, NoLabelSet},
     metrics::MetricType,
     registry::{Registry, Unit},
 };
@@ -133,18 +133,23 @@ impl Collector for Families {
             let unit = f.seconds.then_some(&seconds);
             let mut m = enc.encode_descriptor(f.name, f.help, unit, f.kind)?;
             for (l, v) in &f.series {
-                let mut s = m.encode_family(l)?;
-                match v {
-                    Value::Count(c) => s.encode_counter::<NoLabelSet, _, u64>(c, None)?,
-                    Value::Counter(c) => s.encode_counter::<NoLabelSet, _, f64>(c, None)?,
-                    Value::Gauge(g) => s.encode_gauge(g)?,
-                    Value::Histogram(sum, count, b) => {
-                        s.encode_histogram::<NoLabelSet>(*sum, *count, b, None)?
-                    }
+                // A series without labels is written `name value`, not `name{} value`.
+                match l.is_empty() {
+                    true => value(&mut m, v)?,
+                    false => value(&mut m.encode_family(l)?, v)?,
                 }
             }
         }
         Ok(())
+    }
+}
+
+fn value(s: &mut MetricEncoder, v: &Value) -> Result<(), std::fmt::Error> {
+    match v {
+        Value::Count(c) => s.encode_counter::<NoLabelSet, _, u64>(c, None),
+        Value::Counter(c) => s.encode_counter::<NoLabelSet, _, f64>(c, None),
+        Value::Gauge(g) => s.encode_gauge(g),
+        Value::Histogram(sum, count, b) => s.encode_histogram::<NoLabelSet>(*sum, *count, b, None),
     }
 }
 

@@ -129,6 +129,9 @@ fn values_equal_the_model() {
     assert!(text.ends_with("# EOF\n"), "{text}");
     assert!(text.contains("# TYPE kvmprof_exit_handling_seconds histogram"));
     let m = parse(&text);
+    // Series without labels carry no empty braces (`kvmprof_samples_total 2`).
+    assert!(!text.contains("{}"), "{text}");
+    assert!(text.contains("\nkvmprof_samples_total 2\n"), "{text}");
     let view = compute(&a, &b, &names);
     for r in &view.vms[0].reasons {
         let l = format!("isa=vmx,pid=10,reason={},vm=win11", r.name);
