@@ -19,7 +19,6 @@ use super::{
 use crate::{
     model::VmView,
     sample::{EvKey, Sample},
-    text::printable,
 };
 
 /// Evidence counts over a span (newer − older), per key.
@@ -92,9 +91,6 @@ pub(crate) fn table(
     // Read from perf text with its times: printed with them.
     if let Some(timed) = sub_times::for_table(times, event, vm.map(|v| v.pid), &keyed) {
         sub_times::classic_table(out, event, &timed, sort);
-        if let Some(v) = vm {
-            out.push_str(&format!("# VM {} (pid {})\n", printable(&v.name), v.pid));
-        }
         out.push_str("# times as the perf text printed them (kvmprof itself counts these accesses without timing them)\n");
         return Ok(());
     }
@@ -115,9 +111,6 @@ pub(crate) fn table(
         ));
     }
     out.push_str(&footer(total, None));
-    if let Some(v) = vm {
-        out.push_str(&format!("# VM {} (pid {})\n", printable(&v.name), v.pid));
-    }
     out.push_str(&format!(
         "# kvmprof counts {counted} in kernel without timing them: no Time%/Min/Max/Avg here; their handling time is in the VM-EXIT table ({rows_with_time})\n"
     ));

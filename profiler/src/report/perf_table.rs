@@ -146,7 +146,11 @@ fn analyze_line(vm: Option<&VmView>, vcpu: Option<u32>, scope: Option<&Scope>) -
         None => "all VCPUs:".to_string(),
         Some(n) => format!("VCPU {n}:"),
     };
-    format!("\n\nAnalyze events for {who}{cpus}\n\n")
+    // The VM's name, on the line before perf's own (after its table it read as the next one's).
+    let label = vm.map_or(String::new(), |v| {
+        format!("# VM {} (pid {})\n", printable(&v.name), v.pid)
+    });
+    format!("\n\n{label}Analyze events for {who}{cpus}\n\n")
 }
 
 /// Bytes of a row up to the end of its "( +- x% )" column, where percentile columns start.
@@ -160,7 +164,7 @@ fn exit_table(out: &mut String, data: &Data, vm: Option<&VmView>, o: &TableOptio
     let total_t: u64 = rows.iter().map(|r| r.total_ns).sum();
     // Counts without times (bcc kvmexit, a table trimmed to its shares): no time is made up.
     if total_t == 0 && !rows.is_empty() && rows.iter().all(|r| r.max_ns == 0) {
-        return untimed_table(out, &rows, vm);
+        return untimed_table(out, &rows);
     }
     // A table read from a perf that printed no Min/Max has none: no made-up 0.00us.
     let extremes = rows.iter().any(|r| r.max_ns > 0);
@@ -208,7 +212,7 @@ fn exit_table(out: &mut String, data: &Data, vm: Option<&VmView>, o: &TableOptio
     if first && lost > 0 {
         out.push_str(&format!("\nLost events: {lost}\n\n"));
     }
-    notes(out, &all, &rows, vm, missing_hist);
+    notes(out, &all, &rows, missing_hist);
     // Host CPU per VM: in its own table's notes, or here when no per-VM tables follow.
     let per_vm_follows = o.per_vm && view.vms.len() > 1;
     let cpu_of: Vec<&VmView> = match vm {
@@ -265,7 +269,7 @@ fn imported_err(data: &Data, vms: &[&VmView], vcpu: Option<u32>, r: &Row) -> Opt
 }
 
 /// Exit counts known without their times: Samples and Samples% only, as the sub-reason tables.
-fn untimed_table(out: &mut String, rows: &[&Row], vm: Option<&VmView>) {
+fn untimed_table(out: &mut String, rows: &[&Row]) {
     out.push_str(&header(Event::Vmexit.header(), false, false));
     out.push_str("\n\n");
     let total: u64 = rows.iter().map(|r| r.timed).sum();
@@ -278,8 +282,5 @@ fn untimed_table(out: &mut String, rows: &[&Row], vm: Option<&VmView>) {
         ));
     }
     out.push_str(&footer(total, None));
-    if let Some(v) = vm {
-        out.push_str(&format!("# VM {} (pid {})\n", v.name, v.pid));
-    }
     out.push_str("# the input held exit counts without times: no Time%/Min/Max/Avg here\n");
 }

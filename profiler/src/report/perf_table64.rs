@@ -124,7 +124,7 @@ pub(crate) fn exit_table(out: &mut String, view: &View, vm: Option<&VmView>, o: 
             "# the input held exit counts without times: no Time (ns)/Time%/Max/Min/Mean here\n",
         );
     }
-    notes(out, &all, &rows, vm, false);
+    notes(out, &all, &rows, false);
 }
 
 /// A sub-reason table: counts only (kvmprof does not time these accesses; see evidence.rs).
@@ -177,9 +177,6 @@ pub(crate) fn counts_table(
         out.push('\n');
     }
     out.push('\n');
-    if let Some(v) = vm {
-        out.push_str(&format!("# VM {} (pid {})\n", printable(&v.name), v.pid));
-    }
     let what = if timed.is_some() {
         "times as the perf text printed them (kvmprof itself counts these accesses without timing them)"
     } else {

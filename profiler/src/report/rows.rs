@@ -7,7 +7,6 @@ use profiler_common::hist;
 
 use super::{perf_layout::SortBy, printf::f};
 use crate::model::{sort_rows, Row, SortKey, View, VmView};
-use crate::text::printable;
 
 /// Exit-reason rows of `vms` merged, for vCPU `vcpu` or for all vCPUs.
 pub(crate) fn select(vms: &[&VmView], vcpu: Option<u32>) -> Vec<Row> {
@@ -104,16 +103,7 @@ pub(crate) fn rel_stderr_pct(r: &Row) -> Option<f64> {
 }
 
 /// kvmprof's lines after perf's footer.
-pub(crate) fn notes(
-    out: &mut String,
-    all: &[Row],
-    rows: &[&Row],
-    vm: Option<&VmView>,
-    missing_hist: bool,
-) {
-    if let Some(v) = vm {
-        out.push_str(&format!("# VM {} (pid {})\n", printable(&v.name), v.pid));
-    }
+pub(crate) fn notes(out: &mut String, all: &[Row], rows: &[&Row], missing_hist: bool) {
     let (n, t): (u64, u64) = rows
         .iter()
         .fold((0, 0), |(n, t), r| (n + r.timed, t + r.total_ns));

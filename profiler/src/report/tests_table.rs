@@ -282,10 +282,12 @@ fn host_cpu_in_the_notes_and_the_json() {
         ..opts()
     };
     let t = perf_table(&d, &one).unwrap();
+    // The VM's label heads its table; its notes follow the footer.
     assert!(
-        t.contains(&format!("# VM win11 (pid 1234)\n# host CPU: {line}")),
+        t.contains("\n# VM win11 (pid 1234)\nAnalyze events for pid(s) 1234"),
         "{t}"
     );
+    assert!(t.contains(&format!("\n# host CPU: {line}")), "{t}");
     let j: serde_json::Value = serde_json::from_str(&json::render(&d.view).unwrap()).unwrap();
     assert_eq!(j["vms"][0]["host_cpu"]["total_pct"], 34.0, "{j}");
     assert_eq!(j["vms"][0]["host_cpu"]["vmm_pct"], 4.0, "{j}");

@@ -97,8 +97,13 @@ def rows(pred):
     return list(out.values())
 
 
+def label(vm):
+    # kvmprof's VM line goes before perf's "Analyze events" line of its table.
+    return "# VM %s (pid %d)\n" % (VMS[vm], vm) if vm else ""
+
+
 def perf_table(who, cpus, rs, sort, pcts, vm=None):
-    o = "\n\nAnalyze events for %s%s\n\n" % (who, cpus)
+    o = "\n\n%sAnalyze events for %s%s\n\n" % (label(vm), who, cpus)
     h = "%*s %10s %9s %9s %11s %11s %16s " % (40, "VM-EXIT", "Samples", "Samples%", "Time%",
                                                "Min Time", "Max Time", "Avg time")
     if pcts:
@@ -116,8 +121,6 @@ def perf_table(who, cpus, rs, sort, pcts, vm=None):
             o += "".join(" %9.2fus" % (r.q(p) / 1e3) for p in (0.5, 0.99, 0.999))
         o += "\n"
     o += "\nTotal Samples:%u, Total events handled time:%.2fus.\n\n" % (tn, tt / 1e3)
-    if vm:
-        o += "# VM %s (pid %d)\n" % (VMS[vm], vm)
     hn = sum(r.n for r in rs if r.hlt)
     ht = sum(r.total for r in rs if r.hlt)
     if hn:
@@ -152,7 +155,7 @@ WHAT = {"msr": ("MSR accesses", "MSR_READ/MSR_WRITE, SVM msr"),
 
 def sub_table(event, pid=None):
     who = "all VMs, " if pid is None else "pid(s) %d, " % pid
-    o = "\n\nAnalyze events for %sall VCPUs:\n\n" % who
+    o = "\n\n%sAnalyze events for %sall VCPUs:\n\n" % (label(pid), who)
     o += "%*s %10s %9s \n\n" % (40, HEAD[event], "Samples", "Samples%")
     keyed = {}
     for p, k, e, n in EVID:
@@ -163,8 +166,6 @@ def sub_table(event, pid=None):
     for k, n in items:
         o += "%*s %10u %8.2f%%\n" % (40, k, n, n / tot * 100)
     o += "\nTotal Samples:%u.\n\n" % tot
-    if pid is not None:
-        o += "# VM %s (pid %d)\n" % (VMS[pid], pid)
     o += ("# kvmprof counts %s in kernel without timing them: no Time%%/Min/Max/Avg here; "
           "their handling time is in the VM-EXIT table (%s)\n") % WHAT[event]
     return o
