@@ -157,6 +157,11 @@ pub struct ReportArgs {
     /// Write the report to this file (a regular file; `-` for stdout) instead of stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Log a live collection like `kvm_stat -l`: every this long, one CSV line per (VM, exit
+    /// reason) that had exits, flushed, until --duration or a signal (with -f csv).
+    #[arg(long, value_name = "DURATION", value_parser = parse_span,
+          conflicts_with_all = ["file", "from_perf", "output"])]
+    pub every: Option<Duration>,
 }
 
 /// The session a command reads: a recording, a perf text report, or a live collection.

@@ -7,6 +7,7 @@ pub mod check;
 pub mod diff;
 pub mod exercise;
 pub mod html;
+pub mod log;
 pub mod record;
 pub mod report;
 pub mod serve;

@@ -7,6 +7,9 @@ use crate::{
 };
 
 pub fn report(env: &mut Env, a: &ReportArgs) -> anyhow::Result<()> {
+    if let Some(every) = a.every {
+        return super::log::log(env, a, every);
+    }
     let out = super::html::output(a.format == Format::Html, a.output.as_deref())?;
     let mut text = render(env, a)?;
     if !text.ends_with('\n') {

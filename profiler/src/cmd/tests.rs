@@ -233,3 +233,47 @@ fn report_live_html_narrowed_by_vm() {
         "no advice for win: {out}"
     );
 }
+
+/// `report --every`: a kvm_stat -l style log, one CSV line per interval and (VM, reason) with
+/// exits, the interval's end first; the fake host's rates come back per interval.
+#[test]
+fn report_every_logs_a_line_per_interval_and_reason() {
+    let cli = parse(&["report", "--every", "20ms", "-d", "1s", "-f", "csv"]);
+    let Some(Command::Report(a)) = &cli.command else {
+        panic!()
+    };
+    let mut out = Vec::new();
+    log::log_to(&mut env(&cli), a, a.every.expect("--every"), &mut out).expect("log");
+    let text = String::from_utf8(out).expect("utf-8");
+    let mut lines = text.lines();
+    let head = lines.next().expect("header");
+    assert_eq!(
+        head,
+        format!("time,{}", crate::report::csv::COLUMNS.join(","))
+    );
+    let col = |name: &str| head.split(',').position(|c| c == name).expect(name);
+    let (t, pid, count, rate) = (col("time"), col("vm_pid"), col("count"), col("rate_per_s"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    // Seven intervals of the fake host (its 8 samples, 1 s apart), then nothing moves.
+    assert_eq!(rows.len(), 14, "{text}");
+    for pair in rows.chunks(2) {
+        assert_eq!(
+            (pair[0][pid], pair[0][count], pair[0][rate]),
+            ("100", "2000", "2000.000")
+        );
+        assert_eq!(
+            (pair[1][pid], pair[1][count], pair[1][rate]),
+            ("200", "10", "10.000")
+        );
+        assert_eq!(pair[0][t], pair[1][t]);
+    }
+    assert!(rows.windows(2).all(|w| w[0][t] <= w[1][t]));
+    assert_eq!(rows[0][t], "2023-11-14T22:13:21Z");
+    // Only CSV: a log of tables would not be a log.
+    let cli = parse(&["report", "--every", "20ms", "-d", "50ms"]);
+    let Some(Command::Report(a)) = &cli.command else {
+        panic!()
+    };
+    let e = log::log_to(&mut env(&cli), a, a.every.unwrap(), &mut Vec::new()).unwrap_err();
+    assert!(e.to_string().contains("-f csv"), "{e}");
+}

@@ -80,7 +80,8 @@ pub fn render(view: &View) -> String {
     out
 }
 
-fn row(pid: u32, vm: &str, vcpu: &str, r: &Row) -> String {
+/// One row's line (no line end), in [`COLUMNS`] order.
+pub fn row(pid: u32, vm: &str, vcpu: &str, r: &Row) -> String {
     let q = |v: u64| {
         if r.has_percentiles() {
             v.to_string()
