@@ -111,6 +111,14 @@ pub struct ReportArgs {
     /// Write the report to this file (a regular file; `-` for stdout) instead of stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Time × latency per (VM, reason): one CSV line per interval and latency band (octaves)
+    /// with exits in it (needs -f csv, and a recording or a live collection: perf text has
+    /// no intervals). With --vcpu N, that vCPU's rows.
+    #[arg(long)]
+    pub heatmap: bool,
+    /// Only this exit reason (its name, any case), with --heatmap.
+    #[arg(long, value_name = "NAME", requires = "heatmap")]
+    pub reason: Option<String>,
 }
 
 /// The session a command reads: a recording, a perf text report, or a live collection.
