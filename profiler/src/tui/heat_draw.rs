@@ -58,7 +58,7 @@ pub(in crate::tui) fn heatmap_screen(app: &App, t: &HeatTarget, area: Rect, buf:
         None => "all exits (HLT left out)".into(),
     };
     let switch = if t.reason.is_some() {
-        "m: this reason ↔ all exits · "
+        "m: reason ↔ all exits · "
     } else {
         ""
     };
@@ -68,9 +68,9 @@ pub(in crate::tui) fn heatmap_screen(app: &App, t: &HeatTarget, area: Rect, buf:
             Span::from(what).bold(),
             Span::from(format!(" · heatmap, last {} intervals", grid.len())),
         ]),
-        Line::from(
-            format!(" rows: exit handling time (octaves) · columns: intervals, newest right · {switch}Esc: back")
-        )
+        Line::from(format!(
+            " rows: handling time (octaves) · columns: intervals, newest right · {switch}Esc: back"
+        ))
         .dark_gray(),
     ])
     .render(head, buf);
@@ -129,9 +129,18 @@ pub(in crate::tui) fn heatmap_screen(app: &App, t: &HeatTarget, area: Rect, buf:
     let top = band_upper(lo + rows * per - 1).map_or_else(|| "∞".into(), fmt::dur);
     let origin = app.first.as_ref().map_or(0, |s| s.mono_ns);
     let since = |ns: u64| format!("+{}", fmt::secs(ns.saturating_sub(origin) as f64 / 1e9));
-    let (start, end) = (grid[0].0, grid[grid.len() - 1].1);
-    let ticks = format!("{} ─ time ─ {}", since(start), since(end));
-    let pad = (width.saturating_sub(ticks.chars().count())) / 2;
+    // The first interval's start under the first column, the last one's end at the right,
+    // "time" between them.
+    let (start, end) = (since(grid[0].0), since(grid[grid.len() - 1].1));
+    let mid = " ─ time ─ ";
+    let (w, head) = (
+        body.width as usize,
+        start.chars().count() + mid.chars().count(),
+    );
+    // Moved left when the map is too narrow for the labels.
+    let first_x = ((left - body.x) as usize).min(w.saturating_sub(head + end.chars().count()));
+    let room = w.saturating_sub(first_x + head).max(end.chars().count());
+    let ticks = format!("{:first_x$}{start}{mid}{end:>room$}", "");
     Paragraph::new(vec![
         Line::from(format!(
             "{:>AXIS$}{}",
@@ -140,12 +149,7 @@ pub(in crate::tui) fn heatmap_screen(app: &App, t: &HeatTarget, area: Rect, buf:
             AXIS = AXIS as usize
         ))
         .dark_gray(),
-        Line::from(format!(
-            "{:AXIS$}{}{ticks}",
-            "",
-            " ".repeat(pad),
-            AXIS = AXIS as usize
-        )),
+        Line::from(ticks),
     ])
     .render(axis, buf);
 
