@@ -75,6 +75,7 @@ fn heatmap_csv(session: &Session, data: &rep::Data, a: &ReportArgs) -> anyhow::R
         pid,
         vcpu: a.vcpu,
         reason: a.reason.clone(),
+        only: None,
     };
     let series = heatmap::collect(session.samples(), &session.names(), &filter)?;
     if series.intervals.is_empty() {

@@ -59,8 +59,10 @@ pub struct Filter {
     pub pid: Option<u32>,
     /// One vCPU's rows instead of the VM's (all vCPUs').
     pub vcpu: Option<u32>,
-    /// Only reasons of this name (any case).
+    /// Only reasons of this name (any case); an error when the session has none.
     pub reason: Option<String>,
+    /// Only reasons of these names (the HTML report's top ones), silently.
+    pub only: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]

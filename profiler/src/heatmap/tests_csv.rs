@@ -303,3 +303,38 @@ fn heatmap_of_a_live_collection() {
     // The fake host's samples after the first: 5 + 2 + 1 + 4 IO exits.
     assert_eq!(io, 12, "{csv}");
 }
+
+/// The HTML report draws the same cells: per scope and top reason one heatmap, each cell
+/// shaded by its level (IO_INSTRUCTION's cells of 5, 4, 2 and 1 exits: levels 4, 4, 3, 2).
+#[test]
+fn html_report_draws_the_heatmaps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rec = recording(dir.path());
+    let out = dir.path().join("r.html");
+    let (f, o) = (rec.to_str().expect("utf-8"), out.to_str().expect("utf-8"));
+    let page = run(&["report", f, "-f", "html", "-o", o]).expect("html");
+    let figures: Vec<&str> = page.split("<figure class=\"heat\">").skip(1).collect();
+    assert_eq!(
+        figures.len(),
+        4,
+        "All VMs and the VM, IO_INSTRUCTION and CPUID each"
+    );
+    let io = figures
+        .iter()
+        .find(|f| f.contains("IO_INSTRUCTION over time · VM evil"))
+        .expect("the VM's IO heatmap");
+    let fills = |c: &str| io.matches(&format!("fill=\"#{c}\"")).count();
+    let shades = crate::report::html::HEAT_SHADES;
+    let hex = |(r, g, b): (u8, u8, u8)| format!("{r:02X}{g:02X}{b:02X}");
+    assert_eq!(
+        [
+            fills(&hex(shades[3])),
+            fills(&hex(shades[2])),
+            fills(&hex(shades[1])),
+            fills(&hex(shades[0]))
+        ],
+        [2, 1, 1, 0],
+        "{io}"
+    );
+    assert!(!page.contains('\x1b'), "a raw escape in the page");
+}
