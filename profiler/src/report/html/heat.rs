@@ -2,7 +2,10 @@
 //! session's exits per interval and latency band (from `heatmap::Series`, the same cells as
 //! `report --heatmap -f csv`), binned to at most [`COLS`] columns, drawn by plotters.
 
-use plotters::prelude::*;
+use plotters::{
+    prelude::*,
+    style::text_anchor::{HPos, Pos, VPos},
+};
 
 use super::{charts::ns, series::Scope, HtmlError, Session};
 use crate::heatmap::{self, band_lower, level, level_ranges, LEVELS};
@@ -120,9 +123,9 @@ pub fn draw(h: &Heat) -> Result<String, HtmlError> {
             .configure_mesh()
             .disable_mesh()
             .x_labels(6)
-            .y_labels(h.bands + 1)
+            // Band bounds are drawn below, one at each row edge (mesh ticks fall anywhere).
+            .y_labels(0)
             .x_label_formatter(&|v| format!("{v:.0}s"))
-            .y_label_formatter(&|v| ns(band_lower(lo + v.round() as usize) as f64))
             .x_desc("time since the first sample")
             .y_desc("exit handling time")
             .axis_style(TEXT)
@@ -142,6 +145,19 @@ pub fn draw(h: &Heat) -> Result<String, HtmlError> {
             })
         });
         chart.draw_series(cells).map_err(|e| err(&e))?;
+        let label = ("sans-serif", 12)
+            .into_font()
+            .color(&TEXT)
+            .pos(Pos::new(HPos::Right, VPos::Center));
+        // Every row edge when they fit, else every other one (a band is an octave).
+        let step = if h.bands > 12 { 2 } else { 1 };
+        for edge in (0..=h.bands).step_by(step) {
+            let (x, y) = chart.backend_coord(&(x0, edge as f64));
+            // An edge is the lower bound of the band above it (the upper of the one below).
+            let text = ns(band_lower(lo + edge) as f64);
+            root.draw(&Text::new(text, (x - 6, y), label.clone()))
+                .map_err(|e| err(&e))?;
+        }
         root.present().map_err(|e| err(&e))?;
     }
     Ok(svg)
