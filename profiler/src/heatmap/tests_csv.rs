@@ -284,9 +284,9 @@ fn heatmap_errors_say_what_to_do() {
 #[test]
 fn heatmap_of_a_live_collection() {
     let csv = run(&[
+        "report",
         "-i",
         "10ms",
-        "report",
         "-d",
         "50ms",
         "--heatmap",
