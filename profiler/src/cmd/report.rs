@@ -24,6 +24,9 @@ pub fn render(env: &mut Env, a: &ReportArgs) -> anyhow::Result<String> {
         if a.format != Format::Csv {
             bail!("--heatmap prints CSV: add -f csv (the HTML report, -f html, draws the heatmaps itself)");
         }
+        if a.event != rep::Event::Vmexit {
+            bail!("--heatmap is of exits: leave out --event (MSR, port and MMIO accesses have no handling times)");
+        }
         // Every interval is a column of the heatmap.
         sampling.keep_all = true;
     }

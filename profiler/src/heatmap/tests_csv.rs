@@ -239,6 +239,10 @@ fn heatmap_errors_say_what_to_do() {
     let f = rec.to_str().expect("utf-8");
     let e = run(&["report", f, "--heatmap"]).unwrap_err().to_string();
     assert!(e.contains("add -f csv"), "{e}");
+    let e = run(&["report", f, "--heatmap", "-f", "csv", "--event", "msr"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("leave out --event"), "{e}");
     let e = run(&[
         "report",
         f,

@@ -164,3 +164,31 @@ fn heatmap_history_is_bounded_and_per_vm() {
     feed(&mut b, s[..5].to_vec());
     assert!(b.heat.grid(&t).is_empty(), "the VM list keeps no heatmap");
 }
+
+/// On a vCPU's screen the history is that vCPU's: its own exits only, from when it opened.
+#[test]
+fn heatmap_of_one_vcpu() {
+    let mut a = App::new(ExitNames::builtin(), "fake".into());
+    let s = samples(1234, 4);
+    feed(&mut a, s[..2].to_vec());
+    press(&mut a, KeyCode::Enter); // the VM
+    feed(&mut a, s[2..3].to_vec()); // one interval of the VM only
+    press(&mut a, KeyCode::End); // its last vCPU row: vCPU 1 (HLT, then CPUID)
+    press(&mut a, KeyCode::Enter);
+    feed(&mut a, s[3..].to_vec());
+    press(&mut a, KeyCode::Char('m'));
+    let buf = frame(&a);
+    let all: String = (0..30).map(|y| line(&buf, y) + "\n").collect();
+    assert!(
+        all.contains("web › vCPU 1 › ") && all.contains("last 2 intervals"),
+        "{all}"
+    );
+    // Its first row, CPUID: 3 exits of 700 ns in the last interval only.
+    assert!(all.contains("CPUID"), "{all}");
+    assert_eq!(cells(&buf, row_of(&buf, "512ns")), "███", "{all}");
+    // vCPU 0's IO exits (1.5 µs, 100 µs) are not vCPU 1's.
+    assert!(
+        !all.contains("1.02µs ┤") && !all.contains("65.5µs ┤"),
+        "{all}"
+    );
+}
