@@ -160,8 +160,16 @@ pub struct ReportArgs {
     /// Log a live collection like `kvm_stat -l`: every this long, one CSV line per (VM, exit
     /// reason) that had exits, flushed, until --duration or a signal (with -f csv).
     #[arg(long, value_name = "DURATION", value_parser = parse_span,
-          conflicts_with_all = ["file", "from_perf", "output"])]
+          conflicts_with_all = ["file", "from_perf", "output", "heatmap"])]
     pub every: Option<Duration>,
+    /// Time × latency per (VM, reason): one CSV line per interval and latency band (octaves)
+    /// with exits in it (needs -f csv, and a recording or a live collection: perf text has
+    /// no intervals). With --vcpu N, that vCPU's rows.
+    #[arg(long)]
+    pub heatmap: bool,
+    /// Only this exit reason (its name, any case), with --heatmap.
+    #[arg(long, value_name = "NAME", requires = "heatmap")]
+    pub reason: Option<String>,
 }
 
 /// The session a command reads: a recording, a perf text report, or a live collection.

@@ -7,6 +7,7 @@ pub mod cmd;
 pub mod decode;
 pub mod exerciser;
 pub mod export;
+pub mod heatmap;
 pub mod model;
 pub mod out;
 pub mod probe;

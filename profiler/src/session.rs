@@ -250,6 +250,16 @@ impl Session {
         })
     }
 
+    /// Every sample, in order, one at a time: a recording is read frame by frame rather than
+    /// held whole (none for perf text).
+    pub fn samples(&self) -> Box<dyn Iterator<Item = anyhow::Result<Sample>> + '_> {
+        match &self.kind {
+            Kind::Recording(rec) => Box::new(rec.samples().map(|s| Ok(s?))),
+            Kind::Perf { .. } => Box::new(std::iter::empty()),
+            Kind::Live(l) => Box::new(l.samples.iter().cloned().map(Ok)),
+        }
+    }
+
     /// The exit-name tables of the session.
     pub fn names(&self) -> ExitNames {
         match &self.kind {

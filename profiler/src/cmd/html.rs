@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::{
-    advice,
+    advice, heatmap,
     model::VmSelector,
     report::{
         html::{self, Output},
@@ -30,10 +30,55 @@ pub fn part(
         data.view = sel.narrow(std::mem::take(&mut data.view))?;
         input.view = sel.narrow(std::mem::take(&mut input.view))?;
     }
+    let heat = heat_rows(session, &data)?;
     Ok(html::Session {
         data,
         advice: Some(advice::analyze(&input)),
+        heat,
     })
+}
+
+/// The heatmap rows the page may draw: of the VMs in `data`, the reasons that cost most
+/// (per VM and over all of them; the page picks its top ones among these). None for perf text.
+fn heat_rows(session: &Session, data: &Data) -> anyhow::Result<Option<heatmap::Series>> {
+    if session.perf_import().is_some() {
+        return Ok(None);
+    }
+    // Twice the histograms a scope shows, so a diff's top reasons of another session are
+    // likely among them too.
+    const KEEP: usize = 6;
+    let top = |rows: &mut Vec<(String, u64)>| {
+        rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        rows.truncate(KEEP);
+    };
+    let mut names: Vec<String> = Vec::new();
+    let mut all: Vec<(String, u64)> = Vec::new();
+    for vm in &data.view.vms {
+        let mut rows: Vec<(String, u64)> = Vec::new();
+        for r in vm.reasons.iter().filter(|r| !r.hlt) {
+            rows.push((r.name.to_string(), r.total_ns));
+            match all.iter_mut().find(|(n, _)| *n == *r.name) {
+                Some((_, t)) => *t += r.total_ns,
+                None => all.push((r.name.to_string(), r.total_ns)),
+            }
+        }
+        top(&mut rows);
+        names.extend(rows.into_iter().map(|(n, _)| n));
+    }
+    top(&mut all);
+    names.extend(all.into_iter().map(|(n, _)| n));
+    names.sort();
+    names.dedup();
+    let filter = heatmap::Filter {
+        pid: (data.view.vms.len() == 1).then(|| data.view.vms[0].pid),
+        only: Some(names),
+        ..Default::default()
+    };
+    Ok(Some(heatmap::collect(
+        session.samples(),
+        &session.names(),
+        &filter,
+    )?))
 }
 
 /// The page of one session.

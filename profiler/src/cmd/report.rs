@@ -1,8 +1,10 @@
 //! `kvmprof report`: perf's table, JSON, CSV or HTML of one session.
 
+use anyhow::bail;
+
 use crate::{
     cli::{Format, ReportArgs},
-    report as rep,
+    heatmap, report as rep,
     session::{Env, Session},
 };
 
@@ -20,9 +22,22 @@ pub fn report(env: &mut Env, a: &ReportArgs) -> anyhow::Result<()> {
 
 /// The report as text (a table, JSON, CSV or an HTML page).
 pub fn render(env: &mut Env, a: &ReportArgs) -> anyhow::Result<String> {
-    let sampling = env.sampling();
+    let mut sampling = env.sampling();
+    if a.heatmap {
+        if a.format != Format::Csv {
+            bail!("--heatmap prints CSV: add -f csv (the HTML report, -f html, draws the heatmaps itself)");
+        }
+        if a.event != rep::Event::Vmexit {
+            bail!("--heatmap is of exits: leave out --event (MSR, port and MMIO accesses have no handling times)");
+        }
+        // Every interval is a column of the heatmap.
+        sampling.keep_all = true;
+    }
     let session = Session::open(&a.input, env, sampling, "analyse")?;
     let data = session.data()?;
+    if a.heatmap {
+        return heatmap_csv(&session, &data, a);
+    }
     let out = match a.format {
         Format::Html => super::html::report_page(&session, data, a.vm.as_ref())?,
         Format::Table => rep::perf_table(
@@ -51,4 +66,29 @@ pub fn render(env: &mut Env, a: &ReportArgs) -> anyhow::Result<String> {
         }
     };
     Ok(out)
+}
+
+/// `--heatmap -f csv`: the session's heatmap rows, narrowed as `--vm`, `--vcpu`, `--reason` say.
+fn heatmap_csv(session: &Session, data: &rep::Data, a: &ReportArgs) -> anyhow::Result<String> {
+    if session.perf_import().is_some() {
+        bail!("{}: perf text has no intervals, only totals: --heatmap needs a kvmprof recording (kvmprof record) or a live collection (--duration)", crate::text::printable(&data.label));
+    }
+    let pid = match &a.vm {
+        Some(sel) => Some(sel.find(&data.view)?.pid),
+        None => None,
+    };
+    let filter = heatmap::Filter {
+        pid,
+        vcpu: a.vcpu,
+        reason: a.reason.clone(),
+        only: None,
+    };
+    let series = heatmap::collect(session.samples(), &session.names(), &filter)?;
+    if series.intervals.is_empty() {
+        bail!(
+            "{}: one sample, no interval: a heatmap needs a recording of at least two samples",
+            crate::text::printable(&data.label)
+        );
+    }
+    Ok(heatmap::csv::render(&series))
 }

@@ -9,17 +9,20 @@ use ratatui::{
     widgets::{Block, Clear, Paragraph, Widget},
 };
 
-use super::{advice, fmt, screens, widgets::centered, App, Screen};
+use super::{advice, fmt, heat_draw, screens, widgets::centered, App, Screen};
 use crate::text::{is_unsafe, printable};
 
 const KEYS: &[(&str, &str)] = &[
     ("↑/↓ j/k", "move (PgUp/PgDn, g/G: jump)"),
     ("Enter l →", "drill down: VM → exits/vCPUs → histogram"),
     ("Esc h ←", "back (Esc on the VM list: clear filter)"),
+    ("m", "heatmap: time × latency of the reason (m: all exits)"),
     ("s", "cycle sort: count, time, max, mean, p99, name"),
     ("/", "filter by VM or reason name (Enter apply, Esc clear)"),
-    ("t", "toggle last interval / since start"),
-    ("r", "reset: since start restarts now"),
+    (
+        "t r",
+        "last interval / since start; r: since start from now",
+    ),
     ("space p", "freeze / resume the view (replay: play / pause)"),
     ("+ -", "refresh interval (0.25 s .. 10 s; live only)"),
     ("a", "advice for the VM (Enter/e: a finding's details)"),
@@ -142,6 +145,7 @@ impl App {
             Screen::Vm(pid) => screens::vm_detail(self, pid, area, buf),
             Screen::Vcpu(pid, v) => screens::vcpu_detail(self, pid, v, area, buf),
             Screen::Hist(t) => screens::histogram(self, &t, area, buf),
+            Screen::Heat(t) => heat_draw::heatmap_screen(self, &t, area, buf),
             Screen::Advice(pid) => advice::advice_screen(self, pid, area, buf),
         }
     }

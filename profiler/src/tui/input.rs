@@ -74,6 +74,7 @@ impl App {
                     self.filter.clear();
                 }
             }
+            KeyCode::Char('m') => self.toggle_heatmap(),
             KeyCode::Char('s') => self.sort = self.sort.next(),
             KeyCode::Char('t') => {
                 self.since_start = !self.since_start;

@@ -1,10 +1,12 @@
 //! Live and replay TUI: app state (this file), input (input.rs), drawing (draw.rs,
-//! screens.rs, hist.rs, shared pieces in widgets.rs), replay and recording (replay.rs, sampler.rs), advice (advice.rs) and
+//! screens.rs, hist.rs, heat_draw.rs, shared pieces in widgets.rs; heatmap history in heat.rs), replay and recording (replay.rs, sampler.rs), advice (advice.rs) and
 //! the terminal loop (run.rs). The App owns every View it draws; the sampler only sends Samples.
 
 mod advice;
 mod draw;
 mod fmt;
+mod heat;
+mod heat_draw;
 mod hist;
 mod input;
 mod replay;
@@ -16,6 +18,8 @@ mod spark;
 mod tests;
 #[cfg(test)]
 mod tests_advice;
+#[cfg(test)]
+mod tests_heat;
 #[cfg(test)]
 mod tests_names;
 #[cfg(test)]
@@ -60,6 +64,8 @@ enum Screen {
     Vm(u32),
     Vcpu(u32, u32),
     Hist(HistTarget),
+    /// Time × latency of a reason or of all exits (heat.rs).
+    Heat(heat::HeatTarget),
     Advice(u32),
 }
 
@@ -108,6 +114,8 @@ pub struct App {
     /// The same for `total_view` (which is whole each time, but reuses its buffers).
     total_model: Model,
     sparks: spark::Sparks,
+    /// The heatmap history of the VM on screen.
+    heat: heat::Heat,
     since_start: bool,
     paused: bool,
     sort: SortKey,
@@ -147,6 +155,7 @@ impl App {
             total_view: View::default(),
             total_model: Model::new(),
             sparks: Default::default(),
+            heat: Default::default(),
             since_start: false,
             paused: false,
             sort: SortKey::Count,
@@ -201,6 +210,7 @@ impl App {
         if let Some(l) = &self.last {
             self.sparks.push(l);
         }
+        self.push_heat();
         self.refresh_advice(false);
     }
 
@@ -324,7 +334,7 @@ impl App {
                 .vm(pid)
                 .and_then(|vm| Some((vm, vm.vcpus.iter().find(|c| c.vcpu == v)?)))
                 .map_or_else(Vec::new, |(vm, c)| reasons(&c.reasons, &vm.name)),
-            Screen::Hist(_) => Vec::new(),
+            Screen::Hist(_) | Screen::Heat(_) => Vec::new(),
             Screen::Advice(pid) => self.finding_items(pid),
         }
     }

@@ -71,10 +71,11 @@ impl App {
         }
     }
 
-    /// A replay jumped: `cur` follows `prev` (None: it is the first frame). The rate history
-    /// restarts, since the intervals before it are not this frame's past.
+    /// A replay jumped: `cur` follows `prev` (None: it is the first frame). The rate and
+    /// heatmap histories restart, since the intervals before it are not this frame's past.
     pub fn on_jump(&mut self, prev: Option<Sample>, cur: Sample) {
         self.sparks.clear();
+        self.heat.clear();
         let before_base = self
             .baseline
             .as_ref()
@@ -91,6 +92,7 @@ impl App {
         for s in [&self.prev, &self.last].into_iter().flatten() {
             self.sparks.push(s);
         }
+        self.push_heat();
         self.refresh_advice(true);
     }
 

@@ -33,6 +33,9 @@ fn every_screen_escapes_names() {
     assert!(detail.contains("u\\u{202e}evil"), "{detail}");
     press(&mut a, KeyCode::Enter);
     assert_clean("histogram", &draw(&a, 200, 30));
+    press(&mut a, KeyCode::Char('m'));
+    assert_clean("heatmap", &draw(&a, 200, 30));
+    press(&mut a, KeyCode::Esc);
     press(&mut a, KeyCode::Esc);
     press(&mut a, KeyCode::End);
     press(&mut a, KeyCode::Enter);

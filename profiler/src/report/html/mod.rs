@@ -1,9 +1,10 @@
 //! The HTML report: one self-contained page (inline CSS and SVG, no script, no network) of one
 //! session or of several side by side. Charts as in the talk this tool grew from: exits per
 //! reason and exit-handling time per reason, one bar per session in each reason's group, for
-//! all VMs and per VM; latency histograms of the top reasons where the data has them; the
-//! advice findings with their evidence; and a table of the numbers, each cell carrying its
-//! exact value in a `data-*` attribute (the same value `report --format json` prints).
+//! all VMs and per VM; latency histograms and time × latency heatmaps of the top reasons where
+//! the data has them; the advice findings with their evidence; and a table of the numbers,
+//! each cell carrying its exact value in a `data-*` attribute (the same value
+//! `report --format json` prints).
 //!
 //! One session and N sessions are the same code path: [`render`] takes a slice of labelled
 //! sessions. Everything that comes from a session (VM names, reason names from perf text,
@@ -13,6 +14,7 @@
 //! code or reach the network.
 
 mod charts;
+mod heat;
 mod page;
 mod series;
 mod table;
@@ -20,16 +22,19 @@ mod table;
 mod tests;
 mod write;
 
+pub use heat::SHADES as HEAT_SHADES;
 pub use write::{write, Output};
 
 use super::Data;
 use crate::advice;
 
-/// One session of the page: its numbers and, when it was computed, its advice.
+/// One session of the page: its numbers, when they were computed its advice, and its
+/// heatmap rows (None for perf text, which has no intervals).
 #[derive(Clone, Debug, Default)]
 pub struct Session {
     pub data: Data,
     pub advice: Option<advice::Report>,
+    pub heat: Option<crate::heatmap::Series>,
 }
 
 /// Errors of the HTML report, one line each.

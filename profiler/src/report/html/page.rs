@@ -6,7 +6,7 @@
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use super::{
-    charts,
+    charts, heat,
     series::{self, Measure, Scope},
     swatch, table, HtmlError, Session,
 };
@@ -136,6 +136,10 @@ fn section(
         let svg = charts::latency(&l)?;
         lats.push((l.title, svg));
     }
+    let mut heats = Vec::new();
+    for h in heat::heats(scope, sessions, &series::top_reasons(scope)) {
+        heats.push((h.title.clone(), heat::draw(&h)?, h.legend()));
+    }
     let no_hist: Vec<&str> = sessions
         .iter()
         .zip(&scope.sessions)
@@ -162,6 +166,24 @@ fn section(
                         figure.latency {
                             figcaption { (printable(title)) }
                             (PreEscaped(svg))
+                        }
+                    }
+                }
+            }
+            @if !heats.is_empty() {
+                div.row {
+                    @for (title, svg, legend) in &heats {
+                        figure.heat {
+                            figcaption { (printable(title)) }
+                            (PreEscaped(svg))
+                            p.note {
+                                "exits per interval and octave: "
+                                @for ((r, g, b), lo, hi) in legend {
+                                    span.sw style=(format!("background:#{r:02x}{g:02x}{b:02x}")) {}
+                                    @if lo == hi { (lo) } @else { (lo) "–" (hi) }
+                                    " "
+                                }
+                            }
                         }
                     }
                 }

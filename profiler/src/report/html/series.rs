@@ -31,6 +31,8 @@ pub struct Reason {
 pub struct Scope {
     pub title: String,
     pub sessions: Vec<Option<Vec<Reason>>>,
+    /// Per session, the pids of the VMs the scope sums (for the heatmaps).
+    pub pids: Vec<Vec<u32>>,
 }
 
 /// The bar charts' two measures.
@@ -46,10 +48,13 @@ pub enum Measure {
 pub fn scopes(sessions: &[(String, Session)]) -> (Vec<Scope>, usize) {
     let mut vm_keys: Vec<String> = Vec::new();
     let mut per_vm: Vec<Vec<Option<Vec<Reason>>>> = Vec::new();
+    let mut vm_pids: Vec<Vec<Vec<u32>>> = Vec::new();
     let mut all = Vec::new();
+    let mut all_pids = Vec::new();
     for (i, (_, s)) in sessions.iter().enumerate() {
         let vms = &s.data.view.vms;
         all.push(Some(merge(vms.iter())));
+        all_pids.push(vms.iter().map(|v| v.pid).collect());
         for vm in vms {
             let key = vm_key(vm, vms);
             let at = match vm_keys.iter().position(|k| *k == key) {
@@ -57,18 +62,21 @@ pub fn scopes(sessions: &[(String, Session)]) -> (Vec<Scope>, usize) {
                 None => {
                     vm_keys.push(key);
                     per_vm.push(vec![None; sessions.len()]);
+                    vm_pids.push(vec![Vec::new(); sessions.len()]);
                     vm_keys.len() - 1
                 }
             };
             per_vm[at][i] = Some(merge(std::iter::once(vm)));
+            vm_pids[at][i].push(vm.pid);
         }
     }
     let mut vms: Vec<Scope> = vm_keys
         .into_iter()
-        .zip(per_vm)
-        .map(|(k, s)| Scope {
+        .zip(per_vm.into_iter().zip(vm_pids))
+        .map(|(k, (s, pids))| Scope {
             title: format!("VM {k}"),
             sessions: s,
+            pids,
         })
         .collect();
     let left_out = vms.len().saturating_sub(TOP_VMS);
@@ -82,6 +90,7 @@ pub fn scopes(sessions: &[(String, Session)]) -> (Vec<Scope>, usize) {
         out.push(Scope {
             title: "All VMs".into(),
             sessions: all,
+            pids: all_pids,
         });
     }
     out.extend(vms);
@@ -202,20 +211,9 @@ pub fn bars(scope: &Scope, durations: &[f64], m: Measure, per_s: bool) -> Bars {
 /// Latency histograms of the scope's top non-HLT reasons by handling time, with the
 /// session's share of that reason's exits per bucket. Empty when no session has histograms.
 pub fn latencies(scope: &Scope) -> Vec<Latency> {
-    let mut best: Vec<(String, u64)> = Vec::new();
-    for r in scope.sessions.iter().flatten().flatten() {
-        if r.hlt || r.hist.total() == 0 {
-            continue;
-        }
-        match best.iter_mut().find(|(n, _)| *n == r.name) {
-            Some((_, b)) => *b = (*b).max(r.total_ns),
-            None => best.push((r.name.clone(), r.total_ns)),
-        }
-    }
-    best.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    best.truncate(TOP_HISTOGRAMS);
-    best.into_iter()
-        .map(|(name, _)| {
+    top_reasons(scope)
+        .into_iter()
+        .map(|name| {
             let series = scope
                 .sessions
                 .iter()
@@ -232,4 +230,22 @@ pub fn latencies(scope: &Scope) -> Vec<Latency> {
             }
         })
         .collect()
+}
+
+/// The scope's top non-HLT reasons by handling time in any session (with a histogram): the
+/// ones whose latency histograms and heatmaps the page draws.
+pub fn top_reasons(scope: &Scope) -> Vec<String> {
+    let mut best: Vec<(String, u64)> = Vec::new();
+    for r in scope.sessions.iter().flatten().flatten() {
+        if r.hlt || r.hist.total() == 0 {
+            continue;
+        }
+        match best.iter_mut().find(|(n, _)| *n == r.name) {
+            Some((_, b)) => *b = (*b).max(r.total_ns),
+            None => best.push((r.name.clone(), r.total_ns)),
+        }
+    }
+    best.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    best.truncate(TOP_HISTOGRAMS);
+    best.into_iter().map(|(n, _)| n).collect()
 }

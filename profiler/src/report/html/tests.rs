@@ -17,6 +17,7 @@ fn page(sessions: Vec<Data>) -> String {
                 Session {
                     data: d,
                     advice: None,
+                    heat: None,
                 },
             )
         })
