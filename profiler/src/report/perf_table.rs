@@ -22,7 +22,7 @@ use super::{
     perf_layout::{classic_row, footer, header, ClassicRow, Event, PerfLayout, SortBy, NAME_WIDTH},
     perf_table64,
     printf::{f, s},
-    rows::{notes, pct, rel_stderr_pct, table_rows, timed_sorted},
+    rows::{notes, pct, rel_stderr_pct, select_user, table_rows, timed_sorted},
     Data, ReportError, Scope,
 };
 use crate::model::{Row, VmSelector, VmView};
@@ -158,7 +158,17 @@ const ROW_AVG_END: usize = NAME_WIDTH + 1 + 10 + 1 + 9 + 1 + 9 + 1 + 11 + 1 + 11
 
 fn exit_table(out: &mut String, data: &Data, vm: Option<&VmView>, o: &TableOptions, first: bool) {
     let view = &data.view;
-    let (vms, all) = table_rows(view, vm, o.vcpu);
+    let (vms, mut all) = table_rows(view, vm, o.vcpu);
+    // A host whose KVM never emits kvm_exit (a software backend) still returns to the VMM:
+    // those are what it can measure, so they are the table (and it says so).
+    let vmm = all.iter().all(|r| r.timed == 0) && {
+        let user = select_user(&vms, o.vcpu);
+        let any = user.iter().any(|r| r.timed > 0);
+        if any {
+            all = user;
+        }
+        any
+    };
     let rows = timed_sorted(&all, o.sort);
 
     let total_t: u64 = rows.iter().map(|r| r.total_ns).sum();
@@ -213,6 +223,13 @@ fn exit_table(out: &mut String, data: &Data, vm: Option<&VmView>, o: &TableOptio
         out.push_str(&format!("\nLost events: {lost}\n\n"));
     }
     notes(out, &all, &rows, missing_hist);
+    if vmm {
+        out.push_str(
+            "# no exit with kvm_exit here (a KVM that does not emit it, e.g. a software \
+             backend): these are the returns of KVM_RUN to the VMM, each timed until the \
+             thread's next KVM_RUN\n",
+        );
+    }
     // Host CPU per VM: in its own table's notes, or here when no per-VM tables follow.
     let per_vm_follows = o.per_vm && view.vms.len() > 1;
     let cpu_of: Vec<&VmView> = match vm {

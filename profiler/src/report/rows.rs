@@ -20,6 +20,19 @@ pub(crate) fn select(vms: &[&VmView], vcpu: Option<u32>) -> Vec<Row> {
     }
 }
 
+/// The returns of KVM_RUN to the VMM of `vms` (or of their vCPU `vcpu`), merged as
+/// [`select`] merges exits.
+pub(crate) fn select_user(vms: &[&VmView], vcpu: Option<u32>) -> Vec<Row> {
+    match vcpu {
+        None => merge(vms.iter().flat_map(|v| v.userspace.iter())),
+        Some(n) => merge(
+            vms.iter()
+                .flat_map(|v| v.vcpus.iter().filter(move |c| c.vcpu == n))
+                .flat_map(|c| c.userspace.iter()),
+        ),
+    }
+}
+
 /// Adds rows of the same (isa, reason): counts and times summed, extremes widened, histograms
 /// added, then mean, percentiles and shares recomputed as the model does (HLT kept apart).
 pub(crate) fn merge<'a>(rows: impl IntoIterator<Item = &'a Row>) -> Vec<Row> {

@@ -295,3 +295,31 @@ fn host_cpu_in_the_notes_and_the_json() {
     assert!(!perf_table(&fixture(), &o).unwrap().contains("host CPU"));
     assert!(fixture().view.vms.iter().all(|v| v.host_cpu.is_none()));
 }
+
+/// A host whose KVM emits no kvm_exit (a software backend): the table is the returns of
+/// KVM_RUN to the VMM it did measure, and says so, instead of an empty table.
+#[test]
+fn without_kvm_exit_the_table_is_the_returns_to_the_vmm() {
+    let mut old = Sample {
+        mono_ns: 100 * SEC,
+        ..Default::default()
+    };
+    vm(&mut old, 4321, "tcg-guest");
+    let mut new = old.clone();
+    new.mono_ns = 110 * SEC;
+    // Two vCPU threads (the key's vcpu is the thread id for these), KVM_EXIT_IO and MMIO.
+    let u = profiler_common::ISA_USERSPACE;
+    add(&mut new, 4321, 4400, u, 2, 3_000, 20_000);
+    add(&mut new, 4321, 4401, u, 2, 1_000, 20_000);
+    add(&mut new, 4321, 4400, u, 6, 500, 40_000);
+    let d = Data::from_samples(&old, &new, &ExitNames::builtin(), "tcg");
+    let t = perf_table(&d, &opts()).unwrap();
+    let io = t.lines().find(|l| l.contains("KVM_EXIT_IO")).expect(&t);
+    assert!(io.split_whitespace().nth(1) == Some("4000"), "{io}");
+    assert!(t.contains("KVM_EXIT_MMIO"), "{t}");
+    assert!(t.contains("Total Samples:4500,"), "{t}");
+    assert!(t.contains("returns of KVM_RUN to the VMM"), "{t}");
+    // Where kernel exits exist, the table is theirs and says nothing of the VMM.
+    let t = perf_table(&fixture(), &opts()).unwrap();
+    assert!(!t.contains("returns of KVM_RUN"), "{t}");
+}
