@@ -337,6 +337,24 @@ fn could_not_measure_cases() {
     let idle = compute(&s0, &s1, &ExitNames::builtin());
     let r = evaluate(&idle, &[], &th, &[], None);
     assert!(r.results[0].detail.contains("no exits seen for VM win11"));
+    // Running on a KVM without kvm_exit: its returns to the VMM are named, not "is it running?".
+    let mut s2 = s1.clone();
+    let k = Key {
+        tgid: s0.vms.keys().next().copied().unwrap(),
+        vcpu: 4400,
+        isa: profiler_common::ISA_USERSPACE,
+        reason: 2,
+    };
+    s2.stats.entry(k).or_default().record(20_000, 35_000);
+    s2.mono_ns += 1_000 * MS;
+    let tcg = compute(&s1, &s2, &ExitNames::builtin());
+    let r = evaluate(&tcg, &[], &th, &[], None);
+    let d = &r.results[0].detail;
+    assert!(
+        d.contains("35000 returns to the VMM a second") && d.contains("no kvm_exit"),
+        "{d}"
+    );
+    assert_eq!(r.exit_code(), 2);
     // A source error.
     let r = CheckReport::could_not_measure("cannot attach: not root", &th, &["win11".into()]);
     assert_eq!((r.results.len(), r.exit_code()), (2, 2));
