@@ -179,6 +179,21 @@ impl HostFacts {
     }
 }
 
+/// The vendor whose exits `view` holds: VMX → Intel, SVM → AMD (None: neither, or both).
+pub fn vendor_of(view: &crate::model::View) -> Option<Vendor> {
+    use profiler_common::{ISA_SVM, ISA_VMX};
+    let isas = || {
+        view.vms
+            .iter()
+            .flat_map(|v| v.reasons.iter().map(|r| r.isa))
+    };
+    match (isas().any(|i| i == ISA_VMX), isas().any(|i| i == ISA_SVM)) {
+        (true, false) => Some(Vendor::Intel),
+        (false, true) => Some(Vendor::Amd),
+        _ => None,
+    }
+}
+
 fn release(r: &str) -> Option<(u32, u32)> {
     let mut it = r.split(|c: char| !c.is_ascii_digit());
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))

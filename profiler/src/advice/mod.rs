@@ -70,6 +70,8 @@ pub struct Finding {
     pub title: String,
     /// The numbers that triggered it.
     pub evidence: Vec<String>,
+    /// Host change (a kernel module option), for the host's vendor.
+    pub advice_host: String,
     /// `-cpu` / command-line change.
     pub advice_qemu: String,
     /// libvirt domain XML snippet.
@@ -89,6 +91,8 @@ impl Serialize for Finding {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         struct Advice<'a> {
+            #[serde(skip_serializing_if = "str::is_empty")]
+            host: &'a str,
             qemu: &'a str,
             libvirt: &'a str,
             effect: &'a str,
@@ -109,6 +113,7 @@ impl Serialize for Finding {
             title: &self.title,
             evidence: &self.evidence,
             advice: Advice {
+                host: &self.advice_host,
                 qemu: &self.advice_qemu,
                 libvirt: &self.advice_libvirt,
                 effect: &self.effect,
@@ -131,6 +136,10 @@ impl Finding {
     }
     pub(crate) fn ev(mut self, line: impl Into<String>) -> Self {
         self.evidence.push(line.into());
+        self
+    }
+    pub(crate) fn host(mut self, s: impl Into<String>) -> Self {
+        self.advice_host = s.into();
         self
     }
     pub(crate) fn qemu(mut self, s: impl Into<String>) -> Self {
@@ -341,6 +350,18 @@ pub struct Report {
 
 /// Runs every rule, check and fingerprint on every VM of the input.
 pub fn analyze(input: &Input) -> Report {
+    // A replay or a paste does not say the host's vendor; its exits do (VMX: Intel, SVM: AMD),
+    // so host changes name the right module.
+    let inferred;
+    let input = match (input.host.vendor, host::vendor_of(&input.view)) {
+        (None, Some(v)) => {
+            let mut i = input.clone();
+            i.host.vendor = Some(v);
+            inferred = i;
+            &inferred
+        }
+        _ => input,
+    };
     let missing = input.missing_kinds();
     let empty_ev = VmEvidence::default();
     let empty_cfg = VmConfig::default();

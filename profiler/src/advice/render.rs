@@ -25,6 +25,7 @@ fn finding(out: &mut String, i: usize, f: &Finding) {
         let _ = writeln!(out, "       evidence: {}", printable(e));
     }
     for (k, v) in [
+        ("host", &f.advice_host),
         ("qemu", &f.advice_qemu),
         ("libvirt", &f.advice_libvirt),
         ("effect", &f.effect),

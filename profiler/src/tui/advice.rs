@@ -229,6 +229,9 @@ fn details(f: &Finding, area: Rect, buf: &mut Buffer) {
             ]));
         }
     };
+    if !f.advice_host.is_empty() {
+        field("host", &f.advice_host);
+    }
     field("QEMU", &f.advice_qemu);
     field("libvirt", &f.advice_libvirt);
     field("Effect", &f.effect);

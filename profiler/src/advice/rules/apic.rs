@@ -150,11 +150,15 @@ fn r07_latent(c: &Ctx, aeoi: &[&crate::advice::EvRow]) -> Option<Finding> {
         ));
     }
     f = f.ev(match c.host.apicv {
-        Some(false) => "host APICv/AVIC is off (kvm_intel enable_apicv / kvm_amd avic): every interrupt and EOI is emulated anyway (R12)".to_string(),
+        Some(false) => format!(
+            "host {} is off: every interrupt and EOI is emulated anyway (R12)",
+            c.host.apicv_name()
+        ),
         _ => "APICv/AVIC state of the host unknown or off".to_string(),
     });
     Some(
-        f.qemu("nothing to change while APICv/AVIC stays off; only if you enable it (kvm_intel enable_apicv=Y / kvm_amd avic=1), pair it with the hv-avic CPU flag (QEMU ≥ 6.2) so the guest stops using AutoEOI")
+        f.host(format!("only if you enable it ({}): see the qemu line", c.host.apicv_param()))
+            .qemu("nothing to change while APICv/AVIC stays off; once it is on, pair it with the hv-avic CPU flag (QEMU ≥ 6.2) so the guest stops using AutoEOI")
             .libvirt("when enabling APICv/AVIC on the host, add the avic element under <hyperv> (libvirt ≥ 8.10)")
             .effect("no change now; avoids a VM-wide APICv inhibit after APICv/AVIC is enabled")
             .source("KB R07; Linux 5.15 (inhibit only while a SINT uses AutoEOI); QEMU 6.2 hv-avic"),
@@ -370,11 +374,7 @@ fn r21(c: &Ctx) -> Vec<Finding> {
             continue;
         };
         let (sev, why, fix) = match name.as_str() {
-            "DISABLED" => (
-                Severity::Warn,
-                "APICv disabled by module parameter",
-                "kvm_intel enable_apicv=Y / kvm_amd avic=1",
-            ),
+            "DISABLED" => (Severity::Warn, "APICv disabled by module parameter", ""),
             "ABSENT" => (
                 Severity::Warn,
                 "no in-kernel local APIC",
@@ -422,6 +422,10 @@ fn r21(c: &Ctx) -> Vec<Finding> {
             Finding::new("R21", sev, format!("APICv inhibited: {name} ({why})"))
                 .ev(format!("inhibit {name} (bit {bit}) set {set}x since attach, cleared {clr}x, set {now}x in the span"))
                 .qemu(fix)
+                .host(match name.as_str() {
+                    "DISABLED" => format!("load the module with {}", c.host.apicv_param()),
+                    _ => String::new(),
+                })
                 .effect("APICv/AVIC active again")
                 .source("KB R21; Linux asm/kvm_host.h APICV_INHIBIT_REASON_*"),
         );

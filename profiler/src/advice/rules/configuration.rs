@@ -161,7 +161,8 @@ fn l04(c: &Ctx) -> Option<Finding> {
     }
     Finding::new("L04", Severity::Warn, format!("hv-avic on a host without {}: remove it", c.host.apicv_name()))
         .ev(format!("configured: hv-avic on; host {} = off", c.host.apicv_param().split('=').next().unwrap_or("")))
-        .qemu(format!("-cpu …,hv-avic=off (or enable {} on the host)", c.host.apicv_param()))
+        .qemu("-cpu …,hv-avic=off")
+        .host(format!("or, instead, enable {} on the host", c.host.apicv_param()))
         .libvirt("<hyperv><avic state='off'/></hyperv>")
         .effect("without APICv the x2APIC path traps anyway; the synthetic APIC MSRs (hv-vapic) are cheaper")
         .source("KB L04; QEMU 6.2 hv-avic")

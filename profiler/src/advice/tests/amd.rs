@@ -171,3 +171,35 @@ fn r10_on_amd_names_kvm_amd_enable_ipiv() {
     );
     assert!(!f.advice_qemu.contains("kvm_intel"), "{}", f.advice_qemu);
 }
+
+/// Host changes are on their own line, for the host's module: on a replay of SVM exits (no
+/// host vendor known) that is kvm_amd's, and no line names kvm_intel.
+#[test]
+fn host_changes_name_the_amd_module_on_their_own_line() {
+    let host = HostFacts {
+        vendor: None,
+        ..amd(false)
+    };
+    let r = avic_off(&format!("{SYNIC},hv-avic"), 900).run(host);
+    let l04 = get(&r, "L04");
+    assert!(l04.advice_host.contains("kvm_amd avic=1"), "{l04:?}");
+    assert!(!l04.advice_qemu.contains("kvm_"), "{}", l04.advice_qemu);
+    for f in &r.findings {
+        let all = [&f.advice_host, &f.advice_qemu, &f.advice_libvirt, &f.title]
+            .iter()
+            .map(|s| s.as_str())
+            .chain(f.evidence.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(!all.contains("kvm_intel"), "{}: {all}", f.rule);
+    }
+    let text = crate::advice::render_text(&Report {
+        findings: r.findings.clone(),
+        vms: vec![r],
+        notes: vec![],
+    });
+    assert!(
+        text.contains("host     or, instead, enable kvm_amd avic=1"),
+        "{text}"
+    );
+}

@@ -234,7 +234,7 @@ fn finding(f: &advice::Finding) -> Markup {
             @if !f.evidence.is_empty() {
                 ul { @for e in &f.evidence { li { "evidence: " (printable(e)) } } }
             }
-            @for (k, v) in [("qemu", &f.advice_qemu), ("libvirt", &f.advice_libvirt)] {
+            @for (k, v) in [("host", &f.advice_host), ("qemu", &f.advice_qemu), ("libvirt", &f.advice_libvirt)] {
                 @if !v.is_empty() { div { (k) ": " pre { (lines(v)) } } }
             }
             @for (k, v) in [("effect", &f.effect), ("source", &f.source)] {
