@@ -2,10 +2,7 @@
 //! format, in EV_FIELDS) and bumps one per-CPU counter keyed by (VM, kind, flags, a).
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
-    macros::map,
-    maps::PerCpuHashMap,
-    programs::TracePointContext,
+    bindings::BPF_F_NO_PREALLOC, macros::map, maps::PerCpuHashMap, programs::TracePointContext,
 };
 use profiler_common::{
     counter,
@@ -174,7 +171,11 @@ fn ev_mmio_body(ctx: TracePointContext) -> u32 {
     KEEP
 }
 
-tracepoint_program!("tracepoint/kvm/kvm_hv_hypercall", ev_hv_hypercall, ev_hv_hypercall_body);
+tracepoint_program!(
+    "tracepoint/kvm/kvm_hv_hypercall",
+    ev_hv_hypercall,
+    ev_hv_hypercall_body
+);
 fn ev_hv_hypercall_body(ctx: TracePointContext) -> u32 {
     let Some(code) = field(&ctx, f::HC_CODE) else {
         return KEEP;
@@ -184,7 +185,11 @@ fn ev_hv_hypercall_body(ctx: TracePointContext) -> u32 {
     KEEP
 }
 
-tracepoint_program!("tracepoint/kvm/kvm_apicv_inhibit_changed", ev_apicv_inhibit, ev_apicv_inhibit_body);
+tracepoint_program!(
+    "tracepoint/kvm/kvm_apicv_inhibit_changed",
+    ev_apicv_inhibit,
+    ev_apicv_inhibit_body
+);
 fn ev_apicv_inhibit_body(ctx: TracePointContext) -> u32 {
     let (Some(reason), Some(set)) = (field(&ctx, f::INH_REASON), field(&ctx, f::INH_SET)) else {
         return KEEP;
@@ -194,7 +199,11 @@ fn ev_apicv_inhibit_body(ctx: TracePointContext) -> u32 {
     KEEP
 }
 
-tracepoint_program!("tracepoint/kvm/kvm_hv_synic_set_msr", ev_synic_msr, ev_synic_msr_body);
+tracepoint_program!(
+    "tracepoint/kvm/kvm_hv_synic_set_msr",
+    ev_synic_msr,
+    ev_synic_msr_body
+);
 fn ev_synic_msr_body(ctx: TracePointContext) -> u32 {
     let (Some(msr), Some(data)) = (field(&ctx, f::SYNIC_MSR), field(&ctx, f::SYNIC_DATA)) else {
         return KEEP;
@@ -213,7 +222,11 @@ fn ev_synic_msr_body(ctx: TracePointContext) -> u32 {
     KEEP
 }
 
-tracepoint_program!("tracepoint/kvm/kvm_hv_stimer_expiration", ev_stimer_expire, ev_stimer_expire_body);
+tracepoint_program!(
+    "tracepoint/kvm/kvm_hv_stimer_expiration",
+    ev_stimer_expire,
+    ev_stimer_expire_body
+);
 fn ev_stimer_expire_body(ctx: TracePointContext) -> u32 {
     let (Some(timer), Some(direct)) = (field(&ctx, f::STEXP_TIMER), field(&ctx, f::STEXP_DIRECT))
     else {
@@ -223,7 +236,11 @@ fn ev_stimer_expire_body(ctx: TracePointContext) -> u32 {
     KEEP
 }
 
-tracepoint_program!("tracepoint/kvm/kvm_hv_stimer_set_config", ev_stimer_config, ev_stimer_config_body);
+tracepoint_program!(
+    "tracepoint/kvm/kvm_hv_stimer_set_config",
+    ev_stimer_config,
+    ev_stimer_config_body
+);
 fn ev_stimer_config_body(ctx: TracePointContext) -> u32 {
     let (Some(timer), Some(config)) = (field(&ctx, f::STCFG_TIMER), field(&ctx, f::STCFG_CONFIG))
     else {
@@ -264,7 +281,11 @@ fn ev_apic_ipi_body(ctx: TracePointContext) -> u32 {
     KEEP
 }
 
-tracepoint_program!("tracepoint/kvm/kvm_vcpu_wakeup", ev_vcpu_wakeup, ev_vcpu_wakeup_body);
+tracepoint_program!(
+    "tracepoint/kvm/kvm_vcpu_wakeup",
+    ev_vcpu_wakeup,
+    ev_vcpu_wakeup_body
+);
 fn ev_vcpu_wakeup_body(ctx: TracePointContext) -> u32 {
     let Some(ns) = field(&ctx, f::WAKE_NS) else {
         return KEEP;
@@ -275,7 +296,11 @@ fn ev_vcpu_wakeup_body(ctx: TracePointContext) -> u32 {
     KEEP
 }
 
-tracepoint_program!("tracepoint/kvm/kvm_halt_poll_ns", ev_halt_poll, ev_halt_poll_body);
+tracepoint_program!(
+    "tracepoint/kvm/kvm_halt_poll_ns",
+    ev_halt_poll,
+    ev_halt_poll_body
+);
 fn ev_halt_poll_body(ctx: TracePointContext) -> u32 {
     let (Some(grow), Some(new)) = (field(&ctx, f::HPOLL_GROW), field(&ctx, f::HPOLL_NEW)) else {
         return KEEP;

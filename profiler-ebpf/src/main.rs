@@ -126,7 +126,11 @@ fn kvm_entry_body(ctx: TracePointContext) -> u32 {
     KEEP
 }
 
-tracepoint_program!("tracepoint/kvm/kvm_userspace_exit", kvm_userspace_exit, kvm_userspace_exit_body);
+tracepoint_program!(
+    "tracepoint/kvm/kvm_userspace_exit",
+    kvm_userspace_exit,
+    kvm_userspace_exit_body
+);
 fn kvm_userspace_exit_body(ctx: TracePointContext) -> u32 {
     let o = offsets();
     if o.valid == 0 {
@@ -149,7 +153,11 @@ fn kvm_userspace_exit_body(ctx: TracePointContext) -> u32 {
     KEEP
 }
 
-tracepoint_program!("tracepoint/syscalls/sys_enter_ioctl", sys_enter_ioctl, sys_enter_ioctl_body);
+tracepoint_program!(
+    "tracepoint/syscalls/sys_enter_ioctl",
+    sys_enter_ioctl,
+    sys_enter_ioctl_body
+);
 fn sys_enter_ioctl_body(ctx: TracePointContext) -> u32 {
     // SAFETY: see read_u32; cmd is an unsigned long in every kernel's sys_enter_ioctl record.
     let Ok(cmd) = (unsafe { ctx.read_at::<u64>(IOCTL_CMD_OFFSET) }) else {
