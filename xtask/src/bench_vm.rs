@@ -78,7 +78,8 @@ pub struct BenchVmArgs {
     pub from: Option<PathBuf>,
 }
 
-fn find_program(name: &str) -> Result<PathBuf> {
+/// The host's `name` executable (ELF, not a wrapper script), to pack into a guest initramfs.
+pub(crate) fn find_program(name: &str) -> Result<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
     for dir in path.split(':').chain(["/usr/bin", "/usr/sbin"]) {
         let p = Path::new(dir).join(name);

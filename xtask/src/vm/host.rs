@@ -11,6 +11,8 @@ const PACKAGES: &[&str] = &[
     "cpio",
     "kmod",
     "xz-utils",
+    // perf in the guest: kvmprof against `perf kvm stat` on the same exits (real_kvm_perf.rs).
+    "linux-perf",
 ];
 
 fn cache_dir() -> Result<PathBuf> {
