@@ -91,7 +91,7 @@ fn build_initramfs(kroot: &Path, ver: &str, kvmprof: &Path) -> Result<Archive> {
     }
     // The host's perf (Debian's linux-perf) with its libraries, as `cargo xtask bench-vm` packs
     // it: the guest runs `perf kvm stat` beside kvmprof on the same exits.
-    let perf = crate::bench_vm::find_program("perf")?;
+    let perf = host::find_program("perf")?;
     initramfs::add_program_with_libs(&mut a, "/bin/perf", &perf)?;
     let kdir = kroot.join("lib/modules").join(ver).join("kernel");
     initramfs::add_kernel_modules(&mut a, &kdir, MODULES)?;
