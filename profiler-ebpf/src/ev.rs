@@ -2,10 +2,7 @@
 //! format, in EV_FIELDS) and bumps one per-CPU counter keyed by (VM, kind, flags, a).
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
-    macros::{map, tracepoint},
-    maps::PerCpuHashMap,
-    programs::TracePointContext,
+    bindings::BPF_F_NO_PREALLOC, macros::map, maps::PerCpuHashMap, programs::TracePointContext,
 };
 use profiler_common::{
     counter,
@@ -13,7 +10,7 @@ use profiler_common::{
     Offsets, ISA_SVM, ISA_VMX,
 };
 
-use crate::{agg, ids};
+use crate::{agg, ids, KEEP};
 
 /// Field positions for the evidence programs; written by the loader (read-only global).
 #[no_mangle]
@@ -118,17 +115,17 @@ fn tgid() -> u32 {
     ids().0
 }
 
-#[tracepoint(category = "kvm", name = "kvm_msr")]
-pub fn ev_msr(ctx: TracePointContext) -> u32 {
+tracepoint_program!("tracepoint/kvm/kvm_msr", ev_msr, ev_msr_body);
+fn ev_msr_body(ctx: TracePointContext) -> u32 {
     let (Some(write), Some(ecx), Some(data)) = (
         field(&ctx, f::MSR_WRITE),
         field(&ctx, f::MSR_ECX),
         field(&ctx, f::MSR_DATA),
     ) else {
-        return 0;
+        return KEEP;
     };
     on_msr(tgid(), write != 0, ecx as u32, data);
-    0
+    KEEP
 }
 
 #[inline(always)]
@@ -141,28 +138,28 @@ pub fn on_msr(tgid: u32, write: bool, msr: u32, data: u64) {
     }
 }
 
-#[tracepoint(category = "kvm", name = "kvm_pio")]
-pub fn ev_pio(ctx: TracePointContext) -> u32 {
+tracepoint_program!("tracepoint/kvm/kvm_pio", ev_pio, ev_pio_body);
+fn ev_pio_body(ctx: TracePointContext) -> u32 {
     let (Some(rw), Some(port), Some(size)) = (
         field(&ctx, f::PIO_RW),
         field(&ctx, f::PIO_PORT),
         field(&ctx, f::PIO_SIZE),
     ) else {
-        return 0;
+        return KEEP;
     };
     let kind = if rw != 0 { ev::PIO_OUT } else { ev::PIO_IN };
     bump(tgid(), kind, size as u16, port, 0, 0);
-    0
+    KEEP
 }
 
-#[tracepoint(category = "kvm", name = "kvm_mmio")]
-pub fn ev_mmio(ctx: TracePointContext) -> u32 {
+tracepoint_program!("tracepoint/kvm/kvm_mmio", ev_mmio, ev_mmio_body);
+fn ev_mmio_body(ctx: TracePointContext) -> u32 {
     let (Some(ty), Some(len), Some(gpa)) = (
         field(&ctx, f::MMIO_TYPE),
         field(&ctx, f::MMIO_LEN),
         field(&ctx, f::MMIO_GPA),
     ) else {
-        return 0;
+        return KEEP;
     };
     // 0 = read not yet satisfied: its READ (1) follows, so count reads once.
     let kind = match ty {
@@ -171,33 +168,45 @@ pub fn ev_mmio(ctx: TracePointContext) -> u32 {
         _ => return 0,
     };
     bump(tgid(), kind, len as u16, gpa, 0, 0);
-    0
+    KEEP
 }
 
-#[tracepoint(category = "kvm", name = "kvm_hv_hypercall")]
-pub fn ev_hv_hypercall(ctx: TracePointContext) -> u32 {
+tracepoint_program!(
+    "tracepoint/kvm/kvm_hv_hypercall",
+    ev_hv_hypercall,
+    ev_hv_hypercall_body
+);
+fn ev_hv_hypercall_body(ctx: TracePointContext) -> u32 {
     let Some(code) = field(&ctx, f::HC_CODE) else {
-        return 0;
+        return KEEP;
     };
     let fast = field(&ctx, f::HC_FAST).unwrap_or(0);
     bump(tgid(), ev::HV_HYPERCALL, fast as u16, code & 0xffff, 0, 0);
-    0
+    KEEP
 }
 
-#[tracepoint(category = "kvm", name = "kvm_apicv_inhibit_changed")]
-pub fn ev_apicv_inhibit(ctx: TracePointContext) -> u32 {
+tracepoint_program!(
+    "tracepoint/kvm/kvm_apicv_inhibit_changed",
+    ev_apicv_inhibit,
+    ev_apicv_inhibit_body
+);
+fn ev_apicv_inhibit_body(ctx: TracePointContext) -> u32 {
     let (Some(reason), Some(set)) = (field(&ctx, f::INH_REASON), field(&ctx, f::INH_SET)) else {
-        return 0;
+        return KEEP;
     };
     let mask = field(&ctx, f::INH_MASK).unwrap_or(0);
     bump(tgid(), ev::APICV_INHIBIT, set as u16, reason, 0, mask);
-    0
+    KEEP
 }
 
-#[tracepoint(category = "kvm", name = "kvm_hv_synic_set_msr")]
-pub fn ev_synic_msr(ctx: TracePointContext) -> u32 {
+tracepoint_program!(
+    "tracepoint/kvm/kvm_hv_synic_set_msr",
+    ev_synic_msr,
+    ev_synic_msr_body
+);
+fn ev_synic_msr_body(ctx: TracePointContext) -> u32 {
     let (Some(msr), Some(data)) = (field(&ctx, f::SYNIC_MSR), field(&ctx, f::SYNIC_DATA)) else {
-        return 0;
+        return KEEP;
     };
     let host = field(&ctx, f::SYNIC_HOST).unwrap_or(0) as u16 & 1;
     let aeoi = ((data >> 17) & 1) as u16;
@@ -210,24 +219,32 @@ pub fn ev_synic_msr(ctx: TracePointContext) -> u32 {
         0,
         data,
     );
-    0
+    KEEP
 }
 
-#[tracepoint(category = "kvm", name = "kvm_hv_stimer_expiration")]
-pub fn ev_stimer_expire(ctx: TracePointContext) -> u32 {
+tracepoint_program!(
+    "tracepoint/kvm/kvm_hv_stimer_expiration",
+    ev_stimer_expire,
+    ev_stimer_expire_body
+);
+fn ev_stimer_expire_body(ctx: TracePointContext) -> u32 {
     let (Some(timer), Some(direct)) = (field(&ctx, f::STEXP_TIMER), field(&ctx, f::STEXP_DIRECT))
     else {
-        return 0;
+        return KEEP;
     };
     bump(tgid(), ev::STIMER_EXPIRE, (direct != 0) as u16, timer, 0, 0);
-    0
+    KEEP
 }
 
-#[tracepoint(category = "kvm", name = "kvm_hv_stimer_set_config")]
-pub fn ev_stimer_config(ctx: TracePointContext) -> u32 {
+tracepoint_program!(
+    "tracepoint/kvm/kvm_hv_stimer_set_config",
+    ev_stimer_config,
+    ev_stimer_config_body
+);
+fn ev_stimer_config_body(ctx: TracePointContext) -> u32 {
     let (Some(timer), Some(config)) = (field(&ctx, f::STCFG_TIMER), field(&ctx, f::STCFG_CONFIG))
     else {
-        return 0;
+        return KEEP;
     };
     bump(
         tgid(),
@@ -237,49 +254,57 @@ pub fn ev_stimer_config(ctx: TracePointContext) -> u32 {
         0,
         config,
     );
-    0
+    KEEP
 }
 
-#[tracepoint(category = "kvm", name = "kvm_eoi")]
-pub fn ev_eoi(ctx: TracePointContext) -> u32 {
+tracepoint_program!("tracepoint/kvm/kvm_eoi", ev_eoi, ev_eoi_body);
+fn ev_eoi_body(ctx: TracePointContext) -> u32 {
     if let Some(v) = field(&ctx, f::EOI_VECTOR) {
         bump(tgid(), ev::EOI, 0, v & 0xff, 0, 0);
     }
-    0
+    KEEP
 }
 
-#[tracepoint(category = "kvm", name = "kvm_pv_eoi")]
-pub fn ev_pv_eoi(ctx: TracePointContext) -> u32 {
+tracepoint_program!("tracepoint/kvm/kvm_pv_eoi", ev_pv_eoi, ev_pv_eoi_body);
+fn ev_pv_eoi_body(ctx: TracePointContext) -> u32 {
     if let Some(v) = field(&ctx, f::PVEOI_VECTOR) {
         bump(tgid(), ev::PV_EOI, 0, v & 0xff, 0, 0);
     }
-    0
+    KEEP
 }
 
-#[tracepoint(category = "kvm", name = "kvm_apic_ipi")]
-pub fn ev_apic_ipi(ctx: TracePointContext) -> u32 {
+tracepoint_program!("tracepoint/kvm/kvm_apic_ipi", ev_apic_ipi, ev_apic_ipi_body);
+fn ev_apic_ipi_body(ctx: TracePointContext) -> u32 {
     if let Some(icr) = field(&ctx, f::IPI_ICR) {
         bump(tgid(), ev::IPI, ((icr >> 8) & 7) as u16, icr & 0xff, 0, 0);
     }
-    0
+    KEEP
 }
 
-#[tracepoint(category = "kvm", name = "kvm_vcpu_wakeup")]
-pub fn ev_vcpu_wakeup(ctx: TracePointContext) -> u32 {
+tracepoint_program!(
+    "tracepoint/kvm/kvm_vcpu_wakeup",
+    ev_vcpu_wakeup,
+    ev_vcpu_wakeup_body
+);
+fn ev_vcpu_wakeup_body(ctx: TracePointContext) -> u32 {
     let Some(ns) = field(&ctx, f::WAKE_NS) else {
-        return 0;
+        return KEEP;
     };
     let waited = field(&ctx, f::WAKE_WAITED).unwrap_or(0) as u16 & 1;
     let valid = field(&ctx, f::WAKE_VALID).unwrap_or(0) as u16 & 1;
     bump(tgid(), ev::WAKEUP, waited | valid << 1, 0, ns, 0);
-    0
+    KEEP
 }
 
-#[tracepoint(category = "kvm", name = "kvm_halt_poll_ns")]
-pub fn ev_halt_poll(ctx: TracePointContext) -> u32 {
+tracepoint_program!(
+    "tracepoint/kvm/kvm_halt_poll_ns",
+    ev_halt_poll,
+    ev_halt_poll_body
+);
+fn ev_halt_poll_body(ctx: TracePointContext) -> u32 {
     let (Some(grow), Some(new)) = (field(&ctx, f::HPOLL_GROW), field(&ctx, f::HPOLL_NEW)) else {
-        return 0;
+        return KEEP;
     };
     bump(tgid(), ev::HALT_POLL, grow as u16, 0, 0, new);
-    0
+    KEEP
 }

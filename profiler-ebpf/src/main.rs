@@ -8,6 +8,19 @@
 #![no_std]
 #![no_main]
 
+/// A classic tracepoint program `$name` in ELF section `$section` that returns what `$body`
+/// returns ([`KEEP`]). aya's `#[tracepoint]` cannot be used: the program it makes always returns
+/// 0, whatever the function returns, and so hides the event from perf (see [`KEEP`]).
+macro_rules! tracepoint_program {
+    ($section:literal, $name:ident, $body:ident) => {
+        #[no_mangle]
+        #[link_section = $section]
+        pub fn $name(ctx: *mut ::core::ffi::c_void) -> u32 {
+            $body(::aya_ebpf::programs::TracePointContext::new(ctx))
+        }
+    };
+}
+
 mod agg;
 mod ev;
 #[cfg(feature = "test-programs")]
@@ -15,7 +28,6 @@ mod test_programs;
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
-    macros::tracepoint,
     programs::TracePointContext,
     EbpfContext,
 };
@@ -37,6 +49,11 @@ static OFFSETS: Offsets = Offsets {
     valid: 0,
 };
 
+/// What every classic tracepoint program returns. The kernel hands a tracepoint's event to perf
+/// only when its BPF programs return non-zero (`perf_trace_run_bpf_submit`): returning 0 would hide
+/// each kvm_exit/kvm_entry/kvm_msr/... from `perf kvm stat record` (and any other perf user of the
+/// same tracepoint) for as long as kvmprof is attached.
+pub(crate) const KEEP: u32 = 1;
 /// KVM_RUN = _IO(KVMIO, 0x80): the ioctl that re-enters the guest after a userspace exit.
 const KVM_RUN: u64 = 0xae80;
 /// Offset of `cmd` in syscalls:sys_enter_ioctl (stable since the syscall tracepoints exist:
@@ -74,52 +91,56 @@ fn read_u32(ctx: &TracePointContext, off: u32) -> Option<u32> {
     }
 }
 
-#[tracepoint(category = "kvm", name = "kvm_exit")]
-pub fn kvm_exit(ctx: TracePointContext) -> u32 {
+tracepoint_program!("tracepoint/kvm/kvm_exit", kvm_exit, kvm_exit_body);
+fn kvm_exit_body(ctx: TracePointContext) -> u32 {
     let o = offsets();
     if o.valid == 0 {
-        return 0;
+        return KEEP;
     }
     let (Some(reason), Some(isa), Some(vcpu)) = (
         read_u32(&ctx, o.exit_reason),
         read_u32(&ctx, o.exit_isa),
         read_u32(&ctx, o.exit_vcpu_id),
     ) else {
-        return 0;
+        return KEEP;
     };
     let (tgid, tid) = ids();
     agg::on_exit(tgid, tid, now(), vcpu, isa, reason);
     ev::exit_detail(&ctx, &o, tgid, isa, reason);
-    0
+    KEEP
 }
 
-#[tracepoint(category = "kvm", name = "kvm_entry")]
-pub fn kvm_entry(ctx: TracePointContext) -> u32 {
+tracepoint_program!("tracepoint/kvm/kvm_entry", kvm_entry, kvm_entry_body);
+fn kvm_entry_body(ctx: TracePointContext) -> u32 {
     let o = offsets();
     if o.valid == 0 {
-        return 0;
+        return KEEP;
     }
     let Some(vcpu) = read_u32(&ctx, o.entry_vcpu_id) else {
-        return 0;
+        return KEEP;
     };
     let (tgid, tid) = ids();
     if agg::on_entry(tgid, tid, now(), vcpu) {
         log_stats_full(&ctx, tgid);
     }
-    0
+    KEEP
 }
 
-#[tracepoint(category = "kvm", name = "kvm_userspace_exit")]
-pub fn kvm_userspace_exit(ctx: TracePointContext) -> u32 {
+tracepoint_program!(
+    "tracepoint/kvm/kvm_userspace_exit",
+    kvm_userspace_exit,
+    kvm_userspace_exit_body
+);
+fn kvm_userspace_exit_body(ctx: TracePointContext) -> u32 {
     let o = offsets();
     if o.valid == 0 {
-        return 0;
+        return KEEP;
     }
     let (Some(reason), Some(errno)) = (
         read_u32(&ctx, o.uexit_reason),
         read_u32(&ctx, o.uexit_errno),
     ) else {
-        return 0;
+        return KEEP;
     };
     // errno is an int: -EINTR (restart) or another negative value (error).
     let reason = match errno as i32 {
@@ -129,21 +150,25 @@ pub fn kvm_userspace_exit(ctx: TracePointContext) -> u32 {
     };
     let (tgid, tid) = ids();
     agg::on_uexit(tgid, tid, now(), reason);
-    0
+    KEEP
 }
 
-#[tracepoint(category = "syscalls", name = "sys_enter_ioctl")]
-pub fn sys_enter_ioctl(ctx: TracePointContext) -> u32 {
+tracepoint_program!(
+    "tracepoint/syscalls/sys_enter_ioctl",
+    sys_enter_ioctl,
+    sys_enter_ioctl_body
+);
+fn sys_enter_ioctl_body(ctx: TracePointContext) -> u32 {
     // SAFETY: see read_u32; cmd is an unsigned long in every kernel's sys_enter_ioctl record.
     let Ok(cmd) = (unsafe { ctx.read_at::<u64>(IOCTL_CMD_OFFSET) }) else {
-        return 0;
+        return KEEP;
     };
     if cmd as u32 != KVM_RUN as u32 {
-        return 0;
+        return KEEP;
     }
     let (tgid, tid) = ids();
     agg::on_kvm_run(tgid, tid, now());
-    0
+    KEEP
 }
 
 /// Once per CPU: later drops only count (logging each would cost more than the exit).

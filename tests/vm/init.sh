@@ -3,13 +3,16 @@
 # Loads kvm_amd, sets the kernel's own hist triggers on kvm_exit/kvm_entry, runs kvmprof while the
 # exerciser guest runs, then prints every result between markers on the serial console:
 #   ===KVMPROF-BEGIN <file>=== ... ===KVMPROF-END <file>===   and one ===KVMPROF-STATUS <ok|fail: why>===
-# Two runs in one boot: the plain guest (files exercise.txt, kvmprof.json, kvm_*.hist; its result is
+# Three runs in one boot: the plain guest (files exercise.txt, kvmprof.json, kvm_*.hist; its result is
 # the STATUS line) and then the Hyper-V guest (files hv_*; its result is hv_status.txt, checked by
 # tests/tests/real_kvm_hyperv.rs, so a Hyper-V failure does not hide the plain run's numbers).
+# Between them, the perf run: `perf kvm stat record -a` and `kvmprof record` on the same exerciser
+# (files perf_*, p.kvmprof; checked by tests/tests/real_kvm_perf.rs).
 # Kernel command line: kvmprof.iters=N, kvmprof.hyperv=0 skips the Hyper-V run.
 /bin/busybox --install -s /bin
 echo
 export PATH=/bin
+ulimit -l unlimited 2>/dev/null
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
@@ -44,11 +47,11 @@ finish() { # status
     done
   } > /tmp/info.txt
   section info.txt /tmp/info.txt
-  for f in exercise.txt kvmprof.json kvmprof.stderr kvm_exit.hist kvm_entry.hist $SESSION_FILES $HV_FILES; do
+  for f in exercise.txt kvmprof.json kvmprof.stderr kvm_exit.hist kvm_entry.hist $SESSION_FILES $PERF_FILES $HV_FILES; do
     [ -f /tmp/$f ] && section $f /tmp/$f
   done
   # Recordings are binary: base64 over the serial console, decoded by the harness.
-  for f in a.kvmprof b.kvmprof; do
+  for f in a.kvmprof b.kvmprof p.kvmprof; do
     [ -f /tmp/$f ] && { base64 /tmp/$f > /tmp/$f.b64; section $f.b64 /tmp/$f.b64; }
   done
   if [ "$1" != ok ]; then
@@ -63,6 +66,9 @@ SESSION_FILES="session_status.txt b_exercise.txt record_a.stderr record_b.stderr
 HV_FILES="hv_status.txt hv_exercise.txt hv_kvmprof.json hv_kvmprof.stderr hv_advise.json hv_advise.stderr
   hv_kvm_exit.hist hv_kvm_entry.hist hv_kvm_msr.hist hv_synic_msr.hist hv_stimer.hist hv_inhibit.hist
   hv_trigger_errors.txt"
+
+PERF_FILES="perf_status.txt perf_version.txt perf_pid.txt perf_exercise.txt perf_record.stderr
+  perf_kvmprof.stderr perf_vmexit.txt perf_ioport.txt perf_msr.txt perf_mmio.txt perf_kvm_exit.hist"
 
 hv_fail() { # why
   echo "fail: $1" > /tmp/hv_status.txt
@@ -150,6 +156,55 @@ session_b() {
   cat $T/events/kvm/kvm_exit/hist > /tmp/b_kvm_exit.hist
 }
 
+# The perf run: `perf kvm stat record -a` and `kvmprof record` both attached before the exerciser
+# starts and stopped after it ended, so both see every exit of its whole life; then perf's own
+# report of each --event, for the exerciser's pid. The hist trigger on kvm_exit is the oracle.
+perf_fail() { # why
+  echo "fail: $1" > /tmp/perf_status.txt
+}
+perf_run() {
+  echo ok > /tmp/perf_status.txt
+  perf --version > /tmp/perf_version.txt 2>&1 || { perf_fail "no perf in the initramfs"; return; }
+  mkdir -p /tmp/perf
+  mkfifo /tmp/perf/ctl /tmp/perf/ack
+  trig kvm_exit 'hist:keys=isa,exit_reason:sort=exit_reason' || { perf_fail "kvm_exit hist trigger"; return; }
+  # -D -1: perf starts with its events disabled, enables them on `enable` and answers `ack`.
+  ( cd /tmp/perf && exec perf kvm stat record -a -D -1 --control fifo:/tmp/perf/ctl,/tmp/perf/ack \
+      > /tmp/perf/record.stdout 2> /tmp/perf_record.stderr ) &
+  PP=$!
+  timeout 120 sh -c 'echo enable > /tmp/perf/ctl; read -r a < /tmp/perf/ack; echo "$a" > /tmp/perf/acked'
+  grep -q ack /tmp/perf/acked 2>/dev/null || { kill -INT $PP; wait $PP; perf_fail "perf kvm stat record did not enable its events"; return; }
+  /bin/kvmprof --allow-concurrent record -i 100ms -o /tmp/p.kvmprof --ready-file /tmp/ready_p \
+    2> /tmp/perf_kvmprof.stderr &
+  RP=$!
+  wait_ready $RP /tmp/ready_p "kvmprof record" || { kill -INT $PP; wait $PP; perf_fail "kvmprof record not ready"; return; }
+  /bin/kvmprof exercise --iters "$N" --ops ocrw -- -name guest=$VM_NAME-perf > /tmp/perf_exercise.txt 2>&1 &
+  XP=$!
+  echo $XP > /tmp/perf_pid.txt
+  wait $XP
+  XRC=$?
+  kill -INT $RP
+  wait $RP
+  RRC=$?
+  kill -INT $PP
+  wait $PP
+  PRC=$?
+  echo 0 > $T/events/kvm/kvm_exit/enable
+  cat $T/events/kvm/kvm_exit/hist > /tmp/perf_kvm_exit.hist
+  # --stdio exists from perf 6.4 on (with its report screen); older perf prints only text, and
+  # on stderr: both streams are what a user sees, so both go to the file.
+  STDIO=--stdio
+  ( cd /tmp/perf && perf kvm -i perf.data.guest stat report --stdio > /dev/null 2>&1 ) || STDIO=
+  for ev in vmexit ioport msr mmio; do
+    ( cd /tmp/perf && perf kvm -i perf.data.guest stat report $STDIO --event $ev --pid $XP \
+        > /tmp/perf_$ev.txt 2>&1 )
+  done
+  [ $XRC -eq 0 ] || { perf_fail "kvmprof exercise exited with status $XRC"; return; }
+  [ $RRC -eq 0 ] || { perf_fail "kvmprof record exited with status $RRC"; return; }
+  # perf record ends by re-raising the SIGINT it was stopped with: 130 is its normal end.
+  [ $PRC -eq 0 ] || [ $PRC -eq 130 ] || { perf_fail "perf kvm stat record exited with status $PRC"; return; }
+}
+
 for m in irqbypass ccp kvm kvm-amd; do
   insmod /lib/modules/$m.ko 2>/tmp/insmod.err || finish "fail: insmod $m: $(cat /tmp/insmod.err)"
 done
@@ -193,5 +248,6 @@ cat $T/events/kvm/kvm_entry/hist > /tmp/kvm_entry.hist
 [ $EX -eq 0 ] || finish "fail: kvmprof exercise exited with status $EX"
 [ $KRC -eq 0 ] || finish "fail: kvmprof report exited with status $KRC"
 session_b
+perf_run
 [ "$HV" = 1 ] && hyperv_run
 finish ok

@@ -78,19 +78,6 @@ pub struct BenchVmArgs {
     pub from: Option<PathBuf>,
 }
 
-fn find_program(name: &str) -> Result<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
-    for dir in path.split(':').chain(["/usr/bin", "/usr/sbin"]) {
-        let p = Path::new(dir).join(name);
-        if let Ok(data) = std::fs::read(&p) {
-            if data.starts_with(b"\x7fELF") {
-                return Ok(p);
-            }
-        }
-    }
-    bail!("no {name} executable (ELF) in PATH: apt-get install linux-perf bpftrace")
-}
-
 fn boot(
     kroot: &Path,
     ver: &str,
@@ -437,7 +424,7 @@ pub fn bench_vm(args: &BenchVmArgs) -> Result<()> {
     let mut programs = Vec::new();
     for (name, tool) in [("perf", "perf"), ("bpftrace", "bpftrace")] {
         if tools.contains(&tool) {
-            programs.push((name, find_program(name)?));
+            programs.push((name, host::find_program(name)?));
         }
     }
     if tools.contains(&"kvmprof") {

@@ -89,6 +89,10 @@ fn build_initramfs(kroot: &Path, ver: &str, kvmprof: &Path) -> Result<Archive> {
     for lib in initramfs::parse_ldd(&ldd)? {
         a.add_file(&lib.to_string_lossy(), read(&lib)?, 0o755)?;
     }
+    // The host's perf (Debian's linux-perf) with its libraries, as `cargo xtask bench-vm` packs
+    // it: the guest runs `perf kvm stat` beside kvmprof on the same exits.
+    let perf = host::find_program("perf")?;
+    initramfs::add_program_with_libs(&mut a, "/bin/perf", &perf)?;
     let kdir = kroot.join("lib/modules").join(ver).join("kernel");
     initramfs::add_kernel_modules(&mut a, &kdir, MODULES)?;
     Ok(a)
@@ -314,6 +318,8 @@ pub fn vm_test(args: &VmTestArgs) -> Result<()> {
         "real_kvm",
         "--test",
         "real_kvm_session",
+        "--test",
+        "real_kvm_perf",
     ]);
     if !args.no_hyperv {
         test.args(["--test", "real_kvm_hyperv"]);

@@ -10,10 +10,10 @@
 use std::collections::BTreeMap;
 
 use super::{
-    perf_layout::{footer, header, Event, SortBy, NAME_WIDTH},
+    perf_layout::{footer, header, Event, SortBy},
     printf::{f, s},
     rows::pct,
-    sub_times::{self, perf_key, SubTimes},
+    sub_times::{self, perf_key},
     ReportError,
 };
 use crate::{
@@ -78,19 +78,19 @@ pub(crate) fn per_vm_only(event: Event, vcpu: Option<u32>) -> Result<(), ReportE
 /// Appends one sub-reason table (after the "Analyze events" line).
 pub(crate) fn table(
     out: &mut String,
-    evidence: &Evidence,
+    data: &super::Data,
     event: Event,
     vm: Option<&VmView>,
     vcpu: Option<u32>,
     sort: SortBy,
-    times: &SubTimes,
 ) -> Result<(), ReportError> {
+    let (evidence, times, width) = (&data.evidence, &data.sub_times, data.name_width());
     let (counted, rows_with_time) = what(event);
     per_vm_only(event, vcpu)?;
     let keyed = evidence.keyed(event, vm.map(|v| v.pid));
     // Read from perf text with its times: printed with them.
     if let Some(timed) = sub_times::for_table(times, event, vm.map(|v| v.pid), &keyed) {
-        sub_times::classic_table(out, event, &timed, sort);
+        sub_times::classic_table(out, event, &timed, sort, width);
         out.push_str("# times as the perf text printed them (kvmprof itself counts these accesses without timing them)\n");
         return Ok(());
     }
@@ -101,12 +101,12 @@ pub(crate) fn table(
         _ => rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0))),
     }
     let total: u64 = rows.iter().map(|r| r.1).sum();
-    out.push_str(&header(event.header(), false, false));
+    out.push_str(&header(event.header(), width, false, false));
     out.push_str("\n\n");
     for (k, n) in &rows {
         out.push_str(&format!(
             "{} {n:>10} {}%\n",
-            s(NAME_WIDTH, k),
+            s(width, k),
             f(8, 2, pct(*n as f64, total as f64))
         ));
     }

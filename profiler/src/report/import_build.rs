@@ -296,6 +296,7 @@ fn evidence(
                 min_ns: r.min_us.map_or(0, ns),
                 max_ns: r.max_us.map_or(0, ns),
                 rel_err: r.rel_err_pct,
+                line: r.line,
             };
             match times.get_mut(&k) {
                 Some(m) => m.merge(&t),

@@ -118,6 +118,9 @@ pub struct Data {
     pub rel_err: HashMap<Key, f64>,
     /// MSR / IO port / MMIO access times as perf text printed them (see `sub_times`).
     pub sub_times: SubTimes,
+    /// The name column's width of the perf text's classic tables, when they all had the same
+    /// (perf before 6.4 prints `%20s`, since `%40s`): printed back in it. None: NAME_WIDTH.
+    pub perf_name_width: Option<usize>,
 }
 
 /// perf's "Analyze events for" target: `pid(s) 12,34` (empty: all VMs) and `VCPU N`.
@@ -156,6 +159,7 @@ impl Data {
             scope: None,
             rel_err: HashMap::new(),
             sub_times: SubTimes::new(),
+            perf_name_width: None,
         }
     }
 
@@ -183,7 +187,13 @@ impl Data {
             scope: Scope::of(imp),
             rel_err: imp.rel_err.clone(),
             sub_times: imp.sub_times.clone(),
+            perf_name_width: imp.name_width(),
         }
+    }
+
+    /// The name column's width classic tables print with.
+    pub(crate) fn name_width(&self) -> usize {
+        self.perf_name_width.unwrap_or(perf_layout::NAME_WIDTH)
     }
 }
 

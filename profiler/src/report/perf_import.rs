@@ -51,6 +51,17 @@ impl PerfImport {
     pub fn view(&self) -> View {
         crate::model::compute(&self.older, &self.newer, &self.names)
     }
+
+    /// The name column's width all classic tables had, if they agree (see `Section::name_width`).
+    pub fn name_width(&self) -> Option<usize> {
+        let mut widths = self
+            .sections
+            .iter()
+            .filter(|s| s.layout == super::PerfLayout::Classic)
+            .map(|s| s.name_width);
+        let first = widths.next()??;
+        widths.all(|w| w == Some(first)).then_some(first)
+    }
 }
 
 /// Parses perf text and builds samples from it.

@@ -4,7 +4,8 @@
 
 use super::printf::{f, s};
 
-/// perf's name column width (KVM_EVENT_NAME_LEN; perf before 3.14 used 20).
+/// perf's name column width (KVM_EVENT_NAME_LEN of perf ≥ 6.4; before, DECODE_STR_LEN 20:
+/// a table read from such a perf prints back in its own width, `Data::name_width`).
 pub const NAME_WIDTH: usize = 40;
 
 /// Which table: perf's `--event`.
@@ -80,10 +81,10 @@ pub enum SortBy {
 /// perf's header line (with its trailing space) and the blank line after it; `extremes`:
 /// with the Min Time and Max Time columns (a table read from a perf that printed none has
 /// none to show).
-pub(crate) fn header(name: &str, timed: bool, extremes: bool) -> String {
+pub(crate) fn header(name: &str, width: usize, timed: bool, extremes: bool) -> String {
     let mut h = format!(
         "{} {} {} ",
-        s(NAME_WIDTH, name),
+        s(width, name),
         s(10, "Samples"),
         s(9, "Samples%")
     );
@@ -129,6 +130,8 @@ pub struct TableOptions {
 /// `%40s %10llu %8.2f%% %8.2f%% [%9.2fus %9.2fus ]%9.2fus ( +-%7.2f%% )`.
 pub(crate) struct ClassicRow<'a> {
     pub name: &'a str,
+    /// The name column's width (NAME_WIDTH, or the imported table's own).
+    pub width: usize,
     pub count: u64,
     pub count_pct: f64,
     pub time_pct: f64,
@@ -147,7 +150,7 @@ pub(crate) fn classic_row(r: &ClassicRow) -> String {
     });
     format!(
         "{} {:>10} {}% {}% {min_max}{} ( +-{} )",
-        s(NAME_WIDTH, r.name),
+        s(r.width, r.name),
         r.count,
         f(8, 2, r.count_pct),
         f(8, 2, r.time_pct),

@@ -20,6 +20,7 @@ use super::{
 pub(crate) fn parse(text: &str) -> Result<(Vec<Section>, Vec<ImportWarning>), ImportError> {
     let mut p = Parser::default();
     for (i, raw) in text.lines().enumerate() {
+        p.width = name_width(raw);
         p.line(i + 1, &clean(raw))?;
     }
     if let Some((n, held)) = p.held.take() {
@@ -48,6 +49,9 @@ struct Parser {
     open: Option<Open>,
     /// A row that lacks columns (or ends inside `( +-`), waiting for the next line.
     held: Option<(usize, String)>,
+    /// The name column's width, if the line being read (as it came, before `clean`) is a
+    /// header of print_result's (see `name_width`).
+    width: Option<usize>,
 }
 
 /// The table being read, and the non-row lines seen since its last row: prose after the
@@ -211,6 +215,7 @@ impl Parser {
         let layout = h.layout();
         let mut sec = Section::new(n, self.target.0.clone(), self.target.1, h.event, h.columns);
         sec.layout = layout;
+        sec.name_width = self.width.filter(|_| layout == super::PerfLayout::Classic);
         self.open = Some(Open {
             sec,
             header: line.to_string(),
@@ -327,4 +332,13 @@ impl Open {
         warnings.push(ImportWarning::new(first, msg));
         self.sec.skipped.append(&mut self.gap);
     }
+}
+
+/// The width of a header's right-aligned name column (`             VM-EXIT    Samples`: 20),
+/// when it is one of the two print_result used (`%20s` before perf 6.4, `%40s` since).
+fn name_width(header: &str) -> Option<usize> {
+    let at = header.find(" Samples ")?;
+    let name = &header[..at];
+    let w = name.trim_end().len();
+    (name.starts_with(' ') && name.is_ascii() && (w == 20 || w == 40)).then_some(w)
 }

@@ -102,6 +102,9 @@ pub struct Section {
     pub footer_line: Option<usize>,
     pub total_time_rounding: f64,
     pub lost_events: Option<u64>,
+    /// The name column's width when the header right-aligns it in one of print_result's two
+    /// widths (20 before perf 6.4, 40 since); None for other headers (pasted, left-aligned).
+    pub name_width: Option<usize>,
     /// Lines between this table's rows that were not rows and were read around (a stray
     /// remark, a damaged row): each was reported in a warning.
     pub skipped: Vec<usize>,
@@ -129,6 +132,7 @@ impl Section {
             footer_line: None,
             total_time_rounding: 0.0,
             lost_events: None,
+            name_width: None,
             skipped: Vec::new(),
         }
     }

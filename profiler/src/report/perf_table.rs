@@ -53,16 +53,7 @@ pub fn render(data: &Data, opts: &TableOptions) -> Result<String, ReportError> {
             (Event::Vmexit, PerfLayout::Classic) => exit_table(&mut out, data, vm, opts, i == 0),
             (Event::Vmexit, PerfLayout::V6_4) => perf_table64::exit_table(&mut out, view, vm, opts),
             (ev, PerfLayout::Classic) => {
-                let times = &data.sub_times;
-                evidence::table(
-                    &mut out,
-                    &data.evidence,
-                    ev,
-                    vm,
-                    opts.vcpu,
-                    opts.sort,
-                    times,
-                )?
+                evidence::table(&mut out, data, ev, vm, opts.vcpu, opts.sort)?
             }
             (ev, PerfLayout::V6_4) => {
                 evidence::per_vm_only(ev, opts.vcpu)?;
@@ -119,7 +110,15 @@ fn asks_what_is_there(view: &crate::model::View, o: &TableOptions) -> Result<(),
 fn scoped(data: &Data, opts: &TableOptions) -> TableOptions {
     let mut o = opts.clone();
     let Some(sc) = &data.scope else { return o };
-    if o.vm.is_none() {
+    // Only a VM the view has: a perf text of MSR / IO port tables only has no exit rows, so
+    // no VM; its tables are that pid's all the same (see analyze_line).
+    if o.vm.is_none()
+        && data
+            .view
+            .vms
+            .iter()
+            .any(|v| sc.pids.first() == Some(&v.pid))
+    {
         o.vm = sc
             .pids
             .first()
@@ -134,12 +133,15 @@ fn scoped(data: &Data, opts: &TableOptions) -> TableOptions {
 /// perf's print_vcpu_info, after the two newlines print_result starts with; a VM imported
 /// from perf text with several pids (`pid(s) 12,34`, which perf cannot tell apart) keeps them.
 fn analyze_line(vm: Option<&VmView>, vcpu: Option<u32>, scope: Option<&Scope>) -> String {
+    let pids = |sc: &Scope| {
+        let pids: Vec<String> = sc.pids.iter().map(u32::to_string).collect();
+        format!("pid(s) {}, ", pids.join(","))
+    };
     let who = match (vm, scope) {
+        // Perf text of one pid's tables without a VM of that pid (MSR / IO port tables only).
+        (None, Some(sc)) if !sc.pids.is_empty() => pids(sc),
         (None, _) => "all VMs, ".to_string(),
-        (Some(v), Some(sc)) if sc.pids.first() == Some(&v.pid) => {
-            let pids: Vec<String> = sc.pids.iter().map(u32::to_string).collect();
-            format!("pid(s) {}, ", pids.join(","))
-        }
+        (Some(v), Some(sc)) if sc.pids.first() == Some(&v.pid) => pids(sc),
         (Some(v), _) => format!("pid(s) {}, ", v.pid),
     };
     let cpus = match vcpu {
@@ -147,9 +149,13 @@ fn analyze_line(vm: Option<&VmView>, vcpu: Option<u32>, scope: Option<&Scope>) -
         Some(n) => format!("VCPU {n}:"),
     };
     // The VM's name, on the line before perf's own (after its table it read as the next one's).
-    let label = vm.map_or(String::new(), |v| {
-        format!("# VM {} (pid {})\n", printable(&v.name), v.pid)
-    });
+    // (Not for a VM known only by its pid, as in perf text: the Analyze line says it all.)
+    let label = match vm {
+        Some(v) if v.name != format!("pid {}", v.pid) => {
+            format!("# VM {} (pid {})\n", printable(&v.name), v.pid)
+        }
+        _ => String::new(),
+    };
     format!("\n\n{label}Analyze events for {who}{cpus}\n\n")
 }
 
@@ -174,13 +180,14 @@ fn exit_table(out: &mut String, data: &Data, vm: Option<&VmView>, o: &TableOptio
     let total_t: u64 = rows.iter().map(|r| r.total_ns).sum();
     // Counts without times (bcc kvmexit, a table trimmed to its shares): no time is made up.
     if total_t == 0 && !rows.is_empty() && rows.iter().all(|r| r.max_ns == 0) {
-        return untimed_table(out, &rows);
+        return untimed_table(out, &rows, data.name_width());
     }
     // A table read from a perf that printed no Min/Max has none: no made-up 0.00us.
     let extremes = rows.iter().any(|r| r.max_ns > 0);
-    let mut h = header(Event::Vmexit.header(), true, extremes);
+    let width = data.name_width();
+    let mut h = header(Event::Vmexit.header(), width, true, extremes);
     if o.percentiles {
-        let end = ROW_AVG_END - if extremes { 0 } else { 24 };
+        let end = ROW_AVG_END + width - NAME_WIDTH - if extremes { 0 } else { 24 };
         h = format!("{h:<end$}");
         for p in ["p50", "p99", "p99.9"] {
             h.push_str(&format!(" {}", s(11, p)));
@@ -196,6 +203,7 @@ fn exit_table(out: &mut String, data: &Data, vm: Option<&VmView>, o: &TableOptio
         missing_hist |= err.is_none() || (o.percentiles && !r.has_percentiles());
         out.push_str(&classic_row(&ClassicRow {
             name: &printable(&r.name),
+            width,
             count: r.timed,
             count_pct: pct(r.timed as f64, total_n as f64),
             time_pct: pct(r.total_ns as f64, total_t as f64),
@@ -286,14 +294,14 @@ fn imported_err(data: &Data, vms: &[&VmView], vcpu: Option<u32>, r: &Row) -> Opt
 }
 
 /// Exit counts known without their times: Samples and Samples% only, as the sub-reason tables.
-fn untimed_table(out: &mut String, rows: &[&Row]) {
-    out.push_str(&header(Event::Vmexit.header(), false, false));
+fn untimed_table(out: &mut String, rows: &[&Row], width: usize) {
+    out.push_str(&header(Event::Vmexit.header(), width, false, false));
     out.push_str("\n\n");
     let total: u64 = rows.iter().map(|r| r.timed).sum();
     for r in rows {
         out.push_str(&format!(
             "{} {:>10} {}%\n",
-            s(NAME_WIDTH, &r.name),
+            s(width, &printable(&r.name)),
             r.timed,
             f(8, 2, pct(r.timed as f64, total as f64))
         ));

@@ -27,6 +27,9 @@ pub struct SubTime {
     pub max_ns: u64,
     /// As printed, when one printed row made the key.
     pub rel_err: Option<f64>,
+    /// The perf text line of its first row: rows that tie on the sort key print in perf's
+    /// order (its hash-table order, not by name), so a table prints back as perf printed it.
+    pub line: usize,
 }
 
 impl SubTime {
@@ -37,6 +40,7 @@ impl SubTime {
         self.min_ns = self.min_ns.min(o.min_ns);
         self.max_ns = self.max_ns.max(o.max_ns);
         self.rel_err = None;
+        self.line = self.line.min(o.line);
     }
 }
 
@@ -81,9 +85,9 @@ fn ordered(rows: &BTreeMap<String, SubTime>, sort: SortBy) -> Vec<(&String, &Sub
             SortBy::MaxT => b.max_ns.cmp(&a.max_ns),
             SortBy::MinT => b.min_ns.cmp(&a.min_ns),
             SortBy::MeanT => mean(b).total_cmp(&mean(a)),
-            SortBy::Name => std::cmp::Ordering::Equal,
+            SortBy::Name => return an.cmp(bn),
         };
-        o.then_with(|| an.cmp(bn))
+        o.then_with(|| a.line.cmp(&b.line)).then_with(|| an.cmp(bn))
     });
     v
 }
@@ -94,17 +98,19 @@ pub(crate) fn classic_table(
     event: Event,
     rows: &BTreeMap<String, SubTime>,
     sort: SortBy,
+    width: usize,
 ) {
     let rows = ordered(rows, sort);
     let extremes = rows.iter().any(|(_, t)| t.max_ns > 0);
     let (n, total): (u64, u64) = rows
         .iter()
         .fold((0, 0), |(n, s), (_, t)| (n + t.count, s + t.total_ns));
-    out.push_str(&header(event.header(), true, extremes));
+    out.push_str(&header(event.header(), width, true, extremes));
     out.push_str("\n\n");
     for (name, t) in &rows {
         out.push_str(&classic_row(&ClassicRow {
             name,
+            width,
             count: t.count,
             count_pct: pct(t.count as f64, n as f64),
             time_pct: pct(t.total_ns as f64, total as f64),

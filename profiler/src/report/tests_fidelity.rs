@@ -9,6 +9,8 @@
 //! its Samples% add up to less than 100 %) has shares of rows the text does not hold: only
 //! its columns that do not depend on the other rows are compared (Samples, Min, Max, Avg,
 //! Time (ns)).
+//!
+//! perf's own output of real exits (profiler/tests/perf-real) must come back byte for byte.
 
 use std::collections::HashMap;
 
@@ -55,6 +57,7 @@ fn texts(dir: &str) -> Vec<(String, String)> {
 pub(super) fn all_sources() -> Vec<(String, String)> {
     let mut all = texts("tests/corpus");
     all.extend(texts("tests/perf64"));
+    all.extend(texts("tests/perf-real"));
     all.extend(
         texts("src/report/golden")
             .into_iter()
@@ -223,5 +226,33 @@ fn sub_reason_tables_in_the_6_4_layout_keep_their_event() {
             .map(|r| (r.name.as_str(), r.samples))
             .collect();
         assert_eq!(rows, [(a, 300), (b, 100)], "{printed}");
+    }
+}
+
+/// perf's own `perf kvm stat report --stdio` of real exits (profiler/tests/perf-real: Debian's
+/// perf in the nested-SVM guest, see its README), read and printed again in the classic layout:
+/// the same text to the byte, up to kvmprof's own `# ` lines after perf's footer.
+#[test]
+fn perf_real_output_prints_back_byte_for_byte() {
+    let files = texts("tests/perf-real");
+    assert!(files.len() >= 3, "perf-real holds {} tables", files.len());
+    for (file, text) in files {
+        let (sections, _) = parse(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(sections.len(), 1, "{file}");
+        let d = Data::from_perf_text(&text, &file).unwrap();
+        let o = TableOptions {
+            event: sections[0].event,
+            layout: PerfLayout::Classic,
+            ..Default::default()
+        };
+        let printed = perf_table(&d, &o).unwrap();
+        let ours = printed
+            .find("\n# ")
+            .map_or(&printed[..], |i| &printed[..i + 1]);
+        assert_eq!(
+            ours.trim_end(),
+            text.trim_end(),
+            "{file} does not print back as perf printed it\n--- kvmprof:\n{printed}"
+        );
     }
 }

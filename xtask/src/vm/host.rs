@@ -1,6 +1,6 @@
 //! Host side of the VM test: Debian packages, the cached kernel, command helpers.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -11,6 +11,8 @@ const PACKAGES: &[&str] = &[
     "cpio",
     "kmod",
     "xz-utils",
+    // perf in the guest: kvmprof against `perf kvm stat` on the same exits (real_kvm_perf.rs).
+    "linux-perf",
 ];
 
 fn cache_dir() -> Result<PathBuf> {
@@ -54,6 +56,20 @@ pub const BENCH_PACKAGES: &[&str] = &["linux-perf", "bpftrace"];
 /// Install the missing benchmark packages (perf, bpftrace), as `ensure_packages` does.
 pub fn ensure_bench_packages() -> Result<()> {
     crate::apt::install_missing(BENCH_PACKAGES, "bench-vm")
+}
+
+/// The host's `name` executable (ELF, not a wrapper script), to pack into a guest initramfs.
+pub fn find_program(name: &str) -> Result<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
+    for dir in path.split(':').chain(["/usr/bin", "/usr/sbin"]) {
+        let p = Path::new(dir).join(name);
+        if let Ok(data) = std::fs::read(&p) {
+            if data.starts_with(b"\x7fELF") {
+                return Ok(p);
+            }
+        }
+    }
+    bail!("no {name} executable (ELF) in PATH: apt-get install linux-perf bpftrace")
 }
 
 /// Newest `linux-image-6.12.<n>+deb12-amd64-unsigned` in `apt-cache search` output.

@@ -167,7 +167,6 @@ pub fn parse_ldd(text: &str) -> Result<Vec<PathBuf>> {
 
 /// Add the program `src` at `dest` and every shared library `ldd` lists for it (at the same
 /// paths; symlinks are followed, so each library lands as a plain file).
-#[allow(dead_code)] // used by `cargo xtask bench-vm` (bench_vm.rs)
 pub fn add_program_with_libs(a: &mut Archive, dest: &str, src: &Path) -> Result<()> {
     let data = std::fs::read(src).with_context(|| format!("cannot read {}", src.display()))?;
     a.add_file(dest, data, 0o755)?;
