@@ -388,3 +388,14 @@ fn report_refuses_a_vcpu_or_sort_the_session_does_not_have() {
     let o = kvmprof(&["report", &perf, "--vcpu", "0", "-k", "time"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+/// Advice on perf text of all VMs has no VM to name, and says so instead of "(pid 0)".
+#[test]
+fn advice_on_perf_text_of_all_vms_names_no_pid_0() {
+    let perf = repo_file("profiler/tests/corpus/04-win-3dgame-no-hyperv-baseline.txt");
+    let o = kvmprof(&["advise", "--from-perf", &perf]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains("(pid 0)"), "{out}");
+    assert!(out.contains("all VMs (the input names no VM)"), "{out}");
+}

@@ -174,7 +174,7 @@ perf_run() {
   PP=$!
   timeout 120 sh -c 'echo enable > /tmp/perf/ctl; read -r a < /tmp/perf/ack; echo "$a" > /tmp/perf/acked'
   grep -q ack /tmp/perf/acked 2>/dev/null || { kill -INT $PP; wait $PP; perf_fail "perf kvm stat record did not enable its events"; return; }
-  /bin/kvmprof --allow-concurrent record -i 100ms -o /tmp/p.kvmprof --ready-file /tmp/ready_p \
+  /bin/kvmprof record --allow-concurrent -i 100ms -o /tmp/p.kvmprof --ready-file /tmp/ready_p \
     2> /tmp/perf_kvmprof.stderr &
   RP=$!
   wait_ready $RP /tmp/ready_p "kvmprof record" || { kill -INT $PP; wait $PP; perf_fail "kvmprof record not ready"; return; }

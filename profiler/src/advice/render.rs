@@ -44,7 +44,12 @@ pub fn render_text(r: &Report) -> String {
         out.push_str("no VMs in the profile\n");
     }
     for vm in &r.vms {
-        let _ = writeln!(out, "VM {} (pid {})", printable(&vm.name), vm.pid);
+        // Perf text of all VMs has no VM to name: no "VM all VMs (pid 0)".
+        match vm.pid {
+            0 => writeln!(out, "{} (the input names no VM)", printable(&vm.name)),
+            _ => writeln!(out, "VM {} (pid {})", printable(&vm.name), vm.pid),
+        }
+        .ok();
         let _ = writeln!(out, "  guest:   {}", printable(&vm.guest));
         if let Some(c) = vm.host_cpu {
             let _ = writeln!(out, "  host CPU: {}", c.describe());

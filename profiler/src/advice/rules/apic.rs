@@ -158,7 +158,7 @@ fn r07_latent(c: &Ctx, aeoi: &[&crate::advice::EvRow]) -> Option<Finding> {
     });
     Some(
         f.host(format!("only if you enable it ({}): see the qemu line", c.host.apicv_param()))
-            .qemu("nothing to change while APICv/AVIC stays off; once it is on, pair it with the hv-avic CPU flag (QEMU ≥ 6.2) so the guest stops using AutoEOI")
+            .qemu("nothing to change while APICv/AVIC stays off; only if you enable it on the host, pair it with the hv-avic CPU flag (QEMU ≥ 6.2) so the guest stops using AutoEOI")
             .libvirt("when enabling APICv/AVIC on the host, add the avic element under <hyperv> (libvirt ≥ 8.10)")
             .effect("no change now; avoids a VM-wide APICv inhibit after APICv/AVIC is enabled")
             .source("KB R07; Linux 5.15 (inhibit only while a SINT uses AutoEOI); QEMU 6.2 hv-avic"),
