@@ -49,12 +49,8 @@ pub struct Table {
     /// One past the highest row index seen in use: a refresh scans about this many rows, not
     /// the whole capacity (`--max-keys`).
     hwm: usize,
-    /// Keys whose statistics changed, came or went since the last `changes`; sorted unless
-    /// `changed_unsorted`.
+    /// Keys whose statistics changed, came or went since the last `changes`.
     changed: Vec<Key>,
-    changed_unsorted: bool,
-    /// Keys whose last row went, since the last refresh (ascending after the refresh sorts).
-    gone: Vec<Key>,
     /// The last sample's time and exits in flight, to say what the next one changed.
     prev: Option<(u64, BTreeMap<Key, u64>)>,
     /// Rows decoded by the last `refresh` (unchanged ones are reused).
@@ -77,8 +73,6 @@ impl Table {
             stale: Vec::new(),
             hwm: 0,
             changed: Vec::new(),
-            changed_unsorted: false,
-            gone: Vec::new(),
             prev: None,
             decoded: 0,
             torn: 0,
@@ -126,15 +120,14 @@ impl Table {
                     _ => all.push((k, d.stat.clone())),
                 }
             }
-            // What changed: every key now, and those whose last row went (a superset), in
-            // order; no sort of the moved keys.
-            let mut gone = std::mem::take(&mut self.gone);
-            gone.sort_unstable();
-            let mut keys = Vec::with_capacity(all.len() + gone.len());
-            crate::sample::union_sorted(all.iter().map(|(k, _)| k), gone.iter(), &mut keys);
+            // What changed: every key now and every key before (those that went), in order
+            // (a superset), merged instead of sorting the moved keys.
+            let mut keys = Vec::with_capacity(all.len());
+            let now = all.iter().map(|(k, _)| k);
+            crate::sample::union_sorted(now, self.stats.keys(), &mut keys);
             self.stats = ChunkMap::from_sorted(all);
             self.stale.clear();
-            self.add_changed(keys);
+            self.changed.append(&mut keys);
             return;
         }
         self.stale.sort_unstable();
@@ -144,19 +137,7 @@ impl Table {
                 Some(st) => self.stats.insert(k, st),
                 None => self.stats.remove(&k),
             };
-            self.changed_unsorted |= self.changed.last().is_some_and(|l| *l >= k);
             self.changed.push(k);
-        }
-        self.gone.clear(); // (in `stale` too: recomputed above)
-    }
-
-    /// Appends sorted `keys` to `changed`.
-    fn add_changed(&mut self, keys: Vec<Key>) {
-        if self.changed.is_empty() {
-            self.changed = keys;
-        } else {
-            self.changed_unsorted |= keys.first() <= self.changed.last();
-            self.changed.extend(keys);
         }
     }
 
@@ -179,7 +160,8 @@ impl Table {
     /// the first sample.
     pub fn changes(&mut self, mono_ns: u64, in_flight: &BTreeMap<Key, u64>) -> Option<Changed> {
         let mut keys = std::mem::take(&mut self.changed);
-        if std::mem::take(&mut self.changed_unsorted) {
+        // One refresh leaves it ascending; several since the last sample may not.
+        if !keys.windows(2).all(|w| w[0] < w[1]) {
             keys.sort_unstable();
             keys.dedup();
         }
@@ -222,7 +204,6 @@ impl Table {
                 v.retain(|&r| r as usize != i);
                 if v.is_empty() {
                     self.rows_of.remove(&o);
-                    self.gone.push(o);
                 }
             }
             self.stale.push(o);
