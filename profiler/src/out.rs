@@ -23,7 +23,9 @@ pub fn println(text: &str) -> anyhow::Result<()> {
     }
 }
 
-fn write_to(w: &mut impl Write, text: &str) -> anyhow::Result<()> {
+/// Writes `text` to `w` (stdout, or a buffer in tests) and flushes it; a closed pipe is
+/// [`StdoutClosed`].
+pub fn write_to<W: Write + ?Sized>(w: &mut W, text: &str) -> anyhow::Result<()> {
     match w.write_all(text.as_bytes()).and_then(|()| w.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),

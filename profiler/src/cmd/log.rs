@@ -1,5 +1,5 @@
 //! `kvmprof report --every 1s -f csv`: a `kvm_stat -l`-style log. Every interval, one CSV
-//! line per (VM, exit reason) that had exits, each line flushed as it is written, until
+//! line per (VM, exit reason) that had exits, flushed at the end of each interval, until
 //! `--duration` or a signal; the first column is the interval's end (UTC, RFC 3339).
 
 use std::{io::Write, time::Duration};
@@ -9,23 +9,16 @@ use anyhow::{bail, Context};
 use crate::{
     cli::{Format, ReportArgs},
     model::{Model, View},
+    out::write_to,
     report::csv,
     sample::Sample,
     session::Env,
     source::{drive, Stop},
 };
 
+/// The log on stdout (`| head` ends it quietly, as `out` does for every command).
 pub fn log(env: &mut Env, a: &ReportArgs, every: Duration) -> anyhow::Result<()> {
-    let stdout = std::io::stdout();
-    match log_to(env, a, every, &mut stdout.lock()) {
-        // `kvmprof report --every 1s | head`: the reader had enough.
-        Err(e) if is_broken_pipe(&e) => Ok(()),
-        r => r,
-    }
-}
-
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    (e.downcast_ref::<std::io::Error>()).is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    log_to(env, a, every, &mut std::io::stdout().lock())
 }
 
 /// The log, written to `out`.
@@ -44,8 +37,7 @@ pub fn log_to(
     if let Some(p) = &a.input.ready_file {
         std::fs::write(p, b"ready\n").with_context(|| format!("writing {}", p.display()))?;
     }
-    writeln!(out, "time,{}", csv::COLUMNS.join(","))?;
-    out.flush()?;
+    write_to(out, &format!("time,{}\n", csv::COLUMNS.join(",")))?;
     let (mut model, mut view, mut prev) = (Model::new(), View::default(), first.clone());
     let stop = Stop::from_args(a.input.duration);
     drive(src.as_mut(), &first, stop, every, &mut |s: &Sample| {
@@ -53,6 +45,7 @@ pub fn log_to(
         prev = s.clone();
         let time = jiff::Timestamp::from_millisecond(s.wall_ms as i64)
             .map_or_else(|_| String::new(), |t| t.to_string());
+        let mut lines = String::new();
         for vm in view.vms.iter().filter(|v| {
             a.vm.as_ref()
                 .is_none_or(|w| w.matches(v.pid, &v.name, v.uuid.as_deref()))
@@ -63,11 +56,13 @@ pub fn log_to(
                 .chain(&vm.userspace)
                 .filter(|r| r.count > 0)
             {
-                writeln!(out, "{time},{}", csv::row(vm.pid, &vm.name, "all", r))?;
+                lines.push_str(&format!(
+                    "{time},{}\n",
+                    csv::row(vm.pid, &vm.name, "all", r)
+                ));
             }
         }
-        out.flush()?;
-        Ok(())
+        write_to(out, &lines)
     })?;
     Ok(())
 }
