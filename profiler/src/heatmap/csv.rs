@@ -23,7 +23,7 @@
 //! ascending. A VM's exits over all its reasons are the sum of its lines per interval and band.
 
 use super::{band_lower, band_upper, Series};
-use crate::report::csv::quote;
+use crate::report::csv::key_fields;
 
 pub const COLUMNS: [&str; 12] = [
     "vm_pid",
@@ -46,15 +46,14 @@ pub fn render(s: &Series) -> String {
     out.push('\n');
     for (k, row) in &s.rows {
         let vcpu = k.vcpu.map_or_else(|| "all".to_string(), |v| v.to_string());
-        let head = [
-            k.pid.to_string(),
-            quote(&row.vm_name),
-            vcpu,
-            quote(&row.isa_name),
-            k.reason.to_string(),
-            quote(&row.name),
-        ]
-        .join(",");
+        let head = key_fields(
+            k.pid,
+            &row.vm_name,
+            &vcpu,
+            &row.isa_name,
+            k.reason,
+            &row.name,
+        );
         for (i, cells) in &row.cols {
             let Some(iv) = s.intervals.get(*i as usize) else {
                 continue;

@@ -90,12 +90,7 @@ pub fn row(pid: u32, vm: &str, vcpu: &str, r: &Row) -> String {
         }
     };
     [
-        pid.to_string(),
-        quote(vm),
-        vcpu.to_string(),
-        quote(&r.isa_name),
-        r.reason.to_string(),
-        quote(&r.name),
+        key_fields(pid, vm, vcpu, &r.isa_name, r.reason, &r.name),
         r.hlt.to_string(),
         r.count.to_string(),
         r.in_flight.to_string(),
@@ -110,6 +105,20 @@ pub fn row(pid: u32, vm: &str, vcpu: &str, r: &Row) -> String {
         q(r.p50_ns),
         q(r.p99_ns),
         q(r.p999_ns),
+    ]
+    .join(",")
+}
+
+/// The first six columns (`vm_pid` … `name`), which every CSV of rows by (VM, vCPU, reason)
+/// starts with (this report's and the heatmap's).
+pub fn key_fields(pid: u32, vm: &str, vcpu: &str, isa: &str, reason: u32, name: &str) -> String {
+    [
+        pid.to_string(),
+        quote(vm),
+        vcpu.to_string(),
+        quote(isa),
+        reason.to_string(),
+        quote(name),
     ]
     .join(",")
 }
