@@ -142,6 +142,60 @@ pub struct Pending {
     pub owner: u32,
     /// The owner's reason table (`VROWS` index + 1; 0 = none, its rows take the hash).
     pub vctx: u32,
+    /// For the slow-exit log (written only while it is on): the guest RIP and host CPU at
+    /// the exit, and the sub-reason a kvm_msr/kvm_pio/kvm_mmio/... event named before the entry
+    /// (`detail_kind` an `ev` kind, 0 = none; flags and subject as in `ev::EvKey`).
+    pub rip: u64,
+    pub detail_a: u64,
+    pub cpu: u32,
+    pub detail_kind: u16,
+    pub detail_flags: u16,
+}
+
+/// One exit whose handling time reached the slow-exit threshold, as the kernel hands it to
+/// userspace through the `SLOW_LOG` ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlowExit {
+    /// bpf_ktime_get_ns() (CLOCK_MONOTONIC) at kvm_exit.
+    pub exit_ns: u64,
+    /// kvm_exit to kvm_entry, ns.
+    pub took_ns: u64,
+    pub rip: u64,
+    pub detail_a: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    pub vcpu_id: u32,
+    pub isa: u32,
+    pub reason: u32,
+    pub exit_cpu: u32,
+    pub entry_cpu: u32,
+    pub detail_kind: u16,
+    pub detail_flags: u16,
+}
+
+const _: () = assert!(core::mem::size_of::<SlowExit>() == 64);
+
+/// The slow-exit log's settings, written by the loader into the programs' read-only globals.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlowCfg {
+    /// Exits whose handling time is at least this go to `SLOW_LOG`; 0 = the log is off (and
+    /// the exit path does not read the RIP or the CPU).
+    pub threshold_ns: u64,
+    /// Events each CPU may send per second; the rest are counted in `counter::SLOW_DROPPED`.
+    pub per_cpu_per_s: u32,
+    /// 1: HLT exits are logged too (a halted vCPU's exit lasts until it is woken: long by
+    /// design, so they are left out unless asked for).
+    pub with_hlt: u32,
+}
+
+/// One CPU's slow-exit rate window (`SLOW_RATE`, per CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlowWindow {
+    pub start_ns: u64,
+    pub sent: u64,
 }
 
 /// Slots of the `PSLOTS` array (a power of two): thread `tid` uses slot `tid & PSLOT_MASK`
@@ -173,7 +227,11 @@ pub mod counter {
     /// The octave pool and the overflow hash were full: an exit was counted but is missing
     /// from its histogram.
     pub const HIST_FULL: u32 = 9;
-    pub const COUNT: u32 = 10;
+    /// Exits at or over the slow-exit threshold (sent or not).
+    pub const SLOW_EXITS: u32 = 10;
+    /// Slow exits not sent: over the per-CPU rate, or the ring buffer was full.
+    pub const SLOW_DROPPED: u32 = 11;
+    pub const COUNT: u32 = 12;
     pub const NAMES: [&str; COUNT as usize] = [
         "orphan_entry",
         "unpaired_exit",
@@ -185,6 +243,8 @@ pub mod counter {
         "userspace_exits",
         "evidence_map_full",
         "hist_map_full",
+        "slow_exits",
+        "slow_dropped",
     ];
 }
 
@@ -204,6 +264,8 @@ pub struct Offsets {
     pub exit_info1: u32,
     pub exit_info2: u32,
     pub exit_intr_info: u32,
+    /// kvm_exit guest_rip (u64); 0 = absent.
+    pub exit_rip: u32,
     /// 1 once userspace filled this in; programs do nothing while it is 0.
     pub valid: u32,
 }
@@ -228,6 +290,10 @@ mod pod {
     unsafe impl aya::Pod for super::Pending {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Offsets {}
+    // SAFETY: as above (64 bytes, u64s then u32s then two u16s).
+    unsafe impl aya::Pod for super::SlowExit {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SlowCfg {}
     // SAFETY: as above (16 bytes: u32, u16, u16, u64).
     unsafe impl aya::Pod for super::ev::EvKey {}
     // SAFETY: as above.

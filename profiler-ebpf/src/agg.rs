@@ -10,6 +10,7 @@
 
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_NOEXIST},
+    helpers::bpf_get_smp_processor_id,
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, Queue},
 };
@@ -17,6 +18,8 @@ use profiler_common::{
     counter, hist, reason_index, Oct, OverflowKey, Pending, Row, StatKey, ISA_USERSPACE, LINKS,
     OTHER_REASON, PSLOTS, PSLOT_MASK, REASON_SLOTS,
 };
+
+use crate::slow;
 
 /// The exit table. The loader sizes it (`--max-keys`) and the free lists below.
 #[map]
@@ -130,15 +133,47 @@ fn own_slot(tid: u32, claim: bool) -> Option<&'static mut Pending> {
     Some(p)
 }
 
+/// The pending exit of thread `tid` (its slot, else its PENDING entry), if any.
 #[inline(always)]
-pub fn on_exit(tgid: u32, tid: u32, now: u64, vcpu_id: u32, isa: u32, reason: u32) {
-    bump(counter::EXITS);
-    let slot = match own_slot(tid, true) {
+fn pending_of(tid: u32, claim: bool) -> Option<&'static mut Pending> {
+    match own_slot(tid, claim) {
         Some(p) => Some(p),
         // SAFETY: pointer to a live map value; only this thread writes its own entry.
         None => PENDING.get_ptr_mut(tid).map(|p| unsafe { &mut *p }),
+    }
+}
+
+/// A sub-reason event (MSR, port, MMIO address, hypercall, vector) of the thread's exit in
+/// flight, kept for the slow-exit log; the last one before the entry wins.
+#[inline(always)]
+pub fn note_detail(tid: u32, kind: u16, flags: u16, a: u64) {
+    if crate::slow_cfg().threshold_ns == 0 {
+        return;
+    }
+    if let Some(p) = pending_of(tid, false) {
+        if p.ts != 0 {
+            p.detail_kind = kind;
+            p.detail_flags = flags;
+            p.detail_a = a;
+        }
+    }
+}
+
+#[inline(always)]
+pub fn cpu() -> u32 {
+    // SAFETY: no preconditions; `unsafe` only as an FFI helper.
+    unsafe { bpf_get_smp_processor_id() }
+}
+
+#[inline(always)]
+pub fn on_exit(tgid: u32, tid: u32, now: u64, vcpu_id: u32, isa: u32, reason: u32, rip: u64) {
+    bump(counter::EXITS);
+    let cpu = if crate::slow_cfg().threshold_ns != 0 {
+        cpu()
+    } else {
+        0
     };
-    if let Some(p) = slot {
+    if let Some(p) = pending_of(tid, true) {
         if p.ts != 0 {
             bump(counter::UNPAIRED_EXIT);
         }
@@ -147,6 +182,9 @@ pub fn on_exit(tgid: u32, tid: u32, now: u64, vcpu_id: u32, isa: u32, reason: u3
         p.isa = isa;
         p.reason = reason;
         p.tgid = tgid;
+        p.rip = rip;
+        p.cpu = cpu;
+        p.detail_kind = 0;
         return;
     }
     let p = Pending {
@@ -155,8 +193,9 @@ pub fn on_exit(tgid: u32, tid: u32, now: u64, vcpu_id: u32, isa: u32, reason: u3
         isa,
         reason,
         tgid,
-        owner: 0,
-        vctx: 0,
+        rip,
+        cpu,
+        ..Pending::default()
     };
     if PENDING.insert(tid, p, 0).is_err() {
         bump(counter::PENDING_FULL);
@@ -168,12 +207,7 @@ pub fn on_exit(tgid: u32, tid: u32, now: u64, vcpu_id: u32, isa: u32, reason: u3
 #[inline(always)]
 pub fn on_entry(tgid: u32, tid: u32, now: u64, vcpu_id: u32) -> bool {
     bump(counter::ENTRIES);
-    let slot = match own_slot(tid, false) {
-        Some(p) => Some(p),
-        // SAFETY: pointer to a live map value; only this thread writes its own entry.
-        None => PENDING.get_ptr_mut(tid).map(|p| unsafe { &mut *p }),
-    };
-    let Some(p) = slot else {
+    let Some(p) = pending_of(tid, false) else {
         bump(counter::ORPHAN_ENTRY);
         return false;
     };
@@ -189,7 +223,9 @@ pub fn on_entry(tgid: u32, tid: u32, now: u64, vcpu_id: u32) -> bool {
         reason: p.reason,
     };
     let delta = now - p.ts;
+    let exit_ns = p.ts;
     p.ts = 0;
+    slow::check(p, tid, exit_ns, delta);
     account(&key, p.vctx, delta) == 1
 }
 
@@ -202,8 +238,7 @@ pub fn on_uexit(tgid: u32, tid: u32, now: u64, reason: u32) {
         isa: ISA_USERSPACE,
         reason,
         tgid,
-        owner: 0,
-        vctx: 0,
+        ..Pending::default()
     };
     if UPENDING.insert(tid, p, 0).is_err() {
         bump(counter::PENDING_FULL);

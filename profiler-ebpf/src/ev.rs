@@ -70,7 +70,14 @@ pub fn bump(tgid: u32, kind: u16, flags: u16, a: u64, sum: u64, last: u64) {
 /// Fixed-size reads from `Offsets`: the size-generic `field()` compiles to code the verifier
 /// refuses inside the larger kvm_exit program.
 #[inline(always)]
-pub fn exit_detail(ctx: &TracePointContext, o: &Offsets, tgid: u32, isa: u32, reason: u32) {
+pub fn exit_detail(
+    ctx: &TracePointContext,
+    o: &Offsets,
+    tgid: u32,
+    tid: u32,
+    isa: u32,
+    reason: u32,
+) {
     if isa == ISA_VMX {
         let basic = reason & 0xffff;
         let detail = match basic {
@@ -98,6 +105,7 @@ pub fn exit_detail(ctx: &TracePointContext, o: &Offsets, tgid: u32, isa: u32, re
             _ => return,
         };
         bump(tgid, ev::EXIT_DETAIL, basic as u16, detail, 0, 0);
+        agg::note_detail(tid, ev::EXIT_DETAIL, basic as u16, detail);
     } else if isa == ISA_SVM && reason == 0x400 && o.exit_info1 != 0 && o.exit_info2 != 0 {
         // SAFETY: as above.
         let info1 = unsafe { ctx.read_at::<u64>(o.exit_info1 as usize) }.unwrap_or(0);
@@ -105,6 +113,7 @@ pub fn exit_detail(ctx: &TracePointContext, o: &Offsets, tgid: u32, isa: u32, re
             // SAFETY: as above.
             if let Ok(gpa) = unsafe { ctx.read_at::<u64>(o.exit_info2 as usize) } {
                 bump(tgid, ev::NPF_MMIO, 0, gpa & !0xfff, 0, 0);
+                agg::note_detail(tid, ev::NPF_MMIO, 0, gpa);
             }
         }
     }
@@ -124,17 +133,20 @@ fn ev_msr_body(ctx: TracePointContext) -> u32 {
     ) else {
         return KEEP;
     };
-    on_msr(tgid(), write != 0, ecx as u32, data);
+    let (tgid, tid) = ids();
+    on_msr(tgid, tid, write != 0, ecx as u32, data);
     KEEP
 }
 
 #[inline(always)]
-pub fn on_msr(tgid: u32, write: bool, msr: u32, data: u64) {
+pub fn on_msr(tgid: u32, tid: u32, write: bool, msr: u32, data: u64) {
     if write {
         let flags = ev::msr_write_flags(msr, data);
         bump(tgid, ev::MSR_WRITE, flags, msr as u64, 0, data);
+        agg::note_detail(tid, ev::MSR_WRITE, flags, msr as u64);
     } else {
         bump(tgid, ev::MSR_READ, 0, msr as u64, 0, data);
+        agg::note_detail(tid, ev::MSR_READ, 0, msr as u64);
     }
 }
 
@@ -148,7 +160,9 @@ fn ev_pio_body(ctx: TracePointContext) -> u32 {
         return KEEP;
     };
     let kind = if rw != 0 { ev::PIO_OUT } else { ev::PIO_IN };
-    bump(tgid(), kind, size as u16, port, 0, 0);
+    let (tgid, tid) = ids();
+    bump(tgid, kind, size as u16, port, 0, 0);
+    agg::note_detail(tid, kind, size as u16, port);
     KEEP
 }
 
@@ -167,7 +181,9 @@ fn ev_mmio_body(ctx: TracePointContext) -> u32 {
         2 => ev::MMIO_WRITE,
         _ => return 0,
     };
-    bump(tgid(), kind, len as u16, gpa, 0, 0);
+    let (tgid, tid) = ids();
+    bump(tgid, kind, len as u16, gpa, 0, 0);
+    agg::note_detail(tid, kind, len as u16, gpa);
     KEEP
 }
 
@@ -181,7 +197,9 @@ fn ev_hv_hypercall_body(ctx: TracePointContext) -> u32 {
         return KEEP;
     };
     let fast = field(&ctx, f::HC_FAST).unwrap_or(0);
-    bump(tgid(), ev::HV_HYPERCALL, fast as u16, code & 0xffff, 0, 0);
+    let (tgid, tid) = ids();
+    bump(tgid, ev::HV_HYPERCALL, fast as u16, code & 0xffff, 0, 0);
+    agg::note_detail(tid, ev::HV_HYPERCALL, fast as u16, code & 0xffff);
     KEEP
 }
 

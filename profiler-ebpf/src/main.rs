@@ -23,6 +23,7 @@ macro_rules! tracepoint_program {
 
 mod agg;
 mod ev;
+mod slow;
 #[cfg(feature = "test-programs")]
 mod test_programs;
 
@@ -32,7 +33,7 @@ use aya_ebpf::{
     EbpfContext,
 };
 use aya_log_ebpf::warn;
-use profiler_common::{counter, Offsets, UEXIT_ERROR, UEXIT_RESTART};
+use profiler_common::{counter, Offsets, SlowCfg, UEXIT_ERROR, UEXIT_RESTART};
 
 /// Field offsets of the running kernel's records; written by the loader (read-only global).
 #[no_mangle]
@@ -46,7 +47,16 @@ static OFFSETS: Offsets = Offsets {
     exit_info1: 0,
     exit_info2: 0,
     exit_intr_info: 0,
+    exit_rip: 0,
     valid: 0,
+};
+
+/// The slow-exit log's settings; written by the loader (read-only global).
+#[no_mangle]
+static SLOW: SlowCfg = SlowCfg {
+    threshold_ns: 0,
+    per_cpu_per_s: 0,
+    with_hlt: 0,
 };
 
 /// What every classic tracepoint program returns. The kernel hands a tracepoint's event to perf
@@ -65,6 +75,12 @@ pub(crate) fn offsets() -> Offsets {
     // SAFETY: OFFSETS is a plain-integer global; volatile keeps the compiler from folding the
     // zero initialiser that the loader overwrites.
     unsafe { core::ptr::read_volatile(&OFFSETS) }
+}
+
+#[inline(always)]
+pub(crate) fn slow_cfg() -> SlowCfg {
+    // SAFETY: as for `offsets`.
+    unsafe { core::ptr::read_volatile(&SLOW) }
 }
 
 #[inline(always)]
@@ -105,8 +121,15 @@ fn kvm_exit_body(ctx: TracePointContext) -> u32 {
         return KEEP;
     };
     let (tgid, tid) = ids();
-    agg::on_exit(tgid, tid, now(), vcpu, isa, reason);
-    ev::exit_detail(&ctx, &o, tgid, isa, reason);
+    // The slow-exit log's extra reads, only while it is on.
+    let rip = if slow_cfg().threshold_ns != 0 && o.exit_rip != 0 {
+        // SAFETY: bpf_probe_read of the record at a kernel-provided offset.
+        unsafe { ctx.read_at::<u64>(o.exit_rip as usize) }.unwrap_or(0)
+    } else {
+        0
+    };
+    agg::on_exit(tgid, tid, now(), vcpu, isa, reason, rip);
+    ev::exit_detail(&ctx, &o, tgid, tid, isa, reason);
     KEEP
 }
 

@@ -10,7 +10,9 @@ use crate::{agg, ev, ids, log_stats_full, offsets};
 
 /// Test entry for BPF_PROG_TEST_RUN: args = [op, tgid, tid, now_ns, vcpu, isa, reason].
 /// op 0 = kvm_exit, 1 = kvm_entry, 2 = kvm_userspace_exit, 3 = KVM_RUN ioctl,
-/// 4 = kvm_msr with args [4, tgid, write, msr, data, -, -].
+/// 4 = kvm_msr with args [4, tgid, write, msr, data, -, -] (no thread: no slow-exit detail),
+/// 5 = exit with its slow-exit fields: [5, tgid, tid, now_ns, vcpu, rip, isa << 32 | reason],
+/// 6 = a sub-reason event of the exit in flight: [6, -, tid, kind, flags, a, -].
 #[raw_tracepoint]
 pub fn kvmprof_test(ctx: RawTracePointContext) -> u32 {
     let op: u64 = ctx.arg(0);
@@ -35,7 +37,18 @@ pub fn kvmprof_test(ctx: RawTracePointContext) -> u32 {
             vcpu as u32,
             isa as u32,
             reason as u32,
+            0,
         ),
+        5 => agg::on_exit(
+            tgid as u32,
+            tid as u32,
+            now,
+            vcpu as u32,
+            (reason >> 32) as u32,
+            reason as u32,
+            isa,
+        ),
+        6 => agg::note_detail(tid as u32, now as u16, vcpu as u16, isa),
         1 => {
             if agg::on_entry(tgid as u32, tid as u32, now, vcpu as u32) {
                 log_stats_full(&ctx, tgid as u32);
@@ -43,7 +56,7 @@ pub fn kvmprof_test(ctx: RawTracePointContext) -> u32 {
         }
         2 => agg::on_uexit(tgid as u32, tid as u32, now, reason as u32),
         3 => agg::on_kvm_run(tgid as u32, tid as u32, now),
-        4 => ev::on_msr(tgid as u32, tid != 0, now as u32, vcpu),
+        4 => ev::on_msr(tgid as u32, 0, tid != 0, now as u32, vcpu),
         _ => return 1,
     }
     0

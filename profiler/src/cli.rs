@@ -44,6 +44,34 @@ pub struct Global {
     /// Run even if another kvmprof is already profiling this host.
     #[arg(long)]
     pub allow_concurrent: bool,
+    /// Log every exit that takes at least this long, one by one, with its guest RIP, host CPUs
+    /// and sub-reason (default 500us; recorded with the samples). HLT exits are left out (a
+    /// halted vCPU's exit lasts until it is woken) unless --slow-hlt; `off`: no log. On
+    /// `report`, --slow prints the logged exits of at least TIME instead of the table.
+    #[arg(long, value_name = "TIME|off", value_parser = parse_slow)]
+    pub slow: Option<Duration>,
+    /// Most slow exits logged per host CPU and second; more are counted as dropped.
+    #[arg(long, default_value_t = 1000, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub slow_rate: u32,
+    /// Log slow HLT exits too.
+    #[arg(long)]
+    pub slow_hlt: bool,
+}
+
+impl Global {
+    /// The slow-exit log's kernel settings.
+    pub fn slow_cfg(&self) -> profiler_common::SlowCfg {
+        profiler_common::SlowCfg {
+            threshold_ns: self
+                .slow
+                .map_or(crate::probe::SLOW_DEFAULT.threshold_ns, |d| {
+                    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+                }),
+            per_cpu_per_s: self.slow_rate,
+            with_hlt: self.slow_hlt.into(),
+        }
+    }
 }
 
 impl Cli {
@@ -202,6 +230,9 @@ pub enum Format {
     Csv,
     /// One self-contained page with charts, advice and the numbers (needs -o FILE or -o -).
     Html,
+    /// With --slow: perf kvm stat live --duration's line for each slow exit.
+    #[value(name = "perf-live")]
+    PerfLive,
 }
 
 #[derive(Args, Debug)]
@@ -350,6 +381,12 @@ pub struct ExerciseArgs {
     pub hyperv: bool,
     #[arg(long, default_value = "0ms", value_parser = parse_duration)]
     pub pause: Duration,
+    /// The VMM sleeps --delay-for before completing every Nth port write (a known set of slow
+    /// exits, for the slow-exit log's test); 0: never.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub delay_every: u64,
+    #[arg(long, default_value = "3ms", value_parser = parse_duration)]
+    pub delay_for: Duration,
     /// QEMU-style identity args (e.g. `-name guest=NAME`): ignored, but visible in
     /// /proc/PID/cmdline, where discovery names the VM from them.
     #[arg(last = true, allow_hyphen_values = true)]
@@ -409,6 +446,14 @@ pub fn parse_span(s: &str) -> Result<Duration, String> {
         )),
         d => Ok(d),
     }
+}
+
+/// `--slow`: a duration above zero, or `off` (zero: the log is off).
+pub fn parse_slow(s: &str) -> Result<Duration, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(Duration::ZERO);
+    }
+    parse_span(s).map_err(|e| format!("{e} (or `off` for no slow-exit log)"))
 }
 
 /// A duration in jiff's friendly format ("500ms", "2.5s", "1.5m", "1h", "1m30s", "2 hours"),

@@ -311,6 +311,51 @@ pub struct VmCpu {
     pub waited_threads: u32,
 }
 
+/// One exit that took at least the slow-exit threshold (`--slow`), as the kernel logged it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlowEvent {
+    /// CLOCK_MONOTONIC at the exit, ns (the clock of `Sample::mono_ns`).
+    pub exit_ns: u64,
+    /// Exit to entry, ns.
+    pub took_ns: u64,
+    pub tgid: u32,
+    /// The vCPU thread.
+    pub tid: u32,
+    pub vcpu: u32,
+    pub isa: u32,
+    pub reason: u32,
+    /// Guest RIP at the exit (0: this kernel's kvm_exit has no guest_rip).
+    pub rip: u64,
+    /// Host CPUs the exit and its entry ran on.
+    pub exit_cpu: u32,
+    pub entry_cpu: u32,
+    /// What the sub-reason events between exit and entry named, as in [`EvKey`]: kind
+    /// (`profiler_common::ev`; 0 = none), flags and subject (MSR, port, GPA, call code, vector).
+    pub detail_kind: u16,
+    pub detail_flags: u16,
+    pub detail_a: u64,
+}
+
+impl From<profiler_common::SlowExit> for SlowEvent {
+    fn from(e: profiler_common::SlowExit) -> Self {
+        SlowEvent {
+            exit_ns: e.exit_ns,
+            took_ns: e.took_ns,
+            tgid: e.tgid,
+            tid: e.tid,
+            vcpu: e.vcpu_id,
+            isa: e.isa,
+            reason: e.reason,
+            rip: e.rip,
+            exit_cpu: e.exit_cpu,
+            entry_cpu: e.entry_cpu,
+            detail_kind: e.detail_kind,
+            detail_flags: e.detail_flags,
+            detail_a: e.detail_a,
+        }
+    }
+}
+
 /// Raw cumulative counters at one instant.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
@@ -335,6 +380,10 @@ pub struct Sample {
     /// recordings). Not in `VmInfo`: that is stored only when it changes, this changes always.
     #[serde(default)]
     pub vm_cpu: BTreeMap<u32, VmCpu>,
+    /// Exits that took at least the slow-exit threshold, logged one by one since the sample
+    /// before this one (live sources and format 4 recordings), oldest first.
+    #[serde(default)]
+    pub slow: Vec<SlowEvent>,
     /// Which keys changed since an earlier sample, when the source knows it (the live
     /// sampler); None: unknown, any may have. Lets a refresh cost what changed, not what
     /// exists. Not recorded.

@@ -67,6 +67,7 @@ fn open_probe(g: &Global) -> anyhow::Result<LiveSource> {
         tracefs: g.tracefs.clone(),
         max_keys: g.max_keys,
         allow_concurrent: g.allow_concurrent,
+        slow: g.slow_cfg(),
         ..Default::default()
     };
     let (src, warnings) = LiveSource::open(&opts)?;
@@ -307,12 +308,19 @@ fn collect(
         std::fs::write(p, b"ready\n").with_context(|| format!("writing {}", p.display()))?;
     }
     let mut samples = vec![first.clone()];
-    let last = drive(src.as_mut(), &first, stop, sampling.every, &mut |s| {
+    // Without every sample, the last one carries the slow exits of those dropped.
+    let mut slow = Vec::new();
+    let mut last = drive(src.as_mut(), &first, stop, sampling.every, &mut |s| {
         if sampling.keep_all {
             samples.push(s.clone());
+        } else {
+            slow.extend_from_slice(&s.slow);
         }
         Ok(())
     })?;
+    if !sampling.keep_all {
+        last.slow = slow;
+    }
     // The last one carries the names of VMs that exited meanwhile.
     if sampling.keep_all {
         samples.pop();

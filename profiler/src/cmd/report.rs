@@ -23,6 +23,12 @@ pub fn report(env: &mut Env, a: &ReportArgs) -> anyhow::Result<()> {
 /// The report as text (a table, JSON, CSV or an HTML page).
 pub fn render(env: &mut Env, a: &ReportArgs) -> anyhow::Result<String> {
     let mut sampling = env.sampling();
+    if let Some(min) = a.global.slow {
+        return slow(env, a, min);
+    }
+    if a.format == Format::PerfLive {
+        bail!("-f perf-live prints perf's slow-exit lines: add --slow TIME (e.g. --slow 1ms)");
+    }
     if a.heatmap {
         if a.format != Format::Csv {
             bail!("--heatmap prints CSV: add -f csv (the HTML report, -f html, draws the heatmaps itself)");
@@ -52,6 +58,7 @@ pub fn render(env: &mut Env, a: &ReportArgs) -> anyhow::Result<String> {
                 layout: a.perf_layout,
             },
         )?,
+        Format::PerfLive => unreachable!("refused above"),
         // JSON and CSV keep the whole view's shape; `--vm` narrows it to one VM.
         Format::Json | Format::Csv => {
             let view = match &a.vm {
@@ -91,4 +98,35 @@ fn heatmap_csv(session: &Session, data: &rep::Data, a: &ReportArgs) -> anyhow::R
         );
     }
     Ok(heatmap::csv::render(&series))
+}
+
+/// `--slow TIME`: the logged exits of at least TIME, one per line.
+fn slow(env: &mut Env, a: &ReportArgs, min: std::time::Duration) -> anyhow::Result<String> {
+    if min.is_zero() {
+        bail!("--slow off asks for no slow exits: give the least handling time to print, e.g. --slow 1ms");
+    }
+    if a.heatmap || a.format == Format::Html {
+        bail!("--slow prints the slow-exit log as a table, -f json, -f csv or -f perf-live");
+    }
+    let session = Session::open(&a.input, env, env.sampling(), "analyse")?;
+    if session.perf_import().is_some() {
+        bail!("perf text holds no slow-exit log: --slow needs a kvmprof recording (format 4, kvmprof ≥ 0.1 with --slow) or a live collection (--duration)");
+    }
+    let data = session.data()?;
+    let pid = match &a.vm {
+        Some(sel) => Some(sel.find(&data.view)?.pid),
+        None => None,
+    };
+    let filter = rep::slow::Filter {
+        min_ns: u64::try_from(min.as_nanos()).unwrap_or(u64::MAX),
+        pid,
+        vcpu: a.vcpu,
+    };
+    let log = rep::slow::collect(session.samples(), &session.names(), &filter)?;
+    Ok(match a.format {
+        Format::Json => rep::slow::json(&log)?,
+        Format::Csv => rep::slow::csv(&log),
+        Format::PerfLive => rep::slow::perf_live(&log),
+        _ => rep::slow::table(&log, &filter),
+    })
 }

@@ -25,7 +25,7 @@ use aya::{
 pub use errors::{check_privileges, ProbeError};
 use profiler_common::{
     ev::{self, FieldSpec},
-    Offsets, Pending, OCTS_PER_ROW, ROWS_PER_VCTX,
+    Offsets, Pending, SlowCfg, OCTS_PER_ROW, ROWS_PER_VCTX,
 };
 
 use crate::{decode::format, sample::Sample};
@@ -50,7 +50,18 @@ pub struct ProbeOptions {
     pub programs: Programs,
     /// Run even if another kvmprof already profiles this host.
     pub allow_concurrent: bool,
+    /// The slow-exit log (threshold 0: off).
+    pub slow: SlowCfg,
 }
+
+/// The slow-exit log's defaults: exits of 500 µs or more (a thirtieth of a 60 fps frame, and
+/// several times the slowest ordinary exits' p99.9), at most 1000 per CPU and second, HLT
+/// left out.
+pub const SLOW_DEFAULT: SlowCfg = SlowCfg {
+    threshold_ns: 500_000,
+    per_cpu_per_s: 1000,
+    with_hlt: 0,
+};
 
 /// The program set a [`Probe`] loads. Only `Live` is in the release object; the others need
 /// the test object (`--features kvmprof/ebpf-test`).
@@ -92,6 +103,7 @@ impl Default for ProbeOptions {
             max_keys: 16384,
             programs: Programs::Live,
             allow_concurrent: false,
+            slow: SLOW_DEFAULT,
         }
     }
 }
@@ -113,6 +125,8 @@ pub struct Probe {
     slots: mapped::Mapped<Pending>,
     /// The exit table mapped read-only, with the last decode of each row.
     table: Mutex<table::Table>,
+    /// Slow exits from the kernel, drained at each sample.
+    slow_log: Mutex<Option<aya::maps::RingBuf<aya::maps::MapData>>>,
 }
 
 /// The tracefs mount point, or the error telling how to mount it (or how to be let in).
@@ -178,6 +192,7 @@ pub fn read_offsets(tracefs: &Path) -> Result<Offsets, ProbeError> {
         o.exit_info1 = sized("info1", 8);
         o.exit_info2 = sized("info2", 8);
         o.exit_intr_info = sized("intr_info", 4);
+        o.exit_rip = sized("guest_rip", 8);
     }
     // Optional: kvm_userspace_exit exists since 2.6.x, but keep going if it is odd.
     if let (Ok(r), Ok(e)) = (
@@ -248,7 +263,8 @@ impl Probe {
         let mut loader = EbpfLoader::new();
         loader
             .override_global("OFFSETS", &offsets, true)
-            .override_global("EV_FIELDS", &ev_fields[..], true);
+            .override_global("EV_FIELDS", &ev_fields[..], true)
+            .override_global("SLOW", &opts.slow, true);
         let sizes = table_sizes(opts.max_keys.max(1));
         for (map, n) in sizes {
             loader.map_max_entries(map, n);
@@ -267,6 +283,11 @@ impl Probe {
             mapped::Mapped::map(&ebpf, "ROWS").map_err(map_err)?,
             mapped::Mapped::map(&ebpf, "OCTS").map_err(map_err)?,
         );
+        let slow_log = ebpf
+            .take_map("SLOW_LOG")
+            .map(aya::maps::RingBuf::try_from)
+            .transpose()
+            .map_err(|e| ProbeError::other("setting up the slow-exit log", e))?;
         let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
         let collector = notices::Collector::default();
         // Taken before loading programs: the logger owns the AYA_LOGS map they write to.
@@ -341,6 +362,7 @@ impl Probe {
             _lock: lock,
             slots,
             table: Mutex::new(table),
+            slow_log: Mutex::new(slow_log),
             logger,
             collector,
         })
@@ -349,7 +371,12 @@ impl Probe {
     /// Read every map now.
     pub fn sample(&self) -> anyhow::Result<Sample> {
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        read::sample(&self.ebpf, &self.attached, &mut table, &self.slots)
+        let mut s = read::sample(&self.ebpf, &self.attached, &mut table, &self.slots)?;
+        let mut log = self.slow_log.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(log) = log.as_mut() {
+            read::drain_slow(log, &mut s.slow);
+        }
+        Ok(s)
     }
 
     /// Kernel memory of every map, as the kernel accounts it.

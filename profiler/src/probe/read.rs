@@ -9,10 +9,10 @@ use aya::{
     maps::{HashMap, PerCpuArray, PerCpuHashMap},
     Ebpf,
 };
-use profiler_common::{counter, ev, Oct, OverflowKey, Pending};
+use profiler_common::{counter, ev, Oct, OverflowKey, Pending, SlowExit};
 
 use super::{batch::read_all, mapped::Mapped, table::Table};
-use crate::sample::{EvKey, EvStat, Key, ProgStat, Sample};
+use crate::sample::{EvKey, EvStat, Key, ProgStat, Sample, SlowEvent};
 
 pub fn sample(
     ebpf: &Ebpf,
@@ -109,4 +109,17 @@ pub fn mono_ns() -> u64 {
     // SAFETY: clock_gettime writes into the timespec we own; CLOCK_MONOTONIC always exists.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Every slow exit the kernel has logged so far, oldest first (the ring buffer keeps order).
+pub fn drain_slow(log: &mut aya::maps::RingBuf<aya::maps::MapData>, out: &mut Vec<SlowEvent>) {
+    while let Some(item) = log.next() {
+        if item.len() < std::mem::size_of::<SlowExit>() {
+            continue;
+        }
+        // SAFETY: the kernel wrote a whole SlowExit (a plain-integer repr(C) struct) here;
+        // read_unaligned because the record's alignment is the ring buffer's, not ours.
+        let e = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<SlowExit>()) };
+        out.push(SlowEvent::from(e));
+    }
 }

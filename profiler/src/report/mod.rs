@@ -28,6 +28,7 @@ pub mod perf_table;
 mod perf_table64;
 mod printf;
 mod rows;
+pub mod slow;
 mod sub_times;
 
 #[cfg(test)]
@@ -50,6 +51,8 @@ mod tests_import_kvmexit;
 mod tests_import_paste;
 #[cfg(test)]
 mod tests_names;
+#[cfg(test)]
+mod tests_slow;
 #[cfg(test)]
 mod tests_table;
 

@@ -15,31 +15,50 @@ use serde::{Deserialize, Serialize};
 use super::cpu::CpuColumns;
 use super::delta::{diff, undiff, CodecError, StatColumns};
 use super::keys::{apply_keys, encode_keys, KeysDelta};
+use super::slow::SlowColumns;
 use super::stats::{Models, StatDecoder, StatEncoder};
 use super::v1::StatReader;
 use crate::sample::{EvKey, EvStat, ProgStat, Sample, Stat, VmInfo};
 
-/// A frame's payload. Postcard puts nothing around a nested struct, so format 3's encoding is
-/// the format 1–2 payload's bytes followed by the CPU columns: older files decode `Core` alone.
+/// A frame's payload. Postcard puts nothing around a nested struct, so each format's encoding
+/// is the one before's bytes followed by its new part: format 3 appends the CPU columns to the
+/// format 1–2 payload (`Core`), format 4 the slow exits.
 #[derive(Serialize, Deserialize, Default, Debug, Clone)]
 pub(crate) struct Payload {
     pub(super) core: Core,
     /// Per-VM CPU times (format 3).
     pub(super) cpu: CpuColumns,
+    /// Slow exits logged since the previous sample (format 4); None when there were none, so
+    /// that an interval without any costs one byte.
+    pub(super) slow: Option<SlowColumns>,
+}
+
+/// Format 3's payload.
+#[derive(Deserialize)]
+struct Payload3 {
+    core: Core,
+    cpu: CpuColumns,
 }
 
 impl Payload {
     /// The payload of a frame of format `version`.
     pub(super) fn decode(raw: &[u8], version: u32) -> Result<Payload, CodecError> {
         let bad = |e: postcard::Error| format!("payload: {e}");
-        if version < 3 {
-            let core = postcard::from_bytes(raw).map_err(bad)?;
-            return Ok(Payload {
-                core,
-                cpu: CpuColumns::default(),
-            });
+        match version {
+            ..3 => Ok(Payload {
+                core: postcard::from_bytes(raw).map_err(bad)?,
+                ..Default::default()
+            }),
+            3 => {
+                let p: Payload3 = postcard::from_bytes(raw).map_err(bad)?;
+                Ok(Payload {
+                    core: p.core,
+                    cpu: p.cpu,
+                    ..Default::default()
+                })
+            }
+            _ => postcard::from_bytes(raw).map_err(bad),
         }
-        postcard::from_bytes(raw).map_err(bad)
     }
 }
 
@@ -151,7 +170,8 @@ pub(crate) fn encode(
         })
         .collect();
     let cpu = CpuColumns::encode(&old.vm_cpu, &new.vm_cpu);
-    Ok((Payload { core: p, cpu }, coded))
+    let slow = (!new.slow.is_empty()).then(|| SlowColumns::encode(&new.slow));
+    Ok((Payload { core: p, cpu, slow }, coded))
 }
 
 /// Turn `s` (the previous sample) into the next one, reading a payload of format `version`
@@ -243,5 +263,12 @@ pub(crate) fn apply(
         v.sum = undiff(v.sum, *ds);
         v.last = undiff(v.last, *dl);
     }
-    payload.cpu.apply(&mut s.vm_cpu)
+    payload.cpu.apply(&mut s.vm_cpu)?;
+    match &payload.slow {
+        Some(c) => c.decode(&mut s.slow),
+        None => {
+            s.slow.clear();
+            Ok(())
+        }
+    }
 }

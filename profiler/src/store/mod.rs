@@ -1,6 +1,6 @@
 //! Recordings: raw cumulative samples on disk, replayed through the same model code as live.
 //!
-//! # File format (version 3; versions 1 and 2 differ in the frame body and the payload, see below)
+//! # File format (version 4; versions 1 to 3 differ in the frame body and the payload, see below)
 //! All integers in fixed fields are little-endian.
 //!
 //! ```text
@@ -26,7 +26,9 @@
 //! Format 3 appends per-VM CPU times (`cpu::CpuColumns`, differences like the other counters)
 //! to the payload; the fields before them are format 2's, byte for byte (postcard adds no
 //! framing around the nested `codec::Core`), so a format 1 or 2 payload decodes as `Core`
-//! alone and its samples have no CPU times.
+//! alone and its samples have no CPU times. Format 4 appends the slow exits logged since the
+//! previous sample (`slow::SlowColumns`; not differences from the previous frame's: each frame
+//! holds its own), after format 3's fields.
 //!
 //! Reading trusts nothing in the file: only regular files are opened (bytes.rs), the file is
 //! read piecewise and only the frame index is kept (reader.rs), and finding the next key frame
@@ -44,6 +46,7 @@ mod keys;
 mod reader;
 mod resync;
 mod scan;
+mod slow;
 mod stats;
 mod v1;
 mod writer;
@@ -56,6 +59,8 @@ mod tests_cpu;
 mod tests_hostile;
 #[cfg(test)]
 mod tests_scan;
+#[cfg(test)]
+mod tests_slow;
 
 use std::path::PathBuf;
 
@@ -70,7 +75,7 @@ pub use writer::{Recorder, RecorderOptions};
 /// First bytes of every recording. The high byte and newline catch text-mode mangling.
 pub const MAGIC: [u8; 8] = *b"\x89KVMPRF\n";
 /// The format this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 const KIND_KEY: u8 = 1;
 const KIND_DELTA: u8 = 2;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 /// `samples` with CPU times like a live host's: whole ticks (10 ms), a VM burning about a
 /// third of a core, vCPU threads most of it; VMs appear, exit, and change their vCPU threads.
-fn with_cpu(mut samples: Vec<Sample>) -> Vec<Sample> {
+pub(super) fn with_cpu(mut samples: Vec<Sample>) -> Vec<Sample> {
     let mut cpu: BTreeMap<u32, VmCpu> = BTreeMap::new();
     for (i, s) in samples.iter_mut().enumerate() {
         let i = i as u64;

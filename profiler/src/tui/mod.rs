@@ -4,7 +4,7 @@
 
 mod advice;
 mod draw;
-mod fmt;
+pub(crate) mod fmt;
 mod heat;
 mod heat_draw;
 mod hist;

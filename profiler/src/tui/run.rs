@@ -199,7 +199,7 @@ pub(super) fn dispatch(a: Action, ctl: &mpsc::Sender<Ctl>) -> bool {
 /// Hands one sampler message to the App.
 pub(super) fn deliver(app: &mut App, msg: Msg) {
     match msg {
-        Msg::Sample(s) => app.on_sample(s),
+        Msg::Sample(s) => app.on_sample(*s),
         Msg::Jump(j) => {
             let (prev, cur) = *j;
             app.on_jump(prev, cur)

@@ -17,7 +17,7 @@ use crate::{
 
 /// Everything the UI thread waits on.
 pub(super) enum Msg {
-    Sample(Sample),
+    Sample(Box<Sample>),
     /// A replay moved to a frame that does not follow the shown one: (sample before it, it).
     /// Boxed: two samples would make every message that big.
     Jump(Box<(Option<Sample>, Sample)>),
@@ -168,7 +168,7 @@ impl Sampler {
         let ok = match self.source.sample() {
             Ok(Some(s)) => {
                 self.append(&s);
-                let sent = self.send(Msg::Sample(s));
+                let sent = self.send(Msg::Sample(Box::new(s)));
                 sent && self.position()
             }
             Ok(None) => {
