@@ -242,6 +242,8 @@ fn live_probes_see_the_exerciser_userspace_exits() {
         ops: "ocrw".into(),
         forever: false,
         pause: std::time::Duration::ZERO,
+        delay_every: 0,
+        delay_for: std::time::Duration::ZERO,
     })
     .expect("the exerciser runs on /dev/kvm");
     assert_eq!((r.io, r.hlt), (iters, 1));

@@ -7,7 +7,8 @@
 # the STATUS line) and then the Hyper-V guest (files hv_*; its result is hv_status.txt, checked by
 # tests/tests/real_kvm_hyperv.rs, so a Hyper-V failure does not hide the plain run's numbers).
 # Between them, the perf run: `perf kvm stat record -a` and `kvmprof record` on the same exerciser
-# (files perf_*, p.kvmprof; checked by tests/tests/real_kvm_perf.rs).
+# (files perf_*, p.kvmprof; checked by tests/tests/real_kvm_perf.rs), and the slow-exit run (files
+# slow_*; checked by tests/tests/real_kvm_slow.rs).
 # Kernel command line: kvmprof.iters=N, kvmprof.hyperv=0 skips the Hyper-V run.
 /bin/busybox --install -s /bin
 echo
@@ -47,7 +48,7 @@ finish() { # status
     done
   } > /tmp/info.txt
   section info.txt /tmp/info.txt
-  for f in exercise.txt kvmprof.json kvmprof.stderr kvm_exit.hist kvm_entry.hist $SESSION_FILES $PERF_FILES $HV_FILES; do
+  for f in exercise.txt kvmprof.json kvmprof.stderr kvm_exit.hist kvm_entry.hist $SESSION_FILES $PERF_FILES $SLOW_FILES $HV_FILES; do
     [ -f /tmp/$f ] && section $f /tmp/$f
   done
   # Recordings are binary: base64 over the serial console, decoded by the harness.
@@ -205,6 +206,49 @@ perf_run() {
   [ $PRC -eq 0 ] || [ $PRC -eq 130 ] || { perf_fail "perf kvm stat record exited with status $PRC"; return; }
 }
 
+# The slow-exit run: `kvmprof record --slow 1ms` while the VMM delays every 50th port write by
+# 3 ms; the oracle is the kernel's own latency of every kvm_exit -> kvm_entry pair of at least 1 ms
+# (a synthetic event from two hist triggers, trace clock mono = bpf_ktime_get_ns), by reason.
+SLOW_FILES="slow_status.txt slow_exercise.txt slow_record.stderr slow_report.json slow_report.stderr
+  slow_perf_live.txt slow_lat.hist slow_trigger_errors.txt"
+slow_fail() { # why
+  echo "fail: $1" > /tmp/slow_status.txt
+}
+slow_run() {
+  echo ok > /tmp/slow_status.txt
+  echo mono > $T/trace_clock
+  echo 'kvm_slow u64 lat; unsigned int reason' >> $T/synthetic_events 2>> /tmp/slow_trigger_errors.txt \
+    || { slow_fail "synthetic event"; return; }
+  echo 'hist:keys=common_pid:ts0=common_timestamp.usecs:r=exit_reason' >> $T/events/kvm/kvm_exit/trigger \
+    2>> /tmp/slow_trigger_errors.txt || { cat $T/error_log >> /tmp/slow_trigger_errors.txt; slow_fail "kvm_exit latency trigger"; return; }
+  echo 'hist:keys=common_pid:lat=common_timestamp.usecs-$ts0:onmatch(kvm.kvm_exit).trace(kvm_slow,$lat,$r)' \
+    >> $T/events/kvm/kvm_entry/trigger 2>> /tmp/slow_trigger_errors.txt \
+    || { cat $T/error_log >> /tmp/slow_trigger_errors.txt; slow_fail "kvm_entry latency trigger"; return; }
+  echo 'hist:keys=reason,lat:sort=lat:size=8192 if lat >= 1000' > $T/events/synthetic/kvm_slow/trigger \
+    2>> /tmp/slow_trigger_errors.txt || { cat $T/error_log >> /tmp/slow_trigger_errors.txt; slow_fail "kvm_slow hist"; return; }
+  echo 1 > $T/events/kvm/kvm_exit/enable
+  echo 1 > $T/events/kvm/kvm_entry/enable
+  /bin/kvmprof record --allow-concurrent -i 100ms --slow 1ms -o /tmp/s.kvmprof --ready-file /tmp/ready_s \
+    2> /tmp/slow_record.stderr &
+  RS=$!
+  wait_ready $RS /tmp/ready_s "kvmprof record --slow" || { slow_fail "kvmprof record not ready"; return; }
+  /bin/kvmprof exercise --iters "$N" --ops ocrw --delay-every 50 --delay-for 3ms -- -name guest=$VM_NAME-slow \
+    > /tmp/slow_exercise.txt 2>&1
+  XRC=$?
+  kill -INT $RS
+  wait $RS
+  RRC=$?
+  echo 0 > $T/events/kvm/kvm_exit/enable
+  echo 0 > $T/events/kvm/kvm_entry/enable
+  cat $T/events/synthetic/kvm_slow/hist > /tmp/slow_lat.hist
+  /bin/kvmprof report --slow 1ms -f json /tmp/s.kvmprof > /tmp/slow_report.json 2> /tmp/slow_report.stderr
+  SRC=$?
+  /bin/kvmprof report --slow 1ms -f perf-live /tmp/s.kvmprof > /tmp/slow_perf_live.txt 2>> /tmp/slow_report.stderr
+  [ $XRC -eq 0 ] || { slow_fail "kvmprof exercise exited with status $XRC"; return; }
+  [ $RRC -eq 0 ] || { slow_fail "kvmprof record exited with status $RRC"; return; }
+  [ $SRC -eq 0 ] || { slow_fail "kvmprof report --slow exited with status $SRC"; return; }
+}
+
 for m in irqbypass ccp kvm kvm-amd; do
   insmod /lib/modules/$m.ko 2>/tmp/insmod.err || finish "fail: insmod $m: $(cat /tmp/insmod.err)"
 done
@@ -249,5 +293,6 @@ cat $T/events/kvm/kvm_entry/hist > /tmp/kvm_entry.hist
 [ $KRC -eq 0 ] || finish "fail: kvmprof report exited with status $KRC"
 session_b
 perf_run
+slow_run
 [ "$HV" = 1 ] && hyperv_run
 finish ok

@@ -320,6 +320,8 @@ pub fn vm_test(args: &VmTestArgs) -> Result<()> {
         "real_kvm_session",
         "--test",
         "real_kvm_perf",
+        "--test",
+        "real_kvm_slow",
     ]);
     if !args.no_hyperv {
         test.args(["--test", "real_kvm_hyperv"]);

@@ -14,17 +14,21 @@ pub fn exercise(a: &ExerciseArgs) -> anyhow::Result<()> {
         },
         forever: a.forever,
         pause: a.pause,
+        delay_every: a.delay_every,
+        delay_for: a.delay_for,
     };
     let r = exerciser::run(&opts)?;
     crate::out::println(&format!(
-        "RESULT iters={} ops={} kvm_runs={} io={} hlt={} other={} elapsed_ms={}",
+        "RESULT iters={} ops={} kvm_runs={} io={} hlt={} other={} elapsed_ms={} delayed={} out_rip={:#x}",
         a.iters,
         a.ops,
         r.kvm_runs,
         r.io,
         r.hlt,
         r.other,
-        r.elapsed.as_millis()
+        r.elapsed.as_millis(),
+        r.delayed,
+        exerciser::out_rip(&opts.ops).unwrap_or(0),
     ))?;
     if r.other != 0 {
         bail!("the guest made {} unexpected exits", r.other);

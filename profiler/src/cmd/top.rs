@@ -78,6 +78,8 @@ pub fn demo(env: &mut Env, a: &DemoArgs) -> anyhow::Result<()> {
             ops: "o".into(),
             forever: false,
             pause: Duration::ZERO,
+            delay_every: 0,
+            delay_for: Duration::ZERO,
         })
         .err()
         .map(|e| format!("{e:#}"))

@@ -39,6 +39,18 @@ pub struct ExerciseOpts {
     pub forever: bool,
     /// Sleep between batches (only with `forever`).
     pub pause: Duration,
+    /// Sleep `delay_for` before re-entering after every `delay_every`th port write (0: never):
+    /// slow exits at a known place (the `out`'s RIP, [`out_rip`]) and rate.
+    pub delay_every: u64,
+    pub delay_for: Duration,
+}
+
+/// Guest RIP of the `out` of the plain guest built from `ops` (None without `o`): where its
+/// port-write exits happen.
+pub fn out_rip(ops: &str) -> Option<u64> {
+    let code = guest_code(ops).ok()?;
+    let at = code.windows(2).position(|w| w == [0xe6, 0x10])?;
+    Some(kvm::CODE_GPA + at as u64)
 }
 
 /// `ops` value that selects the Hyper-V guest.
@@ -64,6 +76,8 @@ pub struct ExerciseReport {
     /// KVM_EXIT_HYPERV_SYNIC returns per MSR.
     pub synic_msrs: BTreeMap<u32, u64>,
     pub batches: u64,
+    /// Port writes whose completion the VMM delayed (`delay_every`).
+    pub delayed: u64,
     pub elapsed: Duration,
 }
 
@@ -98,6 +112,7 @@ fn run_batch(
     vm: &Vm,
     iters: u64,
     hv: Option<&hyperv::HvLayout>,
+    delay: (u64, Duration),
     rep: &mut ExerciseReport,
 ) -> Result<()> {
     kvm::set_regs(vm, iters, hv.map_or(0, |l| l.stack_top))?;
@@ -121,6 +136,10 @@ fn run_batch(
                 if hv.is_some() && port == hyperv::DONE_PORT {
                     rep.batches += 1;
                     return Ok(());
+                }
+                if delay.0 != 0 && rep.io.is_multiple_of(delay.0) {
+                    std::thread::sleep(delay.1);
+                    rep.delayed += 1;
                 }
             }
             KVM_EXIT_HLT => {
@@ -166,7 +185,8 @@ fn run_on_vcpu_thread(opts: &ExerciseOpts) -> Result<ExerciseReport> {
     let mut rep = ExerciseReport::default();
     let t0 = Instant::now();
     loop {
-        run_batch(&vm, opts.iters, hv.as_ref(), &mut rep)?;
+        let delay = (opts.delay_every, opts.delay_for);
+        run_batch(&vm, opts.iters, hv.as_ref(), delay, &mut rep)?;
         if !opts.forever {
             break;
         }
@@ -216,8 +236,13 @@ mod tests {
             ops: "ocrw".into(),
             forever: false,
             pause: Duration::ZERO,
+            delay_every: 100,
+            delay_for: Duration::from_micros(10),
         };
         let rep = run(&opts).expect("exerciser on host /dev/kvm");
+        assert_eq!(rep.delayed, 5, "{rep:?}");
+        assert_eq!(out_rip("ocrw"), Some(0x1000));
+        assert_eq!(out_rip("c"), None);
         assert_eq!(rep.io, 500, "{rep:?}");
         assert_eq!(rep.hlt, 1, "{rep:?}");
         assert_eq!(rep.other, 0, "{rep:?}");
@@ -242,6 +267,8 @@ mod tests {
             ops: HYPERV_OPS.into(),
             forever: false,
             pause: Duration::ZERO,
+            delay_every: 0,
+            delay_for: Duration::ZERO,
         };
         match run(&opts) {
             Ok(rep) => {
