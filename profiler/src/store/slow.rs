@@ -85,7 +85,9 @@ impl SlowColumns {
         out.clear();
         let n = self.exit_ns.len();
         if n > MAX_EVENTS {
-            return Err(format!("{n} slow exits in one frame (at most {MAX_EVENTS})"));
+            return Err(format!(
+                "{n} slow exits in one frame (at most {MAX_EVENTS})"
+            ));
         }
         let cols = [
             &self.exit_ns,
