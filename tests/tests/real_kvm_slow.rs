@@ -155,7 +155,8 @@ fn check(dir: &Path) -> Result<()> {
     }
     let mut matched = 0;
     let (mut ours_total, mut theirs_total) = (0, 0);
-    for r in kernel.keys().chain(logged.keys()) {
+    let reasons: std::collections::BTreeSet<&u64> = kernel.keys().chain(logged.keys()).collect();
+    for r in reasons {
         let none = Vec::new();
         let (ours, theirs) = (
             logged.get(r).unwrap_or(&none),
