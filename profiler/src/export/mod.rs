@@ -66,6 +66,7 @@ mod tests_hostile;
 #[cfg(test)]
 mod tests_identity;
 mod text;
+mod vcpus;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -76,6 +77,8 @@ pub use encode::{rebucket, LE_NS};
 pub use http::{HttpLimits, MAX_HEADER_BYTES};
 pub use serve::{serve, ServeOpts, Server, DEFAULT_LISTEN};
 pub use text::Format;
+
+use vcpus::{vmm_threads, Vcpus};
 
 use crate::{
     advice::AdviceSummary,
@@ -127,25 +130,6 @@ struct Acc {
 struct VmId {
     domain: String,
     uuid: Option<String>,
-}
-
-/// vCPUs of one VM process.
-#[derive(Clone, Debug, Default)]
-struct Vcpus {
-    /// With kvm_exit exits.
-    kernel: BTreeSet<u32>,
-    /// Threads returning from KVM_RUN to the VMM (vCPU index where the VMM named the thread).
-    threads: BTreeSet<u32>,
-}
-
-impl Vcpus {
-    /// The kernel's vCPUs where it reports exits; else (a KVM without kvm_exit) the threads.
-    fn count(&self) -> usize {
-        match self.kernel.is_empty() {
-            true => self.threads.len(),
-            false => self.kernel.len(),
-        }
-    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -274,16 +258,21 @@ impl Exporter {
                 uuid: vm.uuid.clone(),
             };
             self.pids.insert(vm.pid, id.clone());
-            seen.entry(id.clone()).or_default().insert(vm.pid);
+            // A process that exited (its rows not pruned yet) is no longer one of the VM's.
+            let running = !newer.vms.get(&vm.pid).is_some_and(|i| i.exited);
+            let pids = seen.entry(id.clone()).or_default();
             let st = self.vms.entry(id).or_default();
             st.last_seen_ns = newer.mono_ns;
-            let p = st.procs.entry(vm.pid).or_default();
-            if reused.contains(&vm.pid) {
-                *p = Vcpus::default();
+            if running {
+                pids.insert(vm.pid);
+                let p = st.procs.entry(vm.pid).or_default();
+                if reused.contains(&vm.pid) {
+                    *p = Vcpus::default();
+                }
+                p.kernel
+                    .extend(vm.vcpus.iter().filter(|v| v.exits > 0).map(|v| v.vcpu));
+                p.threads.extend(threads.get(&vm.pid).into_iter().flatten());
             }
-            p.kernel
-                .extend(vm.vcpus.iter().filter(|v| v.exits > 0).map(|v| v.vcpu));
-            p.threads.extend(threads.get(&vm.pid).into_iter().flatten());
             self.kernel_exits += vm.exits;
             // Fill free slots with the busiest reasons not yet named; never take one back.
             let mut ranked: Vec<&Row> = vm.reasons.iter().filter(|r| r.count > 0).collect();
@@ -325,8 +314,10 @@ impl Exporter {
                 u.1 += r.total_ns;
             }
         }
-        // A VM's processes are those of the latest view that had it (a restart replaces one).
-        for (id, pids) in &seen {
+        // A VM's processes are the running ones of the latest view that had it (a restart
+        // replaces one); a VM none of whose processes runs any more keeps its last ones, as
+        // it keeps its other last values until `keep_exited`.
+        for (id, pids) in seen.iter().filter(|(_, p)| !p.is_empty()) {
             if let Some(st) = self.vms.get_mut(id) {
                 st.procs.retain(|pid, _| pids.contains(pid));
             }
@@ -369,32 +360,4 @@ impl Exporter {
             openmetrics: encode::render(f),
         }
     }
-}
-
-/// Per pid, the threads (vCPU index where the VMM named the thread, else its tid) that
-/// returned from KVM_RUN to the VMM between the two samples.
-fn vmm_threads(older: &Sample, newer: &Sample) -> BTreeMap<u32, BTreeSet<u32>> {
-    let reused = newer.reused_pids(older);
-    let mut out: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
-    for (k, st) in newer.stats.iter() {
-        if k.isa != profiler_common::ISA_USERSPACE {
-            continue;
-        }
-        let before = match reused.contains(&k.tgid) {
-            true => None,
-            false => older.stats.get(k).map(|o| o.count),
-        };
-        // A key recreated since (fewer exits than before) counts from zero, as in the model.
-        let grew = before.map_or(st.count > 0, |b| st.count != b);
-        if grew {
-            let vcpu = newer
-                .vms
-                .get(&k.tgid)
-                .and_then(|i| i.vcpu_threads.get(&k.vcpu))
-                .copied()
-                .unwrap_or(k.vcpu);
-            out.entry(k.tgid).or_default().insert(vcpu);
-        }
-    }
-    out
 }

@@ -192,3 +192,87 @@ fn access_series_are_opt_in_and_bounded() {
     assert_eq!(m[&l("0x71")], 99.0);
     assert_eq!(m[&l("other")], 98.0 + 97.0 + 96.0);
 }
+
+/// The old process of a restarted VM can linger with its rows (exited, not pruned yet): it is
+/// no longer one of the VM's processes, in `kvmprof_vm_info` or in `kvmprof_vcpus`.
+#[test]
+fn an_exited_process_leaves_vm_info_and_the_vcpu_count() {
+    let mut a = Sample {
+        mono_ns: 100 * SEC,
+        ..Default::default()
+    };
+    vm(&mut a, 10, 1);
+    vm(&mut a, 11, 2);
+    for (pid, vcpu) in [(10, 0), (10, 1), (11, 0), (11, 1)] {
+        let k = key(pid, vcpu, ISA_VMX, 30);
+        a.stats.entry(k).or_default().record(1_000, 1);
+    }
+    let mut b = a.clone();
+    b.mono_ns += SEC;
+    for (pid, vcpu) in [(10, 0), (10, 1), (11, 0), (11, 1)] {
+        let k = key(pid, vcpu, ISA_VMX, 30);
+        b.stats.entry(k).or_default().record(1_000, 1);
+    }
+    b.vms.get_mut(&10).expect("pid 10").exited = true;
+    let m = parse(
+        &Exporter::from_pair(&a, &b, &ExitNames::builtin(), ExportOpts::default()).render_text(),
+    );
+    let info: Vec<&String> = m
+        .keys()
+        .filter(|k| k.starts_with("kvmprof_vm_info"))
+        .collect();
+    assert_eq!(
+        info,
+        [&format!(
+            "kvmprof_vm_info{{domain=win11,pid=11,uuid={UUID}}}"
+        )]
+    );
+    assert_eq!(
+        m[&format!("kvmprof_vcpus{{domain=win11,uuid={UUID}}}")],
+        2.0
+    );
+    // Its last exits still count, in the VM's series.
+    let io =
+        format!("kvmprof_exits_total{{domain=win11,isa=vmx,reason=IO_INSTRUCTION,uuid={UUID}}}");
+    assert_eq!(m[&io], 4.0);
+    // When no process of the VM runs any more, it keeps its last values, these included.
+    let mut e = Exporter::from_pair(&a, &b, &ExitNames::builtin(), ExportOpts::default());
+    let mut c = b.clone();
+    c.mono_ns += SEC;
+    c.vms.get_mut(&11).expect("pid 11").exited = true;
+    e.observe(c);
+    let m = parse(&e.render_text());
+    assert_eq!(
+        m[&format!("kvmprof_vcpus{{domain=win11,uuid={UUID}}}")],
+        2.0
+    );
+    assert!(m.contains_key(&format!(
+        "kvmprof_vm_info{{domain=win11,pid=11,uuid={UUID}}}"
+    )));
+}
+
+/// Without kvm_exit, a vCPU thread whose name (`CPU 0/KVM`) is read only after its first
+/// returns to the VMM is still one vCPU (found by the live Prometheus test on this host).
+#[test]
+fn a_vcpu_thread_named_late_counts_once() {
+    let mut e = Exporter::new(ExitNames::builtin(), ExportOpts::default());
+    let mut s = Sample {
+        mono_ns: 100 * SEC,
+        ..Default::default()
+    };
+    vm(&mut s, 10, 1);
+    e.observe(s.clone());
+    for step in 0..2 {
+        s.mono_ns += SEC;
+        if step == 1 {
+            let info = s.vms.get_mut(&10).expect("vm");
+            info.vcpu_threads.insert(4400, 0);
+        }
+        let k = key(10, 4400, ISA_USERSPACE, 2);
+        s.stats.entry(k).or_default().record(20_000, 10);
+        e.observe(s.clone());
+        let m = parse(&e.render_text());
+        let vcpus = m[&format!("kvmprof_vcpus{{domain=win11,uuid={UUID}}}")];
+        assert_eq!(vcpus, 1.0, "step {step}");
+    }
+}
