@@ -63,7 +63,7 @@ impl AccessAcc {
         }
     }
 
-    /// Appends this VM's series (labelled `vm`) to `family`.
+    /// Appends this VM's series (with its labels `vm`) to `family`.
     pub(super) fn series(&self, vm: &Labels, family: &mut Family) {
         for ((kind, a), n) in &self.counts {
             let access = KINDS
