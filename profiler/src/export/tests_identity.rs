@@ -276,3 +276,25 @@ fn a_vcpu_thread_named_late_counts_once() {
         assert_eq!(vcpus, 1.0, "step {step}");
     }
 }
+
+/// `kvmprof serve` leaves both multipliers of the series off unless asked.
+#[test]
+fn per_vcpu_and_sub_reasons_are_off_unless_asked() {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+    let serve = |args: &[&str]| match Cli::try_parse_from(args.iter().copied()) {
+        Ok(Cli {
+            command: Some(Command::Serve(a)),
+            ..
+        }) => (a.per_vcpu, a.sub_reasons),
+        other => panic!("{args:?}: {other:?}"),
+    };
+    assert_eq!(serve(&["kvmprof", "serve"]), (false, false));
+    assert_eq!(
+        serve(&["kvmprof", "serve", "--per-vcpu", "--sub-reasons"]),
+        (true, true)
+    );
+    let d = ExportOpts::default();
+    assert!(!d.per_vcpu && !d.sub_reasons);
+}
