@@ -326,9 +326,14 @@ pub struct ServeArgs {
     /// Named exit reasons per VM; the rest are summed into reason="other".
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub top_reasons: usize,
-    /// Add a vcpu label (multiplies the series by the vCPU count).
+    /// Add a vcpu label to the exit series (multiplies them by the vCPU count; README: series
+    /// per VM).
     #[arg(long)]
     pub per_vcpu: bool,
+    /// Also export MSR, port and MMIO accesses by address (kvmprof_exit_accesses_total; up
+    /// to 6 × (top-reasons + 1) more series per VM).
+    #[arg(long)]
+    pub sub_reasons: bool,
     /// How long a VM that exited keeps being exported with its last values.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub keep_exited: Duration,

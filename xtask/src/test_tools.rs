@@ -2,7 +2,9 @@
 //! `cargo xtask test`), never by the tests: a missing one fails its test with a message naming
 //! `cargo xtask setup`.
 //!
-//! - `prometheus` (Debian's): scrapes the exporter (tests/tests/prometheus.rs);
+//! - `prometheus` (Debian's): scrapes the exporter, and its `promtool check metrics` lints both
+//!   exposition formats of the fed exporter and of the real `kvmprof serve`
+//!   (tests/tests/prometheus.rs);
 //! - `xmllint` (libxml2-utils): validates `check --junit` against a JUnit XSD;
 //! - `chromium` (Debian's, headless): loads the HTML report from disk, screenshots it and
 //!   reads its DOM (profiler/tests/html_browser.rs);

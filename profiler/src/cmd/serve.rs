@@ -12,6 +12,7 @@ pub fn serve(env: &mut Env, a: &ServeArgs) -> anyhow::Result<()> {
             export: export::ExportOpts {
                 top_reasons: a.top_reasons,
                 per_vcpu: a.per_vcpu,
+                sub_reasons: a.sub_reasons,
                 keep_exited: a.keep_exited,
             },
             advice_window: (!a.no_advice).then_some(std::time::Duration::from_secs(60)),

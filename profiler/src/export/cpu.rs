@@ -38,7 +38,7 @@ impl CpuAcc {
         }
     }
 
-    /// Appends this VM's series (labelled `vm`) to the families of [`families`].
+    /// Appends this VM's series (with its labels `vm`) to the families of [`families`].
     pub(super) fn series(&self, vm: &Labels, [cpu, guest, wait]: &mut [Family; 3]) {
         let secs = |ns: u64| Value::Counter(ns as f64 / 1e9);
         for (threads, ns) in self.split.iter().flat_map(|s| THREADS.iter().zip(*s)) {

@@ -67,17 +67,25 @@ pub fn rebucket(h: &Hist) -> Vec<(f64, u64)> {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Esc(pub String);
 
-impl EncodeLabelValue for Esc {
-    fn encode(&self, enc: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+impl Esc {
+    /// The value as both text formats write it.
+    pub fn escaped(&self) -> String {
+        let mut out = String::with_capacity(self.0.len());
         for c in self.0.chars() {
             match c {
-                '\\' => enc.write_str("\\\\")?,
-                '"' => enc.write_str("\\\"")?,
-                '\n' => enc.write_str("\\n")?,
-                c => enc.write_char(c)?,
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                '\n' => out.push_str("\\n"),
+                c => out.push(c),
             }
         }
-        Ok(())
+        out
+    }
+}
+
+impl EncodeLabelValue for Esc {
+    fn encode(&self, enc: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        enc.write_str(&self.escaped())
     }
 }
 
@@ -164,6 +172,3 @@ pub fn render(families: Vec<Family>) -> String {
     }
     out
 }
-
-/// Content type of [`render`]'s output.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -34,7 +34,7 @@ use tokio::{
     sync::{oneshot, Notify},
 };
 
-use super::CONTENT_TYPE;
+use super::{Exposition, Format};
 
 /// Request line plus headers, at most (hyper answers 431 beyond; its floor is 8 KiB).
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -68,7 +68,7 @@ impl Default for HttpLimits {
 }
 
 /// The latest rendered exposition, swapped by the sampler.
-pub type Shared = Arc<RwLock<Arc<String>>>;
+pub type Shared = Arc<RwLock<Arc<Exposition>>>;
 
 /// The running HTTP thread; stops on [`Http::stop`] or drop.
 pub struct Http {
@@ -250,8 +250,12 @@ async fn serve_connection(
     }
 }
 
-/// Answers from the request line and headers alone: a body is never read.
-fn respond(req: &Request<hyper::body::Incoming>, metrics: Arc<String>) -> Response<Full<Bytes>> {
+/// Answers from the request line and headers alone: a body is never read. `/metrics` is in
+/// the format the `Accept` header asks for ([`Format::negotiate`]).
+fn respond(
+    req: &Request<hyper::body::Incoming>,
+    metrics: Arc<Exposition>,
+) -> Response<Full<Bytes>> {
     let text = "text/plain; charset=utf-8";
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
     let (code, ctype, body) = if !req.body().is_end_stream() {
@@ -264,11 +268,15 @@ fn respond(req: &Request<hyper::body::Incoming>, metrics: Arc<String>) -> Respon
         )
     } else {
         match (get, req.uri().path()) {
-            (true, "/metrics") => (
-                StatusCode::OK,
-                CONTENT_TYPE,
-                Bytes::from_owner(Text(metrics)),
-            ),
+            (true, "/metrics") => {
+                let accept = req.headers().get(header::ACCEPT);
+                let format = Format::negotiate(accept.and_then(|a| a.to_str().ok()));
+                (
+                    StatusCode::OK,
+                    format.content_type(),
+                    Bytes::from_owner(Text(metrics, format)),
+                )
+            }
             (true, "/") => (
                 StatusCode::OK,
                 text,
@@ -303,17 +311,21 @@ fn respond(req: &Request<hyper::body::Incoming>, metrics: Arc<String>) -> Respon
         StatusCode::METHOD_NOT_ALLOWED => {
             h.insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
         }
+        // Caches must not hand one scraper's format to another.
+        StatusCode::OK if req.uri().path() == "/metrics" => {
+            h.insert(header::VARY, header::HeaderValue::from_static("Accept"));
+        }
         _ => {}
     }
     resp
 }
 
-/// The shared exposition as a response body, without copying it.
-struct Text(Arc<String>);
+/// One format of the shared exposition as a response body, without copying it.
+struct Text(Arc<Exposition>, Format);
 
 impl AsRef<[u8]> for Text {
     fn as_ref(&self) -> &[u8] {
-        self.0.as_bytes()
+        self.0.get(self.1).as_bytes()
     }
 }
 

@@ -3,36 +3,56 @@
 //! [`Exporter`] is the pure part: it is fed cumulative samples and keeps its own counters, built
 //! by adding the model's per-interval deltas, so every counter stays monotonic when kernel keys
 //! are recreated (LRU eviction, pid reuse) or pruned, and when VMs come and go. [`serve`] runs it
-//! on a live source behind a small HTTP server (default `127.0.0.1:9477`, see [`DEFAULT_LISTEN`]).
+//! on a live source behind a small HTTP server (default `127.0.0.1:9477`, see [`DEFAULT_LISTEN`]),
+//! answering the Prometheus text format 0.0.4, or OpenMetrics when the scraper's `Accept` asks
+//! for it ([`Format::negotiate`]).
 //!
-//! Metrics (labels in braces; `vcpu` only with `per_vcpu`):
-//! - `kvmprof_exits_total{vm,pid,vcpu,isa,reason}`: exits, as `kvmprof report` counts them.
-//! - `kvmprof_exit_handling_seconds{vm,pid,vcpu,isa,reason}`: histogram of exit→entry time,
+//! A VM's series are labelled `domain` (libvirt domain name, else QEMU `-name`, else
+//! `comm[pid]`) and `uuid` (libvirt's, else QEMU `-uuid`; absent when unknown), the labels
+//! libvirt exporters use, so queries join on them. The pid is not part of any series' identity:
+//! a VM restarted by libvirt is a new process with the same domain and uuid, and its counters go
+//! on growing in the same series instead of starting new ones (issue #16). The pid is in
+//! `kvmprof_vm_info`, one series per running process.
+//!
+//! Metrics (`{vm}` = `domain`, `uuid`; `vcpu` only with `per_vcpu`):
+//! - `kvmprof_vm_info{vm,pid}`: 1 per VM process (joins a pid to its VM).
+//! - `kvmprof_exits_total{vm,vcpu,isa,reason}`: exits, as `kvmprof report` counts them.
+//! - `kvmprof_exit_handling_seconds{vm,vcpu,isa,reason}`: histogram of exit→entry time,
 //!   `le` bounds [`encode::LE_NS`] (250 ns … 1 s, 1-2.5-5 steps), `_sum`, `_count`.
-//! - `kvmprof_exit_busy_seconds_total{vm,pid}`: non-HLT handling time; overhead % =
+//! - `kvmprof_exit_busy_seconds_total{vm}`: non-HLT handling time; overhead % =
 //!   `100 * rate(kvmprof_exit_busy_seconds_total[1m]) / kvmprof_vcpus`.
-//! - `kvmprof_vcpus{vm,pid}`: vCPUs seen.
-//! - `kvmprof_vm_cpu_seconds_total{vm,pid,threads}`: host CPU time of the VM process from
+//! - `kvmprof_vcpus{vm}`: vCPUs of the VM's running process(es): those with kvm_exit exits, or,
+//!   on a KVM that emits no kvm_exit, the threads returning from KVM_RUN to the VMM.
+//! - `kvmprof_vm_cpu_seconds_total{vm,threads}`: host CPU time of the VM process from
 //!   /proc, `threads="vcpu"` (its vCPU threads) or `"other"` (the VMM's other threads: main
 //!   loop, timers, I/O), and `"unknown"` for spans where the vCPU threads were not known; % of
 //!   a core = `100 * rate(...[1m])` summed over `threads`.
-//! - `kvmprof_vm_guest_seconds_total{vm,pid}`: of that, the time its vCPUs ran the guest.
-//! - `kvmprof_vm_vcpu_wait_seconds_total{vm,pid}`: time its vCPU threads waited for a host CPU
+//! - `kvmprof_vm_guest_seconds_total{vm}`: of that, the time its vCPUs ran the guest.
+//! - `kvmprof_vm_vcpu_wait_seconds_total{vm}`: time its vCPU threads waited for a host CPU
 //!   while runnable (run-queue delay from schedstat, summed over the threads: steal).
-//! - `kvmprof_userspace_exits_total{vm,pid,reason}`: returns of KVM_RUN to the VMM.
+//! - `kvmprof_userspace_exits_total{vm,reason}`, `kvmprof_userspace_exit_seconds_total{vm,reason}`:
+//!   returns of KVM_RUN to the VMM, and the time from each until the thread's next KVM_RUN
+//!   (the VMM handling it): all a KVM without kvm_exit lets kvmprof measure.
+//! - `kvmprof_exit_accesses_total{vm,access,address}` (only with `sub_reasons`): MSR, port and
+//!   MMIO accesses by address, the top `top_reasons` addresses per access kind, the rest
+//!   `address="other"`.
+//! - `kvmprof_kvm_exit_seen`: 1 once the host's KVM emitted kvm_exit, 0 while it has not.
 //! - `kvmprof_probe_runs_total{program}`, `kvmprof_probe_run_seconds_total{program}`: the eBPF
 //!   programs' own cost (kernel.bpf_stats_enabled).
 //! - `kvmprof_lost_events_total{kind}`: orphan entries, unpaired exits, full maps, read errors.
-//! - `kvmprof_advice_findings{vm,pid,rule,severity}`: current advice findings (gauge).
+//! - `kvmprof_advice_findings{vm,rule,severity}`: current advice findings (gauge).
 //! - `kvmprof_samples_total`, `kvmprof_sample_errors_total`, `kvmprof_last_sample_timestamp_seconds`.
 //!
 //! Cardinality: per VM at most `top_reasons` named reasons (the first ones to rank in the top
 //! by exit count; a reason keeps its series once it has one, so counters never move between
-//! series) plus `reason="other"` for the rest, times vCPUs with `per_vcpu`. A VM that leaves
-//! keeps its last values for `keep_exited`, then its series are dropped.
+//! series) plus `reason="other"` for the rest, times vCPUs with `per_vcpu`; README.md states
+//! the series per VM for each setting (tests_format checks it). A VM that leaves keeps its last
+//! values for `keep_exited`, then its series are dropped.
 
+mod access;
 mod cpu;
 mod encode;
+mod families;
 mod http;
 mod serve;
 #[cfg(test)]
@@ -40,26 +60,32 @@ mod tests;
 #[cfg(test)]
 mod tests_cpu;
 #[cfg(test)]
+mod tests_format;
+#[cfg(test)]
 mod tests_hostile;
+#[cfg(test)]
+mod tests_identity;
+mod text;
+mod vcpus;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     time::Duration,
 };
 
-use prometheus_client::metrics::MetricType;
-
-pub use encode::{rebucket, CONTENT_TYPE, LE_NS};
+pub use encode::{rebucket, LE_NS};
 pub use http::{HttpLimits, MAX_HEADER_BYTES};
 pub use serve::{serve, ServeOpts, Server, DEFAULT_LISTEN};
+pub use text::Format;
+
+use vcpus::{vmm_threads, Vcpus};
 
 use crate::{
     advice::AdviceSummary,
-    decode::{isa_name, ExitNames},
+    decode::ExitNames,
     model::{compute, Row, View},
     sample::{Hist, Sample},
 };
-use encode::{labels, Family, Value};
 
 /// What the exposition contains.
 #[derive(Clone, Debug)]
@@ -70,6 +96,8 @@ pub struct ExportOpts {
     pub per_vcpu: bool,
     /// How long a VM that left keeps being exported with its last values (default 5 min).
     pub keep_exited: Duration,
+    /// Export MSR, port and MMIO accesses by address (`kvmprof_exit_accesses_total`).
+    pub sub_reasons: bool,
 }
 
 impl Default for ExportOpts {
@@ -78,6 +106,7 @@ impl Default for ExportOpts {
             top_reasons: 10,
             per_vcpu: false,
             keep_exited: Duration::from_secs(300),
+            sub_reasons: false,
         }
     }
 }
@@ -96,16 +125,26 @@ struct Acc {
     sum_ns: u64,
 }
 
+/// A VM's identity in the series: what libvirt exporters label it with, never its pid.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+struct VmId {
+    domain: String,
+    uuid: Option<String>,
+}
+
 #[derive(Clone, Debug, Default)]
 struct VmState {
     last_seen_ns: u64,
+    /// The VM's processes in the latest view that had the VM: pid → its vCPUs.
+    procs: BTreeMap<u32, Vcpus>,
     promoted: BTreeSet<(u32, u32)>,
     /// (vcpu when per-vCPU, isa, slot) → accumulated values.
     exits: BTreeMap<(Option<u32>, u32, Slot), Acc>,
-    userspace: BTreeMap<u32, u64>,
+    /// Returns to the VMM by reason: (count, ns until the next KVM_RUN).
+    userspace: BTreeMap<u32, (u64, u64)>,
     busy_ns: u64,
-    vcpus: BTreeSet<u32>,
     cpu: cpu::CpuAcc,
+    accesses: access::AccessAcc,
 }
 
 /// Turns a stream of cumulative samples into exposition text.
@@ -114,14 +153,32 @@ pub struct Exporter {
     opts: ExportOpts,
     names: ExitNames,
     prev: Option<Sample>,
-    /// Keyed by (pid, VM name): a renamed or reused pid gets new series.
-    vms: BTreeMap<(u32, String), VmState>,
+    vms: BTreeMap<VmId, VmState>,
+    /// The VM of each pid in the latest view (for advice findings, which name a pid).
+    pids: BTreeMap<u32, VmId>,
     probe: BTreeMap<String, (u64, u64)>,
     lost: BTreeMap<&'static str, u64>,
     advice: Vec<(u32, String, String, String)>,
+    kernel_exits: u64,
     samples: u64,
     errors: u64,
     last_wall_ms: u64,
+}
+
+/// Both formats of one state of the exporter.
+#[derive(Clone, Debug, Default)]
+pub struct Exposition {
+    pub text: String,
+    pub openmetrics: String,
+}
+
+impl Exposition {
+    pub fn get(&self, f: Format) -> &str {
+        match f {
+            Format::Prometheus => &self.text,
+            Format::OpenMetrics => &self.openmetrics,
+        }
+    }
 }
 
 impl Exporter {
@@ -131,9 +188,11 @@ impl Exporter {
             names,
             prev: None,
             vms: BTreeMap::new(),
+            pids: BTreeMap::new(),
             probe: BTreeMap::new(),
             lost: BTreeMap::new(),
             advice: Vec::new(),
+            kernel_exits: 0,
             samples: 0,
             errors: 0,
             last_wall_ms: 0,
@@ -157,7 +216,7 @@ impl Exporter {
             return;
         };
         let view = compute(&prev, &sample, &self.names);
-        self.add(&view, sample.mono_ns);
+        self.add(&view, &prev, &sample);
         self.prev = Some(sample);
     }
 
@@ -187,11 +246,34 @@ impl Exporter {
         self.prev.as_ref()
     }
 
-    fn add(&mut self, view: &View, now_ns: u64) {
+    fn add(&mut self, view: &View, older: &Sample, newer: &Sample) {
         let top = self.opts.top_reasons;
+        let threads = vmm_threads(older, newer);
+        let reused = newer.reused_pids(older);
+        self.pids.clear();
+        let mut seen: BTreeMap<VmId, BTreeSet<u32>> = BTreeMap::new();
         for vm in &view.vms {
-            let st = self.vms.entry((vm.pid, vm.name.clone())).or_default();
-            st.last_seen_ns = now_ns;
+            let id = VmId {
+                domain: vm.name.clone(),
+                uuid: vm.uuid.clone(),
+            };
+            self.pids.insert(vm.pid, id.clone());
+            // A process that exited (its rows not pruned yet) is no longer one of the VM's.
+            let running = !newer.vms.get(&vm.pid).is_some_and(|i| i.exited);
+            let pids = seen.entry(id.clone()).or_default();
+            let st = self.vms.entry(id).or_default();
+            st.last_seen_ns = newer.mono_ns;
+            if running {
+                pids.insert(vm.pid);
+                let p = st.procs.entry(vm.pid).or_default();
+                if reused.contains(&vm.pid) {
+                    *p = Vcpus::default();
+                }
+                p.kernel
+                    .extend(vm.vcpus.iter().filter(|v| v.exits > 0).map(|v| v.vcpu));
+                p.threads.extend(threads.get(&vm.pid).into_iter().flatten());
+            }
+            self.kernel_exits += vm.exits;
             // Fill free slots with the busiest reasons not yet named; never take one back.
             let mut ranked: Vec<&Row> = vm.reasons.iter().filter(|r| r.count > 0).collect();
             ranked.sort_by(|a, b| b.count.cmp(&a.count).then(a.reason.cmp(&b.reason)));
@@ -223,17 +305,33 @@ impl Exporter {
                     st.busy_ns += r.total_ns;
                 }
             }
-            st.vcpus.extend(vm.vcpus.iter().map(|v| v.vcpu));
             if let Some(c) = &vm.host_cpu {
                 st.cpu.add(c);
             }
             for r in &vm.userspace {
-                *st.userspace.entry(r.reason).or_default() += r.count;
+                let u = st.userspace.entry(r.reason).or_default();
+                u.0 += r.count;
+                u.1 += r.total_ns;
+            }
+        }
+        // A VM's processes are the running ones of the latest view that had it (a restart
+        // replaces one); a VM none of whose processes runs any more keeps its last ones, as
+        // it keeps its other last values until `keep_exited`.
+        for (id, pids) in seen.iter().filter(|(_, p)| !p.is_empty()) {
+            if let Some(st) = self.vms.get_mut(id) {
+                st.procs.retain(|pid, _| pids.contains(pid));
+            }
+        }
+        if self.opts.sub_reasons {
+            for (pid, counts) in access::deltas(older, newer) {
+                if let Some(st) = self.pids.get(&pid).and_then(|id| self.vms.get_mut(id)) {
+                    st.accesses.add(counts, top);
+                }
             }
         }
         let keep = self.opts.keep_exited.as_nanos() as u64;
         self.vms
-            .retain(|_, st| now_ns.saturating_sub(st.last_seen_ns) <= keep);
+            .retain(|_, st| newer.mono_ns.saturating_sub(st.last_seen_ns) <= keep);
         for p in &view.probe_cost {
             let e = self.probe.entry(p.name.clone()).or_default();
             e.0 += p.events;
@@ -244,132 +342,22 @@ impl Exporter {
         }
     }
 
-    /// The metric families, in exposition order.
-    fn families(&self) -> Vec<Family> {
-        use MetricType::{Counter, Gauge, Histogram};
-        let mut exits = Family::new("kvmprof_exits", "VM exits by reason", Counter, false);
-        let mut hist = Family::new(
-            "kvmprof_exit_handling",
-            "Exit handling time (kvm_exit to kvm_entry)",
-            Histogram,
-            true,
-        );
-        let mut busy = Family::new(
-            "kvmprof_exit_busy",
-            "Non-HLT exit handling time (virtualization overhead)",
-            Counter,
-            true,
-        );
-        let mut vcpus = Family::new("kvmprof_vcpus", "vCPUs seen", Gauge, false);
-        let mut cpu = cpu::families();
-        let mut user = Family::new(
-            "kvmprof_userspace_exits",
-            "Returns of KVM_RUN to the VMM by reason",
-            Counter,
-            false,
-        );
-        for ((pid, name), st) in &self.vms {
-            let pid_s = pid.to_string();
-            let vm_l = labels(&[("vm", name), ("pid", &pid_s)]);
-            for ((vcpu, isa, slot), a) in &st.exits {
-                let reason = match slot {
-                    Slot::Reason(r) => self.names.name(*isa, *r),
-                    Slot::Other => "other".into(),
-                };
-                let vcpu_s = vcpu.map(|v| v.to_string());
-                let mut l = vm_l.clone();
-                if let Some(v) = &vcpu_s {
-                    l.extend(labels(&[("vcpu", v)]));
-                }
-                l.extend(labels(&[("isa", isa_name(*isa)), ("reason", &reason)]));
-                exits.series.push((l.clone(), Value::Count(a.exits)));
-                let sum = a.sum_ns as f64 / 1e9;
-                hist.series
-                    .push((l, Value::Histogram(sum, a.hist.total(), rebucket(&a.hist))));
-            }
-            busy.series
-                .push((vm_l.clone(), Value::Counter(st.busy_ns as f64 / 1e9)));
-            vcpus
-                .series
-                .push((vm_l.clone(), Value::Gauge(st.vcpus.len() as f64)));
-            st.cpu.series(&vm_l, &mut cpu);
-            for (r, n) in &st.userspace {
-                let name = self.names.name(profiler_common::ISA_USERSPACE, *r);
-                let mut l = vm_l.clone();
-                l.extend(labels(&[("reason", &name)]));
-                user.series.push((l, Value::Count(*n)));
-            }
-        }
-        let mut runs = Family::new("kvmprof_probe_runs", "eBPF program runs", Counter, false);
-        let mut run_s = Family::new(
-            "kvmprof_probe_run",
-            "Time spent in kvmprof's eBPF programs",
-            Counter,
-            true,
-        );
-        for (name, (n, ns)) in &self.probe {
-            let l = labels(&[("program", name)]);
-            runs.series.push((l.clone(), Value::Count(*n)));
-            run_s.series.push((l, Value::Counter(*ns as f64 / 1e9)));
-        }
-        let mut lost = Family::new(
-            "kvmprof_lost_events",
-            "Events kvmprof could not account (orphan entries, unpaired exits, full maps, read errors)",
-            Counter,
-            false,
-        );
-        for (kind, n) in &self.lost {
-            lost.series
-                .push((labels(&[("kind", kind)]), Value::Count(*n)));
-        }
-        let mut advice = Family::new(
-            "kvmprof_advice_findings",
-            "Current enlightenment advice findings by rule and severity",
-            Gauge,
-            false,
-        );
-        let mut counted: BTreeMap<(u32, &str, &str, &str), u64> = BTreeMap::new();
-        for (pid, vm, rule, sev) in &self.advice {
-            *counted.entry((*pid, vm, rule, sev)).or_default() += 1;
-        }
-        for ((pid, vm, rule, sev), n) in counted {
-            let pid_s = pid.to_string();
-            let l = labels(&[
-                ("vm", vm),
-                ("pid", &pid_s),
-                ("rule", rule),
-                ("severity", sev),
-            ]);
-            advice.series.push((l, Value::Gauge(n as f64)));
-        }
-        let mut samples = Family::new("kvmprof_samples", "Samples read", Counter, false);
-        samples
-            .series
-            .push((Vec::new(), Value::Count(self.samples)));
-        let mut errors = Family::new(
-            "kvmprof_sample_errors",
-            "Failed sample reads",
-            Counter,
-            false,
-        );
-        errors.series.push((Vec::new(), Value::Count(self.errors)));
-        let mut ts = Family::new(
-            "kvmprof_last_sample_timestamp",
-            "Wall-clock time of the latest sample",
-            Gauge,
-            true,
-        );
-        ts.series
-            .push((Vec::new(), Value::Gauge(self.last_wall_ms as f64 / 1e3)));
-        let [cpu, guest, wait] = cpu;
-        vec![
-            exits, hist, busy, vcpus, cpu, guest, wait, user, runs, run_s, lost, advice, samples,
-            errors, ts,
-        ]
-    }
-
     /// OpenMetrics text of everything accumulated so far.
     pub fn render(&self) -> String {
         encode::render(self.families())
+    }
+
+    /// The Prometheus text format 0.0.4 of everything accumulated so far.
+    pub fn render_text(&self) -> String {
+        text::render_text(&self.families())
+    }
+
+    /// Both formats, from one set of families.
+    pub fn expositions(&self) -> Exposition {
+        let f = self.families();
+        Exposition {
+            text: text::render_text(&f),
+            openmetrics: encode::render(f),
+        }
     }
 }

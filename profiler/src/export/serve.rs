@@ -1,6 +1,7 @@
 //! The exporter's process: a sampler thread feeding [`Exporter`] and publishing the rendered
 //! text, and an HTTP thread ([`super::http`]) serving the latest text. They share only an
-//! `Arc<String>` swapped under a lock held for the swap, so a slow scrape never delays sampling.
+//! `Arc<Exposition>` (both formats) swapped under a lock held for the swap, so a slow scrape
+//! never delays sampling.
 
 use std::{
     net::SocketAddr,
@@ -17,7 +18,7 @@ use anyhow::Context;
 
 use super::{
     http::{Http, HttpLimits},
-    ExportOpts, Exporter,
+    ExportOpts, Exporter, Exposition,
 };
 use crate::{
     advice::{self, AdviceSummary, HostFacts},
@@ -71,7 +72,10 @@ pub struct Server {
 impl Server {
     /// Binds `opts.listen` and starts sampling `source`. Bind errors are one line with the fix.
     pub fn start(mut source: Box<dyn Source>, opts: ServeOpts) -> anyhow::Result<Server> {
-        let text = Arc::new(RwLock::new(Arc::new(String::from("# EOF\n"))));
+        let text = Arc::new(RwLock::new(Arc::new(Exposition {
+            text: String::new(),
+            openmetrics: String::from("# EOF\n"),
+        })));
         let (http, addr) = Http::start(opts.listen, opts.http.clone(), text.clone())?;
         let stop = Arc::new(AtomicBool::new(false));
         let (wake_tx, wake_rx) = mpsc::channel::<()>();
@@ -120,7 +124,7 @@ impl Server {
                         for n in source.notices() {
                             eprintln!("kvmprof serve: {n}");
                         }
-                        let rendered = Arc::new(exporter.render());
+                        let rendered = Arc::new(exporter.expositions());
                         if let Ok(mut g) = t.write() {
                             *g = rendered;
                         }

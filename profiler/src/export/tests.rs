@@ -134,7 +134,7 @@ fn values_equal_the_model() {
     assert!(text.contains("\nkvmprof_samples_total 2\n"), "{text}");
     let view = compute(&a, &b, &names);
     for r in &view.vms[0].reasons {
-        let l = format!("isa=vmx,pid=10,reason={},vm=win11", r.name);
+        let l = format!("domain=win11,isa=vmx,reason={}", r.name);
         assert_eq!(
             m[&format!("kvmprof_exits_total{{{l}}}")],
             r.count as f64,
@@ -145,14 +145,14 @@ fn values_equal_the_model() {
         assert_eq!(count, r.hist_total as f64);
         let sum = m[&format!("kvmprof_exit_handling_seconds_sum{{{l}}}")];
         assert!((sum - r.total_ns as f64 / 1e9).abs() < 1e-12);
-        let l_inf = l.replace(",pid=", ",le=+Inf,pid=");
+        let l_inf = l.replace(",reason=", ",le=+Inf,reason=");
         let inf = m[&format!("kvmprof_exit_handling_seconds_bucket{{{l_inf}}}")];
         assert_eq!(inf, count);
     }
     // IO: 1000 × 3 µs (≤ 5 µs) and 500 × 20 µs (≤ 25 µs), cumulative.
     let b = |le: &str| {
         m[&format!(
-            "kvmprof_exit_handling_seconds_bucket{{isa=vmx,le={le},pid=10,reason=IO_INSTRUCTION,vm=win11}}"
+            "kvmprof_exit_handling_seconds_bucket{{domain=win11,isa=vmx,le={le},reason=IO_INSTRUCTION}}"
         )]
     };
     assert_eq!(
@@ -160,9 +160,9 @@ fn values_equal_the_model() {
         (0.0, 1000.0, 1000.0, 1500.0)
     );
     // Busy = non-HLT time: 3 ms + 10 ms + 0.24 ms + 1.4 ms + 0.4 ms.
-    let busy = m["kvmprof_exit_busy_seconds_total{pid=10,vm=win11}"];
+    let busy = m["kvmprof_exit_busy_seconds_total{domain=win11}"];
     assert!((busy - 0.01504).abs() < 1e-12, "{busy}");
-    assert_eq!(m["kvmprof_vcpus{pid=10,vm=win11}"], 2.0);
+    assert_eq!(m["kvmprof_vcpus{domain=win11}"], 2.0);
     assert_eq!(m["kvmprof_probe_runs_total{program=kvm_exit}"], 2000.0);
     assert!((m["kvmprof_probe_run_seconds_total{program=kvm_exit}"] - 0.0002).abs() < 1e-12);
     assert_eq!(m["kvmprof_lost_events_total{kind=orphan_entry}"], 3.0);
@@ -188,11 +188,11 @@ fn top_reasons_bound_cardinality_and_keep_totals() {
     assert_eq!(exits.len(), 3, "{exits:?}");
     assert_eq!(exits.iter().map(|(_, v)| **v).sum::<f64>(), 1831.0);
     assert_eq!(
-        m["kvmprof_exits_total{isa=vmx,pid=10,reason=other,vm=win11}"],
+        m["kvmprof_exits_total{domain=win11,isa=vmx,reason=other}"],
         31.0
     );
     assert_eq!(
-        m["kvmprof_exits_total{isa=vmx,pid=10,reason=EPT_MISCONFIG,vm=win11}"],
+        m["kvmprof_exits_total{domain=win11,isa=vmx,reason=EPT_MISCONFIG}"],
         300.0
     );
     // Per vCPU: vcpu label added, same totals.
@@ -203,7 +203,7 @@ fn top_reasons_bound_cardinality_and_keep_totals() {
     };
     let m = parse(&Exporter::from_pair(&a, &b, &ExitNames::builtin(), opts).render());
     assert_eq!(
-        m["kvmprof_exits_total{isa=vmx,pid=10,reason=IO_INSTRUCTION,vcpu=1,vm=win11}"],
+        m["kvmprof_exits_total{domain=win11,isa=vmx,reason=IO_INSTRUCTION,vcpu=1}"],
         500.0
     );
     let total: f64 = m
@@ -244,8 +244,8 @@ fn counters_stay_monotonic_when_keys_reset_and_vms_leave() {
         last = m.clone();
         m
     };
-    let a = "kvmprof_exits_total{isa=vmx,pid=10,reason=IO_INSTRUCTION,vm=a}";
-    let b = "kvmprof_exits_total{isa=vmx,pid=20,reason=IO_INSTRUCTION,vm=b}";
+    let a = "kvmprof_exits_total{domain=a,isa=vmx,reason=IO_INSTRUCTION}";
+    let b = "kvmprof_exits_total{domain=b,isa=vmx,reason=IO_INSTRUCTION}";
     // t=101: +5 each.
     s.mono_ns += SEC;
     bump(&mut s, key(10, 0, 30), 5, 1_000);
@@ -291,10 +291,10 @@ fn labels_are_escaped_and_advice_is_a_gauge() {
         }],
     });
     let text = e.render();
-    assert!(text.contains("vm=\"we\\\"ird\\\\vm\\nx\""), "{text}");
+    assert!(text.contains("domain=\"we\\\"ird\\\\vm\\nx\""), "{text}");
     let m = parse(&text);
     assert_eq!(
-        m[&format!("kvmprof_advice_findings{{pid=10,rule=R07,severity=critical,vm={name}}}")],
+        m[&format!("kvmprof_advice_findings{{domain={name},rule=R07,severity=critical}}")],
         1.0
     );
 }
@@ -347,7 +347,7 @@ fn server_serves_metrics_on_loopback_and_stops() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
-    assert!(body.contains("application/openmetrics-text"), "{body}");
+    assert!(body.contains("text/plain; version=0.0.4"), "{body}");
     assert!(body.contains("reason=\"IO_INSTRUCTION\"} 1500"), "{body}");
     assert!(http_get(addr, "/nope").starts_with("HTTP/1.1 404"));
     server.stop();

@@ -44,7 +44,7 @@ fn vm_cpu_seconds_by_thread_kind() {
     let m = parse(&text);
     let get = |m: &BTreeMap<String, f64>, t: &str| {
         m.get(&format!(
-            "kvmprof_vm_cpu_seconds_total{{pid=10,threads={t},vm=win11}}"
+            "kvmprof_vm_cpu_seconds_total{{domain=win11,threads={t}}}"
         ))
         .copied()
     };
@@ -52,12 +52,12 @@ fn vm_cpu_seconds_by_thread_kind() {
     assert_eq!(get(&m, "other"), Some(0.08));
     assert_eq!(get(&m, "unknown"), None);
     let guest = |m: &BTreeMap<String, f64>| {
-        m.get("kvmprof_vm_guest_seconds_total{pid=10,vm=win11}")
+        m.get("kvmprof_vm_guest_seconds_total{domain=win11}")
             .copied()
     };
     assert_eq!(guest(&m), Some(0.3));
     assert_eq!(
-        m.get("kvmprof_vm_vcpu_wait_seconds_total{pid=10,vm=win11}")
+        m.get("kvmprof_vm_vcpu_wait_seconds_total{domain=win11}")
             .copied(),
         Some(0.25)
     );
