@@ -106,7 +106,7 @@ pub(crate) fn table(
     for (k, n) in &rows {
         out.push_str(&format!(
             "{} {n:>10} {}%\n",
-            s(width, k),
+            s(width, &sub_times::named_key(event, k)),
             f(8, 2, pct(*n as f64, total as f64))
         ));
     }

@@ -143,7 +143,7 @@ pub(crate) fn counts_table(
         None => {
             let mut rows: Vec<(String, [u64; 5])> = keyed
                 .iter()
-                .map(|(k, n)| (k.clone(), [*n, 0, 0, 0, 0]))
+                .map(|(k, n)| (sub_times::named_key(event, k), [*n, 0, 0, 0, 0]))
                 .collect();
             match sort {
                 SortBy::Name => rows.sort_by(|a, b| a.0.cmp(&b.0)),
