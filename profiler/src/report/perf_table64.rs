@@ -183,6 +183,9 @@ pub(crate) fn counts_table(
         "kvmprof counts these accesses without timing them: no Time (ns)/Time%/Max/Min/Mean here"
     };
     out.push_str(&format!("# {} table; {what}\n", event.header()));
+    if timed.is_some() {
+        out.push_str(&sub_times::names_note(event, keyed.keys()));
+    }
 }
 
 #[cfg(test)]

@@ -155,6 +155,25 @@ pub(crate) fn named_key(event: Event, key: &str) -> String {
     name.unwrap_or_else(|| key.to_string())
 }
 
+/// Under a table that keeps perf's keys (perf text printed back to the byte), a `# ` line
+/// naming its MSRs: `# MSR names: 0x10 IA32_TSC, 0x6e0 IA32_TSC_DEADLINE`.
+pub(crate) fn names_note<'k>(event: Event, keys: impl Iterator<Item = &'k String>) -> String {
+    let mut named: Vec<String> = keys
+        .filter_map(|k| {
+            let full = named_key(event, k);
+            let (idx, _) = k.rsplit_once(':')?;
+            let name = full.strip_prefix(idx)?.rsplit_once(':')?.0.trim().to_string();
+            (!name.is_empty()).then(|| format!("{idx} {name}"))
+        })
+        .collect();
+    named.sort();
+    named.dedup();
+    if named.is_empty() {
+        return String::new();
+    }
+    format!("# MSR names: {}\n", named.join(", "))
+}
+
 /// perf's decode_key of a kvmprof evidence key, when it belongs to `event`'s table.
 pub(crate) fn perf_key(event: Event, k: &EvKey) -> Option<String> {
     let suffix = match (event, k.kind) {
