@@ -168,7 +168,10 @@ mod tests {
         // One VM; an unnamed port has a null name; a vCPU is refused (counted per VM).
         let one = accesses(&d, Event::Ioport, Some(1234), None).unwrap();
         assert_eq!(one.len(), 1);
-        assert_eq!((one[0].key.as_str(), one[0].name.as_deref()), ("0x3f8:POUT", Some("COM1")));
+        assert_eq!(
+            (one[0].key.as_str(), one[0].name.as_deref()),
+            ("0x3f8:POUT", Some("COM1"))
+        );
         assert!(accesses(&d, Event::Msr, None, Some(0)).is_err());
     }
 }

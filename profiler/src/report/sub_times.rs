@@ -150,7 +150,10 @@ pub(crate) fn named_key(event: Event, key: &str) -> String {
         .flatten()
         .and_then(|(idx, dir)| {
             let i = u64::from_str_radix(idx.strip_prefix("0x")?, 16).ok()?;
-            Some(format!("{idx} {}:{dir}", crate::advice::names::msr_name(i)?))
+            Some(format!(
+                "{idx} {}:{dir}",
+                crate::advice::names::msr_name(i)?
+            ))
         });
     name.unwrap_or_else(|| key.to_string())
 }
@@ -162,7 +165,12 @@ pub(crate) fn names_note<'k>(event: Event, keys: impl Iterator<Item = &'k String
         .filter_map(|k| {
             let full = named_key(event, k);
             let (idx, _) = k.rsplit_once(':')?;
-            let name = full.strip_prefix(idx)?.rsplit_once(':')?.0.trim().to_string();
+            let name = full
+                .strip_prefix(idx)?
+                .rsplit_once(':')?
+                .0
+                .trim()
+                .to_string();
             (!name.is_empty()).then(|| format!("{idx} {name}"))
         })
         .collect();

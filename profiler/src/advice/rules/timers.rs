@@ -79,8 +79,8 @@ fn r01(c: &Ctx) -> Option<Finding> {
         Severity::Warn
     };
     let mut f = Finding::new("R01", sev, r01_title(c))
-    .ev(c.line("MMIO exits (EPT_MISCONFIG / npf)", &mmio))
-    .weight(mmio.share());
+        .ev(c.line("MMIO exits (EPT_MISCONFIG / npf)", &mmio))
+        .weight(mmio.share());
     if confirmed {
         f = f.ev(format!(
             "HPET MMIO {}: main-counter reads {} (HPET as clock), timer writes {} (HPET as clock-event)",

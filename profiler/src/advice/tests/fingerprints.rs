@@ -293,12 +293,18 @@ fn no_overflow_on_corrupt_evidence() {
 fn r01_title_follows_the_configuration() {
     let title = |cpu: &str| get(&p1_cpu(cpu).run(intel(true)), "R01").title.clone();
     let none = title("host,migratable=on");
-    assert!(none.ends_with("the VM lacks hv-time and hv-stimer"), "{none}");
+    assert!(
+        none.ends_with("the VM lacks hv-time and hv-stimer"),
+        "{none}"
+    );
     let time = title("host,hv-time=on");
     assert!(time.ends_with("the VM lacks hv-stimer"), "{time}");
     let both = title("host,hv-time=on,hv-stimer=on");
     assert!(!both.contains("lacks"), "{both}");
-    assert!(both.contains("although the VM has hv-time and hv-stimer"), "{both}");
+    assert!(
+        both.contains("although the VM has hv-time and hv-stimer"),
+        "{both}"
+    );
 }
 
 /// Accesses the input cannot show are "not measured", not 0 (#16: "HPET MMIO 0 events").
