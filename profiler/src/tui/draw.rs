@@ -12,8 +12,10 @@ use ratatui::{
 use super::{advice, fmt, heat_draw, screens, widgets::centered, App, Screen};
 use crate::text::{is_unsafe, printable};
 
-const KEYS: &[(&str, &str)] = &[
-    ("↑/↓ j/k", "move (PgUp/PgDn, g/G: jump)"),
+/// The keys, as the help shows them; README.md's key table lists the same keys row by row
+/// (tests_readme.rs).
+pub(super) const KEYS: &[(&str, &str)] = &[
+    ("↑/↓ j/k PgUp/PgDn g/G", "move (g/G: first / last)"),
     ("Enter l →", "drill down: VM → exits/vCPUs → histogram"),
     ("Esc h ←", "back (Esc on the VM list: clear filter)"),
     ("m", "heatmap: time × latency of the reason (m: all exits)"),
@@ -32,6 +34,10 @@ const KEYS: &[(&str, &str)] = &[
     ("{ } x", "replay: start / end; x: speed 1×, 4×, 16×"),
     ("?", "this help (any key closes)"),
     ("q Ctrl-C", "quit (a recording is finished first)"),
+];
+
+/// What the columns mean, below the keys in the help.
+const LEGEND: &[(&str, &str)] = &[
     ("Samples%", "share of non-HLT exits in the table"),
     ("Time%", "share of non-HLT handling time"),
     ("HLT", "idle time: listed apart with its own share"),
@@ -246,7 +252,7 @@ fn fit(s: &str, room: usize) -> String {
 
 fn help(area: Rect, buf: &mut Buffer) {
     let w = area.width.min(66);
-    let h = area.height.min(KEYS.len() as u16 + 2);
+    let h = area.height.min((KEYS.len() + LEGEND.len()) as u16 + 2);
     let r = Rect::new(
         area.x + (area.width - w) / 2,
         area.y + (area.height - h) / 2,
@@ -256,6 +262,7 @@ fn help(area: Rect, buf: &mut Buffer) {
     Clear.render(r, buf);
     let lines: Vec<Line> = KEYS
         .iter()
+        .chain(LEGEND)
         .map(|(k, d)| {
             Line::from(vec![
                 Span::from(format!(" {k:<10} ")).bold(),

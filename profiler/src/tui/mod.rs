@@ -23,6 +23,8 @@ mod tests_heat;
 #[cfg(test)]
 mod tests_names;
 #[cfg(test)]
+mod tests_readme;
+#[cfg(test)]
 mod tests_session;
 #[cfg(test)]
 mod tests_state;
