@@ -259,8 +259,11 @@ impl App {
     /// the whole recording: its last interval alone is often empty (the VM was stopping).
     pub fn on_end(&mut self) {
         if let Some(r) = &mut self.replay {
-            r.ended = true;
             self.paused = true;
+            // Already there (`.` or `}` on the last frame): the view is the user's by now.
+            if std::mem::replace(&mut r.ended, true) {
+                return;
+            }
             if !self.since_start {
                 self.since_start = true;
                 r.total_at_end = true;

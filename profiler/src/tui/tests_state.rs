@@ -40,6 +40,8 @@ fn replay_end_shows_since_start_and_seeking_leaves_it() {
         last.contains("end of recording · space: play again"),
         "the notice no longer says since start: {last}"
     );
+    h.key(KeyCode::Char('.')); // still the end: the view stays the user's
+    assert!(first_line(&draw(&h.app, 100, 12)).contains("last 1s"));
 
     for back in ['{', '0'] {
         h.key(KeyCode::Char('}'));
@@ -159,6 +161,10 @@ fn record_error_stays_visible() {
     // Seen once a key is pressed.
     h.key(KeyCode::Char('s'));
     assert!(!draw(&h.app, 100, 8).contains("recording:"));
+    // A failed read is over once a read succeeds.
+    h.app.on_error("source: reading stats map: EIO".into());
+    h.tick();
+    assert!(!draw(&h.app, 100, 8).contains("source: reading"));
 }
 
 /// Quitting while recording prints where the file is, as an absolute path.
