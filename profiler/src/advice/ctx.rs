@@ -201,6 +201,16 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// [`Ctx::rate_str`] of a count of `kind` events, or "not measured" when this input has
+    /// no such events at all (a tracepoint missing, perf text): unknown, not zero.
+    pub fn measured(&self, kind: u16, n: u64) -> String {
+        if self.has(kind) {
+            self.rate_str(n)
+        } else {
+            "not measured".into()
+        }
+    }
+
     pub fn rate_of(&self, n: u64) -> f64 {
         if self.secs > 0.0 {
             n as f64 / self.secs

@@ -86,8 +86,8 @@ fn p1(c: &Ctx) -> Hit {
             c.line("MMIO exits", &mmio),
             format!(
                 "HPET MMIO {}, RTC port I/O {}",
-                c.rate_str(hr + hw),
-                c.rate_str(rtc)
+                c.measured(ev::MMIO_READ, hr + hw),
+                c.measured(ev::PIO_IN, rtc)
             ),
             c.line("APIC_WRITE", &aw),
         ],

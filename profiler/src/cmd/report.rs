@@ -59,6 +59,19 @@ pub fn render(env: &mut Env, a: &ReportArgs) -> anyhow::Result<String> {
             },
         )?,
         Format::PerfLive => unreachable!("refused above"),
+        // MSR, port and MMIO accesses: their own rows (report/access.rs).
+        Format::Json | Format::Csv if a.event != rep::Event::Vmexit => {
+            let pid = match &a.vm {
+                Some(sel) => Some(sel.find(&data.view)?.pid),
+                None => None,
+            };
+            let rows = rep::access::accesses(&data, a.event, pid, a.vcpu)?;
+            if a.format == Format::Json {
+                rep::access::json(a.event, &rows)?
+            } else {
+                rep::access::csv(&rows)
+            }
+        }
         // JSON and CSV keep the whole view's shape; `--vm` narrows it to one VM.
         Format::Json | Format::Csv => {
             let view = match &a.vm {

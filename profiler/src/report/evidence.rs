@@ -92,6 +92,7 @@ pub(crate) fn table(
     if let Some(timed) = sub_times::for_table(times, event, vm.map(|v| v.pid), &keyed) {
         sub_times::classic_table(out, event, &timed, sort, width);
         out.push_str("# times as the perf text printed them (kvmprof itself counts these accesses without timing them)\n");
+        out.push_str(&sub_times::names_note(event, keyed.keys()));
         return Ok(());
     }
     let mut rows: Vec<(&String, u64)> = keyed.iter().map(|(k, n)| (k, *n)).collect();
@@ -106,7 +107,7 @@ pub(crate) fn table(
     for (k, n) in &rows {
         out.push_str(&format!(
             "{} {n:>10} {}%\n",
-            s(width, k),
+            s(width, &sub_times::named_key(event, k)),
             f(8, 2, pct(*n as f64, total as f64))
         ));
     }

@@ -265,7 +265,8 @@ fn evidence(
             .name
             .rsplit_once(':')
             .ok_or_else(|| bad("expected ADDRESS:DIRECTION, e.g. 0x3f8:POUT"))?;
-        let a = match addr.trim() {
+        // kvmprof's own tables put a name after an MSR's index (sub_times::named_key).
+        let a = match addr.split_whitespace().next().unwrap_or_default() {
             "0" => 0,
             h => h
                 .strip_prefix("0x")

@@ -4,6 +4,7 @@
 //! Every renderer takes a [`Data`]: the model's [`View`] plus the sub-reason [`Evidence`] counts
 //! (MSR / port / MMIO), built from two samples, a recording, or perf text ([`load`] sniffs which).
 
+pub mod access;
 pub mod csv;
 pub mod diff;
 pub mod diff_chart;

@@ -143,7 +143,7 @@ pub(crate) fn counts_table(
         None => {
             let mut rows: Vec<(String, [u64; 5])> = keyed
                 .iter()
-                .map(|(k, n)| (k.clone(), [*n, 0, 0, 0, 0]))
+                .map(|(k, n)| (sub_times::named_key(event, k), [*n, 0, 0, 0, 0]))
                 .collect();
             match sort {
                 SortBy::Name => rows.sort_by(|a, b| a.0.cmp(&b.0)),
@@ -183,6 +183,9 @@ pub(crate) fn counts_table(
         "kvmprof counts these accesses without timing them: no Time (ns)/Time%/Max/Min/Mean here"
     };
     out.push_str(&format!("# {} table; {what}\n", event.header()));
+    if timed.is_some() {
+        out.push_str(&sub_times::names_note(event, keyed.keys()));
+    }
 }
 
 #[cfg(test)]

@@ -141,6 +141,47 @@ pub(crate) fn rows_64(rows: &BTreeMap<String, SubTime>, sort: SortBy) -> Vec<(St
         .collect()
 }
 
+/// A perf key as kvmprof's own tables print it: an MSR kvmprof knows gets its name between
+/// the index and the direction (`0x6e0 IA32_TSC_DEADLINE:W`; the import reads the index and
+/// the direction back and skips the name); every other key as perf prints it.
+pub(crate) fn named_key(event: Event, key: &str) -> String {
+    let name = (event == Event::Msr)
+        .then(|| key.rsplit_once(':'))
+        .flatten()
+        .and_then(|(idx, dir)| {
+            let i = u64::from_str_radix(idx.strip_prefix("0x")?, 16).ok()?;
+            Some(format!(
+                "{idx} {}:{dir}",
+                crate::advice::names::msr_name(i)?
+            ))
+        });
+    name.unwrap_or_else(|| key.to_string())
+}
+
+/// Under a table that keeps perf's keys (perf text printed back to the byte), a `# ` line
+/// naming its MSRs: `# MSR names: 0x10 IA32_TSC, 0x6e0 IA32_TSC_DEADLINE`.
+pub(crate) fn names_note<'k>(event: Event, keys: impl Iterator<Item = &'k String>) -> String {
+    let mut named: Vec<String> = keys
+        .filter_map(|k| {
+            let full = named_key(event, k);
+            let (idx, _) = k.rsplit_once(':')?;
+            let name = full
+                .strip_prefix(idx)?
+                .rsplit_once(':')?
+                .0
+                .trim()
+                .to_string();
+            (!name.is_empty()).then(|| format!("{idx} {name}"))
+        })
+        .collect();
+    named.sort();
+    named.dedup();
+    if named.is_empty() {
+        return String::new();
+    }
+    format!("# MSR names: {}\n", named.join(", "))
+}
+
 /// perf's decode_key of a kvmprof evidence key, when it belongs to `event`'s table.
 pub(crate) fn perf_key(event: Event, k: &EvKey) -> Option<String> {
     let suffix = match (event, k.kind) {

@@ -128,6 +128,11 @@ fn msr_and_ioport_tables_become_evidence_counts() {
         t.contains(&format!("{:>40} {:>10}", "0x6e0:W", 183_003)),
         "{t}"
     );
+    // perf's keys stay perf's; the names kvmprof knows follow in a `# ` line (#16).
+    assert!(
+        t.contains("\n# MSR names: ") && t.contains("0x6e0 IA32_TSC_DEADLINE"),
+        "{t}"
+    );
 }
 
 #[test]

@@ -12,8 +12,10 @@ use ratatui::{
 use super::{advice, fmt, heat_draw, screens, widgets::centered, App, Screen};
 use crate::text::{is_unsafe, printable};
 
-const KEYS: &[(&str, &str)] = &[
-    ("↑/↓ j/k", "move (PgUp/PgDn, g/G: jump)"),
+/// The keys, as the help shows them; README.md's key table lists the same keys row by row
+/// (tests_readme.rs).
+pub(super) const KEYS: &[(&str, &str)] = &[
+    ("↑/↓ j/k PgUp/PgDn g/G", "move (g/G: first / last)"),
     ("Enter l →", "drill down: VM → exits/vCPUs → histogram"),
     ("Esc h ←", "back (Esc on the VM list: clear filter)"),
     ("m", "heatmap: time × latency of the reason (m: all exits)"),
@@ -32,6 +34,10 @@ const KEYS: &[(&str, &str)] = &[
     ("{ } x", "replay: start / end; x: speed 1×, 4×, 16×"),
     ("?", "this help (any key closes)"),
     ("q Ctrl-C", "quit (a recording is finished first)"),
+];
+
+/// What the columns mean, below the keys in the help.
+const LEGEND: &[(&str, &str)] = &[
     ("Samples%", "share of non-HLT exits in the table"),
     ("Time%", "share of non-HLT handling time"),
     ("HLT", "idle time: listed apart with its own share"),
@@ -82,6 +88,9 @@ impl Widget for &App {
 }
 
 impl App {
+    /// One line: what is shown (source, replay host), then the view's state (interval mode,
+    /// sort, filter, pause). When it does not fit, the source's details go first (elapsed or
+    /// the recording time), then its name is shortened: the state always stays visible.
     fn header(&self, area: Rect, buf: &mut Buffer) {
         let elapsed = match (&self.baseline, &self.last) {
             (Some(b), Some(l)) => crate::model::span_ns(b, l) as f64 / 1e9,
@@ -92,42 +101,54 @@ impl App {
         } else {
             format!("last {}", fmt::secs(self.view().duration_s))
         };
-        let sep = Span::from(" │ ").dark_gray();
-        let mut spans = vec![Span::from(" kvmprof ").bold().reversed(), Span::from(" ")];
+        let sep = || Span::from(" │ ").dark_gray();
+        let mut lead = vec![Span::from(" kvmprof ").bold().reversed(), Span::from(" ")];
         // The recording indicator first: it must never be cut off.
         if let Some(rec) = self.rec_span() {
-            spans.push(rec);
-            spans.push(Span::from(" "));
+            lead.push(rec);
+            lead.push(Span::from(" "));
         }
-        match self.replay_header() {
-            Some(r) => spans.extend(r),
-            None => spans.extend([
-                Span::from(printable(&self.describe).into_owned()),
-                sep.clone(),
-                Span::from(format!("elapsed {}", fmt::secs(elapsed))),
-            ]),
-        }
-        spans.extend([
-            sep.clone(),
+        // (what may be shortened, what goes first when the line is too long)
+        let (source, detail) = match self.replay_header() {
+            Some((badge, host, when)) => {
+                lead.push(badge);
+                (host, when)
+            }
+            None => (
+                printable(&self.describe).into_owned(),
+                format!("elapsed {}", fmt::secs(elapsed)),
+            ),
+        };
+        let mut state = vec![
+            sep(),
             Span::from(mode),
-            sep.clone(),
+            sep(),
             Span::from(format!("sort {}", self.sort.label())),
-        ]);
+        ];
         if !self.filter.is_empty() {
-            spans.push(sep);
-            spans.push(Span::from(format!("filter \"{}\"", printable(&self.filter))).yellow());
+            state.push(sep());
+            state.push(Span::from(format!("filter \"{}\"", printable(&self.filter))).yellow());
         }
         // A replay shows its state on the timeline.
         if self.paused && self.replay.is_none() {
-            spans.push(Span::from(" "));
+            state.push(Span::from(" "));
             let n = self.missed;
             let txt = if n > 0 {
                 format!(" PAUSED ({n} new) ")
             } else {
                 " PAUSED ".into()
             };
-            spans.push(Span::from(txt).black().on_yellow().bold());
+            state.push(Span::from(txt).black().on_yellow().bold());
         }
+        let width = |spans: &[Span]| spans.iter().map(Span::width).sum::<usize>();
+        let room = (area.width as usize).saturating_sub(width(&lead) + width(&state));
+        let mut spans = lead;
+        if source.chars().count() + 3 + detail.chars().count() <= room {
+            spans.extend([Span::from(source), sep(), Span::from(detail)]);
+        } else {
+            spans.push(Span::from(fit(&source, room)));
+        }
+        spans.extend(state);
         Line::from(spans).render(area, buf);
     }
 
@@ -218,9 +239,20 @@ impl App {
     }
 }
 
+/// `s` cut to `room` columns, with "…" where it was cut.
+fn fit(s: &str, room: usize) -> String {
+    if s.chars().count() <= room {
+        return s.to_string();
+    }
+    match room {
+        0 => String::new(),
+        n => s.chars().take(n - 1).chain(['…']).collect(),
+    }
+}
+
 fn help(area: Rect, buf: &mut Buffer) {
     let w = area.width.min(66);
-    let h = area.height.min(KEYS.len() as u16 + 2);
+    let h = area.height.min((KEYS.len() + LEGEND.len()) as u16 + 2);
     let r = Rect::new(
         area.x + (area.width - w) / 2,
         area.y + (area.height - h) / 2,
@@ -230,6 +262,7 @@ fn help(area: Rect, buf: &mut Buffer) {
     Clear.render(r, buf);
     let lines: Vec<Line> = KEYS
         .iter()
+        .chain(LEGEND)
         .map(|(k, d)| {
             Line::from(vec![
                 Span::from(format!(" {k:<10} ")).bold(),

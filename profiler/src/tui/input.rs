@@ -33,6 +33,10 @@ impl App {
             }
             return Action::None;
         }
+        // An error has been seen once a key is pressed.
+        if !self.status_info {
+            self.status = None;
+        }
         if self.help {
             // Any key closes the help; q still quits.
             self.help = false;
@@ -78,6 +82,13 @@ impl App {
             KeyCode::Char('s') => self.sort = self.sort.next(),
             KeyCode::Char('t') => {
                 self.since_start = !self.since_start;
+                // The user's choice now, not the end of a replay's (replay.rs, leave_end).
+                if let Some(r) = &mut self.replay {
+                    r.total_at_end = false;
+                    if self.status.as_deref() == Some(super::replay::END_NOTICE) {
+                        self.status = Some(super::replay::END_PLAIN.into());
+                    }
+                }
                 self.recompute();
             }
             KeyCode::Char('r') => {

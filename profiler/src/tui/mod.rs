@@ -23,7 +23,11 @@ mod tests_heat;
 #[cfg(test)]
 mod tests_names;
 #[cfg(test)]
+mod tests_readme;
+#[cfg(test)]
 mod tests_session;
+#[cfg(test)]
+mod tests_state;
 mod user;
 mod widgets;
 
@@ -53,6 +57,11 @@ pub enum Action {
     Seek(usize),
     /// Start or stop recording the live session.
     ToggleRecord,
+}
+
+/// The sampler's message for a sample it could not read (sampler.rs, `tick`).
+fn is_source_error(status: &str) -> bool {
+    status.starts_with("source: ")
 }
 
 /// Refresh intervals offered by `+`/`-` (kvm_stat allows 0.1–25.5 s; faster is noise).
@@ -198,7 +207,9 @@ impl App {
             self.missed += 1;
             return;
         }
-        if !self.status_info {
+        // A failed read is over once a read succeeds; other errors (a recording that could not
+        // start or stopped, a kernel notice) stay until a key is pressed or news replaces them.
+        if !self.status_info && self.status.as_deref().is_some_and(is_source_error) {
             self.status = None;
         }
         if self.baseline.is_none() {
@@ -231,14 +242,34 @@ impl App {
         self.rec = rec;
     }
 
-    /// The source has no more samples (end of a replay): stay on the last frame, paused.
+    /// What to print after the terminal is restored: where the recording in progress was
+    /// saved (quitting finishes it), as a path that works from any directory.
+    pub fn quit_notice(&self) -> Option<String> {
+        let rec = self.rec.as_ref()?;
+        let path = std::path::absolute(&rec.path).unwrap_or_else(|_| rec.path.clone());
+        Some(format!(
+            "recording saved: {} ({} frames, {})",
+            crate::text::printable(&path.display().to_string()),
+            rec.frames,
+            fmt::bytes(rec.bytes)
+        ))
+    }
+
+    /// The source has no more samples. A replay stays on its last frame, paused, and shows
+    /// the whole recording: its last interval alone is often empty (the VM was stopping).
     pub fn on_end(&mut self) {
         if let Some(r) = &mut self.replay {
-            r.ended = true;
             self.paused = true;
-            self.on_info(
-                "end of recording: paused on the last frame · space plays again · q quits".into(),
-            );
+            // Already there (`.` or `}` on the last frame): the view is the user's by now.
+            if std::mem::replace(&mut r.ended, true) {
+                return;
+            }
+            if !self.since_start {
+                self.since_start = true;
+                r.total_at_end = true;
+                self.recompute();
+            }
+            self.on_info(replay::END_NOTICE.into());
         } else {
             self.on_info("end of samples; q to quit".into());
         }

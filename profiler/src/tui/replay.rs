@@ -18,6 +18,12 @@ use crate::{sample::Sample, store::Header, text::printable};
 /// Playback speeds `x` cycles through.
 const SPEEDS: [u32; 3] = [1, 4, 16];
 
+/// The status line at the end of a replay, which switches to "since start" (`on_end`).
+pub(super) const END_NOTICE: &str =
+    "end of recording · showing since start (t: last interval) · space: play again";
+/// The same once the user has picked the view with `t`.
+pub(super) const END_PLAIN: &str = "end of recording · space: play again";
+
 pub(super) struct Replay {
     pub header: Header,
     /// Index of the shown frame, and the number of frames.
@@ -26,6 +32,8 @@ pub(super) struct Replay {
     pub speed: u32,
     /// The last frame was reached.
     pub ended: bool,
+    /// Reaching the end switched the view to "since start"; leaving the end switches back.
+    pub total_at_end: bool,
 }
 
 impl Replay {
@@ -48,6 +56,7 @@ impl App {
             len,
             speed: 1,
             ended: false,
+            total_at_end: false,
         };
         self.interval = r.recorded();
         self.replay = Some(r);
@@ -66,8 +75,22 @@ impl App {
             r.pos = pos;
             r.len = len;
             if pos + 1 < len {
-                r.ended = false;
+                self.leave_end();
             }
+        }
+    }
+
+    /// The replay is no longer at its end (seek, step back, play again): the end's notice
+    /// and the view it switched to go.
+    fn leave_end(&mut self) {
+        let Some(r) = &mut self.replay else { return };
+        r.ended = false;
+        if std::mem::take(&mut r.total_at_end) {
+            self.since_start = false;
+            self.recompute();
+        }
+        if matches!(self.status.as_deref(), Some(END_NOTICE | END_PLAIN)) {
+            self.status = None;
         }
     }
 
@@ -109,7 +132,7 @@ impl App {
                 self.paused = !self.paused;
                 if !self.paused {
                     // Playing again (from the start if at the end): the end notice is stale.
-                    r.ended = false;
+                    self.leave_end();
                     self.status = None;
                 }
                 Action::Pause(self.paused)
@@ -140,20 +163,15 @@ impl App {
         Some(action)
     }
 
-    /// Header spans of a replay: where and when it was recorded.
-    pub(super) fn replay_header(&self) -> Option<Vec<Span<'static>>> {
+    /// Header parts of a replay: its badge, where (host and kernel) and when it was recorded.
+    pub(super) fn replay_header(&self) -> Option<(Span<'static>, String, String)> {
         let r = self.replay.as_ref()?;
         let h = &r.header;
-        Some(vec![
+        Some((
             Span::from(" REPLAY ").black().on_cyan().bold(),
-            Span::from(format!(
-                " {} ({})",
-                printable(&h.host),
-                printable(&h.kernel)
-            )),
-            Span::from(" │ ").dark_gray(),
-            Span::from(format!("recorded {} UTC", fmt::utc(h.start_wall_ms))),
-        ])
+            format!(" {} ({})", printable(&h.host), printable(&h.kernel)),
+            format!("recorded {} UTC", fmt::utc(h.start_wall_ms)),
+        ))
     }
 
     /// Header span of the recording in progress.

@@ -142,7 +142,7 @@ pub fn run_with(source: Box<dyn Source>, opts: RunOptions) -> anyhow::Result<()>
 
     let mut terminal = ratatui::try_init().context("cannot set up the terminal for the TUI")?;
     let res = match guard.ctl.as_ref() {
-        Some(ctl) => ui(&mut terminal, app, &rx, ctl),
+        Some(ctl) => ui(&mut terminal, &mut app, &rx, ctl),
         None => Ok(None),
     };
     ratatui::restore();
@@ -151,6 +151,11 @@ pub fn run_with(source: Box<dyn Source>, opts: RunOptions) -> anyhow::Result<()>
     let _ = input.join();
     if let Ok(Some(sig)) = &res {
         eprintln!("kvmprof: {sig}: quit");
+    }
+    // The sampler has finished the recording by now (or the wait gave up on it: it ends
+    // with the process, and Drop still writes the end mark).
+    if let Some(n) = app.quit_notice() {
+        eprintln!("kvmprof: {n}");
     }
     res.map(|_| ())
 }
@@ -215,12 +220,12 @@ pub(super) fn deliver(app: &mut App, msg: Msg) {
 
 fn ui(
     terminal: &mut DefaultTerminal,
-    mut app: App,
+    app: &mut App,
     rx: &mpsc::Receiver<Msg>,
     ctl: &mpsc::Sender<Ctl>,
 ) -> anyhow::Result<Option<&'static str>> {
     loop {
-        terminal.draw(|f| f.render_widget(&app, f.area()))?;
+        terminal.draw(|f| f.render_widget(&*app, f.area()))?;
         // Block until something happens, then take everything queued before redrawing.
         let Ok(first) = rx.recv() else {
             return Ok(None);
@@ -234,7 +239,7 @@ fn ui(
                         return Ok(None);
                     }
                 }
-                other => deliver(&mut app, other),
+                other => deliver(app, other),
             }
         }
     }

@@ -20,7 +20,7 @@ use crate::{
 };
 
 pub(super) use super::hist::histogram;
-use super::user::{userspace_only, userspace_table};
+use super::user::{no_kvm_exit_note, userspace_only, userspace_table};
 
 const NO_EXITS: &str = "No KVM exits seen yet. Start a VM, or run `kvmprof demo` to start a tiny \
 built-in guest.";
@@ -94,18 +94,38 @@ pub(super) fn vm_list(app: &App, area: Rect, buf: &mut Buffer) {
     render_table(t, Some(app.cursor(&items)), area, buf);
 }
 
+/// The VM shows returns to the VMM and no kvm_exit at all (a software backend such as PVM).
+fn user_only(vm: &VmView) -> bool {
+    vm.reasons.is_empty() && !vm.userspace.is_empty()
+}
+
 /// The VM's header: one line, or two when the host CPU does not fit on the first. The uuid
 /// goes last: on a narrow terminal it is what gets cut.
 fn summary(vm: &VmView, width: u16) -> Vec<Line<'static>> {
     let name = format!(" {}", printable(&vm.name));
-    let facts = format!(
-        " pid {} · {} vCPUs · {} exits/s · overhead {}% · {} in flight",
-        vm.pid,
-        vm.vcpu_count(),
-        fmt::rate(vm.exits_per_s),
-        fmt::pct(vm.overhead_pct),
-        vm.in_flight(),
-    );
+    let facts = if user_only(vm) {
+        // No kvm_exit on this host: no exits, overhead or vCPUs from them to speak of; what is
+        // measured is the returns to the VMM (user.rs).
+        let rate: f64 = vm.userspace.iter().map(|r| r.rate_per_s).sum();
+        let threads = match vm.vcpu_count() {
+            0 => String::new(),
+            n => format!(" · {n} vCPU threads"),
+        };
+        format!(
+            " pid {}{threads} · {} returns to VMM/s · no kvm_exit: exits not timed",
+            vm.pid,
+            fmt::rate(rate),
+        )
+    } else {
+        format!(
+            " pid {} · {} vCPUs · {} exits/s · overhead {}% · {} in flight",
+            vm.pid,
+            vm.vcpu_count(),
+            fmt::rate(vm.exits_per_s),
+            fmt::pct(vm.overhead_pct),
+            vm.in_flight(),
+        )
+    };
     let cpu = host_cpu(vm.host_cpu);
     let uuid = (vm.uuid.as_deref()).map_or(String::new(), |u| format!(" · {}", printable(u)));
     let width_of = |parts: &[&String]| parts.iter().map(|p| p.chars().count()).sum::<usize>();
@@ -134,26 +154,44 @@ pub(super) fn vm_detail(app: &App, pid: u32, area: Rect, buf: &mut Buffer) {
     let (busy, hlt) = app.ordered(&vm.reasons, &vm.name);
     let n_reasons = busy.len() + hlt.len();
     let (user, _) = app.ordered(&vm.userspace, &vm.name);
+    let only_user = user_only(vm);
     let user_h = if user.is_empty() {
-        0
+        Constraint::Length(0)
+    } else if only_user {
+        Constraint::Fill(1)
     } else {
-        (user.len() as u16 + 2).min(6)
+        Constraint::Length((user.len() as u16 + 2).min(6))
     };
-    let vcpu_h = (vm.vcpus.len() as u16 + 2).min(area.height / 3);
+    // No vCPU known (e.g. a VMM that does not name its threads, on a host without kvm_exit):
+    // no empty table.
+    let vcpu_h = match vm.vcpus.len() {
+        0 => 0,
+        n => (n as u16 + 2).min(area.height / 3),
+    };
     let summary_lines = summary(vm, area.width);
+    // Without kvm_exit the exit table would be empty: a note says why in its place.
+    let exits_h = if only_user {
+        Constraint::Length(3)
+    } else {
+        Constraint::Fill(1)
+    };
     let [summary, exits, users, vcpus] = Layout::vertical([
         Constraint::Length(summary_lines.len() as u16),
-        Constraint::Fill(1),
-        Constraint::Length(user_h),
+        exits_h,
+        user_h,
         Constraint::Length(vcpu_h),
     ])
     .areas(area);
     Paragraph::new(summary_lines).render(summary, buf);
 
-    let sel = (cur < n_reasons).then_some(cur);
-    let title = format!(" VM-EXIT · {} · Enter: histogram ", printable(&vm.name));
-    exit_table(&busy, &hlt, sel, title, exits, buf);
-    if user_h > 0 {
+    if only_user {
+        no_kvm_exit_note(exits, buf);
+    } else {
+        let sel = (cur < n_reasons).then_some(cur);
+        let title = format!(" VM-EXIT · {} · Enter: histogram ", printable(&vm.name));
+        exit_table(&busy, &hlt, sel, title, exits, buf);
+    }
+    if !user.is_empty() {
         userspace_table(&user, users, buf);
     }
 

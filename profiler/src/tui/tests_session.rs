@@ -23,7 +23,7 @@ use crate::{
 const START_MS: u64 = 1_709_210_096_000; // 2024-02-29 12:34:56 UTC
 const FRAMES: u64 = 6;
 
-fn header() -> Header {
+pub(super) fn header() -> Header {
     Header {
         host: "rechost".into(),
         kernel: "6.8.0-test".into(),
@@ -55,8 +55,8 @@ fn write_recording(dir: &Path) -> PathBuf {
 }
 
 /// App and Sampler wired like `run` does, pumped by hand.
-struct Harness {
-    app: App,
+pub(super) struct Harness {
+    pub(super) app: App,
     sampler: Sampler,
     rx: Receiver<Msg>,
     ctl: Sender<Ctl>,
@@ -64,7 +64,11 @@ struct Harness {
 }
 
 impl Harness {
-    fn new(source: Box<dyn Source>, app: App, rec: Option<(PathBuf, Header)>) -> Harness {
+    pub(super) fn new(
+        source: Box<dyn Source>,
+        app: App,
+        rec: Option<(PathBuf, Header)>,
+    ) -> Harness {
         let (tx, rx) = mpsc::channel();
         let (ctl, ctl_rx) = mpsc::channel();
         let (path, h) = rec.map_or((None, None), |(p, h)| (Some(p), Some(h)));
@@ -78,7 +82,7 @@ impl Harness {
         }
     }
 
-    fn replay(dir: &Path) -> Harness {
+    pub(super) fn replay(dir: &Path) -> Harness {
         let src = ReplaySource::open(write_recording(dir)).expect("open recording");
         let app =
             App::new(src.names(), src.describe()).with_replay(src.header().clone(), src.len());
@@ -94,19 +98,19 @@ impl Harness {
         }
     }
 
-    fn tick(&mut self) {
+    pub(super) fn tick(&mut self) {
         assert!(self.sampler.tick(), "UI hung up");
         self.pump();
     }
 
-    fn key(&mut self, code: KeyCode) -> Action {
+    pub(super) fn key(&mut self, code: KeyCode) -> Action {
         let a = press(&mut self.app, code);
         assert!(dispatch(a, &self.ctl), "quit");
         self.pump();
         a
     }
 
-    fn pos(&self) -> usize {
+    pub(super) fn pos(&self) -> usize {
         self.app.replay.as_ref().map_or(usize::MAX, |r| r.pos)
     }
 
@@ -176,7 +180,7 @@ fn replay_timeline_speed_and_end() {
     let end = draw(&h.app, 100, 12);
     assert!(end.contains("■ END"), "{end}");
     assert!(end.contains(" 6/6 "), "{end}");
-    assert!(end.contains("paused on the last frame"), "{end}");
+    assert!(end.contains("end of recording"), "{end}");
     h.assert_frame(5);
     insta::assert_snapshot!("replay_end", end);
 

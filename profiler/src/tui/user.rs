@@ -11,7 +11,7 @@ use ratatui::{
 
 use super::fmt::{self, host_cpu};
 use super::widgets::{opt_dur, r, render_table, section, shown, table};
-use super::App;
+use super::{App, Item, Screen};
 use crate::{model::Row, text::printable};
 
 const USER_ONLY: &str = "Only returns to the VMM are visible: this host's KVM backend emits no \
@@ -53,9 +53,8 @@ fn user_cells(x: &Row) -> Vec<Cell<'static>> {
     ]
 }
 
-/// Hosts whose KVM backend never emits kvm_exit: show what is visible, and say why.
-pub(super) fn userspace_only(app: &App, area: Rect, buf: &mut Buffer) {
-    let [note, rest] = Layout::vertical([Constraint::Length(3), Constraint::Fill(1)]).areas(area);
+/// Why only returns to the VMM are shown (three lines at 80 columns).
+pub(super) fn no_kvm_exit_note(area: Rect, buf: &mut Buffer) {
     Paragraph::new(USER_ONLY)
         .yellow()
         .wrap(Wrap { trim: true })
@@ -64,12 +63,24 @@ pub(super) fn userspace_only(app: &App, area: Rect, buf: &mut Buffer) {
                 .borders(Borders::TOP)
                 .title(" no kvm_exit seen "),
         )
-        .render(note, buf);
+        .render(area, buf);
+}
+
+/// Hosts whose KVM backend never emits kvm_exit: show what is visible, and say why.
+pub(super) fn userspace_only(app: &App, area: Rect, buf: &mut Buffer) {
+    let [note, rest] = Layout::vertical([Constraint::Length(3), Constraint::Fill(1)]).areas(area);
+    no_kvm_exit_note(note, buf);
     let mut rows = Vec::new();
+    // The cursor rests on the selected VM's name row (Enter opens that VM).
+    let items = app.items(Screen::Vms);
+    let selected = items.get(app.cursor(&items));
+    let mut sel = None;
     for vm in app.vms() {
+        // A VM without returns in the span keeps its name row: every VM the cursor can
+        // reach is drawn.
         let (user, _) = app.ordered(&vm.userspace, &vm.name);
-        if user.is_empty() {
-            continue;
+        if selected == Some(&Item::Vm(vm.pid)) {
+            sel = Some(rows.len());
         }
         let mut head = vec![Line::from(vec![
             Span::from(shown(&vm.name)).bold(),
@@ -94,6 +105,7 @@ pub(super) fn userspace_only(app: &App, area: Rect, buf: &mut Buffer) {
     }
     let mut head = USER_HEAD;
     head[0] = "VM / reason";
-    let t = table(rows, user_widths(), &head).block(section(" returns to VMM per VM ".into()));
-    render_table(t, None, rest, buf);
+    let t = table(rows, user_widths(), &head)
+        .block(section(" returns to VMM per VM · Enter: the VM ".into()));
+    render_table(t, sel, rest, buf);
 }

@@ -5,7 +5,12 @@ use super::*;
 
 /// P1: no Hyper-V flags; HPET/RTC emulated in userspace, then APIC_WRITE.
 pub(super) fn p1() -> Fx {
-    Fx::new(&qemu("host,migratable=on"))
+    p1_cpu("host,migratable=on")
+}
+
+/// P1's exits and accesses under this `-cpu`.
+fn p1_cpu(cpu: &str) -> Fx {
+    Fx::new(&qemu(cpu))
         .vmx(49, 40_000, 20_000)
         .vmx(56, 10_000, 1_000)
         .vmx(30, 2_000, 10_000)
@@ -280,4 +285,48 @@ fn no_overflow_on_corrupt_evidence() {
     let mut host = intel(true);
     host.halt_poll_ns = Some(u64::MAX);
     let _ = render_text(&analyze(&fx.input(host)));
+}
+
+/// R01's title names what the configuration lacks only when it does (#16: "lacks hv-time"
+/// on a command line with hv-time).
+#[test]
+fn r01_title_follows_the_configuration() {
+    let title = |cpu: &str| get(&p1_cpu(cpu).run(intel(true)), "R01").title.clone();
+    let none = title("host,migratable=on");
+    assert!(
+        none.ends_with("the VM lacks hv-time and hv-stimer"),
+        "{none}"
+    );
+    let time = title("host,hv-time=on");
+    assert!(time.ends_with("the VM lacks hv-stimer"), "{time}");
+    let both = title("host,hv-time=on,hv-stimer=on");
+    assert!(!both.contains("lacks"), "{both}");
+    assert!(
+        both.contains("although the VM has hv-time and hv-stimer"),
+        "{both}"
+    );
+}
+
+/// Accesses the input cannot show are "not measured", not 0 (#16: "HPET MMIO 0 events").
+#[test]
+fn p1_says_what_was_not_measured() {
+    let r = p1()
+        .missing("kvm:kvm_mmio")
+        .missing("kvm:kvm_pio")
+        .run(intel(true));
+    let hit = get(&r, "P1");
+    assert!(
+        hit.evidence
+            .iter()
+            .any(|e| e == "HPET MMIO not measured, RTC port I/O not measured"),
+        "{:?}",
+        hit.evidence
+    );
+    let measured = get(&p1().run(intel(true)), "P1").evidence.clone();
+    assert!(
+        measured
+            .iter()
+            .any(|e| e == "HPET MMIO 40000/s, RTC port I/O 2000/s"),
+        "{measured:?}"
+    );
 }
