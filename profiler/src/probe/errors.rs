@@ -195,6 +195,37 @@ pub fn refused(
     })
 }
 
+/// An attach error: reading the tracepoint's id from tracefs, or perf_event_open and the
+/// link, each named by the capability it needs when the kernel refused.
+pub(super) fn attach_error(
+    what: &str,
+    dir: &Path,
+    e: aya::programs::ProgramError,
+    denied: &dyn Fn(Stage, &(dyn std::error::Error + 'static)) -> Option<ProbeError>,
+) -> ProbeError {
+    let stage = match &e {
+        aya::programs::ProgramError::TracePointError(_) => Stage::Tracefs(dir),
+        _ => Stage::Attach(what),
+    };
+    denied(stage, &e).unwrap_or_else(|| ProbeError::other(format!("attaching to {what}"), e))
+}
+
+/// RLIMIT_MEMLOCK now, as an error message shows it.
+pub(super) fn memlock_limit() -> String {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the valid rlimit struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) } != 0 {
+        return "unknown".into();
+    }
+    match r.rlim_cur {
+        libc::RLIM_INFINITY => "unlimited".into(),
+        n => format!("{} KiB", n / 1024),
+    }
+}
+
 /// Keep the verifier log readable in one terminal screen: its tail names the failing insn.
 pub fn tail_lines(log: &str, n: usize) -> String {
     let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();

@@ -232,7 +232,13 @@ impl Probe {
         // The kernel's own refusals, named by the capability each stage needs.
         let kernel = crate::kernel::parse_release(&release);
         let denied = |stage: Stage, e: &(dyn std::error::Error + 'static)| {
-            errors::refused(stage, errors::errno(e), caps, kernel, &memlock_limit())
+            errors::refused(
+                stage,
+                errors::errno(e),
+                caps,
+                kernel,
+                &errors::memlock_limit(),
+            )
         };
         let lock = if test_only || opts.allow_concurrent {
             None
@@ -325,7 +331,7 @@ impl Probe {
                 .map_err(|e| denied(Stage::Load(name), &e).unwrap_or_else(|| verifier(name, e)))?;
             let what = format!("{category}:{event}");
             prog.attach(category, event)
-                .map_err(|e| attach_error(&what, &dir, e, &denied))?;
+                .map_err(|e| errors::attach_error(&what, &dir, e, &denied))?;
             attached.push(name);
         }
         for (name, event) in ev::PROGRAMS {
@@ -346,7 +352,7 @@ impl Probe {
                 .map_err(|e| denied(Stage::Load(name), &e).unwrap_or_else(|| verifier(name, e)))?;
             let dir = tracefs.join("events/kvm").join(event);
             prog.attach("kvm", event)
-                .map_err(|e| attach_error(&format!("kvm:{event}"), &dir, e, &denied))?;
+                .map_err(|e| errors::attach_error(&format!("kvm:{event}"), &dir, e, &denied))?;
             attached.push(name);
         }
         Ok(Probe {
@@ -437,37 +443,6 @@ fn verifier(name: &str, e: ProgramError) -> ProbeError {
             log: errors::tail_lines(&verifier_log.to_string(), 20),
         },
         other => ProbeError::other(format!("loading program {name}"), other),
-    }
-}
-
-/// An attach error: reading the tracepoint's id from tracefs, or perf_event_open and the
-/// link, each named by the capability it needs when the kernel refused.
-fn attach_error(
-    what: &str,
-    dir: &Path,
-    e: ProgramError,
-    denied: &dyn Fn(Stage, &(dyn std::error::Error + 'static)) -> Option<ProbeError>,
-) -> ProbeError {
-    let stage = match &e {
-        ProgramError::TracePointError(_) => Stage::Tracefs(dir),
-        _ => Stage::Attach(what),
-    };
-    denied(stage, &e).unwrap_or_else(|| ProbeError::other(format!("attaching to {what}"), e))
-}
-
-/// RLIMIT_MEMLOCK now, as an error message shows it.
-fn memlock_limit() -> String {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the valid rlimit struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) } != 0 {
-        return "unknown".into();
-    }
-    match r.rlim_cur {
-        libc::RLIM_INFINITY => "unlimited".into(),
-        n => format!("{} KiB", n / 1024),
     }
 }
 
