@@ -17,6 +17,8 @@ use privs::{Kill, Tmux, User};
 
 /// The VM the live commands must see, by the name in its (root-owned) /proc/PID/cmdline.
 const VM: &str = "caps-vm";
+/// Its name in a libvirt status file.
+const LIBVIRT_VM: &str = "caps-libvirt-domain";
 
 fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let t0 = Instant::now();
@@ -91,7 +93,7 @@ fn each_live_command_runs_with_exactly_its_capabilities_and_sees_root_s_vm() {
     }
     let user = User::create("live");
     let bin = user.bin();
-    let _vm = Kill::spawn(
+    let vm = Kill::spawn(
         std::process::Command::new(&bin)
             .args(["exercise", "--forever", "--pause", "1ms", "--", "-name"])
             .arg(format!("guest={VM}")),
@@ -104,6 +106,45 @@ fn each_live_command_runs_with_exactly_its_capabilities_and_sees_root_s_vm() {
             assert!(out.contains(VM), "{row} does not name {VM}: {out}");
         }
     }
+    // libvirt's status files, root's (directory 0700, file 0600): the live set reads the
+    // domain's name from them. In a mount namespace with a /run of its own: no host file is
+    // touched.
+    let xml = format!("{}/status.xml", user.dir());
+    std::fs::write(
+        &xml,
+        format!(
+            "<domstatus state='running' pid='{}'><domain type='kvm'><name>{LIBVIRT_VM}</name>\
+             <uuid>0badcafe-0000-4000-8000-00000000ca95</uuid></domain></domstatus>",
+            vm.id()
+        ),
+    )
+    .unwrap();
+    let report = user.command_line(
+        documented("kvmprof report --duration"),
+        &[
+            "report",
+            "--duration",
+            "2s",
+            "-f",
+            "json",
+            "--allow-concurrent",
+        ],
+    );
+    let o = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "x=$1; shift; mount -t tmpfs -o mode=0755 tmpfs /run && \
+             mkdir -p -m 0700 /run/libvirt/qemu && install -m 0600 \"$x\" /run/libvirt/qemu/d.xml && \
+             exec \"$@\"",
+        )
+        .args(["sh", &xml])
+        .args(&report)
+        .output()
+        .expect("unshare (util-linux) runs");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(LIBVIRT_VM), "no libvirt name: {out}");
+
     // The recording holds the VM, and reading it needs no capability at all.
     let rec = format!("{}/s.kvmprof", user.dir());
     let o = user.run(

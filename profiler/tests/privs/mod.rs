@@ -177,6 +177,10 @@ impl Kill {
         Kill(Some(c.spawn().unwrap_or_else(|e| panic!("{c:?}: {e}"))))
     }
 
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, |c| c.id())
+    }
+
     /// SIGTERM (as systemd stops a service), then its exit.
     pub fn term(mut self) -> Output {
         let child = self.0.take().unwrap();
