@@ -5,8 +5,10 @@
 /// The oldest supported kernel: the newest feature in [`NEEDS`].
 pub const OLDEST: (u32, u32) = (5, 8);
 
-/// What kvmprof needs from the kernel, and since which version (README and SECURITY.md
-/// list the same; `needs_match_oldest` keeps OLDEST the newest of them).
+/// What kvmprof needs from the kernel, and since which version (SECURITY.md lists the same;
+/// `needs_match_oldest` keeps OLDEST the newest of them). From the object's map types and
+/// helper calls (`llvm-objdump -d`: helpers 1-3, 5, 14, 87-88 queue push/pop, 113
+/// probe_read_kernel, 131-133 ring buffer), its sections and what the loader calls.
 pub const NEEDS: &[((u32, u32), &str)] = &[
     (
         (4, 7),
@@ -21,7 +23,8 @@ pub const NEEDS: &[((u32, u32), &str)] = &[
     ((5, 4), "`vcpu_id` in `kvm:kvm_exit`'s record"),
     (
         (5, 5),
-        "`BPF_F_MMAPABLE` arrays (the exit table, read without a syscall per row)",
+        "`BPF_F_MMAPABLE` arrays (the exit table, read without a syscall per row), \
+         `bpf_probe_read_kernel`",
     ),
     (
         (5, 6),
