@@ -78,6 +78,10 @@ pub const SOMETIMES: &[(Cap, &str)] = &[
     ),
 ];
 
+/// The warning of a live command that cannot time its own probes.
+pub const NO_COST: &str = "the probes' own cost is not measured (it reads 0): BPF run-time \
+    statistics need CAP_SYS_ADMIN, or `sysctl kernel.bpf_stats_enabled=1` (no capability)";
+
 /// Each command (as typed) and the capabilities it needs; the privileged test runs each live
 /// one with exactly this set and with each capability removed in turn.
 pub const COMMANDS: &[(&str, &[Cap], &str)] = &[

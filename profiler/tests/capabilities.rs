@@ -102,6 +102,15 @@ fn each_live_command_runs_with_exactly_its_capabilities_and_sees_root_s_vm() {
         let o = user.run(documented(row), &args);
         let out = String::from_utf8_lossy(&o.stdout);
         assert_eq!(o.status.code(), Some(0), "{row}: {}", stderr(&o));
+        // Without CAP_SYS_ADMIN the probes' cost is not silently 0: a warning says what gives it.
+        let stats_on = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+            .is_ok_and(|v| v.trim() == "1");
+        assert_eq!(
+            stderr(&o).contains(caps::NO_COST),
+            !stats_on,
+            "{row}: {}",
+            stderr(&o)
+        );
         if row != "kvmprof record" {
             assert!(out.contains(VM), "{row} does not name {VM}: {out}");
         }

@@ -380,6 +380,15 @@ impl Probe {
         memory::maps(&self.ebpf)
     }
 
+    /// Whether the kernel times the programs (BPF run-time statistics: kvmprof turned them on,
+    /// which needs CAP_SYS_ADMIN, or `sysctl kernel.bpf_stats_enabled=1` did); without, every
+    /// probe's cost reads 0.
+    pub fn measures_cost(&self) -> bool {
+        self._stats.is_some()
+            || std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+                .is_ok_and(|v| v.trim() == "1")
+    }
+
     /// Rows decoded by the last sample (the others had not changed), and rows read while
     /// being written after every try so far.
     pub fn table_stats(&self) -> (usize, u64) {
