@@ -11,8 +11,15 @@ use std::time::{Duration, Instant};
 
 use kvmprof::caps::{Cap, CapSet};
 
+/// Runs `c`, which must succeed; a missing tool fails naming what installs it.
 fn ok(c: &mut Command) -> String {
-    let o = c.output().unwrap_or_else(|e| panic!("{c:?}: {e}"));
+    let o = c.output().unwrap_or_else(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => panic!(
+            "{:?} is not installed: run `cargo xtask setup` (tmux, util-linux, passwd)",
+            c.get_program()
+        ),
+        _ => panic!("{c:?}: {e}"),
+    });
     assert!(
         o.status.success(),
         "{c:?}: {}",
