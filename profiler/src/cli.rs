@@ -15,7 +15,7 @@ pub use diff::{DiffArgs, DiffFormat, VmPick};
     name = "kvmprof",
     version,
     about = "Live eBPF profiler of KVM VM exits: per-VM, per-vCPU exit reasons and latency",
-    after_help = "Run as root (or with CAP_BPF+CAP_PERFMON). With no subcommand, opens the live TUI. \
+    after_help = "Run as root (or with CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH: see SECURITY.md). With no subcommand, opens the live TUI. \
     A subcommand's options go after it: kvmprof record -i 500ms -o s.kvmprof",
     args_conflicts_with_subcommands = true
 )]

@@ -1,5 +1,6 @@
 //! kvmprof: live eBPF profiler of KVM VM exits.
 pub mod advice;
+pub mod caps;
 pub mod check;
 pub mod chunk_map;
 pub mod cli;
@@ -8,6 +9,7 @@ pub mod decode;
 pub mod exerciser;
 pub mod export;
 pub mod heatmap;
+pub mod kernel;
 pub mod model;
 pub mod out;
 pub mod probe;

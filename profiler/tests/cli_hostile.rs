@@ -1,5 +1,5 @@
 //! How the binary meets careless surroundings: no terminal, a reader that closes the pipe, a
-//! parent killed with -9, least privilege.
+//! parent killed with -9 (least privilege: capabilities.rs).
 
 mod common;
 
@@ -157,45 +157,4 @@ fn demo_guest_dies_with_kvmprof() {
         (!alive(guest)).then_some(())
     });
     let _ = tmux(&["kill-server"]);
-}
-
-/// Runs kvmprof as `nobody` with only the capabilities `caps` (setpriv, util-linux).
-fn as_nobody_with(caps: &str, args: &[&str]) -> Output {
-    let caps: Vec<String> = caps.split(',').map(|c| format!("+{c}")).collect();
-    let caps = caps.join(",");
-    Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(format!("--inh-caps={caps}"))
-        .arg(format!("--ambient-caps={caps}"))
-        .arg(env!("CARGO_BIN_EXE_kvmprof"))
-        .args(args)
-        .output()
-        .expect("setpriv (util-linux) runs")
-}
-
-/// The least privilege kvmprof recommends works, and one capability short says which.
-#[test]
-fn least_privilege_runs_and_names_what_is_missing() {
-    if !privileged("least_privilege_runs_and_names_what_is_missing") {
-        return;
-    }
-    let o = as_nobody_with("bpf,perfmon", &["report", "--duration", "1s"]);
-    let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "{e}");
-    assert_eq!(e.lines().count(), 1, "{e}");
-    assert!(!e.contains("not mounted"), "tracefs is mounted: {e}");
-    assert!(
-        e.contains("not readable by this user") && e.contains("cap_dac_read_search"),
-        "{e}"
-    );
-    let o = as_nobody_with(
-        "bpf,perfmon,dac_read_search",
-        &["report", "--duration", "1s"],
-    );
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(
-        out.contains("VM-EXIT") && out.contains("Total Samples"),
-        "{out}"
-    );
 }

@@ -8,6 +8,9 @@
 //! - `xmllint` (libxml2-utils): validates `check --junit` against a JUnit XSD;
 //! - `chromium` (Debian's, headless): loads the HTML report from disk, screenshots it and
 //!   reads its DOM (profiler/tests/html_browser.rs);
+//! - `tmux`, `util-linux` (setpriv, setarch, unshare) and `passwd` (useradd): the interactive
+//!   commands in a terminal, and every command as a throwaway user with an exact capability
+//!   set (profiler/tests/capabilities.rs, cli_hostile.rs);
 //! - Python's `junitparser`, for the `python3` on PATH: reads that JUnit file as CI tools do
 //!   (tests/tests/junit.rs). Installed with pip, since PATH's python3 need not be Debian's.
 
@@ -18,7 +21,14 @@ use anyhow::{bail, Result};
 use crate::util::run;
 
 /// Debian packages the tests run.
-const PACKAGES: &[&str] = &["prometheus", "libxml2-utils", "chromium"];
+const PACKAGES: &[&str] = &[
+    "prometheus",
+    "libxml2-utils",
+    "chromium",
+    "tmux",
+    "util-linux",
+    "passwd",
+];
 
 pub fn ensure() -> Result<()> {
     crate::apt::install_missing(PACKAGES, "xtask setup (test tools)")?;

@@ -22,7 +22,8 @@ use aya::{
     programs::{ProgramError, RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
-pub use errors::{check_privileges, ProbeError};
+use errors::Stage;
+pub use errors::{check_privileges, setcap, ProbeError};
 use profiler_common::{
     ev::{self, FieldSpec},
     Offsets, Pending, SlowCfg, OCTS_PER_ROW, ROWS_PER_VCTX,
@@ -236,11 +237,24 @@ fn ev_slots(event: &str) -> Vec<usize> {
 
 impl Probe {
     pub fn load(opts: &ProbeOptions) -> Result<Probe, ProbeError> {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        check_privileges(&status)?;
+        let release = crate::kernel::running_release();
+        let caps = crate::caps::CapSet::current();
+        let tracefs = find_tracefs(opts.tracefs.as_deref());
+        check_privileges(&release, caps, &tracefs)?;
+        let tracefs = tracefs?;
         let test_only = opts.programs == Programs::TestRun;
         let object = object::for_programs(opts.programs)?;
-        let tracefs = find_tracefs(opts.tracefs.as_deref())?;
+        // The kernel's own refusals, named by the capability each stage needs.
+        let kernel = crate::kernel::parse_release(&release);
+        let denied = |stage: Stage, e: &(dyn std::error::Error + 'static)| {
+            errors::refused(
+                stage,
+                errors::errno(e),
+                caps,
+                kernel,
+                &errors::memlock_limit(),
+            )
+        };
         let lock = if test_only || opts.allow_concurrent {
             None
         } else {
@@ -269,9 +283,14 @@ impl Probe {
         for (map, n) in sizes {
             loader.map_max_entries(map, n);
         }
-        let mut ebpf = loader
-            .load(object)
-            .map_err(|e| ProbeError::other("loading the eBPF object", e))?;
+        let mut ebpf = loader.load(object).map_err(|e| {
+            let map = match &e {
+                aya::EbpfError::MapError(aya::maps::MapError::CreateError { name, .. }) => name,
+                _ => "",
+            };
+            denied(Stage::Map(map), &e)
+                .unwrap_or_else(|| ProbeError::other("loading the eBPF object", e))
+        })?;
         // The free lists start full: every row, octave and reason table is free.
         for (list, n) in sizes.iter().filter(|(m, _)| m.starts_with("FREE_")) {
             forget::fill_free_list(&mut ebpf, list, *n)
@@ -329,9 +348,11 @@ impl Probe {
                 continue;
             }
             let prog: &mut TracePoint = program(&mut ebpf, name)?;
-            prog.load().map_err(|e| verifier(name, e))?;
+            prog.load()
+                .map_err(|e| denied(Stage::Load(name), &e).unwrap_or_else(|| verifier(name, e)))?;
+            let what = format!("{category}:{event}");
             prog.attach(category, event)
-                .map_err(|e| ProbeError::other(format!("attaching to {category}:{event}"), e))?;
+                .map_err(|e| errors::attach_error(&what, &dir, e, &denied))?;
             attached.push(name);
         }
         for (name, event) in ev::PROGRAMS {
@@ -348,9 +369,11 @@ impl Probe {
                 continue;
             }
             let prog: &mut TracePoint = program(&mut ebpf, name)?;
-            prog.load().map_err(|e| verifier(name, e))?;
+            prog.load()
+                .map_err(|e| denied(Stage::Load(name), &e).unwrap_or_else(|| verifier(name, e)))?;
+            let dir = tracefs.join("events/kvm").join(event);
             prog.attach("kvm", event)
-                .map_err(|e| ProbeError::other(format!("attaching to kvm:{event}"), e))?;
+                .map_err(|e| errors::attach_error(&format!("kvm:{event}"), &dir, e, &denied))?;
             attached.push(name);
         }
         Ok(Probe {
@@ -384,6 +407,15 @@ impl Probe {
         memory::maps(&self.ebpf)
     }
 
+    /// Whether the kernel times the programs (BPF run-time statistics: kvmprof turned them on,
+    /// which needs CAP_SYS_ADMIN, or `sysctl kernel.bpf_stats_enabled=1` did); without, every
+    /// probe's cost reads 0.
+    pub fn measures_cost(&self) -> bool {
+        self._stats.is_some()
+            || std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+                .is_ok_and(|v| v.trim() == "1")
+    }
+
     /// Rows decoded by the last sample (the others had not changed), and rows read while
     /// being written after every try so far.
     pub fn table_stats(&self) -> (usize, u64) {
@@ -414,8 +446,8 @@ impl Probe {
 /// Load one raw_tp program of the test object and nothing else: how tests see the verifier's
 /// verdict (and its log) on a given program.
 pub fn verify_raw_tp(name: &str) -> Result<(), ProbeError> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    check_privileges(&status)?;
+    let caps = crate::caps::CapSet::current();
+    check_privileges(&crate::kernel::running_release(), caps, &Ok(PathBuf::new()))?;
     let object = object::for_programs(Programs::TestRun)?;
     bump_memlock();
     let mut ebpf = EbpfLoader::new()

@@ -27,6 +27,9 @@ impl LiveSource {
         for m in &probe.missing {
             warnings.push(format!("tracepoint {m} is absent on this kernel"));
         }
+        if !probe.measures_cost() {
+            warnings.push(crate::caps::NO_COST.into());
+        }
         let label = format!("live: {} ({})", hostname(), kernel_release());
         Ok((
             LiveSource {
