@@ -8,12 +8,25 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::model::VmSelector;
 
 mod diff;
+mod man;
 pub use diff::{DiffArgs, DiffFormat, VmPick};
+pub use man::write_man_pages;
+
+/// `kvmprof --version`: which commit was built and which eBPF object is inside (both set by
+/// build.rs; a build without the object says so).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("KVMPROF_COMMIT"),
+    "; eBPF object ",
+    env!("KVMPROF_EBPF"),
+    ")"
+);
 
 #[derive(Parser, Debug)]
 #[command(
     name = "kvmprof",
-    version,
+    version = VERSION,
     about = "Live eBPF profiler of KVM VM exits: per-VM, per-vCPU exit reasons and latency",
     after_help = "Run as root (or with CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH: see SECURITY.md). With no subcommand, opens the live TUI. \
     A subcommand's options go after it: kvmprof record -i 500ms -o s.kvmprof",
@@ -134,6 +147,12 @@ pub enum Command {
     /// Run the built-in exerciser guest (used by the demo and the real-KVM test).
     #[command(hide = true)]
     Exercise(ExerciseArgs),
+    /// Write the man pages (kvmprof.1, kvmprof-SUBCOMMAND.1) into DIR (for `cargo xtask dist`).
+    #[command(hide = true)]
+    ManPages {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         },
         Some(Command::Serve(ref a)) => cmd::serve::serve(env, a),
         Some(Command::Exercise(ref a)) => cmd::exercise::exercise(a),
+        Some(Command::ManPages { ref dir }) => kvmprof::cli::write_man_pages(dir).map(|_| ()),
         Some(Command::Completions { shell }) => {
             let mut script = Vec::new();
             let mut cli = kvmprof::cli::completable(&Cli::command());

@@ -406,3 +406,73 @@ fn advice_on_perf_text_of_all_vms_names_no_pid_0() {
     assert!(!out.contains("(pid 0)"), "{out}");
     assert!(out.contains("all VMs (the input names no VM)"), "{out}");
 }
+
+/// `--version` names the commit built (KVMPROF_COMMIT from `cargo xtask`, else "unknown") and
+/// the embedded eBPF object by the first 12 hex digits of its SHA-256, or says there is none.
+#[test]
+fn version_names_the_commit_and_the_ebpf_object() {
+    let o = kvmprof(&["--version"]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    let rest = out
+        .trim()
+        .strip_prefix(&format!("kvmprof {} (commit ", env!("CARGO_PKG_VERSION")))
+        .unwrap_or_else(|| panic!("--version: {out}"));
+    let (commit, object) = rest
+        .strip_suffix(')')
+        .and_then(|r| r.split_once("; eBPF object "))
+        .unwrap_or_else(|| panic!("--version: {out}"));
+    assert!(!commit.is_empty() && !commit.contains(' '), "{out}");
+    if kvmprof::probe::HAS_OBJECT {
+        let hex = object.strip_prefix("sha256:").unwrap_or(object);
+        assert!(
+            hex.len() == 12 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{out}"
+        );
+    } else {
+        assert_eq!(object, "none, built without the ebpf feature", "{out}");
+    }
+}
+
+/// One man page for kvmprof and one per subcommand `--help` lists, none for hidden ones;
+/// each titled with its own name and listing its own options.
+#[test]
+fn man_pages_one_per_visible_subcommand() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let o = kvmprof(&["man-pages", dir.path().to_str().expect("utf-8")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("reading the pages")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let want = [
+        "kvmprof-advise.1",
+        "kvmprof-check.1",
+        "kvmprof-completions.1",
+        "kvmprof-demo.1",
+        "kvmprof-diff.1",
+        "kvmprof-record.1",
+        "kvmprof-replay.1",
+        "kvmprof-report.1",
+        "kvmprof-serve.1",
+        "kvmprof-top.1",
+        "kvmprof.1",
+    ];
+    assert_eq!(names, want);
+    let serve = std::fs::read_to_string(dir.path().join("kvmprof-serve.1")).expect("serve page");
+    assert!(serve.contains(".TH kvmprof-serve 1"), "{serve}");
+    assert!(
+        serve.contains("listen"),
+        "serve's page lacks --listen:\n{serve}"
+    );
+    let main = std::fs::read_to_string(dir.path().join("kvmprof.1")).expect("main page");
+    assert!(
+        main.contains("kvmprof\\-serve(1)") || main.contains("serve"),
+        "{main}"
+    );
+    assert!(
+        !main.contains("exercise") && !main.contains("man\\-pages"),
+        "{main}"
+    );
+}

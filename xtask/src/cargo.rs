@@ -3,9 +3,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
-use crate::{setup, util::run};
+use crate::{
+    setup,
+    util::{cmd_output, run},
+};
 
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -23,15 +26,31 @@ pub fn target_dir() -> PathBuf {
 
 /// Build kvmprof with its eBPF programs (release) and return the binary's path.
 pub fn build_release(env: &setup::Env) -> Result<PathBuf> {
-    run(env.command("cargo").current_dir(workspace_root()).args([
-        "build",
-        "--release",
-        "-p",
-        "kvmprof",
-        "--features",
-        "ebpf",
-    ]))?;
+    let commit = git_commit()?;
+    run(env
+        .command("cargo")
+        .current_dir(workspace_root())
+        .env("KVMPROF_COMMIT", commit)
+        .args(["build", "--release", "-p", "kvmprof", "--features", "ebpf"]))?;
     Ok(target_dir().join("release/kvmprof"))
+}
+
+/// The short commit hash, `-dirty` when the work tree has uncommitted changes (tags ignored:
+/// the hash is what names a build).
+pub fn git_commit() -> Result<String> {
+    let out = cmd_output(
+        std::process::Command::new("git")
+            .current_dir(workspace_root())
+            .args([
+                "describe",
+                "--always",
+                "--dirty",
+                "--abbrev=10",
+                "--exclude=*",
+            ]),
+    )
+    .context("naming the commit for `kvmprof --version` (is this a git checkout?)")?;
+    Ok(out.trim().to_string())
 }
 
 /// Build `kvmprof-empty` (the bench-vm baseline, tests/src/bin/kvmprof-empty.rs) with the eBPF

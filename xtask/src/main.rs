@@ -1,10 +1,12 @@
-//! Developer tasks: `cargo xtask <setup|run|test|vm-test>`.
+//! Developer tasks: `cargo xtask <setup|run|test|dist|vm-test>`.
 
 mod apt;
 mod bench_common;
 mod bench_kcost;
 mod bench_vm;
 mod cargo;
+mod dist;
+mod dist_check;
 mod setup;
 mod tasks;
 mod test_tools;
@@ -34,11 +36,21 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Everything CI runs: fmt, clippy, pure + privileged tests, then the real-KVM VM test.
+    /// Everything CI runs: fmt, clippy, pure + privileged tests, fuzzing, `dist` and its
+    /// packages installed into a clean Debian root, then the real-KVM VM test (with the
+    /// package's binary).
     Test {
         /// Skip the real-KVM VM test (for quick local iterations; CI never skips it).
         #[arg(long)]
         skip_vm: bool,
+    },
+    /// The packages for hosts without Rust: a statically linked kvmprof with its eBPF object,
+    /// as a Debian package (man pages, completions, example, systemd unit) and a tarball of
+    /// the same files, in target/dist/.
+    Dist {
+        /// Then install them into a clean Debian root and check them (as root; part of `test`).
+        #[arg(long)]
+        check: bool,
     },
     /// All benchmarks (as root): the host part (in-kernel cost through the test entry, sampler,
     /// model and TUI at scale, recording size), then `bench-vm` (real exits in the nested-SVM
@@ -80,6 +92,13 @@ fn run(cli: Cli) -> Result<()> {
                 anyhow::bail!("--skip-vm is not allowed in CI: the real-KVM test must run");
             }
             tasks::test(skip_vm)
+        }
+        Cmd::Dist { check } => {
+            let packages = dist::dist()?;
+            if check {
+                dist_check::check(&packages)?;
+            }
+            Ok(())
         }
         Cmd::Bench { host_only, vm } => {
             tasks::bench()?;

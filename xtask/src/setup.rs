@@ -142,7 +142,7 @@ fn ensure_tracefs() {
         .status();
 }
 
-fn cache_dir() -> PathBuf {
+pub fn cache_dir() -> PathBuf {
     env::var_os("KVMPROF_CACHE")
         .map(PathBuf::from)
         .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/kvmprof")))

@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use crate::{
     bench_common::splice,
     cargo::{build_release, target_dir, workspace_root},
-    setup,
+    dist, setup,
     util::run,
     vm,
 };
@@ -59,11 +59,17 @@ pub fn test(skip_vm: bool) -> Result<()> {
             "kvmprof/ebpf-test",
         ]))?;
     fuzz_targets(&env, 30)?;
+    // The packages, installed into a clean Debian root; the real-KVM test runs the .deb's binary.
+    let packages = dist::dist()?;
+    crate::dist_check::check(&packages)?;
     if skip_vm {
         eprintln!("xtask: --skip-vm given: the real-KVM test did not run");
         return Ok(());
     }
-    vm::vm_test(&vm::VmTestArgs::default())
+    vm::vm_test(&vm::VmTestArgs {
+        kvmprof: Some(dist::unpack_deb(&packages.deb)?),
+        ..Default::default()
+    })
 }
 
 /// Every parser of untrusted input has a fuzz target (fuzz/fuzz_targets/): each runs for a

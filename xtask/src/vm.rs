@@ -35,7 +35,7 @@ pub struct VmTestArgs {
     /// Hard limit for the QEMU boot + run, in seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
-    /// Use this kvmprof binary instead of building it (`--release --features ebpf`).
+    /// Use this kvmprof binary instead of the one in `cargo xtask dist`'s Debian package.
     #[arg(long)]
     pub kvmprof: Option<PathBuf>,
     /// Kernel package (default: newest linux-image-6.12.*+deb12-amd64-unsigned).
@@ -62,10 +62,10 @@ impl Default for VmTestArgs {
     }
 }
 
-/// Build kvmprof with its eBPF programs (release), after `xtask setup` (bpf-linker etc.).
+/// kvmprof as hosts get it: `cargo xtask dist`'s Debian package, unpacked (`dpkg-deb -x`).
 fn build_kvmprof() -> Result<PathBuf> {
-    let env = crate::setup::setup()?;
-    crate::cargo::build_release(&env)
+    let packages = crate::dist::dist()?;
+    crate::dist::unpack_deb(&packages.deb)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
