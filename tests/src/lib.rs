@@ -2,6 +2,7 @@
 //! report and advice, and the exerciser's RESULT / HYPERV lines.
 
 pub mod modgraph;
+pub mod vm_runs;
 
 use std::collections::BTreeMap;
 use std::path::Path;

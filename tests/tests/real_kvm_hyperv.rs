@@ -23,15 +23,7 @@ const KVM_EXIT_HYPERV: u64 = 27;
 
 #[test]
 fn hyperv_guest_matches_hist_triggers_and_advice() {
-    let Some(dir) = kvmprof_tests::vm_out("real_kvm_hyperv") else {
-        return;
-    };
-    if let Err(e) = check(Path::new(&dir)) {
-        panic!(
-            "real-KVM Hyper-V check failed for {}: {e:#}",
-            Path::new(&dir).display()
-        );
-    }
+    kvmprof_tests::vm_runs::each_kernel("real_kvm_hyperv", |run| check(&run.dir));
 }
 
 /// Collects mismatches so one run reports all of them.
