@@ -87,6 +87,14 @@ pub struct Report {
     pub names_source: String,
     pub counters: Counters,
     pub vms: Vec<VmReport>,
+    /// The programs kvmprof attached, by name.
+    #[serde(default)]
+    pub probe_cost: Vec<ProbeCost>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProbeCost {
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -347,6 +347,8 @@ pub fn vm_test(args: &VmTestArgs) -> Result<()> {
         "real_kvm_session",
         "--test",
         "real_kvm_perf",
+        "--test",
+        "real_kvm_tracepoints",
     ]);
     if !args.no_hyperv {
         test.args(["--test", "real_kvm_hyperv"]);
