@@ -150,14 +150,14 @@ mod tests {
             "6.12.118+deb12-amd64\n6.1.0-57-amd64\n",
         )
         .unwrap();
-        let (runs, errors) = runs(&out);
+        let (got, errors) = super::runs(&out);
         assert_eq!(errors, Vec::<String>::new());
-        let lines: Vec<_> = runs.iter().map(|r| (r.line, r.kernel.as_str())).collect();
+        let lines: Vec<_> = got.iter().map(|r| (r.line, r.kernel.as_str())).collect();
         assert_eq!(
             lines,
             [("6.12", "6.12.118+deb12-amd64"), ("6.1", "6.1.0-57-amd64")]
         );
-        assert_eq!(runs[1].dir, out.join("6.1.0-57-amd64"));
+        assert_eq!(got[1].dir, out.join("6.1.0-57-amd64"));
         let _ = std::fs::remove_dir_all(&out);
     }
 
@@ -166,8 +166,8 @@ mod tests {
         let out = scratch("missing");
         boot(&out, "6.12.118+deb12-amd64", "6.12.118+deb12-amd64");
         std::fs::write(out.join("kernels.txt"), "6.12.118+deb12-amd64\n").unwrap();
-        let (runs, errors) = runs(&out);
-        assert_eq!(runs.len(), 1);
+        let (got, errors) = super::runs(&out);
+        assert_eq!(got.len(), 1);
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(
             errors[0].starts_with("no boot of a 6.1 kernel"),
@@ -179,8 +179,8 @@ mod tests {
             "6.12.118+deb12-amd64\n6.1.0-57-amd64\n",
         )
         .unwrap();
-        let (runs, errors) = runs(&out);
-        assert_eq!(runs.len(), 1);
+        let (got, errors) = super::runs(&out);
+        assert_eq!(got.len(), 1);
         assert!(
             errors.len() == 1 && errors[0].starts_with("kernel 6.1.0-57-amd64: cannot read"),
             "{errors:?}"
@@ -198,8 +198,8 @@ mod tests {
             "6.12.118+deb12-amd64\n6.1.0-57-amd64\n",
         )
         .unwrap();
-        let (runs, errors) = runs(&out);
-        assert_eq!(runs.len(), 1);
+        let (got, errors) = super::runs(&out);
+        assert_eq!(got.len(), 1);
         assert!(errors[0].contains("not this kernel's"), "{errors:?}");
         let _ = std::fs::remove_dir_all(&out);
     }
