@@ -2,6 +2,7 @@
 //! report and advice, and the exerciser's RESULT / HYPERV lines.
 
 pub mod modgraph;
+pub mod vm_runs;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -86,6 +87,14 @@ pub struct Report {
     pub names_source: String,
     pub counters: Counters,
     pub vms: Vec<VmReport>,
+    /// The programs kvmprof attached, by name.
+    #[serde(default)]
+    pub probe_cost: Vec<ProbeCost>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProbeCost {
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

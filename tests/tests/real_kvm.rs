@@ -15,12 +15,7 @@ const HLT: u64 = 0x78;
 
 #[test]
 fn kvmprof_matches_guest_kernel_hist_triggers() {
-    let Some(dir) = kvmprof_tests::vm_out("real_kvm") else {
-        return;
-    };
-    if let Err(e) = check(&dir) {
-        panic!("real-KVM check failed for {}: {e:#}", dir.display());
-    }
+    kvmprof_tests::vm_runs::each_kernel("real_kvm", |run| check(&run.dir));
 }
 
 fn check(dir: &std::path::Path) -> Result<()> {

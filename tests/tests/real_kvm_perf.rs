@@ -96,12 +96,7 @@ fn perf_part(table: &str) -> &str {
 
 #[test]
 fn kvmprof_matches_perf_kvm_stat_on_the_same_exits() {
-    let Some(dir) = kvmprof_tests::vm_out("real_kvm_perf") else {
-        return;
-    };
-    if let Err(e) = check(&dir) {
-        panic!("real-KVM perf check failed for {}: {e:#}", dir.display());
-    }
+    kvmprof_tests::vm_runs::each_kernel("real_kvm_perf", |run| check(&run.dir));
 }
 
 fn check(dir: &Path) -> Result<()> {

@@ -20,12 +20,7 @@ const SVM: u32 = 2;
 
 #[test]
 fn recordings_replay_report_and_diff() {
-    let Some(dir) = kvmprof_tests::vm_out("real_kvm_session") else {
-        return;
-    };
-    if let Err(e) = check(&dir) {
-        panic!("real-KVM session check failed for {}: {e:#}", dir.display());
-    }
+    kvmprof_tests::vm_runs::each_kernel("real_kvm_session", |run| check(&run.dir));
 }
 
 /// The named VM's (isa, reason) → count, from a session's whole-span view.

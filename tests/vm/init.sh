@@ -9,6 +9,8 @@
 # Between them, the perf run: `perf kvm stat record -a` and `kvmprof record` on the same exerciser
 # (files perf_*, p.kvmprof; checked by tests/tests/real_kvm_perf.rs), and the slow-exit run (files
 # slow_*; checked by tests/tests/real_kvm_slow.rs).
+# Then the degrade run: kvmprof reads the tracepoints from a tracefs view without kvm_msr, as on a
+# kernel that lacks it (files dg_*, tracepoints.txt; checked by tests/tests/real_kvm_tracepoints.rs).
 # Kernel command line: kvmprof.iters=N, kvmprof.hyperv=0 skips the Hyper-V run.
 /bin/busybox --install -s /bin
 echo
@@ -48,7 +50,7 @@ finish() { # status
     done
   } > /tmp/info.txt
   section info.txt /tmp/info.txt
-  for f in exercise.txt kvmprof.json kvmprof.stderr kvm_exit.hist kvm_entry.hist $SESSION_FILES $PERF_FILES $SLOW_FILES $HV_FILES; do
+  for f in exercise.txt kvmprof.json kvmprof.stderr kvm_exit.hist kvm_entry.hist tracepoints.txt $SESSION_FILES $PERF_FILES $SLOW_FILES $DG_FILES $HV_FILES; do
     [ -f /tmp/$f ] && section $f /tmp/$f
   done
   # Recordings are binary: base64 over the serial console, decoded by the harness.
@@ -70,6 +72,8 @@ HV_FILES="hv_status.txt hv_exercise.txt hv_kvmprof.json hv_kvmprof.stderr hv_adv
 
 PERF_FILES="perf_status.txt perf_version.txt perf_pid.txt perf_exercise.txt perf_record.stderr
   perf_kvmprof.stderr perf_vmexit.txt perf_ioport.txt perf_msr.txt perf_mmio.txt perf_kvm_exit.hist"
+
+DG_FILES="dg_status.txt dg_exercise.txt dg_kvmprof.json dg_kvmprof.stderr dg_kvm_exit.hist"
 
 hv_fail() { # why
   echo "fail: $1" > /tmp/hv_status.txt
@@ -249,10 +253,44 @@ slow_run() {
   [ $SRC -eq 0 ] || { slow_fail "kvmprof report --slow exited with status $SRC"; return; }
 }
 
+# The degrade run: a copy of the kvm events' format files (and sys_enter_ioctl's) without kvm_msr
+# as kvmprof's --tracefs. It attaches through the real tracefs, so it runs as on a kernel that has
+# every tracepoint but kvm_msr: the exits must still be counted exactly, and it must say what it lost.
+degrade_run() {
+  echo ok > /tmp/dg_status.txt
+  D=/tmp/tfs/events
+  for e in $T/events/kvm/* $T/events/syscalls/sys_enter_ioctl; do
+    [ -f $e/format ] || continue
+    n=${e#$T/events/}
+    [ $n = kvm/kvm_msr ] && continue
+    mkdir -p $D/$n && cat $e/format > $D/$n/format && cat $e/id > $D/$n/id
+  done
+  trig kvm_exit 'hist:keys=isa,exit_reason:sort=exit_reason' || { echo "fail: kvm_exit hist trigger" > /tmp/dg_status.txt; return; }
+  /bin/kvmprof report --allow-concurrent --tracefs /tmp/tfs -i 100ms --until-signal --format json \
+    --ready-file /tmp/ready_dg > /tmp/dg_kvmprof.json 2> /tmp/dg_kvmprof.stderr &
+  DP=$!
+  i=0
+  while [ ! -e /tmp/ready_dg ] && kill -0 $DP 2>/dev/null && [ $i -lt 1200 ]; do i=$((i + 1)); sleep 0.1; done
+  /bin/kvmprof exercise --iters "$N" --ops ocrw -- -name guest=$VM_NAME-dg > /tmp/dg_exercise.txt 2>&1
+  DX=$?
+  kill -INT $DP
+  wait $DP
+  DRC=$?
+  echo 0 > $T/events/kvm/kvm_exit/enable
+  cat $T/events/kvm/kvm_exit/hist > /tmp/dg_kvm_exit.hist
+  [ $DX -eq 0 ] || { echo "fail: kvmprof exercise exited with status $DX" > /tmp/dg_status.txt; return; }
+  [ $DRC -eq 0 ] || echo "fail: kvmprof report --tracefs exited with status $DRC" > /tmp/dg_status.txt
+}
+
 for m in irqbypass ccp kvm kvm-amd; do
   insmod /lib/modules/$m.ko 2>/tmp/insmod.err || finish "fail: insmod $m: $(cat /tmp/insmod.err)"
 done
 [ -c /dev/kvm ] || finish "fail: /dev/kvm missing after insmod kvm-amd (does the QEMU CPU have svm?)"
+
+# The tracepoints this kernel has, as kvmprof names them (category:event).
+for e in $T/events/kvm/* $T/events/syscalls/sys_enter_ioctl; do
+  [ -d $e ] && echo "${e#$T/events/}" | sed 's,/,:,'
+done > /tmp/tracepoints.txt
 
 echo 'hist:keys=isa,exit_reason:sort=exit_reason' > $T/events/kvm/kvm_exit/trigger || finish "fail: kvm_exit hist trigger"
 echo 'hist:keys=vcpu_id' > $T/events/kvm/kvm_entry/trigger || finish "fail: kvm_entry hist trigger"
@@ -294,5 +332,6 @@ cat $T/events/kvm/kvm_entry/hist > /tmp/kvm_entry.hist
 session_b
 perf_run
 slow_run
+degrade_run
 [ "$HV" = 1 ] && hyperv_run
 finish ok

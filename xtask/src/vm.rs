@@ -2,14 +2,19 @@
 //! run kvmprof while the exerciser guest runs, and compare kvmprof's counts with the guest
 //! kernel's own hist triggers (see shared/docs/real-kvm.md and tests/tests/real_kvm.rs). The same
 //! boot then runs the Hyper-V exerciser (SynIC, AutoEOI, stimer) under `kvmprof report` and
-//! `kvmprof advise` (tests/tests/real_kvm_hyperv.rs).
+//! `kvmprof advise` (tests/tests/real_kvm_hyperv.rs). Each kernel line in `host::KERNEL_LINES`
+//! (Debian's 6.12 and 6.1) gets its own boot (side by side on hosts with CPUs to spare) and its
+//! own output directory named by its release; the tests check every one.
 
 pub(crate) mod host;
 pub(crate) mod initramfs;
+mod qemu;
+
+pub(crate) use qemu::Qemu;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
@@ -38,9 +43,10 @@ pub struct VmTestArgs {
     /// Use this kvmprof binary instead of the one in `cargo xtask dist`'s Debian package.
     #[arg(long)]
     pub kvmprof: Option<PathBuf>,
-    /// Kernel package (default: newest linux-image-6.12.*+deb12-amd64-unsigned).
-    #[arg(long)]
-    pub kernel_package: Option<String>,
+    /// Kernel package to boot; repeat for several (default: the newest of each line the
+    /// tests need, linux-image-6.12.*+deb12-amd64-unsigned and linux-image-6.1.0-*-amd64-unsigned).
+    #[arg(long = "kernel-package")]
+    pub kernel_packages: Vec<String>,
     /// Only boot and collect; do not run the assertions.
     #[arg(long)]
     pub no_check: bool,
@@ -55,7 +61,7 @@ impl Default for VmTestArgs {
             iters: 2000,
             timeout: 300,
             kvmprof: None,
-            kernel_package: None,
+            kernel_packages: Vec::new(),
             no_check: false,
             no_hyperv: false,
         }
@@ -151,75 +157,70 @@ fn boot(kroot: &Path, ver: &str, initrd: &Path, args: &VmTestArgs, log: &Path) -
     qemu.run(Duration::from_millis(200), |_| {})
 }
 
-/// One boot of the Debian kernel with an initramfs under QEMU/TCG (2 vCPUs, `-cpu max`: nested
-/// SVM), serial console to `log`, until the guest powers off.
-pub(crate) struct Qemu<'a> {
-    pub kroot: &'a Path,
-    pub ver: &'a str,
-    pub initrd: &'a Path,
-    pub memory: &'a str,
-    pub append: &'a str,
-    /// Seconds before the guest is killed.
-    pub timeout: u64,
-    pub log: &'a Path,
+/// One kernel's boot: where its files go and how it went.
+struct Run {
+    kroot: PathBuf,
+    ver: String,
+    dir: PathBuf,
 }
 
-impl Qemu<'_> {
-    /// Boot and wait; `poll(elapsed)` runs every `every` meanwhile. Returns the wall time.
-    pub fn run(&self, every: Duration, mut poll: impl FnMut(Duration)) -> Result<Duration> {
-        let log = self.log;
-        let serial = std::fs::File::create(log)
-            .with_context(|| format!("cannot create {}", log.display()))?;
-        let mut qemu = Command::new("qemu-system-x86_64");
-        qemu.args([
-            // One host thread for both vCPUs: with multi-threaded TCG, the guest kernel's live
-            // code patching (text_poke with int3, e.g. KVM toggling the preempt-notifier static
-            // key in __schedule on every VM create/destroy) races with the other vCPU's cached
-            // translation and the guest dies of an unhandled int3 now and then.
-            "-accel",
-            "tcg,thread=single",
-            "-cpu",
-            "max",
-            "-m",
-            self.memory,
-            "-smp",
-            "2",
-            "-nographic",
-            "-no-reboot",
-        ])
-        .arg("-kernel")
-        .arg(self.kroot.join(format!("boot/vmlinuz-{}", self.ver)))
-        .arg("-initrd")
-        .arg(self.initrd)
-        .args(["-append", self.append])
-        .stdin(Stdio::null())
-        .stdout(serial.try_clone()?)
-        .stderr(serial);
-        let t0 = Instant::now();
-        let mut child = qemu
-            .spawn()
-            .context("cannot start qemu-system-x86_64 (apt-get install qemu-system-x86)")?;
-        let deadline = t0 + Duration::from_secs(self.timeout);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                if !status.success() {
-                    bail!("qemu exited with {status}; serial log {}", log.display());
-                }
-                return Ok(t0.elapsed());
+impl Run {
+    /// Write the initramfs, boot, and unpack the serial log's sections into `dir`. Returns the
+    /// QEMU wall time, or why this boot failed.
+    fn boot(&self, kvmprof: &Path, args: &VmTestArgs) -> Result<Duration> {
+        let (dir, ver) = (&self.dir, &self.ver);
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let archive = build_initramfs(&self.kroot, ver, kvmprof)?;
+        let initrd = dir.join("initramfs.cpio");
+        let bytes = archive.to_newc();
+        std::fs::write(&initrd, &bytes)?;
+        println!(
+            "vm-test: {ver}: initramfs {} entries, {:.1} MiB, output {}",
+            archive.paths().len(),
+            bytes.len() as f64 / (1024.0 * 1024.0),
+            dir.display()
+        );
+        let log = dir.join("serial.log");
+        let wall = boot(&self.kroot, ver, &initrd, args, &log);
+        let _ = std::fs::remove_file(&initrd);
+        let wall = wall?;
+        let text = std::fs::read_to_string(&log)?;
+        let (sections, status) = extract_sections(&text);
+        for (name, body) in &sections {
+            // Binary files (recordings) travel base64-encoded over the serial console.
+            if let Some(bin) = name.strip_suffix(".b64") {
+                let clean: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(clean)
+                    .with_context(|| format!("section {name} is not base64"))?;
+                std::fs::write(dir.join(bin), bytes)?;
+            } else {
+                std::fs::write(dir.join(name), body)?;
             }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                let text = std::fs::read_to_string(log).unwrap_or_default();
-                bail!(
-                    "QEMU did not power off within {} s (raise --timeout); serial log {}:\n{}",
-                    self.timeout,
-                    log.display(),
-                    tail(&text, 20)
-                );
-            }
-            poll(t0.elapsed());
-            std::thread::sleep(every);
+        }
+        std::fs::write(
+            dir.join("timing.txt"),
+            format!("qemu_boot_run_s={:.1}\n", wall.as_secs_f64()),
+        )?;
+        println!(
+            "vm-test: {ver}: QEMU boot+run {:.1} s; files: {}",
+            wall.as_secs_f64(),
+            sections.keys().cloned().collect::<Vec<_>>().join(" ")
+        );
+        if let Some(info) = sections.get("info.txt") {
+            println!("{}", info.trim_end());
+        }
+        if let Some(hv) = sections.get("hv_status.txt") {
+            println!("vm-test: {ver}: Hyper-V run: {}", hv.trim_end());
+        }
+        match status.as_deref() {
+            Some("ok") => Ok(wall),
+            Some(why) => bail!("the VM run failed: {why}; see {}", dir.display()),
+            None => bail!(
+                "the VM printed no status (crashed or kernel panic?); serial log {}:\n{}",
+                log.display(),
+                tail(&text, 20)
+            ),
         }
     }
 }
@@ -227,7 +228,18 @@ impl Qemu<'_> {
 pub fn vm_test(args: &VmTestArgs) -> Result<()> {
     let t_all = Instant::now();
     host::ensure_packages()?;
-    let (kroot, ver) = host::ensure_kernel(args.kernel_package.as_deref())?;
+    let packages = if args.kernel_packages.is_empty() {
+        host::KERNEL_LINES
+            .iter()
+            .map(host::find_kernel_package)
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        args.kernel_packages.clone()
+    };
+    let kernels = packages
+        .iter()
+        .map(|p| host::ensure_kernel(Some(p)))
+        .collect::<Result<Vec<_>>>()?;
     let kvmprof = match &args.kvmprof {
         Some(p) => p.clone(),
         None => build_kvmprof()?,
@@ -240,70 +252,85 @@ pub fn vm_test(args: &VmTestArgs) -> Result<()> {
         .join("vm-test")
         .join(format!("run-{stamp}"));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let archive = build_initramfs(&kroot, &ver, &kvmprof)?;
-    let initrd = out.join("initramfs.cpio");
-    let bytes = archive.to_newc();
-    std::fs::write(&initrd, &bytes)?;
-    println!(
-        "vm-test: initramfs {} entries, {:.1} MiB: {}",
-        archive.paths().len(),
-        bytes.len() as f64 / (1024.0 * 1024.0),
-        archive.paths().join(" ")
-    );
+    // Each boot's files in a directory named by its kernel release; kernels.txt lists them.
+    let runs: Vec<Run> = kernels
+        .into_iter()
+        .map(|(kroot, ver)| Run {
+            dir: out.join(&ver),
+            kroot,
+            ver,
+        })
+        .collect();
+    let listed: String = runs.iter().map(|r| format!("{}\n", r.ver)).collect();
+    std::fs::write(out.join("kernels.txt"), listed)?;
     let prep = t_all.elapsed();
     println!(
-        "vm-test: kernel {ver}, kvmprof {}, iters {}, output {}",
+        "vm-test: kernels {}, kvmprof {}, iters {}, output {}",
+        runs.iter()
+            .map(|r| r.ver.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
         kvmprof.display(),
         args.iters,
         out.display()
     );
-
-    let log = out.join("serial.log");
-    let wall = boot(&kroot, &ver, &initrd, args, &log)?;
-    let text = std::fs::read_to_string(&log)?;
-    let (sections, status) = extract_sections(&text);
-    for (name, body) in &sections {
-        // Binary files (recordings) travel base64-encoded over the serial console.
-        if let Some(bin) = name.strip_suffix(".b64") {
-            let clean: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(clean)
-                .with_context(|| format!("section {name} is not base64"))?;
-            std::fs::write(out.join(bin), bytes)?;
-        } else {
-            std::fs::write(out.join(name), body)?;
-        }
-    }
-    let _ = std::fs::remove_file(&initrd);
+    // Side by side only where each QEMU (its TCG thread and its main loop) has two host CPUs
+    // to itself: real_kvm_perf compares perf's and kvmprof's clocks on the same exits, and a
+    // QEMU descheduled between the two reads skews one tool's time (see MEAN_TOLERANCE there).
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let side_by_side = cpus >= 2 * runs.len();
+    let t_boot = Instant::now();
+    let results: Vec<Result<Duration>> = if side_by_side {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = runs
+                .iter()
+                .map(|r| s.spawn(|| r.boot(&kvmprof, args)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("the boot thread panicked")))
+                })
+                .collect()
+        })
+    } else {
+        runs.iter().map(|r| r.boot(&kvmprof, args)).collect()
+    };
+    let boots = t_boot.elapsed();
     let latest = out.with_file_name("latest");
     let _ = std::fs::remove_file(&latest);
     let _ = std::os::unix::fs::symlink(&out, &latest);
+    let mut timing = format!(
+        "prepare_s={:.1}\nboots_wall_s={:.1}\n",
+        prep.as_secs_f64(),
+        boots.as_secs_f64()
+    );
+    let mut failed = Vec::new();
+    for (run, result) in runs.iter().zip(&results) {
+        match result {
+            Ok(wall) => timing += &format!("qemu_s[{}]={:.1}\n", run.ver, wall.as_secs_f64()),
+            Err(e) => failed.push(format!("{}: {e:#}", run.ver)),
+        }
+    }
+    std::fs::write(out.join("timing.txt"), &timing)?;
     println!(
-        "vm-test: prepare {:.1} s, QEMU boot+run {:.1} s; files: {}",
+        "vm-test: prepare {:.1} s, boots {:.1} s ({}, {cpus} CPUs)",
         prep.as_secs_f64(),
-        wall.as_secs_f64(),
-        sections.keys().cloned().collect::<Vec<_>>().join(" ")
+        boots.as_secs_f64(),
+        if side_by_side {
+            "side by side"
+        } else {
+            "one after the other"
+        }
     );
-    let timing = format!(
-        "prepare_s={:.1}\nqemu_boot_run_s={:.1}\n",
-        prep.as_secs_f64(),
-        wall.as_secs_f64()
-    );
-    std::fs::write(out.join("timing.txt"), timing)?;
-    if let Some(info) = sections.get("info.txt") {
-        println!("{}", info.trim_end());
-    }
-    if let Some(hv) = sections.get("hv_status.txt") {
-        println!("vm-test: Hyper-V run: {}", hv.trim_end());
-    }
-    match status.as_deref() {
-        Some("ok") => {}
-        Some(why) => bail!("the VM run failed: {why}; see {}", out.display()),
-        None => bail!(
-            "the VM printed no status (crashed or kernel panic?); serial log {}:\n{}",
-            log.display(),
-            tail(&text, 20)
-        ),
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} boots failed:\n{}",
+            failed.len(),
+            runs.len(),
+            failed.join("\n")
+        );
     }
     if args.no_check {
         return Ok(());
@@ -322,6 +349,8 @@ pub fn vm_test(args: &VmTestArgs) -> Result<()> {
         "real_kvm_perf",
         "--test",
         "real_kvm_slow",
+        "--test",
+        "real_kvm_tracepoints",
     ]);
     if !args.no_hyperv {
         test.args(["--test", "real_kvm_hyperv"]);
@@ -331,9 +360,9 @@ pub fn vm_test(args: &VmTestArgs) -> Result<()> {
         .env("KVMPROF_VM_OUT", &out);
     cmd_status(&mut test).context("real-KVM assertions failed")?;
     println!(
-        "vm-test: passed in {:.1} s (QEMU {:.1} s)",
+        "vm-test: passed in {:.1} s (boots {:.1} s)",
         t_all.elapsed().as_secs_f64(),
-        wall.as_secs_f64()
+        boots.as_secs_f64()
     );
     Ok(())
 }

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use profiler_common::{ev, ISA_SVM, ISA_VMX};
+use profiler_common::{ISA_SVM, ISA_VMX};
 
-use super::evidence::{kind_event, VmEvidence};
+use super::evidence::{kind_event, kind_lost, VmEvidence};
 use super::{GuestOs, HostFacts, InhibitNames, Input, Thresholds, VmConfig};
 use crate::model::VmView;
 
@@ -396,21 +396,6 @@ pub(crate) fn missing_notes(input: &Input, missing: &BTreeSet<u16>) -> Vec<Strin
                 .into(),
         ];
     }
-    let affects = |k: u16| {
-        match k {
-        ev::MSR_READ | ev::MSR_WRITE => "MSR indexes: R05, R06, R11, R23, P2, P3, P5 and guest-OS detection",
-        ev::PIO_IN | ev::PIO_OUT => "port numbers: R02, R03, R04, R22",
-        ev::MMIO_READ | ev::MMIO_WRITE => "MMIO addresses: R01 cannot confirm HPET",
-        ev::HV_HYPERCALL => "hypercall codes: R13, R16, R17, R18",
-        ev::APICV_INHIBIT => "APICv inhibit reasons: R07, R20, R21 (old kernels trace kvm_apicv_update_request instead)",
-        ev::SYNIC_MSR => "SynIC AutoEOI writes: R07",
-        ev::STIMER_EXPIRE | ev::STIMER_CONFIG => "stimer direct mode: R11",
-        ev::EOI | ev::PV_EOI => "EOI rates: R12",
-        ev::IPI => "IPI rates: R08, R16",
-        ev::WAKEUP | ev::HALT_POLL => "wake-ups and halt polling: R15",
-        _ => "exit details",
-    }
-    };
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for k in missing {
@@ -418,7 +403,7 @@ pub(crate) fn missing_notes(input: &Input, missing: &BTreeSet<u16>) -> Vec<Strin
         if seen.insert(e) {
             out.push(format!(
                 "tracepoint kvm:{e} unavailable on the recording kernel: no {}; affected findings are marked 'unconfirmed' or skipped",
-                affects(*k)
+                kind_lost(*k)
             ));
         }
     }

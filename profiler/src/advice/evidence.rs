@@ -117,6 +117,23 @@ pub fn kind_event(kind: u16) -> &'static str {
     }
 }
 
+/// What the advice cannot see without a kind's tracepoint (and which rules that weakens).
+pub fn kind_lost(kind: u16) -> &'static str {
+    match kind {
+        ev::MSR_READ | ev::MSR_WRITE => "MSR indexes: R05, R06, R11, R23, P2, P3, P5 and guest-OS detection",
+        ev::PIO_IN | ev::PIO_OUT => "port numbers: R02, R03, R04, R22",
+        ev::MMIO_READ | ev::MMIO_WRITE => "MMIO addresses: R01 cannot confirm HPET",
+        ev::HV_HYPERCALL => "hypercall codes: R13, R16, R17, R18",
+        ev::APICV_INHIBIT => "APICv inhibit reasons: R07, R20, R21 (old kernels trace kvm_apicv_update_request instead)",
+        ev::SYNIC_MSR => "SynIC AutoEOI writes: R07",
+        ev::STIMER_EXPIRE | ev::STIMER_CONFIG => "stimer direct mode: R11",
+        ev::EOI | ev::PV_EOI => "EOI rates: R12",
+        ev::IPI => "IPI rates: R08, R16",
+        ev::WAKEUP | ev::HALT_POLL => "wake-ups and halt polling: R15",
+        _ => "exit details",
+    }
+}
+
 /// Every evidence kind.
 pub const ALL_KINDS: [u16; 18] = [
     ev::MSR_READ,

@@ -14,6 +14,7 @@ pub mod names;
 mod ctx;
 mod fingerprint;
 mod import;
+mod inhibit_btf;
 mod render;
 mod rules;
 mod summary;

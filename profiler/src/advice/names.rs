@@ -371,12 +371,18 @@ impl InhibitNames {
         }
     }
 
-    /// The running kernel's names (`<tracefs>/events/kvm/kvm_apicv_inhibit_changed/format`),
-    /// else the built-in 6.3+ table.
+    /// The running kernel's names (`<tracefs>/events/kvm/kvm_apicv_inhibit_changed/format`);
+    /// where that prints bare numbers (before 6.3), its BTF's enum; else the built-in table.
     pub fn load(tracefs_root: &std::path::Path) -> Self {
-        std::fs::read_to_string(tracefs_root.join("events/kvm/kvm_apicv_inhibit_changed/format"))
-            .map(|f| Self::from_format(&f))
-            .unwrap_or_default()
+        let from_format = std::fs::read_to_string(
+            tracefs_root.join("events/kvm/kvm_apicv_inhibit_changed/format"),
+        )
+        .map(|f| Self::from_format(&f))
+        .unwrap_or_default();
+        if from_format.source == "kernel" {
+            return from_format;
+        }
+        super::inhibit_btf::load(std::path::Path::new("/sys/kernel/btf")).unwrap_or(from_format)
     }
 
     pub fn name(&self, bit: u64) -> String {

@@ -37,7 +37,15 @@ pub fn render(env: &mut Env, a: &AdviseArgs) -> anyhow::Result<String> {
     if let Some(sel) = &a.vm {
         input.view = sel.narrow(std::mem::take(&mut input.view))?;
     }
-    let rep = advice::analyze(&input);
+    let mut rep = advice::analyze(&input);
+    if input.inhibits.source == "kernel BTF" {
+        rep.notes.push(
+            "APICv inhibit names from the kernel's BTF (enum kvm_apicv_inhibit): its \
+             kvm_apicv_inhibit_changed format prints bare bit numbers, and the bits differ from \
+             Linux 6.3+'s"
+                .into(),
+        );
+    }
     Ok(match a.format {
         AdviseFormat::Text => advice::render_text(&rep),
         AdviseFormat::Json => advice::render_json(&rep) + "\n",

@@ -25,7 +25,7 @@ impl LiveSource {
         let probe = Probe::load(opts)?;
         let (names, mut warnings) = ExitNames::load(&probe.tracefs);
         for m in &probe.missing {
-            warnings.push(format!("tracepoint {m} is absent on this kernel"));
+            warnings.push(super::lost::notice(m));
         }
         if !probe.measures_cost() {
             warnings.push(crate::caps::NO_COST.into());

@@ -3,6 +3,7 @@
 
 mod drive;
 pub mod live;
+mod lost;
 pub mod replay;
 mod signals;
 

@@ -72,35 +72,64 @@ pub fn find_program(name: &str) -> Result<PathBuf> {
     bail!("no {name} executable (ELF) in PATH: apt-get install linux-perf bpftrace")
 }
 
-/// Newest `linux-image-6.12.<n>+deb12-amd64-unsigned` in `apt-cache search` output.
-pub fn newest_kernel_package(search: &str) -> Option<String> {
-    search
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter_map(|name| {
-            let rest = name.strip_prefix("linux-image-6.12.")?;
-            let (patch, tail) = rest.split_once('+')?;
-            (tail == "deb12-amd64-unsigned").then_some(())?;
-            Some((patch.parse::<u64>().ok()?, name.to_string()))
-        })
-        .max()
-        .map(|(_, name)| name)
+/// A line of Debian kernels the VM test boots: tracepoint formats and the set of tracepoints
+/// differ between them, so kvmprof is tested on each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelLine {
+    /// How the tests name it: the release prefix (`uname -r` starts with `<name>.` or `<name>-`).
+    pub name: &'static str,
+    /// Package name = prefix + build number + suffix (6.12: patch level, 6.1: ABI number).
+    prefix: &'static str,
+    suffix: &'static str,
+    /// `apt-cache search --names-only` pattern for the line's packages.
+    pattern: &'static str,
 }
 
-fn find_kernel_package() -> Result<String> {
-    let search = || {
-        cmd_output(Command::new("apt-cache").args([
-            "search",
-            "--names-only",
-            r"^linux-image-6\.12\.[0-9]+\+deb12-amd64-unsigned$",
-        ]))
-    };
-    if let Some(p) = newest_kernel_package(&search()?) {
+/// Bookworm's backported 6.12 (the default, also for `cargo xtask bench-vm`) and its own 6.1.
+pub const KERNEL_LINES: [KernelLine; 2] = [
+    KernelLine {
+        name: "6.12",
+        prefix: "linux-image-6.12.",
+        suffix: "+deb12-amd64-unsigned",
+        pattern: r"^linux-image-6\.12\.[0-9]+\+deb12-amd64-unsigned$",
+    },
+    KernelLine {
+        name: "6.1",
+        prefix: "linux-image-6.1.0-",
+        suffix: "-amd64-unsigned",
+        pattern: r"^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$",
+    },
+];
+
+impl KernelLine {
+    /// The line's newest package in `apt-cache search` output (highest build number).
+    pub fn newest_package(&self, search: &str) -> Option<String> {
+        search
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter_map(|name| {
+                let build = name.strip_prefix(self.prefix)?.strip_suffix(self.suffix)?;
+                Some((build.parse::<u64>().ok()?, name.to_string()))
+            })
+            .max()
+            .map(|(_, name)| name)
+    }
+}
+
+/// The newest package of `line` that apt knows (after one `apt-get update` if it knows none).
+pub fn find_kernel_package(line: &KernelLine) -> Result<String> {
+    let search =
+        || cmd_output(Command::new("apt-cache").args(["search", "--names-only", line.pattern]));
+    if let Some(p) = line.newest_package(&search()?) {
         return Ok(p);
     }
     cmd_status(Command::new("apt-get").args(["update", "-qq"]))?;
-    newest_kernel_package(&search()?).ok_or_else(|| {
-        anyhow!("no linux-image-6.12.*+deb12-amd64-unsigned in apt: enable bookworm(-updates/-security) in sources.list")
+    line.newest_package(&search()?).ok_or_else(|| {
+        anyhow!(
+            "no {}{{N}}{} in apt: enable bookworm(-updates/-security) in sources.list",
+            line.prefix,
+            line.suffix
+        )
     })
 }
 
@@ -111,7 +140,7 @@ pub fn ensure_kernel(pkg: Option<&str>) -> Result<(PathBuf, String)> {
         .with_context(|| format!("cannot create {}", cache.display()))?;
     let pkg = match pkg {
         Some(p) => p.to_string(),
-        None => find_kernel_package()?,
+        None => find_kernel_package(&KERNEL_LINES[0])?,
     };
     let root = cache.join(&pkg);
     if !root.join(".complete").exists() {
@@ -169,15 +198,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn picks_newest_kernel() {
+    fn picks_newest_kernel_of_each_line() {
         let s = "linux-image-6.12.9+deb12-amd64-unsigned - Linux\n\
                  linux-image-6.12.117+deb12-amd64-unsigned - Linux\n\
                  linux-image-6.12.41+deb12-amd64-unsigned - Linux\n\
-                 linux-image-6.12.200+deb12-cloud-amd64-unsigned - Linux\n";
+                 linux-image-6.12.200+deb12-cloud-amd64-unsigned - Linux\n\
+                 linux-image-6.1.0-9-amd64-unsigned - Linux 6.1\n\
+                 linux-image-6.1.0-57-amd64-unsigned - Linux 6.1\n\
+                 linux-image-6.1.0-60-cloud-amd64-unsigned - Linux 6.1\n\
+                 linux-image-6.1.0-61-rt-amd64-unsigned - Linux 6.1\n";
+        let [l612, l61] = KERNEL_LINES;
         assert_eq!(
-            newest_kernel_package(s).as_deref(),
+            l612.newest_package(s).as_deref(),
             Some("linux-image-6.12.117+deb12-amd64-unsigned")
         );
-        assert_eq!(newest_kernel_package(""), None);
+        assert_eq!(
+            l61.newest_package(s).as_deref(),
+            Some("linux-image-6.1.0-57-amd64-unsigned")
+        );
+        assert_eq!(l612.newest_package(""), None);
+        assert_eq!(l61.newest_package(""), None);
     }
 }
