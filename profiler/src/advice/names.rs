@@ -382,7 +382,13 @@ impl InhibitNames {
         if from_format.source == "kernel" {
             return from_format;
         }
-        super::inhibit_btf::load(std::path::Path::new("/sys/kernel/btf")).unwrap_or(from_format)
+        match super::inhibit_btf::load(std::path::Path::new("/sys/kernel/btf")) {
+            Some(names) => InhibitNames {
+                names,
+                source: "kernel BTF".into(),
+            },
+            None => from_format,
+        }
     }
 
     pub fn name(&self, bit: u64) -> String {
