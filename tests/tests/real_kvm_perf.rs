@@ -39,10 +39,12 @@ const HLT: u64 = 0x78;
 /// run): QEMU's one thread is descheduled now and then on the shared 2-core host (Max Time
 /// ~10 ms), and a stall that falls between the two tools' clock reads lands in one tool's time
 /// only. 25 % leaves room for that; only reasons with at least `MEAN_MIN_EXITS` exits are
-/// compared (the single npf is the first exit, where TCG translates every code path it runs
-/// for the first time: 751 vs 628 µs).
+/// compared: the exerciser's own reasons (2000 exits and more each). Not the single npf (the
+/// first exit, where TCG translates every code path it runs for the first time: 751 vs 628 µs),
+/// nor the host's interrupts (a hundred or so, whose mean a single stall moves: 68.96 vs 95.01 µs
+/// on 6.1 in a CI run, 135 exits).
 const MEAN_TOLERANCE: f64 = 0.25;
-const MEAN_MIN_EXITS: u64 = 100;
+const MEAN_MIN_EXITS: u64 = 1000;
 
 /// One row of perf's classic table: `name count s% t% min max avg ( +- x% )`.
 #[derive(Debug, Clone, PartialEq)]

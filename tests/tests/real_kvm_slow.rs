@@ -59,15 +59,7 @@ struct Exit {
 
 #[test]
 fn the_slow_exit_log_holds_exactly_the_slow_exits() {
-    let Some(dir) = kvmprof_tests::vm_out("real_kvm_slow") else {
-        return;
-    };
-    if let Err(e) = check(&dir) {
-        panic!(
-            "real-KVM slow-exit check failed for {}: {e:#}",
-            dir.display()
-        );
-    }
+    kvmprof_tests::vm_runs::each_kernel("real_kvm_slow", |run| check(&run.dir));
 }
 
 fn check(dir: &Path) -> Result<()> {

@@ -245,6 +245,15 @@ slow_run() {
   echo 0 > $T/events/kvm/kvm_exit/enable
   echo 0 > $T/events/kvm/kvm_entry/enable
   cat $T/events/synthetic/kvm_slow/hist > /tmp/slow_lat.hist
+  # Take the triggers down (users first), so the later runs' kvm_exit/kvm_entry hists are their own.
+  echo '!hist:keys=reason,lat:sort=lat:size=8192 if lat >= 1000' >> $T/events/synthetic/kvm_slow/trigger
+  echo '!hist:keys=common_pid:lat=common_timestamp.usecs-$ts0:onmatch(kvm.kvm_exit).trace(kvm_slow,$lat,$r)' \
+    >> $T/events/kvm/kvm_entry/trigger
+  echo '!hist:keys=common_pid:ts0=common_timestamp.usecs:r=exit_reason' >> $T/events/kvm/kvm_exit/trigger
+  echo '!kvm_slow' >> $T/synthetic_events
+  grep -q common_pid $T/events/kvm/kvm_exit/trigger $T/events/kvm/kvm_entry/trigger \
+    && { slow_fail "the latency triggers could not be removed"; return; }
+  echo local > $T/trace_clock
   /bin/kvmprof report --slow 1ms -f json /tmp/s.kvmprof > /tmp/slow_report.json 2> /tmp/slow_report.stderr
   SRC=$?
   /bin/kvmprof report --slow 1ms -f perf-live /tmp/s.kvmprof > /tmp/slow_perf_live.txt 2>> /tmp/slow_report.stderr
