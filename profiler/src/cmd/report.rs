@@ -125,9 +125,9 @@ fn slow(env: &mut Env, a: &ReportArgs, min: std::time::Duration) -> anyhow::Resu
     if session.perf_import().is_some() {
         bail!("perf text holds no slow-exit log: --slow needs a kvmprof recording (format 4, kvmprof ≥ 0.1 with --slow) or a live collection (--duration)");
     }
-    let data = session.data()?;
+    // The whole session's view only to find the VM `--vm` names.
     let pid = match &a.vm {
-        Some(sel) => Some(sel.find(&data.view)?.pid),
+        Some(sel) => Some(sel.find(&session.data()?.view)?.pid),
         None => None,
     };
     let filter = rep::slow::Filter {
