@@ -54,7 +54,7 @@ finish() { # status
     [ -f /tmp/$f ] && section $f /tmp/$f
   done
   # Recordings are binary: base64 over the serial console, decoded by the harness.
-  for f in a.kvmprof b.kvmprof p.kvmprof; do
+  for f in a.kvmprof b.kvmprof p.kvmprof perf.data; do
     [ -f /tmp/$f ] && { base64 /tmp/$f > /tmp/$f.b64; section $f.b64 /tmp/$f.b64; }
   done
   if [ "$1" != ok ]; then
@@ -204,6 +204,8 @@ perf_run() {
     ( cd /tmp/perf && perf kvm -i perf.data.guest stat report $STDIO --event $ev --pid $XP \
         > /tmp/perf_$ev.txt 2>&1 )
   done
+  # perf's recording itself, for the host's perf 6.12 report screen (xtask/src/perf612.rs).
+  cp /tmp/perf/perf.data.guest /tmp/perf.data 2>/dev/null
   [ $XRC -eq 0 ] || { perf_fail "kvmprof exercise exited with status $XRC"; return; }
   [ $RRC -eq 0 ] || { perf_fail "kvmprof record exited with status $RRC"; return; }
   # perf record ends by re-raising the SIGINT it was stopped with: 130 is its normal end.

@@ -7,6 +7,7 @@ mod bench_vm;
 mod cargo;
 mod dist;
 mod dist_check;
+mod perf612;
 mod setup;
 mod tasks;
 mod test_tools;
@@ -69,6 +70,10 @@ enum Cmd {
     /// Real-KVM overhead under QEMU/TCG: guest exits/s with kvmprof, perf kvm stat and bpftrace
     /// (ratios to unprofiled), their CPU time, bytes and losses; appends to BENCHMARKS.md.
     BenchVm(bench_vm::BenchVmArgs),
+    /// Build perf 6.12 (cached; `vm-test` does it too) and write its report screens of a
+    /// VM-test boot's perf.data into that boot's directory (perf612_<event>.screen), e.g.
+    /// `cargo xtask perf612-screens target/vm-test/latest/6.12.118+deb12-amd64`.
+    Perf612Screens { dir: std::path::PathBuf },
 }
 
 fn main() {
@@ -109,5 +114,6 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::VmTest(args) => vm::vm_test(&args),
         Cmd::BenchVm(args) => bench_vm::bench_vm(&args),
+        Cmd::Perf612Screens { dir } => perf612::capture(&perf612::ensure()?, &dir),
     }
 }

@@ -228,6 +228,8 @@ impl Run {
 pub fn vm_test(args: &VmTestArgs) -> Result<()> {
     let t_all = Instant::now();
     host::ensure_packages()?;
+    // perf 6.12 reads the guest's perf.data afterwards (its report screen: real_kvm_perf.rs).
+    let perf612 = crate::perf612::ensure()?;
     let packages = if args.kernel_packages.is_empty() {
         host::KERNEL_LINES
             .iter()
@@ -331,6 +333,9 @@ pub fn vm_test(args: &VmTestArgs) -> Result<()> {
             runs.len(),
             failed.join("\n")
         );
+    }
+    for run in &runs {
+        crate::perf612::capture(&perf612, &run.dir)?;
     }
     if args.no_check {
         return Ok(());
