@@ -1,9 +1,9 @@
 //! Arbitrary bytes as `perf kvm stat` text (UTF-8-lossy, as `kvmprof report` reads a file):
 //! the importer returns a one-line error or data, never panics, and what it imports renders
-//! back as perf tables (every event, per VM, with percentile columns) and CSV.
+//! back as perf tables (every event, both layouts, per VM, with percentile columns) and CSV.
 #![no_main]
 
-use kvmprof::report::{self, perf_import, Data, Event, TableOptions};
+use kvmprof::report::{self, perf_import, Data, Event, PerfLayout, TableOptions};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -23,14 +23,17 @@ fuzz_target!(|data: &[u8]| {
     let _ = imp.view();
     let d = Data::from_perf_text(&text, "fuzz").expect("text that imported imports again");
     for event in [Event::Vmexit, Event::Msr, Event::Ioport, Event::Mmio] {
-        for (per_vm, percentiles) in [(false, false), (true, true)] {
-            let o = TableOptions {
-                event,
-                per_vm,
-                percentiles,
-                ..Default::default()
-            };
-            let _ = report::perf_table(&d, &o);
+        for layout in [PerfLayout::Classic, PerfLayout::V6_4] {
+            for (per_vm, percentiles) in [(false, false), (true, true)] {
+                let o = TableOptions {
+                    event,
+                    layout,
+                    per_vm,
+                    percentiles,
+                    ..Default::default()
+                };
+                let _ = report::perf_table(&d, &o);
+            }
         }
     }
     let _ = report::csv::render(&d.view);

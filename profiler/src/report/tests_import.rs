@@ -265,18 +265,32 @@ fn footer_mismatch_is_a_warning() {
     );
 }
 
-/// Arbitrary edits of real tables never panic (xorshift, fixed seed).
+/// Arbitrary edits of real tables never panic (xorshift, fixed seed), in either layout, read
+/// and printed in both layouts and as every event.
 #[test]
 fn mangled_input_never_panics() {
-    let base: Vec<char> = [
-        text("perf_new_vmx.txt"),
-        text("perf_msr_ioport.txt"),
-        text("perf_email.txt"),
+    let perf64 = |name: &str| {
+        let path = format!("{}/tests/perf64/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    let bases: Vec<Vec<char>> = [
+        [
+            text("perf_new_vmx.txt"),
+            text("perf_msr_ioport.txt"),
+            text("perf_email.txt"),
+        ]
+        .concat(),
+        [
+            perf64("perf64-svm-vmexit.txt"),
+            perf64("perf64-mmio.txt"),
+            perf64("perf64-pid-vcpu.txt"),
+        ]
+        .concat(),
     ]
-    .concat()
-    .chars()
+    .iter()
+    .map(|t| t.chars().collect())
     .collect();
-    let alphabet: Vec<char> = "0123456789.%:() +-±usxX,\t\n\u{a0}AVMpid(s)eé9"
+    let alphabet: Vec<char> = "0123456789.%:() +-±usnxX,\t\n\u{a0}AVMpid(s)eé9"
         .chars()
         .collect();
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -286,8 +300,8 @@ fn mangled_input_never_panics() {
         x ^= x << 17;
         (x % n as u64) as usize
     };
-    for _ in 0..400 {
-        let mut t = base.clone();
+    for i in 0..600 {
+        let mut t = bases[i % bases.len()].clone();
         for _ in 0..1 + next(20) {
             let at = next(t.len());
             match next(3) {
@@ -300,7 +314,18 @@ fn mangled_input_never_panics() {
         }
         let s: String = t.into_iter().collect();
         if let Ok(d) = Data::from_perf_text(&s, "fuzz") {
-            let _ = perf_table(&d, &TableOptions::default());
+            for event in [Event::Vmexit, Event::Msr, Event::Ioport, Event::Mmio] {
+                for layout in [PerfLayout::Classic, PerfLayout::V6_4] {
+                    let o = TableOptions {
+                        event,
+                        layout,
+                        per_vm: true,
+                        percentiles: true,
+                        ..Default::default()
+                    };
+                    let _ = perf_table(&d, &o);
+                }
+            }
             let _ = csv::render(&d.view);
         }
     }
