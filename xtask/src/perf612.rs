@@ -75,6 +75,9 @@ const MAKE_FLAGS: &[&str] = &[
     "WERROR=0",
 ];
 
+const NOT_LISTED: &str =
+    "no linux-source-6.12 in apt's lists (Debian bookworm-security or bookworm-backports)";
+
 /// `Field: value` of `apt-cache show`'s first (candidate) record.
 fn field<'a>(record: &'a str, name: &str) -> Option<&'a str> {
     record
@@ -85,16 +88,8 @@ fn field<'a>(record: &'a str, name: &str) -> Option<&'a str> {
 /// The perf 6.12 binary, built once per linux-source-6.12 version.
 pub fn ensure() -> Result<PathBuf> {
     crate::apt::install_missing(BUILD_PACKAGES, "perf 6.12")?;
-    let show = cmd_output(Command::new("apt-cache").args([
-        "show",
-        "--no-all-versions",
-        SOURCE_PACKAGE,
-    ]))
-    .with_context(|| {
-        format!(
-            "no {SOURCE_PACKAGE} in apt's lists (Debian bookworm-security or bookworm-backports)"
-        )
-    })?;
+    let query = ["show", "--no-all-versions", SOURCE_PACKAGE];
+    let show = cmd_output(Command::new("apt-cache").args(query)).context(NOT_LISTED)?;
     let version = field(&show, "Version").context("apt-cache show printed no Version")?;
     let sha256 = field(&show, "SHA256").context("apt-cache show printed no SHA256")?;
     let upstream = version.split(['-', '+', '~']).next().unwrap_or(version);
