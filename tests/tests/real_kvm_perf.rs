@@ -7,8 +7,11 @@
 //!    classic table of its recording for the same pid, row by row: the same reasons and exactly
 //!    the same counts, both equal to the guest kernel's hist trigger on kvm_exit; mean handling
 //!    times within a stated tolerance (see `MEAN_TOLERANCE`).
-//! 2. perf's own text of every `--event` it printed a table for, imported by kvmprof and
+//! 2. perf's own text of every `--event` (an empty MMIO table too), imported by kvmprof and
 //!    printed again in the classic layout, equals perf's text digit for digit.
+//! 3. perf 6.12's report screen of the guest's perf.data (captured on the host by
+//!    xtask/src/perf612.rs: `perf612_<event>.screen`) against kvmprof's `--perf-layout 6.4` of
+//!    perf 6.1's classic text of the same exits, row by row (`report::perf_screen`).
 //!
 //! The run itself is `cargo xtask vm-test` (KVMPROF_VM_OUT).
 
@@ -213,12 +216,10 @@ fn check(dir: &Path) -> Result<()> {
     for ev in [Event::Vmexit, Event::Ioport, Event::Msr, Event::Mmio] {
         let file = format!("perf_{}.txt", ev.arg());
         let text = read_file(dir, &file)?;
-        // An empty table (no MMIO here) has no digits to give back: kvmprof prints it as a
-        // counts-only table, not perf's empty timed one.
-        if !text.contains("Samples%") || rows(&text)?.is_empty() {
-            println!("{file}: perf printed no rows:\n{text}");
-            continue;
-        }
+        ensure!(
+            text.contains("Samples%"),
+            "{file} holds no perf table:\n{text}"
+        );
         tables += 1;
         let d = Data::from_perf_text(&text, &file)?;
         let again = report::perf_table(
@@ -235,10 +236,29 @@ fn check(dir: &Path) -> Result<()> {
             ));
         }
     }
-    ensure!(tables >= 1, "perf printed no table at all");
+    ensure!(tables == 4, "perf printed {tables} tables, not 4");
+    // perf 6.12's screen of the same perf.data: the 6.4 layout of the same exits.
+    for ev in [Event::Vmexit, Event::Ioport, Event::Msr, Event::Mmio] {
+        let screen = read_file(dir, &format!("perf612_{}.screen", ev.arg()))?;
+        let classic = read_file(dir, &format!("perf_{}.txt", ev.arg()))?;
+        println!(
+            "--- perf 6.12's screen, --event {}:\n{}",
+            ev.arg(),
+            screen.trim_end()
+        );
+        let diff = report::perf_screen::screen_differences(&screen, &classic, ev)
+            .map_err(anyhow::Error::msg)?;
+        errors.extend(
+            diff.into_iter()
+                .map(|d| format!("{} (6.4 layout): {d}", ev.arg())),
+        );
+    }
     if !errors.is_empty() {
         bail!("{} mismatch(es):\n  {}", errors.len(), errors.join("\n  "));
     }
-    println!("real-KVM perf check: kvmprof and perf agree; {tables} perf tables print back");
+    println!(
+        "real-KVM perf check: kvmprof and perf agree; {tables} perf tables print back; perf \
+         6.12's screens equal kvmprof's 6.4 layout"
+    );
     Ok(())
 }

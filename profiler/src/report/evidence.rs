@@ -89,8 +89,11 @@ pub(crate) fn table(
     per_vm_only(event, vcpu)?;
     let keyed = evidence.keyed(event, vm.map(|v| v.pid));
     // Read from perf text with its times: printed with them.
-    if let Some(timed) = sub_times::for_table(times, event, vm.map(|v| v.pid), &keyed) {
-        sub_times::classic_table(out, event, &timed, sort, width);
+    let empty = data.empty_timed(event, &keyed);
+    let timed = sub_times::for_table(times, event, vm.map(|v| v.pid), &keyed)
+        .or_else(|| empty.map(|_| BTreeMap::new()));
+    if let Some(timed) = timed {
+        sub_times::classic_table(out, event, &timed, sort, width, empty == Some(true));
         out.push_str("# times as the perf text printed them (kvmprof itself counts these accesses without timing them)\n");
         out.push_str(&sub_times::names_note(event, keyed.keys()));
         return Ok(());

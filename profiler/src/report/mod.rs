@@ -25,6 +25,7 @@ mod perf_lex;
 mod perf_parse;
 mod perf_paste;
 mod perf_rows;
+pub mod perf_screen;
 pub mod perf_table;
 mod perf_table64;
 mod printf;
@@ -53,11 +54,16 @@ mod tests_import_paste;
 #[cfg(test)]
 mod tests_names;
 #[cfg(test)]
+mod tests_perf612;
+#[cfg(test)]
 mod tests_slow;
 #[cfg(test)]
 mod tests_table;
 
-use std::{collections::HashMap, path::Path};
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::Path,
+};
 
 pub use diff::{diff, diff_with, Diff, DiffOptions};
 pub use evidence::Evidence;
@@ -125,6 +131,9 @@ pub struct Data {
     /// The name column's width of the perf text's classic tables, when they all had the same
     /// (perf before 6.4 prints `%20s`, since `%40s`): printed back in it. None: NAME_WIDTH.
     pub perf_name_width: Option<usize>,
+    /// MSR / IO port / MMIO tables the perf text printed with times but no row, and whether
+    /// with Min/Max (`PerfImport::empty_timed`): printed back so, not as a counts-only table.
+    pub perf_empty: Vec<(Event, bool)>,
 }
 
 /// perf's "Analyze events for" target: `pid(s) 12,34` (empty: all VMs) and `VCPU N`.
@@ -164,6 +173,7 @@ impl Data {
             rel_err: HashMap::new(),
             sub_times: SubTimes::new(),
             perf_name_width: None,
+            perf_empty: Vec::new(),
         }
     }
 
@@ -192,7 +202,15 @@ impl Data {
             rel_err: imp.rel_err.clone(),
             sub_times: imp.sub_times.clone(),
             perf_name_width: imp.name_width(),
+            perf_empty: imp.empty_timed(),
         }
+    }
+
+    /// The empty timed table the perf text had for `event`, if its accesses are still none
+    /// here (`keyed`): Some(whether it had Min/Max).
+    pub(crate) fn empty_timed(&self, event: Event, keyed: &BTreeMap<String, u64>) -> Option<bool> {
+        let e = self.perf_empty.iter().find(|(e, _)| *e == event);
+        e.filter(|_| keyed.is_empty()).map(|(_, min_max)| *min_max)
     }
 
     /// The name column's width classic tables print with.

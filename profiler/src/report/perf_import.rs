@@ -20,7 +20,7 @@
 //! is checked for numbers that contradict each other (`import_check`).
 
 pub use super::perf_rows::{Column, ImportError, ImportWarning, PerfRow, Rounding, Section};
-use super::{import_build as build, kvmexit, perf_parse, sub_times::SubTimes};
+use super::{import_build as build, kvmexit, perf_layout::Event, perf_parse, sub_times::SubTimes};
 use std::collections::HashMap;
 
 use crate::{
@@ -53,6 +53,18 @@ impl PerfImport {
     }
 
     /// The name column's width all classic tables had, if they agree (see `Section::name_width`).
+    /// The MSR / IO port / MMIO tables printed with their time columns but without a row
+    /// (`--event mmio` of a guest that made no MMIO): their event, and whether they had the
+    /// Min/Max columns.
+    pub fn empty_timed(&self) -> Vec<(Event, bool)> {
+        self.sections
+            .iter()
+            .filter(|s| s.event != Event::Vmexit && s.columns.contains(&Column::TimePct))
+            .filter(|s| s.rows.iter().all(|r| r.samples == 0))
+            .map(|s| (s.event, s.columns.contains(&Column::Max)))
+            .collect()
+    }
+
     pub fn name_width(&self) -> Option<usize> {
         let mut widths = self
             .sections

@@ -7,6 +7,8 @@ use super::printf::{f, s};
 /// perf's name column width (KVM_EVENT_NAME_LEN of perf ≥ 6.4; before, DECODE_STR_LEN 20:
 /// a table read from such a perf prints back in its own width, `Data::name_width`).
 pub const NAME_WIDTH: usize = 40;
+/// perf before 6.4's name column width (DECODE_STR_LEN).
+pub const OLD_NAME_WIDTH: usize = 20;
 
 /// Which table: perf's `--event`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -61,7 +63,7 @@ pub enum PerfLayout {
 
 /// Row order: perf's `-k` keys (numbers descending, names ascending) plus p99.
 /// `time` is the total handling time (perf ≥ 6.3; older perf sorted `time` by the mean:
-/// use `mean_t`). Ties go by name.
+/// use `mean_t`). Ties go as the perf whose table is printed orders them (`rows::Ties`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum SortBy {
     #[default]

@@ -277,31 +277,63 @@ impl Parser {
     }
 }
 
-/// perf ≥ 6.4 heads every table `Event name`: rows `0x70:PIN` are an IO Port Access table,
-/// rows `0x6e0:W` an MSR Access table (or MMIO: the same shape, so a warning says which was
-/// assumed), anything else exits.
+/// perf ≥ 6.4 heads every table `Event name`: rows `0x70:PIN` are an IO Port Access table;
+/// rows `ADDRESS:R`/`:W` an MSR Access table when every address is an MSR index (the ranges
+/// below), else an MMIO Access table (guest-physical addresses: 0xfee000b0 is the local APIC);
+/// anything else exits.
 fn event_from_rows(sec: &mut Section, warnings: &mut Vec<ImportWarning>) {
-    fn dir(r: &PerfRow) -> Option<&str> {
+    fn key(r: &PerfRow) -> Option<(u64, &str)> {
         let (addr, dir) = r.name.rsplit_once(':')?;
-        addr.starts_with("0x").then_some(dir)
+        let hex = addr.strip_prefix("0x")?;
+        Some((u64::from_str_radix(hex, 16).ok()?, dir))
     }
     let all = |dirs: &[&str]| {
         !sec.rows.is_empty()
             && sec
                 .rows
                 .iter()
-                .all(|r| dir(r).is_some_and(|d| dirs.contains(&d)))
+                .all(|r| key(r).is_some_and(|(_, d)| dirs.contains(&d)))
     };
     if all(&["PIN", "POUT"]) {
         sec.event = Event::Ioport;
     } else if all(&["R", "W"]) {
-        sec.event = Event::Msr;
-        warnings.push(ImportWarning::new(
-            sec.line,
-            "ADDRESS:R/W rows under 'Event name' read as an MSR Access table; if this was \
-             --event=mmio, write 'MMIO Access' in place of 'Event name'",
-        ));
+        let not_msr = sec
+            .rows
+            .iter()
+            .find(|r| key(r).is_some_and(|(a, _)| !is_msr_index(a)));
+        if let Some(r) = not_msr {
+            sec.event = Event::Mmio;
+            warnings.push(ImportWarning::new(
+                sec.line,
+                format!(
+                    "ADDRESS:R/W rows under 'Event name' read as an MMIO Access table ({} is no MSR index)",
+                    quote(&r.name)
+                ),
+            ));
+        } else {
+            sec.event = Event::Msr;
+            warnings.push(ImportWarning::new(
+                sec.line,
+                "ADDRESS:R/W rows under 'Event name' whose addresses are all MSR indexes read as \
+                 an MSR Access table; if this was --event=mmio, write 'MMIO Access' in place of \
+                 'Event name'",
+            ));
+        }
     }
+}
+
+/// The MSR index ranges x86 CPUs and KVM define (the SDM's low and high ranges, AMD's
+/// 0xc001xxxx, the hypervisor range 0x400000xx of Hyper-V and Xen, KVM's 0x4b564dxx). A
+/// guest-physical MMIO address (the APIC's 0xfee00000, the HPET's 0xfed00000, a BAR) is none.
+fn is_msr_index(a: u64) -> bool {
+    matches!(
+        a,
+        0..=0x1fff
+            | 0x4000_0000..=0x4000_01ff
+            | 0x4b56_4d00..=0x4b56_4dff
+            | 0xc000_0000..=0xc000_1fff
+            | 0xc001_0000..=0xc001_1fff
+    )
 }
 
 impl Open {

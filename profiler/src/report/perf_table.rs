@@ -19,10 +19,13 @@
 pub use super::perf_layout::TableOptions;
 use super::{
     evidence,
-    perf_layout::{classic_row, footer, header, ClassicRow, Event, PerfLayout, SortBy, NAME_WIDTH},
+    perf_layout::{
+        classic_row, footer, header, ClassicRow, Event, PerfLayout, SortBy, NAME_WIDTH,
+        OLD_NAME_WIDTH,
+    },
     perf_table64,
     printf::{f, s},
-    rows::{notes, pct, rel_stderr_pct, select_user, table_rows, timed_sorted},
+    rows::{notes, pct, rel_stderr_pct, select_user, table_rows, timed_sorted, Ties},
     Data, ReportError, Scope,
 };
 use crate::model::{Row, VmSelector, VmView};
@@ -175,7 +178,13 @@ fn exit_table(out: &mut String, data: &Data, vm: Option<&VmView>, o: &TableOptio
         }
         any
     };
-    let rows = timed_sorted(&all, o.sort);
+    // A table read from perf before 6.4 (its `%20s` names) prints its ties in that perf's order.
+    let ties = if data.name_width() == OLD_NAME_WIDTH {
+        Ties::ByCode
+    } else {
+        Ties::ByName
+    };
+    let rows = timed_sorted(&all, o.sort, ties);
 
     let total_t: u64 = rows.iter().map(|r| r.total_ns).sum();
     // Counts without times (bcc kvmexit, a table trimmed to its shares): no time is made up.

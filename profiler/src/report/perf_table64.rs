@@ -24,7 +24,7 @@
 use super::{
     perf_layout::{Event, SortBy, TableOptions, NAME_WIDTH},
     printf::s,
-    rows::{notes, table_rows, timed_sorted},
+    rows::{notes, table_rows, timed_sorted, Ties},
     sub_times, Data,
 };
 use crate::model::{View, VmView};
@@ -67,13 +67,14 @@ fn share(part: u64, total: u64) -> String {
 
 pub(crate) fn exit_table(out: &mut String, view: &View, vm: Option<&VmView>, o: &TableOptions) {
     let (_, all) = table_rows(view, vm, o.vcpu);
-    let rows = timed_sorted(&all, o.sort);
+    let rows = timed_sorted(&all, o.sort, Ties::ByName);
     let total_n: u64 = rows.iter().map(|r| r.timed).sum();
     let total_t: u64 = rows.iter().map(|r| r.total_ns).sum();
     // Counts without times (bcc kvmexit): the two count columns only, no made-up times.
-    let untimed = total_t == 0 && rows.iter().all(|r| r.max_ns == 0);
-    // A table read from a perf that printed no Max/Min has none: no made-up zeros.
-    let extremes = rows.iter().any(|r| r.max_ns > 0);
+    let untimed = total_t == 0 && !rows.is_empty() && rows.iter().all(|r| r.max_ns == 0);
+    // A table read from a perf that printed no Max/Min has none: no made-up zeros. An empty
+    // table has every column, as perf's screen shows it ("KVM event statistics (0 entries)").
+    let extremes = rows.is_empty() || rows.iter().any(|r| r.max_ns > 0);
     let cols: &[usize] = match (untimed, extremes) {
         (true, _) => &[0, 1],
         (false, true) => &[0, 1, 2, 3, 4, 5, 6],
@@ -136,7 +137,9 @@ pub(crate) fn counts_table(
     sort: SortBy,
 ) {
     let keyed = data.evidence.keyed(event, vm.map(|v| v.pid));
-    let timed = sub_times::for_table(&data.sub_times, event, vm.map(|v| v.pid), &keyed);
+    let empty = data.empty_timed(event, &keyed);
+    let timed = sub_times::for_table(&data.sub_times, event, vm.map(|v| v.pid), &keyed)
+        .or_else(|| empty.map(|_| std::collections::BTreeMap::new()));
     // Read from perf text with its times: all of perf's cells, else the counts' two.
     let rows: Vec<(String, [u64; 5])> = match &timed {
         Some(t) => sub_times::rows_64(t, sort),
@@ -154,7 +157,7 @@ pub(crate) fn counts_table(
     };
     let total_n: u64 = rows.iter().map(|r| r.1[0]).sum();
     let total_t: u64 = rows.iter().map(|r| r.1[1]).sum();
-    let extremes = rows.iter().any(|r| r.1[2] > 0);
+    let extremes = rows.iter().any(|r| r.1[2] > 0) || (rows.is_empty() && empty == Some(true));
     let cols: &[usize] = match (timed.is_some(), extremes) {
         (false, _) => &[0, 1],
         (true, true) => &[0, 1, 2, 3, 4, 5, 6],

@@ -161,14 +161,25 @@ pub(crate) fn table_rows<'a>(
 }
 
 /// The rows perf's tables list (those with a handling time), in `key` order.
-pub(crate) fn timed_sorted(all: &[Row], key: SortBy) -> Vec<&Row> {
+pub(crate) fn timed_sorted(all: &[Row], key: SortBy, ties: Ties) -> Vec<&Row> {
     let mut rows: Vec<&Row> = all.iter().filter(|r| r.timed > 0).collect();
-    sort(&mut rows, key);
+    sort(&mut rows, key, ties);
     rows
 }
 
-/// Orders rows by `key`; ties by name, then code.
-pub(crate) fn sort(rows: &mut [&Row], key: SortBy) {
+/// How rows that tie on the sort key are ordered: as the perf whose table is printed does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ties {
+    /// perf ≥ 6.4 (both layouts): its hists keep entries by name (strcmp) and sort stably.
+    ByName,
+    /// perf before 6.4 (its `%20s` classic table): events in a hash table indexed by
+    /// `exit code & 4095`, walked in bucket order into a tree where ties go right, so ties
+    /// print by exit code.
+    ByCode,
+}
+
+/// Orders rows by `key`; ties as `ties` says (by name then code, or by code then name).
+pub(crate) fn sort(rows: &mut [&Row], key: SortBy, ties: Ties) {
     use std::cmp::Ordering;
     rows.sort_by(|a, b| {
         let o = match key {
@@ -180,7 +191,13 @@ pub(crate) fn sort(rows: &mut [&Row], key: SortBy) {
             SortBy::P99 => b.p99_ns.cmp(&a.p99_ns),
             SortBy::Name => Ordering::Equal,
         };
-        o.then_with(|| a.name.cmp(&b.name))
-            .then((a.isa, a.reason).cmp(&(b.isa, b.reason)))
+        let (name, code) = (
+            a.name.cmp(&b.name),
+            (a.isa, a.reason).cmp(&(b.isa, b.reason)),
+        );
+        match ties {
+            Ties::ByName => o.then(name).then(code),
+            Ties::ByCode => o.then(code).then(name),
+        }
     });
 }

@@ -74,8 +74,13 @@ pub(crate) fn for_table(
     covered.then_some(out)
 }
 
-/// Rows in `sort` order (ties by name).
-fn ordered(rows: &BTreeMap<String, SubTime>, sort: SortBy) -> Vec<(&String, &SubTime)> {
+/// Rows in `sort` order; ties in the perf text's order (`by_line`: old perf's hash-table
+/// order, which its classic table shows), else by name.
+fn ordered(
+    rows: &BTreeMap<String, SubTime>,
+    sort: SortBy,
+    by_line: bool,
+) -> Vec<(&String, &SubTime)> {
     let mean = |t: &SubTime| t.total_ns as f64 / t.count.max(1) as f64;
     let mut v: Vec<(&String, &SubTime)> = rows.iter().collect();
     v.sort_by(|(an, a), (bn, b)| {
@@ -87,7 +92,12 @@ fn ordered(rows: &BTreeMap<String, SubTime>, sort: SortBy) -> Vec<(&String, &Sub
             SortBy::MeanT => mean(b).total_cmp(&mean(a)),
             SortBy::Name => return an.cmp(bn),
         };
-        o.then_with(|| a.line.cmp(&b.line)).then_with(|| an.cmp(bn))
+        let line = if by_line {
+            a.line.cmp(&b.line)
+        } else {
+            std::cmp::Ordering::Equal
+        };
+        o.then(line).then_with(|| an.cmp(bn))
     });
     v
 }
@@ -99,9 +109,10 @@ pub(crate) fn classic_table(
     rows: &BTreeMap<String, SubTime>,
     sort: SortBy,
     width: usize,
+    min_max_if_empty: bool,
 ) {
-    let rows = ordered(rows, sort);
-    let extremes = rows.iter().any(|(_, t)| t.max_ns > 0);
+    let rows = ordered(rows, sort, true);
+    let extremes = rows.iter().any(|(_, t)| t.max_ns > 0) || (rows.is_empty() && min_max_if_empty);
     let (n, total): (u64, u64) = rows
         .iter()
         .fold((0, 0), |(n, s), (_, t)| (n + t.count, s + t.total_ns));
@@ -124,9 +135,11 @@ pub(crate) fn classic_table(
 }
 
 /// The same table in perf ≥ 6.4's layout (see perf_table64.rs): the times' cells after the
-/// counts' (`Time (ns)`, `Time%`, `Max Time (ns)`, `Min Time (ns)`, `Mean Time (ns)`).
+/// counts' (`Time (ns)`, `Time%`, `Max Time (ns)`, `Min Time (ns)`, `Mean Time (ns)`). Ties
+/// by name, as perf ≥ 6.4 sorts: its hists keep entries by `ev_name` (strcmp) and the sort by
+/// `-k` is stable (builtin-kvm.c kvm_hists__init, util/hist.c output_resort).
 pub(crate) fn rows_64(rows: &BTreeMap<String, SubTime>, sort: SortBy) -> Vec<(String, [u64; 5])> {
-    ordered(rows, sort)
+    ordered(rows, sort, false)
         .into_iter()
         .map(|(k, t)| {
             let v = [

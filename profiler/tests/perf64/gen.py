@@ -134,7 +134,7 @@ write("perf64-msr.txt",
       tui(events(MSR)))
 write("perf64-mmio.txt",
       [("command", "perf kvm stat report --event=mmio (report screen)"), ("event", "mmio"),
-       ("notes", "the screen heads every event 'Event name': an MMIO table reads as MSR Access")],
+       ("notes", "the screen heads every event 'Event name': its addresses, no MSR indexes, make it MMIO Access")],
       tui(events(MMIO)))
 vcpu0 = events(VMX[:5])
 vcpu1 = [(n, exits(40 + i, c // 3 + 1, t, w)) for i, (n, c, t, w) in enumerate(VMX[1:6])]
