@@ -179,3 +179,31 @@ fn readme_perf_layout_example_is_true() {
     }
     assert_eq!(trim(shown), trim(&printed));
 }
+
+/// The comparison is not blind: a screen whose Time% is a percent off, whose Max is 100 ns
+/// off, or whose rows come in another order differs from kvmprof's table.
+#[test]
+fn the_screen_comparison_sees_a_wrong_cell() {
+    let classic = perf_real("perf61-svm-vmexit.txt");
+    let screen = perf_real("perf612-svm-vmexit.txt");
+    let differs = |s: &str| {
+        !perf_screen::screen_differences(s, &classic, Event::Vmexit)
+            .unwrap()
+            .is_empty()
+    };
+    assert!(!differs(&screen));
+    let io = "                                      io          2000        24.00%     321268580";
+    assert!(differs(&screen.replace(
+        &format!("{io}        43.00%"),
+        &format!("{io}        42.00%")
+    )));
+    assert!(differs(&screen.replace("12521016", "12521116")));
+    let lines: Vec<&str> = screen.lines().collect();
+    let (cpuid, io) = (lines[3], lines[4]);
+    assert!(differs(
+        &screen
+            .replace(cpuid, "X")
+            .replace(io, cpuid)
+            .replace("X", io)
+    ));
+}
