@@ -191,8 +191,9 @@ fn exit_table(out: &mut String, data: &Data, vm: Option<&VmView>, o: &TableOptio
     if total_t == 0 && !rows.is_empty() && rows.iter().all(|r| r.max_ns == 0) {
         return untimed_table(out, &rows, data.name_width());
     }
-    // A table read from a perf that printed no Min/Max has none: no made-up 0.00us.
-    let extremes = rows.iter().any(|r| r.max_ns > 0);
+    // A table read from a perf that printed no Min/Max has none: no made-up 0.00us. An empty
+    // table has them, as perf prints its header whatever the rows.
+    let extremes = rows.is_empty() || rows.iter().any(|r| r.max_ns > 0);
     let width = data.name_width();
     let mut h = header(Event::Vmexit.header(), width, true, extremes);
     if o.percentiles {

@@ -207,3 +207,19 @@ fn the_screen_comparison_sees_a_wrong_cell() {
             .replace("X", io)
     ));
 }
+
+/// A session without exits prints perf's whole header in both layouts (perf prints Min Time
+/// and Max Time, or all seven screen columns, whatever the rows).
+#[test]
+fn an_empty_exit_table_has_perfs_whole_header() {
+    let d = Data::default();
+    let classic = perf_table(&d, &TableOptions::default()).unwrap();
+    assert!(classic.contains("    Min Time    Max Time         Avg time \n\n\nTotal Samples:0, Total events handled time:0.00us."), "{classic}");
+    let o = TableOptions {
+        layout: PerfLayout::V6_4,
+        ..Default::default()
+    };
+    let (title, header, rows) = table64(&perf_table(&d, &o).unwrap());
+    let screen = perf_real("perf612-svm-mmio.txt");
+    assert_eq!((title, header, rows), table64(&screen));
+}
