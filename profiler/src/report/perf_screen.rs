@@ -7,9 +7,10 @@
 //! `report::tests_perf612` on the committed fixtures (profiler/tests/perf-real).
 //!
 //! The classic text holds what the screen does, but rounded: times in µs with two decimals,
-//! shares with two. So names, their order, Samples, Sample%, Time% and the screen's title
-//! and header must be equal; Time (ns), Max, Min and Mean within what the classic digits leave
-//! open (see [`Slack`]).
+//! shares with two. So names, their order, Samples, Sample% and the screen's title and header
+//! must be equal; Time (ns), Max, Min, Mean and Time% (a whole-percent cut of the time) within
+//! what the classic digits leave open (see `Slack`). kvmprof's own recording of the same run is
+//! not used for them: its clock is not perf's.
 
 use super::{perf_import::import, perf_rows::Section, Data, Event, PerfLayout, TableOptions};
 
