@@ -70,6 +70,11 @@ pub struct Global {
     /// Log slow HLT exits too.
     #[arg(long)]
     pub slow_hlt: bool,
+    /// Do not split exit times into on-CPU, preempted (waiting for a host CPU) and blocked
+    /// (asleep): the split follows every context switch of the host (sched_switch,
+    /// sched_wakeup), which costs each switch a few tens of ns.
+    #[arg(long)]
+    pub no_sched_split: bool,
 }
 
 impl Global {

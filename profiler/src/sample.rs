@@ -205,6 +205,13 @@ pub struct Stat {
     pub sum_ns: u64,
     pub min_ns: u64,
     pub max_ns: u64,
+    /// Of `sum_ns`: runnable but not running (preempted, or woken and waiting for a CPU), and
+    /// asleep (blocked), between exit and entry. 0 where the kernel does not split the time
+    /// (threads without a slot, userspace exits, hosts or recordings without the split).
+    #[serde(default)]
+    pub wait_ns: u64,
+    #[serde(default)]
+    pub blocked_ns: u64,
     pub hist: Hist,
 }
 
@@ -221,6 +228,8 @@ impl Stat {
         };
         self.count += b.count;
         self.sum_ns += b.sum_ns;
+        self.wait_ns += b.wait_ns;
+        self.blocked_ns += b.blocked_ns;
         self.max_ns = self.max_ns.max(b.max_ns);
         self.hist.add(&b.hist);
     }
@@ -334,6 +343,11 @@ pub struct SlowEvent {
     pub detail_kind: u16,
     pub detail_flags: u16,
     pub detail_a: u64,
+    /// Of `took_ns`: runnable but not running, and asleep (0 when not split: format ≤ 4).
+    #[serde(default)]
+    pub wait_ns: u64,
+    #[serde(default)]
+    pub blocked_ns: u64,
 }
 
 impl From<profiler_common::SlowExit> for SlowEvent {
@@ -352,6 +366,8 @@ impl From<profiler_common::SlowExit> for SlowEvent {
             detail_kind: e.detail_kind,
             detail_flags: e.detail_flags,
             detail_a: e.detail_a,
+            wait_ns: e.wait_ns,
+            blocked_ns: e.blocked_ns,
         }
     }
 }

@@ -68,6 +68,7 @@ fn open_probe(g: &Global) -> anyhow::Result<LiveSource> {
         max_keys: g.max_keys,
         allow_concurrent: g.allow_concurrent,
         slow: g.slow_cfg(),
+        sched: !g.no_sched_split,
         ..Default::default()
     };
     let (src, warnings) = LiveSource::open(&opts)?;

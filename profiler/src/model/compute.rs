@@ -178,6 +178,7 @@ impl Ctx {
             names_source: names_source(sp.names),
             counters: counters(older, newer),
             probe_cost: probe_cost(older, newer, sp.secs),
+            sched_split: sched_split(newer),
             vms,
         }
     }
@@ -348,7 +349,13 @@ pub(super) fn counters(older: &Sample, newer: &Sample) -> Counters {
         entries: d(counter::ENTRIES),
         userspace_exits: d(counter::USERSPACE_EXITS),
         evidence_map_full: d(counter::EVIDENCE_FULL),
+        sched_missed: d(counter::SCHED_MISSED),
     }
+}
+
+/// Whether `s` was read from a kernel that split exit times (its sched_switch program ran).
+pub(super) fn sched_split(s: &Sample) -> bool {
+    s.progs.iter().any(|p| p.name == "sched_switch")
 }
 
 pub(super) fn probe_cost(older: &Sample, newer: &Sample, secs: f64) -> Vec<ProbeCost> {

@@ -43,6 +43,9 @@ pub(super) struct Delta {
     pub in_flight: u64,
     pub timed: u64,
     pub total_ns: u64,
+    /// Of `total_ns`: runnable but not running, and asleep (the kernel's scheduler split).
+    pub wait_ns: u64,
+    pub blocked_ns: u64,
     pub hist: Hist,
     /// (min, max) of the interval's timed exits; None when there were none.
     pub range: Option<(u64, u64)>,
@@ -55,6 +58,8 @@ pub(super) struct DeltaRef<'a> {
     in_flight: u64,
     timed: u64,
     total_ns: u64,
+    wait_ns: u64,
+    blocked_ns: u64,
     hist: &'a [(u16, u64)],
     range: Option<(u64, u64)>,
 }
@@ -66,6 +71,8 @@ impl<'a> DeltaRef<'a> {
             in_flight: d.in_flight,
             timed: d.timed,
             total_ns: d.total_ns,
+            wait_ns: d.wait_ns,
+            blocked_ns: d.blocked_ns,
             hist: &d.hist.buckets,
             range: d.range,
         }
@@ -78,6 +85,8 @@ impl<'a> DeltaRef<'a> {
             in_flight: r.in_flight,
             timed: r.timed,
             total_ns: r.total_ns,
+            wait_ns: r.wait_ns,
+            blocked_ns: r.blocked_ns,
             hist: &r.hist.buckets,
             range: (r.timed > 0).then_some((r.min_ns, r.max_ns)),
         }
@@ -92,6 +101,8 @@ impl<'a> DeltaRef<'a> {
             in_flight: self.in_flight,
             timed: self.timed,
             total_ns: self.total_ns,
+            wait_ns: self.wait_ns,
+            blocked_ns: self.blocked_ns,
             hist: Hist { buckets },
             range: self.range,
         }
@@ -105,6 +116,8 @@ impl Delta {
         self.in_flight += o.in_flight;
         self.timed += o.timed;
         self.total_ns += o.total_ns;
+        self.wait_ns += o.wait_ns;
+        self.blocked_ns += o.blocked_ns;
         add_buckets(&mut self.hist.buckets, o.hist, &mut pool.scratch);
         self.range = match (self.range, o.range) {
             (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
@@ -209,6 +222,8 @@ pub(super) fn delta(
         in_flight: inf_new,
         timed,
         total_ns: new.sum_ns.saturating_sub(old.sum_ns),
+        wait_ns: new.wait_ns.saturating_sub(old.wait_ns),
+        blocked_ns: new.blocked_ns.saturating_sub(old.blocked_ns),
         hist,
         range,
     }

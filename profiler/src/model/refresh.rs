@@ -9,7 +9,7 @@
 use profiler_common::ISA_USERSPACE;
 
 use super::{
-    compute::{counters, names_source, probe_cost, vcpu_totals, vm_totals, Ctx, Span},
+    compute::{counters, names_source, probe_cost, sched_split, vcpu_totals, vm_totals, Ctx, Span},
     cpu::host_cpu_of,
     delta::{Delta, DeltaRef},
     lookup::Finds,
@@ -135,6 +135,7 @@ impl Model {
         view.names_source = names_source(sp.names);
         view.counters = counters(older, newer);
         view.probe_cost = probe_cost(older, newer, sp.secs);
+        view.sched_split = sched_split(newer);
         true
     }
 

@@ -340,6 +340,7 @@ fn json_schema_is_exact() {
             "duration_s",
             "names_source",
             "probe_cost",
+            "sched_split",
             "vms"
         ]
     );
@@ -367,6 +368,7 @@ fn json_schema_is_exact() {
         ["exits", "exits_per_s", "overhead_pct", "reasons", "vcpu"]
     );
     let row_keys = [
+        "blocked_ns",
         "count",
         "hist_total",
         "hlt",
@@ -386,6 +388,7 @@ fn json_schema_is_exact() {
         "time_pct",
         "timed",
         "total_ns",
+        "wait_ns",
     ];
     assert_eq!(keys(&vm["reasons"][0]), row_keys);
     assert_eq!(keys(&vm["userspace"][0]), row_keys);

@@ -24,6 +24,8 @@
 //! | `p50_ns`      | median from the histogram; empty when there is none (perf text import) |
 //! | `p99_ns`      | 99th percentile; empty likewise                                        |
 //! | `p999_ns`     | 99.9th percentile; empty likewise                                      |
+//! | `wait_ns`     | of total_ns: runnable, waiting for a host CPU; empty when not measured |
+//! | `blocked_ns`  | of total_ns: asleep (blocked); empty likewise                          |
 //!
 //! Order: VMs by pid; per VM the `all` rows (exit reasons, then `user` rows), then each vCPU
 //! ascending; rows within a group by count, descending.
@@ -31,7 +33,7 @@
 use crate::model::{Row, View};
 
 /// The header line's columns.
-pub const COLUMNS: [&str; 20] = [
+pub const COLUMNS: [&str; 22] = [
     "vm_pid",
     "vm_name",
     "vcpu",
@@ -52,6 +54,8 @@ pub const COLUMNS: [&str; 20] = [
     "p50_ns",
     "p99_ns",
     "p999_ns",
+    "wait_ns",
+    "blocked_ns",
 ];
 
 /// The whole view as CSV, header line first.
@@ -62,7 +66,7 @@ pub fn render(view: &View) -> String {
     vms.sort_by_key(|v| v.pid);
     for vm in vms {
         let mut line = |vcpu: &str, r: &Row| {
-            out.push_str(&row(vm.pid, &vm.name, vcpu, r));
+            out.push_str(&row(vm.pid, &vm.name, vcpu, r, view.sched_split));
             out.push('\n');
         };
         for r in vm.reasons.iter().chain(&vm.userspace) {
@@ -80,8 +84,9 @@ pub fn render(view: &View) -> String {
     out
 }
 
-/// One row's line (no line end), in [`COLUMNS`] order.
-pub fn row(pid: u32, vm: &str, vcpu: &str, r: &Row) -> String {
+/// One row's line (no line end), in [`COLUMNS`] order; `split`: the time split was measured.
+pub fn row(pid: u32, vm: &str, vcpu: &str, r: &Row, split: bool) -> String {
+    let measured = |v: u64| if split { v.to_string() } else { String::new() };
     let q = |v: u64| {
         if r.has_percentiles() {
             v.to_string()
@@ -105,6 +110,8 @@ pub fn row(pid: u32, vm: &str, vcpu: &str, r: &Row) -> String {
         q(r.p50_ns),
         q(r.p99_ns),
         q(r.p999_ns),
+        measured(r.wait_ns),
+        measured(r.blocked_ns),
     ]
     .join(",")
 }

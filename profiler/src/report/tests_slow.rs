@@ -46,6 +46,7 @@ fn samples() -> Vec<Sample> {
             detail_kind: ev::PIO_OUT,
             detail_flags: 1,
             detail_a: 0x70,
+            ..Default::default()
         },
         SlowEvent {
             exit_ns: 5_600 * MS,
@@ -61,6 +62,7 @@ fn samples() -> Vec<Sample> {
             detail_kind: ev::MSR_WRITE,
             detail_flags: 0,
             detail_a: 0x4000_0070,
+            ..Default::default()
         },
     ];
     vec![a, b]

@@ -223,7 +223,7 @@ fn csv_columns_are_stable() {
     assert_eq!(
         csv::COLUMNS.join(","),
         "vm_pid,vm_name,vcpu,isa,reason,name,hlt,count,in_flight,timed,rate_per_s,samples_pct,\
-         time_pct,total_ns,min_ns,max_ns,mean_ns,p50_ns,p99_ns,p999_ns"
+         time_pct,total_ns,min_ns,max_ns,mean_ns,p50_ns,p99_ns,p999_ns,wait_ns,blocked_ns"
     );
     golden("fixture.csv", &csv::render(&fixture().view));
 }

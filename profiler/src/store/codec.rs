@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::cpu::CpuColumns;
 use super::delta::{diff, undiff, CodecError, StatColumns};
 use super::keys::{apply_keys, encode_keys, KeysDelta};
+use super::sched::SchedColumns;
 use super::slow::SlowColumns;
 use super::stats::{Models, StatDecoder, StatEncoder};
 use super::v1::StatReader;
@@ -22,7 +23,7 @@ use crate::sample::{EvKey, EvStat, ProgStat, Sample, Stat, VmInfo};
 
 /// A frame's payload. Postcard puts nothing around a nested struct, so each format's encoding
 /// is the one before's bytes followed by its new part: format 3 appends the CPU columns to the
-/// format 1–2 payload (`Core`), format 4 the slow exits.
+/// format 1–2 payload (`Core`), format 4 the slow exits, format 5 the scheduler split.
 #[derive(Serialize, Deserialize, Default, Debug, Clone)]
 pub(crate) struct Payload {
     pub(super) core: Core,
@@ -31,6 +32,16 @@ pub(crate) struct Payload {
     /// Slow exits logged since the previous sample (format 4); None when there were none, so
     /// that an interval without any costs one byte.
     pub(super) slow: Option<SlowColumns>,
+    /// Runnable and asleep time of the stats and slow exits (format 5); None when all zero.
+    pub(super) sched: Option<SchedColumns>,
+}
+
+/// Format 4's payload.
+#[derive(Deserialize)]
+struct Payload4 {
+    core: Core,
+    cpu: CpuColumns,
+    slow: Option<SlowColumns>,
 }
 
 /// Format 3's payload.
@@ -54,6 +65,15 @@ impl Payload {
                 Ok(Payload {
                     core: p.core,
                     cpu: p.cpu,
+                    ..Default::default()
+                })
+            }
+            4 => {
+                let p: Payload4 = postcard::from_bytes(raw).map_err(bad)?;
+                Ok(Payload {
+                    core: p.core,
+                    cpu: p.cpu,
+                    slow: p.slow,
                     ..Default::default()
                 })
             }
@@ -103,9 +123,13 @@ pub(crate) fn encode(
     p.stat_keys = keys;
     let zero = Stat::default();
     let mut stats = StatEncoder::new(m);
-    for (e, (k, o, n)) in vals.into_iter().enumerate() {
+    for (e, &(k, o, n)) in vals.iter().enumerate() {
         stats.stat(&mut p.stats, e as u32, k, o.unwrap_or(&zero), n)?;
     }
+    let sched = SchedColumns::encode(
+        vals.iter().map(|&(_, o, n)| (o.unwrap_or(&zero), n)),
+        &new.slow,
+    );
     let coded = stats.finish(key);
     let (keys, vals) = encode_keys(&old.in_flight, &new.in_flight);
     p.flight_keys = keys;
@@ -171,7 +195,15 @@ pub(crate) fn encode(
         .collect();
     let cpu = CpuColumns::encode(&old.vm_cpu, &new.vm_cpu);
     let slow = (!new.slow.is_empty()).then(|| SlowColumns::encode(&new.slow));
-    Ok((Payload { core: p, cpu, slow }, coded))
+    Ok((
+        Payload {
+            core: p,
+            cpu,
+            slow,
+            sched,
+        },
+        coded,
+    ))
 }
 
 /// Turn `s` (the previous sample) into the next one, reading a payload of format `version`
@@ -190,6 +222,10 @@ pub(crate) fn apply(
     s.wall_ms = undiff(s.wall_ms, p.wall);
 
     let entries = apply_keys(&mut s.stats, &p.stat_keys)?;
+    let stat_keys: Vec<_> = match payload.sched {
+        Some(_) => entries.iter().map(|(k, _)| *k).collect(),
+        None => Vec::new(),
+    };
     let c = &p.stats;
     let n = entries.len();
     let full = if version == 1 { n } else { 0 };
@@ -265,10 +301,18 @@ pub(crate) fn apply(
     }
     payload.cpu.apply(&mut s.vm_cpu)?;
     match &payload.slow {
-        Some(c) => c.decode(&mut s.slow),
-        None => {
-            s.slow.clear();
-            Ok(())
-        }
+        Some(c) => c.decode(&mut s.slow)?,
+        None => s.slow.clear(),
     }
+    if let Some(c) = &payload.sched {
+        if let Some(split) = c.stat_split(stat_keys.len())? {
+            for (k, (w, b)) in stat_keys.iter().zip(split) {
+                let st = s.stats.entry(*k).or_default();
+                st.wait_ns = undiff(st.wait_ns, w);
+                st.blocked_ns = undiff(st.blocked_ns, b);
+            }
+        }
+        c.apply_slow(&mut s.slow)?;
+    }
+    Ok(())
 }

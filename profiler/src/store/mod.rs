@@ -46,6 +46,7 @@ mod keys;
 mod reader;
 mod resync;
 mod scan;
+mod sched;
 mod slow;
 mod stats;
 mod v1;
@@ -75,7 +76,7 @@ pub use writer::{Recorder, RecorderOptions};
 /// First bytes of every recording. The high byte and newline catch text-mode mangling.
 pub const MAGIC: [u8; 8] = *b"\x89KVMPRF\n";
 /// The format this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 const KIND_KEY: u8 = 1;
 const KIND_DELTA: u8 = 2;

@@ -291,7 +291,7 @@ impl App {
         }
     }
 
-    fn view(&self) -> &View {
+    pub(in crate::tui) fn view(&self) -> &View {
         if self.since_start {
             &self.total_view
         } else {
