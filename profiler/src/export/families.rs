@@ -35,6 +35,18 @@ impl Exporter {
             Histogram,
             true,
         );
+        let mut wait = Family::new(
+            "kvmprof_exit_wait",
+            "Of the exit handling time, time the vCPU thread was runnable but not running: preempted, or woken and waiting for a host CPU (only where the kernel split the time)",
+            Counter,
+            true,
+        );
+        let mut asleep = Family::new(
+            "kvmprof_exit_asleep",
+            "Of the exit handling time, time the vCPU thread slept: a halted vCPU blocked, the VMM sleeping or waiting (only where the kernel split the time)",
+            Counter,
+            true,
+        );
         let mut busy = Family::new(
             "kvmprof_exit_busy",
             "Non-HLT exit handling time (virtualization overhead)",
@@ -85,6 +97,13 @@ impl Exporter {
                 l.extend(labels(&[("isa", isa_name(*isa)), ("reason", &reason)]));
                 exits.series.push((l.clone(), Value::Count(a.exits)));
                 let sum = a.sum_ns as f64 / 1e9;
+                if self.sched_split {
+                    wait.series
+                        .push((l.clone(), Value::Counter(a.wait_ns as f64 / 1e9)));
+                    asleep
+                        .series
+                        .push((l.clone(), Value::Counter(a.blocked_ns as f64 / 1e9)));
+                }
                 hist.series
                     .push((l, Value::Histogram(sum, a.hist.total(), rebucket(&a.hist))));
             }
@@ -152,10 +171,13 @@ impl Exporter {
         );
         ts.series
             .push((Vec::new(), Value::Gauge(self.last_wall_ms as f64 / 1e3)));
-        let [cpu, guest, wait] = cpu;
-        let mut out = vec![
-            info, exits, hist, busy, vcpus, cpu, guest, wait, user, user_s,
-        ];
+        let [cpu, guest, vcpu_wait] = cpu;
+        let mut out = vec![info, exits, hist];
+        // Where the kernel did not split the time: no series and not even a HELP.
+        if self.sched_split {
+            out.extend([wait, asleep]);
+        }
+        out.extend([busy, vcpus, cpu, guest, vcpu_wait, user, user_s]);
         // Opt-in: without --sub-reasons not even its HELP.
         if self.opts.sub_reasons {
             out.push(accesses);

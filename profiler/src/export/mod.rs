@@ -123,6 +123,9 @@ struct Acc {
     exits: u64,
     hist: Hist,
     sum_ns: u64,
+    /// Of `sum_ns`: runnable waiting for a host CPU, and asleep (the scheduler split).
+    wait_ns: u64,
+    blocked_ns: u64,
 }
 
 /// A VM's identity in the series: what libvirt exporters label it with, never its pid.
@@ -163,6 +166,8 @@ pub struct Exporter {
     samples: u64,
     errors: u64,
     last_wall_ms: u64,
+    /// The kernel split exit times (sched programs ran): the wait/asleep series exist.
+    sched_split: bool,
 }
 
 /// Both formats of one state of the exporter.
@@ -187,6 +192,7 @@ impl Exporter {
             opts,
             names,
             prev: None,
+            sched_split: false,
             vms: BTreeMap::new(),
             pids: BTreeMap::new(),
             probe: BTreeMap::new(),
@@ -301,6 +307,8 @@ impl Exporter {
                 a.exits += r.count;
                 a.hist.add(&r.hist);
                 a.sum_ns += r.total_ns;
+                a.wait_ns += r.wait_ns;
+                a.blocked_ns += r.blocked_ns;
                 if !r.hlt {
                     st.busy_ns += r.total_ns;
                 }
@@ -340,6 +348,7 @@ impl Exporter {
         for (kind, n) in view.counters.losses() {
             *self.lost.entry(kind).or_default() += n;
         }
+        self.sched_split |= view.sched_split;
     }
 
     /// OpenMetrics text of everything accumulated so far.
