@@ -143,7 +143,7 @@ pub(super) fn slow_screen(app: &App, area: Rect, buf: &mut Buffer) {
         table(rows, widths, &header).block(Block::new().borders(Borders::TOP).title(title).bold());
     render_table(t, (n > 0).then_some(cur), list, buf);
     if expanded {
-        if let Some(h) = shown.get(cur) {
+        if let Some(h) = app.slow_selected() {
             details(h, rest, buf);
         }
     }

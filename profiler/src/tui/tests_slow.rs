@@ -48,7 +48,7 @@ fn db_msr(mono_ns: u64) -> SlowEvent {
         vcpu: 0,
         isa: 2,
         reason: 0x7c,
-        rip: 0x4010_00,
+        rip: 0x40_1000,
         exit_cpu: 1,
         entry_cpu: 1,
         detail_kind: ev::MSR_WRITE,
