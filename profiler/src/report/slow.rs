@@ -49,6 +49,7 @@ pub struct Line {
 }
 
 /// What a session's samples logged, and what the kernel counted.
+#[derive(Clone, Debug, Default)]
 pub struct Log {
     pub lines: Vec<Line>,
     /// Exits at or over the kernel's threshold, and those not sent (rate limit, full buffer):
