@@ -252,23 +252,6 @@ impl Session {
         }
     }
 
-    /// The slow-exit log over the session's span (what the first sample carries came before
-    /// it); None when the session has none. Reads every frame.
-    pub fn slow_log(&self) -> anyhow::Result<Option<report::slow::Log>> {
-        if !self.has_slow_log() {
-            return Ok(None);
-        }
-        let all = report::slow::Filter {
-            min_ns: 0,
-            pid: None,
-            vcpu: None,
-        };
-        let mut log = report::slow::collect(self.samples(), &self.names(), &all)?;
-        let start = self.span()?.older.mono_ns;
-        log.lines.retain(|l| l.entry_mono_ns > start);
-        Ok(Some(log))
-    }
-
     /// Every sample, in order (none for perf text, which has no time axis).
     pub fn series(&self) -> anyhow::Result<Vec<Sample>> {
         Ok(match &self.kind {

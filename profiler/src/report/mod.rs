@@ -126,8 +126,8 @@ pub struct Data {
     /// The name column's width of the perf text's classic tables, when they all had the same
     /// (perf before 6.4 prints `%20s`, since `%40s`): printed back in it. None: NAME_WIDTH.
     pub perf_name_width: Option<usize>,
-    /// The slow-exit log over the session's span (`Session::slow_log`); None: not recorded,
-    /// or not read (only `diff` reads it: it takes every frame).
+    /// The slow-exit log over the session's span; None: not recorded, or not read (only
+    /// `diff` reads it, cmd/diff.rs: it takes every frame).
     pub slow: Option<slow::Log>,
 }
 
