@@ -7,7 +7,7 @@ use prometheus_client::metrics::MetricType::{Counter, Gauge, Histogram};
 use super::{
     cpu,
     encode::{labels, rebucket, Family, Labels, Value},
-    Exporter, Slot, VmId,
+    slow, Exporter, Slot, VmId,
 };
 use crate::decode::isa_name;
 
@@ -60,6 +60,7 @@ impl Exporter {
             Counter,
             true,
         );
+        let mut slow_exits = slow::family();
         let mut accesses = Family::new(
             "kvmprof_exit_accesses",
             "MSR, I/O port and MMIO accesses by address (the top addresses per access kind, the rest as address other)",
@@ -100,6 +101,7 @@ impl Exporter {
                 user.series.push((l.clone(), Value::Count(*n)));
                 user_s.series.push((l, Value::Counter(*ns as f64 / 1e9)));
             }
+            st.slow.series(&vm_l, &self.names, &mut slow_exits);
             st.accesses.series(&vm_l, &mut accesses);
         }
         let mut seen = Family::new(
@@ -154,13 +156,16 @@ impl Exporter {
             .push((Vec::new(), Value::Gauge(self.last_wall_ms as f64 / 1e3)));
         let [cpu, guest, wait] = cpu;
         let mut out = vec![
-            info, exits, hist, busy, vcpus, cpu, guest, wait, user, user_s,
+            info, exits, hist, busy, vcpus, cpu, guest, wait, user, user_s, slow_exits,
         ];
         // Opt-in: without --sub-reasons not even its HELP.
         if self.opts.sub_reasons {
             out.push(accesses);
         }
-        out.extend([seen, runs, run_s, lost, advice, samples, errors, ts]);
+        let dropped = slow::dropped_family(self.slow_dropped);
+        out.extend([
+            seen, runs, run_s, lost, dropped, advice, samples, errors, ts,
+        ]);
         out
     }
 
