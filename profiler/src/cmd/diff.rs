@@ -35,7 +35,7 @@ pub fn render_diff(a: &DiffArgs) -> anyhow::Result<String> {
     for (path, label) in a.files.iter().zip(labels) {
         let session = Session::file(path)?;
         let mut d = session.data()?;
-        d.slow = slow_log(&session)?;
+        d.slow = super::html::slow_log(&session)?;
         for w in &d.warnings {
             warn(w);
         }
@@ -51,23 +51,6 @@ pub fn render_diff(a: &DiffArgs) -> anyhow::Result<String> {
         DiffFormat::Csv => rep::diff_table::render_csv(&d),
         DiffFormat::Chart => rep::diff_chart::render_chart(&d, &chart_options(a.width)),
     })
-}
-
-/// The slow-exit log over the session's span (what its first sample carries came before it);
-/// None when the session has none. Reads every frame.
-fn slow_log(session: &Session) -> anyhow::Result<Option<rep::slow::Log>> {
-    if !session.has_slow_log() {
-        return Ok(None);
-    }
-    let all = rep::slow::Filter {
-        min_ns: 0,
-        pid: None,
-        vcpu: None,
-    };
-    let mut log = rep::slow::collect(session.samples(), &session.names(), &all)?;
-    let start = session.span()?.older.mono_ns;
-    log.lines.retain(|l| l.entry_mono_ns > start);
-    Ok(Some(log))
 }
 
 /// `--label`s, or each file's stem.

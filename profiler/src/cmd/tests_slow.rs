@@ -107,6 +107,11 @@ fn diff_compares_slow_exits_and_says_not_recorded() {
         .unwrap();
     assert!(not_recorded.ends_with(",,,,,,,,,,"), "{not_recorded}");
 
+    // The HTML page says it in each session's line.
+    let page = diff_out(&[a, &old, "-f", "html"]);
+    assert!(page.contains("7 slow exits (worst 2.00ms)"), "{page}");
+    assert!(page.contains("slow exits not recorded"), "{page}");
+
     // Only sessions without the log: nothing to say.
     assert!(!diff_out(&[&old, &old]).contains("Slow exits"));
 }

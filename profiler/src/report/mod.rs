@@ -127,7 +127,7 @@ pub struct Data {
     /// (perf before 6.4 prints `%20s`, since `%40s`): printed back in it. None: NAME_WIDTH.
     pub perf_name_width: Option<usize>,
     /// The slow-exit log over the session's span; None: not recorded, or not read (only
-    /// `diff` reads it, cmd/diff.rs: it takes every frame).
+    /// `diff` and the HTML page read it, `cmd::html::slow_log`: it takes every frame).
     pub slow: Option<slow::Log>,
 }
 
