@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{diff::Side, slow::Log};
+use super::slow::Log;
 use crate::{text::printable, tui::fmt::dur};
 
 /// One session's slow exits.
@@ -60,21 +60,22 @@ pub fn side(log: &Log, pids: &[u32], duration_s: f64) -> SlowSide {
     }
 }
 
-/// The table's lines: one per session, or nothing when no session has a slow-exit log.
-pub fn table_lines(sessions: &[Side], slow: &[Option<SlowSide>]) -> String {
+/// The table's lines: one per session (named by its tag), or nothing when no session has a
+/// slow-exit log.
+pub fn table_lines(tags: &[&str], slow: &[Option<SlowSide>]) -> String {
     if slow.iter().all(Option::is_none) {
         return String::new();
     }
     let mut out = String::from("\nSlow exits (the slow-exit log, over each recording's --slow):\n");
-    for (sd, s) in sessions.iter().zip(slow) {
+    for (tag, s) in tags.iter().zip(slow) {
         let Some(s) = s else {
-            out.push_str(&format!("{}: not recorded\n", sd.tag));
+            out.push_str(&format!("{tag}: not recorded\n"));
             continue;
         };
         let rate = s
             .rate_per_s
             .map_or_else(String::new, |r| format!(" ({r:.2}/s)"));
-        let mut l = format!("{}: {}{rate}", sd.tag, s.count);
+        let mut l = format!("{tag}: {}{rate}", s.count);
         if let Some(w) = s.worst_ns {
             l.push_str(&format!(", worst {}", dur(w)));
         }

@@ -280,6 +280,7 @@ pub fn render_table(d: &Diff) -> String {
         row(&shown(r), &r.sessions);
     }
     row(TOTAL, &d.totals);
-    out.push_str(&super::diff_slow::table_lines(&d.sessions, &d.slow));
+    let tags: Vec<&str> = d.sessions.iter().map(|s| s.tag.as_str()).collect();
+    out.push_str(&super::diff_slow::table_lines(&tags, &d.slow));
     out
 }
