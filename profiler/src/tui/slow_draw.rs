@@ -60,7 +60,7 @@ fn losses(app: &App) -> Vec<Line<'static>> {
     }
     if app.slow.gap_after.is_some() {
         out.push(
-            Line::from(" a seek skipped frames: their slow exits are not listed (play through them to list them)")
+            Line::from(" a seek skipped frames: their slow exits are not listed (seek back before them and play to list them)")
                 .yellow(),
         );
     }
