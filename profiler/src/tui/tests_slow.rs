@@ -32,9 +32,13 @@ fn web_out(mono_ns: u64, ms: u64) -> SlowEvent {
         rip: KERNEL_RIP,
         exit_cpu: 3,
         entry_cpu: 5,
-        detail_kind: ev::PIO_OUT,
-        detail_flags: 1,
-        detail_a: 0x70,
+        // Fields added later (e.g. the scheduler split) stay at their defaults.
+        ..SlowEvent {
+            detail_kind: ev::PIO_OUT,
+            detail_flags: 1,
+            detail_a: 0x70,
+            ..Default::default()
+        }
     }
 }
 
@@ -52,8 +56,8 @@ fn db_msr(mono_ns: u64) -> SlowEvent {
         exit_cpu: 1,
         entry_cpu: 1,
         detail_kind: ev::MSR_WRITE,
-        detail_flags: 0,
         detail_a: 0x6e0,
+        ..Default::default()
     }
 }
 
