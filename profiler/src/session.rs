@@ -243,6 +243,16 @@ impl Session {
         })
     }
 
+    /// Whether the samples carry the slow-exit log: recordings of format 4 and later, live
+    /// collections (the probe's log is on unless `--slow off`, which the caller knows).
+    pub fn has_slow_log(&self) -> bool {
+        match &self.kind {
+            Kind::Recording(rec) => rec.version() >= 4,
+            Kind::Perf { .. } => false,
+            Kind::Live(_) => true,
+        }
+    }
+
     /// Every sample, in order (none for perf text, which has no time axis).
     pub fn series(&self) -> anyhow::Result<Vec<Sample>> {
         Ok(match &self.kind {

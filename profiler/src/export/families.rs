@@ -7,7 +7,7 @@ use prometheus_client::metrics::MetricType::{Counter, Gauge, Histogram};
 use super::{
     cpu,
     encode::{labels, rebucket, Family, Labels, Value},
-    Exporter, Slot, VmId,
+    slow, Exporter, Slot, VmId,
 };
 use crate::decode::isa_name;
 
@@ -72,6 +72,7 @@ impl Exporter {
             Counter,
             true,
         );
+        let mut slow_exits = slow::family();
         let mut accesses = Family::new(
             "kvmprof_exit_accesses",
             "MSR, I/O port and MMIO accesses by address (the top addresses per access kind, the rest as address other)",
@@ -119,6 +120,7 @@ impl Exporter {
                 user.series.push((l.clone(), Value::Count(*n)));
                 user_s.series.push((l, Value::Counter(*ns as f64 / 1e9)));
             }
+            st.slow.series(&vm_l, &self.names, &mut slow_exits);
             st.accesses.series(&vm_l, &mut accesses);
         }
         let mut seen = Family::new(
@@ -177,12 +179,15 @@ impl Exporter {
         if self.sched_split {
             out.extend([wait, asleep]);
         }
-        out.extend([busy, vcpus, cpu, guest, vcpu_wait, user, user_s]);
+        out.extend([busy, vcpus, cpu, guest, vcpu_wait, user, user_s, slow_exits]);
         // Opt-in: without --sub-reasons not even its HELP.
         if self.opts.sub_reasons {
             out.push(accesses);
         }
-        out.extend([seen, runs, run_s, lost, advice, samples, errors, ts]);
+        let dropped = slow::dropped_family(self.slow_dropped);
+        out.extend([
+            seen, runs, run_s, lost, dropped, advice, samples, errors, ts,
+        ]);
         out
     }
 

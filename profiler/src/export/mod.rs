@@ -33,6 +33,9 @@
 //! - `kvmprof_userspace_exits_total{vm,reason}`, `kvmprof_userspace_exit_seconds_total{vm,reason}`:
 //!   returns of KVM_RUN to the VMM, and the time from each until the thread's next KVM_RUN
 //!   (the VMM handling it): all a KVM without kvm_exit lets kvmprof measure.
+//! - `kvmprof_slow_exits_total{vm,isa,reason}`: exits the slow-exit log holds (`--slow`),
+//!   reasons named as in `kvmprof_exits_total`; `kvmprof_slow_exits_dropped_total`: those the
+//!   kernel dropped (rate limit, full buffer), all VMs.
 //! - `kvmprof_exit_accesses_total{vm,access,address}` (only with `sub_reasons`): MSR, port and
 //!   MMIO accesses by address, the top `top_reasons` addresses per access kind, the rest
 //!   `address="other"`.
@@ -55,6 +58,7 @@ mod encode;
 mod families;
 mod http;
 mod serve;
+mod slow;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -65,6 +69,8 @@ mod tests_format;
 mod tests_hostile;
 #[cfg(test)]
 mod tests_identity;
+#[cfg(test)]
+mod tests_slow;
 mod text;
 mod vcpus;
 
@@ -148,6 +154,7 @@ struct VmState {
     busy_ns: u64,
     cpu: cpu::CpuAcc,
     accesses: access::AccessAcc,
+    slow: slow::SlowAcc,
 }
 
 /// Turns a stream of cumulative samples into exposition text.
@@ -163,6 +170,7 @@ pub struct Exporter {
     lost: BTreeMap<&'static str, u64>,
     advice: Vec<(u32, String, String, String)>,
     kernel_exits: u64,
+    slow_dropped: u64,
     samples: u64,
     errors: u64,
     last_wall_ms: u64,
@@ -199,6 +207,7 @@ impl Exporter {
             lost: BTreeMap::new(),
             advice: Vec::new(),
             kernel_exits: 0,
+            slow_dropped: 0,
             samples: 0,
             errors: 0,
             last_wall_ms: 0,
@@ -330,6 +339,19 @@ impl Exporter {
                 st.procs.retain(|pid, _| pids.contains(pid));
             }
         }
+        // After the loop: the VMs' promoted reasons name the slow exits' series too.
+        for e in &newer.slow {
+            if let Some(st) = self.pids.get(&e.tgid).and_then(|id| self.vms.get_mut(id)) {
+                let named = st.promoted.contains(&(e.isa, e.reason));
+                let slot = if named {
+                    Slot::Reason(e.reason)
+                } else {
+                    Slot::Other
+                };
+                st.slow.add(e.isa, slot);
+            }
+        }
+        self.slow_dropped += slow::dropped(older, newer);
         if self.opts.sub_reasons {
             for (pid, counts) in access::deltas(older, newer) {
                 if let Some(st) = self.pids.get(&pid).and_then(|id| self.vms.get_mut(id)) {

@@ -8,6 +8,7 @@ pub mod access;
 pub mod csv;
 pub mod diff;
 pub mod diff_chart;
+pub mod diff_slow;
 pub mod diff_table;
 mod evidence;
 pub mod html;
@@ -125,6 +126,9 @@ pub struct Data {
     /// The name column's width of the perf text's classic tables, when they all had the same
     /// (perf before 6.4 prints `%20s`, since `%40s`): printed back in it. None: NAME_WIDTH.
     pub perf_name_width: Option<usize>,
+    /// The slow-exit log over the session's span; None: not recorded, or not read (only
+    /// `diff` and the HTML page read it, `cmd::html::slow_log`: it takes every frame).
+    pub slow: Option<slow::Log>,
 }
 
 /// perf's "Analyze events for" target: `pid(s) 12,34` (empty: all VMs) and `VCPU N`.
@@ -164,6 +168,7 @@ impl Data {
             rel_err: HashMap::new(),
             sub_times: SubTimes::new(),
             perf_name_width: None,
+            slow: None,
         }
     }
 
@@ -192,6 +197,7 @@ impl Data {
             rel_err: imp.rel_err.clone(),
             sub_times: imp.sub_times.clone(),
             perf_name_width: imp.name_width(),
+            slow: None,
         }
     }
 

@@ -53,6 +53,7 @@ pub struct Line {
 }
 
 /// What a session's samples logged, and what the kernel counted.
+#[derive(Clone, Debug, Default)]
 pub struct Log {
     pub lines: Vec<Line>,
     /// Exits at or over the kernel's threshold, and those not sent (rate limit, full buffer):
@@ -97,7 +98,9 @@ pub fn collect<S: std::borrow::Borrow<Sample>>(
     Ok(log)
 }
 
-fn line(s: &Sample, e: &SlowEvent, names: &ExitNames) -> Line {
+/// `e` as a line: its wall time from the sample `s` that carried it, the VM's name as `s`
+/// knows it, the reason's and the sub-reason's names.
+pub fn line(s: &Sample, e: &SlowEvent, names: &ExitNames) -> Line {
     // The sample was read after the exit: step back from its wall clock by the monotonic gap.
     let wall_ns = (s.wall_ms * 1_000_000).saturating_sub(s.mono_ns.saturating_sub(e.exit_ns));
     let vm_name = s
