@@ -303,12 +303,13 @@ pub struct Offsets {
     pub exit_intr_info: u32,
     /// kvm_exit guest_rip (u64); 0 = absent.
     pub exit_rip: u32,
-    /// sched_switch prev_pid, prev_state (its low 32 bits), next_pid; sched_wakeup pid.
-    /// `sw_next_pid` 0 = the sched programs do nothing.
-    pub sw_prev_pid: u32,
-    pub sw_prev_state: u32,
-    pub sw_next_pid: u32,
-    pub wake_pid: u32,
+    /// For the raw sched_switch/sched_wakeup programs: byte offsets of `pid` and of the state
+    /// word in `struct task_struct` (from BTF; `task_pid` 0 = the programs do nothing), and 1
+    /// when sched_switch passes `prev_state` as its fourth argument (5.18+; before, the
+    /// program reads the state word).
+    pub task_pid: u32,
+    pub task_state: u32,
+    pub sched_state_arg: u32,
     /// 1 once userspace filled this in; programs do nothing while it is 0.
     pub valid: u32,
 }

@@ -49,10 +49,9 @@ static OFFSETS: Offsets = Offsets {
     exit_info2: 0,
     exit_intr_info: 0,
     exit_rip: 0,
-    sw_prev_pid: 0,
-    sw_prev_state: 0,
-    sw_next_pid: 0,
-    wake_pid: 0,
+    task_pid: 0,
+    task_state: 0,
+    sched_state_arg: 0,
     valid: 0,
 };
 

@@ -2,62 +2,82 @@
 //! sched_switch and sched_wakeup split the time into runnable-but-not-running (preempted, or
 //! woken and waiting for a host CPU), asleep (blocked: HLT, the VMM sleeping) and the rest, on
 //! a CPU. Only threads that own a `PSLOTS` slot are followed: every other thread's context
-//! switch costs two array lookups and two compares, and no clock read.
+//! switch costs two pid reads, two array lookups and two compares, and no clock read.
+//!
+//! Raw tracepoints (task pointers, `pid` at a BTF offset): no classic record is built, and
+//! the kernel does not skip them while a BPF map syscall is preempted on that CPU (it skips
+//! classic tracepoint programs then, and a skipped switch would lose its time).
 
-use aya_ebpf::programs::TracePointContext;
+use aya_ebpf::{
+    helpers::bpf_probe_read_kernel, macros::raw_tracepoint, programs::RawTracePointContext,
+};
 
-use crate::{agg::own_slot, now, offsets, read_u32, KEEP};
+use crate::{agg::own_slot, now, offsets};
 
-/// `prev_state` bits that mean the task went to sleep (TASK_REPORT and TASK_REPORT_IDLE);
-/// none of them set is "R" (preempted or yielding: still runnable).
-const SLEEP_STATES: u32 = 0xff;
 /// `Pending::off_ns` bit 0: the thread left its CPU asleep.
 const ASLEEP: u64 = 1;
 
-tracepoint_program!(
-    "tracepoint/sched/sched_switch",
-    sched_switch,
-    sched_switch_body
-);
-fn sched_switch_body(ctx: TracePointContext) -> u32 {
-    let o = offsets();
-    if o.sw_next_pid == 0 {
-        return KEEP;
+#[inline(always)]
+fn field_u32(task: u64, off: u32) -> Option<u32> {
+    if task == 0 {
+        return None;
     }
-    let (Some(prev), Some(next)) = (read_u32(&ctx, o.sw_prev_pid), read_u32(&ctx, o.sw_next_pid))
-    else {
-        return KEEP;
-    };
-    let state = read_u32(&ctx, o.sw_prev_state).unwrap_or(0);
-    switched(prev, state, next, now);
-    KEEP
+    // SAFETY: bpf_probe_read_kernel of a kernel task_struct field at its BTF offset; a bad
+    // address yields an error, not a fault.
+    unsafe { bpf_probe_read_kernel((task + off as u64) as *const u32) }.ok()
 }
 
-tracepoint_program!(
-    "tracepoint/sched/sched_wakeup",
-    sched_wakeup,
-    sched_wakeup_body
-);
-fn sched_wakeup_body(ctx: TracePointContext) -> u32 {
+/// sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next
+/// [, unsigned int prev_state since 5.18]).
+#[raw_tracepoint]
+pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
     let o = offsets();
-    if o.wake_pid == 0 {
-        return KEEP;
+    if o.task_pid == 0 {
+        return 0;
     }
-    if let Some(pid) = read_u32(&ctx, o.wake_pid) {
+    let preempt: u64 = ctx.arg(0);
+    let (prev, next): (u64, u64) = (ctx.arg(1), ctx.arg(2));
+    let (Some(prev_pid), Some(next_pid)) =
+        (field_u32(prev, o.task_pid), field_u32(next, o.task_pid))
+    else {
+        return 0;
+    };
+    let state = || -> u32 {
+        if preempt & 0xff != 0 {
+            0
+        } else if o.sched_state_arg != 0 {
+            ctx.arg::<u64>(3) as u32
+        } else {
+            field_u32(prev, o.task_state).unwrap_or(0)
+        }
+    };
+    switched(prev_pid, state, next_pid, now);
+    0
+}
+
+/// sched_wakeup(struct task_struct *p).
+#[raw_tracepoint]
+pub fn sched_wakeup(ctx: RawTracePointContext) -> i32 {
+    let o = offsets();
+    if o.task_pid == 0 {
+        return 0;
+    }
+    if let Some(pid) = field_u32(ctx.arg(0), o.task_pid) {
         woken(pid, now);
     }
-    KEEP
+    0
 }
 
-/// `prev` left its CPU in `state` and `next` got it. The clock is read only when one of them
-/// is a vCPU thread with an exit in flight.
+/// `prev` left its CPU in `state` (read only if `prev` is followed) and `next` got it. The
+/// clock is read only when one of them is a vCPU thread with an exit in flight.
 #[inline(always)]
-pub fn switched(prev: u32, state: u32, next: u32, clock: impl Fn() -> u64) {
+pub fn switched(prev: u32, state: impl Fn() -> u32, next: u32, clock: impl Fn() -> u64) {
     let mut t = 0;
     if let Some(p) = own_slot(prev, false) {
         if p.ts != 0 {
             t = clock();
-            let asleep = if state & SLEEP_STATES != 0 { ASLEEP } else { 0 };
+            // Not preempted and not TASK_RUNNING (0): it is going to sleep.
+            let asleep = if state() != 0 { ASLEEP } else { 0 };
             p.off_ns = (t & !ASLEEP) | asleep;
         }
     }

@@ -50,7 +50,7 @@ pub fn kvmprof_test(ctx: RawTracePointContext) -> u32 {
             isa,
         ),
         6 => agg::note_detail(tid as u32, now as u16, vcpu as u16, isa),
-        7 => sched::switched(tid as u32, tgid as u32, vcpu as u32, || now),
+        7 => sched::switched(tid as u32, || tgid as u32, vcpu as u32, || now),
         8 => sched::woken(tid as u32, || now),
         1 => {
             if agg::on_entry(tgid as u32, tid as u32, now, vcpu as u32) {

@@ -11,6 +11,7 @@ mod notices;
 mod object;
 mod read;
 mod table;
+mod task_btf;
 pub mod testrun;
 
 use std::{
@@ -42,7 +43,8 @@ const TRACEPOINTS: [(&str, &str, &str, bool); 4] = [
     ("sys_enter_ioctl", "syscalls", "sys_enter_ioctl", false),
 ];
 
-/// The scheduler programs that split each exit's time (ProbeOptions::sched).
+/// The scheduler programs that split each exit's time (ProbeOptions::sched): raw tracepoints
+/// (see profiler-ebpf/src/sched.rs).
 const SCHED_TRACEPOINTS: [(&str, &str); 2] = [
     ("sched_switch", "sched_switch"),
     ("sched_wakeup", "sched_wakeup"),
@@ -219,27 +221,18 @@ pub fn read_offsets(tracefs: &Path) -> Result<Offsets, ProbeError> {
     Ok(o)
 }
 
-/// sched_switch's and sched_wakeup's field offsets into `o`; left 0 (the programs then do
-/// nothing) when a field is missing or of another size.
-pub fn read_sched_offsets(tracefs: &Path, o: &mut Offsets) {
-    let field = |event: &str, name: &str, sizes: &[u32]| {
-        let f = format::read_event(tracefs, "sched", event).ok()?;
-        let x = f.field(name)?;
-        sizes.contains(&x.size).then_some(x.offset)
-    };
-    // prev_state is a long (4 or 8 bytes): its low 32 bits hold every state bit (little endian).
-    let (Some(prev), Some(state), Some(next), Some(woken)) = (
-        field("sched_switch", "prev_pid", &[4]),
-        field("sched_switch", "prev_state", &[4, 8]),
-        field("sched_switch", "next_pid", &[4]),
-        field("sched_wakeup", "pid", &[4]),
-    ) else {
+/// The raw sched programs' offsets into `o` (left 0, so that they do nothing, without BTF).
+pub fn read_sched_offsets(o: &mut Offsets) {
+    let Some(t) = task_btf::load() else {
         return;
     };
-    o.sw_prev_pid = prev;
-    o.sw_prev_state = state;
-    o.sw_next_pid = next;
-    o.wake_pid = woken;
+    o.task_pid = t.pid;
+    o.task_state = t.state;
+    // sched_switch gained its prev_state argument in 5.18.
+    let release = crate::kernel::running_release();
+    o.sched_state_arg = crate::kernel::parse_release(&release)
+        .is_some_and(|v| v >= (5, 18))
+        .into();
 }
 
 /// Evidence field positions from the running kernel; absent events/fields stay size 0.
@@ -306,7 +299,7 @@ impl Probe {
             read_offsets(&tracefs)?
         };
         if sched {
-            read_sched_offsets(&tracefs, &mut offsets);
+            read_sched_offsets(&mut offsets);
         }
         let ev_fields = if test_only {
             [FieldSpec::default(); ev::f::COUNT]
@@ -400,14 +393,14 @@ impl Probe {
                 break;
             }
             let dir = tracefs.join("events/sched").join(event);
-            if !dir.is_dir() || offsets.sw_next_pid == 0 {
-                missing.push(format!("sched:{event}"));
+            if offsets.task_pid == 0 {
+                missing.push(format!("sched:{event} (no BTF of task_struct)"));
                 continue;
             }
-            let prog: &mut TracePoint = program(&mut ebpf, name)?;
+            let prog: &mut RawTracePoint = program(&mut ebpf, name)?;
             prog.load()
                 .map_err(|e| denied(Stage::Load(name), &e).unwrap_or_else(|| verifier(name, e)))?;
-            prog.attach("sched", event)
+            prog.attach(event)
                 .map_err(|e| errors::attach_error(&format!("sched:{event}"), &dir, e, &denied))?;
             attached.push(name);
         }
