@@ -17,12 +17,13 @@ use super::delta::{diff, undiff, CodecError, StatColumns};
 use super::keys::{apply_keys, encode_keys, KeysDelta};
 use super::slow::SlowColumns;
 use super::stats::{Models, StatDecoder, StatEncoder};
+use super::threads::ThreadColumns;
 use super::v1::StatReader;
 use crate::sample::{EvKey, EvStat, ProgStat, Sample, Stat, VmInfo};
 
 /// A frame's payload. Postcard puts nothing around a nested struct, so each format's encoding
 /// is the one before's bytes followed by its new part: format 3 appends the CPU columns to the
-/// format 1–2 payload (`Core`), format 4 the slow exits.
+/// format 1–2 payload (`Core`), format 4 the slow exits, format 5 the per-vCPU and vhost CPU.
 #[derive(Serialize, Deserialize, Default, Debug, Clone)]
 pub(crate) struct Payload {
     pub(super) core: Core,
@@ -31,6 +32,17 @@ pub(crate) struct Payload {
     /// Slow exits logged since the previous sample (format 4); None when there were none, so
     /// that an interval without any costs one byte.
     pub(super) slow: Option<SlowColumns>,
+    /// Per-vCPU and vhost CPU times of the VMs in `cpu` (format 5); None when `cpu` names no
+    /// VM (and in older formats).
+    pub(super) threads: Option<ThreadColumns>,
+}
+
+/// Format 4's payload.
+#[derive(Deserialize)]
+struct Payload4 {
+    core: Core,
+    cpu: CpuColumns,
+    slow: Option<SlowColumns>,
 }
 
 /// Format 3's payload.
@@ -54,6 +66,15 @@ impl Payload {
                 Ok(Payload {
                     core: p.core,
                     cpu: p.cpu,
+                    ..Default::default()
+                })
+            }
+            4 => {
+                let p: Payload4 = postcard::from_bytes(raw).map_err(bad)?;
+                Ok(Payload {
+                    core: p.core,
+                    cpu: p.cpu,
+                    slow: p.slow,
                     ..Default::default()
                 })
             }
@@ -170,8 +191,16 @@ pub(crate) fn encode(
         })
         .collect();
     let cpu = CpuColumns::encode(&old.vm_cpu, &new.vm_cpu);
+    let threads = (!cpu.pids().is_empty())
+        .then(|| ThreadColumns::encode(&old.vm_cpu, &new.vm_cpu, cpu.pids()));
     let slow = (!new.slow.is_empty()).then(|| SlowColumns::encode(&new.slow));
-    Ok((Payload { core: p, cpu, slow }, coded))
+    let payload = Payload {
+        core: p,
+        cpu,
+        slow,
+        threads,
+    };
+    Ok((payload, coded))
 }
 
 /// Turn `s` (the previous sample) into the next one, reading a payload of format `version`
@@ -264,6 +293,13 @@ pub(crate) fn apply(
         v.last = undiff(v.last, *dl);
     }
     payload.cpu.apply(&mut s.vm_cpu)?;
+    match &payload.threads {
+        Some(t) => t.apply(payload.cpu.pids(), &mut s.vm_cpu)?,
+        None if version >= 5 && !payload.cpu.pids().is_empty() => {
+            return Err("CPU times without their vCPU and vhost columns".into())
+        }
+        None => {}
+    }
     match &payload.slow {
         Some(c) => c.decode(&mut s.slow),
         None => {

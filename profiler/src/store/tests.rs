@@ -433,7 +433,7 @@ fn newer_format_is_refused() {
     assert_eq!(
         err,
         format!(
-            "{}: recorded by a newer kvmprof (format v7, this one reads up to v4): upgrade kvmprof",
+            "{}: recorded by a newer kvmprof (format v7, this one reads up to v5): upgrade kvmprof",
             path.display()
         )
     );

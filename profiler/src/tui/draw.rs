@@ -43,9 +43,10 @@ const LEGEND: &[(&str, &str)] = &[
     ("HLT", "idle time: listed apart with its own share"),
     ("overhead", "non-HLT handling time per vCPU-second"),
     (
-        "CPU% VMM%",
-        "host CPU in % of a core: all threads / non-vCPU",
+        "CPU% VMM% vhost%",
+        "host CPU in % of a core: all threads / non-vCPU / vhost workers",
     ),
+    ("Steal%", "time a vCPU waited for a host CPU while runnable"),
 ];
 
 impl Widget for &App {
