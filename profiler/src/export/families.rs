@@ -152,11 +152,13 @@ impl Exporter {
         );
         ts.series
             .push((Vec::new(), Value::Gauge(self.last_wall_ms as f64 / 1e3)));
-        let [cpu, guest, wait, vhost_wait, vcpu_cpu, vcpu_wait] = cpu;
-        let mut out = vec![info, exits, hist, busy, vcpus, cpu, guest, wait, vhost_wait];
+        let [cpu, guest, vcpu_wait, vhost_wait, thread_cpu, thread_wait] = cpu;
+        let mut out = vec![
+            info, exits, hist, busy, vcpus, cpu, guest, vcpu_wait, vhost_wait,
+        ];
         // Opt-in likewise: without --per-vcpu not even their HELP.
         if self.opts.per_vcpu {
-            out.extend([vcpu_cpu, vcpu_wait]);
+            out.extend([thread_cpu, thread_wait]);
         }
         out.extend([user, user_s]);
         // Opt-in: without --sub-reasons not even its HELP.
