@@ -173,13 +173,18 @@ impl Exporter {
         );
         ts.series
             .push((Vec::new(), Value::Gauge(self.last_wall_ms as f64 / 1e3)));
-        let [cpu, guest, vcpu_wait] = cpu;
+        let [cpu, guest, vcpu_wait, vhost_wait, thread_cpu, thread_wait] = cpu;
         let mut out = vec![info, exits, hist];
         // Where the kernel did not split the time: no series and not even a HELP.
         if self.sched_split {
             out.extend([wait, asleep]);
         }
-        out.extend([busy, vcpus, cpu, guest, vcpu_wait, user, user_s, slow_exits]);
+        out.extend([busy, vcpus, cpu, guest, vcpu_wait, vhost_wait]);
+        // Opt-in likewise: without --per-vcpu not even their HELP.
+        if self.opts.per_vcpu {
+            out.extend([thread_cpu, thread_wait]);
+        }
+        out.extend([user, user_s, slow_exits]);
         // Opt-in: without --sub-reasons not even its HELP.
         if self.opts.sub_reasons {
             out.push(accesses);

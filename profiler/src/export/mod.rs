@@ -23,13 +23,17 @@
 //!   `100 * rate(kvmprof_exit_busy_seconds_total[1m]) / kvmprof_vcpus`.
 //! - `kvmprof_vcpus{vm}`: vCPUs of the VM's running process(es): those with kvm_exit exits, or,
 //!   on a KVM that emits no kvm_exit, the threads returning from KVM_RUN to the VMM.
-//! - `kvmprof_vm_cpu_seconds_total{vm,threads}`: host CPU time of the VM process from
-//!   /proc, `threads="vcpu"` (its vCPU threads) or `"other"` (the VMM's other threads: main
-//!   loop, timers, I/O), and `"unknown"` for spans where the vCPU threads were not known; % of
-//!   a core = `100 * rate(...[1m])` summed over `threads`.
+//! - `kvmprof_vm_cpu_seconds_total{vm,threads}`: host CPU time of the VM from /proc,
+//!   `threads="vcpu"` (its vCPU threads), `"other"` (the VMM's other threads: main loop,
+//!   timers, I/O), `"vhost"` (its vhost workers, kernel threads outside the process included),
+//!   and `"unknown"` for spans where the vCPU threads were not known; % of a core =
+//!   `100 * rate(...[1m])` summed over `threads`.
 //! - `kvmprof_vm_guest_seconds_total{vm}`: of that, the time its vCPUs ran the guest.
-//! - `kvmprof_vm_vcpu_wait_seconds_total{vm}`: time its vCPU threads waited for a host CPU
-//!   while runnable (run-queue delay from schedstat, summed over the threads: steal).
+//! - `kvmprof_vm_vcpu_wait_seconds_total{vm}`, `kvmprof_vm_vhost_wait_seconds_total{vm}`: time
+//!   its vCPU threads, and its vhost workers, waited for a host CPU while runnable (run-queue
+//!   delay from schedstat, summed over the threads: steal).
+//! - `kvmprof_vcpu_cpu_seconds_total{vm,vcpu}`, `kvmprof_vcpu_wait_seconds_total{vm,vcpu}`
+//!   (only with `per_vcpu`): the same per vCPU thread, where the VMM names its threads.
 //! - `kvmprof_userspace_exits_total{vm,reason}`, `kvmprof_userspace_exit_seconds_total{vm,reason}`:
 //!   returns of KVM_RUN to the VMM, and the time from each until the thread's next KVM_RUN
 //!   (the VMM handling it): all a KVM without kvm_exit lets kvmprof measure.
@@ -324,6 +328,9 @@ impl Exporter {
             }
             if let Some(c) = &vm.host_cpu {
                 st.cpu.add(c);
+            }
+            if self.opts.per_vcpu {
+                st.cpu.add_vcpus(&vm.vcpus);
             }
             for r in &vm.userspace {
                 let u = st.userspace.entry(r.reason).or_default();

@@ -13,7 +13,7 @@ use super::tests::{pair, parse};
 use super::*;
 use crate::{
     decode::ExitNames,
-    sample::{EvKey, Key, SlowEvent, VmCpu, VmInfo},
+    sample::{EvKey, Key, SlowEvent, ThreadCpu, Threads, VmCpu, VmInfo},
     source::FakeSource,
 };
 
@@ -207,6 +207,22 @@ fn saturated(v: u32) -> Vec<Sample> {
                 vcpu_threads: if step == 3 { v + 1 } else { v },
                 vcpu_wait_ns: 10 * step * MS,
                 waited_threads: v,
+                vhost: Threads {
+                    cpu_ns: 200 * step * MS,
+                    wait_ns: 5 * step * MS,
+                    threads: 2,
+                    waited: 2,
+                },
+                vhost_in_total_ns: 0,
+                vcpus: (0..v)
+                    .map(|n| {
+                        let t = ThreadCpu {
+                            cpu_ns: 200 * step * MS,
+                            wait_ns: Some(3 * step * MS),
+                        };
+                        (n, t)
+                    })
+                    .collect(),
             },
         );
         out.push(s.clone());
@@ -244,16 +260,16 @@ fn series_per_vm_are_as_the_readme_states() {
     type F = fn(usize, usize, usize) -> usize;
     let rows: [(&str, bool, bool, F); 4] = [
         ("| (default) |", false, false, |n, _, u| {
-            26 * (n + 1) + 8 + 2 * u
+            26 * (n + 1) + 10 + 2 * u
         }),
         ("| `--per-vcpu` |", true, false, |n, v, u| {
-            25 * (n + 1) * v + (n + 1) + 8 + 2 * u
+            25 * (n + 1) * v + (n + 1) + 2 * v + 10 + 2 * u
         }),
         ("| `--sub-reasons` |", false, true, |n, _, u| {
-            32 * (n + 1) + 8 + 2 * u
+            32 * (n + 1) + 10 + 2 * u
         }),
         ("| `--per-vcpu --sub-reasons` |", true, true, |n, v, u| {
-            25 * (n + 1) * v + 7 * (n + 1) + 8 + 2 * u
+            25 * (n + 1) * v + 7 * (n + 1) + 2 * v + 10 + 2 * u
         }),
     ];
     for (row, per_vcpu, sub, formula) in rows {

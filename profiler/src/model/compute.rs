@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use profiler_common::{counter, ISA_USERSPACE};
 
 use super::{
-    cpu::host_cpu_of,
+    cpu::{host_cpu_of, vcpu_cpu},
     delta::{delta, Agg, Delta, DeltaRef, Pool},
     rows::{busy_ns, finish, row, NameCache},
     Counters, ProbeCost, Row, VcpuView, View, VmView,
@@ -220,6 +220,7 @@ impl Ctx {
             ..Default::default()
         };
         vm_totals(&mut vm, sp);
+        vcpu_cpu(sp.older, sp.newer, pid, &sp.reused, &mut vm.vcpus);
         vm
     }
 

@@ -148,6 +148,22 @@ pub struct HostCpu {
     /// The vCPU threads' run-queue wait behind `vcpu_wait_pct`, ns.
     #[serde(skip)]
     pub vcpu_wait_ns: Option<u64>,
+    /// The VM's vhost workers (vhost-net, -scsi, -vsock virtqueues): kernel threads outside the
+    /// process (not in `total_pct`) or, Linux 6.4 on, its own tasks (then not in `vmm_pct`).
+    /// Null when the VM has none, or their number changed over the span.
+    pub vhost_pct: Option<f64>,
+    /// How long the average vhost worker waited for a host CPU while runnable, % of the span.
+    pub vhost_wait_pct: Option<f64>,
+    /// All the host CPU the VM cost: `total_pct` plus its vhost kernel threads outside it.
+    pub all_pct: f64,
+    /// The CPU time behind `vhost_pct`, ns, and the part of it inside `total_ns`.
+    #[serde(skip)]
+    pub vhost_ns: Option<u64>,
+    #[serde(skip)]
+    pub vhost_inside_ns: u64,
+    /// The vhost workers' run-queue wait behind `vhost_wait_pct`, ns.
+    #[serde(skip)]
+    pub vhost_wait_ns: Option<u64>,
 }
 
 impl VmView {
@@ -183,6 +199,17 @@ pub struct VcpuView {
     /// Returns to the VMM of this vCPU's thread, when the thread → vCPU map knows it.
     #[serde(skip)]
     pub userspace: Vec<Row>,
+    /// Host CPU of this vCPU's thread over the span (the guest included), % of one core; null
+    /// when the VMM does not name its threads or the thread was not read both times.
+    pub cpu_pct: Option<f64>,
+    /// How long it waited for a host CPU while runnable, % of the span: the steal this vCPU
+    /// felt. Null likewise, or without schedstat.
+    pub steal_pct: Option<f64>,
+    /// The times behind `cpu_pct` and `steal_pct`, ns.
+    #[serde(skip)]
+    pub cpu_ns: Option<u64>,
+    #[serde(skip)]
+    pub steal_ns: Option<u64>,
 }
 
 impl VcpuView {

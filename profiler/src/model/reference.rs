@@ -235,7 +235,7 @@ fn vm_view(
             exits_per_s: rate(exits),
             overhead_pct: pct(busy_ns(&reasons), elapsed_ns),
             reasons,
-            userspace: Vec::new(),
+            ..Default::default()
         });
     }
 
@@ -267,6 +267,7 @@ fn vm_view(
     let reasons = rows(all.into_iter().map(|((i, r), d)| (i, r, d)), names, secs);
     let exits = reasons.iter().map(|r| r.count).sum();
     let cap = elapsed_ns.saturating_mul(vcpus.len() as u64);
+    super::cpu::vcpu_cpu(older, newer, pid, &newer.reused_pids(older), &mut vcpus);
     VmView {
         pid,
         name: info.map_or_else(|| format!("pid {pid}"), |i| i.name.clone()),

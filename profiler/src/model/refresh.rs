@@ -10,7 +10,7 @@ use profiler_common::ISA_USERSPACE;
 
 use super::{
     compute::{counters, names_source, probe_cost, sched_split, vcpu_totals, vm_totals, Ctx, Span},
-    cpu::host_cpu_of,
+    cpu::{host_cpu_of, vcpu_cpu},
     delta::{Delta, DeltaRef},
     lookup::Finds,
     rows::{fill, quiet, refinish},
@@ -130,6 +130,7 @@ impl Model {
         }
         for vm in &mut view.vms {
             vm.host_cpu = host_cpu_of(older, newer, vm.pid, &sp.reused);
+            vcpu_cpu(older, newer, vm.pid, &sp.reused, &mut vm.vcpus);
         }
         view.duration_s = sp.secs;
         view.names_source = names_source(sp.names);

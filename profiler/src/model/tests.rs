@@ -365,7 +365,15 @@ fn json_schema_is_exact() {
     assert!(vm["host_cpu"].is_null(), "no CPU times in these samples");
     assert_eq!(
         keys(&vm["vcpus"][0]),
-        ["exits", "exits_per_s", "overhead_pct", "reasons", "vcpu"]
+        [
+            "cpu_pct",
+            "exits",
+            "exits_per_s",
+            "overhead_pct",
+            "reasons",
+            "steal_pct",
+            "vcpu"
+        ]
     );
     let row_keys = [
         "blocked_ns",

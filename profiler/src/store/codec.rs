@@ -18,12 +18,14 @@ use super::keys::{apply_keys, encode_keys, KeysDelta};
 use super::sched::SchedColumns;
 use super::slow::SlowColumns;
 use super::stats::{Models, StatDecoder, StatEncoder};
+use super::threads::ThreadColumns;
 use super::v1::StatReader;
 use crate::sample::{EvKey, EvStat, ProgStat, Sample, Stat, VmInfo};
 
 /// A frame's payload. Postcard puts nothing around a nested struct, so each format's encoding
 /// is the one before's bytes followed by its new part: format 3 appends the CPU columns to the
-/// format 1–2 payload (`Core`), format 4 the slow exits, format 5 the scheduler split.
+/// format 1–2 payload (`Core`), format 4 the slow exits, format 5 the scheduler split and the
+/// per-vCPU and vhost CPU.
 #[derive(Serialize, Deserialize, Default, Debug, Clone)]
 pub(crate) struct Payload {
     pub(super) core: Core,
@@ -34,6 +36,9 @@ pub(crate) struct Payload {
     pub(super) slow: Option<SlowColumns>,
     /// Runnable and asleep time of the stats and slow exits (format 5); None when all zero.
     pub(super) sched: Option<SchedColumns>,
+    /// Per-vCPU and vhost CPU times of the VMs in `cpu` (format 5); None when `cpu` names no
+    /// VM (and in older formats).
+    pub(super) threads: Option<ThreadColumns>,
 }
 
 /// Format 4's payload.
@@ -194,16 +199,17 @@ pub(crate) fn encode(
         })
         .collect();
     let cpu = CpuColumns::encode(&old.vm_cpu, &new.vm_cpu);
+    let threads = (!cpu.pids().is_empty())
+        .then(|| ThreadColumns::encode(&old.vm_cpu, &new.vm_cpu, cpu.pids()));
     let slow = (!new.slow.is_empty()).then(|| SlowColumns::encode(&new.slow));
-    Ok((
-        Payload {
-            core: p,
-            cpu,
-            slow,
-            sched,
-        },
-        coded,
-    ))
+    let payload = Payload {
+        core: p,
+        cpu,
+        slow,
+        sched,
+        threads,
+    };
+    Ok((payload, coded))
 }
 
 /// Turn `s` (the previous sample) into the next one, reading a payload of format `version`
@@ -300,6 +306,13 @@ pub(crate) fn apply(
         v.last = undiff(v.last, *dl);
     }
     payload.cpu.apply(&mut s.vm_cpu)?;
+    match &payload.threads {
+        Some(t) => t.apply(payload.cpu.pids(), &mut s.vm_cpu)?,
+        None if version >= 5 && !payload.cpu.pids().is_empty() => {
+            return Err("CPU times without their vCPU and vhost columns".into())
+        }
+        None => {}
+    }
     match &payload.slow {
         Some(c) => c.decode(&mut s.slow)?,
         None => s.slow.clear(),

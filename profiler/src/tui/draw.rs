@@ -44,9 +44,11 @@ const LEGEND: &[(&str, &str)] = &[
     ("HLT", "idle time: listed apart with its own share"),
     ("overhead", "non-HLT handling time per vCPU-second"),
     (
-        "CPU% VMM%",
-        "host CPU in % of a core: all threads / non-vCPU",
+        "CPU% VMM% vhost%",
+        "host CPU in % of a core: all threads / non-vCPU / vhost workers",
     ),
+    ("Steal%", "time a vCPU waited for a host CPU while runnable"),
+    ("Wait% Sleep%", "of exit time: waiting for a host CPU / asleep"),
 ];
 
 impl Widget for &App {

@@ -37,7 +37,8 @@ pub(super) fn vm_list(app: &App, area: Rect, buf: &mut Buffer) {
     }
     let vms = app.vms();
     let items = app.items(Screen::Vms);
-    // Host CPU always; its VMM part (the threads that are not vCPUs) where there is room.
+    // Host CPU always (vhost kernel threads included: an idle VM's network can cost a core);
+    // its VMM and vhost parts where there is room.
     const VMM_COLUMN: usize = 6;
     let split = area.width >= 100;
     let rows = vms
@@ -52,13 +53,14 @@ pub(super) fn vm_list(app: &App, area: Rect, buf: &mut Buffer) {
                 r(v.vcpu_count().to_string()),
                 r(fmt::rate(v.exits_per_s)),
                 r(fmt::pct(v.overhead_pct)),
-                r(cpu.map_or("-".into(), |c| fmt::cpu(c.total_pct))),
+                r(cpu.map_or("-".into(), |c| fmt::cpu(c.all_pct))),
                 r(cpu.and_then(|c| c.vmm_pct).map_or("-".into(), fmt::cpu)),
+                r(cpu.and_then(|c| c.vhost_pct).map_or("-".into(), fmt::cpu)),
                 Cell::from(format!(" {top}")),
                 r(if p99 == 0 { "-".into() } else { fmt::dur(p99) }),
             ];
             if !split {
-                cells.remove(VMM_COLUMN);
+                cells.drain(VMM_COLUMN..VMM_COLUMN + 2);
             }
             TRow::new(cells)
         })
@@ -68,6 +70,7 @@ pub(super) fn vm_list(app: &App, area: Rect, buf: &mut Buffer) {
         Constraint::Length(7),
         Constraint::Length(5),
         Constraint::Length(7),
+        Constraint::Length(6),
         Constraint::Length(6),
         Constraint::Length(6),
         Constraint::Length(6),
@@ -82,12 +85,13 @@ pub(super) fn vm_list(app: &App, area: Rect, buf: &mut Buffer) {
         "Ovh%",
         "CPU%",
         "VMM%",
+        "vhost%",
         " Top reason",
         "Worst p99",
     ];
     if !split {
-        widths.remove(VMM_COLUMN);
-        head.remove(VMM_COLUMN);
+        widths.drain(VMM_COLUMN..VMM_COLUMN + 2);
+        head.drain(VMM_COLUMN..VMM_COLUMN + 2);
     }
     let title = format!(" VMs ({}) · Enter: exit table ", vms.len());
     let t = table(rows, widths, &head).block(section(title));
@@ -205,6 +209,8 @@ pub(super) fn vm_detail(app: &App, pid: u32, area: Rect, buf: &mut Buffer) {
                 Cell::from(c.vcpu.to_string()),
                 r(fmt::count(c.exits)),
                 r(fmt::rate(c.exits_per_s)),
+                r(c.cpu_pct.map_or("-".into(), fmt::cpu)),
+                r(c.steal_pct.map_or("-".into(), fmt::cpu)),
                 r(fmt::pct(c.overhead_pct)),
                 Cell::from(format!(" {top}")),
                 r(if p99 == 0 { "-".into() } else { fmt::dur(p99) }),
@@ -216,6 +222,8 @@ pub(super) fn vm_detail(app: &App, pid: u32, area: Rect, buf: &mut Buffer) {
         Constraint::Length(8),
         Constraint::Length(8),
         Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(6),
         Constraint::Fill(1),
         Constraint::Length(9),
     ];
@@ -223,6 +231,8 @@ pub(super) fn vm_detail(app: &App, pid: u32, area: Rect, buf: &mut Buffer) {
         "vCPU",
         "Exits",
         "Exits/s",
+        "CPU%",
+        "Steal%",
         "Ovh%",
         " Top reason",
         "Worst p99",
