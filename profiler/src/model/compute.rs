@@ -103,9 +103,7 @@ impl Ctx {
     pub(super) fn full(&mut self, sp: &Span, old: View) -> View {
         self.recycle(old);
         // A failed update in place may have left sums behind.
-        for (_, d) in self.agg.items.drain(..) {
-            self.pool.put(d.hist.buckets);
-        }
+        self.agg.clear(&mut self.pool);
         for (_, d) in self.user.drain(..) {
             self.pool.put(d.hist.buckets);
         }
@@ -202,8 +200,7 @@ impl Ctx {
             finish_vcpu(v, sp);
         }
         for r in vcpus.iter().flat_map(|v| &v.reasons) {
-            self.agg
-                .add((r.isa, r.reason), DeltaRef::of_row(r), &mut self.pool);
+            self.agg.add((r.isa, r.reason), DeltaRef::of_row(r));
         }
         let reasons = self.agg_rows(sp);
 
@@ -234,20 +231,18 @@ impl Ctx {
         sp: &Span,
     ) -> Vec<Row> {
         for (k, d) in &self.user {
-            self.agg
-                .add((k.isa, k.reason), DeltaRef::of(d), &mut self.pool);
+            self.agg.add((k.isa, k.reason), DeltaRef::of(d));
         }
         let userspace = self.agg_rows(sp);
         for (k, d) in &self.user {
             if let Some(v) = info.and_then(|i| i.vcpu_threads.get(&k.vcpu)) {
-                self.agg
-                    .add((*v, k.reason), DeltaRef::of(d), &mut self.pool);
+                self.agg.add((*v, k.reason), DeltaRef::of(d));
             }
         }
         for (_, d) in self.user.drain(..) {
             self.pool.put(d.hist.buckets);
         }
-        for ((vcpu, reason), d) in self.agg.items.drain(..) {
+        while let Some(((vcpu, reason), d)) = self.agg.pop(&mut self.pool) {
             match vcpus.binary_search_by_key(&vcpu, |v| v.vcpu) {
                 Ok(i) => vcpus[i].userspace.push(row(
                     (ISA_USERSPACE, reason),
@@ -267,8 +262,8 @@ impl Ctx {
 
     /// The rows of the sums in `self.agg` (keyed by (isa, reason)), finished; empties it.
     pub(super) fn agg_rows(&mut self, sp: &Span) -> Vec<Row> {
-        let mut out = Vec::with_capacity(self.agg.items.len());
-        for (k, d) in self.agg.items.drain(..) {
+        let mut out = Vec::with_capacity(self.agg.len());
+        while let Some((k, d)) = self.agg.pop(&mut self.pool) {
             out.push(row(
                 k,
                 d,
