@@ -273,6 +273,7 @@ fn samples() -> Vec<Sample> {
                 vcpu_threads: 2,
                 vcpu_wait_ns: (2_000 + 50 * step) * ms,
                 waited_threads: 2,
+                ..Default::default()
             },
         );
         s.vm_cpu.insert(

@@ -100,14 +100,7 @@ pub fn vm_cpu(vm: &VmView) -> [Option<f64>; 2] {
 
 /// One row's line (no line end), in [`COLUMNS`] order; `split`: the time split was measured;
 /// `cpu`: its host CPU and steal.
-pub fn row(
-    pid: u32,
-    vm: &str,
-    vcpu: &str,
-    r: &Row,
-    split: bool,
-    cpu: [Option<f64>; 2],
-) -> String {
+pub fn row(pid: u32, vm: &str, vcpu: &str, r: &Row, split: bool, cpu: [Option<f64>; 2]) -> String {
     let measured = |v: u64| if split { v.to_string() } else { String::new() };
     let p = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.4}"));
     let q = |v: u64| {

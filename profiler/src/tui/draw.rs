@@ -38,17 +38,21 @@ pub(super) const KEYS: &[(&str, &str)] = &[
 ];
 
 /// What the columns mean, below the keys in the help.
-const LEGEND: &[(&str, &str)] = &[
-    ("Samples%", "share of non-HLT exits in the table"),
-    ("Time%", "share of non-HLT handling time"),
+pub(super) const LEGEND: &[(&str, &str)] = &[
+    (
+        "Samples% Time%",
+        "share of non-HLT exits / of non-HLT handling time",
+    ),
     ("HLT", "idle time: listed apart with its own share"),
     ("overhead", "non-HLT handling time per vCPU-second"),
     (
         "CPU% VMM% vhost%",
-        "host CPU in % of a core: all threads / non-vCPU / vhost workers",
+        "host CPU, % of a core: all / non-vCPU threads / vhost",
     ),
-    ("Steal%", "time a vCPU waited for a host CPU while runnable"),
-    ("Wait% Sleep%", "of exit time: waiting for a host CPU / asleep"),
+    (
+        "Steal% Wait% Sleep%",
+        "vCPU runnable, no host CPU; of exit time: that / asleep",
+    ),
 ];
 
 impl Widget for &App {
@@ -260,7 +264,8 @@ fn fit(s: &str, room: usize) -> String {
 }
 
 fn help(area: Rect, buf: &mut Buffer) {
-    let w = area.width.min(66);
+    // 78 wide and 24 high: the whole help fits an 80x24 terminal.
+    let w = area.width.min(78);
     let h = area.height.min((KEYS.len() + LEGEND.len()) as u16 + 2);
     let r = Rect::new(
         area.x + (area.width - w) / 2,

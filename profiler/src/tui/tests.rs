@@ -290,6 +290,10 @@ fn help_overlay() {
     for k in ["cycle sort", "filter", "freeze", "refresh interval", "quit"] {
         assert!(frame.contains(k), "{k}: {frame}");
     }
+    // Every key and every legend line fits an 80x24 terminal, none cut short.
+    for (k, d) in super::draw::KEYS.iter().chain(super::draw::LEGEND) {
+        assert!(frame.contains(k) && frame.contains(d), "{k} {d}: {frame}");
+    }
     insta::assert_snapshot!("help", frame);
     assert_eq!(press(&mut a, KeyCode::Char('x')), Action::None);
     assert!(!draw(&a, 80, 24).contains("any key closes"));
