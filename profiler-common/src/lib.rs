@@ -44,15 +44,26 @@ pub struct Row {
     /// Valid once `count` > 0.
     pub min_ns: u64,
     pub max_ns: u64,
-    /// Octaves (bit = `hist::bucket(v) / SUB`) counted in the `OVERFLOW` hash.
-    pub more: u64,
-    /// Octave → link number (1..=LINKS) into `oct`; 0 = not linked.
-    pub link: [u8; hist::ROWS],
+    /// Of `sum_ns`: time the vCPU thread was runnable but not running (preempted, or woken
+    /// and waiting for a host CPU), and time it slept (blocked), between exit and entry.
+    /// The rest was on a CPU. Counted only for threads that own a `PSLOTS` slot.
+    pub wait_ns: u64,
+    pub blocked_ns: u64,
+    /// Octave → link number, one nibble each (octave `o` in byte `o / 2`, low nibble first):
+    /// 0 = none yet, 1..=LINKS = `oct[n - 1]`, [`LINK_OVERFLOW`] = in the `OVERFLOW` hash.
+    pub link: [u8; LINK_BYTES],
     /// Links in use.
     pub nlinks: u8,
     /// `OCTS` index of each link.
     pub oct: [u32; LINKS],
+    /// Keeps a row at two cache lines.
+    pub _pad: u64,
 }
+
+/// Bytes of [`Row::link`]: a nibble per histogram octave.
+pub const LINK_BYTES: usize = hist::ROWS.div_ceil(2);
+/// The nibble of an octave whose counts are in the `OVERFLOW` hash (never also linked).
+pub const LINK_OVERFLOW: u8 = 0xf;
 
 impl Row {
     pub const ZERO: Row = Row {
@@ -67,11 +78,22 @@ impl Row {
         sum_ns: 0,
         min_ns: 0,
         max_ns: 0,
-        more: 0,
-        link: [0; hist::ROWS],
+        wait_ns: 0,
+        blocked_ns: 0,
+        link: [0; LINK_BYTES],
         nlinks: 0,
         oct: [0; LINKS],
+        _pad: 0,
     };
+
+    /// The link nibble of octave `o` (0 when out of range).
+    #[inline(always)]
+    pub fn link_of(&self, o: usize) -> u8 {
+        match self.link.get(o / 2) {
+            Some(b) => (b >> ((o & 1) * 4)) & 0xf,
+            None => 0,
+        }
+    }
 }
 
 impl Default for Row {
@@ -125,7 +147,7 @@ pub fn reason_index(isa: u32, reason: u32) -> usize {
 }
 
 const _: () = assert!(core::mem::size_of::<Row>() == 128);
-const _: () = assert!(hist::ROWS <= 64, "Row::more is a u64 bitmap of octaves");
+const _: () = assert!(LINKS < LINK_OVERFLOW as usize, "link numbers fit a nibble");
 
 /// An exit seen on a thread and not yet followed by its entry.
 #[repr(C)]
@@ -150,6 +172,12 @@ pub struct Pending {
     pub cpu: u32,
     pub detail_kind: u16,
     pub detail_flags: u16,
+    /// Where the exit's time goes (sched_switch/sched_wakeup, while an exit is in flight):
+    /// when the thread left its CPU (0 = on a CPU; bit 0 set = asleep, clear = runnable),
+    /// and the runnable and asleep time so far. Cleared at the entry that reads them.
+    pub off_ns: u64,
+    pub wait_ns: u64,
+    pub blocked_ns: u64,
 }
 
 /// One exit whose handling time reached the slow-exit threshold, as the kernel hands it to
@@ -172,9 +200,12 @@ pub struct SlowExit {
     pub entry_cpu: u32,
     pub detail_kind: u16,
     pub detail_flags: u16,
+    /// Of `took_ns`: runnable but not running, and asleep (see [`Row::wait_ns`]).
+    pub wait_ns: u64,
+    pub blocked_ns: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<SlowExit>() == 64);
+const _: () = assert!(core::mem::size_of::<SlowExit>() == 80);
 
 /// The slow-exit log's settings, written by the loader into the programs' read-only globals.
 #[repr(C)]
@@ -231,7 +262,12 @@ pub mod counter {
     pub const SLOW_EXITS: u32 = 10;
     /// Slow exits not sent: over the per-CPU rate, or the ring buffer was full.
     pub const SLOW_DROPPED: u32 = 11;
-    pub const COUNT: u32 = 12;
+    /// Context switches and wake-ups the kernel did not run the scheduler programs for
+    /// (another BPF program, or a BPF map syscall preempted on that CPU, held it): their
+    /// exits' time split is short of that switch. Filled by userspace from the programs'
+    /// recursion misses; the programs never touch it.
+    pub const SCHED_MISSED: u32 = 12;
+    pub const COUNT: u32 = 13;
     pub const NAMES: [&str; COUNT as usize] = [
         "orphan_entry",
         "unpaired_exit",
@@ -245,6 +281,7 @@ pub mod counter {
         "hist_map_full",
         "slow_exits",
         "slow_dropped",
+        "sched_missed",
     ];
 }
 
@@ -266,6 +303,13 @@ pub struct Offsets {
     pub exit_intr_info: u32,
     /// kvm_exit guest_rip (u64); 0 = absent.
     pub exit_rip: u32,
+    /// For the raw sched_switch/sched_wakeup programs: byte offsets of `pid` and of the state
+    /// word in `struct task_struct` (from BTF; `task_pid` 0 = the programs do nothing), and 1
+    /// when sched_switch passes `prev_state` as its fourth argument (5.18+; before, the
+    /// program reads the state word).
+    pub task_pid: u32,
+    pub task_state: u32,
+    pub sched_state_arg: u32,
     /// 1 once userspace filled this in; programs do nothing while it is 0.
     pub valid: u32,
 }
@@ -290,7 +334,7 @@ mod pod {
     unsafe impl aya::Pod for super::Pending {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Offsets {}
-    // SAFETY: as above (64 bytes, u64s then u32s then two u16s).
+    // SAFETY: as above (80 bytes: u64s, u32s, two u16s, u64s).
     unsafe impl aya::Pod for super::SlowExit {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SlowCfg {}

@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 use profiler_common::{
     counter, hist, reason_index, Oct, OverflowKey, Pending, Row, StatKey, ISA_USERSPACE, LINKS,
-    OTHER_REASON, PSLOTS, PSLOT_MASK, REASON_SLOTS,
+    LINK_OVERFLOW, OTHER_REASON, PSLOTS, PSLOT_MASK, REASON_SLOTS,
 };
 
 use crate::slow;
@@ -102,7 +102,7 @@ pub fn bump(slot: u32) -> u64 {
 
 /// This thread's PSLOTS slot if it owns it (claiming a free one on exits).
 #[inline(always)]
-fn own_slot(tid: u32, claim: bool) -> Option<&'static mut Pending> {
+pub(crate) fn own_slot(tid: u32, claim: bool) -> Option<&'static mut Pending> {
     if tid == 0 {
         return None;
     }
@@ -185,6 +185,12 @@ pub fn on_exit(tgid: u32, tid: u32, now: u64, vcpu_id: u32, isa: u32, reason: u3
         p.rip = rip;
         p.cpu = cpu;
         p.detail_kind = 0;
+        if p.off_ns | p.wait_ns | p.blocked_ns != 0 {
+            // Left by an exit that never saw its entry (or a switch it missed).
+            p.off_ns = 0;
+            p.wait_ns = 0;
+            p.blocked_ns = 0;
+        }
         return;
     }
     let p = Pending {
@@ -225,8 +231,19 @@ pub fn on_entry(tgid: u32, tid: u32, now: u64, vcpu_id: u32) -> bool {
     let delta = now - p.ts;
     let exit_ns = p.ts;
     p.ts = 0;
-    slow::check(p, tid, exit_ns, delta);
-    account(&key, p.vctx, delta) == 1
+    // The scheduler's share of this exit (sched.rs), never more than the exit took.
+    let (wait, blocked) = if p.wait_ns | p.blocked_ns != 0 {
+        let w = p.wait_ns.min(delta);
+        let b = p.blocked_ns.min(delta - w);
+        p.wait_ns = 0;
+        p.blocked_ns = 0;
+        (w, b)
+    } else {
+        (0, 0)
+    };
+    p.off_ns = 0;
+    slow::check(p, tid, exit_ns, delta, wait, blocked);
+    account(&key, p.vctx, delta, wait, blocked) == 1
 }
 
 #[inline(always)]
@@ -263,12 +280,12 @@ pub fn on_kvm_run(tgid: u32, tid: u32, now: u64) {
     };
     let delta = now - p.ts;
     p.ts = 0;
-    account(&key, 0, delta);
+    account(&key, 0, delta, 0, 0);
 }
 
 /// Returns 0 when accounted, else the number of drops so far on this CPU.
 #[inline(always)]
-fn account(key: &StatKey, vctx: u32, delta: u64) -> u64 {
+fn account(key: &StatKey, vctx: u32, delta: u64, wait: u64, blocked: u64) -> u64 {
     let Some((idx, row)) = find_row(key, vctx) else {
         return bump(counter::STATS_FULL);
     };
@@ -285,6 +302,10 @@ fn account(key: &StatKey, vctx: u32, delta: u64) -> u64 {
     }
     add(&mut row.count, 1);
     add(&mut row.sum_ns, delta);
+    if wait | blocked != 0 {
+        add(&mut row.wait_ns, wait);
+        add(&mut row.blocked_ns, blocked);
+    }
     hist_add(idx, row, delta);
     set(&mut row.gen, gen + 2);
     0
@@ -304,16 +325,20 @@ fn add(p: &mut u64, v: u64) {
 }
 
 /// Count `delta` in the row's histogram: its octave's linked `OCTS` entry (linking a free
-/// one on first use), else the `OVERFLOW` hash.
+/// one on first use), else the `OVERFLOW` hash (and the octave stays there).
 #[inline(always)]
 fn hist_add(idx: u32, row: &mut Row, delta: u64) {
     let b = hist::bucket(delta);
     let o = b / hist::SUB as usize;
     let sub = b % hist::SUB as usize;
-    let Some(&link) = row.link.get(o) else {
+    let shift = (o & 1) * 4;
+    let Some(&byte) = row.link.get(o / 2) else {
         return;
     };
-    let mut link = link as usize;
+    let mut link = ((byte >> shift) & 0xf) as usize;
+    if link == LINK_OVERFLOW as usize {
+        return overflow(idx, o, sub, row);
+    }
     if link == 0 && (row.nlinks as usize) < LINKS {
         if let Ok(Some(oi)) = FREE_OCTS.pop() {
             let n = row.nlinks as usize;
@@ -321,28 +346,40 @@ fn hist_add(idx: u32, row: &mut Row, delta: u64) {
                 set(slot, oi);
                 set(&mut row.nlinks, n as u8 + 1);
                 link = n + 1;
-                if let Some(l) = row.link.get_mut(o) {
-                    set(l, link as u8);
-                }
+                set_link(row, o, link as u8);
             }
         }
     }
-    if link != 0 {
-        let oi = row.oct.get(link - 1).copied().unwrap_or(u32::MAX);
-        if let Some(oct) = OCTS.get_ptr_mut(oi) {
-            // SAFETY: live OCTS element, linked from this row only; one writer (see Row).
-            if let Some(n) = unsafe { &mut *oct }.n.get_mut(sub) {
-                add(n, 1);
-                return;
-            }
+    if link == 0 {
+        return overflow(idx, o, sub, row);
+    }
+    let oi = row.oct.get(link - 1).copied().unwrap_or(u32::MAX);
+    if let Some(oct) = OCTS.get_ptr_mut(oi) {
+        // SAFETY: live OCTS element, linked from this row only; one writer (see Row).
+        if let Some(n) = unsafe { &mut *oct }.n.get_mut(sub) {
+            add(n, 1);
+            return;
         }
     }
-    overflow(idx, o as u32, sub, row);
+    bump(counter::HIST_FULL);
+}
+
+/// Octave `o`'s link nibble := `v`.
+#[inline(always)]
+fn set_link(row: &mut Row, o: usize, v: u8) {
+    let shift = (o & 1) * 4;
+    if let Some(byte) = row.link.get_mut(o / 2) {
+        let x = (*byte & !(0xf << shift)) | (v << shift);
+        set(byte, x);
+    }
 }
 
 #[inline(always)]
-fn overflow(idx: u32, o: u32, sub: usize, row: &mut Row) {
-    let k = OverflowKey { row: idx, oct: o };
+fn overflow(idx: u32, o: usize, sub: usize, row: &mut Row) {
+    let k = OverflowKey {
+        row: idx,
+        oct: o as u32,
+    };
     if let Some(v) = OVERFLOW.get_ptr_mut(&k) {
         // SAFETY: live hash value of this row's octave; one writer (see Row).
         if let Some(n) = unsafe { &mut *v }.n.get_mut(sub) {
@@ -355,8 +392,8 @@ fn overflow(idx: u32, o: u32, sub: usize, row: &mut Row) {
         *n = 1;
     }
     if OVERFLOW.insert(&k, &v, 0).is_ok() {
-        let more = row.more | 1 << o;
-        set(&mut row.more, more);
+        // Only an unlinked octave gets here: from now on all its counts go to the hash.
+        set_link(row, o, LINK_OVERFLOW);
     } else {
         bump(counter::HIST_FULL);
     }

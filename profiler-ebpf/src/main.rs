@@ -23,6 +23,7 @@ macro_rules! tracepoint_program {
 
 mod agg;
 mod ev;
+mod sched;
 mod slow;
 #[cfg(feature = "test-programs")]
 mod test_programs;
@@ -48,6 +49,9 @@ static OFFSETS: Offsets = Offsets {
     exit_info2: 0,
     exit_intr_info: 0,
     exit_rip: 0,
+    task_pid: 0,
+    task_state: 0,
+    sched_state_arg: 0,
     valid: 0,
 };
 
@@ -96,7 +100,7 @@ pub(crate) fn ids() -> (u32, u32) {
 }
 
 #[inline(always)]
-fn read_u32(ctx: &TracePointContext, off: u32) -> Option<u32> {
+pub(crate) fn read_u32(ctx: &TracePointContext, off: u32) -> Option<u32> {
     // SAFETY: read_at uses bpf_probe_read on the record; a bad offset yields an error, not UB.
     match unsafe { ctx.read_at::<u32>(off as usize) } {
         Ok(v) => Some(v),

@@ -6,13 +6,14 @@ use aya_ebpf::{
     programs::{RawTracePointContext, TracePointContext},
 };
 
-use crate::{agg, ev, ids, log_stats_full, offsets};
+use crate::{agg, ev, ids, log_stats_full, offsets, sched};
 
 /// Test entry for BPF_PROG_TEST_RUN: args = [op, tgid, tid, now_ns, vcpu, isa, reason].
 /// op 0 = kvm_exit, 1 = kvm_entry, 2 = kvm_userspace_exit, 3 = KVM_RUN ioctl,
 /// 4 = kvm_msr with args [4, tgid, write, msr, data, -, -] (no thread: no slow-exit detail),
 /// 5 = exit with its slow-exit fields: [5, tgid, tid, now_ns, vcpu, rip, isa << 32 | reason],
-/// 6 = a sub-reason event of the exit in flight: [6, -, tid, kind, flags, a, -].
+/// 6 = a sub-reason event of the exit in flight: [6, -, tid, kind, flags, a, -],
+/// 7 = sched_switch: [7, prev_state, prev, now_ns, next, -, -], 8 = sched_wakeup: [8, -, tid, now_ns].
 #[raw_tracepoint]
 pub fn kvmprof_test(ctx: RawTracePointContext) -> u32 {
     let op: u64 = ctx.arg(0);
@@ -49,6 +50,8 @@ pub fn kvmprof_test(ctx: RawTracePointContext) -> u32 {
             isa,
         ),
         6 => agg::note_detail(tid as u32, now as u16, vcpu as u16, isa),
+        7 => sched::switched(tid as u32, || tgid as u32, vcpu as u32, || now),
+        8 => sched::woken(tid as u32, || now),
         1 => {
             if agg::on_entry(tgid as u32, tid as u32, now, vcpu as u32) {
                 log_stats_full(&ctx, tgid as u32);

@@ -202,7 +202,13 @@ fn generate() -> (Vec<Sample>, u64, f64) {
         cpu.total_ns += (vcpu + other) * tick;
         // schedstat's run-queue wait: exact ns, a few ms a second per busy host.
         cpu.vcpu_wait_ns += cpu_rng.u64() % 5_000_000;
-        s.vm_cpu.insert(PID, cpu);
+        // Format 5: each vCPU thread's own ticks and wait.
+        for (n, l) in load.iter().enumerate() {
+            let t = cpu.vcpus.entry(n as u32).or_default();
+            t.cpu_ns += (30.0 * l).round() as u64 * tick;
+            t.wait_ns = Some(t.wait_ns.unwrap_or(0) + cpu_rng.u64() % 1_000_000);
+        }
+        s.vm_cpu.insert(PID, cpu.clone());
         out.push(s.clone());
     }
     let exits = s.stats.values().map(|st| st.count).sum();

@@ -70,6 +70,11 @@ pub struct Global {
     /// Log slow HLT exits too.
     #[arg(long)]
     pub slow_hlt: bool,
+    /// Do not split exit times into on-CPU, preempted (waiting for a host CPU) and blocked
+    /// (asleep): the split follows every context switch of the host (sched_switch,
+    /// sched_wakeup), which costs each switch a few tens of ns.
+    #[arg(long)]
+    pub no_sched_split: bool,
 }
 
 impl Global {
@@ -411,6 +416,10 @@ pub struct ExerciseArgs {
     pub delay_every: u64,
     #[arg(long, default_value = "3ms", value_parser = parse_duration)]
     pub delay_for: Duration,
+    /// Pin the vCPU thread to this CPU and keep a busy thread there (the scheduler split's
+    /// test); RESULT then says the vCPU thread's run-queue delay.
+    #[arg(long, value_name = "CPU")]
+    pub hog_cpu: Option<usize>,
     /// QEMU-style identity args (e.g. `-name guest=NAME`): ignored, but visible in
     /// /proc/PID/cmdline, where discovery names the VM from them.
     #[arg(last = true, allow_hyphen_values = true)]

@@ -205,6 +205,13 @@ pub struct Stat {
     pub sum_ns: u64,
     pub min_ns: u64,
     pub max_ns: u64,
+    /// Of `sum_ns`: runnable but not running (preempted, or woken and waiting for a CPU), and
+    /// asleep (blocked), between exit and entry. 0 where the kernel does not split the time
+    /// (threads without a slot, userspace exits, hosts or recordings without the split).
+    #[serde(default)]
+    pub wait_ns: u64,
+    #[serde(default)]
+    pub blocked_ns: u64,
     pub hist: Hist,
 }
 
@@ -221,6 +228,8 @@ impl Stat {
         };
         self.count += b.count;
         self.sum_ns += b.sum_ns;
+        self.wait_ns += b.wait_ns;
+        self.blocked_ns += b.blocked_ns;
         self.max_ns = self.max_ns.max(b.max_ns);
         self.hist.add(&b.hist);
     }
@@ -289,7 +298,7 @@ pub struct EvStat {
 }
 
 /// CPU time a VM process has used so far, from the kernel's own accounting (/proc), ns.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmCpu {
     /// Every thread of the process, exited ones included (user + system time; a vCPU's guest
     /// time counts as user time).
@@ -309,6 +318,33 @@ pub struct VmCpu {
     /// How many of the vCPU threads `vcpu_wait_ns` sums (schedstat can be missing).
     #[serde(default)]
     pub waited_threads: u32,
+    /// The VM's vhost worker threads (`vhost-<pid>`), summed: kernel threads outside the
+    /// process, or (Linux 6.4 on) tasks of the process itself.
+    #[serde(default)]
+    pub vhost: Threads,
+    /// Of `vhost.cpu_ns`, the part already in `total_ns` (vhost tasks inside the process).
+    #[serde(default)]
+    pub vhost_in_total_ns: u64,
+    /// Per vCPU index (from the VMM's thread names): that thread's CPU time and wait.
+    #[serde(default)]
+    pub vcpus: BTreeMap<u32, ThreadCpu>,
+}
+
+/// CPU time and run-queue wait of a set of threads, summed, ns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Threads {
+    pub cpu_ns: u64,
+    /// Of the threads that have schedstat (`waited` of them).
+    pub wait_ns: u64,
+    pub threads: u32,
+    pub waited: u32,
+}
+
+/// One thread's CPU time (user + system) and run-queue wait (None without schedstat), ns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadCpu {
+    pub cpu_ns: u64,
+    pub wait_ns: Option<u64>,
 }
 
 /// One exit that took at least the slow-exit threshold (`--slow`), as the kernel logged it.
@@ -334,6 +370,11 @@ pub struct SlowEvent {
     pub detail_kind: u16,
     pub detail_flags: u16,
     pub detail_a: u64,
+    /// Of `took_ns`: runnable but not running, and asleep (0 when not split: format ≤ 4).
+    #[serde(default)]
+    pub wait_ns: u64,
+    #[serde(default)]
+    pub blocked_ns: u64,
 }
 
 impl From<profiler_common::SlowExit> for SlowEvent {
@@ -352,6 +393,8 @@ impl From<profiler_common::SlowExit> for SlowEvent {
             detail_kind: e.detail_kind,
             detail_flags: e.detail_flags,
             detail_a: e.detail_a,
+            wait_ns: e.wait_ns,
+            blocked_ns: e.blocked_ns,
         }
     }
 }

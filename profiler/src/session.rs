@@ -68,6 +68,7 @@ fn open_probe(g: &Global) -> anyhow::Result<LiveSource> {
         max_keys: g.max_keys,
         allow_concurrent: g.allow_concurrent,
         slow: g.slow_cfg(),
+        sched: !g.no_sched_split,
         ..Default::default()
     };
     let (src, warnings) = LiveSource::open(&opts)?;
@@ -240,6 +241,16 @@ impl Session {
                 tracefs: l.tracefs.clone(),
             },
         })
+    }
+
+    /// Whether the samples carry the slow-exit log: recordings of format 4 and later, live
+    /// collections (the probe's log is on unless `--slow off`, which the caller knows).
+    pub fn has_slow_log(&self) -> bool {
+        match &self.kind {
+            Kind::Recording(rec) => rec.version() >= 4,
+            Kind::Perf { .. } => false,
+            Kind::Live(_) => true,
+        }
     }
 
     /// Every sample, in order (none for perf text, which has no time axis).

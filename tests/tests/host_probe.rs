@@ -244,6 +244,7 @@ fn live_probes_see_the_exerciser_userspace_exits() {
         pause: std::time::Duration::ZERO,
         delay_every: 0,
         delay_for: std::time::Duration::ZERO,
+        hog_cpu: None,
     })
     .expect("the exerciser runs on /dev/kvm");
     assert_eq!((r.io, r.hlt), (iters, 1));

@@ -156,6 +156,20 @@ fn report() -> CheckReport {
                 (20, "db", 0, 30, 20, 5_000),
             ],
         ));
+        // The burst's slow exits: the slow-exit thresholds are in the file too.
+        if i == 4 {
+            let s = samples.last_mut().expect("pushed");
+            s.slow = (0..3)
+                .map(|n| kvmprof::sample::SlowEvent {
+                    exit_ns: s.mono_ns - 50_000_000 + n,
+                    took_ns: 2_000_000,
+                    tgid: 10,
+                    isa: 1,
+                    reason: 49,
+                    ..Default::default()
+                })
+                .collect();
+        }
     }
     let series: Vec<View> = samples
         .windows(2)
@@ -169,12 +183,15 @@ fn report() -> CheckReport {
         "EPT_MISCONFIG.max_per_s=5000",
         "CPUID.max_p99_us=10",
         "fail_on=critical",
+        "max_slow_per_s=2",
+        "max_slow_dropped=0",
     ] {
         t.set(f).expect("valid flag");
     }
     let vms =
         [odd, "db", "missing-vm"].map(|v| kvmprof::model::VmSelector::parse(v).expect("selector"));
-    check::evaluate(&view, &series, &t, &vms, None)
+    let slow = check::SlowCounts::of(&samples);
+    check::evaluate(&view, &series, &t, &vms, None, Some(&slow))
 }
 
 fn tmp(name: &str) -> PathBuf {

@@ -15,7 +15,7 @@ use kvmprof::{
     decode::ExitNames,
     export::{ExportOpts, ServeOpts, Server},
     model::compute,
-    sample::{Key, ProgStat, Sample, VmCpu, VmInfo},
+    sample::{Key, ProgStat, Sample, SlowEvent, VmCpu, VmInfo},
     source::FakeSource,
 };
 
@@ -254,6 +254,15 @@ fn samples() -> Vec<Sample> {
         s.progs[0].run_cnt += 5_000;
         s.progs[0].run_time_ns += 400_000;
         s.counters[1] += 2; // unpaired_exit
+                            // A slow port write of win11 in each span: kvmprof_slow_exits_total is linted too.
+        s.slow = vec![SlowEvent {
+            exit_ns: s.mono_ns - 500_000_000,
+            took_ns: 2_000_000,
+            tgid: 10,
+            isa: 1,
+            reason: 30,
+            ..Default::default()
+        }];
         let ms = 1_000_000;
         s.vm_cpu.insert(
             10,
@@ -264,6 +273,7 @@ fn samples() -> Vec<Sample> {
                 vcpu_threads: 2,
                 vcpu_wait_ns: (2_000 + 50 * step) * ms,
                 waited_threads: 2,
+                ..Default::default()
             },
         );
         s.vm_cpu.insert(

@@ -50,7 +50,7 @@ finish() { # status
     done
   } > /tmp/info.txt
   section info.txt /tmp/info.txt
-  for f in exercise.txt kvmprof.json kvmprof.stderr kvm_exit.hist kvm_entry.hist tracepoints.txt $SESSION_FILES $PERF_FILES $SLOW_FILES $DG_FILES $HV_FILES; do
+  for f in exercise.txt kvmprof.json kvmprof.stderr kvm_exit.hist kvm_entry.hist tracepoints.txt $SESSION_FILES $PERF_FILES $SLOW_FILES $SCHED_FILES $DG_FILES $HV_FILES; do
     [ -f /tmp/$f ] && section $f /tmp/$f
   done
   # Recordings are binary: base64 over the serial console, decoded by the harness.
@@ -264,6 +264,35 @@ slow_run() {
   [ $SRC -eq 0 ] || { slow_fail "kvmprof report --slow exited with status $SRC"; return; }
 }
 
+# The scheduler-split run: the exerciser's vCPU thread shares guest CPU 1 with a busy thread
+# (--hog-cpu) and sleeps 3 ms before completing every 50th port write; kvmprof record splits each
+# exit's time. Checked by tests/tests/real_kvm_sched.rs against the vCPU thread's own schedstat
+# (RESULT run_delay_ns) and the VMM's sleeps.
+SCHED_FILES="sched_status.txt sched_exercise.txt sched_record.stderr sched_report.json sched_slow.json
+  sched_report.stderr"
+sched_fail() { # why
+  echo "fail: $1" > /tmp/sched_status.txt
+}
+sched_run() {
+  echo ok > /tmp/sched_status.txt
+  /bin/kvmprof record --allow-concurrent -i 100ms --slow 1ms -o /tmp/h.kvmprof --ready-file /tmp/ready_h \
+    2> /tmp/sched_record.stderr &
+  RH=$!
+  wait_ready $RH /tmp/ready_h "kvmprof record (sched)" || { sched_fail "kvmprof record not ready"; return; }
+  /bin/kvmprof exercise --iters "$N" --ops ocrw --delay-every 50 --delay-for 3ms --hog-cpu 1 \
+    -- -name guest=$VM_NAME-sched > /tmp/sched_exercise.txt 2>&1
+  XRC=$?
+  kill -INT $RH
+  wait $RH
+  RRC=$?
+  /bin/kvmprof report -f json /tmp/h.kvmprof > /tmp/sched_report.json 2> /tmp/sched_report.stderr
+  SRC=$?
+  /bin/kvmprof report --slow 1ms -f json /tmp/h.kvmprof > /tmp/sched_slow.json 2>> /tmp/sched_report.stderr
+  [ $XRC -eq 0 ] || { sched_fail "kvmprof exercise exited with status $XRC"; return; }
+  [ $RRC -eq 0 ] || { sched_fail "kvmprof record exited with status $RRC"; return; }
+  [ $SRC -eq 0 ] || { sched_fail "kvmprof report exited with status $SRC"; return; }
+}
+
 # The degrade run: a copy of the kvm events' format files (and sys_enter_ioctl's) without kvm_msr
 # as kvmprof's --tracefs. It attaches through the real tracefs, so it runs as on a kernel that has
 # every tracepoint but kvm_msr: the exits must still be counted exactly, and it must say what it lost.
@@ -343,6 +372,7 @@ cat $T/events/kvm/kvm_entry/hist > /tmp/kvm_entry.hist
 session_b
 perf_run
 slow_run
+sched_run
 degrade_run
 [ "$HV" = 1 ] && hyperv_run
 finish ok

@@ -355,6 +355,8 @@ pub fn vm_test(args: &VmTestArgs) -> Result<()> {
         "--test",
         "real_kvm_slow",
         "--test",
+        "real_kvm_sched",
+        "--test",
         "real_kvm_tracepoints",
     ]);
     if !args.no_hyperv {

@@ -47,7 +47,7 @@ pub(crate) fn windowed_max(items: &[(f64, f64)], window_s: f64) -> Option<(f64, 
     best
 }
 
-fn base(isa: u32, reason: u32) -> u32 {
+pub(super) fn base(isa: u32, reason: u32) -> u32 {
     if isa == profiler_common::ISA_VMX {
         reason & 0xffff
     } else {
@@ -211,7 +211,9 @@ pub(crate) fn measure(
                 .map(|r| r.count)
                 .sum()
         }),
-        Kind::Advice(_) => Outcome::Error("advice is measured by the caller".into()),
+        Kind::Advice(_) | Kind::SlowPerS | Kind::ReasonSlowPerS(_) | Kind::SlowDropped => {
+            Outcome::Error("measured by the caller".into())
+        }
     }
 }
 

@@ -10,15 +10,19 @@ mod measure;
 mod outcome;
 mod plan;
 mod render;
+mod slow;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_parse;
+#[cfg(test)]
+mod tests_slow;
 pub mod thresholds;
 
 use serde::Serialize;
 
 pub use render::{junit, summary, timestamp_utc, to_json};
+pub use slow::SlowCounts;
 pub use thresholds::{resolve_reason, FailOn, ReasonLimit, ThresholdError, Thresholds};
 
 use crate::{
@@ -145,12 +149,14 @@ fn select<'a>(view: &'a View, filter: &[VmSelector]) -> (Vec<&'a VmView>, Vec<(S
 /// the same run, in order (for storms and frame windows; may be empty, see `measure`).
 /// Reason names resolve against the built-in tables and the rows' own names; call
 /// [`Thresholds::validate`] with the source's names first to reject unknown names early.
+/// `slow`: the session's slow-exit log, None when it has none (its thresholds then error).
 pub fn evaluate(
     view: &View,
     series: &[View],
     thresholds: &Thresholds,
     vm_filter: &[VmSelector],
     advice: Option<&AdviceSummary>,
+    slow: Option<&SlowCounts>,
 ) -> CheckReport {
     let names = ExitNames::builtin();
     let planned = plan(thresholds);
@@ -179,7 +185,13 @@ pub fn evaluate(
     }
     for vm in &vms {
         for p in &planned {
-            results.push(check_one(p, vm, view, series, thresholds, advice, &names));
+            let inputs = Inputs {
+                view,
+                series,
+                advice,
+                slow,
+            };
+            results.push(check_one(p, vm, &inputs, thresholds, &names));
         }
     }
     // VMs asked for but not seen come last.
@@ -216,15 +228,22 @@ pub fn evaluate(
     }
 }
 
+/// What the thresholds are measured on.
+struct Inputs<'a> {
+    view: &'a View,
+    series: &'a [View],
+    advice: Option<&'a AdviceSummary>,
+    slow: Option<&'a SlowCounts>,
+}
+
 fn check_one(
     p: &Planned,
     vm: &VmView,
-    view: &View,
-    series: &[View],
+    inputs: &Inputs,
     t: &Thresholds,
-    advice: Option<&AdviceSummary>,
     names: &ExitNames,
 ) -> CheckResult {
+    let (view, series, advice) = (inputs.view, inputs.series, inputs.advice);
     let (name, pid) = (vm.name.as_str(), Some(vm.pid));
     if let Kind::Advice(f) = p.kind {
         let Some(a) = advice else {
@@ -262,7 +281,8 @@ fn check_one(
     | Kind::ReasonVcpuRate(r)
     | Kind::ReasonP99(r)
     | Kind::ReasonMax(r)
-    | Kind::ReasonStorm(r) = &p.kind
+    | Kind::ReasonStorm(r)
+    | Kind::ReasonSlowPerS(r) = &p.kind
     {
         let in_rows = vm
             .reasons
@@ -298,7 +318,9 @@ fn check_one(
         };
         return p.result(name, pid, Status::Error, None, why);
     }
-    match measure::measure(p, vm, view, series, t.storm_window_s(), names) {
+    let outcome = slow::measure(p, vm, view.duration_s, inputs.slow, names)
+        .unwrap_or_else(|| measure::measure(p, vm, view, series, t.storm_window_s(), names));
+    match outcome {
         Outcome::Value(m) => {
             // A tiny tolerance so a value printed equal to its limit passes.
             let fail = m.value > p.limit * (1.0 + 1e-9) + 1e-12;

@@ -18,6 +18,10 @@ pub(crate) enum Kind {
     ReasonP99(String),
     ReasonMax(String),
     ReasonStorm(String),
+    /// Exits the slow-exit log holds, per second (check/slow.rs).
+    SlowPerS,
+    ReasonSlowPerS(String),
+    SlowDropped,
     Advice(FailOn),
 }
 
@@ -145,7 +149,25 @@ pub(crate) fn plan(t: &Thresholds) -> Vec<Planned> {
             "/s",
             r.max_storm_per_s,
         );
+        add(
+            Kind::ReasonSlowPerS(n.clone()),
+            format!("{n}.max_slow_per_s"),
+            "/s",
+            r.max_slow_per_s,
+        );
     }
+    add(
+        Kind::SlowPerS,
+        "max_slow_per_s".into(),
+        "/s",
+        t.max_slow_per_s,
+    );
+    add(
+        Kind::SlowDropped,
+        "max_slow_dropped".into(),
+        "events",
+        t.max_slow_dropped,
+    );
     if let Some(f) = t.fail_on {
         let limit = match f {
             FailOn::Warn => "warn",

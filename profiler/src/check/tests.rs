@@ -90,7 +90,7 @@ fn only(r: &CheckReport) -> &CheckResult {
 
 fn eval(flags: &[&str]) -> CheckReport {
     let (v, s) = run();
-    evaluate(&v, &s, &t(flags), &[], None)
+    evaluate(&v, &s, &t(flags), &[], None, None)
 }
 
 #[test]
@@ -199,22 +199,29 @@ fn storm_run() -> (View, Vec<View>) {
 #[test]
 fn storms_use_the_window() {
     let (v, s) = storm_run();
-    let r = evaluate(&v, &s, &t(&["max_storm_exits_per_s=4000"]), &[], None);
+    let r = evaluate(&v, &s, &t(&["max_storm_exits_per_s=4000"]), &[], None, None);
     let x = only(&r);
     assert_eq!((x.status, x.measured), (Status::Fail, Some(5000.0)));
     assert!(x.detail.contains("+0.50 s"), "{}", x.detail);
     // Whole-run average 590/s: a 1 s window sees no storm.
     let th = t(&["max_storm_exits_per_s=4000", "storm_window_ms=1000"]);
-    let r = evaluate(&v, &s, &th, &[], None);
+    let r = evaluate(&v, &s, &th, &[], None, None);
     assert_eq!(only(&r).status, Status::Pass);
     assert!((only(&r).measured.unwrap() - 590.0).abs() < 1e-6);
     // 200 ms windows: (500 + 10) / 0.2 s.
     let th = t(&["EPT_MISCONFIG.max_storm_per_s=2000", "storm_window_ms=200"]);
-    let r = evaluate(&v, &s, &th, &[], None);
+    let r = evaluate(&v, &s, &th, &[], None, None);
     assert_eq!(only(&r).status, Status::Fail);
     assert!((only(&r).measured.unwrap() - 2550.0).abs() < 1e-6);
     // No series: the whole run stands in, flagged as approximate.
-    let r = evaluate(&v, &[], &t(&["max_storm_exits_per_s=4000"]), &[], None);
+    let r = evaluate(
+        &v,
+        &[],
+        &t(&["max_storm_exits_per_s=4000"]),
+        &[],
+        None,
+        None,
+    );
     assert!((only(&r).measured.unwrap() - 590.0).abs() < 1e-6);
     assert!(only(&r).detail.contains("approximate"));
 }
@@ -239,7 +246,7 @@ fn frame_budget_worst_window_per_vcpu() {
         .collect();
     let v = compute(&samples[0], &samples[6], &names);
     let th = t(&["frame_budget_pct=30", "frame_budget_us=3000"]);
-    let r = evaluate(&v, &series, &th, &[], None);
+    let r = evaluate(&v, &series, &th, &[], None, None);
     let get = |n: &str| r.results.iter().find(|x| x.threshold == n).unwrap();
     // 60 Hz: two intervals (20 ms) cover a frame: 5.1 ms / 20 ms = 25.5 %.
     let f60 = get("frame_budget_pct[60hz]");
@@ -257,7 +264,7 @@ fn frame_budget_worst_window_per_vcpu() {
     assert!(u60.detail.contains("mean"), "{}", u60.detail);
     // One 1 s interval: the average is spread over every frame, flagged approximate.
     let (v, s) = run();
-    let r = evaluate(&v, &s, &t(&["frame_budget_pct=10"]), &[], None);
+    let r = evaluate(&v, &s, &t(&["frame_budget_pct=10"]), &[], None, None);
     assert!(r.results.iter().all(|x| x.detail.contains("approximate")));
     assert!((r.results[0].measured.unwrap() - 9.0).abs() < 1e-6);
 }
@@ -278,9 +285,9 @@ fn advice(sev: Severity) -> AdviceSummary {
 fn advice_severity_gate() {
     let (v, s) = run();
     let crit = t(&["fail_on=critical"]);
-    let r = evaluate(&v, &s, &crit, &[], Some(&advice(Severity::Warn)));
+    let r = evaluate(&v, &s, &crit, &[], Some(&advice(Severity::Warn)), None);
     assert_eq!(only(&r).status, Status::Pass);
-    let r = evaluate(&v, &s, &crit, &[], Some(&advice(Severity::Critical)));
+    let r = evaluate(&v, &s, &crit, &[], Some(&advice(Severity::Critical)), None);
     assert_eq!(
         (only(&r).status, only(&r).worst_reason.as_deref()),
         (Status::Fail, Some("R07"))
@@ -292,9 +299,10 @@ fn advice_severity_gate() {
         &t(&["fail_on=warn"]),
         &[],
         Some(&advice(Severity::Warn)),
+        None,
     );
     assert_eq!(only(&r).status, Status::Fail);
-    let r = evaluate(&v, &s, &crit, &[], None);
+    let r = evaluate(&v, &s, &crit, &[], None, None);
     assert_eq!((only(&r).status, r.exit_code()), (Status::Error, 2));
 }
 
@@ -303,7 +311,7 @@ fn could_not_measure_cases() {
     let (v, s) = run();
     let th = t(&["max_overhead_pct=5", "max_exits_per_s=1"]);
     // Unknown VM: every threshold is an error for it, exit 2.
-    let r = evaluate(&v, &s, &th, &["nope".into()], None);
+    let r = evaluate(&v, &s, &th, &["nope".into()], None, None);
     assert_eq!(r.results.len(), 2);
     assert!(r
         .results
@@ -317,14 +325,14 @@ fn could_not_measure_cases() {
     assert!(r.results[0].detail.contains("win11 (pid 10)"));
     assert_eq!(r.exit_code(), 2);
     // By pid, found; the failure decides the exit code.
-    let r = evaluate(&v, &s, &th, &["10".into(), "nope".into()], None);
+    let r = evaluate(&v, &s, &th, &["10".into(), "nope".into()], None, None);
     assert_eq!(r.exit_code(), 1);
     // No exits at all.
     let empty = View {
         duration_s: 5.0,
         ..Default::default()
     };
-    let r = evaluate(&empty, &[], &th, &[], None);
+    let r = evaluate(&empty, &[], &th, &[], None, None);
     assert!(r
         .results
         .iter()
@@ -335,7 +343,7 @@ fn could_not_measure_cases() {
     let mut s1 = s0.clone();
     s1.mono_ns += 1_000 * MS;
     let idle = compute(&s0, &s1, &ExitNames::builtin());
-    let r = evaluate(&idle, &[], &th, &[], None);
+    let r = evaluate(&idle, &[], &th, &[], None, None);
     assert!(r.results[0].detail.contains("no exits seen for VM win11"));
     // Running on a KVM without kvm_exit: its returns to the VMM are named, not "is it running?".
     let mut s2 = s1.clone();
@@ -348,7 +356,7 @@ fn could_not_measure_cases() {
     s2.stats.entry(k).or_default().record(20_000, 35_000);
     s2.mono_ns += 1_000 * MS;
     let tcg = compute(&s1, &s2, &ExitNames::builtin());
-    let r = evaluate(&tcg, &[], &th, &[], None);
+    let r = evaluate(&tcg, &[], &th, &[], None, None);
     let d = &r.results[0].detail;
     assert!(
         d.contains("35000 returns to the VMM a second") && d.contains("no kvm_exit"),
@@ -359,7 +367,7 @@ fn could_not_measure_cases() {
     let r = CheckReport::could_not_measure("cannot attach: not root", &th, &["win11".into()]);
     assert_eq!((r.results.len(), r.exit_code()), (2, 2));
     // Nothing to check at all is not a pass.
-    let r = evaluate(&v, &s, &Thresholds::default(), &[], None);
+    let r = evaluate(&v, &s, &Thresholds::default(), &[], None, None);
     assert_eq!(r.exit_code(), 2);
     assert!(!r.notes.is_empty());
 }
@@ -370,7 +378,7 @@ fn unknown_reason_names() {
     let e = th.validate(&ExitNames::builtin()).unwrap_err().to_string();
     assert!(e.contains("unknown exit reason `EPT_MISCONFIGG`"), "{e}");
     let (v, s) = run();
-    let r = evaluate(&v, &s, &th, &[], None);
+    let r = evaluate(&v, &s, &th, &[], None, None);
     assert_eq!(only(&r).status, Status::Error);
     let names = ExitNames::builtin();
     assert_eq!(resolve_reason("npf", &names), vec![(ISA_SVM, 0x400)]);

@@ -85,9 +85,9 @@ fn outputs_escape_and_count() {
         "max_exits_per_s=1e6",
         "CPUID.max_p99_us=1",
     ]);
-    let r = evaluate(&v, &s, &th, &["nope".into()], None);
+    let r = evaluate(&v, &s, &th, &["nope".into()], None, None);
     let r = CheckReport {
-        results: [evaluate(&v, &s, &th, &[], None).results, r.results].concat(),
+        results: [evaluate(&v, &s, &th, &[], None, None).results, r.results].concat(),
         ..r
     };
     let x = junit(&r, "2026-01-01T00:00:00", "host");

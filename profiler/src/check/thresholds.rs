@@ -21,6 +21,8 @@ use crate::{decode::ExitNames, settings};
 /// frame_budget_pct = 10.0           # non-HLT handling time per frame, worst window, per vCPU
 /// frame_budget_us = 1000.0          # the same as µs per frame
 /// fail_on = "critical"              # advice severity that fails: "critical" | "warn"
+/// max_slow_per_s = 1.0              # exits logged as slow (--slow) per second, per VM
+/// max_slow_dropped = 0              # slow exits the kernel's rate limit dropped
 ///
 /// [[reason]]
 /// name = "EPT_MISCONFIG"            # VMX or SVM name (npf, msr, ...), or vmx:49 / svm:0x400
@@ -29,6 +31,7 @@ use crate::{decode::ExitNames, settings};
 /// max_p99_us = 20.0
 /// max_us = 500.0
 /// max_storm_per_s = 50000
+/// max_slow_per_s = 0.5
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -45,6 +48,8 @@ pub struct Thresholds {
     pub frame_budget_pct: Option<f64>,
     pub frame_budget_us: Option<f64>,
     pub fail_on: Option<FailOn>,
+    pub max_slow_per_s: Option<f64>,
+    pub max_slow_dropped: Option<f64>,
     #[serde(rename = "reason")]
     pub reasons: Vec<ReasonLimit>,
 }
@@ -67,6 +72,7 @@ pub struct ReasonLimit {
     pub max_p99_us: Option<f64>,
     pub max_us: Option<f64>,
     pub max_storm_per_s: Option<f64>,
+    pub max_slow_per_s: Option<f64>,
 }
 
 /// A threshold setting that cannot be used; the text is the whole one-line message.
@@ -129,7 +135,8 @@ impl Thresholds {
                 "max_p99_us" => &mut r.max_p99_us,
                 "max_us" => &mut r.max_us,
                 "max_storm_per_s" => &mut r.max_storm_per_s,
-                _ => return Err(bad(&format!("unknown reason key `{k}` (max_per_s, max_per_vcpu_per_s, max_p99_us, max_us, max_storm_per_s)"))),
+                "max_slow_per_s" => &mut r.max_slow_per_s,
+                _ => return Err(bad(&format!("unknown reason key `{k}` (max_per_s, max_per_vcpu_per_s, max_p99_us, max_us, max_storm_per_s, max_slow_per_s)"))),
             };
             *slot = Some(num()?);
         } else {
@@ -170,6 +177,8 @@ impl Thresholds {
             "max_storm_exits_per_s" => &mut self.max_storm_exits_per_s,
             "frame_budget_pct" => &mut self.frame_budget_pct,
             "frame_budget_us" => &mut self.frame_budget_us,
+            "max_slow_per_s" => &mut self.max_slow_per_s,
+            "max_slow_dropped" => &mut self.max_slow_dropped,
             _ => return None,
         })
     }
@@ -189,7 +198,9 @@ impl Thresholds {
             max_storm_exits_per_s,
             frame_budget_pct,
             frame_budget_us,
-            fail_on
+            fail_on,
+            max_slow_per_s,
+            max_slow_dropped
         );
         if !other.frame_hz.is_empty() {
             self.frame_hz = other.frame_hz;
@@ -205,7 +216,8 @@ impl Thresholds {
                         max_per_vcpu_per_s,
                         max_p99_us,
                         max_us,
-                        max_storm_per_s
+                        max_storm_per_s,
+                        max_slow_per_s
                     );
                 }
                 None => self.reasons.push(r),
@@ -225,6 +237,8 @@ impl Thresholds {
             self.max_storm_exits_per_s,
             self.frame_budget_pct,
             self.frame_budget_us,
+            self.max_slow_per_s,
+            self.max_slow_dropped,
         ];
         top.iter().all(Option::is_none) && self.fail_on.is_none() && self.reasons.is_empty()
     }
@@ -255,6 +269,8 @@ impl Thresholds {
         neg("max_storm_exits_per_s", self.max_storm_exits_per_s)?;
         neg("frame_budget_pct", self.frame_budget_pct)?;
         neg("frame_budget_us", self.frame_budget_us)?;
+        neg("max_slow_per_s", self.max_slow_per_s)?;
+        neg("max_slow_dropped", self.max_slow_dropped)?;
         if let Some(w) = self.storm_window_ms {
             if !w.is_finite() || w <= 0.0 {
                 return Err(ThresholdError(format!(
@@ -280,6 +296,7 @@ impl Thresholds {
             neg(&k("max_p99_us"), r.max_p99_us)?;
             neg(&k("max_us"), r.max_us)?;
             neg(&k("max_storm_per_s"), r.max_storm_per_s)?;
+            neg(&k("max_slow_per_s"), r.max_slow_per_s)?;
         }
         Ok(())
     }

@@ -49,6 +49,12 @@ pub fn run(env: &mut Env, a: &CheckArgs) -> anyhow::Result<(u8, String)> {
                 "say what to check: --duration 30s (live), a recording FILE, or --from-perf FILE"
             );
         }
+        let wants_slow = t.max_slow_per_s.is_some()
+            || t.max_slow_dropped.is_some()
+            || t.reasons.iter().any(|r| r.max_slow_per_s.is_some());
+        if wants_slow && env.global.slow_cfg().threshold_ns == 0 {
+            bail!("slow-exit thresholds need the slow-exit log: drop --slow off (or give --slow TIME, default 500us)");
+        }
         let src = env.open_live()?;
         // Names in the thresholds are checked against this kernel's tables before the run.
         t.validate(&src.names())?;
@@ -63,18 +69,23 @@ pub fn run(env: &mut Env, a: &CheckArgs) -> anyhow::Result<(u8, String)> {
     } else {
         Session::open(&a.input, env, sampling, "check")?
     };
-    let (view, series, advice) = if let Some(imp) = session.perf_import() {
+    let (view, series, advice, slow) = if let Some(imp) = session.perf_import() {
         // A paste from another host: none of this host's facts.
         let adv = wants_advice
             .then(|| AdviceSummary::from(&advice::analyze(&Input::from_perf(imp, None))));
-        (session.data()?.view, Vec::new(), adv)
+        (session.data()?.view, Vec::new(), adv, None)
     } else {
         let names = session.names();
         t.validate(&names)?;
         let host = session.host();
-        summarise(&session.series()?, &names, wants_advice.then_some(host))
+        let samples = session.series()?;
+        let slow = session
+            .has_slow_log()
+            .then(|| check::SlowCounts::of(&samples));
+        let (view, series, adv) = summarise(&samples, &names, wants_advice.then_some(host));
+        (view, series, adv, slow)
     };
-    let r = check::evaluate(&view, &series, &t, &a.vm, advice.as_ref());
+    let r = check::evaluate(&view, &series, &t, &a.vm, advice.as_ref(), slow.as_ref());
     finish(a, &r)
 }
 

@@ -33,7 +33,9 @@ pub fn render_diff(a: &DiffArgs) -> anyhow::Result<String> {
     }
     let mut data = Vec::with_capacity(a.files.len());
     for (path, label) in a.files.iter().zip(labels) {
-        let mut d = Session::file(path)?.data()?;
+        let session = Session::file(path)?;
+        let mut d = session.data()?;
+        d.slow = super::html::slow_log(&session)?;
         for w in &d.warnings {
             warn(w);
         }

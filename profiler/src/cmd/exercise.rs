@@ -16,10 +16,11 @@ pub fn exercise(a: &ExerciseArgs) -> anyhow::Result<()> {
         pause: a.pause,
         delay_every: a.delay_every,
         delay_for: a.delay_for,
+        hog_cpu: a.hog_cpu,
     };
     let r = exerciser::run(&opts)?;
     crate::out::println(&format!(
-        "RESULT iters={} ops={} kvm_runs={} io={} hlt={} other={} elapsed_ms={} delayed={} out_rip={:#x}",
+        "RESULT iters={} ops={} kvm_runs={} io={} hlt={} other={} elapsed_ms={} delayed={} out_rip={:#x} run_delay_ns={}",
         a.iters,
         a.ops,
         r.kvm_runs,
@@ -29,6 +30,7 @@ pub fn exercise(a: &ExerciseArgs) -> anyhow::Result<()> {
         r.elapsed.as_millis(),
         r.delayed,
         exerciser::out_rip(&opts.ops).unwrap_or(0),
+        r.run_delay_ns.map_or("-".into(), |d| d.to_string()),
     ))?;
     if r.other != 0 {
         bail!("the guest made {} unexpected exits", r.other);

@@ -8,7 +8,7 @@ use crate::{
     model::VmSelector,
     report::{
         html::{self, Output},
-        Data,
+        slow, Data,
     },
     session::{warn, Session},
 };
@@ -31,11 +31,29 @@ pub fn part(
         input.view = sel.narrow(std::mem::take(&mut input.view))?;
     }
     let heat = heat_rows(session, &data)?;
+    data.slow = slow_log(session)?;
     Ok(html::Session {
         data,
         advice: Some(advice::analyze(&input)),
         heat,
     })
+}
+
+/// The slow-exit log over the session's span (what its first sample carries came before it);
+/// None when the session has none. Reads every frame.
+pub fn slow_log(session: &Session) -> anyhow::Result<Option<slow::Log>> {
+    if !session.has_slow_log() {
+        return Ok(None);
+    }
+    let all = slow::Filter {
+        min_ns: 0,
+        pid: None,
+        vcpu: None,
+    };
+    let mut log = slow::collect(session.samples(), &session.names(), &all)?;
+    let start = session.span()?.older.mono_ns;
+    log.lines.retain(|l| l.entry_mono_ns > start);
+    Ok(Some(log))
 }
 
 /// The heatmap rows the page may draw: of the VMs in `data`, the reasons that cost most

@@ -58,7 +58,14 @@ pub fn log_to(
             {
                 lines.push_str(&format!(
                     "{time},{}\n",
-                    csv::row(vm.pid, &vm.name, "all", r)
+                    csv::row(
+                        vm.pid,
+                        &vm.name,
+                        "all",
+                        r,
+                        view.sched_split,
+                        csv::vm_cpu(vm)
+                    )
                 ));
             }
         }

@@ -15,5 +15,7 @@ pub mod top;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_slow;
 
 pub use crate::session::Env;

@@ -15,7 +15,7 @@ use clap::Parser;
 const SEC: u64 = 1_000_000_000;
 
 /// Two VMs: `win` (pid 100) with 2 000 IO exits a second, `db` (pid 200) with 10 HLTs.
-fn host() -> Vec<Sample> {
+pub(super) fn host() -> Vec<Sample> {
     (0..8u64)
         .map(|i| {
             let mut s = Sample {
@@ -49,11 +49,11 @@ fn host() -> Vec<Sample> {
         .collect()
 }
 
-fn parse(args: &[&str]) -> Cli {
+pub(super) fn parse(args: &[&str]) -> Cli {
     Cli::try_parse_from(std::iter::once("kvmprof").chain(args.iter().copied())).expect("args")
 }
 
-fn env(cli: &Cli) -> Env {
+pub(super) fn env(cli: &Cli) -> Env {
     Env::fake(cli.global(), FakeSource::live(host()))
 }
 

@@ -80,6 +80,7 @@ pub fn demo(env: &mut Env, a: &DemoArgs) -> anyhow::Result<()> {
             pause: Duration::ZERO,
             delay_every: 0,
             delay_for: Duration::ZERO,
+            hog_cpu: None,
         })
         .err()
         .map(|e| format!("{e:#}"))

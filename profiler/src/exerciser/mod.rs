@@ -12,6 +12,7 @@
 //! The vCPU runs on a thread named `CPU 0/KVM`, as QEMU names its vCPU threads.
 
 mod guest;
+mod hog;
 pub mod hyperv;
 mod kvm;
 
@@ -43,6 +44,9 @@ pub struct ExerciseOpts {
     /// slow exits at a known place (the `out`'s RIP, [`out_rip`]) and rate.
     pub delay_every: u64,
     pub delay_for: Duration,
+    /// Pin the vCPU thread to this host CPU and keep a busy thread there for the run: the
+    /// vCPU waits for its CPU in the middle of exits (the scheduler split's test).
+    pub hog_cpu: Option<usize>,
 }
 
 /// Guest RIP of the `out` of the plain guest built from `ops` (None without `o`): where its
@@ -79,6 +83,9 @@ pub struct ExerciseReport {
     /// Port writes whose completion the VMM delayed (`delay_every`).
     pub delayed: u64,
     pub elapsed: Duration,
+    /// The vCPU thread's run-queue delay (schedstat) from its first KVM_RUN to its last
+    /// return, ns; None without schedstat.
+    pub run_delay_ns: Option<u64>,
 }
 
 impl ExerciseReport {
@@ -183,7 +190,15 @@ fn run_on_vcpu_thread(opts: &ExerciseOpts) -> Result<ExerciseReport> {
         None => kvm::create_vm(&guest_code(&opts.ops)?, &kvm::Plain)?,
     };
     let mut rep = ExerciseReport::default();
+    let _hog = match opts.hog_cpu {
+        Some(cpu) => {
+            hog::pin_to(cpu)?;
+            Some(hog::Hog::start(cpu)?)
+        }
+        None => None,
+    };
     let t0 = Instant::now();
+    let d0 = hog::run_delay_ns();
     loop {
         let delay = (opts.delay_every, opts.delay_for);
         run_batch(&vm, opts.iters, hv.as_ref(), delay, &mut rep)?;
@@ -192,6 +207,9 @@ fn run_on_vcpu_thread(opts: &ExerciseOpts) -> Result<ExerciseReport> {
         }
         std::thread::sleep(opts.pause);
     }
+    rep.run_delay_ns = d0
+        .zip(hog::run_delay_ns())
+        .map(|(a, b)| b.saturating_sub(a));
     rep.elapsed = t0.elapsed();
     Ok(rep)
 }
@@ -238,6 +256,7 @@ mod tests {
             pause: Duration::ZERO,
             delay_every: 100,
             delay_for: Duration::from_micros(10),
+            hog_cpu: None,
         };
         let rep = run(&opts).expect("exerciser on host /dev/kvm");
         assert_eq!(rep.delayed, 5, "{rep:?}");
@@ -248,6 +267,39 @@ mod tests {
         assert_eq!(rep.other, 0, "{rep:?}");
         assert_eq!(rep.kvm_runs, 501, "{rep:?}");
         assert_eq!(rep.hyperv, 0, "{rep:?}");
+    }
+
+    /// --hog-cpu: the vCPU thread shares its CPU with a busy thread and waits for it, as its
+    /// schedstat says.
+    #[test]
+    fn the_hog_makes_the_vcpu_wait() {
+        if !std::path::Path::new("/dev/kvm").exists() {
+            assert!(!ci(), "CI=true but /dev/kvm is absent");
+            eprintln!("skipped: /dev/kvm is absent");
+            return;
+        }
+        let opts = ExerciseOpts {
+            iters: 200,
+            ops: "o".into(),
+            forever: false,
+            pause: Duration::ZERO,
+            delay_every: 1,
+            delay_for: Duration::from_micros(200),
+            hog_cpu: Some(0),
+        };
+        let rep = run(&opts).expect("exerciser with a hog");
+        let waited = rep.run_delay_ns.expect("schedstat");
+        // 200 sleeps of 200 µs: each wake-up finds the hog on the CPU and waits for it.
+        assert!(waited > 0, "{rep:?}");
+        let e = format!(
+            "{:#}",
+            run(&ExerciseOpts {
+                hog_cpu: Some(100_000),
+                ..opts
+            })
+            .unwrap_err()
+        );
+        assert!(e.contains("--hog-cpu 100000"), "{e}");
     }
 
     /// On a KVM with Hyper-V (CONFIG_KVM_HYPERV) the guest runs and SynIC exits reach the VMM;
@@ -269,6 +321,7 @@ mod tests {
             pause: Duration::ZERO,
             delay_every: 0,
             delay_for: Duration::ZERO,
+            hog_cpu: None,
         };
         match run(&opts) {
             Ok(rep) => {

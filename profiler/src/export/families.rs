@@ -7,7 +7,7 @@ use prometheus_client::metrics::MetricType::{Counter, Gauge, Histogram};
 use super::{
     cpu,
     encode::{labels, rebucket, Family, Labels, Value},
-    Exporter, Slot, VmId,
+    slow, Exporter, Slot, VmId,
 };
 use crate::decode::isa_name;
 
@@ -35,6 +35,18 @@ impl Exporter {
             Histogram,
             true,
         );
+        let mut wait = Family::new(
+            "kvmprof_exit_wait",
+            "Of the exit handling time, time the vCPU thread was runnable but not running: preempted, or woken and waiting for a host CPU (only where the kernel split the time)",
+            Counter,
+            true,
+        );
+        let mut asleep = Family::new(
+            "kvmprof_exit_asleep",
+            "Of the exit handling time, time the vCPU thread slept: a halted vCPU blocked, the VMM sleeping or waiting (only where the kernel split the time)",
+            Counter,
+            true,
+        );
         let mut busy = Family::new(
             "kvmprof_exit_busy",
             "Non-HLT exit handling time (virtualization overhead)",
@@ -60,6 +72,7 @@ impl Exporter {
             Counter,
             true,
         );
+        let mut slow_exits = slow::family();
         let mut accesses = Family::new(
             "kvmprof_exit_accesses",
             "MSR, I/O port and MMIO accesses by address (the top addresses per access kind, the rest as address other)",
@@ -85,6 +98,13 @@ impl Exporter {
                 l.extend(labels(&[("isa", isa_name(*isa)), ("reason", &reason)]));
                 exits.series.push((l.clone(), Value::Count(a.exits)));
                 let sum = a.sum_ns as f64 / 1e9;
+                if self.sched_split {
+                    wait.series
+                        .push((l.clone(), Value::Counter(a.wait_ns as f64 / 1e9)));
+                    asleep
+                        .series
+                        .push((l.clone(), Value::Counter(a.blocked_ns as f64 / 1e9)));
+                }
                 hist.series
                     .push((l, Value::Histogram(sum, a.hist.total(), rebucket(&a.hist))));
             }
@@ -100,6 +120,7 @@ impl Exporter {
                 user.series.push((l.clone(), Value::Count(*n)));
                 user_s.series.push((l, Value::Counter(*ns as f64 / 1e9)));
             }
+            st.slow.series(&vm_l, &self.names, &mut slow_exits);
             st.accesses.series(&vm_l, &mut accesses);
         }
         let mut seen = Family::new(
@@ -152,15 +173,26 @@ impl Exporter {
         );
         ts.series
             .push((Vec::new(), Value::Gauge(self.last_wall_ms as f64 / 1e3)));
-        let [cpu, guest, wait] = cpu;
-        let mut out = vec![
-            info, exits, hist, busy, vcpus, cpu, guest, wait, user, user_s,
-        ];
+        let [cpu, guest, vcpu_wait, vhost_wait, thread_cpu, thread_wait] = cpu;
+        let mut out = vec![info, exits, hist];
+        // Where the kernel did not split the time: no series and not even a HELP.
+        if self.sched_split {
+            out.extend([wait, asleep]);
+        }
+        out.extend([busy, vcpus, cpu, guest, vcpu_wait, vhost_wait]);
+        // Opt-in likewise: without --per-vcpu not even their HELP.
+        if self.opts.per_vcpu {
+            out.extend([thread_cpu, thread_wait]);
+        }
+        out.extend([user, user_s, slow_exits]);
         // Opt-in: without --sub-reasons not even its HELP.
         if self.opts.sub_reasons {
             out.push(accesses);
         }
-        out.extend([seen, runs, run_s, lost, advice, samples, errors, ts]);
+        let dropped = slow::dropped_family(self.slow_dropped);
+        out.extend([
+            seen, runs, run_s, lost, dropped, advice, samples, errors, ts,
+        ]);
         out
     }
 

@@ -23,16 +23,23 @@
 //!   `100 * rate(kvmprof_exit_busy_seconds_total[1m]) / kvmprof_vcpus`.
 //! - `kvmprof_vcpus{vm}`: vCPUs of the VM's running process(es): those with kvm_exit exits, or,
 //!   on a KVM that emits no kvm_exit, the threads returning from KVM_RUN to the VMM.
-//! - `kvmprof_vm_cpu_seconds_total{vm,threads}`: host CPU time of the VM process from
-//!   /proc, `threads="vcpu"` (its vCPU threads) or `"other"` (the VMM's other threads: main
-//!   loop, timers, I/O), and `"unknown"` for spans where the vCPU threads were not known; % of
-//!   a core = `100 * rate(...[1m])` summed over `threads`.
+//! - `kvmprof_vm_cpu_seconds_total{vm,threads}`: host CPU time of the VM from /proc,
+//!   `threads="vcpu"` (its vCPU threads), `"other"` (the VMM's other threads: main loop,
+//!   timers, I/O), `"vhost"` (its vhost workers, kernel threads outside the process included),
+//!   and `"unknown"` for spans where the vCPU threads were not known; % of a core =
+//!   `100 * rate(...[1m])` summed over `threads`.
 //! - `kvmprof_vm_guest_seconds_total{vm}`: of that, the time its vCPUs ran the guest.
-//! - `kvmprof_vm_vcpu_wait_seconds_total{vm}`: time its vCPU threads waited for a host CPU
-//!   while runnable (run-queue delay from schedstat, summed over the threads: steal).
+//! - `kvmprof_vm_vcpu_wait_seconds_total{vm}`, `kvmprof_vm_vhost_wait_seconds_total{vm}`: time
+//!   its vCPU threads, and its vhost workers, waited for a host CPU while runnable (run-queue
+//!   delay from schedstat, summed over the threads: steal).
+//! - `kvmprof_vcpu_cpu_seconds_total{vm,vcpu}`, `kvmprof_vcpu_wait_seconds_total{vm,vcpu}`
+//!   (only with `per_vcpu`): the same per vCPU thread, where the VMM names its threads.
 //! - `kvmprof_userspace_exits_total{vm,reason}`, `kvmprof_userspace_exit_seconds_total{vm,reason}`:
 //!   returns of KVM_RUN to the VMM, and the time from each until the thread's next KVM_RUN
 //!   (the VMM handling it): all a KVM without kvm_exit lets kvmprof measure.
+//! - `kvmprof_slow_exits_total{vm,isa,reason}`: exits the slow-exit log holds (`--slow`),
+//!   reasons named as in `kvmprof_exits_total`; `kvmprof_slow_exits_dropped_total`: those the
+//!   kernel dropped (rate limit, full buffer), all VMs.
 //! - `kvmprof_exit_accesses_total{vm,access,address}` (only with `sub_reasons`): MSR, port and
 //!   MMIO accesses by address, the top `top_reasons` addresses per access kind, the rest
 //!   `address="other"`.
@@ -55,6 +62,7 @@ mod encode;
 mod families;
 mod http;
 mod serve;
+mod slow;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -65,6 +73,8 @@ mod tests_format;
 mod tests_hostile;
 #[cfg(test)]
 mod tests_identity;
+#[cfg(test)]
+mod tests_slow;
 mod text;
 mod vcpus;
 
@@ -123,6 +133,9 @@ struct Acc {
     exits: u64,
     hist: Hist,
     sum_ns: u64,
+    /// Of `sum_ns`: runnable waiting for a host CPU, and asleep (the scheduler split).
+    wait_ns: u64,
+    blocked_ns: u64,
 }
 
 /// A VM's identity in the series: what libvirt exporters label it with, never its pid.
@@ -145,6 +158,7 @@ struct VmState {
     busy_ns: u64,
     cpu: cpu::CpuAcc,
     accesses: access::AccessAcc,
+    slow: slow::SlowAcc,
 }
 
 /// Turns a stream of cumulative samples into exposition text.
@@ -160,9 +174,12 @@ pub struct Exporter {
     lost: BTreeMap<&'static str, u64>,
     advice: Vec<(u32, String, String, String)>,
     kernel_exits: u64,
+    slow_dropped: u64,
     samples: u64,
     errors: u64,
     last_wall_ms: u64,
+    /// The kernel split exit times (sched programs ran): the wait/asleep series exist.
+    sched_split: bool,
 }
 
 /// Both formats of one state of the exporter.
@@ -187,12 +204,14 @@ impl Exporter {
             opts,
             names,
             prev: None,
+            sched_split: false,
             vms: BTreeMap::new(),
             pids: BTreeMap::new(),
             probe: BTreeMap::new(),
             lost: BTreeMap::new(),
             advice: Vec::new(),
             kernel_exits: 0,
+            slow_dropped: 0,
             samples: 0,
             errors: 0,
             last_wall_ms: 0,
@@ -301,12 +320,17 @@ impl Exporter {
                 a.exits += r.count;
                 a.hist.add(&r.hist);
                 a.sum_ns += r.total_ns;
+                a.wait_ns += r.wait_ns;
+                a.blocked_ns += r.blocked_ns;
                 if !r.hlt {
                     st.busy_ns += r.total_ns;
                 }
             }
             if let Some(c) = &vm.host_cpu {
                 st.cpu.add(c);
+            }
+            if self.opts.per_vcpu {
+                st.cpu.add_vcpus(&vm.vcpus);
             }
             for r in &vm.userspace {
                 let u = st.userspace.entry(r.reason).or_default();
@@ -322,6 +346,19 @@ impl Exporter {
                 st.procs.retain(|pid, _| pids.contains(pid));
             }
         }
+        // After the loop: the VMs' promoted reasons name the slow exits' series too.
+        for e in &newer.slow {
+            if let Some(st) = self.pids.get(&e.tgid).and_then(|id| self.vms.get_mut(id)) {
+                let named = st.promoted.contains(&(e.isa, e.reason));
+                let slot = if named {
+                    Slot::Reason(e.reason)
+                } else {
+                    Slot::Other
+                };
+                st.slow.add(e.isa, slot);
+            }
+        }
+        self.slow_dropped += slow::dropped(older, newer);
         if self.opts.sub_reasons {
             for (pid, counts) in access::deltas(older, newer) {
                 if let Some(st) = self.pids.get(&pid).and_then(|id| self.vms.get_mut(id)) {
@@ -340,6 +377,7 @@ impl Exporter {
         for (kind, n) in view.counters.losses() {
             *self.lost.entry(kind).or_default() += n;
         }
+        self.sched_split |= view.sched_split;
     }
 
     /// OpenMetrics text of everything accumulated so far.

@@ -378,3 +378,49 @@ fn a_taken_port_is_a_one_line_error() {
     );
     assert!(!e.contains('\n'));
 }
+
+/// Where the kernel split exit times, each reason's wait for a CPU and sleep are counters;
+/// where it did not, the families are absent (unknown, not 0).
+#[test]
+fn the_time_split_is_exported_only_where_measured() {
+    let (a, mut b) = pair();
+    let names = ExitNames::builtin();
+    let m = parse(&Exporter::from_pair(&a, &b, &names, ExportOpts::default()).render());
+    assert!(
+        !m.keys().any(|k| k.starts_with("kvmprof_exit_wait")),
+        "{m:?}"
+    );
+    let hlt = b.stats.get_mut(&key(10, 0, 12)).unwrap();
+    (hlt.wait_ns, hlt.blocked_ns) = (1_500_000, 16_000_000);
+    let a = {
+        let mut a = a;
+        a.progs.push(ProgStat {
+            name: "sched_switch".into(),
+            ..Default::default()
+        });
+        a
+    };
+    b.progs.push(ProgStat {
+        name: "sched_switch".into(),
+        run_cnt: 5,
+        run_time_ns: 100,
+    });
+    let text = Exporter::from_pair(&a, &b, &names, ExportOpts::default()).render();
+    assert!(
+        text.contains("# TYPE kvmprof_exit_wait_seconds counter"),
+        "{text}"
+    );
+    let m = parse(&text);
+    assert_eq!(
+        m["kvmprof_exit_wait_seconds_total{domain=win11,isa=vmx,reason=HLT}"],
+        0.0015
+    );
+    assert_eq!(
+        m["kvmprof_exit_asleep_seconds_total{domain=win11,isa=vmx,reason=HLT}"],
+        0.016
+    );
+    assert_eq!(
+        m["kvmprof_exit_wait_seconds_total{domain=win11,isa=vmx,reason=IO_INSTRUCTION}"],
+        0.0
+    );
+}

@@ -13,7 +13,7 @@ use super::tests::{pair, parse};
 use super::*;
 use crate::{
     decode::ExitNames,
-    sample::{EvKey, Key, VmCpu, VmInfo},
+    sample::{EvKey, Key, SlowEvent, ThreadCpu, Threads, VmCpu, VmInfo},
     source::FakeSource,
 };
 
@@ -128,7 +128,8 @@ fn the_server_answers_the_format_asked_for() {
 const MS: u64 = 1_000_000;
 
 /// VM "big" at its largest: `v` vCPUs with 12 reasons each, 3 kinds of returns to the VMM, a
-/// CPU split then an unsplit span, and 12 addresses of each access kind; four samples.
+/// CPU split then an unsplit span, 12 addresses of each access kind, and a slow exit of each
+/// reason in every span; four samples.
 fn saturated(v: u32) -> Vec<Sample> {
     let mut s = Sample {
         mono_ns: 10_000 * MS,
@@ -163,6 +164,17 @@ fn saturated(v: u32) -> Vec<Sample> {
                     .record(1_000 << i, 100 - i as u64);
             }
         }
+        s.slow = [0, 1, 7, 10, 12, 28, 30, 31, 32, 48, 49, 54]
+            .iter()
+            .map(|&reason| SlowEvent {
+                exit_ns: s.mono_ns - 500 * MS + u64::from(reason),
+                took_ns: MS,
+                tgid: 10,
+                isa: ISA_VMX,
+                reason,
+                ..Default::default()
+            })
+            .collect();
         for (tid, reason) in [(11, 2), (11, 6), (12, 5)] {
             let k = Key {
                 tgid: 10,
@@ -195,6 +207,22 @@ fn saturated(v: u32) -> Vec<Sample> {
                 vcpu_threads: if step == 3 { v + 1 } else { v },
                 vcpu_wait_ns: 10 * step * MS,
                 waited_threads: v,
+                vhost: Threads {
+                    cpu_ns: 200 * step * MS,
+                    wait_ns: 5 * step * MS,
+                    threads: 2,
+                    waited: 2,
+                },
+                vhost_in_total_ns: 0,
+                vcpus: (0..v)
+                    .map(|n| {
+                        let t = ThreadCpu {
+                            cpu_ns: 200 * step * MS,
+                            wait_ns: Some(3 * step * MS),
+                        };
+                        (n, t)
+                    })
+                    .collect(),
             },
         );
         out.push(s.clone());
@@ -232,16 +260,16 @@ fn series_per_vm_are_as_the_readme_states() {
     type F = fn(usize, usize, usize) -> usize;
     let rows: [(&str, bool, bool, F); 4] = [
         ("| (default) |", false, false, |n, _, u| {
-            25 * (n + 1) + 8 + 2 * u
+            26 * (n + 1) + 10 + 2 * u
         }),
         ("| `--per-vcpu` |", true, false, |n, v, u| {
-            25 * (n + 1) * v + 8 + 2 * u
+            25 * (n + 1) * v + (n + 1) + 2 * v + 10 + 2 * u
         }),
         ("| `--sub-reasons` |", false, true, |n, _, u| {
-            31 * (n + 1) + 8 + 2 * u
+            32 * (n + 1) + 10 + 2 * u
         }),
         ("| `--per-vcpu --sub-reasons` |", true, true, |n, v, u| {
-            25 * (n + 1) * v + 6 * (n + 1) + 8 + 2 * u
+            25 * (n + 1) * v + 7 * (n + 1) + 2 * v + 10 + 2 * u
         }),
     ];
     for (row, per_vcpu, sub, formula) in rows {

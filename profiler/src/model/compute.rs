@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use profiler_common::{counter, ISA_USERSPACE};
 
 use super::{
-    cpu::host_cpu_of,
+    cpu::{host_cpu_of, vcpu_cpu},
     delta::{delta, Agg, Delta, DeltaRef, Pool},
     rows::{busy_ns, finish, row, NameCache},
     Counters, ProbeCost, Row, VcpuView, View, VmView,
@@ -103,9 +103,7 @@ impl Ctx {
     pub(super) fn full(&mut self, sp: &Span, old: View) -> View {
         self.recycle(old);
         // A failed update in place may have left sums behind.
-        for (_, d) in self.agg.items.drain(..) {
-            self.pool.put(d.hist.buckets);
-        }
+        self.agg.clear(&mut self.pool);
         for (_, d) in self.user.drain(..) {
             self.pool.put(d.hist.buckets);
         }
@@ -178,6 +176,7 @@ impl Ctx {
             names_source: names_source(sp.names),
             counters: counters(older, newer),
             probe_cost: probe_cost(older, newer, sp.secs),
+            sched_split: sched_split(newer),
             vms,
         }
     }
@@ -201,8 +200,7 @@ impl Ctx {
             finish_vcpu(v, sp);
         }
         for r in vcpus.iter().flat_map(|v| &v.reasons) {
-            self.agg
-                .add((r.isa, r.reason), DeltaRef::of_row(r), &mut self.pool);
+            self.agg.add((r.isa, r.reason), DeltaRef::of_row(r));
         }
         let reasons = self.agg_rows(sp);
 
@@ -219,6 +217,7 @@ impl Ctx {
             ..Default::default()
         };
         vm_totals(&mut vm, sp);
+        vcpu_cpu(sp.older, sp.newer, pid, &sp.reused, &mut vm.vcpus);
         vm
     }
 
@@ -232,20 +231,18 @@ impl Ctx {
         sp: &Span,
     ) -> Vec<Row> {
         for (k, d) in &self.user {
-            self.agg
-                .add((k.isa, k.reason), DeltaRef::of(d), &mut self.pool);
+            self.agg.add((k.isa, k.reason), DeltaRef::of(d));
         }
         let userspace = self.agg_rows(sp);
         for (k, d) in &self.user {
             if let Some(v) = info.and_then(|i| i.vcpu_threads.get(&k.vcpu)) {
-                self.agg
-                    .add((*v, k.reason), DeltaRef::of(d), &mut self.pool);
+                self.agg.add((*v, k.reason), DeltaRef::of(d));
             }
         }
         for (_, d) in self.user.drain(..) {
             self.pool.put(d.hist.buckets);
         }
-        for ((vcpu, reason), d) in self.agg.items.drain(..) {
+        while let Some(((vcpu, reason), d)) = self.agg.pop(&mut self.pool) {
             match vcpus.binary_search_by_key(&vcpu, |v| v.vcpu) {
                 Ok(i) => vcpus[i].userspace.push(row(
                     (ISA_USERSPACE, reason),
@@ -265,8 +262,8 @@ impl Ctx {
 
     /// The rows of the sums in `self.agg` (keyed by (isa, reason)), finished; empties it.
     pub(super) fn agg_rows(&mut self, sp: &Span) -> Vec<Row> {
-        let mut out = Vec::with_capacity(self.agg.items.len());
-        for (k, d) in self.agg.items.drain(..) {
+        let mut out = Vec::with_capacity(self.agg.len());
+        while let Some((k, d)) = self.agg.pop(&mut self.pool) {
             out.push(row(
                 k,
                 d,
@@ -348,7 +345,13 @@ pub(super) fn counters(older: &Sample, newer: &Sample) -> Counters {
         entries: d(counter::ENTRIES),
         userspace_exits: d(counter::USERSPACE_EXITS),
         evidence_map_full: d(counter::EVIDENCE_FULL),
+        sched_missed: d(counter::SCHED_MISSED),
     }
+}
+
+/// Whether `s` was read from a kernel that split exit times (its sched_switch program ran).
+pub(super) fn sched_split(s: &Sample) -> bool {
+    s.progs.iter().any(|p| p.name == "sched_switch")
 }
 
 pub(super) fn probe_cost(older: &Sample, newer: &Sample, secs: f64) -> Vec<ProbeCost> {

@@ -1,6 +1,8 @@
 //! One key's interval numbers (newer − older), and their sums, with histogram buffers taken
 //! from a pool so that a refresh reuses the previous one's memory instead of allocating per row.
 
+use profiler_common::hist;
+
 use crate::sample::{Hist, Stat};
 
 use super::Row;
@@ -8,11 +10,10 @@ use super::Row;
 /// Sparse histogram buckets: (bucket index, count), ascending, no zero counts.
 pub(super) type Buckets = Vec<(u16, u64)>;
 
-/// Spare histogram buffers, and one scratch buffer for merges.
+/// Spare histogram buffers.
 #[derive(Default)]
 pub(super) struct Pool {
     bufs: Vec<Buckets>,
-    scratch: Buckets,
 }
 
 impl Pool {
@@ -37,12 +38,15 @@ impl Pool {
 }
 
 /// Raw interval numbers of one key, or of several keys added together.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(super) struct Delta {
     pub count: u64,
     pub in_flight: u64,
     pub timed: u64,
     pub total_ns: u64,
+    /// Of `total_ns`: runnable but not running, and asleep (the kernel's scheduler split).
+    pub wait_ns: u64,
+    pub blocked_ns: u64,
     pub hist: Hist,
     /// (min, max) of the interval's timed exits; None when there were none.
     pub range: Option<(u64, u64)>,
@@ -55,6 +59,8 @@ pub(super) struct DeltaRef<'a> {
     in_flight: u64,
     timed: u64,
     total_ns: u64,
+    wait_ns: u64,
+    blocked_ns: u64,
     hist: &'a [(u16, u64)],
     range: Option<(u64, u64)>,
 }
@@ -66,6 +72,8 @@ impl<'a> DeltaRef<'a> {
             in_flight: d.in_flight,
             timed: d.timed,
             total_ns: d.total_ns,
+            wait_ns: d.wait_ns,
+            blocked_ns: d.blocked_ns,
             hist: &d.hist.buckets,
             range: d.range,
         }
@@ -78,69 +86,28 @@ impl<'a> DeltaRef<'a> {
             in_flight: r.in_flight,
             timed: r.timed,
             total_ns: r.total_ns,
+            wait_ns: r.wait_ns,
+            blocked_ns: r.blocked_ns,
             hist: &r.hist.buckets,
             range: (r.timed > 0).then_some((r.min_ns, r.max_ns)),
-        }
-    }
-
-    /// A copy whose histogram lives in a buffer from `pool`.
-    pub(super) fn to_owned(self, pool: &mut Pool) -> Delta {
-        let mut buckets = pool.take();
-        buckets.extend_from_slice(self.hist);
-        Delta {
-            count: self.count,
-            in_flight: self.in_flight,
-            timed: self.timed,
-            total_ns: self.total_ns,
-            hist: Hist { buckets },
-            range: self.range,
         }
     }
 }
 
 impl Delta {
-    /// `self += o`.
-    pub(super) fn add(&mut self, o: DeltaRef, pool: &mut Pool) {
+    /// `self += o`, all but the histogram.
+    fn add_scalars(&mut self, o: &DeltaRef) {
         self.count += o.count;
         self.in_flight += o.in_flight;
         self.timed += o.timed;
         self.total_ns += o.total_ns;
-        add_buckets(&mut self.hist.buckets, o.hist, &mut pool.scratch);
+        self.wait_ns += o.wait_ns;
+        self.blocked_ns += o.blocked_ns;
         self.range = match (self.range, o.range) {
             (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
             (a, b) => a.or(b),
         };
     }
-}
-
-/// `a += b`, one merge of two sorted lists through `scratch` (which keeps `a`'s old buffer).
-fn add_buckets(a: &mut Buckets, b: &[(u16, u64)], scratch: &mut Buckets) {
-    if b.is_empty() {
-        return;
-    }
-    if a.is_empty() {
-        a.extend_from_slice(b);
-        return;
-    }
-    scratch.clear();
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        let ((ab, ac), (bb, bc)) = (a[i], b[j]);
-        if ab == bb {
-            scratch.push((ab, ac + bc));
-            i += 1;
-            j += 1;
-        } else if ab < bb {
-            scratch.push((ab, ac));
-            i += 1;
-        } else {
-            scratch.push((bb, bc));
-            j += 1;
-        }
-    }
-    scratch.extend_from_slice(&a[i..]);
-    scratch.extend_from_slice(&b[j..]);
-    std::mem::swap(a, scratch);
 }
 
 /// `new − old` bucket by bucket into `out` (saturating: a reset map never yields negatives).
@@ -209,23 +176,201 @@ pub(super) fn delta(
         in_flight: inf_new,
         timed,
         total_ns: new.sum_ns.saturating_sub(old.sum_ns),
+        wait_ns: new.wait_ns.saturating_sub(old.wait_ns),
+        blocked_ns: new.blocked_ns.saturating_sub(old.blocked_ns),
         hist,
         range,
     }
 }
 
-/// Sums of deltas by a sorted pair key (an (isa, reason), or a (vCPU, reason)).
+/// Sums of deltas by a sorted pair key (an (isa, reason), or a (vCPU, reason)): a VM row is the
+/// sum of 16 vCPU rows or more. Histograms are summed into dense arrays (an add is one pass over
+/// the added buckets, no merge into a new list), made sparse once, when taken.
 #[derive(Default)]
 pub(super) struct Agg {
-    pub items: Vec<((u32, u32), Delta)>,
+    /// The keys, ascending, packed into one u64 each: a lookup is a binary search over a few
+    /// cache lines (searching the accumulators themselves cost more than adding).
+    keys: Vec<u64>,
+    /// The sum of each key, in `keys` order.
+    accs: Vec<Acc>,
+    /// Zeroed accumulators, kept for their arrays.
+    spare: Vec<Acc>,
+}
+
+/// One sum: its numbers (`d.hist` stays empty) and its histogram, dense.
+struct Acc {
+    d: Delta,
+    dense: Box<[u64; hist::BUCKETS]>,
+    /// Octaves (bit = bucket / SUB) of `dense` that may hold counts: the rest are zero.
+    octs: u64,
+}
+
+impl Acc {
+    fn add(&mut self, o: &DeltaRef) {
+        self.d.add_scalars(o);
+        for &(b, c) in o.hist {
+            // Indexes past the layout (only a corrupt recording has them) go to the last bucket,
+            // where the kernel puts what is too long for the others.
+            let b = usize::from(b).min(hist::BUCKETS - 1);
+            self.dense[b] += c;
+            self.octs |= 1 << (b / SUB);
+        }
+    }
+
+    /// The sum, its histogram sparse in a buffer from `pool`; leaves `self` zero.
+    fn take(&mut self, pool: &mut Pool) -> Delta {
+        let mut d = std::mem::take(&mut self.d);
+        let mut buckets = pool.take();
+        while self.octs != 0 {
+            let o = self.octs.trailing_zeros() as usize;
+            self.octs &= self.octs - 1;
+            let lo = o * SUB;
+            for (j, c) in self.dense[lo..(lo + SUB).min(hist::BUCKETS)]
+                .iter_mut()
+                .enumerate()
+            {
+                if *c != 0 {
+                    buckets.push(((lo + j) as u16, std::mem::take(c)));
+                }
+            }
+        }
+        d.hist = Hist { buckets };
+        d
+    }
+}
+
+const SUB: usize = hist::SUB as usize;
+
+/// A pair key as one u64, in the same order.
+pub(super) fn pack((a, b): (u32, u32)) -> u64 {
+    (u64::from(a) << 32) | u64::from(b)
 }
 
 impl Agg {
-    /// `self[k] += d`, copying `d` when `k` is new (the same as adding it to a zero Delta).
-    pub(super) fn add(&mut self, k: (u32, u32), d: DeltaRef, pool: &mut Pool) {
-        match self.items.binary_search_by_key(&k, |(x, _)| *x) {
-            Ok(i) => self.items[i].1.add(d, pool),
-            Err(i) => self.items.insert(i, (k, d.to_owned(pool))),
+    /// `self[k] += d`.
+    pub(super) fn add(&mut self, k: (u32, u32), d: DeltaRef) {
+        let i = match self.keys.binary_search(&pack(k)) {
+            Ok(i) => i,
+            Err(i) => {
+                let acc = self.spare.pop().unwrap_or_else(|| Acc {
+                    d: Delta::default(),
+                    dense: Box::new([0; hist::BUCKETS]),
+                    octs: 0,
+                });
+                self.keys.insert(i, pack(k));
+                self.accs.insert(i, acc);
+                i
+            }
+        };
+        self.accs[i].add(&d);
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// The sum of `k`, taken out (a second take gives zero); None when nothing was added to it.
+    pub(super) fn take(&mut self, k: (u32, u32), pool: &mut Pool) -> Option<Delta> {
+        let i = self.keys.binary_search(&pack(k)).ok()?;
+        Some(self.accs[i].take(pool))
+    }
+
+    /// Takes out one sum, in no particular order; None when empty.
+    pub(super) fn pop(&mut self, pool: &mut Pool) -> Option<((u32, u32), Delta)> {
+        let (k, mut acc) = (self.keys.pop()?, self.accs.pop()?);
+        let d = acc.take(pool);
+        self.spare.push(acc);
+        Some((((k >> 32) as u32, k as u32), d))
+    }
+
+    /// Empties it (the sums not taken are dropped).
+    pub(super) fn clear(&mut self, pool: &mut Pool) {
+        while let Some((_, d)) = self.pop(pool) {
+            pool.put(d.hist.buckets);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::tests_fast::Rng;
+
+    fn random_delta(rng: &mut Rng) -> Delta {
+        let mut hist = Hist::default();
+        for _ in 0..rng.below(12) {
+            let exp = 4 + rng.below(34);
+            let n = 1 + rng.below(9);
+            hist.record(rng.below(1 << exp), n);
+        }
+        let timed = hist.total();
+        let lo = rng.below(1000);
+        Delta {
+            count: timed + rng.below(3),
+            in_flight: rng.below(2),
+            timed,
+            total_ns: rng.below(1 << 30),
+            wait_ns: rng.below(1 << 20),
+            blocked_ns: rng.below(1 << 20),
+            hist,
+            range: (timed > 0).then(|| (lo, lo + rng.below(1 << 20))),
+        }
+    }
+
+    /// The dense sums are the sparse ones (`Hist::add`, a merge of sorted lists), also when
+    /// accumulators are reused after `pop`, `take` and `clear`, with sums left untaken.
+    #[test]
+    fn dense_sums_match_sparse_merges() {
+        let mut rng = Rng(11);
+        let (mut agg, mut pool) = (Agg::default(), Pool::default());
+        for round in 0..300 {
+            let mut want: Vec<((u32, u32), Delta)> = Vec::new();
+            for _ in 0..rng.below(40) {
+                let k = (rng.below(3) as u32, rng.below(5) as u32);
+                let d = random_delta(&mut rng);
+                agg.add(k, DeltaRef::of(&d));
+                match want.binary_search_by_key(&k, |(x, _)| *x) {
+                    Ok(i) => {
+                        let w = &mut want[i].1;
+                        w.add_scalars(&DeltaRef::of(&d));
+                        w.hist.add(&d.hist);
+                    }
+                    Err(i) => want.insert(i, (k, d)),
+                }
+            }
+            assert_eq!(agg.len(), want.len());
+            let mut got = Vec::new();
+            match round % 3 {
+                0 => {
+                    while let Some(kd) = agg.pop(&mut pool) {
+                        got.push(kd);
+                    }
+                    got.sort_by_key(|(k, _)| *k);
+                }
+                _ => {
+                    // Take all, or half and leave the others to `clear`.
+                    if round % 3 == 2 {
+                        want.truncate(want.len() / 2);
+                    }
+                    for (k, _) in &want {
+                        let d = agg.take(*k, &mut pool).expect("added");
+                        let again = agg.take(*k, &mut pool).expect("added");
+                        assert!(again.hist.buckets.is_empty() && again.count == 0);
+                        got.push((*k, d));
+                    }
+                    agg.clear(&mut pool);
+                }
+            }
+            assert!(agg.is_empty());
+            assert_eq!(got.len(), want.len());
+            for ((gk, g), (wk, w)) in got.iter().zip(&want) {
+                assert_eq!(gk, wk);
+                assert_eq!(g, w, "round {round}, key {gk:?}");
+            }
         }
     }
 }

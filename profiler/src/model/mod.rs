@@ -45,6 +45,9 @@ pub struct View {
     pub names_source: String,
     pub counters: Counters,
     pub probe_cost: Vec<ProbeCost>,
+    /// Whether the rows' `wait_ns`/`blocked_ns` were measured (the kernel followed the vCPU
+    /// threads' context switches); false: they are 0 because unknown.
+    pub sched_split: bool,
     pub vms: Vec<VmView>,
 }
 
@@ -62,6 +65,10 @@ pub struct Counters {
     /// Not in the JSON schema (fixed at the eight above); shown in the TUI as a loss.
     #[serde(skip)]
     pub evidence_map_full: u64,
+    /// Context switches the kernel skipped the scheduler programs for: the time split is
+    /// short by those switches (not a loss of exits).
+    #[serde(skip)]
+    pub sched_missed: u64,
 }
 
 impl Counters {
@@ -141,6 +148,22 @@ pub struct HostCpu {
     /// The vCPU threads' run-queue wait behind `vcpu_wait_pct`, ns.
     #[serde(skip)]
     pub vcpu_wait_ns: Option<u64>,
+    /// The VM's vhost workers (vhost-net, -scsi, -vsock virtqueues): kernel threads outside the
+    /// process (not in `total_pct`) or, Linux 6.4 on, its own tasks (then not in `vmm_pct`).
+    /// Null when the VM has none, or their number changed over the span.
+    pub vhost_pct: Option<f64>,
+    /// How long the average vhost worker waited for a host CPU while runnable, % of the span.
+    pub vhost_wait_pct: Option<f64>,
+    /// All the host CPU the VM cost: `total_pct` plus its vhost kernel threads outside it.
+    pub all_pct: f64,
+    /// The CPU time behind `vhost_pct`, ns, and the part of it inside `total_ns`.
+    #[serde(skip)]
+    pub vhost_ns: Option<u64>,
+    #[serde(skip)]
+    pub vhost_inside_ns: u64,
+    /// The vhost workers' run-queue wait behind `vhost_wait_pct`, ns.
+    #[serde(skip)]
+    pub vhost_wait_ns: Option<u64>,
 }
 
 impl VmView {
@@ -176,6 +199,17 @@ pub struct VcpuView {
     /// Returns to the VMM of this vCPU's thread, when the thread → vCPU map knows it.
     #[serde(skip)]
     pub userspace: Vec<Row>,
+    /// Host CPU of this vCPU's thread over the span (the guest included), % of one core; null
+    /// when the VMM does not name its threads or the thread was not read both times.
+    pub cpu_pct: Option<f64>,
+    /// How long it waited for a host CPU while runnable, % of the span: the steal this vCPU
+    /// felt. Null likewise, or without schedstat.
+    pub steal_pct: Option<f64>,
+    /// The times behind `cpu_pct` and `steal_pct`, ns.
+    #[serde(skip)]
+    pub cpu_ns: Option<u64>,
+    #[serde(skip)]
+    pub steal_ns: Option<u64>,
 }
 
 impl VcpuView {
@@ -206,6 +240,12 @@ pub struct Row {
     /// Share of non-HLT handling time (HLT rows: share of all time).
     pub time_pct: f64,
     pub total_ns: u64,
+    /// Of `total_ns`: time the vCPU thread was runnable but not running between exit and
+    /// entry (preempted, or woken and waiting for a host CPU), and time it slept (blocked:
+    /// a halted vCPU, the VMM waiting); the rest was on a CPU. 0 where not measured (see
+    /// `View::sched_split`).
+    pub wait_ns: u64,
+    pub blocked_ns: u64,
     pub min_ns: u64,
     pub max_ns: u64,
     pub mean_ns: f64,
@@ -217,7 +257,32 @@ pub struct Row {
     pub hist: Hist,
 }
 
+/// Where a row's handling time went, in % of it (the kernel's scheduler split).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Split {
+    /// On a host CPU: KVM's and the VMM's work, and for HLT halt polling.
+    pub on_cpu_pct: f64,
+    /// Runnable but not running: preempted, or woken and waiting for a host CPU.
+    pub wait_pct: f64,
+    /// Asleep: a halted vCPU blocked, the VMM sleeping or waiting on a lock.
+    pub sleep_pct: f64,
+}
+
 impl Row {
+    /// The row's time split, when measured (`View::sched_split`) and there is time to split.
+    pub fn split(&self, measured: bool) -> Option<Split> {
+        if !measured || self.total_ns == 0 {
+            return None;
+        }
+        let pct = |v: u64| v.min(self.total_ns) as f64 * 100.0 / self.total_ns as f64;
+        let (wait_pct, sleep_pct) = (pct(self.wait_ns), pct(self.blocked_ns));
+        Some(Split {
+            on_cpu_pct: (100.0 - wait_pct - sleep_pct).max(0.0),
+            wait_pct,
+            sleep_pct,
+        })
+    }
+
     /// Whether the row has percentiles: timed exits and a histogram of them (perf text has
     /// neither, only min/max/mean).
     pub fn has_percentiles(&self) -> bool {

@@ -78,6 +78,7 @@ pub(super) fn reference(
         entries: d(counter::ENTRIES),
         userspace_exits: d(counter::USERSPACE_EXITS),
         evidence_map_full: d(counter::EVIDENCE_FULL),
+        sched_missed: d(counter::SCHED_MISSED),
     };
 
     View {
@@ -85,6 +86,7 @@ pub(super) fn reference(
         names_source: names_source(names),
         counters,
         probe_cost: probe_cost(older, newer, secs),
+        sched_split: super::compute::sched_split(newer),
         vms,
     }
 }
@@ -110,6 +112,8 @@ struct Delta {
     in_flight: u64,
     timed: u64,
     total_ns: u64,
+    wait_ns: u64,
+    blocked_ns: u64,
     hist: Hist,
     /// (min, max) of the interval's timed exits; None when there were none.
     range: Option<(u64, u64)>,
@@ -121,6 +125,8 @@ impl Delta {
         self.in_flight += o.in_flight;
         self.timed += o.timed;
         self.total_ns += o.total_ns;
+        self.wait_ns += o.wait_ns;
+        self.blocked_ns += o.blocked_ns;
         self.hist.add(&o.hist);
         self.range = match (self.range, o.range) {
             (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
@@ -186,6 +192,8 @@ fn delta(
         in_flight: inf_new,
         timed,
         total_ns: new.sum_ns.saturating_sub(old.sum_ns),
+        wait_ns: new.wait_ns.saturating_sub(old.wait_ns),
+        blocked_ns: new.blocked_ns.saturating_sub(old.blocked_ns),
         hist,
         range,
     }
@@ -227,7 +235,7 @@ fn vm_view(
             exits_per_s: rate(exits),
             overhead_pct: pct(busy_ns(&reasons), elapsed_ns),
             reasons,
-            userspace: Vec::new(),
+            ..Default::default()
         });
     }
 
@@ -259,6 +267,7 @@ fn vm_view(
     let reasons = rows(all.into_iter().map(|((i, r), d)| (i, r, d)), names, secs);
     let exits = reasons.iter().map(|r| r.count).sum();
     let cap = elapsed_ns.saturating_mul(vcpus.len() as u64);
+    super::cpu::vcpu_cpu(older, newer, pid, &newer.reused_pids(older), &mut vcpus);
     VmView {
         pid,
         name: info.map_or_else(|| format!("pid {pid}"), |i| i.name.clone()),
@@ -326,6 +335,8 @@ fn rows(items: impl Iterator<Item = (u32, u32, Delta)>, names: &ExitNames, secs:
                 samples_pct: 0.0,
                 time_pct: 0.0,
                 total_ns: d.total_ns,
+                wait_ns: d.wait_ns,
+                blocked_ns: d.blocked_ns,
                 min_ns,
                 max_ns,
                 mean_ns: if d.timed > 0 {

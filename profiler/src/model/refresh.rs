@@ -9,9 +9,9 @@
 use profiler_common::ISA_USERSPACE;
 
 use super::{
-    compute::{counters, names_source, probe_cost, vcpu_totals, vm_totals, Ctx, Span},
-    cpu::host_cpu_of,
-    delta::{Delta, DeltaRef},
+    compute::{counters, names_source, probe_cost, sched_split, vcpu_totals, vm_totals, Ctx, Span},
+    cpu::{host_cpu_of, vcpu_cpu},
+    delta::{pack, Delta, DeltaRef},
     lookup::Finds,
     rows::{fill, quiet, refinish},
     span_ns, View,
@@ -43,6 +43,8 @@ pub struct Model {
     moved: Vec<usize>,
     spare: Vec<super::Row>,
     run_active: Vec<Key>,
+    /// The (isa, reason) of each key of a vCPU's run, packed (a compact binary search).
+    run_keys: Vec<u64>,
     /// Whole views computed (tests check the in-place path is the one taken).
     #[cfg(test)]
     pub(super) wholes: usize,
@@ -130,11 +132,13 @@ impl Model {
         }
         for vm in &mut view.vms {
             vm.host_cpu = host_cpu_of(older, newer, vm.pid, &sp.reused);
+            vcpu_cpu(older, newer, vm.pid, &sp.reused, &mut vm.vcpus);
         }
         view.duration_s = sp.secs;
         view.names_source = names_source(sp.names);
         view.counters = counters(older, newer);
         view.probe_cost = probe_cost(older, newer, sp.secs);
+        view.sched_split = sched_split(newer);
         true
     }
 
@@ -168,8 +172,10 @@ impl Model {
                 j = e;
                 // Deltas in key order (the cursors need it), rows then in table order.
                 self.deltas.clear();
+                self.run_keys.clear();
                 let mut want = 0;
                 for k in run {
+                    self.run_keys.push(pack((k.isa, k.reason)));
                     if k.isa == ISA_USERSPACE {
                         self.deltas.push(Delta::default());
                         user_keys += 1;
@@ -196,7 +202,7 @@ impl Model {
                 self.run_active.clear();
                 for (pos, r) in c.reasons.iter_mut().enumerate() {
                     let ir = (r.isa, r.reason);
-                    let Ok(x) = run.binary_search_by(|k| (k.isa, k.reason).cmp(&ir)) else {
+                    let Ok(x) = self.run_keys.binary_search(&pack(ir)) else {
                         continue;
                     };
                     let inf_before = r.in_flight;
@@ -212,7 +218,7 @@ impl Model {
                     }
                     // The VM's row of this reason: the sum of its vCPUs' rows, of which only
                     // the touched ones are not quiet.
-                    ctx.agg.add(ir, DeltaRef::of_row(r), &mut ctx.pool);
+                    ctx.agg.add(ir, DeltaRef::of_row(r));
                     match self.inf_before.binary_search_by_key(&ir, |(k, _)| *k) {
                         Ok(i) => self.inf_before[i].1 += inf_before,
                         Err(i) => self.inf_before.insert(i, (ir, inf_before)),
@@ -251,30 +257,27 @@ impl Model {
     /// in-flight counts are kept from before.
     fn vm_reasons(&mut self, vm: &mut super::VmView, sp: &Span) -> bool {
         let ctx = &mut self.ctx;
-        if ctx.agg.items.is_empty() {
+        if ctx.agg.is_empty() {
             return true;
         }
         let mut got = 0;
         self.moved.clear();
         for (pos, r) in vm.reasons.iter_mut().enumerate() {
             let k = (r.isa, r.reason);
-            let Ok(x) = ctx.agg.items.binary_search_by_key(&k, |(k, _)| *k) else {
+            let Some(mut d) = ctx.agg.take(k, &mut ctx.pool) else {
                 continue;
             };
             let touched_before = self
                 .inf_before
                 .binary_search_by_key(&k, |(k, _)| *k)
                 .map_or(0, |i| self.inf_before[i].1);
-            let mut d = std::mem::take(&mut ctx.agg.items[x].1);
             d.in_flight += r.in_flight - touched_before;
             fill(r, d, sp.secs, &mut ctx.pool);
             self.moved.push(pos);
             got += 1;
         }
-        let whole = got == ctx.agg.items.len();
-        for (_, d) in ctx.agg.items.drain(..) {
-            ctx.pool.put(d.hist.buckets);
-        }
+        let whole = got == ctx.agg.len();
+        ctx.agg.clear(&mut ctx.pool);
         refinish(&mut vm.reasons, &self.moved, &mut self.spare);
         vm_totals(vm, sp);
         whole

@@ -72,6 +72,8 @@ pub(super) fn fill(r: &mut Row, d: Delta, secs: f64, pool: &mut Pool) {
     r.samples_pct = 0.0;
     r.time_pct = 0.0;
     r.total_ns = d.total_ns;
+    r.wait_ns = d.wait_ns;
+    r.blocked_ns = d.blocked_ns;
     r.min_ns = min_ns;
     r.max_ns = max_ns;
     r.mean_ns = if d.timed > 0 {

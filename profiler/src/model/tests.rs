@@ -340,6 +340,7 @@ fn json_schema_is_exact() {
             "duration_s",
             "names_source",
             "probe_cost",
+            "sched_split",
             "vms"
         ]
     );
@@ -364,9 +365,18 @@ fn json_schema_is_exact() {
     assert!(vm["host_cpu"].is_null(), "no CPU times in these samples");
     assert_eq!(
         keys(&vm["vcpus"][0]),
-        ["exits", "exits_per_s", "overhead_pct", "reasons", "vcpu"]
+        [
+            "cpu_pct",
+            "exits",
+            "exits_per_s",
+            "overhead_pct",
+            "reasons",
+            "steal_pct",
+            "vcpu"
+        ]
     );
     let row_keys = [
+        "blocked_ns",
         "count",
         "hist_total",
         "hlt",
@@ -386,6 +396,7 @@ fn json_schema_is_exact() {
         "time_pct",
         "timed",
         "total_ns",
+        "wait_ns",
     ];
     assert_eq!(keys(&vm["reasons"][0]), row_keys);
     assert_eq!(keys(&vm["userspace"][0]), row_keys);

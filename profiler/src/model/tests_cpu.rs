@@ -157,3 +157,91 @@ fn vcpu_wait_is_the_average_threads_share_of_the_span() {
     let partial = with_wait(at(11_000, Some((6_000, 4_800, 4))), 2_100, 3);
     assert_eq!(shown(&a, &partial).expect("host cpu").vcpu_wait_pct, None);
 }
+
+/// `at(..)` with vhost workers (CPU ms, of it inside the process, threads) and vCPU 0's own
+/// thread (CPU ms, wait ms).
+fn with_threads(mut s: Sample, vhost: (u64, u64, u32), vcpu0: Option<(u64, u64)>) -> Sample {
+    let c = s.vm_cpu.get_mut(&7).unwrap();
+    c.vhost = crate::sample::Threads {
+        cpu_ns: vhost.0 * MS,
+        wait_ns: vhost.0 * MS / 10,
+        threads: vhost.2,
+        waited: vhost.2,
+    };
+    c.vhost_in_total_ns = vhost.1 * MS;
+    if let Some((cpu, wait)) = vcpu0 {
+        let t = crate::sample::ThreadCpu {
+            cpu_ns: cpu * MS,
+            wait_ns: Some(wait * MS),
+        };
+        c.vcpus.insert(0, t);
+    }
+    s
+}
+
+/// vhost kernel threads outside the process add to what the VM costs; vhost tasks inside it
+/// (Linux 6.4 on) are taken out of the VMM's share instead.
+#[test]
+fn vhost_workers_inside_and_outside_the_process() {
+    let a = |vhost| with_threads(at(10_000, Some((5_000, 4_000, 2))), vhost, None);
+    let b = |vhost| with_threads(at(12_000, Some((5_680, 4_600, 2))), vhost, None);
+    // Outside: 400 ms over 2 s is 20 %, on top of the process's 34 %.
+    let c = shown(&a((1_000, 0, 2)), &b((1_400, 0, 2))).unwrap();
+    assert!(close(c.vhost_pct.unwrap(), 20.0), "{c:?}");
+    assert!(close(c.all_pct, 54.0) && close(c.total_pct, 34.0), "{c:?}");
+    assert!(close(c.vmm_pct.unwrap(), 4.0), "{c:?}");
+    // 40 ms of wait over 2 threads and 2 s: 1 % each.
+    assert!(close(c.vhost_wait_pct.unwrap(), 1.0), "{c:?}");
+    assert!(
+        c.describe().contains("; vhost workers 20.0 (54.0% in all)"),
+        "{}",
+        c.describe()
+    );
+    // Inside: 60 of the process's 80 ms outside the vCPU threads were the vhost task's.
+    let c = shown(&a((1_000, 1_000, 1)), &b((1_060, 1_060, 1))).unwrap();
+    assert!(close(c.vhost_pct.unwrap(), 3.0), "{c:?}");
+    assert!(
+        close(c.vmm_pct.unwrap(), 1.0) && close(c.all_pct, 34.0),
+        "{c:?}"
+    );
+    // A worker that came or went: its whole life would count, so nothing is said.
+    let c = shown(&a((1_000, 0, 1)), &b((1_400, 0, 2))).unwrap();
+    assert_eq!((c.vhost_pct, c.vhost_wait_pct), (None, None), "{c:?}");
+    assert!(
+        close(c.all_pct, 34.0) && close(c.vmm_pct.unwrap(), 4.0),
+        "{c:?}"
+    );
+    // No vhost worker at all: none shown (not 0 %).
+    let c = shown(&a((0, 0, 0)), &b((0, 0, 0))).unwrap();
+    assert_eq!(c.vhost_pct, None);
+}
+
+/// Each vCPU's own CPU and steal, from its thread's figures over the span.
+#[test]
+fn per_vcpu_cpu_and_steal() {
+    let vcpu0 = |a: &Sample, b: &Sample| {
+        let v = compute(a, b, &ExitNames::builtin());
+        let vm = v.vms.iter().find(|m| m.pid == 7).unwrap();
+        let c = &vm.vcpus[0];
+        (c.cpu_pct, c.steal_pct)
+    };
+    let s = |ms, cpu: Option<(u64, u64)>| {
+        with_threads(at(ms, Some((5_000 + ms, 4_000, 1))), (0, 0, 0), cpu)
+    };
+    // 2 s: 300 ms on CPU, 40 ms waiting for one.
+    let got = vcpu0(&s(10_000, Some((900, 60))), &s(12_000, Some((1_200, 100))));
+    assert_eq!(got, (Some(15.0), Some(2.0)));
+    // Not named in one of the samples, a thread replaced (time went backwards), a new process.
+    let none = (None, None);
+    assert_eq!(
+        vcpu0(&s(10_000, None), &s(12_000, Some((1_200, 100)))),
+        none
+    );
+    assert_eq!(
+        vcpu0(&s(10_000, Some((900, 60))), &s(12_000, Some((10, 1)))),
+        none
+    );
+    let mut reused = s(12_000, Some((1_200, 100)));
+    reused.vms.get_mut(&7).unwrap().start_time = 6;
+    assert_eq!(vcpu0(&s(10_000, Some((900, 60))), &reused), none);
+}

@@ -6,10 +6,12 @@ mod forget;
 mod lock;
 mod mapped;
 pub mod memory;
+mod misses;
 mod notices;
 mod object;
 mod read;
 mod table;
+mod task_btf;
 pub mod testrun;
 
 use std::{
@@ -41,6 +43,13 @@ const TRACEPOINTS: [(&str, &str, &str, bool); 4] = [
     ("sys_enter_ioctl", "syscalls", "sys_enter_ioctl", false),
 ];
 
+/// The scheduler programs that split each exit's time (ProbeOptions::sched): raw tracepoints
+/// (see profiler-ebpf/src/sched.rs).
+const SCHED_TRACEPOINTS: [(&str, &str); 2] = [
+    ("sched_switch", "sched_switch"),
+    ("sched_wakeup", "sched_wakeup"),
+];
+
 #[derive(Clone, Debug)]
 pub struct ProbeOptions {
     /// tracefs mount point; None = find it.
@@ -53,6 +62,8 @@ pub struct ProbeOptions {
     pub allow_concurrent: bool,
     /// The slow-exit log (threshold 0: off).
     pub slow: SlowCfg,
+    /// Split each exit's time into on-CPU, runnable and asleep (sched_switch/sched_wakeup).
+    pub sched: bool,
 }
 
 /// The slow-exit log's defaults: exits of 500 µs or more (a thirtieth of a 60 fps frame, and
@@ -74,6 +85,9 @@ pub enum Programs {
     /// The raw_tp test entry `kvmprof_test` and its empty baseline `kvmprof_empty`, loaded
     /// for BPF_PROG_TEST_RUN; nothing is attached.
     TestRun,
+    /// `TestRun` plus the scheduler programs attached to the real sched_switch/sched_wakeup:
+    /// exits driven through the test entry for the calling thread meet the real scheduler.
+    TestRunSched,
     /// Benchmark baseline: programs that only read kvm_exit's / kvm_entry's fields and
     /// collect nothing, attached (their BPF run time is the "empty" cost on real exits).
     EmptyBaseline,
@@ -105,6 +119,7 @@ impl Default for ProbeOptions {
             programs: Programs::Live,
             allow_concurrent: false,
             slow: SLOW_DEFAULT,
+            sched: true,
         }
     }
 }
@@ -206,6 +221,20 @@ pub fn read_offsets(tracefs: &Path) -> Result<Offsets, ProbeError> {
     Ok(o)
 }
 
+/// The raw sched programs' offsets into `o` (left 0, so that they do nothing, without BTF).
+pub fn read_sched_offsets(o: &mut Offsets) {
+    let Some(t) = task_btf::load() else {
+        return;
+    };
+    o.task_pid = t.pid;
+    o.task_state = t.state;
+    // sched_switch gained its prev_state argument in 5.18.
+    let release = crate::kernel::running_release();
+    o.sched_state_arg = crate::kernel::parse_release(&release)
+        .is_some_and(|v| v >= (5, 18))
+        .into();
+}
+
 /// Evidence field positions from the running kernel; absent events/fields stay size 0.
 pub fn read_ev_fields(tracefs: &Path) -> [FieldSpec; ev::f::COUNT] {
     let mut out = [FieldSpec::default(); ev::f::COUNT];
@@ -242,7 +271,8 @@ impl Probe {
         let tracefs = find_tracefs(opts.tracefs.as_deref());
         check_privileges(&release, caps, &tracefs)?;
         let tracefs = tracefs?;
-        let test_only = opts.programs == Programs::TestRun;
+        let test_only = matches!(opts.programs, Programs::TestRun | Programs::TestRunSched);
+        let sched = opts.sched && matches!(opts.programs, Programs::Live | Programs::TestRunSched);
         let object = object::for_programs(opts.programs)?;
         // The kernel's own refusals, named by the capability each stage needs.
         let kernel = crate::kernel::parse_release(&release);
@@ -260,7 +290,7 @@ impl Probe {
         } else {
             Some(lock::acquire(lock::LOCK_NAME)?)
         };
-        let offsets = if test_only {
+        let mut offsets = if test_only {
             Offsets {
                 valid: 1,
                 ..Default::default()
@@ -268,6 +298,9 @@ impl Probe {
         } else {
             read_offsets(&tracefs)?
         };
+        if sched {
+            read_sched_offsets(&mut offsets);
+        }
         let ev_fields = if test_only {
             [FieldSpec::default(); ev::f::COUNT]
         } else {
@@ -353,6 +386,22 @@ impl Probe {
             let what = format!("{category}:{event}");
             prog.attach(category, event)
                 .map_err(|e| errors::attach_error(&what, &dir, e, &denied))?;
+            attached.push(name);
+        }
+        for (name, event) in SCHED_TRACEPOINTS {
+            if !sched {
+                break;
+            }
+            let dir = tracefs.join("events/sched").join(event);
+            if offsets.task_pid == 0 {
+                missing.push(format!("sched:{event} (no BTF of task_struct)"));
+                continue;
+            }
+            let prog: &mut RawTracePoint = program(&mut ebpf, name)?;
+            prog.load()
+                .map_err(|e| denied(Stage::Load(name), &e).unwrap_or_else(|| verifier(name, e)))?;
+            prog.attach(event)
+                .map_err(|e| errors::attach_error(&format!("sched:{event}"), &dir, e, &denied))?;
             attached.push(name);
         }
         for (name, event) in ev::PROGRAMS {

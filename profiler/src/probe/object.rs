@@ -23,10 +23,10 @@ pub(super) fn for_programs(programs: Programs) -> Result<&'static [u8], ProbeErr
     match programs {
         Programs::Live if RELEASE.is_empty() => Err(ProbeError::NoObject),
         Programs::Live => Ok(RELEASE),
-        Programs::TestRun | Programs::EmptyBaseline if TEST.is_empty() => {
+        Programs::TestRun | Programs::TestRunSched | Programs::EmptyBaseline if TEST.is_empty() => {
             Err(ProbeError::NoTestObject)
         }
-        Programs::TestRun | Programs::EmptyBaseline => Ok(TEST),
+        Programs::TestRun | Programs::TestRunSched | Programs::EmptyBaseline => Ok(TEST),
     }
 }
 

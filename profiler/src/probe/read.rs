@@ -1,7 +1,10 @@
 //! Map reading: the exit table and the other maps into one cumulative [`Sample`]; per-CPU
 //! values (evidence, counters) are summed here, once.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::{
+    os::fd::AsFd,
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use anyhow::Context;
 
@@ -90,6 +93,13 @@ pub fn sample(
         let Some(prog) = ebpf.program(name) else {
             continue;
         };
+        if name.starts_with("sched_") {
+            if let Some(c) = s.counters.get_mut(counter::SCHED_MISSED as usize) {
+                *c += prog
+                    .fd()
+                    .map_or(0, |fd| super::misses::recursion_misses(fd.as_fd()));
+            }
+        }
         if let Ok(info) = prog.info() {
             s.progs.push(ProgStat {
                 name: (*name).to_string(),

@@ -6,7 +6,7 @@ use std::{
     sync::atomic::{fence, Ordering},
 };
 
-use profiler_common::{hist, Oct, OverflowKey, Row, LINKS};
+use profiler_common::{hist, Oct, OverflowKey, Row, LINKS, LINK_OVERFLOW};
 
 use super::mapped::Mapped;
 use crate::{
@@ -312,27 +312,21 @@ pub fn stat_of(
 ) -> Stat {
     let sub = hist::SUB as usize;
     buckets.clear();
-    // Octaves with counts: linked ones and those in the overflow hash, lowest first.
-    let mut octaves = row.more;
-    for (o, &l) in row.link.iter().enumerate() {
-        octaves |= u64::from(l != 0) << o;
-    }
-    while octaves != 0 {
-        let o = octaves.trailing_zeros() as usize;
-        octaves &= octaves - 1;
-        let l = row.link.get(o).map_or(0, |&l| l as usize);
-        let mut n = [0u64; hist::SUB as usize];
-        if l != 0 && l <= LINKS {
-            n = octs[l - 1].n;
-        }
-        if row.more & (1 << o) != 0 {
-            if let Some(x) = overflow(OverflowKey {
+    // Octaves with counts, lowest first: each is linked or in the overflow hash, not both.
+    for o in 0..hist::ROWS {
+        let l = row.link_of(o);
+        let n = match l {
+            0 => continue,
+            LINK_OVERFLOW => match overflow(OverflowKey {
                 row: idx,
                 oct: o as u32,
             }) {
-                n.iter_mut().zip(x.n).for_each(|(a, b)| *a += b);
-            }
-        }
+                Some(x) => x.n,
+                None => continue,
+            },
+            l if (l as usize) <= LINKS => octs[l as usize - 1].n,
+            _ => continue,
+        };
         for (j, &c) in n.iter().enumerate() {
             let b = o * sub + j;
             if c != 0 && b < hist::BUCKETS {
@@ -345,6 +339,8 @@ pub fn stat_of(
         sum_ns: row.sum_ns,
         min_ns: if row.count == 0 { 0 } else { row.min_ns },
         max_ns: row.max_ns,
+        wait_ns: row.wait_ns,
+        blocked_ns: row.blocked_ns,
         hist: Hist { buckets },
     }
 }

@@ -24,14 +24,21 @@
 //! | `p50_ns`      | median from the histogram; empty when there is none (perf text import) |
 //! | `p99_ns`      | 99th percentile; empty likewise                                        |
 //! | `p999_ns`     | 99.9th percentile; empty likewise                                      |
+//! | `wait_ns`     | of total_ns: runnable, waiting for a host CPU; empty when not measured |
+//! | `blocked_ns`  | of total_ns: asleep (blocked); empty likewise                          |
+//! | `host_cpu_pct`| vCPU rows: its thread's host CPU, % of a core; `all` rows: the VM's (all |
+//! |               | threads and vhost workers); empty when not known (perf text, no names) |
+//! | `steal_pct`   | vCPU rows: its thread's wait for a host CPU while runnable, % of the   |
+//! |               | span; `all` rows: the average vCPU's; empty likewise                   |
 //!
+//! Each row of a VM or vCPU repeats its host CPU and steal.
 //! Order: VMs by pid; per VM the `all` rows (exit reasons, then `user` rows), then each vCPU
 //! ascending; rows within a group by count, descending.
 
-use crate::model::{Row, View};
+use crate::model::{Row, View, VmView};
 
 /// The header line's columns.
-pub const COLUMNS: [&str; 20] = [
+pub const COLUMNS: [&str; 24] = [
     "vm_pid",
     "vm_name",
     "vcpu",
@@ -52,6 +59,10 @@ pub const COLUMNS: [&str; 20] = [
     "p50_ns",
     "p99_ns",
     "p999_ns",
+    "wait_ns",
+    "blocked_ns",
+    "host_cpu_pct",
+    "steal_pct",
 ];
 
 /// The whole view as CSV, header line first.
@@ -61,27 +72,37 @@ pub fn render(view: &View) -> String {
     let mut vms: Vec<_> = view.vms.iter().collect();
     vms.sort_by_key(|v| v.pid);
     for vm in vms {
-        let mut line = |vcpu: &str, r: &Row| {
-            out.push_str(&row(vm.pid, &vm.name, vcpu, r));
+        let mut line = |vcpu: &str, r: &Row, cpu| {
+            out.push_str(&row(vm.pid, &vm.name, vcpu, r, view.sched_split, cpu));
             out.push('\n');
         };
+        let cpu = vm_cpu(vm);
         for r in vm.reasons.iter().chain(&vm.userspace) {
-            line("all", r);
+            line("all", r, cpu);
         }
         let mut vcpus: Vec<_> = vm.vcpus.iter().collect();
         vcpus.sort_by_key(|c| c.vcpu);
         for c in vcpus {
             let id = c.vcpu.to_string();
             for r in c.reasons.iter().chain(&c.userspace) {
-                line(&id, r);
+                line(&id, r, [c.cpu_pct, c.steal_pct]);
             }
         }
     }
     out
 }
 
-/// One row's line (no line end), in [`COLUMNS`] order.
-pub fn row(pid: u32, vm: &str, vcpu: &str, r: &Row) -> String {
+/// The `host_cpu_pct` and `steal_pct` of a VM's `all` rows.
+pub fn vm_cpu(vm: &VmView) -> [Option<f64>; 2] {
+    let c = vm.host_cpu;
+    [c.map(|c| c.all_pct), c.and_then(|c| c.vcpu_wait_pct)]
+}
+
+/// One row's line (no line end), in [`COLUMNS`] order; `split`: the time split was measured;
+/// `cpu`: its host CPU and steal.
+pub fn row(pid: u32, vm: &str, vcpu: &str, r: &Row, split: bool, cpu: [Option<f64>; 2]) -> String {
+    let measured = |v: u64| if split { v.to_string() } else { String::new() };
+    let p = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.4}"));
     let q = |v: u64| {
         if r.has_percentiles() {
             v.to_string()
@@ -105,6 +126,10 @@ pub fn row(pid: u32, vm: &str, vcpu: &str, r: &Row) -> String {
         q(r.p50_ns),
         q(r.p99_ns),
         q(r.p999_ns),
+        measured(r.wait_ns),
+        measured(r.blocked_ns),
+        p(cpu[0]),
+        p(cpu[1]),
     ]
     .join(",")
 }

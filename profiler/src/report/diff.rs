@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use super::diff_slow::{self, SlowSide};
 use super::{
     rows::{merge, select},
     Data, ReportError,
@@ -93,6 +94,8 @@ pub struct Diff {
     pub totals: Vec<Cell>,
     /// Largest movers first.
     pub reasons: Vec<ReasonDiff>,
+    /// Per session: its slow-exit log of the compared VMs; None: not recorded.
+    pub slow: Vec<Option<SlowSide>>,
 }
 
 impl Diff {
@@ -131,12 +134,19 @@ pub fn diff_with(data: &[&Data], o: &DiffOptions) -> Result<Diff, ReportError> {
     vm_count_fits(o.vms.len(), data.len())?;
     let mut rows = Vec::new();
     let mut sessions = Vec::new();
+    let mut slow = Vec::new();
     for (i, d) in data.iter().enumerate() {
         let sel = o.vms.get(i).or(o.vms.first()).cloned().flatten();
         let vms: Vec<VmView> = match sel {
             Some(w) => vec![w.find(&d.view)?.clone()],
             None => d.view.vms.clone(),
         };
+        let pids: Vec<u32> = vms.iter().map(|v| v.pid).collect();
+        slow.push(
+            d.slow
+                .as_ref()
+                .map(|log| diff_slow::side(log, &pids, d.view.duration_s)),
+        );
         let r = rows_by_name(&vms);
         let isas: BTreeSet<String> = r.values().map(|r| r.isa_name.to_string()).collect();
         sessions.push(Side {
@@ -219,6 +229,7 @@ pub fn diff_with(data: &[&Data], o: &DiffOptions) -> Result<Diff, ReportError> {
         notes,
         totals,
         reasons,
+        slow,
     })
 }
 

@@ -17,8 +17,11 @@ pub fn render_json(d: &Diff) -> Result<String, ReportError> {
 
 /// Columns of [`render_csv`], in this order: one line per (reason, session), then one
 /// `total` line per session (non-HLT exits). `exits_vs_first_pct` and `time_vs_first` compare
-/// on the diff's `basis` (per second, or totals) and are empty for the first session.
-pub const CSV_COLUMNS: [&str; 16] = [
+/// on the diff's `basis` (per second, or totals) and are empty for the first session. When a
+/// session has a slow-exit log, a `slow` line per session (its count and rate empty when it
+/// has none: not recorded) and a `slow_reason` line per (reason, session) follow, with the
+/// longest exit in `slow_worst_ns`.
+pub const CSV_COLUMNS: [&str; 17] = [
     "kind",
     "name",
     "isa",
@@ -35,6 +38,7 @@ pub const CSV_COLUMNS: [&str; 16] = [
     "p99_ns",
     "exits_vs_first_pct",
     "time_vs_first",
+    "slow_worst_ns",
 ];
 
 /// The diff as CSV (RFC 4180 quoting, `\n` line ends), long form: a spreadsheet pivots it
@@ -62,6 +66,7 @@ pub fn render_csv(d: &Diff) -> String {
             opt(c.p99_ns, 0),
             opt(vs.and_then(|v| v.exits_pct), 2),
             vs.map_or_else(String::new, |v| quote(&v.time_ratio)),
+            String::new(),
         ];
         out.push_str(&cells.join(","));
         out.push('\n');
@@ -74,7 +79,55 @@ pub fn render_csv(d: &Diff) -> String {
     for (sd, c) in d.sessions.iter().zip(&d.totals) {
         line("total", "", &sd.isas.join("+"), false, sd, c);
     }
+    if d.slow.iter().any(Option::is_some) {
+        slow_csv(d, &mut out);
+    }
     out
+}
+
+/// The `slow` and `slow_reason` lines of [`render_csv`].
+fn slow_csv(d: &Diff, out: &mut String) {
+    let opt = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v:.3}"));
+    let mut line =
+        |kind: &str, name: &str, sd: &Side, n: Option<(u64, Option<f64>, Option<u64>)>| {
+            let (count, rate, worst) = match n {
+                Some((c, r, w)) => (
+                    c.to_string(),
+                    opt(r),
+                    w.map_or_else(String::new, |w| w.to_string()),
+                ),
+                None => Default::default(),
+            };
+            let mut cells = vec![kind.to_string(), quote(name), String::new(), "false".into()];
+            cells.extend([
+                sd.tag.clone(),
+                quote(&sd.label),
+                format!("{:.3}", sd.duration_s),
+            ]);
+            cells.extend([count, rate]);
+            cells.extend(std::iter::repeat_n(String::new(), 7));
+            cells.push(worst);
+            out.push_str(&cells.join(","));
+            out.push('\n');
+        };
+    for (sd, s) in d.sessions.iter().zip(&d.slow) {
+        line(
+            "slow",
+            "",
+            sd,
+            s.as_ref().map(|s| (s.count, s.rate_per_s, s.worst_ns)),
+        );
+    }
+    for (sd, s) in d.sessions.iter().zip(&d.slow) {
+        for r in s.iter().flat_map(|s| &s.reasons) {
+            line(
+                "slow_reason",
+                &r.name,
+                sd,
+                Some((r.count, r.rate_per_s, Some(r.worst_ns))),
+            );
+        }
+    }
 }
 
 /// A column group's cells: count, exits/s (when some session has a duration), Time%, mean;
@@ -227,5 +280,7 @@ pub fn render_table(d: &Diff) -> String {
         row(&shown(r), &r.sessions);
     }
     row(TOTAL, &d.totals);
+    let tags: Vec<&str> = d.sessions.iter().map(|s| s.tag.as_str()).collect();
+    out.push_str(&super::diff_slow::table_lines(&tags, &d.slow));
     out
 }

@@ -219,7 +219,7 @@ fn exits(
             sum_ns,
             min_ns: r.min_us.map_or(0, ns),
             max_ns: r.max_us.map_or(0, ns),
-            hist: Default::default(),
+            ..Default::default()
         };
         out.budget
             .take(r.line, st.count, st.sum_ns.max(st.max_ns).max(st.min_ns))?;

@@ -8,6 +8,7 @@ pub mod access;
 pub mod csv;
 pub mod diff;
 pub mod diff_chart;
+pub mod diff_slow;
 pub mod diff_table;
 mod evidence;
 pub mod html;
@@ -134,6 +135,9 @@ pub struct Data {
     /// MSR / IO port / MMIO tables the perf text printed with times but no row, and whether
     /// with Min/Max (`PerfImport::empty_timed`): printed back so, not as a counts-only table.
     pub perf_empty: Vec<(Event, bool)>,
+    /// The slow-exit log over the session's span; None: not recorded, or not read (only
+    /// `diff` and the HTML page read it, `cmd::html::slow_log`: it takes every frame).
+    pub slow: Option<slow::Log>,
 }
 
 /// perf's "Analyze events for" target: `pid(s) 12,34` (empty: all VMs) and `VCPU N`.
@@ -174,6 +178,7 @@ impl Data {
             sub_times: SubTimes::new(),
             perf_name_width: None,
             perf_empty: Vec::new(),
+            slow: None,
         }
     }
 
@@ -203,6 +208,7 @@ impl Data {
             sub_times: imp.sub_times.clone(),
             perf_name_width: imp.name_width(),
             perf_empty: imp.empty_timed(),
+            slow: None,
         }
     }
 

@@ -46,9 +46,14 @@ pub struct Line {
     /// The sub-reason, decoded ("out port 0x70 (RTC/CMOS index)", "wrmsr 0x6e0 ..."); None
     /// when no sub-reason event came between exit and entry.
     pub detail: Option<String>,
+    /// Of `took_ns`: runnable, waiting for a host CPU, and asleep; None when the kernel did
+    /// not split the time (`--no-sched-split`, recordings before format 5).
+    pub wait_ns: Option<u64>,
+    pub blocked_ns: Option<u64>,
 }
 
 /// What a session's samples logged, and what the kernel counted.
+#[derive(Clone, Debug, Default)]
 pub struct Log {
     pub lines: Vec<Line>,
     /// Exits at or over the kernel's threshold, and those not sent (rate limit, full buffer):
@@ -93,7 +98,9 @@ pub fn collect<S: std::borrow::Borrow<Sample>>(
     Ok(log)
 }
 
-fn line(s: &Sample, e: &SlowEvent, names: &ExitNames) -> Line {
+/// `e` as a line: its wall time from the sample `s` that carried it, the VM's name as `s`
+/// knows it, the reason's and the sub-reason's names.
+pub fn line(s: &Sample, e: &SlowEvent, names: &ExitNames) -> Line {
     // The sample was read after the exit: step back from its wall clock by the monotonic gap.
     let wall_ns = (s.wall_ms * 1_000_000).saturating_sub(s.mono_ns.saturating_sub(e.exit_ns));
     let vm_name = s
@@ -101,6 +108,7 @@ fn line(s: &Sample, e: &SlowEvent, names: &ExitNames) -> Line {
         .get(&e.tgid)
         .map_or_else(|| format!("pid {}", e.tgid), |v| v.name.clone());
     let rip = (e.rip != 0).then_some(e.rip);
+    let split = s.progs.iter().any(|p| p.name == "sched_switch");
     Line {
         wall_ns,
         vm_pid: e.tgid,
@@ -117,6 +125,8 @@ fn line(s: &Sample, e: &SlowEvent, names: &ExitNames) -> Line {
         exit_cpu: e.exit_cpu,
         entry_cpu: e.entry_cpu,
         detail: detail(e),
+        wait_ns: split.then_some(e.wait_ns),
+        blocked_ns: split.then_some(e.blocked_ns),
     }
 }
 
@@ -176,9 +186,17 @@ pub fn table(log: &Log, f: &Filter) -> String {
             (Some(r), Some(m)) => format!("rip {r:#x} ({m})"),
             _ => "rip -".to_string(),
         };
+        let split = match (l.wait_ns, l.blocked_ns) {
+            (Some(w), Some(b)) => format!(
+                "  waited {} asleep {}",
+                crate::tui::fmt::dur(w),
+                crate::tui::fmt::dur(b)
+            ),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "{when}  {} (pid {})  vcpu {}  {}  {}  {}  {rip}  cpu {}->{}",
+            "{when}  {} (pid {})  vcpu {}  {}  {}{split}  {}  {rip}  cpu {}->{}",
             printable(&l.vm_name),
             l.vm_pid,
             l.vcpu,
@@ -211,7 +229,7 @@ pub fn perf_live(log: &Log) -> String {
 }
 
 /// The header line's columns of [`csv`].
-pub const CSV_COLUMNS: [&str; 15] = [
+pub const CSV_COLUMNS: [&str; 17] = [
     "wall_ns",
     "vm_pid",
     "vm_name",
@@ -227,6 +245,8 @@ pub const CSV_COLUMNS: [&str; 15] = [
     "entry_cpu",
     "detail",
     "entry_mono_ns",
+    "wait_ns",
+    "blocked_ns",
 ];
 
 pub fn csv(log: &Log) -> String {
@@ -251,6 +271,8 @@ pub fn csv(log: &Log) -> String {
             l.entry_cpu.to_string(),
             super::csv::quote(l.detail.as_deref().unwrap_or("")),
             l.entry_mono_ns.to_string(),
+            l.wait_ns.map_or(String::new(), |v| v.to_string()),
+            l.blocked_ns.map_or(String::new(), |v| v.to_string()),
         ];
         out.push_str(&fields.join(","));
         out.push('\n');

@@ -188,12 +188,12 @@ fn csv_has_a_line_per_reason_and_session() {
     assert_eq!(
         io,
         [
-            "reason,IO_INSTRUCTION,vmx,false,A,a,10.000,2000,200.000,100.0000,4000000,400000.0,2000.0,2000,,",
-            "reason,IO_INSTRUCTION,vmx,false,B,\"b,\"\"quoted\"\"\",5.000,500,100.000,90.9091,1000000,200000.0,2000.0,2000,-50.00,2.00× less",
-            "reason,IO_INSTRUCTION,vmx,false,C,c,20.000,0,0.000,0.0000,0,0.0,,,-100.00,gone",
+            "reason,IO_INSTRUCTION,vmx,false,A,a,10.000,2000,200.000,100.0000,4000000,400000.0,2000.0,2000,,,",
+            "reason,IO_INSTRUCTION,vmx,false,B,\"b,\"\"quoted\"\"\",5.000,500,100.000,90.9091,1000000,200000.0,2000.0,2000,-50.00,2.00× less,",
+            "reason,IO_INSTRUCTION,vmx,false,C,c,20.000,0,0.000,0.0000,0,0.0,,,-100.00,gone,",
         ]
     );
-    assert!(csv.contains("\ntotal,,vmx,false,C,c,20.000,400,20.000,100.0000,600000,30000.0,1500.0,,-90.00,13.33× less\n"), "{csv}");
+    assert!(csv.contains("\ntotal,,vmx,false,C,c,20.000,400,20.000,100.0000,600000,30000.0,1500.0,,-90.00,13.33× less,\n"), "{csv}");
 }
 
 /// One `--vm` applies to every session.

@@ -46,6 +46,7 @@ fn samples() -> Vec<Sample> {
             detail_kind: ev::PIO_OUT,
             detail_flags: 1,
             detail_a: 0x70,
+            ..Default::default()
         },
         SlowEvent {
             exit_ns: 5_600 * MS,
@@ -61,6 +62,7 @@ fn samples() -> Vec<Sample> {
             detail_kind: ev::MSR_WRITE,
             detail_flags: 0,
             detail_a: 0x4000_0070,
+            ..Default::default()
         },
     ];
     vec![a, b]
@@ -149,4 +151,36 @@ fn csv_and_json_carry_every_field() {
     assert_eq!(j["dropped"], 3);
     assert_eq!(j["exits"][1]["guest_mode"], "kernel");
     assert_eq!(j["exits"][1]["detail"], "wrmsr 0x40000070 HV_EOI");
+}
+
+/// Where the kernel split the time (its sched_switch program ran), each line says how long
+/// the exit waited for a CPU and slept; where it did not, the split is unknown, not 0.
+#[test]
+fn the_split_is_shown_only_where_measured() {
+    let mut s = samples();
+    s[1].slow[0].wait_ns = 1_000_000;
+    s[1].slow[0].blocked_ns = 2_000_000;
+    let unsplit = slow::collect(s.iter().map(Ok), &ExitNames::builtin(), &all()).unwrap();
+    assert_eq!(unsplit.lines[0].wait_ns, None);
+    assert!(!slow::table(&unsplit, &all()).contains("waited"));
+    s[1].progs.push(crate::sample::ProgStat {
+        name: "sched_switch".into(),
+        ..Default::default()
+    });
+    let split = slow::collect(s.iter().map(Ok), &ExitNames::builtin(), &all()).unwrap();
+    assert_eq!(
+        (split.lines[0].wait_ns, split.lines[0].blocked_ns),
+        (Some(1_000_000), Some(2_000_000))
+    );
+    assert_eq!(split.lines[1].wait_ns, Some(0));
+    let t = slow::table(&split, &all());
+    assert!(
+        t.contains("io  3.00ms  waited 1.00ms asleep 2.00ms  out port"),
+        "{t}"
+    );
+    let csv = slow::csv(&split);
+    assert!(
+        csv.lines().nth(1).unwrap().ends_with(",1000000,2000000"),
+        "{csv}"
+    );
 }

@@ -223,7 +223,7 @@ fn csv_columns_are_stable() {
     assert_eq!(
         csv::COLUMNS.join(","),
         "vm_pid,vm_name,vcpu,isa,reason,name,hlt,count,in_flight,timed,rate_per_s,samples_pct,\
-         time_pct,total_ns,min_ns,max_ns,mean_ns,p50_ns,p99_ns,p999_ns"
+         time_pct,total_ns,min_ns,max_ns,mean_ns,p50_ns,p99_ns,p999_ns,wait_ns,blocked_ns,host_cpu_pct,steal_pct"
     );
     golden("fixture.csv", &csv::render(&fixture().view));
 }
@@ -262,9 +262,24 @@ fn host_cpu_in_the_notes_and_the_json() {
         vcpu_threads: 2,
         ..Default::default()
     };
+    let vcpu0 = |cpu_ms: u64, wait_ms: u64| crate::sample::ThreadCpu {
+        cpu_ns: cpu_ms * 1_000_000,
+        wait_ns: Some(wait_ms * 1_000_000),
+    };
     old.vm_cpu.insert(1234, cpu(10, 8));
-    // 3.4 s in 10 s, 3.0 of it on vCPU threads, 1.5 of that in the guest.
+    old.vm_cpu
+        .get_mut(&1234)
+        .unwrap()
+        .vcpus
+        .insert(0, vcpu0(500, 100));
+    // 3.4 s in 10 s, 3.0 of it on vCPU threads, 1.5 of that in the guest; vCPU 0's thread 2 s
+    // of it, and it waited 0.5 s for a host CPU.
     new.vm_cpu.insert(1234, cpu(44, 38));
+    new.vm_cpu
+        .get_mut(&1234)
+        .unwrap()
+        .vcpus
+        .insert(0, vcpu0(2_500, 600));
     let d = Data::from_samples(&old, &new, &ExitNames::builtin(), "cpu");
     let o = TableOptions {
         per_vm: true,
@@ -291,6 +306,15 @@ fn host_cpu_in_the_notes_and_the_json() {
     let j: serde_json::Value = serde_json::from_str(&json::render(&d.view).unwrap()).unwrap();
     assert_eq!(j["vms"][0]["host_cpu"]["total_pct"], 34.0, "{j}");
     assert_eq!(j["vms"][0]["host_cpu"]["vmm_pct"], 4.0, "{j}");
+    assert_eq!(j["vms"][0]["host_cpu"]["all_pct"], 34.0, "{j}");
+    assert_eq!(j["vms"][0]["vcpus"][0]["cpu_pct"], 20.0, "{j}");
+    assert_eq!(j["vms"][0]["vcpus"][0]["steal_pct"], 5.0, "{j}");
+    // CSV: the VM's rows carry its host CPU and average vCPU wait (unknown here: no schedstat
+    // sum), the vCPU's rows its own thread's.
+    let c = csv::render(&d.view);
+    let mut lines = c.lines().skip(1);
+    assert!(lines.next().unwrap().ends_with(",34.0000,"), "{c}");
+    assert!(lines.next().unwrap().ends_with(",20.0000,5.0000"), "{c}");
     // The golden fixture has no CPU times: its tables say nothing, its JSON has null.
     assert!(!perf_table(&fixture(), &o).unwrap().contains("host CPU"));
     assert!(fixture().view.vms.iter().all(|v| v.host_cpu.is_none()));

@@ -15,14 +15,17 @@ use serde::{Deserialize, Serialize};
 use super::cpu::CpuColumns;
 use super::delta::{diff, undiff, CodecError, StatColumns};
 use super::keys::{apply_keys, encode_keys, KeysDelta};
+use super::sched::SchedColumns;
 use super::slow::SlowColumns;
 use super::stats::{Models, StatDecoder, StatEncoder};
+use super::threads::ThreadColumns;
 use super::v1::StatReader;
 use crate::sample::{EvKey, EvStat, ProgStat, Sample, Stat, VmInfo};
 
 /// A frame's payload. Postcard puts nothing around a nested struct, so each format's encoding
 /// is the one before's bytes followed by its new part: format 3 appends the CPU columns to the
-/// format 1–2 payload (`Core`), format 4 the slow exits.
+/// format 1–2 payload (`Core`), format 4 the slow exits, format 5 the scheduler split and the
+/// per-vCPU and vhost CPU.
 #[derive(Serialize, Deserialize, Default, Debug, Clone)]
 pub(crate) struct Payload {
     pub(super) core: Core,
@@ -31,6 +34,19 @@ pub(crate) struct Payload {
     /// Slow exits logged since the previous sample (format 4); None when there were none, so
     /// that an interval without any costs one byte.
     pub(super) slow: Option<SlowColumns>,
+    /// Runnable and asleep time of the stats and slow exits (format 5); None when all zero.
+    pub(super) sched: Option<SchedColumns>,
+    /// Per-vCPU and vhost CPU times of the VMs in `cpu` (format 5); None when `cpu` names no
+    /// VM (and in older formats).
+    pub(super) threads: Option<ThreadColumns>,
+}
+
+/// Format 4's payload.
+#[derive(Deserialize)]
+struct Payload4 {
+    core: Core,
+    cpu: CpuColumns,
+    slow: Option<SlowColumns>,
 }
 
 /// Format 3's payload.
@@ -54,6 +70,15 @@ impl Payload {
                 Ok(Payload {
                     core: p.core,
                     cpu: p.cpu,
+                    ..Default::default()
+                })
+            }
+            4 => {
+                let p: Payload4 = postcard::from_bytes(raw).map_err(bad)?;
+                Ok(Payload {
+                    core: p.core,
+                    cpu: p.cpu,
+                    slow: p.slow,
                     ..Default::default()
                 })
             }
@@ -103,9 +128,13 @@ pub(crate) fn encode(
     p.stat_keys = keys;
     let zero = Stat::default();
     let mut stats = StatEncoder::new(m);
-    for (e, (k, o, n)) in vals.into_iter().enumerate() {
+    for (e, &(k, o, n)) in vals.iter().enumerate() {
         stats.stat(&mut p.stats, e as u32, k, o.unwrap_or(&zero), n)?;
     }
+    let sched = SchedColumns::encode(
+        vals.iter().map(|&(_, o, n)| (o.unwrap_or(&zero), n)),
+        &new.slow,
+    );
     let coded = stats.finish(key);
     let (keys, vals) = encode_keys(&old.in_flight, &new.in_flight);
     p.flight_keys = keys;
@@ -170,8 +199,17 @@ pub(crate) fn encode(
         })
         .collect();
     let cpu = CpuColumns::encode(&old.vm_cpu, &new.vm_cpu);
+    let threads = (!cpu.pids().is_empty())
+        .then(|| ThreadColumns::encode(&old.vm_cpu, &new.vm_cpu, cpu.pids()));
     let slow = (!new.slow.is_empty()).then(|| SlowColumns::encode(&new.slow));
-    Ok((Payload { core: p, cpu, slow }, coded))
+    let payload = Payload {
+        core: p,
+        cpu,
+        slow,
+        sched,
+        threads,
+    };
+    Ok((payload, coded))
 }
 
 /// Turn `s` (the previous sample) into the next one, reading a payload of format `version`
@@ -190,6 +228,10 @@ pub(crate) fn apply(
     s.wall_ms = undiff(s.wall_ms, p.wall);
 
     let entries = apply_keys(&mut s.stats, &p.stat_keys)?;
+    let stat_keys: Vec<_> = match payload.sched {
+        Some(_) => entries.iter().map(|(k, _)| *k).collect(),
+        None => Vec::new(),
+    };
     let c = &p.stats;
     let n = entries.len();
     let full = if version == 1 { n } else { 0 };
@@ -264,11 +306,26 @@ pub(crate) fn apply(
         v.last = undiff(v.last, *dl);
     }
     payload.cpu.apply(&mut s.vm_cpu)?;
-    match &payload.slow {
-        Some(c) => c.decode(&mut s.slow),
-        None => {
-            s.slow.clear();
-            Ok(())
+    match &payload.threads {
+        Some(t) => t.apply(payload.cpu.pids(), &mut s.vm_cpu)?,
+        None if version >= 5 && !payload.cpu.pids().is_empty() => {
+            return Err("CPU times without their vCPU and vhost columns".into())
         }
+        None => {}
     }
+    match &payload.slow {
+        Some(c) => c.decode(&mut s.slow)?,
+        None => s.slow.clear(),
+    }
+    if let Some(c) = &payload.sched {
+        if let Some(split) = c.stat_split(stat_keys.len())? {
+            for (k, (w, b)) in stat_keys.iter().zip(split) {
+                let st = s.stats.entry(*k).or_default();
+                st.wait_ns = undiff(st.wait_ns, w);
+                st.blocked_ns = undiff(st.blocked_ns, b);
+            }
+        }
+        c.apply_slow(&mut s.slow)?;
+    }
+    Ok(())
 }

@@ -48,6 +48,11 @@ impl CpuColumns {
         c
     }
 
+    /// The VMs whose times changed or appeared, in column order.
+    pub(super) fn pids(&self) -> &[u32] {
+        &self.pid
+    }
+
     pub(super) fn apply(&self, s: &mut BTreeMap<u32, VmCpu>) -> Result<(), CodecError> {
         let n = self.pid.len();
         let lens = [

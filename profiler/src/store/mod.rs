@@ -1,6 +1,6 @@
 //! Recordings: raw cumulative samples on disk, replayed through the same model code as live.
 //!
-//! # File format (version 4; versions 1 to 3 differ in the frame body and the payload, see below)
+//! # File format (version 5; versions 1 to 4 differ in the frame body and the payload, see below)
 //! All integers in fixed fields are little-endian.
 //!
 //! ```text
@@ -28,7 +28,9 @@
 //! framing around the nested `codec::Core`), so a format 1 or 2 payload decodes as `Core`
 //! alone and its samples have no CPU times. Format 4 appends the slow exits logged since the
 //! previous sample (`slow::SlowColumns`; not differences from the previous frame's: each frame
-//! holds its own), after format 3's fields.
+//! holds its own), after format 3's fields. Format 5 appends, after those, each vCPU thread's
+//! CPU time and run-queue wait and the VM's vhost workers (`threads::ThreadColumns`, columns
+//! parallel to format 3's VMs); a format 3 or 4 sample has none.
 //!
 //! Reading trusts nothing in the file: only regular files are opened (bytes.rs), the file is
 //! read piecewise and only the frame index is kept (reader.rs), and finding the next key frame
@@ -46,8 +48,10 @@ mod keys;
 mod reader;
 mod resync;
 mod scan;
+mod sched;
 mod slow;
 mod stats;
+mod threads;
 mod v1;
 mod writer;
 
@@ -61,6 +65,8 @@ mod tests_hostile;
 mod tests_scan;
 #[cfg(test)]
 mod tests_slow;
+#[cfg(test)]
+mod tests_threads;
 
 use std::path::PathBuf;
 
@@ -75,7 +81,7 @@ pub use writer::{Recorder, RecorderOptions};
 /// First bytes of every recording. The high byte and newline catch text-mode mangling.
 pub const MAGIC: [u8; 8] = *b"\x89KVMPRF\n";
 /// The format this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 const KIND_KEY: u8 = 1;
 const KIND_DELTA: u8 = 2;

@@ -128,6 +128,11 @@ impl Recording {
         }
     }
 
+    /// The file's format version (4 and later hold the slow-exit log).
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
     pub fn header(&self) -> &Header {
         &self.header
     }

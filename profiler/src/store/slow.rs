@@ -127,6 +127,7 @@ impl SlowColumns {
                 detail_kind: u16::try_from(v[10]).map_err(|_| "slow-exit kind out of range")?,
                 detail_flags: u16::try_from(v[11]).map_err(|_| "slow-exit flags out of range")?,
                 detail_a: v[12],
+                ..Default::default()
             });
         }
         Ok(())

@@ -19,6 +19,7 @@ pub(super) fn with_cpu(mut samples: Vec<Sample>) -> Vec<Sample> {
                 vcpu_threads: 4,
                 vcpu_wait_ns: 5_000_000_000,
                 waited_threads: 4,
+                ..Default::default()
             });
             let ticks = 30 + (i * 7 + n as u64 * 3) % 9;
             let vcpu_ticks = ticks - 3 - i % 3;
@@ -53,6 +54,7 @@ fn cpu_times_round_trip_across_key_and_delta_frames() {
             vcpu_threads: u32::MAX,
             vcpu_wait_ns: u64::MAX,
             waited_threads: u32::MAX,
+            ..Default::default()
         },
     );
     assert!(samples[3].vm_cpu.len() == 2 && samples[6].vm_cpu.len() == 1);

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::tests::{gen_samples, read_all, record};
+use super::tests::{gen_samples, read_all, record, without_sched};
 use super::*;
 use crate::sample::{Sample, SlowEvent};
 
@@ -26,6 +26,8 @@ fn with_slow(mut samples: Vec<Sample>) -> Vec<Sample> {
                 detail_kind: profiler_common::ev::PIO_OUT,
                 detail_flags: 1,
                 detail_a: 0x70,
+                wait_ns: (j % 3) * 40_000,
+                blocked_ns: if j % 2 == 0 { 3_000_000 } else { 0 },
             });
         }
     }
@@ -43,6 +45,8 @@ fn with_slow(mut samples: Vec<Sample>) -> Vec<Sample> {
         detail_kind: u16::MAX,
         detail_flags: u16::MAX,
         detail_a: u64::MAX,
+        wait_ns: u64::MAX,
+        blocked_ns: u64::MAX,
     });
     samples
 }
@@ -84,7 +88,41 @@ fn format_3_recordings_still_read() {
     assert_eq!(u32::from_le_bytes(data[8..12].try_into().unwrap()), 3);
     let r = Recording::open(&path).unwrap();
     assert!(r.warnings().is_empty(), "{:?}", r.warnings());
-    let want = super::tests_cpu::with_cpu(gen_samples(12, 1, 2, 3));
+    let want = without_sched(super::tests_cpu::with_cpu(gen_samples(12, 1, 2, 3)));
     assert!(want.iter().any(|s| !s.vm_cpu.is_empty()));
     assert_eq!(read_all(&r), want);
+}
+
+/// A format-4 recording (per-VM CPU times and slow exits, no scheduler split; written by
+/// kvmprof at 431e53d from `with_slow(with_cpu(gen_samples(12, 1, 2, 3)))`, key frames every
+/// 5) still replays sample for sample.
+#[test]
+fn format_4_recordings_still_read() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/fixtures/v4.kvmprof");
+    let data = std::fs::read(&path).unwrap();
+    assert_eq!(u32::from_le_bytes(data[8..12].try_into().unwrap()), 4);
+    let r = Recording::open(&path).unwrap();
+    assert!(r.warnings().is_empty(), "{:?}", r.warnings());
+    let want = without_sched(with_slow(super::tests_cpu::with_cpu(gen_samples(
+        12, 1, 2, 3,
+    ))));
+    assert!(want.iter().any(|s| !s.slow.is_empty()));
+    assert_eq!(read_all(&r), want);
+}
+
+/// Format 5 keeps the scheduler split of stats and slow exits exactly.
+#[test]
+fn the_scheduler_split_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("split.kvmprof");
+    let samples = with_slow(gen_samples(30, 2, 3, 4));
+    assert!(samples.iter().any(|s| s
+        .stats
+        .values()
+        .any(|st| st.wait_ns != 0 && st.blocked_ns != 0)));
+    assert!(samples
+        .iter()
+        .any(|s| s.slow.iter().any(|e| e.wait_ns != 0)));
+    record(&path, &samples, 7, true);
+    assert_eq!(read_all(&Recording::open(&path).unwrap()), samples);
 }

@@ -9,7 +9,7 @@ use ratatui::{
     widgets::{Block, Clear, Paragraph, Widget},
 };
 
-use super::{advice, fmt, heat_draw, screens, widgets::centered, App, Screen};
+use super::{advice, fmt, heat_draw, screens, slow_draw, widgets::centered, App, Screen};
 use crate::text::{is_unsafe, printable};
 
 /// The keys, as the help shows them; README.md's key table lists the same keys row by row
@@ -28,6 +28,7 @@ pub(super) const KEYS: &[(&str, &str)] = &[
     ("space p", "freeze / resume the view (replay: play / pause)"),
     ("+ -", "refresh interval (0.25 s .. 10 s; live only)"),
     ("a", "advice for the VM (Enter/e: a finding's details)"),
+    ("S", "slow exits, newest first (Enter/e: one in full)"),
     ("R", "record the live session to a file / stop"),
     (". ,", "replay: step one frame forward / back"),
     ("[ ] 0-9", "replay: seek -/+10 %, or to 0 %..90 %"),
@@ -37,14 +38,20 @@ pub(super) const KEYS: &[(&str, &str)] = &[
 ];
 
 /// What the columns mean, below the keys in the help.
-const LEGEND: &[(&str, &str)] = &[
-    ("Samples%", "share of non-HLT exits in the table"),
-    ("Time%", "share of non-HLT handling time"),
+pub(super) const LEGEND: &[(&str, &str)] = &[
+    (
+        "Samples% Time%",
+        "share of non-HLT exits / of non-HLT handling time",
+    ),
     ("HLT", "idle time: listed apart with its own share"),
     ("overhead", "non-HLT handling time per vCPU-second"),
     (
-        "CPU% VMM%",
-        "host CPU in % of a core: all threads / non-vCPU",
+        "CPU% VMM% vhost%",
+        "host CPU, % of a core: all / non-vCPU threads / vhost",
+    ),
+    (
+        "Steal% Wait% Sleep%",
+        "vCPU runnable, no host CPU; of exit time: that / asleep",
     ),
 ];
 
@@ -125,6 +132,11 @@ impl App {
             sep(),
             Span::from(format!("sort {}", self.sort.label())),
         ];
+        // The slow-exit pane's key, once it has something to show.
+        if self.slow.len() > 0 {
+            state.push(sep());
+            state.push(Span::from(format!("S: {} slow", self.slow.len())).magenta());
+        }
         if !self.filter.is_empty() {
             state.push(sep());
             state.push(Span::from(format!("filter \"{}\"", printable(&self.filter))).yellow());
@@ -168,6 +180,7 @@ impl App {
             Screen::Hist(t) => screens::histogram(self, &t, area, buf),
             Screen::Heat(t) => heat_draw::heatmap_screen(self, &t, area, buf),
             Screen::Advice(pid) => advice::advice_screen(self, pid, area, buf),
+            Screen::Slow => slow_draw::slow_screen(self, area, buf),
         }
     }
 
@@ -251,7 +264,8 @@ fn fit(s: &str, room: usize) -> String {
 }
 
 fn help(area: Rect, buf: &mut Buffer) {
-    let w = area.width.min(66);
+    // 78 wide and 24 high: the whole help fits an 80x24 terminal.
+    let w = area.width.min(78);
     let h = area.height.min((KEYS.len() + LEGEND.len()) as u16 + 2);
     let r = Rect::new(
         area.x + (area.width - w) / 2,

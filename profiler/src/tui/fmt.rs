@@ -129,24 +129,34 @@ pub fn bytes(n: u64) -> String {
     format!("{n} B")
 }
 
-/// "host CPU 34.0% (guest 12.0 + exits 18.0 + VMM 4.0)": the guest, its vCPU threads outside
-/// it, the VMM's other threads, as far as they are known; empty when nothing is.
+/// "host CPU 54.0% (guest 12.0 + exits 18.0 + VMM 4.0 + vhost 20.0)": the guest, its vCPU
+/// threads outside it, the VMM's other threads, its vhost workers, as far as they are known;
+/// empty when nothing is.
 pub fn host_cpu(c: Option<HostCpu>) -> String {
     let Some(c) = c else {
         return String::new();
     };
     let f = cpu;
-    let split = match (c.guest_pct, c.vcpu_pct.zip(c.vmm_pct)) {
-        (Some(g), Some((v, o))) => format!(" (guest {} + exits {} + VMM {})", f(g), f(v - g), f(o)),
-        (None, Some((v, o))) => format!(" (vCPU {} + VMM {})", f(v), f(o)),
-        (Some(g), None) => format!(" (guest {})", f(g)),
-        (None, None) => String::new(),
+    let mut parts = match (c.guest_pct, c.vcpu_pct.zip(c.vmm_pct)) {
+        (Some(g), Some((v, o))) => vec![
+            format!("guest {}", f(g)),
+            format!("exits {}", f(v - g)),
+            format!("VMM {}", f(o)),
+        ],
+        (None, Some((v, o))) => vec![format!("vCPU {}", f(v)), format!("VMM {}", f(o))],
+        (Some(g), None) => vec![format!("guest {}", f(g))],
+        (None, None) => Vec::new(),
+    };
+    parts.extend(c.vhost_pct.map(|v| format!("vhost {}", f(v))));
+    let split = match parts.is_empty() {
+        true => String::new(),
+        false => format!(" ({})", parts.join(" + ")),
     };
     let wait = c
         .vcpu_wait_pct
         .map(|w| format!(", vCPU wait {}%", f(w)))
         .unwrap_or_default();
-    format!("host CPU {}%{split}{wait}", cpu(c.total_pct))
+    format!("host CPU {}%{split}{wait}", cpu(c.all_pct))
 }
 
 #[cfg(test)]

@@ -135,7 +135,7 @@ impl App {
             Screen::Vcpu(pid, v) => Some((pid, Some(v))),
             Screen::Hist(t) => Some((t.pid, t.vcpu)),
             Screen::Heat(t) => Some((t.pid, t.vcpu)),
-            Screen::Vms => None,
+            Screen::Vms | Screen::Slow => None,
         }
     }
 

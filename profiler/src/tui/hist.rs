@@ -95,13 +95,28 @@ pub(in crate::tui) fn histogram(app: &App, t: &HistTarget, area: Rect, buf: &mut
         .block(Block::new().borders(Borders::TOP).title(title))
         .render(spark, buf);
 
-    let block = Block::new().borders(Borders::TOP).title(format!(
+    let mut title = format!(
         " latency histogram · {} timed exits · p50 {} · p99 {} · p99.9 {} ",
         fmt::count(row.hist_total),
         d(row.p50_ns),
         d(row.p99_ns),
         d(row.p999_ns),
-    ));
+    );
+    if let Some(s) = row.split(app.view().sched_split) {
+        // For HLT the three are halt polling, the wake-up latency and the idle sleep.
+        let (cpu, wait, sleep) = if row.hlt {
+            ("polling", "woken, waiting for a CPU", "blocked")
+        } else {
+            ("on CPU", "waiting for a CPU", "asleep")
+        };
+        title.push_str(&format!(
+            "· {cpu} {}% · {wait} {}% · {sleep} {}% ",
+            fmt::pct(s.on_cpu_pct),
+            fmt::pct(s.wait_pct),
+            fmt::pct(s.sleep_pct)
+        ));
+    }
+    let block = Block::new().borders(Borders::TOP).title(title);
     let inner = block.inner(body);
     block.render(body, buf);
     let lines = bars(row, inner.width as usize, inner.height as usize);

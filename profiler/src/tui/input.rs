@@ -49,18 +49,21 @@ impl App {
         if let Some(a) = self.session_key(key.code) {
             return a;
         }
+        // Both open one item in full with Enter and close it with Esc.
         let on_advice = matches!(self.level().screen, Screen::Advice(_));
+        let expands = on_advice || self.level().screen == Screen::Slow;
         match key.code {
             KeyCode::Char('q') => return Action::Quit,
+            KeyCode::Char('S') => self.toggle_slow(),
             KeyCode::Char('a') if on_advice => self.back(),
             KeyCode::Char('a') => self.open_advice(),
             KeyCode::Enter | KeyCode::Right | KeyCode::Char('l') | KeyCode::Char('e')
-                if on_advice =>
+                if expands =>
             {
                 self.expanded = !self.expanded;
             }
             KeyCode::Esc | KeyCode::Backspace | KeyCode::Left | KeyCode::Char('h')
-                if on_advice && self.expanded =>
+                if expands && self.expanded =>
             {
                 self.expanded = false;
             }
@@ -107,7 +110,7 @@ impl App {
         Action::None
     }
 
-    fn back(&mut self) {
+    pub(super) fn back(&mut self) {
         if self.stack.len() > 1 {
             self.stack.pop();
         }

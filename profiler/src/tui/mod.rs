@@ -13,6 +13,8 @@ mod replay;
 mod run;
 mod sampler;
 mod screens;
+mod slow;
+mod slow_draw;
 mod spark;
 #[cfg(test)]
 mod tests;
@@ -26,6 +28,8 @@ mod tests_names;
 mod tests_readme;
 #[cfg(test)]
 mod tests_session;
+#[cfg(test)]
+mod tests_slow;
 #[cfg(test)]
 mod tests_state;
 mod user;
@@ -76,6 +80,8 @@ enum Screen {
     /// Time × latency of a reason or of all exits (heat.rs).
     Heat(heat::HeatTarget),
     Advice(u32),
+    /// The slow-exit log (slow.rs).
+    Slow,
 }
 
 /// One reason of one VM, optionally of one vCPU.
@@ -96,6 +102,8 @@ enum Item {
     Vcpu(u32),
     /// An advice finding, by its packed rule id (`advice::rule_key`).
     Finding(u32),
+    /// A slow exit, by its exit time and thread.
+    Slow(u64, u32),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -146,6 +154,8 @@ pub struct App {
     expanded: bool,
     /// Facts advice needs about the host; None: this host's, read when first needed.
     host: Option<HostFacts>,
+    /// The slow exits seen so far (a replay's: up to its position).
+    slow: slow::SlowLog,
 }
 
 impl App {
@@ -183,6 +193,7 @@ impl App {
             advice: None,
             expanded: false,
             host: None,
+            slow: Default::default(),
         }
     }
 
@@ -203,6 +214,11 @@ impl App {
     pub fn on_sample(&mut self, s: Sample) {
         // A paused replay reads nothing; what arrives is a step the user asked for.
         if self.paused && self.replay.is_none() {
+            // A sample's slow exits are those since the one before: keep the held-back ones'.
+            let mut s = s;
+            if let Some(q) = self.queued.take() {
+                s.slow.splice(0..0, q.slow);
+            }
             self.queued = Some(s);
             self.missed += 1;
             return;
@@ -216,6 +232,7 @@ impl App {
             self.baseline = Some(s.clone());
             self.first = Some(s.clone());
         }
+        self.slow.push(&s, &self.names);
         self.prev = self.last.replace(s);
         self.recompute();
         if let Some(l) = &self.last {
@@ -291,7 +308,7 @@ impl App {
         }
     }
 
-    fn view(&self) -> &View {
+    pub(in crate::tui) fn view(&self) -> &View {
         if self.since_start {
             &self.total_view
         } else {
@@ -367,6 +384,7 @@ impl App {
                 .map_or_else(Vec::new, |(vm, c)| reasons(&c.reasons, &vm.name)),
             Screen::Hist(_) | Screen::Heat(_) => Vec::new(),
             Screen::Advice(pid) => self.finding_items(pid),
+            Screen::Slow => self.slow_items(),
         }
     }
 

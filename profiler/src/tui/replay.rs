@@ -71,6 +71,9 @@ impl App {
 
     /// A replay now shows frame `pos` of `len`.
     pub fn on_position(&mut self, pos: usize, len: usize) {
+        if let Some((from, from_ns)) = self.slow.pending.take() {
+            self.slow.jumped(from, from_ns, pos);
+        }
         if let Some(r) = &mut self.replay {
             r.pos = pos;
             r.len = len;
@@ -99,6 +102,11 @@ impl App {
     pub fn on_jump(&mut self, prev: Option<Sample>, cur: Sample) {
         self.sparks.clear();
         self.heat.clear();
+        // Where the jump came from, for on_position to tell whether frames were skipped.
+        if let (Some(r), Some(l)) = (&self.replay, &self.last) {
+            self.slow.pending = Some((r.pos, l.mono_ns));
+        }
+        self.slow.jump(prev.as_ref(), &cur, &self.names);
         let before_base = self
             .baseline
             .as_ref()

@@ -37,7 +37,8 @@ pub(super) fn vm_list(app: &App, area: Rect, buf: &mut Buffer) {
     }
     let vms = app.vms();
     let items = app.items(Screen::Vms);
-    // Host CPU always; its VMM part (the threads that are not vCPUs) where there is room.
+    // Host CPU always (vhost kernel threads included: an idle VM's network can cost a core);
+    // its VMM and vhost parts where there is room.
     const VMM_COLUMN: usize = 6;
     let split = area.width >= 100;
     let rows = vms
@@ -52,13 +53,14 @@ pub(super) fn vm_list(app: &App, area: Rect, buf: &mut Buffer) {
                 r(v.vcpu_count().to_string()),
                 r(fmt::rate(v.exits_per_s)),
                 r(fmt::pct(v.overhead_pct)),
-                r(cpu.map_or("-".into(), |c| fmt::cpu(c.total_pct))),
+                r(cpu.map_or("-".into(), |c| fmt::cpu(c.all_pct))),
                 r(cpu.and_then(|c| c.vmm_pct).map_or("-".into(), fmt::cpu)),
+                r(cpu.and_then(|c| c.vhost_pct).map_or("-".into(), fmt::cpu)),
                 Cell::from(format!(" {top}")),
                 r(if p99 == 0 { "-".into() } else { fmt::dur(p99) }),
             ];
             if !split {
-                cells.remove(VMM_COLUMN);
+                cells.drain(VMM_COLUMN..VMM_COLUMN + 2);
             }
             TRow::new(cells)
         })
@@ -68,6 +70,7 @@ pub(super) fn vm_list(app: &App, area: Rect, buf: &mut Buffer) {
         Constraint::Length(7),
         Constraint::Length(5),
         Constraint::Length(7),
+        Constraint::Length(6),
         Constraint::Length(6),
         Constraint::Length(6),
         Constraint::Length(6),
@@ -82,12 +85,13 @@ pub(super) fn vm_list(app: &App, area: Rect, buf: &mut Buffer) {
         "Ovh%",
         "CPU%",
         "VMM%",
+        "vhost%",
         " Top reason",
         "Worst p99",
     ];
     if !split {
-        widths.remove(VMM_COLUMN);
-        head.remove(VMM_COLUMN);
+        widths.drain(VMM_COLUMN..VMM_COLUMN + 2);
+        head.drain(VMM_COLUMN..VMM_COLUMN + 2);
     }
     let title = format!(" VMs ({}) · Enter: exit table ", vms.len());
     let t = table(rows, widths, &head).block(section(title));
@@ -189,7 +193,7 @@ pub(super) fn vm_detail(app: &App, pid: u32, area: Rect, buf: &mut Buffer) {
     } else {
         let sel = (cur < n_reasons).then_some(cur);
         let title = format!(" VM-EXIT · {} · Enter: histogram ", printable(&vm.name));
-        exit_table(&busy, &hlt, sel, title, exits, buf);
+        exit_table(&busy, &hlt, sel, app.view().sched_split, title, exits, buf);
     }
     if !user.is_empty() {
         userspace_table(&user, users, buf);
@@ -205,6 +209,8 @@ pub(super) fn vm_detail(app: &App, pid: u32, area: Rect, buf: &mut Buffer) {
                 Cell::from(c.vcpu.to_string()),
                 r(fmt::count(c.exits)),
                 r(fmt::rate(c.exits_per_s)),
+                r(c.cpu_pct.map_or("-".into(), fmt::cpu)),
+                r(c.steal_pct.map_or("-".into(), fmt::cpu)),
                 r(fmt::pct(c.overhead_pct)),
                 Cell::from(format!(" {top}")),
                 r(if p99 == 0 { "-".into() } else { fmt::dur(p99) }),
@@ -216,6 +222,8 @@ pub(super) fn vm_detail(app: &App, pid: u32, area: Rect, buf: &mut Buffer) {
         Constraint::Length(8),
         Constraint::Length(8),
         Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(6),
         Constraint::Fill(1),
         Constraint::Length(9),
     ];
@@ -223,6 +231,8 @@ pub(super) fn vm_detail(app: &App, pid: u32, area: Rect, buf: &mut Buffer) {
         "vCPU",
         "Exits",
         "Exits/s",
+        "CPU%",
+        "Steal%",
         "Ovh%",
         " Top reason",
         "Worst p99",
@@ -272,30 +282,39 @@ pub(super) fn vcpu_detail(app: &App, pid: u32, v: u32, area: Rect, buf: &mut Buf
         " VM-EXIT · {} vCPU {v} · Enter: histogram ",
         printable(&vm.name)
     );
-    exit_table(&busy, &hlt, Some(app.cursor(&items)), title, exits, buf);
+    let split = app.view().sched_split;
+    exit_table(
+        &busy,
+        &hlt,
+        Some(app.cursor(&items)),
+        split,
+        title,
+        exits,
+        buf,
+    );
     if user_h > 0 {
         userspace_table(&user, users, buf);
     }
 }
 
-fn head_len(wide: bool) -> usize {
-    if wide {
-        11
-    } else {
-        9
-    }
+fn head_len(wide: bool, split: bool) -> usize {
+    9 + if wide { 2 } else { 0 } + if split { 2 } else { 0 }
 }
 
-/// perf kvm stat's columns plus percentiles and rate; HLT below a separator, dimmed.
+/// perf kvm stat's columns plus percentiles and rate (and, where the kernel split the time
+/// and there is room, the shares spent waiting for a CPU and asleep); HLT below a
+/// separator, dimmed.
 fn exit_table(
     busy: &[Row],
     hlt: &[Row],
     sel: Option<usize>,
+    measured: bool,
     title: String,
     area: Rect,
     buf: &mut Buffer,
 ) {
     let wide = area.width >= 100;
+    let split = measured && area.width >= 116;
     let line = |x: &Row| {
         let mut cells = vec![
             Cell::from(shown(&x.name)),
@@ -317,6 +336,11 @@ fn exit_table(
         if wide {
             cells.push(r(opt_dur(x, x.p999_ns)));
         }
+        if split {
+            let s = x.split(true);
+            cells.push(r(s.map_or("-".into(), |s| fmt::pct(s.wait_pct))));
+            cells.push(r(s.map_or("-".into(), |s| fmt::pct(s.sleep_pct))));
+        }
         cells.push(r(fmt::rate(x.rate_per_s)));
         TRow::new(cells)
     };
@@ -324,7 +348,7 @@ fn exit_table(
     if !hlt.is_empty() {
         // HLT is guest idle time: apart, with its share of all exits and all time.
         let mut sep = vec![Cell::from(format!("── idle: % of all {}", "─".repeat(60)))];
-        sep.extend((1..head_len(wide)).map(|_| Cell::from("────────")));
+        sep.extend((1..head_len(wide, split)).map(|_| Cell::from("────────")));
         rows.push(TRow::new(sep).dark_gray());
         rows.extend(hlt.iter().map(|x| line(x).dark_gray()));
     }
@@ -340,6 +364,10 @@ fn exit_table(
     if wide {
         head.push("p99.9");
         widths.push(Constraint::Length(6));
+    }
+    if split {
+        head.extend(["Wait%", "Sleep%"]);
+        widths.extend([Constraint::Length(6); 2]);
     }
     head.push("Rate/s");
     widths.push(Constraint::Length(7));

@@ -95,6 +95,16 @@ pub(super) fn fixture(n: u64) -> Vec<Sample> {
         web.vcpu_ns += 300 * MS;
         web.guest_ns += 120 * MS;
         web.vcpu_threads = 3;
+        // Its vCPU threads one by one (the third waits longest for a host CPU), and two vhost
+        // kernel threads outside the process.
+        for (v, (ms, wait)) in [(150, 5), (100, 10), (50, 40)].into_iter().enumerate() {
+            let t = web.vcpus.entry(v as u32).or_default();
+            t.cpu_ns += ms * MS;
+            t.wait_ns = Some(t.wait_ns.unwrap_or(0) + wait * MS);
+        }
+        web.vhost.cpu_ns += 200 * MS;
+        web.vhost.wait_ns += 2 * MS;
+        (web.vhost.threads, web.vhost.waited) = (2, 2);
         let db = s.vm_cpu.entry(DB).or_default();
         db.total_ns += 1210 * MS;
         db.guest_ns += 900 * MS;
@@ -166,7 +176,7 @@ fn vm_list() {
     // Host CPU: total at 80 columns, its VMM part where there is room; unknown is "-".
     assert!(small.contains("CPU%") && !small.contains("VMM%"), "{small}");
     assert!(
-        big.contains("   34.0    4.0 ") && big.contains("    121      - "),
+        big.contains("   54.0    4.0   20.0 ") && big.contains("    121      -      - "),
         "{big}"
     );
     insta::assert_snapshot!("vm_list_80x24", small);
@@ -280,6 +290,10 @@ fn help_overlay() {
     for k in ["cycle sort", "filter", "freeze", "refresh interval", "quit"] {
         assert!(frame.contains(k), "{k}: {frame}");
     }
+    // Every key and every legend line fits an 80x24 terminal, none cut short.
+    for (k, d) in super::draw::KEYS.iter().chain(super::draw::LEGEND) {
+        assert!(frame.contains(k) && frame.contains(d), "{k} {d}: {frame}");
+    }
     insta::assert_snapshot!("help", frame);
     assert_eq!(press(&mut a, KeyCode::Char('x')), Action::None);
     assert!(!draw(&a, 80, 24).contains("any key closes"));
@@ -354,8 +368,9 @@ fn userspace_only_screen() {
     assert!(!frame.contains("No KVM exits seen yet"), "{frame}");
     // The host CPU is shown here too: on such hosts it is the only cost visible.
     assert!(
-        frame.contains("    host CPU 35.0%   ")
-            && frame.contains("    guest 12.0 + exits 18.0 + VMM 5.0   "),
+        frame.contains("    host CPU 55.0%   ")
+            && frame.contains("    guest 12.0 + exits 18.0 + VMM 5.0   ")
+            && frame.contains("    + vhost 20.0   "),
         "{frame}"
     );
     insta::assert_snapshot!("userspace_only", frame);

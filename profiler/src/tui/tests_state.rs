@@ -201,3 +201,22 @@ fn quit_names_the_recording() {
         Some(format!("recording saved: {} (1 frames, 10 B)", want.display()).as_str())
     );
 }
+
+/// The VM view's vCPU rows carry each vCPU thread's host CPU and steal next to its exit
+/// rate; a VM whose vhost kernel threads burn a core shows them in its header.
+#[test]
+fn vcpu_rows_show_cpu_and_steal() {
+    let mut a = super::tests::app(5);
+    press(&mut a, KeyCode::Enter);
+    let frame = draw(&a, 120, 40);
+    let row = |v: &str| {
+        let line = frame.lines().skip_while(|l| !l.contains(" vCPUs ·"));
+        let mut found = line.filter(|l| l.trim_start_matches(['"', ' ']).starts_with(v));
+        found.next().unwrap_or_default().to_string()
+    };
+    assert!(frame.contains("Exits/s   CPU% Steal%   Ovh%"), "{frame}");
+    // vCPU 0: 150 ms of CPU and 5 ms of wait a second; vCPU 2: 50 and 40.
+    assert!(row("0 ").contains(" 15.0    0.5 "), "{frame}");
+    assert!(row("2 ").contains("  5.0    4.0 "), "{frame}");
+    assert!(frame.contains("+ VMM 4.0 + vhost 20.0)"), "{frame}");
+}

@@ -90,10 +90,20 @@ pub(super) fn userspace_only(app: &App, area: Rect, buf: &mut Buffer) {
         // name, the split on the second, so that 80 columns show it whole.
         let cpu = host_cpu(vm.host_cpu);
         let (total, split) = cpu.split_once(" (").unwrap_or((&cpu, ""));
-        for part in [total, split.trim_end_matches(')')] {
-            if !part.is_empty() {
-                head.push(Line::from(format!("  {part}")).italic());
+        let mut lines = vec![total.to_string()];
+        // The split's parts, as many on a line as the column holds.
+        for (i, part) in split.trim_end_matches(')').split(" + ").enumerate() {
+            let last = lines
+                .last_mut()
+                .filter(|l| i > 0 && l.len() + 3 + part.len() <= 38);
+            match (i, last) {
+                (_, Some(l)) => *l = format!("{l} + {part}"),
+                (0, None) => lines.push(part.to_string()),
+                (_, None) => lines.push(format!("+ {part}")),
             }
+        }
+        for part in lines.iter().filter(|p| !p.is_empty()) {
+            head.push(Line::from(format!("  {part}")).italic());
         }
         let height = head.len() as u16;
         rows.push(TRow::new(vec![Cell::from(Text::from(head))]).height(height));

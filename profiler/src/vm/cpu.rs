@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 
 use profiler_common::ISA_USERSPACE;
 
-use super::procfs;
-use crate::sample::{Sample, VmCpu};
+use super::{procfs, threads};
+use crate::sample::{Sample, ThreadCpu, VmCpu};
 
 /// Clock ticks per second of /proc's time fields (USER_HZ, 100 on every common build).
 pub fn ticks_per_s() -> u64 {
@@ -22,7 +22,7 @@ pub fn ticks_per_s() -> u64 {
 }
 
 /// Ticks → ns (saturating: a damaged value must not wrap into a small one).
-fn ns(ticks: u64) -> u64 {
+pub(super) fn ns(ticks: u64) -> u64 {
     let hz = ticks_per_s();
     (ticks as u128 * 1_000_000_000 / hz as u128).min(u64::MAX as u128) as u64
 }
@@ -41,6 +41,17 @@ pub fn cpu_ns(proc_root: &Path, pid: u32, tid: Option<u32>) -> Option<(u64, u64)
 /// One VM's CPU time: the process, and the threads in `vcpu_tids` that are still there
 /// (read under the VM's own task directory, so a tid of another process is never counted).
 pub fn vm_cpu(proc_root: &Path, pid: u32, vcpu_tids: &BTreeSet<u32>) -> Option<VmCpu> {
+    vm_cpu_indexed(proc_root, pid, vcpu_tids, &BTreeMap::new())
+}
+
+/// [`vm_cpu`], plus each thread's own figures in `VmCpu::vcpus` under its vCPU index where
+/// `index` (tid → vCPU, from the VMM's thread names) knows it.
+pub fn vm_cpu_indexed(
+    proc_root: &Path,
+    pid: u32,
+    vcpu_tids: &BTreeSet<u32>,
+    index: &BTreeMap<u32, u32>,
+) -> Option<VmCpu> {
     let (total_ns, guest_ns) = cpu_ns(proc_root, pid, None)?;
     let mut out = VmCpu {
         total_ns,
@@ -51,9 +62,17 @@ pub fn vm_cpu(proc_root: &Path, pid: u32, vcpu_tids: &BTreeSet<u32>) -> Option<V
         if let Some((t, _)) = cpu_ns(proc_root, pid, Some(tid)) {
             out.vcpu_ns = out.vcpu_ns.saturating_add(t);
             out.vcpu_threads += 1;
-            if let Some(w) = wait_ns(proc_root, pid, tid) {
+            let wait = wait_ns(proc_root, pid, tid);
+            if let Some(w) = wait {
                 out.vcpu_wait_ns = out.vcpu_wait_ns.saturating_add(w);
                 out.waited_threads += 1;
+            }
+            if let Some(&n) = index.get(&tid) {
+                let one = ThreadCpu {
+                    cpu_ns: t,
+                    wait_ns: wait,
+                };
+                out.vcpus.insert(n, one);
             }
         }
     }
@@ -87,12 +106,23 @@ pub fn vcpu_tids(s: &Sample) -> BTreeMap<u32, BTreeSet<u32>> {
     out
 }
 
-/// CPU time of every live VM in `s`; exited ones and those whose process vanished are left out.
+/// CPU time of every live VM in `s`, per vCPU and with its vhost workers; exited ones and
+/// those whose process vanished are left out.
 pub fn read_all(proc_root: &Path, s: &Sample) -> BTreeMap<u32, VmCpu> {
+    let live = |pid: &u32| s.vms.get(pid).filter(|vm| !vm.exited);
+    // The kernel threads are listed once per sample, and only when there is a VM to own one.
+    let kthreads = match s.vms.keys().any(|p| live(p).is_some()) {
+        true => threads::vhost_kthreads(proc_root),
+        false => BTreeMap::new(),
+    };
     vcpu_tids(s)
         .into_iter()
-        .filter(|(pid, _)| s.vms.get(pid).is_some_and(|vm| !vm.exited))
-        .filter_map(|(pid, tids)| Some((pid, vm_cpu(proc_root, pid, &tids)?)))
+        .filter_map(|(pid, tids)| {
+            let vm = live(&pid)?;
+            let mut c = vm_cpu_indexed(proc_root, pid, &tids, &vm.vcpu_threads)?;
+            threads::add_vhost(proc_root, pid, &kthreads, &mut c);
+            Some((pid, c))
+        })
         .collect()
 }
 
@@ -255,6 +285,7 @@ mod tests {
                 vcpu_threads: 1,
                 vcpu_wait_ns: 777_000,
                 waited_threads: 1,
+                ..Default::default()
             }
         );
     }

@@ -4,6 +4,7 @@ pub mod cpu;
 pub mod libvirt;
 pub mod procfs;
 pub mod qemu;
+pub mod threads;
 pub mod xml;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -151,3 +152,5 @@ impl Discovery {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_threads;

@@ -27,6 +27,13 @@ pub fn parse_cpu_ticks(text: &str) -> Option<(u64, u64)> {
     Some((run, field(rest, 43).unwrap_or(0)))
 }
 
+/// (comm, parent pid) from a `/proc/PID/stat` line.
+pub fn parse_comm_ppid(text: &str) -> Option<(String, u32)> {
+    let (comm, rest) = split_comm(text)?;
+    let ppid = u32::try_from(field(rest, 4)?).ok()?;
+    Some((comm.to_string(), ppid))
+}
+
 /// Run-queue wait (ns) from a `schedstat` line: "<on-CPU ns> <waiting ns> <timeslices>".
 pub fn parse_schedstat_wait(text: &str) -> Option<u64> {
     text.split_whitespace().nth(1)?.parse().ok()

@@ -102,6 +102,7 @@ fn legend(sessions: &[(String, Session)], per_s: bool) -> Markup {
                     @if !s.data.has_hist {
                         " · perf text: no latency histograms, no percentiles, no duration"
                     }
+                    " · " (slow_exits(&s.data))
                 }
             }
         }
@@ -114,6 +115,23 @@ fn legend(sessions: &[(String, Session)], per_s: bool) -> Markup {
             }
         }
     }
+}
+
+/// The session's slow exits of its VMs: how many, the worst, what the kernel dropped.
+fn slow_exits(d: &crate::report::Data) -> String {
+    let Some(log) = &d.slow else {
+        return "slow exits not recorded".into();
+    };
+    let pids: Vec<u32> = d.view.vms.iter().map(|v| v.pid).collect();
+    let s = crate::report::diff_slow::side(log, &pids, d.view.duration_s);
+    let mut out = format!("{} slow exits", s.count);
+    if let Some(w) = s.worst_ns {
+        out.push_str(&format!(" (worst {})", crate::tui::fmt::dur(w)));
+    }
+    if s.dropped > 0 {
+        out.push_str(&format!(", {} dropped by the rate limit", s.dropped));
+    }
+    out
 }
 
 /// One scope: its two bar charts side by side, then its latency histograms.

@@ -20,6 +20,7 @@ fn stat(count: u64, sum_ns: u64, buckets: Vec<(u16, u64)>) -> Stat {
         min_ns: 1,
         max_ns: u64::MAX,
         hist: Hist { buckets },
+        ..Default::default()
     }
 }
 

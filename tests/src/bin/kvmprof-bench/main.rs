@@ -4,6 +4,7 @@
 
 mod kernel;
 mod scale;
+mod sched;
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -33,7 +34,11 @@ fn main() -> Result<()> {
         scale::userspace_scale(&mut json)?;
         return Ok(());
     }
+    if std::env::var_os("KVMPROF_BENCH_SCHED_ONLY").is_some() {
+        return sched::cost(&mut json);
+    }
     kernel::cost(&mut json)?;
+    sched::cost(&mut json)?;
     if std::env::var_os("KVMPROF_BENCH_KERNEL_ONLY").is_none() {
         kernel::first_use(&mut json)?;
         kernel::evidence(&mut json)?;

@@ -1,0 +1,105 @@
+//! A VM's vhost workers: vhost-net, -scsi and -vsock run its virtqueues in a worker named
+//! `vhost-<tid>` after the VMM thread that set the device up. Before Linux 6.4 that is a kernel
+//! thread (a child of kthreadd, outside the VM's process, so its CPU time is in no figure of
+//! the process); since then a task of the VM's process itself (in its total, where it would
+//! otherwise pass for a VMM thread). Both are counted, and the second kept apart.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use super::{cpu, procfs};
+use crate::sample::{ThreadCpu, VmCpu};
+
+/// kthreadd's pid: the parent of every kernel thread.
+const KTHREADD: u32 = 2;
+
+/// "vhost-1234" → 1234 (the thread that owns the worker).
+pub fn vhost_owner(comm: &str) -> Option<u32> {
+    comm.trim_end_matches('\n')
+        .strip_prefix("vhost-")?
+        .parse()
+        .ok()
+}
+
+/// One thread's CPU time and run-queue wait, from the directory that holds its `stat` and
+/// `schedstat`. None when it is gone.
+pub fn thread_cpu(dir: &Path) -> Option<ThreadCpu> {
+    let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+    let (run, _) = procfs::parse_cpu_ticks(&stat)?;
+    let wait = std::fs::read_to_string(dir.join("schedstat"))
+        .ok()
+        .and_then(|t| procfs::parse_schedstat_wait(&t));
+    Some(ThreadCpu {
+        cpu_ns: cpu::ns(run),
+        wait_ns: wait,
+    })
+}
+
+/// Kernel threads named `vhost-N`, by N. Candidates are kthreadd's children where the kernel
+/// lists them (CONFIG_PROC_CHILDREN: one read), else every process; each must name kthreadd as
+/// its parent, so a user process calling itself `vhost-1` is not one.
+pub fn vhost_kthreads(proc_root: &Path) -> BTreeMap<u32, Vec<u32>> {
+    let kids = std::fs::read_to_string(proc_root.join("2/task/2/children")).ok();
+    let candidates: Vec<u32> = match kids {
+        Some(text) => text
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+        None => procfs::pids(proc_root),
+    };
+    let mut out: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for pid in candidates {
+        let Ok(text) = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")) else {
+            continue;
+        };
+        let Some((comm, ppid)) = procfs::parse_comm_ppid(&text) else {
+            continue;
+        };
+        if let Some(owner) = vhost_owner(&comm).filter(|_| ppid == KTHREADD) {
+            out.entry(owner).or_default().push(pid);
+        }
+    }
+    out
+}
+
+/// Adds VM process `pid`'s vhost workers to `c`: the kernel threads of `kthreads` (from
+/// [`vhost_kthreads`]) owned by the process or one of its threads, and its own tasks named
+/// `vhost-N` (those also go to `vhost_in_total_ns`).
+pub fn add_vhost(proc_root: &Path, pid: u32, kthreads: &BTreeMap<u32, Vec<u32>>, c: &mut VmCpu) {
+    let task = proc_root.join(pid.to_string()).join("task");
+    let mut owners = BTreeSet::from([pid]);
+    let mut inside = Vec::new();
+    for entry in std::fs::read_dir(&task).into_iter().flatten().flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        owners.insert(tid);
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if vhost_owner(&comm).is_some() {
+            inside.push(tid);
+        }
+    }
+    let mut add = |t: ThreadCpu| {
+        let v = &mut c.vhost;
+        v.cpu_ns = v.cpu_ns.saturating_add(t.cpu_ns);
+        v.threads += 1;
+        if let Some(w) = t.wait_ns {
+            v.wait_ns = v.wait_ns.saturating_add(w);
+            v.waited += 1;
+        }
+    };
+    let mut in_total = 0u64;
+    for tid in inside {
+        if let Some(t) = thread_cpu(&task.join(tid.to_string())) {
+            in_total = in_total.saturating_add(t.cpu_ns);
+            add(t);
+        }
+    }
+    let outside = owners.iter().filter_map(|o| kthreads.get(o)).flatten();
+    for tid in outside {
+        if let Some(t) = thread_cpu(&proc_root.join(tid.to_string())) {
+            add(t);
+        }
+    }
+    c.vhost_in_total_ns = in_total;
+}
