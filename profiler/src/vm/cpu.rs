@@ -4,28 +4,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::OnceLock;
 
 use profiler_common::ISA_USERSPACE;
 
-use super::{procfs, threads};
+use super::procfs::{self, ns};
+use super::threads;
 use crate::sample::{Sample, ThreadCpu, VmCpu};
-
-/// Clock ticks per second of /proc's time fields (USER_HZ, 100 on every common build).
-pub fn ticks_per_s() -> u64 {
-    static HZ: OnceLock<u64> = OnceLock::new();
-    *HZ.get_or_init(|| {
-        // SAFETY: sysconf reads a constant of the C library; no memory is passed.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        u64::try_from(hz).ok().filter(|&h| h > 0).unwrap_or(100)
-    })
-}
-
-/// Ticks → ns (saturating: a damaged value must not wrap into a small one).
-pub(super) fn ns(ticks: u64) -> u64 {
-    let hz = ticks_per_s();
-    (ticks as u128 * 1_000_000_000 / hz as u128).min(u64::MAX as u128) as u64
-}
 
 /// (CPU time, guest time) of process `pid`, or of its thread `tid`, ns. None when it is gone
 /// (normal: VMs and threads come and go between two reads).
@@ -274,7 +258,7 @@ mod tests {
         std::fs::write(dir.path().join("77/stat"), line(300, 100, 120)).unwrap();
         std::fs::write(task.join("stat"), line(250, 50, 120)).unwrap();
         std::fs::write(task.join("schedstat"), "2500000000 777000 9\n").unwrap();
-        let hz = ticks_per_s();
+        let hz = procfs::ticks_per_s();
         let got = vm_cpu(dir.path(), 77, &BTreeSet::from([78, 79])).unwrap();
         assert_eq!(
             got,

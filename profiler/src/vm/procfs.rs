@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::OnceLock;
 
 /// `comm` and start time (field 22, clock ticks since boot) from `/proc/PID/stat`.
 pub fn stat(proc_root: &Path, pid: u32) -> Option<(String, u64)> {
@@ -99,6 +100,22 @@ pub fn pids(proc_root: &Path) -> Vec<u32> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse().ok())
         .collect()
+}
+
+/// Clock ticks per second of /proc's time fields (USER_HZ, 100 on every common build).
+pub fn ticks_per_s() -> u64 {
+    static HZ: OnceLock<u64> = OnceLock::new();
+    *HZ.get_or_init(|| {
+        // SAFETY: sysconf reads a constant of the C library; no memory is passed.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        u64::try_from(hz).ok().filter(|&h| h > 0).unwrap_or(100)
+    })
+}
+
+/// Ticks → ns (saturating: a damaged value must not wrap into a small one).
+pub fn ns(ticks: u64) -> u64 {
+    let hz = ticks_per_s();
+    (ticks as u128 * 1_000_000_000 / hz as u128).min(u64::MAX as u128) as u64
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::cpu::{ticks_per_s, vm_cpu, vm_cpu_indexed};
+use super::cpu::{vm_cpu, vm_cpu_indexed};
 use super::procfs;
+use super::procfs::ticks_per_s;
 use super::threads::{add_vhost, vhost_kthreads, vhost_owner};
 use crate::sample::{Threads, VmCpu};
 

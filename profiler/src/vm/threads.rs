@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::{cpu, procfs};
+use super::procfs;
 use crate::sample::{ThreadCpu, VmCpu};
 
 /// kthreadd's pid: the parent of every kernel thread.
@@ -30,7 +30,7 @@ pub fn thread_cpu(dir: &Path) -> Option<ThreadCpu> {
         .ok()
         .and_then(|t| procfs::parse_schedstat_wait(&t));
     Some(ThreadCpu {
-        cpu_ns: cpu::ns(run),
+        cpu_ns: procfs::ns(run),
         wait_ns: wait,
     })
 }
