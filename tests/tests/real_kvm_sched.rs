@@ -7,7 +7,9 @@
 //!    held) is the vCPU thread's own run-queue delay (schedstat, the RESULT line's
 //!    `run_delay_ns`) over the run, within `WAIT_TOLERANCE`;
 //! 2. every delayed port write slept at least the VMM's delay, and no exit's split is more
-//!    than its time.
+//!    than its time;
+//! 3. `kvmprof check -t max_wait_pct=1 -t HLT.max_wait_pct=1` of the recording measures the
+//!    report's wait shares (non-HLT, and HLT's) and fails exactly when they are over 1 %.
 //!
 //! The run itself is `cargo xtask vm-test` (KVMPROF_VM_OUT).
 
@@ -46,6 +48,7 @@ struct Vm {
 #[derive(Deserialize, Debug)]
 struct Row {
     reason: u64,
+    hlt: bool,
     count: u64,
     total_ns: u64,
     wait_ns: u64,
@@ -65,6 +68,18 @@ struct Exit {
     detail: Option<String>,
     wait_ns: Option<u64>,
     blocked_ns: Option<u64>,
+}
+
+#[derive(Deserialize, Debug)]
+struct Check {
+    results: Vec<CheckResult>,
+}
+
+#[derive(Deserialize, Debug)]
+struct CheckResult {
+    threshold: String,
+    status: String,
+    measured: Option<f64>,
 }
 
 #[test]
@@ -176,5 +191,29 @@ fn check(dir: &Path) -> Result<()> {
         "{slept} logged port writes slept 3 ms, {delayed} were delayed"
     );
     println!("{delayed} delayed writes, {slept} logged asleep ≥ 3 ms");
+
+    // 3. The check's wait shares are the report's.
+    let check: Check =
+        serde_json::from_str(&read_file(dir, "sched_check.json")?).context("sched_check.json")?;
+    for (key, hlt) in [("max_wait_pct", false), ("HLT.max_wait_pct", true)] {
+        let rows = vm.reasons.iter().filter(|r| r.hlt == hlt);
+        let (w, t) = rows.fold((0, 0), |(w, t), r| (w + r.wait_ns, t + r.total_ns));
+        let want = w as f64 * 100.0 / t.max(1) as f64;
+        let got = check
+            .results
+            .iter()
+            .find(|r| r.threshold == key)
+            .with_context(|| format!("no {key} in the check: {check:?}"))?;
+        let m = got
+            .measured
+            .with_context(|| format!("{key} not measured: {got:?}"))?;
+        println!("check {key}: {m:.3} % ({}), report {want:.3} %", got.status);
+        ensure!(
+            (m - want).abs() <= 1e-6 * want.max(1.0),
+            "{key}: check measured {m} %, the report's rows give {want} %"
+        );
+        let want_status = if m > 1.0 { "fail" } else { "pass" };
+        ensure!(got.status == want_status, "{key}: {got:?}");
+    }
     Ok(())
 }

@@ -269,7 +269,7 @@ slow_run() {
 # exit's time. Checked by tests/tests/real_kvm_sched.rs against the vCPU thread's own schedstat
 # (RESULT run_delay_ns) and the VMM's sleeps.
 SCHED_FILES="sched_status.txt sched_exercise.txt sched_record.stderr sched_report.json sched_slow.json
-  sched_report.stderr"
+  sched_report.stderr sched_check.json"
 sched_fail() { # why
   echo "fail: $1" > /tmp/sched_status.txt
 }
@@ -288,6 +288,9 @@ sched_run() {
   /bin/kvmprof report -f json /tmp/h.kvmprof > /tmp/sched_report.json 2> /tmp/sched_report.stderr
   SRC=$?
   /bin/kvmprof report --slow 1ms -f json /tmp/h.kvmprof > /tmp/sched_slow.json 2>> /tmp/sched_report.stderr
+  # Exit status 1 (the limit is exceeded) or 0; the test compares the JSON with the report's.
+  /bin/kvmprof check /tmp/h.kvmprof --vm $VM_NAME-sched -t max_wait_pct=1 -t HLT.max_wait_pct=1 \
+    -f json > /tmp/sched_check.json 2>> /tmp/sched_report.stderr
   [ $XRC -eq 0 ] || { sched_fail "kvmprof exercise exited with status $XRC"; return; }
   [ $RRC -eq 0 ] || { sched_fail "kvmprof record exited with status $RRC"; return; }
   [ $SRC -eq 0 ] || { sched_fail "kvmprof report exited with status $SRC"; return; }

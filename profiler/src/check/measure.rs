@@ -211,9 +211,12 @@ pub(crate) fn measure(
                 .map(|r| r.count)
                 .sum()
         }),
-        Kind::Advice(_) | Kind::SlowPerS | Kind::ReasonSlowPerS(_) | Kind::SlowDropped => {
-            Outcome::Error("measured by the caller".into())
-        }
+        Kind::Advice(_)
+        | Kind::SlowPerS
+        | Kind::ReasonSlowPerS(_)
+        | Kind::SlowDropped
+        | Kind::WaitPct
+        | Kind::ReasonWaitPct(_) => Outcome::Error("measured by the caller".into()),
     }
 }
 

@@ -10,6 +10,7 @@ mod measure;
 mod outcome;
 mod plan;
 mod render;
+mod sched;
 mod slow;
 #[cfg(test)]
 mod tests;
@@ -17,6 +18,8 @@ mod tests;
 mod tests_parse;
 #[cfg(test)]
 mod tests_slow;
+#[cfg(test)]
+mod tests_wait;
 pub mod thresholds;
 
 use serde::Serialize;
@@ -282,7 +285,8 @@ fn check_one(
     | Kind::ReasonP99(r)
     | Kind::ReasonMax(r)
     | Kind::ReasonStorm(r)
-    | Kind::ReasonSlowPerS(r) = &p.kind
+    | Kind::ReasonSlowPerS(r)
+    | Kind::ReasonWaitPct(r) = &p.kind
     {
         let in_rows = vm
             .reasons
@@ -319,6 +323,7 @@ fn check_one(
         return p.result(name, pid, Status::Error, None, why);
     }
     let outcome = slow::measure(p, vm, view.duration_s, inputs.slow, names)
+        .or_else(|| sched::measure(p, vm, view.sched_split, names))
         .unwrap_or_else(|| measure::measure(p, vm, view, series, t.storm_window_s(), names));
     match outcome {
         Outcome::Value(m) => {

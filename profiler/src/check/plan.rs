@@ -22,6 +22,9 @@ pub(crate) enum Kind {
     SlowPerS,
     ReasonSlowPerS(String),
     SlowDropped,
+    /// Share of exit time runnable but not running (check/sched.rs).
+    WaitPct,
+    ReasonWaitPct(String),
     Advice(FailOn),
 }
 
@@ -155,6 +158,12 @@ pub(crate) fn plan(t: &Thresholds) -> Vec<Planned> {
             "/s",
             r.max_slow_per_s,
         );
+        add(
+            Kind::ReasonWaitPct(n.clone()),
+            format!("{n}.max_wait_pct"),
+            "%",
+            r.max_wait_pct,
+        );
     }
     add(
         Kind::SlowPerS,
@@ -168,6 +177,7 @@ pub(crate) fn plan(t: &Thresholds) -> Vec<Planned> {
         "events",
         t.max_slow_dropped,
     );
+    add(Kind::WaitPct, "max_wait_pct".into(), "%", t.max_wait_pct);
     if let Some(f) = t.fail_on {
         let limit = match f {
             FailOn::Warn => "warn",

@@ -23,6 +23,7 @@ use crate::{decode::ExitNames, settings};
 /// fail_on = "critical"              # advice severity that fails: "critical" | "warn"
 /// max_slow_per_s = 1.0              # exits logged as slow (--slow) per second, per VM
 /// max_slow_dropped = 0              # slow exits the kernel's rate limit dropped
+/// max_wait_pct = 5.0                # non-HLT exit time runnable but not running, %
 ///
 /// [[reason]]
 /// name = "EPT_MISCONFIG"            # VMX or SVM name (npf, msr, ...), or vmx:49 / svm:0x400
@@ -32,6 +33,7 @@ use crate::{decode::ExitNames, settings};
 /// max_us = 500.0
 /// max_storm_per_s = 50000
 /// max_slow_per_s = 0.5
+/// max_wait_pct = 10.0
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -50,6 +52,7 @@ pub struct Thresholds {
     pub fail_on: Option<FailOn>,
     pub max_slow_per_s: Option<f64>,
     pub max_slow_dropped: Option<f64>,
+    pub max_wait_pct: Option<f64>,
     #[serde(rename = "reason")]
     pub reasons: Vec<ReasonLimit>,
 }
@@ -73,6 +76,7 @@ pub struct ReasonLimit {
     pub max_us: Option<f64>,
     pub max_storm_per_s: Option<f64>,
     pub max_slow_per_s: Option<f64>,
+    pub max_wait_pct: Option<f64>,
 }
 
 /// A threshold setting that cannot be used; the text is the whole one-line message.
@@ -136,7 +140,8 @@ impl Thresholds {
                 "max_us" => &mut r.max_us,
                 "max_storm_per_s" => &mut r.max_storm_per_s,
                 "max_slow_per_s" => &mut r.max_slow_per_s,
-                _ => return Err(bad(&format!("unknown reason key `{k}` (max_per_s, max_per_vcpu_per_s, max_p99_us, max_us, max_storm_per_s, max_slow_per_s)"))),
+                "max_wait_pct" => &mut r.max_wait_pct,
+                _ => return Err(bad(&format!("unknown reason key `{k}` (max_per_s, max_per_vcpu_per_s, max_p99_us, max_us, max_storm_per_s, max_slow_per_s, max_wait_pct)"))),
             };
             *slot = Some(num()?);
         } else {
@@ -179,6 +184,7 @@ impl Thresholds {
             "frame_budget_us" => &mut self.frame_budget_us,
             "max_slow_per_s" => &mut self.max_slow_per_s,
             "max_slow_dropped" => &mut self.max_slow_dropped,
+            "max_wait_pct" => &mut self.max_wait_pct,
             _ => return None,
         })
     }
@@ -200,7 +206,8 @@ impl Thresholds {
             frame_budget_us,
             fail_on,
             max_slow_per_s,
-            max_slow_dropped
+            max_slow_dropped,
+            max_wait_pct
         );
         if !other.frame_hz.is_empty() {
             self.frame_hz = other.frame_hz;
@@ -217,7 +224,8 @@ impl Thresholds {
                         max_p99_us,
                         max_us,
                         max_storm_per_s,
-                        max_slow_per_s
+                        max_slow_per_s,
+                        max_wait_pct
                     );
                 }
                 None => self.reasons.push(r),
@@ -239,6 +247,7 @@ impl Thresholds {
             self.frame_budget_us,
             self.max_slow_per_s,
             self.max_slow_dropped,
+            self.max_wait_pct,
         ];
         top.iter().all(Option::is_none) && self.fail_on.is_none() && self.reasons.is_empty()
     }
@@ -271,6 +280,7 @@ impl Thresholds {
         neg("frame_budget_us", self.frame_budget_us)?;
         neg("max_slow_per_s", self.max_slow_per_s)?;
         neg("max_slow_dropped", self.max_slow_dropped)?;
+        neg("max_wait_pct", self.max_wait_pct)?;
         if let Some(w) = self.storm_window_ms {
             if !w.is_finite() || w <= 0.0 {
                 return Err(ThresholdError(format!(
@@ -297,6 +307,7 @@ impl Thresholds {
             neg(&k("max_us"), r.max_us)?;
             neg(&k("max_storm_per_s"), r.max_storm_per_s)?;
             neg(&k("max_slow_per_s"), r.max_slow_per_s)?;
+            neg(&k("max_wait_pct"), r.max_wait_pct)?;
         }
         Ok(())
     }

@@ -55,6 +55,11 @@ pub fn run(env: &mut Env, a: &CheckArgs) -> anyhow::Result<(u8, String)> {
         if wants_slow && env.global.slow_cfg().threshold_ns == 0 {
             bail!("slow-exit thresholds need the slow-exit log: drop --slow off (or give --slow TIME, default 500us)");
         }
+        let wants_wait =
+            t.max_wait_pct.is_some() || t.reasons.iter().any(|r| r.max_wait_pct.is_some());
+        if wants_wait && env.global.no_sched_split {
+            bail!("wait thresholds (max_wait_pct) need the scheduler split: drop --no-sched-split");
+        }
         let src = env.open_live()?;
         // Names in the thresholds are checked against this kernel's tables before the run.
         t.validate(&src.names())?;

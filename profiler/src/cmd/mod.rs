@@ -17,5 +17,7 @@ pub mod top;
 mod tests;
 #[cfg(test)]
 mod tests_slow;
+#[cfg(test)]
+mod tests_wait;
 
 pub use crate::session::Env;
