@@ -13,6 +13,9 @@ use kvmprof_tests::vm_runs::VmRun;
 use kvmprof_tests::{parse_hist, parse_report, parse_result_line, read_file};
 
 const REQUIRED: [(&str, &str); 2] = [("kvm_exit", "kvm:kvm_exit"), ("kvm_entry", "kvm:kvm_entry")];
+/// The scheduler split's raw tracepoints: attached wherever the kernel has BTF of task_struct,
+/// which both of Debian's kernels do (not through tracefs, so the degrade run has them too).
+const SCHED: [&str; 2] = ["sched_switch", "sched_wakeup"];
 const DG_VM: &str = "kvmprof-exerciser-dg";
 const SVM: u32 = 2;
 
@@ -117,10 +120,18 @@ fn attached_as_listed(
             ));
         }
     }
+    for prog in SCHED {
+        if !attached.contains(prog) {
+            errors.push(format!(
+                "{stem}: {prog} not attached on a kernel with BTF (the scheduler split):\n{stderr}"
+            ));
+        }
+    }
     let known: BTreeSet<&str> = REQUIRED
         .iter()
         .map(|r| r.0)
         .chain(optional.iter().map(|o| o.0))
+        .chain(SCHED)
         .collect();
     for prog in attached.difference(&known) {
         errors.push(format!(
