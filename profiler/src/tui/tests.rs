@@ -72,6 +72,7 @@ pub(super) fn fixture(n: u64) -> Vec<Sample> {
         for k in &KEYS {
             let c = k.4 * (10 + (i % 3) * 5) / 10;
             let st = s.stats.entry(key(k)).or_default();
+            let before = st.sum_ns;
             for (share, mul) in [(70, 1), (20, 2), (9, 4), (1, 20)] {
                 let m = c * share / 100;
                 if m == 0 {
@@ -81,13 +82,27 @@ pub(super) fn fixture(n: u64) -> Vec<Sample> {
                 st.record(ns, m);
                 exits += m;
             }
+            // The scheduler split (% waiting for a host CPU, % asleep): halted vCPUs mostly
+            // asleep, port I/O partly asleep in the VMM, the rest preempted now and then.
+            let (wait, asleep) = match k.3 {
+                12 | 0x78 => (3, 85),
+                30 | 0x7b => (6, 30),
+                _ => (1, 0),
+            };
+            let added = st.sum_ns - before;
+            st.wait_ns += added * wait / 100;
+            st.blocked_ns += added * asleep / 100;
         }
         // Halted vCPUs waiting for their entry.
         s.in_flight.insert(key(&KEYS[5]), 1);
         s.in_flight.insert(key(&KEYS[11]), 1);
         let total = s.counters.get(5).copied().unwrap_or(0) + exits;
         s.counters = vec![2, 0, 3 * i, 0, 0, total, total, 0];
-        s.progs = vec![prog("kvm_exit", total, 85), prog("kvm_entry", total, 60)];
+        s.progs = vec![
+            prog("kvm_exit", total, 85),
+            prog("kvm_entry", total, 60),
+            prog("sched_switch", 4 * total, 40),
+        ];
         // Host CPU: web about a third of a core, mostly its vCPU threads; db more than a core,
         // its vCPU threads unknown (a VMM that does not name them).
         let web = s.vm_cpu.entry(WEB).or_default();

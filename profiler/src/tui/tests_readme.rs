@@ -1,6 +1,6 @@
-//! README.md's key table and command table against the binary: the TUI's key help
-//! (draw::KEYS) and the subcommands and options clap knows. A key, subcommand or option
-//! added, renamed or removed on one side only fails here.
+//! README.md against the binary: its key table and command table against the TUI's key help
+//! (draw::KEYS) and the subcommands and options clap knows, its pictures against the snapshots
+//! the TUI tests draw. A key, subcommand, option or column added on one side only fails here.
 
 use std::collections::BTreeSet;
 
@@ -135,4 +135,35 @@ fn key_cells_parse() {
         keys("↑/↓, j/k (PgUp/PgDn, g/G)"),
         set(&["↑", "↓", "j", "k", "PgUp", "PgDn", "g", "G"])
     );
+}
+
+/// A snapshot's frame as README shows it: the lines without their quotes, trailing blanks and
+/// empty lines dropped.
+fn frame_text(snap: &str) -> String {
+    let lines = snap.lines().filter(|l| l.starts_with('"'));
+    let text = lines.map(|l| {
+        l.trim_matches('"')
+            .replace("\\\"", "\"")
+            .trim_end()
+            .to_string()
+    });
+    text.filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// README's pictures of the TUI are the snapshots the TUI tests draw: a column added to a
+/// screen shows in README too.
+#[test]
+fn readme_pictures_are_the_tuis_snapshots() {
+    for snap in [
+        include_str!("snapshots/kvmprof__tui__tests__vm_detail_120x40.snap"),
+        include_str!("snapshots/kvmprof__tui__tests_slow__slow_pane_160x20.snap"),
+    ] {
+        let want = format!("```\n{}\n```", frame_text(snap));
+        assert!(
+            README.contains(&want),
+            "README.md lacks this picture (copy it from the snapshot):\n{want}"
+        );
+    }
 }
