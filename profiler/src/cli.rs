@@ -229,11 +229,11 @@ pub struct ReportArgs {
 #[derive(Args, Debug, Clone, Default)]
 pub struct InputArgs {
     /// A kvmprof recording or `perf kvm stat report` text; omit to collect live.
-    #[arg(value_name = "FILE", conflicts_with_all = ["duration", "until_signal", "from_perf"])]
+    #[arg(value_name = "FILE", conflicts_with_all = ["duration", "until_signal", "from_perf", "once"])]
     pub file: Option<PathBuf>,
     /// Read `perf kvm stat report --stdio` output (any perf version; exit reasons only, so
     /// less evidence than a recording).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["duration", "until_signal"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["duration", "until_signal", "once"])]
     pub from_perf: Option<PathBuf>,
     /// Collect live for this long (e.g. 10s, 1m).
     #[arg(long, short = 'd', value_parser = parse_span, conflicts_with = "until_signal")]
@@ -241,9 +241,20 @@ pub struct InputArgs {
     /// Collect live until SIGINT or SIGTERM.
     #[arg(long)]
     pub until_signal: bool,
+    /// Collect live for one second, like `kvm_stat -1` (the same as --duration 1s).
+    #[arg(long, short = '1', conflicts_with_all = ["duration", "until_signal"])]
+    pub once: bool,
     /// Create this file once the probes are attached (for scripts that start a workload next).
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
+}
+
+impl InputArgs {
+    /// How long to collect live: --duration, or 1 s for --once; None: until a signal.
+    pub fn live_for(&self) -> Option<Duration> {
+        self.duration
+            .or(self.once.then_some(Duration::from_secs(1)))
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -136,8 +136,8 @@ impl Session {
         if let Some(path) = &input.file {
             return Session::file(path);
         }
-        if input.duration.is_none() && !input.until_signal {
-            bail!("say what to {verb}: a FILE, --from-perf FILE, --duration 10s, or --until-signal (stop with Ctrl-C)");
+        if input.live_for().is_none() && !input.until_signal {
+            bail!("say what to {verb}: a FILE, --from-perf FILE, --duration 10s, --once (1 s), or --until-signal (stop with Ctrl-C)");
         }
         Session::live(env.open_live()?, input, sampling)
     }
@@ -153,7 +153,7 @@ impl Session {
         input: &InputArgs,
         sampling: Sampling,
     ) -> anyhow::Result<Session> {
-        let stop = Stop::from_args(input.duration);
+        let stop = Stop::from_args(input.live_for());
         let live = collect(src, stop, sampling, input.ready_file.as_deref())?;
         Ok(Session {
             kind: Kind::Live(live),

@@ -44,7 +44,7 @@ pub fn run(env: &mut Env, a: &CheckArgs) -> anyhow::Result<(u8, String)> {
         keep_all: true,
     };
     let session = if Session::is_live(&a.input) {
-        if a.input.duration.is_none() && !a.input.until_signal {
+        if a.input.live_for().is_none() && !a.input.until_signal {
             bail!(
                 "say what to check: --duration 30s (live), a recording FILE, or --from-perf FILE"
             );

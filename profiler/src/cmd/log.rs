@@ -39,7 +39,7 @@ pub fn log_to(
     }
     write_to(out, &format!("time,{}\n", csv::COLUMNS.join(",")))?;
     let (mut model, mut view, mut prev) = (Model::new(), View::default(), first.clone());
-    let stop = Stop::from_args(a.input.duration);
+    let stop = Stop::from_args(a.input.live_for());
     drive(src.as_mut(), &first, stop, every, &mut |s: &Sample| {
         model.refresh(&mut view, &prev, s, &names);
         prev = s.clone();

@@ -277,3 +277,31 @@ fn report_every_logs_a_line_per_interval_and_reason() {
     let e = log::log_to(&mut env(&cli), a, a.every.unwrap(), &mut Vec::new()).unwrap_err();
     assert!(e.to_string().contains("-f csv"), "{e}");
 }
+
+/// `-1` / `--once` collects one second, like `kvm_stat -1`, and takes no other span.
+#[test]
+fn report_once_collects_one_second() {
+    let cli = parse(&["report", "-1", "-i", "100ms", "-f", "json"]);
+    let Some(Command::Report(a)) = &cli.command else {
+        panic!()
+    };
+    // The fake host's clock is its own; the collection's length is the real one.
+    let t = std::time::Instant::now();
+    let out = report::render(&mut env(&cli), a).expect("report");
+    let secs = t.elapsed().as_secs_f64();
+    assert!((0.95..5.0).contains(&secs), "{secs} s");
+    assert!(out.contains("\"vms\""), "{out}");
+    for bad in [
+        &["report", "--once", "-d", "5s"][..],
+        &["report", "-1", "--until-signal"],
+        &["report", "-1", "x.kvmprof"],
+        &["advise", "-1", "--from-perf", "p.txt"],
+    ] {
+        let e = <crate::cli::Cli as clap::Parser>::try_parse_from(
+            std::iter::once("kvmprof").chain(bad.iter().copied()),
+        )
+        .expect_err("conflicting spans")
+        .to_string();
+        assert!(e.contains("cannot be used with"), "{bad:?}: {e}");
+    }
+}
