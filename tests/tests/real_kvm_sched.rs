@@ -8,8 +8,9 @@
 //!    `run_delay_ns`) over the run, within `WAIT_TOLERANCE`;
 //! 2. every delayed port write slept at least the VMM's delay, and no exit's split is more
 //!    than its time;
-//! 3. `kvmprof check -t max_wait_pct=1 -t HLT.max_wait_pct=1` of the recording measures the
-//!    report's wait shares (non-HLT, and HLT's) and fails exactly when they are over 1 %.
+//! 3. `kvmprof check -t max_wait_pct=1 -t io.max_wait_pct=1` of the recording measures the
+//!    report's wait shares (non-HLT, and the port I/O's) and fails exactly when they are over
+//!    1 %. (Not HLT: the exerciser's one hlt has no entry, the VM is gone.)
 //!
 //! The run itself is `cargo xtask vm-test` (KVMPROF_VM_OUT).
 
@@ -31,10 +32,10 @@ const WAIT_SLACK_NS: u64 = 20_000_000;
 /// A nanosleep of 3 ms sleeps at least 3 ms from the call; the switch-out comes a few µs
 /// after it.
 const SLEEP_SLACK_NS: u64 = 200_000;
-/// Delayed writes that may show less than their sleep. On 6.12 one of the 40 did in both of
-/// two runs (blocked 146 µs, 225 µs; the rest of its 9 ms counted as on a CPU): as if one
+/// Delayed writes that may show less than their sleep. On 6.12 one of the 40 did in two of
+/// three runs (blocked 146 µs, 225 µs; the rest of its 9 ms counted as on a CPU): as if one
 /// switch-out of the sleeping thread went unseen. 6.1 never. Not explained yet (6.12's EEVDF
-/// delayed dequeue is the suspect); a second one fails, and every one is printed.
+/// delayed dequeue is the suspect); a second one fails. 6.12 showed all 40 in the third run.
 const SLEEPS_UNSEEN: u64 = 1;
 
 #[derive(Deserialize, Debug)]
@@ -190,15 +191,6 @@ fn check(dir: &Path) -> Result<()> {
                 .is_some_and(|d| d.starts_with("out port 0x10 "))
             && b >= DELAY_NS - SLEEP_SLACK_NS;
         slept += u64::from(delayed_write);
-        let short = e.reason == SVM_IO
-            && e.detail
-                .as_deref()
-                .is_some_and(|d| d.starts_with("out port 0x10 "))
-            && !delayed_write
-            && e.took_ns >= DELAY_NS + SLEEP_SLACK_NS + w + b;
-        if short {
-            println!("a port write's time mostly on a CPU (a sleep unseen?): {e:?}");
-        }
     }
     ensure!(
         slept + SLEEPS_UNSEEN >= delayed,
@@ -209,8 +201,11 @@ fn check(dir: &Path) -> Result<()> {
     // 3. The check's wait shares are the report's.
     let check: Check =
         serde_json::from_str(&read_file(dir, "sched_check.json")?).context("sched_check.json")?;
-    for (key, hlt) in [("max_wait_pct", false), ("HLT.max_wait_pct", true)] {
-        let rows = vm.reasons.iter().filter(|r| r.hlt == hlt);
+    for (key, io) in [("max_wait_pct", false), ("io.max_wait_pct", true)] {
+        let rows = vm
+            .reasons
+            .iter()
+            .filter(|r| if io { r.reason == SVM_IO } else { !r.hlt });
         let (w, t) = rows.fold((0, 0), |(w, t), r| (w + r.wait_ns, t + r.total_ns));
         let want = w as f64 * 100.0 / t.max(1) as f64;
         let got = check

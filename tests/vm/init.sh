@@ -289,7 +289,7 @@ sched_run() {
   SRC=$?
   /bin/kvmprof report --slow 1ms -f json /tmp/h.kvmprof > /tmp/sched_slow.json 2>> /tmp/sched_report.stderr
   # Exit status 1 (the limit is exceeded) or 0; the test compares the JSON with the report's.
-  /bin/kvmprof check /tmp/h.kvmprof --vm $VM_NAME-sched -t max_wait_pct=1 -t HLT.max_wait_pct=1 \
+  /bin/kvmprof check /tmp/h.kvmprof --vm $VM_NAME-sched -t max_wait_pct=1 -t io.max_wait_pct=1 \
     -f json > /tmp/sched_check.json 2>> /tmp/sched_report.stderr
   [ $XRC -eq 0 ] || { sched_fail "kvmprof exercise exited with status $XRC"; return; }
   [ $RRC -eq 0 ] || { sched_fail "kvmprof record exited with status $RRC"; return; }
