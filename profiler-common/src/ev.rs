@@ -21,6 +21,38 @@ pub const WAKEUP: u16 = 15; // flags = waited | valid<<1; sum = ns
 pub const HALT_POLL: u16 = 16; // flags = grow; last = new halt_poll_ns
 pub const EXIT_DETAIL: u16 = 17; // VMX: flags = basic exit reason; a = vector / register offset
 pub const NPF_MMIO: u16 = 18; // SVM npf with the reserved-bit (MMIO) flag: a = GPA page
+/// A sampled exit's guest RIP (kvm_exit's guest_rip): a = RIP; flags = `rip_flags(isa, reason)`.
+/// Counted in the kernel's `RIPS` map (shared, LRU), read into the evidence like the rest.
+pub const GUEST_RIP: u16 = 19;
+
+/// One exit in `1 << RIP_SAMPLE_LOG2` has its guest RIP counted (chosen from the exit's
+/// timestamp, so a guest loop of any period is not always caught at the same place).
+pub const RIP_SAMPLE_LOG2: u32 = 6;
+
+/// GUEST_RIP's flags: the ISA (1 VMX, 2 SVM) above the exit reason's basic code (VMX: the low
+/// 16 bits); None for codes of 0x1000 and above (never sampled).
+#[inline(always)]
+pub fn rip_flags(isa: u32, reason: u32) -> Option<u16> {
+    let base = if isa == crate::ISA_VMX {
+        reason & 0xffff
+    } else {
+        reason
+    };
+    (base < 0x1000 && isa < 16).then_some(((isa as u16) << 12) | base as u16)
+}
+
+/// (isa, basic reason code) of GUEST_RIP's flags.
+pub fn rip_reason(flags: u16) -> (u32, u32) {
+    (u32::from(flags >> 12), u32::from(flags & 0xfff))
+}
+
+/// Whether the exit at `now_ns` is one whose RIP is sampled: a multiplicative hash of the
+/// timestamp's bits, so coarse clocks (low bits constant) still sample about one in 2^N.
+#[inline(always)]
+pub fn rip_sampled(now_ns: u64) -> bool {
+    let h = (now_ns ^ (now_ns >> 23)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h >> (64 - RIP_SAMPLE_LOG2) == 0
+}
 
 /// MSR_WRITE flags for Hyper-V MSR classes, decoded in kernel from the written value.
 pub const MSRF_SINT: u16 = 0x100; // | AutoEOI (bit 17) << 1 | masked (bit 16)

@@ -2,7 +2,10 @@
 //! format, in EV_FIELDS) and bumps one per-CPU counter keyed by (VM, kind, flags, a).
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC, macros::map, maps::PerCpuHashMap, programs::TracePointContext,
+    bindings::BPF_F_NO_PREALLOC,
+    macros::map,
+    maps::{LruHashMap, PerCpuHashMap},
+    programs::TracePointContext,
 };
 use profiler_common::{
     counter,
@@ -19,6 +22,52 @@ static EV_FIELDS: [FieldSpec; f::COUNT] = [FieldSpec { offset: 0, size: 0 }; f::
 #[map]
 static EVIDENCE: PerCpuHashMap<EvKey, EvValue> =
     PerCpuHashMap::with_max_entries(8192, BPF_F_NO_PREALLOC);
+
+/// Sampled guest RIPs per (VM, reason): kind GUEST_RIP keys, a count each. Shared, not per
+/// CPU (its size does not grow with the host); LRU, so a guest with more RIPs than fit keeps
+/// the busy ones. Two CPUs bumping one key at once may lose one sample: it is a sample.
+#[map]
+static RIPS: LruHashMap<EvKey, u64> = LruHashMap::with_max_entries(4096, 0);
+
+/// Counts one sampled exit at guest `rip` for (VM `tgid`, `flags` = `ev::rip_flags`).
+#[inline(always)]
+pub fn rip(tgid: u32, flags: u16, rip: u64) {
+    let key = EvKey {
+        tgid,
+        kind: ev::GUEST_RIP,
+        flags,
+        a: rip,
+    };
+    if let Some(v) = RIPS.get_ptr_mut(&key) {
+        // SAFETY: pointer to a live map value; a racing bump on another CPU may be lost.
+        unsafe { *v += 1 };
+        return;
+    }
+    let _ = RIPS.insert(&key, &1, 0);
+}
+
+/// The exit's guest RIP, read (`read`) only when something needs it: the slow-exit log while
+/// it is on, or this exit being one of the sampled ones (`ev::rip_sampled`), which is counted.
+/// 0 when not read.
+#[inline(always)]
+pub fn exit_rip(
+    tgid: u32,
+    isa: u32,
+    reason: u32,
+    now: u64,
+    slow_on: bool,
+    read: impl FnOnce() -> Option<u64>,
+) -> u64 {
+    let sample = ev::rip_sampled(now).then(|| ev::rip_flags(isa, reason));
+    if !slow_on && sample.is_none() {
+        return 0;
+    }
+    let r = read();
+    if let (Some(Some(flags)), Some(r)) = (sample, r) {
+        rip(tgid, flags, r);
+    }
+    r.unwrap_or(0)
+}
 
 /// Read slot `i` of the record, whatever its size on this kernel. None if absent.
 #[inline(always)]

@@ -125,14 +125,15 @@ fn kvm_exit_body(ctx: TracePointContext) -> u32 {
         return KEEP;
     };
     let (tgid, tid) = ids();
-    // The slow-exit log's extra reads, only while it is on.
-    let rip = if slow_cfg().threshold_ns != 0 && o.exit_rip != 0 {
+    let t = now();
+    let rip = ev::exit_rip(tgid, isa, reason, t, slow_cfg().threshold_ns != 0, || {
+        if o.exit_rip == 0 {
+            return None;
+        }
         // SAFETY: bpf_probe_read of the record at a kernel-provided offset.
-        unsafe { ctx.read_at::<u64>(o.exit_rip as usize) }.unwrap_or(0)
-    } else {
-        0
-    };
-    agg::on_exit(tgid, tid, now(), vcpu, isa, reason, rip);
+        unsafe { ctx.read_at::<u64>(o.exit_rip as usize) }.ok()
+    });
+    agg::on_exit(tgid, tid, t, vcpu, isa, reason, rip);
     ev::exit_detail(&ctx, &o, tgid, tid, isa, reason);
     KEEP
 }

@@ -2,6 +2,7 @@
 //! `ebpf-test` feature builds that second object): never in the object kvmprof ships.
 
 use aya_ebpf::{
+    helpers::bpf_probe_read_kernel,
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
@@ -31,24 +32,25 @@ pub fn kvmprof_test(ctx: RawTracePointContext) -> u32 {
     let isa: u64 = ctx.arg(5);
     let reason: u64 = ctx.arg(6);
     match op {
-        0 => agg::on_exit(
-            tgid as u32,
-            tid as u32,
-            now,
-            vcpu as u32,
-            isa as u32,
-            reason as u32,
-            0,
-        ),
-        5 => agg::on_exit(
-            tgid as u32,
-            tid as u32,
-            now,
-            vcpu as u32,
-            (reason >> 32) as u32,
-            reason as u32,
-            isa,
-        ),
+        // As kvm_exit: the RIP check on every exit, and where kvm_exit reads the record's
+        // guest_rip, a read of the same size through the same helper (of `vcpu`: no record).
+        0 => {
+            let (tgid, isa, reason) = (tgid as u32, isa as u32, reason as u32);
+            let slow_on = crate::slow_cfg().threshold_ns != 0;
+            let rip = ev::exit_rip(tgid, isa, reason, now, slow_on, || {
+                // SAFETY: bpf_probe_read_kernel of a stack value; an error, not a fault, if bad.
+                unsafe { bpf_probe_read_kernel(&vcpu as *const u64) }.ok()
+            });
+            agg::on_exit(tgid, tid as u32, now, vcpu as u32, isa, reason, rip)
+        }
+        // An exit at guest RIP `isa`, of (isa, reason) = `reason`'s (high, low) halves.
+        5 => {
+            let (tgid, i, r) = (tgid as u32, (reason >> 32) as u32, reason as u32);
+            let rip = ev::exit_rip(tgid, i, r, now, crate::slow_cfg().threshold_ns != 0, || {
+                Some(isa)
+            });
+            agg::on_exit(tgid, tid as u32, now, vcpu as u32, i, r, rip)
+        }
         6 => agg::note_detail(tid as u32, now as u16, vcpu as u16, isa),
         7 => sched::switched(tid as u32, || tgid as u32, vcpu as u32, || now),
         8 => sched::woken(tid as u32, || now),

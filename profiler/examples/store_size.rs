@@ -130,6 +130,23 @@ fn generate() -> (Vec<Sample>, u64, f64) {
         waited_threads: VCPUS,
         ..Default::default()
     };
+    // Sampled guest RIPs (one exit in 64) from their own generator: each reason's exits come
+    // from 1..=16 guest addresses, Zipf-weighted. KVMPROF_STORE_NO_RIPS=1 leaves them out.
+    let with_rips = std::env::var_os("KVMPROF_STORE_NO_RIPS").is_none();
+    let mut rip_rng = Rng(11);
+    let rip_sets: BTreeMap<u32, Vec<(u64, f64)>> = reasons
+        .iter()
+        .map(|&r| {
+            let n = 1 + rip_rng.u64() % 16;
+            let w: Vec<f64> = (1..=n).map(|i| 1.0 / i as f64).collect();
+            let total: f64 = w.iter().sum();
+            let base = 0xffff_f803_0000_0000 + rip_rng.u64() % 0x1000_0000;
+            let rips = (0..n)
+                .map(|i| (base + i * 0x3a7, w[i as usize] / total))
+                .collect();
+            (r, rips)
+        })
+        .collect();
     let (mut changed, mut updates) = (0u64, 0u64);
     let mut out = Vec::with_capacity(SECONDS);
     for _ in 0..SECONDS {
@@ -146,6 +163,21 @@ fn generate() -> (Vec<Sample>, u64, f64) {
                 continue;
             }
             updates += 1;
+            if with_rips {
+                let flags = profiler_common::ev::rip_flags(1, k.reason).unwrap_or(0);
+                for &(rip, w) in &rip_sets[&k.reason] {
+                    let c = rip_rng.count(n as f64 * w / 64.0);
+                    if c > 0 {
+                        let e = kvmprof::sample::EvKey {
+                            tgid: PID,
+                            kind: profiler_common::ev::GUEST_RIP,
+                            flags,
+                            a: rip,
+                        };
+                        s.evidence.entry(e).or_default().count += c;
+                    }
+                }
+            }
             for &(b, pb) in &p.buckets {
                 let c = rng.count(n as f64 * pb);
                 if c == 0 {

@@ -358,6 +358,8 @@ pub fn vm_test(args: &VmTestArgs) -> Result<()> {
         "real_kvm_sched",
         "--test",
         "real_kvm_tracepoints",
+        "--test",
+        "real_kvm_rips",
     ]);
     if !args.no_hyperv {
         test.args(["--test", "real_kvm_hyperv"]);

@@ -212,6 +212,7 @@ impl Ctx {
             uuid: info.and_then(|i| i.uuid.clone()),
             userspace,
             host_cpu: host_cpu_of(sp.older, sp.newer, pid, &sp.reused),
+            guest_rips: super::rips::of_vm(sp.older, sp.newer, pid, &sp.reused, sp.names),
             reasons,
             vcpus,
             ..Default::default()

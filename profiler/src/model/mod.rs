@@ -13,6 +13,7 @@ mod name;
 #[cfg(test)]
 mod reference;
 mod refresh;
+pub mod rips;
 mod rows;
 mod select;
 #[cfg(test)]
@@ -116,6 +117,10 @@ pub struct VmView {
     /// The host CPU the VM's process used over the span; null when either sample lacks it
     /// (perf imports, recordings before format 3, a span "since attach").
     pub host_cpu: Option<HostCpu>,
+    /// Where in the guest its exits come from, per reason: sampled guest RIPs (absent where
+    /// the session has none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub guest_rips: Vec<rips::GuestRips>,
 }
 
 /// Host CPU of one VM process over a span, in % of one core (a busy 4-vCPU VM can reach 400).

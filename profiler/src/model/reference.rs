@@ -277,6 +277,7 @@ fn vm_view(
         overhead_pct: pct(busy_ns(&reasons), cap),
         userspace: rows(user.into_iter().map(|((i, r), d)| (i, r, d)), names, secs),
         host_cpu: super::host_cpu(older, newer, pid),
+        guest_rips: super::rips::of_vm(older, newer, pid, &newer.reused_pids(older), names),
         reasons,
         vcpus,
     }

@@ -132,6 +132,7 @@ impl Model {
         }
         for vm in &mut view.vms {
             vm.host_cpu = host_cpu_of(older, newer, vm.pid, &sp.reused);
+            vm.guest_rips = super::rips::of_vm(older, newer, vm.pid, &sp.reused, sp.names);
             vcpu_cpu(older, newer, vm.pid, &sp.reused, &mut vm.vcpus);
         }
         view.duration_s = sp.secs;

@@ -87,6 +87,29 @@ pub(super) fn series(seed: u64, n: usize, churn: bool) -> Vec<Sample> {
             let st = s.stats.entry(k).or_default();
             st.record(50 + rng.below(200_000), 1 + rng.below(5));
         }
+        // Sampled guest RIPs: a few of the keys' reasons, at a handful of addresses; with
+        // churn some go (LRU eviction) and come back counting from 1.
+        for _ in 0..rng.below(4) {
+            let k = pick(&mut rng);
+            if let Some(flags) = profiler_common::ev::rip_flags(k.isa, k.reason) {
+                let e = crate::sample::EvKey {
+                    tgid: k.tgid,
+                    kind: profiler_common::ev::GUEST_RIP,
+                    flags,
+                    a: 0xffff_f800_0000_0000 * rng.below(2) + rng.below(4) * 0x10,
+                };
+                match churn && rng.chance(20) {
+                    true => drop(s.evidence.insert(
+                        e,
+                        crate::sample::EvStat {
+                            count: 1,
+                            ..Default::default()
+                        },
+                    )),
+                    false => s.evidence.entry(e).or_default().count += 1 + rng.below(3),
+                }
+            }
+        }
         if rng.chance(40) {
             let k = pick(&mut rng);
             match rng.below(3) {
@@ -169,6 +192,7 @@ fn with_changes(mut s: Vec<Sample>) -> Vec<Sample> {
 #[test]
 fn model_refreshes_match_the_reference() {
     let names = ExitNames::builtin();
+    let mut with_rips = 0;
     for seed in 0..40 {
         for (churn, told) in [(false, false), (false, true), (true, false), (true, true)] {
             let s = series(seed, 12, churn);
@@ -184,6 +208,7 @@ fn model_refreshes_match_the_reference() {
             for (a, b) in pairs {
                 m.refresh(&mut view, a, b, &names);
                 let want = reference(a, b, &names, span_ns(a, b));
+                with_rips += view.vms.iter().filter(|v| !v.guest_rips.is_empty()).count();
                 if view != want {
                     panic!(
                         "seed {seed} churn {churn} told {told}: {}",
@@ -197,6 +222,8 @@ fn model_refreshes_match_the_reference() {
             }
         }
     }
+    // The series sample guest RIPs, so the views compared hold them.
+    assert!(with_rips > 100, "{with_rips} VM views with RIPs");
 }
 
 /// Where two views differ first, shortly.

@@ -120,6 +120,17 @@ pub fn forget(
             let _ = evidence.remove(&k);
         }
     }
+    {
+        let mut rips = hash::<ev::EvKey, u64>(ebpf, "RIPS")?;
+        let dead: Vec<ev::EvKey> = rips
+            .keys()
+            .flatten()
+            .filter(|k| tgids.contains(&k.tgid))
+            .collect();
+        for k in dead {
+            let _ = rips.remove(&k);
+        }
+    }
     for name in ["PENDING", "UPENDING"] {
         let mut map = hash::<u32, Pending>(ebpf, name)?;
         let dead: Vec<u32> = map

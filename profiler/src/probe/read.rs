@@ -56,6 +56,23 @@ pub fn sample(
         };
         s.evidence.insert(key, st);
     }
+    // Sampled guest RIPs (ev::GUEST_RIP): kept with the evidence, so recordings hold them.
+    let (keys, counts, _) = read_all::<ev::EvKey, u64>(ebpf, "RIPS", false)?;
+    for (k, count) in keys.into_iter().zip(counts) {
+        let key = EvKey {
+            tgid: k.tgid,
+            kind: k.kind,
+            flags: k.flags,
+            a: k.a,
+        };
+        s.evidence.insert(
+            key,
+            EvStat {
+                count,
+                ..Default::default()
+            },
+        );
+    }
 
     let mut pending = |p: &Pending| {
         if p.ts != 0 {

@@ -34,12 +34,22 @@ pub(in crate::tui) fn histogram(app: &App, t: &HistTarget, area: Rect, buf: &mut
         centered("This reason is gone (Esc: back)", area, buf);
         return;
     };
-    let [head, spark, body] = Layout::vertical([
+    let rips = super::rips::of(vm, row.isa, row.reason);
+    // The RIPs take their rows only when the histogram keeps a few of its own.
+    let rips_h = rips
+        .map(super::rips::height)
+        .filter(|h| area.height >= h + 12)
+        .unwrap_or(0);
+    let [head, spark, body, rips_area] = Layout::vertical([
         Constraint::Length(2),
         Constraint::Length(4),
         Constraint::Fill(1),
+        Constraint::Length(rips_h),
     ])
     .areas(area);
+    if let (Some(g), true) = (rips, rips_h > 0) {
+        super::rips::draw(g, t.vcpu.is_some(), rips_area, buf);
+    }
 
     let who = match t.vcpu {
         Some(v) => format!("{} › vCPU {v}", printable(&vm.name)),

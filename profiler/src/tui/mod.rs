@@ -10,6 +10,7 @@ mod heat_draw;
 mod hist;
 mod input;
 mod replay;
+mod rips;
 mod run;
 mod sampler;
 mod screens;

@@ -93,6 +93,21 @@ pub(super) fn fixture(n: u64) -> Vec<Sample> {
             st.wait_ns += added * wait / 100;
             st.blocked_ns += added * asleep / 100;
         }
+        // Sampled guest RIPs of web's EPT_VIOLATION: mostly one kernel address.
+        let flags = profiler_common::ev::rip_flags(1, 48).unwrap();
+        for (rip, per) in [
+            (0xffff_f803_1234_5678, 20),
+            (0x7ff6_1234_0000, 5),
+            (0xffff_f803_1234_9000, 2),
+        ] {
+            let k = crate::sample::EvKey {
+                tgid: WEB,
+                kind: profiler_common::ev::GUEST_RIP,
+                flags,
+                a: rip,
+            };
+            s.evidence.entry(k).or_default().count += per;
+        }
         // Halted vCPUs waiting for their entry.
         s.in_flight.insert(key(&KEYS[5]), 1);
         s.in_flight.insert(key(&KEYS[11]), 1);

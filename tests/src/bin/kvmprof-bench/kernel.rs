@@ -3,8 +3,11 @@
 //! the clock), each above an empty program that reads the same arguments.
 
 use anyhow::Result;
-use kvmprof::probe::testrun::{Event, OP_ENTRY, OP_EXIT};
-use profiler_common::ISA_VMX;
+use kvmprof::probe::{
+    testrun::{Event, OP_ENTRY, OP_EXIT},
+    Probe, ProbeOptions, Programs,
+};
+use profiler_common::{SlowCfg, ISA_VMX};
 
 use crate::{median, min_max, ns_per_run, r1, reps, test_probe, Json};
 
@@ -25,17 +28,27 @@ fn busy_events() -> Vec<Event> {
 
 pub fn cost(json: &mut Json) -> Result<()> {
     let p = test_probe(16384)?;
+    // The same programs with the slow-exit log off: what the log adds to every exit.
+    let quiet = Probe::load(&ProbeOptions {
+        programs: Programs::TestRun,
+        max_keys: 16384,
+        slow: SlowCfg::default(),
+        ..Default::default()
+    })?;
     let events = busy_events();
     p.test_run(&events[..2_000])?; // warm-up: create the rows
-    let (mut above, mut floor) = (Vec::new(), Vec::new());
+    quiet.test_run(&events[..2_000])?;
+    let (mut above, mut floor, mut slow) = (Vec::new(), Vec::new(), Vec::new());
     let mut runs = Vec::new();
-    // Alternating, so drift in the machine's speed hits all three alike.
+    // Alternating, so drift in the machine's speed hits all four alike.
     for _ in 0..reps() {
         let full = ns_per_run(&p, "kvmprof_test", &events)?;
         let empty = ns_per_run(&p, "kvmprof_empty", &events)?;
         let fl = ns_per_run(&p, "kvmprof_floor", &events)?;
+        let off = ns_per_run(&quiet, "kvmprof_test", &events)?;
         above.push(2.0 * (full - empty));
         floor.push(2.0 * (fl - empty));
+        slow.push(2.0 * (full - off));
         runs.push((full, empty));
     }
     let (lo, hi) = min_max(&above);
@@ -47,6 +60,12 @@ pub fn cost(json: &mut Json) -> Result<()> {
     );
     println!("| in-kernel cost per exit+entry pair above empty (test entry) | {a:.1} ns | median of {} alternating runs (min {lo:.1}, max {hi:.1}); {full:.1} ns/run kvmprof vs {empty:.1} ns/run empty; goal ≤ 40 ns |", reps());
     println!("| floor: the same helper calls (thread ids, clock), no aggregation, above empty | {f:.1} ns | min {flo:.1}, max {fhi:.1}; kvmprof above the floor: {:.1} ns (goal ≤ 15 ns) |", a - f);
+    let (slo, shi) = min_max(&slow);
+    let s = median(slow);
+    println!("| of which the slow-exit log at its default threshold (on vs off, same events) | {s:.1} ns | min {slo:.1}, max {shi:.1}; none of these exits is slow: the compare at the entry, the CPU id and the RIP at the exit |");
+    json.insert("kcost_pair_ns_slow_log", r1(s));
+    json.insert("kcost_pair_ns_slow_log_min", r1(slo));
+    json.insert("kcost_pair_ns_slow_log_max", r1(shi));
     json.insert("kcost_pair_ns_above_empty", r1(a));
     json.insert("kcost_pair_ns_above_empty_min", r1(lo));
     json.insert("kcost_pair_ns_above_empty_max", r1(hi));
