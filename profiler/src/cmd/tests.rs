@@ -53,6 +53,15 @@ pub(super) fn parse(args: &[&str]) -> Cli {
     Cli::try_parse_from(std::iter::once("kvmprof").chain(args.iter().copied())).expect("args")
 }
 
+/// `kvmprof check ARGS` on the fake host: (exit code, output).
+pub(super) fn check_run(args: &[&str]) -> (u8, String) {
+    let cli = parse(&[&["check"], args].concat());
+    let Some(Command::Check(a)) = &cli.command else {
+        panic!()
+    };
+    check::run(&mut env(&cli), a).expect("check")
+}
+
 pub(super) fn env(cli: &Cli) -> Env {
     Env::fake(cli.global(), FakeSource::live(host()))
 }

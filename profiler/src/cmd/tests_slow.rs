@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use profiler_common::ISA_VMX;
 
-use super::tests::{env, host, parse};
+use super::tests::{check_run, env, host, parse};
 use super::*;
 use crate::{
     cli::Command,
@@ -59,14 +59,6 @@ fn diff_out(args: &[&str]) -> String {
         panic!()
     };
     diff::render_diff(a).expect("diff")
-}
-
-fn check_run(args: &[&str]) -> (u8, String) {
-    let cli = parse(&[&["check"], args].concat());
-    let Some(Command::Check(a)) = &cli.command else {
-        panic!()
-    };
-    check::run(&mut env(&cli), a).expect("check")
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::tests::{env, host, parse};
+use super::tests::{check_run, env, host, parse};
 use super::*;
 use crate::{
     cli::Command,
@@ -36,14 +36,6 @@ fn recording(dir: &Path) -> String {
     }
     r.finish().expect("finish");
     path.to_str().unwrap().to_string()
-}
-
-fn check_run(args: &[&str]) -> (u8, String) {
-    let cli = parse(&[&["check"], args].concat());
-    let Some(Command::Check(a)) = &cli.command else {
-        panic!()
-    };
-    check::run(&mut env(&cli), a).expect("check")
 }
 
 #[test]
