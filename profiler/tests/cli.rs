@@ -47,7 +47,10 @@ fn report_needs_a_length() {
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert_eq!(e.lines().count(), 1, "{e}");
-    assert!(e.contains("--duration 10s, or --until-signal"), "{e}");
+    assert!(
+        e.contains("--duration 10s, --once (1 s), or --until-signal"),
+        "{e}"
+    );
 }
 
 /// Dropping root (setpriv) must give the privilege message, not a panic or an EPERM dump.

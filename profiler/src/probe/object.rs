@@ -34,7 +34,7 @@ pub(super) fn for_programs(programs: Programs) -> Result<&'static [u8], ProbeErr
 mod tests {
     use profiler_common::ev;
 
-    use super::super::TRACEPOINTS;
+    use super::super::{SCHED_TRACEPOINTS, TRACEPOINTS};
 
     fn program_names(object: &[u8]) -> Vec<String> {
         let obj = aya_obj::Object::parse(object).expect("the embedded object parses");
@@ -48,6 +48,7 @@ mod tests {
         let mut names: Vec<String> = TRACEPOINTS
             .iter()
             .map(|t| t.0)
+            .chain(SCHED_TRACEPOINTS.iter().map(|t| t.0))
             .chain(ev::PROGRAMS.iter().map(|p| p.0))
             .map(String::from)
             .collect();
