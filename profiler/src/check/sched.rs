@@ -27,7 +27,12 @@ fn pct((wait, total): (u64, u64)) -> f64 {
 
 /// Measures `p` when it is a wait threshold (None: it is not one). `split`: whether the
 /// session's kernel split the exit time (`View::sched_split`).
-pub(super) fn measure(p: &Planned, vm: &VmView, split: bool, names: &ExitNames) -> Option<Outcome> {
+pub(super) fn measure<'a>(
+    p: &Planned,
+    vm: &'a VmView,
+    split: bool,
+    names: &ExitNames,
+) -> Option<Outcome> {
     let reason = match &p.kind {
         Kind::WaitPct => None,
         Kind::ReasonWaitPct(name) => Some(name.as_str()),
@@ -38,14 +43,14 @@ pub(super) fn measure(p: &Planned, vm: &VmView, split: bool, names: &ExitNames) 
     }
     // The VM-wide share leaves HLT out like every other time share: a halted vCPU woken late
     // is checked by naming HLT (hlt for SVM) as a reason.
-    let pick = |rows: &[Row]| -> Vec<Row> {
+    let pick = |rows: &'a [Row]| -> Vec<&'a Row> {
         match reason {
-            None => rows.iter().filter(|r| !r.hlt).cloned().collect(),
-            Some(n) => matching(rows, n, names).into_iter().cloned().collect(),
+            None => rows.iter().filter(|r| !r.hlt).collect(),
+            Some(n) => matching(rows, n, names),
         }
     };
     let rows = pick(&vm.reasons);
-    let (wait, total) = sums(&rows);
+    let (wait, total) = sums(rows.iter().copied());
     if total == 0 {
         let what = reason.map_or("non-HLT".to_string(), str::to_string);
         return Some(Outcome::Skip(format!("no timed {what} exits")));
@@ -53,7 +58,7 @@ pub(super) fn measure(p: &Planned, vm: &VmView, split: bool, names: &ExitNames) 
     let worst_vcpu = vm
         .vcpus
         .iter()
-        .map(|v| (v.vcpu, sums(&pick(&v.reasons))))
+        .map(|v| (v.vcpu, sums(pick(&v.reasons))))
         .filter(|(_, (_, t))| *t > 0)
         .max_by(|a, b| pct(a.1).total_cmp(&pct(b.1)));
     let top = rows.iter().max_by_key(|r| r.wait_ns);

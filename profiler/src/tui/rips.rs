@@ -8,16 +8,15 @@ use ratatui::{
     widgets::{Block, Borders, Paragraph, Widget},
 };
 
+use profiler_common::ev;
+
 use super::fmt;
 use crate::model::{rips::GuestRips, VmView};
 
 /// The RIPs of reason (isa, reason) of `vm`, if any were sampled in the span.
 pub(super) fn of(vm: &VmView, isa: u32, reason: u32) -> Option<&GuestRips> {
-    let base = if isa == profiler_common::ISA_VMX {
-        reason & 0xffff
-    } else {
-        reason
-    };
+    // The (isa, basic code) the kernel keyed the samples by.
+    let (isa, base) = ev::rip_reason(ev::rip_flags(isa, reason)?);
     vm.guest_rips
         .iter()
         .find(|g| g.isa == isa && g.reason == base)
