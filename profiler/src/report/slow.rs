@@ -77,6 +77,9 @@ pub fn collect<S: std::borrow::Borrow<Sample>>(
     let counts = |s: &Sample| [s.counter(SLOW_EXITS), s.counter(SLOW_DROPPED)];
     let mut first = None;
     let mut last = [0, 0];
+    // A VM's first exits can come in the sample before discovery names it: such lines take
+    // the name a later sample knows for the pid.
+    let (mut unnamed, mut known) = (Vec::new(), std::collections::HashMap::new());
     for s in samples {
         let s = s?;
         let s = s.borrow();
@@ -87,8 +90,22 @@ pub fn collect<S: std::borrow::Borrow<Sample>>(
                 && f.pid.is_none_or(|p| p == e.tgid)
                 && f.vcpu.is_none_or(|v| v == e.vcpu);
             if keep {
+                if !s.vms.contains_key(&e.tgid) {
+                    unnamed.push(log.lines.len());
+                }
                 log.lines.push(line(s, e, names));
             }
+        }
+        for i in &unnamed {
+            let pid = log.lines[*i].vm_pid;
+            if let Some(vm) = s.vms.get(&pid) {
+                known.entry(pid).or_insert_with(|| vm.name.clone());
+            }
+        }
+    }
+    for i in unnamed {
+        if let Some(name) = known.get(&log.lines[i].vm_pid) {
+            log.lines[i].vm_name = name.clone();
         }
     }
     if let Some(first) = first {

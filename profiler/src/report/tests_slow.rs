@@ -184,3 +184,36 @@ fn the_split_is_shown_only_where_measured() {
         "{csv}"
     );
 }
+
+/// A VM's first slow exit can arrive in the sample before discovery names the VM (seen in a
+/// vm-test run: "pid 517"): the line takes the name the next sample knows.
+#[test]
+fn an_exit_before_its_vm_is_named_takes_the_later_name() {
+    let mut s = samples();
+    let named = s[1].vms.remove(&1000).expect("the named VM");
+    let mut c = s[1].clone();
+    c.slow.clear();
+    c.vms.insert(1000, named);
+    s.push(c);
+    let all = Filter {
+        min_ns: 0,
+        pid: None,
+        vcpu: None,
+    };
+    let log = slow::collect(s.iter().map(Ok), &ExitNames::builtin(), &all).unwrap();
+    let io = log
+        .lines
+        .iter()
+        .find(|l| l.vm_pid == 1000)
+        .expect("the VM's line");
+    assert_eq!(io.vm_name, "win\x1b11");
+    // A pid no sample ever names keeps its number.
+    s.pop();
+    let log = slow::collect(s.iter().map(Ok), &ExitNames::builtin(), &all).unwrap();
+    let io = log
+        .lines
+        .iter()
+        .find(|l| l.vm_pid == 1000)
+        .expect("the VM's line");
+    assert_eq!(io.vm_name, "pid 1000");
+}
