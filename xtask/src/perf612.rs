@@ -174,20 +174,25 @@ pub fn screens(perf: &Path, data: &Path, pid: &str, dir: &Path) -> Result<()> {
 const EXITED: &str = "=== perf exited with status ";
 
 fn screen(perf: &Path, data: &Path, pid: &str, event: &str) -> Result<String> {
-    let session = format!("kvmprof-perf612-{}-{event}", std::process::id());
+    // A server of its own per screen: with the default socket, the server the last screen's
+    // kill-session shut down could still be exiting when this new-session connected, and
+    // tmux said "server exited unexpectedly" (a clean-clone CI run, msr screen on 6.1).
+    let sock = format!("kvmprof-perf612-{}-{event}", std::process::id());
+    let tmux = || {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &sock, "-f", "/dev/null"]);
+        c
+    };
     let command = format!(
         "'{}' kvm -i '{}' stat report --event {event} --pid {pid}; echo '{EXITED}'$?; sleep 600",
         perf.display(),
         data.display()
     );
-    run(Command::new("tmux")
-        .args(["new-session", "-d", "-x", "200", "-y", "50", "-s", &session])
+    run(tmux()
+        .args(["new-session", "-d", "-x", "200", "-y", "50"])
         .arg("env")
         .args(["TERM=xterm", "sh", "-c", &command]))?;
-    let capture = || {
-        cmd_output(Command::new("tmux").args(["capture-pane", "-p", "-t", &session]))
-            .unwrap_or_default()
-    };
+    let capture = || cmd_output(tmux().args(["capture-pane", "-p"])).unwrap_or_default();
     // perf draws the table once it has read the file; wait for its title, then until two
     // captures agree (the screen is still), with a generous limit for a loaded machine.
     let start = Instant::now();
@@ -210,9 +215,7 @@ fn screen(perf: &Path, data: &Path, pid: &str, event: &str) -> Result<String> {
         last = now;
         sleep(Duration::from_millis(500));
     };
-    let _ = Command::new("tmux")
-        .args(["kill-session", "-t", &session])
-        .status();
+    let _ = tmux().arg("kill-server").status();
     result
 }
 
