@@ -198,19 +198,6 @@ fn run_delay() -> u64 {
         .expect("schedstat's run_delay")
 }
 
-fn pin_to(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes within it; 0 = this thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
-            0,
-            "sched_setaffinity"
-        );
-    }
-}
-
 /// The real scheduler: this thread "exits" through the test entry as itself, then sleeps and
 /// later competes for its CPU with a busy thread; the row's asleep time must be the sleep and
 /// its runnable time the thread's own run-queue delay from schedstat over the same window.
@@ -229,7 +216,7 @@ fn the_real_scheduler_splits_a_threads_exit_as_its_schedstat_does() {
     );
     let tid = gettid();
     let cpu = 0;
-    pin_to(cpu);
+    kvmprof::exerciser::pin_to(cpu).expect("pin to a CPU");
     // Asleep: 30 ms in nanosleep between exit and entry.
     run(&p, &[exit(tid, mono_ns(), 30)]);
     std::thread::sleep(Duration::from_millis(30));
@@ -239,7 +226,7 @@ fn the_real_scheduler_splits_a_threads_exit_as_its_schedstat_does() {
     let hog = {
         let stop = stop.clone();
         std::thread::spawn(move || {
-            pin_to(cpu);
+            kvmprof::exerciser::pin_to(cpu).expect("pin to a CPU");
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 std::hint::spin_loop();
             }

@@ -11,10 +11,11 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-/// Pins the calling thread to `cpu`.
-pub(super) fn pin_to(cpu: usize) -> Result<()> {
+/// Pins the calling thread to `cpu` (also what tests and benchmarks use to put threads on
+/// chosen CPUs).
+pub fn pin_to(cpu: usize) -> Result<()> {
     if cpu >= libc::CPU_SETSIZE as usize {
-        bail!("--hog-cpu {cpu}: no such CPU");
+        bail!("CPU {cpu}: no such CPU");
     }
     // SAFETY: a zeroed cpu_set_t is a valid empty set and CPU_SET writes within it (cpu is
     // below CPU_SETSIZE); sched_setaffinity(0, ...) reads it for the calling thread.
@@ -25,7 +26,7 @@ pub(super) fn pin_to(cpu: usize) -> Result<()> {
     };
     if rc != 0 {
         bail!(
-            "--hog-cpu {cpu}: cannot pin to it: {}",
+            "cannot pin a thread to CPU {cpu}: {}",
             std::io::Error::last_os_error()
         );
     }

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 
 pub use guest::guest_code;
+pub use hog::pin_to;
 pub(crate) use kvm::check_extension;
 use kvm::{
     Vm, KVM_EXIT_HLT, KVM_EXIT_HYPERV, KVM_EXIT_IO, KVM_RUN, KVM_RUN_EXIT_REASON_OFFSET,
@@ -192,7 +193,7 @@ fn run_on_vcpu_thread(opts: &ExerciseOpts) -> Result<ExerciseReport> {
     let mut rep = ExerciseReport::default();
     let _hog = match opts.hog_cpu {
         Some(cpu) => {
-            hog::pin_to(cpu)?;
+            pin_to(cpu).with_context(|| format!("--hog-cpu {cpu}"))?;
             Some(hog::Hog::start(cpu)?)
         }
         None => None,

@@ -186,17 +186,6 @@ mod tests {
     }
 
     /// Pins this thread to one CPU.
-    fn pin_to(cpu: usize) {
-        // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it; the
-        // call reads it for the calling thread (pid 0).
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu, &mut set);
-            let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-            assert_eq!(rc, 0, "sched_setaffinity");
-        }
-    }
-
     /// Steal, for real: a "vCPU" thread sharing one host CPU with a busy thread waits on the
     /// run queue for about as long as it runs; schedstat shows it and we read it.
     #[test]
@@ -205,7 +194,7 @@ mod tests {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let hog_stop = stop.clone();
         let hog = std::thread::spawn(move || {
-            pin_to(0);
+            crate::exerciser::pin_to(0).expect("pin to a CPU");
             let mut x = 0u64;
             while !hog_stop.load(std::sync::atomic::Ordering::Relaxed) {
                 x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
@@ -213,7 +202,7 @@ mod tests {
         });
         let (tx, rx) = std::sync::mpsc::channel();
         let vcpu = std::thread::spawn(move || {
-            pin_to(0);
+            crate::exerciser::pin_to(0).expect("pin to a CPU");
             let tid = gettid();
             let before = vm_cpu(Path::new("/proc"), pid, &BTreeSet::from([tid])).unwrap();
             let own = || cpu_ns(Path::new("/proc"), pid, Some(tid)).unwrap().0;

@@ -143,17 +143,6 @@ fn spin_for(ns: u64) {
 }
 
 /// Pins the calling thread to `cpu`.
-fn pin_to(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it; the call
-    // reads it for the calling thread (pid 0).
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-        assert_eq!(rc, 0, "sched_setaffinity");
-    }
-}
-
 /// The first CPU this process may run on.
 fn first_cpu() -> usize {
     // SAFETY: as in pin_to; sched_getaffinity fills the set for this thread.
@@ -199,7 +188,7 @@ fn fake_vmm_child() {
             // SAFETY: gettid has no arguments and cannot fail.
             tid_tx.send((name, unsafe { libc::gettid() })).unwrap();
             if pinned {
-                pin_to(cpu);
+                crate::exerciser::pin_to(cpu).expect("pin to a CPU");
             }
             if go_rx.recv().is_err() {
                 return; // the idle vCPU, at the end

@@ -17,15 +17,6 @@ use crate::{median, min_max, prog_stats, r1, reps, Json};
 
 const PASSES: usize = 20_000;
 
-fn pin(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes within it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
 /// CPU time of the calling thread, ns.
 fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec {
@@ -44,7 +35,7 @@ fn ping_pong(with_tid: impl FnOnce(u32) -> Result<()>) -> Result<f64> {
     let (mut a, mut b) = UnixStream::pair()?;
     let (tx, rx) = std::sync::mpsc::channel();
     let partner = std::thread::spawn(move || -> std::io::Result<u64> {
-        pin(0);
+        kvmprof::exerciser::pin_to(0).map_err(std::io::Error::other)?;
         // SAFETY: gettid has no preconditions.
         tx.send(unsafe { libc::gettid() } as u32).ok();
         let mut byte = [0u8];
@@ -55,7 +46,7 @@ fn ping_pong(with_tid: impl FnOnce(u32) -> Result<()>) -> Result<f64> {
         }
         Ok(thread_cpu_ns() - t0)
     });
-    pin(0);
+    kvmprof::exerciser::pin_to(0)?;
     with_tid(rx.recv().context("partner thread")?)?;
     let mut byte = [1u8];
     let t0 = thread_cpu_ns();
