@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use aya::{
-    maps::{Array, HashMap, MapData, PerCpuHashMap, Queue},
+    maps::{Array, HashMap, MapData, Queue},
     Ebpf, Pod,
 };
 use profiler_common::{ev, Oct, OverflowKey, Pending, Row, StatKey, LINKS, REASON_SLOTS};
@@ -109,8 +109,7 @@ pub fn forget(
         q.push(*i, 0)?;
     }
     {
-        let mut evidence: PerCpuHashMap<_, ev::EvKey, ev::EvValue> =
-            PerCpuHashMap::try_from(ebpf.map_mut("EVIDENCE").context("EVIDENCE map missing")?)?;
+        let mut evidence = hash::<ev::EvKey, ev::EvValue>(ebpf, "EVIDENCE")?;
         let dead: Vec<ev::EvKey> = evidence
             .keys()
             .flatten()

@@ -1,5 +1,5 @@
 //! Map reading: the exit table and the other maps into one cumulative [`Sample`]; per-CPU
-//! values (evidence, counters) are summed here, once.
+//! values (the counters) are summed here, once.
 
 use std::{
     os::fd::AsFd,
@@ -9,7 +9,7 @@ use std::{
 use anyhow::Context;
 
 use aya::{
-    maps::{HashMap, PerCpuArray, PerCpuHashMap},
+    maps::{HashMap, PerCpuArray},
     Ebpf,
 };
 use profiler_common::{counter, ev, Oct, OverflowKey, Pending, SlowExit};
@@ -38,21 +38,19 @@ pub fn sample(
     table.refresh(|k| overflow.get(&k, 0).ok());
     s.stats = table.stats();
 
-    let evidence: PerCpuHashMap<_, ev::EvKey, ev::EvValue> =
-        PerCpuHashMap::try_from(ebpf.map("EVIDENCE").context("EVIDENCE map missing")?)?;
-    for (k, per_cpu) in evidence.iter().flatten() {
-        let mut st = EvStat::default();
-        for v in per_cpu.iter().filter(|v| v.count != 0) {
-            st.count += v.count;
-            st.sum += v.sum;
-            // Any CPU's last value: the per-CPU copies cannot say which one was newest.
-            st.last = v.last;
-        }
+    // One batch of syscalls for the whole map (it is shared, not per CPU).
+    let (keys, values, _) = read_all::<ev::EvKey, ev::EvValue>(ebpf, "EVIDENCE", false)?;
+    for (k, v) in keys.into_iter().zip(values) {
         let key = EvKey {
             tgid: k.tgid,
             kind: k.kind,
             flags: k.flags,
             a: k.a,
+        };
+        let st = EvStat {
+            count: v.count,
+            sum: v.sum,
+            last: v.last,
         };
         s.evidence.insert(key, st);
     }

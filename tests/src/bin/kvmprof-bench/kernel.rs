@@ -114,29 +114,47 @@ pub fn first_use(json: &mut Json) -> Result<()> {
 }
 
 /// The evidence programs' per-event cost (an MSR write: kvm_msr's program, through the test
-/// entry's op 4) above empty, and what their per-CPU map holds per key.
+/// entry's op 4) above empty, for a key seen before and for a new one, and what their map
+/// holds per key.
 pub fn evidence(json: &mut Json) -> Result<()> {
-    let p = test_probe(16384)?;
+    let p = test_probe(1024)?;
     // 8 VMs × 32 MSRs, repeated.
     let events: Vec<Event> = (0..20_000u64)
         .map(|i| [4, 1000 + i % 8, 1, 0x4000_0000 + (i / 8) % 32, i, 0, 0])
         .collect();
     p.test_run(&events[..512])?;
     let mut above = Vec::new();
-    for _ in 0..reps() {
+    let mut fresh = Vec::new();
+    for rep in 0..reps() as u64 {
         let full = ns_per_run(&p, "kvmprof_test", &events)?;
         let empty = ns_per_run(&p, "kvmprof_empty", &events)?;
         above.push(full - empty);
+        // 1 024 keys no event had before (MSR indices of this rep), then the same again.
+        let new: Vec<Event> = (0..1024u64)
+            .map(|i| [4, 2000 + i % 8, 1, 0x10_0000 * (rep + 1) + i, i, 0, 0])
+            .collect();
+        let first = ns_per_run(&p, "kvmprof_test", &new)?;
+        let again = ns_per_run(&p, "kvmprof_test", &new)?;
+        fresh.push(first - again);
     }
     let (lo, hi) = min_max(&above);
     let m = median(above);
+    let (flo, fhi) = min_max(&fresh);
+    let f = median(fresh);
+    let keys = p.sample()?.evidence.len() as f64;
     let cpus = aya::util::nr_cpus().map_or(1, |n| n);
-    let bytes = p
-        .map_memory()
-        .iter()
-        .find(|m| m.name == "EVIDENCE")
-        .map_or(0, |m| m.bytes);
-    println!("| evidence event (kvm_msr write) above empty | {m:.1} ns | median of {} (min {lo:.1}, max {hi:.1}); per-CPU hash: 256 keys take {:.0} KiB here ({cpus} CPUs), i.e. {:.0} B per key and CPU |", reps(), bytes as f64 / 1024.0, bytes as f64 / 256.0 / cpus as f64);
+    let map = p.map_memory().into_iter().find(|m| m.name == "EVIDENCE");
+    let (bytes, per_cpu) = map.map_or((0, false), |m| (m.bytes, m.per_cpu));
+    let per_key = bytes as f64 / keys.max(1.0);
+    println!("| evidence event (kvm_msr write) above empty | {m:.1} ns | median of {} (min {lo:.1}, max {hi:.1}) |", reps());
+    println!("| evidence event that creates its key, above one that finds it | {f:.1} ns | median of {} (min {flo:.1}, max {fhi:.1}); 1 024 new keys a run |", reps());
+    println!("| evidence map memory per key | {per_key:.0} B | {keys:.0} keys take {:.0} KiB here ({cpus} CPUs); per-CPU map: {per_cpu} |", bytes as f64 / 1024.0);
     json.insert("evidence_event_ns_above_empty", r1(m));
+    json.insert("evidence_first_use_ns", r1(f));
+    json.insert("evidence_bytes_per_key", r1(per_key));
+    json.insert(
+        "evidence_bytes_per_key_depends_on_cpus",
+        serde_json::json!(per_cpu),
+    );
     Ok(())
 }
