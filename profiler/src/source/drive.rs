@@ -98,7 +98,9 @@ mod tests {
         let last = drive(
             &mut src,
             &alive,
-            Stop::After(Duration::from_millis(30)),
+            // Thirty intervals: a loaded machine (the CI runs tests on two CPUs) once stalled
+            // this thread past a three-interval window after the first sample.
+            Stop::After(Duration::from_millis(300)),
             Duration::from_millis(10),
             &mut |_| {
                 seen += 1;
