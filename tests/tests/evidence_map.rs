@@ -27,7 +27,10 @@ fn two_cpus_bumping_the_same_keys_lose_no_event() {
         return;
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    assert!(cpus >= 2, "needs two CPUs to race two writers; this machine has {cpus}");
+    assert!(
+        cpus >= 2,
+        "needs two CPUs to race two writers; this machine has {cpus}"
+    );
     let p = test_probe(1024);
     let batch: Vec<Event> = (0..2_000u64)
         .map(|i| msr_write(0x4000_0070 + i % MSRS, i))
