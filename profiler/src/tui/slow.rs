@@ -17,6 +17,8 @@ pub(super) const CAP: usize = 10_000;
 pub(super) struct Held {
     pub ev: SlowEvent,
     pub line: Line,
+    /// The line's VM name came from a sample that knew the VM (else it is "pid N").
+    named: bool,
 }
 
 #[derive(Default)]
@@ -49,7 +51,16 @@ impl SlowLog {
             self.held.push_back(Held {
                 ev: *e,
                 line: line(s, e, names),
+                named: s.vms.contains_key(&e.tgid),
             });
+        }
+        // An exit logged before discovery named its VM (a VM started while kvmprof runs)
+        // takes the name once a sample knows it, as `report --slow` does.
+        for h in self.held.iter_mut().filter(|h| !h.named) {
+            if let Some(vm) = s.vms.get(&h.ev.tgid) {
+                h.line.vm_name.clone_from(&vm.name);
+                h.named = true;
+            }
         }
         while self.held.len() > CAP {
             self.held.pop_front();

@@ -195,6 +195,23 @@ fn filter_keeps_matching_vm_reason_or_sub_reason() {
     assert_eq!(tooks(&draw(&a, 160, 20)).len(), 4);
 }
 
+/// An exit logged in a sample taken before discovery named its VM shows "pid N" only until a
+/// sample names the VM; then the pane shows the name.
+#[test]
+fn an_exit_logged_before_its_vm_was_named_takes_the_name_later() {
+    let mut ss = samples(3);
+    ss[0].vms.remove(&1234);
+    let mut a = App::new(ExitNames::builtin(), "fake: 2 VMs".into());
+    feed(&mut a, ss[..1].to_vec());
+    press(&mut a, KeyCode::Char('S'));
+    let before = draw(&a, 160, 20);
+    assert!(before.contains("pid 1234"), "{before}");
+    feed(&mut a, ss[1..].to_vec());
+    let after = draw(&a, 160, 20);
+    assert!(!after.contains("pid 1234"), "{after}");
+    assert_eq!(tooks(&after).len(), 4, "{after}");
+}
+
 #[test]
 fn fits_80x24() {
     let a = slow_app(samples(4));
