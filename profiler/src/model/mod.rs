@@ -63,12 +63,10 @@ pub struct Counters {
     pub exits: u64,
     pub entries: u64,
     pub userspace_exits: u64,
-    /// Not in the JSON schema (fixed at the eight above); shown in the TUI as a loss.
-    #[serde(skip)]
+    /// Sub-reason events the evidence map had no room for (a loss of evidence, not of exits).
     pub evidence_map_full: u64,
     /// Context switches the kernel skipped the scheduler programs for: the time split is
     /// short by those switches (not a loss of exits).
-    #[serde(skip)]
     pub sched_missed: u64,
 }
 
