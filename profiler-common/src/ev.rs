@@ -67,6 +67,20 @@ pub struct EvKey {
     pub a: u64,
 }
 
+/// Key of the kernel's EVIDENCE map: an [`EvKey`] per thread that bumped it. Each key then
+/// has one writer (a thread runs on one CPU at a time and programs do not nest on a CPU), so
+/// plain adds are exact without atomic instructions, which stable Rust does not offer on the
+/// BPF target; and the map's size follows the threads, not the host's CPU count. Userspace
+/// sums a key over its threads.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ThreadEvKey {
+    pub tid: u32,
+    /// Zero: padding is part of a hash key.
+    pub pad: u32,
+    pub key: EvKey,
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EvValue {

@@ -340,6 +340,8 @@ mod pod {
     unsafe impl aya::Pod for super::SlowCfg {}
     // SAFETY: as above (16 bytes: u32, u16, u16, u64).
     unsafe impl aya::Pod for super::ev::EvKey {}
+    // SAFETY: as above (24 bytes: u32, u32, then an EvKey).
+    unsafe impl aya::Pod for super::ev::ThreadEvKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ev::EvValue {}
     // SAFETY: as above.

@@ -1,16 +1,15 @@
 //! Sub-reason evidence programs: each reads a few fields (offsets from the running kernel's
-//! format, in EV_FIELDS) and bumps one shared counter keyed by (VM, kind, flags, a).
+//! format, in EV_FIELDS) and bumps one counter keyed by (VM, kind, flags, a) and thread.
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
-    bindings::BPF_NOEXIST,
     macros::map,
     maps::{HashMap, LruHashMap},
     programs::TracePointContext,
 };
 use profiler_common::{
     counter,
-    ev::{self, f, EvKey, EvValue, FieldSpec},
+    ev::{self, f, EvKey, EvValue, FieldSpec, ThreadEvKey},
     Offsets, ISA_SVM, ISA_VMX,
 };
 
@@ -20,11 +19,12 @@ use crate::{agg, ids, KEEP};
 #[no_mangle]
 static EV_FIELDS: [FieldSpec; f::COUNT] = [FieldSpec { offset: 0, size: 0 }; f::COUNT];
 
-/// Shared, not per CPU: a key costs the same on any host (a per-CPU hash cost its value
-/// times the CPU count, and allocated per-CPU memory on the exit path for each new key).
-/// Several vCPUs of a VM bump one key at once: counts and sums are atomic adds.
+/// Keyed per thread ([`ThreadEvKey`]), not per CPU: a per-CPU hash cost each key its value
+/// times the CPU count (42 KB on a 128-CPU host) and allocated per-CPU memory on the exit path
+/// for each new key. A VM's vCPU threads touch a key each: 16 entries for a 16-vCPU VM's MSR.
 #[map]
-static EVIDENCE: HashMap<EvKey, EvValue> = HashMap::with_max_entries(8192, BPF_F_NO_PREALLOC);
+static EVIDENCE: HashMap<ThreadEvKey, EvValue> =
+    HashMap::with_max_entries(32768, BPF_F_NO_PREALLOC);
 
 /// Sampled guest RIPs per (VM, reason): kind GUEST_RIP keys, a count each. Shared, not per
 /// CPU (its size does not grow with the host); LRU, so a guest with more RIPs than fit keeps
@@ -92,14 +92,23 @@ fn field(ctx: &TracePointContext, i: usize) -> Option<u64> {
 
 #[inline(always)]
 pub fn bump(tgid: u32, kind: u16, flags: u16, a: u64, sum: u64, last: u64) {
-    let key = EvKey {
-        tgid,
-        kind,
-        flags,
-        a,
+    let key = ThreadEvKey {
+        tid: ids().1,
+        pad: 0,
+        key: EvKey {
+            tgid,
+            kind,
+            flags,
+            a,
+        },
     };
     if let Some(v) = EVIDENCE.get_ptr_mut(&key) {
-        add(v, sum, last);
+        // SAFETY: a live map value whose only writer is this thread (the key holds its tid),
+        // running here with preemption off.
+        let v = unsafe { &mut *v };
+        v.count += 1;
+        v.sum += sum;
+        v.last = last;
         return;
     }
     let v = EvValue {
@@ -107,31 +116,8 @@ pub fn bump(tgid: u32, kind: u16, flags: u16, a: u64, sum: u64, last: u64) {
         sum,
         last,
     };
-    // NOEXIST: a CPU that inserted the key first keeps its counts, and this one adds to them.
-    if EVIDENCE.insert(&key, &v, BPF_NOEXIST as u64).is_ok() {
-        return;
-    }
-    match EVIDENCE.get_ptr_mut(&key) {
-        Some(v) => add(v, sum, last),
-        None => {
-            let _ = agg::bump(counter::EVIDENCE_FULL);
-        }
-    }
-}
-
-/// One event into a live EVIDENCE value that other CPUs may be adding to.
-#[inline(always)]
-fn add(v: *mut EvValue, sum: u64, last: u64) {
-    use core::intrinsics::{atomic_xadd, AtomicOrdering::Relaxed};
-    // SAFETY: `v` points to a live map value (the kernel keeps an element alive while a
-    // program holds it, under RCU); the adds are BPF atomic adds (lock xadd), so concurrent
-    // bumps from other CPUs are not lost. `last` is a plain store: any CPU's last value will do.
-    unsafe {
-        atomic_xadd::<u64, u64, { Relaxed }>(&raw mut (*v).count, 1);
-        if sum != 0 {
-            atomic_xadd::<u64, u64, { Relaxed }>(&raw mut (*v).sum, sum);
-        }
-        (*v).last = last;
+    if EVIDENCE.insert(&key, &v, 0).is_err() {
+        let _ = agg::bump(counter::EVIDENCE_FULL);
     }
 }
 

@@ -7,10 +7,6 @@
 //! the `test-programs` feature: the object kvmprof embeds holds the programs users run.
 #![no_std]
 #![no_main]
-// atomic_xadd: the BPF target has atomic adds but no compare-and-swap, so core's atomics
-// offer no fetch_add there.
-#![allow(internal_features)]
-#![feature(core_intrinsics)]
 
 /// A classic tracepoint program `$name` in ELF section `$section` that returns what `$body`
 /// returns ([`KEEP`]). aya's `#[tracepoint]` cannot be used: the program it makes always returns

@@ -1,6 +1,7 @@
-//! Privileged test of the evidence map, shared by all CPUs (not per CPU): vCPU threads of one
-//! VM on different CPUs bump the same keys at once, and no event may be lost. Driven through
-//! the exact verified code (kvm_msr's bump, the test entry's op 4) with BPF_PROG_TEST_RUN.
+//! Privileged tests of the evidence map, keyed per thread (not per CPU): vCPU threads of one
+//! VM on different CPUs bump the same evidence at once, and no event may be lost; no map that
+//! grows with its keys is per CPU. Driven through the exact verified code (kvm_msr's bump,
+//! the test entry's op 4) with BPF_PROG_TEST_RUN.
 
 mod common;
 
@@ -18,9 +19,9 @@ fn msr_write(msr: u64, data: u64) -> Event {
     [4, VM, 1, msr, data, 0, 0]
 }
 
-/// Two threads pinned to two CPUs bump the same four keys 200 000 times each, some of them
-/// new (both CPUs may insert a key at once): every key's count is exactly the events sent
-/// (a plain `+=` on a shared value loses some of them when the CPUs overlap).
+/// Two threads pinned to two CPUs bump the same four keys 200 000 times each: every key's
+/// count, summed over its threads, is exactly the events sent (one value shared by both
+/// threads, bumped with plain adds, loses some of them when the CPUs overlap).
 #[test]
 fn two_cpus_bumping_the_same_keys_lose_no_event() {
     if !common::privileged("two_cpus_bumping_the_same_keys_lose_no_event") {

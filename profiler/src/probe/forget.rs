@@ -109,11 +109,11 @@ pub fn forget(
         q.push(*i, 0)?;
     }
     {
-        let mut evidence = hash::<ev::EvKey, ev::EvValue>(ebpf, "EVIDENCE")?;
-        let dead: Vec<ev::EvKey> = evidence
+        let mut evidence = hash::<ev::ThreadEvKey, ev::EvValue>(ebpf, "EVIDENCE")?;
+        let dead: Vec<ev::ThreadEvKey> = evidence
             .keys()
             .flatten()
-            .filter(|k| tgids.contains(&k.tgid))
+            .filter(|k| tgids.contains(&k.key.tgid))
             .collect();
         for k in dead {
             let _ = evidence.remove(&k);

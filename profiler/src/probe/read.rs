@@ -38,21 +38,20 @@ pub fn sample(
     table.refresh(|k| overflow.get(&k, 0).ok());
     s.stats = table.stats();
 
-    // One batch of syscalls for the whole map (it is shared, not per CPU).
-    let (keys, values, _) = read_all::<ev::EvKey, ev::EvValue>(ebpf, "EVIDENCE", false)?;
+    // One batch of syscalls for the whole map; a key's threads summed.
+    let (keys, values, _) = read_all::<ev::ThreadEvKey, ev::EvValue>(ebpf, "EVIDENCE", false)?;
     for (k, v) in keys.into_iter().zip(values) {
         let key = EvKey {
-            tgid: k.tgid,
-            kind: k.kind,
-            flags: k.flags,
-            a: k.a,
+            tgid: k.key.tgid,
+            kind: k.key.kind,
+            flags: k.key.flags,
+            a: k.key.a,
         };
-        let st = EvStat {
-            count: v.count,
-            sum: v.sum,
-            last: v.last,
-        };
-        s.evidence.insert(key, st);
+        let st = s.evidence.entry(key).or_default();
+        st.count += v.count;
+        st.sum += v.sum;
+        // Any thread's last value: the map cannot say which one wrote last.
+        st.last = v.last;
     }
     // Sampled guest RIPs (ev::GUEST_RIP): kept with the evidence, so recordings hold them.
     let (keys, counts, _) = read_all::<ev::EvKey, u64>(ebpf, "RIPS", false)?;
