@@ -28,6 +28,16 @@ pub struct StatKey {
 /// same row go to the `OVERFLOW` hash, keyed by [`OverflowKey`].
 pub const LINKS: usize = 7;
 
+/// Indexes the `kvmprof_fill` program pushes onto a free list per run, at most: a bounded loop
+/// the verifier walks iteration by iteration, so a larger chunk costs more to load than its
+/// fewer runs save (kvmprof-bench, default --max-keys: 256 took 31 ms, 32 takes 9 ms; one push
+/// syscall per index, 78 ms).
+pub const FILL_CHUNK: u32 = 32;
+/// `kvmprof_fill`'s first argument: which free list.
+pub const FILL_ROWS: u64 = 0;
+pub const FILL_OCTS: u64 = 1;
+pub const FILL_VCTX: u64 = 2;
+
 /// One exit-table row: the handling times of one [`StatKey`], in the shared, mmappable `ROWS`
 /// array (not per CPU: a row costs the same on every host). A row has one writer at a time
 /// (the vCPU thread whose exits it counts, serialised on that thread), so plain adds suffice;

@@ -15,8 +15,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, Queue},
 };
 use profiler_common::{
-    counter, hist, reason_index, Oct, OverflowKey, Pending, Row, StatKey, ISA_USERSPACE, LINKS,
-    LINK_OVERFLOW, OTHER_REASON, PSLOTS, PSLOT_MASK, REASON_SLOTS,
+    counter, hist, reason_index, Oct, OverflowKey, Pending, Row, StatKey, FILL_CHUNK, FILL_OCTS,
+    FILL_ROWS, FILL_VCTX, ISA_USERSPACE, LINKS, LINK_OVERFLOW, OTHER_REASON, PSLOTS, PSLOT_MASK,
+    REASON_SLOTS,
 };
 
 use crate::slow;
@@ -470,4 +471,32 @@ fn new_row(key: &StatKey) -> Option<(u32, &'static mut Row)> {
     let row = row_at(idx)?;
     row.key = *key;
     Some((idx, row))
+}
+
+/// `kvmprof_fill`'s work: pushes `start..start + n` (`n` ≤ FILL_CHUNK) onto free list `list`
+/// (FILL_ROWS, FILL_OCTS, FILL_VCTX); returns how many it pushed. Run at load by userspace
+/// through BPF_PROG_TEST_RUN: one syscall per FILL_CHUNK indexes instead of one per index
+/// (~66 000 at the default --max-keys, 0.7 s of kvmprof's start under an emulated CPU).
+#[inline(always)]
+pub fn fill(list: u64, start: u64, n: u64) -> u32 {
+    let (start, n) = (start as u32, n.min(FILL_CHUNK as u64) as u32);
+    // One loop per map: each push site then names one map, as the verifier prefers.
+    match list {
+        FILL_ROWS => push_range(&FREE_ROWS, start, n),
+        FILL_OCTS => push_range(&FREE_OCTS, start, n),
+        FILL_VCTX => push_range(&FREE_VCTX, start, n),
+        _ => 0,
+    }
+}
+
+#[inline(always)]
+fn push_range(q: &Queue<u32>, start: u32, n: u32) -> u32 {
+    let mut pushed = 0;
+    for i in 0..FILL_CHUNK {
+        if i >= n || q.push(start + i, 0).is_err() {
+            break;
+        }
+        pushed += 1;
+    }
+    pushed
 }

@@ -111,6 +111,16 @@ pub(crate) fn read_u32(ctx: &TracePointContext, off: u32) -> Option<u32> {
     }
 }
 
+/// Fills a free list at load (see `agg::fill`): args = [list, start, n]; returns how many
+/// indexes it pushed. Never attached: userspace runs it with BPF_PROG_TEST_RUN, then unloads it.
+/// Written out rather than with `#[raw_tracepoint]`, whose program always returns 0.
+#[no_mangle]
+#[link_section = "raw_tp"]
+pub fn kvmprof_fill(ctx: *mut ::core::ffi::c_void) -> u32 {
+    let ctx = aya_ebpf::programs::RawTracePointContext::new(ctx);
+    agg::fill(ctx.arg(0), ctx.arg(1), ctx.arg(2))
+}
+
 tracepoint_program!("tracepoint/kvm/kvm_exit", kvm_exit, kvm_exit_body);
 fn kvm_exit_body(ctx: TracePointContext) -> u32 {
     let o = offsets();

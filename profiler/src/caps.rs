@@ -82,6 +82,12 @@ pub const SOMETIMES: &[(Cap, &str)] = &[
 pub const NO_COST: &str = "the probes' own cost is not measured (it reads 0): BPF run-time \
     statistics need CAP_SYS_ADMIN, or `sysctl kernel.bpf_stats_enabled=1` (no capability)";
 
+/// The kernel could not run `kvmprof_fill` (BPF_PROG_TEST_RUN of raw tracepoint programs,
+/// Linux ≥ 5.10): nothing is lost, the start is slower.
+pub const FILL_BY_SYSCALLS: &str = "the exit table's free lists were filled by one syscall per \
+    index (this kernel cannot test-run kvmprof's fill program: Linux 5.10 or later can): a \
+    slower start, nothing lost";
+
 /// Each command (as typed) and the capabilities it needs; the privileged test runs each live
 /// one with exactly this set and with each capability removed in turn.
 pub const COMMANDS: &[(&str, &[Cap], &str)] = &[

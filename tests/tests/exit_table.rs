@@ -99,6 +99,31 @@ fn a_reader_racing_the_writers_sees_no_torn_or_backward_row() {
     );
 }
 
+/// At load the kernel's `kvmprof_fill` puts every row, octave and reason-table index on its
+/// free list, once, in ascending order (the sampler's scan counts on rows being used in that
+/// order), including a last run shorter than FILL_CHUNK.
+#[test]
+fn the_kernel_fills_the_free_lists_in_index_order() {
+    if !common::privileged("the_kernel_fills_the_free_lists_in_index_order") {
+        return;
+    }
+    let mut p = test_probe(1000);
+    assert!(
+        p.filled().in_kernel,
+        "filled by push syscalls: {:?}",
+        p.filled()
+    );
+    for (name, n) in kvmprof::probe::table_sizes(1000) {
+        if !name.starts_with("FREE_") {
+            continue;
+        }
+        let map = p.ebpf_mut().map_mut(name).expect("free list");
+        let mut q: aya::maps::Queue<_, u32> = aya::maps::Queue::try_from(map).expect("queue");
+        let got: Vec<u32> = std::iter::from_fn(|| q.pop(0).ok()).collect();
+        assert_eq!(got, (0..n).collect::<Vec<u32>>(), "{name}");
+    }
+}
+
 /// A row spanning more octaves than it links keeps them in the overflow hash: the histogram
 /// is still exact. Forgetting the VM gives its rows and octaves back: the table can then be
 /// filled to --max-keys again with nothing refused.

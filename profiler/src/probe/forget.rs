@@ -17,7 +17,10 @@ fn array<'a, V: Pod>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<Array<&'a
     Ok(Array::try_from(map)?)
 }
 
-fn queue<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<Queue<&'a mut MapData, u32>> {
+pub(super) fn queue<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &str,
+) -> anyhow::Result<Queue<&'a mut MapData, u32>> {
     let map = ebpf
         .map_mut(name)
         .with_context(|| format!("{name} map missing"))?;
@@ -32,15 +35,6 @@ fn hash<'a, K: Pod, V: Pod>(
         .map_mut(name)
         .with_context(|| format!("{name} map missing"))?;
     Ok(HashMap::try_from(map)?)
-}
-
-/// Put `0..n` on a free list (at load).
-pub fn fill_free_list(ebpf: &mut Ebpf, name: &str, n: u32) -> anyhow::Result<()> {
-    let mut q = queue(ebpf, name)?;
-    for i in 0..n {
-        q.push(i, 0).with_context(|| format!("filling {name}"))?;
-    }
-    Ok(())
 }
 
 /// Delete everything of these (exited) processes. Returns how many rows were freed.

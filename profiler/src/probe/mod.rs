@@ -2,6 +2,7 @@
 
 mod batch;
 mod errors;
+pub mod fill;
 mod forget;
 mod lock;
 mod mapped;
@@ -137,6 +138,7 @@ pub struct Probe {
     /// Reads the programs' aya-log ring buffer.
     logger: Option<aya_log::EbpfLogger<notices::Collector>>,
     collector: notices::Collector,
+    filled: fill::Filled,
     /// PSLOTS_MAP mapped read-only.
     slots: mapped::Mapped<Pending>,
     /// The exit table mapped read-only, with the last decode of each row.
@@ -325,10 +327,8 @@ impl Probe {
                 .unwrap_or_else(|| ProbeError::other("loading the eBPF object", e))
         })?;
         // The free lists start full: every row, octave and reason table is free.
-        for (list, n) in sizes.iter().filter(|(m, _)| m.starts_with("FREE_")) {
-            forget::fill_free_list(&mut ebpf, list, *n)
-                .map_err(|e| ProbeError::other("setting up the exit table", e))?;
-        }
+        let filled = fill::fill(&mut ebpf, &sizes)
+            .map_err(|e| ProbeError::other("setting up the exit table", e))?;
         let map_err = |e: anyhow::Error| ProbeError::other("setting up the exit table", e);
         let slots = mapped::Mapped::map(&ebpf, "PSLOTS_MAP").map_err(map_err)?;
         let table = table::Table::new(
@@ -437,7 +437,13 @@ impl Probe {
             slow_log: Mutex::new(slow_log),
             logger,
             collector,
+            filled,
         })
+    }
+
+    /// How the exit table's free lists were filled at load (for tests and benchmarks).
+    pub fn filled(&self) -> fill::Filled {
+        self.filled
     }
 
     /// Read every map now.
@@ -474,6 +480,11 @@ impl Probe {
 
     pub fn ebpf(&self) -> &Ebpf {
         &self.ebpf
+    }
+
+    /// The maps and programs, to change (tests and benchmarks: e.g. to empty a free list).
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
     }
 
     /// Messages logged by the programs since the last call (e.g. a full map).

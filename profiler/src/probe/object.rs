@@ -43,13 +43,14 @@ mod tests {
         names
     }
 
-    /// What `Probe::load` attaches with `Programs::Live`.
+    /// What `Probe::load` attaches with `Programs::Live`, and the program it runs at load.
     fn live_programs() -> Vec<String> {
         let mut names: Vec<String> = TRACEPOINTS
             .iter()
             .map(|t| t.0)
             .chain(SCHED_TRACEPOINTS.iter().map(|t| t.0))
             .chain(ev::PROGRAMS.iter().map(|p| p.0))
+            .chain([super::super::fill::PROGRAM])
             .map(String::from)
             .collect();
         names.sort();

@@ -56,32 +56,34 @@ impl Probe {
             })?
             .try_into()?;
         let fd = prog.fd()?.as_fd().as_raw_fd();
-        let mut rets = Vec::with_capacity(events.len());
-        for ev in events {
-            let mut attr = TestRunAttr {
-                prog_fd: fd as u32,
-                ctx_size_in: std::mem::size_of::<Event>() as u32,
-                ctx_in: ev.as_ptr() as u64,
-                ..Default::default()
-            };
-            // SAFETY: attr is a valid bpf_attr prefix for BPF_PROG_TEST_RUN; ctx_in points to
-            // `ev`, which outlives the call; the kernel reads at most ctx_size_in bytes.
-            let rc = unsafe {
-                libc::syscall(
-                    libc::SYS_bpf,
-                    BPF_PROG_TEST_RUN,
-                    &mut attr as *mut TestRunAttr,
-                    std::mem::size_of::<TestRunAttr>() as u32,
-                )
-            };
-            if rc != 0 {
-                bail!(
-                    "BPF_PROG_TEST_RUN failed: {}",
-                    std::io::Error::last_os_error()
-                );
-            }
-            rets.push(attr.retval);
-        }
-        Ok(rets)
+        events.iter().map(|ev| run_raw_tp(fd, ev)).collect()
     }
+}
+
+/// Runs the loaded raw tracepoint program `fd` once on the arguments `args`
+/// (BPF_PROG_TEST_RUN, on this CPU); its return value.
+pub(super) fn run_raw_tp(fd: i32, args: &[u64]) -> anyhow::Result<u32> {
+    let mut attr = TestRunAttr {
+        prog_fd: fd as u32,
+        ctx_size_in: std::mem::size_of_val(args) as u32,
+        ctx_in: args.as_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: attr is a valid bpf_attr prefix for BPF_PROG_TEST_RUN; ctx_in points to `args`,
+    // which outlives the call; the kernel reads at most ctx_size_in bytes.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            &mut attr as *mut TestRunAttr,
+            std::mem::size_of::<TestRunAttr>() as u32,
+        )
+    };
+    if rc != 0 {
+        bail!(
+            "BPF_PROG_TEST_RUN failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(attr.retval)
 }

@@ -30,6 +30,9 @@ impl LiveSource {
         if !probe.measures_cost() {
             warnings.push(crate::caps::NO_COST.into());
         }
+        if !probe.filled().in_kernel {
+            warnings.push(crate::caps::FILL_BY_SYSCALLS.into());
+        }
         let label = format!("live: {} ({})", hostname(), kernel_release());
         Ok((
             LiveSource {

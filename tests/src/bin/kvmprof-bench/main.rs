@@ -34,6 +34,9 @@ fn main() -> Result<()> {
         scale::userspace_scale(&mut json)?;
         return Ok(());
     }
+    if std::env::var_os("KVMPROF_BENCH_FILL_ONLY").is_some() {
+        return kernel::fill(&mut json);
+    }
     if std::env::var_os("KVMPROF_BENCH_SCHED_ONLY").is_some() {
         return sched::cost(&mut json);
     }
@@ -41,6 +44,7 @@ fn main() -> Result<()> {
     sched::cost(&mut json)?;
     if std::env::var_os("KVMPROF_BENCH_KERNEL_ONLY").is_none() {
         kernel::first_use(&mut json)?;
+        kernel::fill(&mut json)?;
         kernel::evidence(&mut json)?;
         scale::small_host()?;
         scale::userspace_scale(&mut json)?;
