@@ -200,20 +200,13 @@ fn an_exit_before_its_vm_is_named_takes_the_later_name() {
         pid: None,
         vcpu: None,
     };
-    let log = slow::collect(s.iter().map(Ok), &ExitNames::builtin(), &all).unwrap();
-    let io = log
-        .lines
-        .iter()
-        .find(|l| l.vm_pid == 1000)
-        .expect("the VM's line");
-    assert_eq!(io.vm_name, "win\x1b11");
+    let name_of_1000 = |s: &[Sample]| {
+        let log = slow::collect(s.iter().map(Ok), &ExitNames::builtin(), &all).unwrap();
+        let io = log.lines.into_iter().find(|l| l.vm_pid == 1000);
+        io.expect("the VM's line").vm_name
+    };
+    assert_eq!(name_of_1000(&s), "win\x1b11");
     // A pid no sample ever names keeps its number.
     s.pop();
-    let log = slow::collect(s.iter().map(Ok), &ExitNames::builtin(), &all).unwrap();
-    let io = log
-        .lines
-        .iter()
-        .find(|l| l.vm_pid == 1000)
-        .expect("the VM's line");
-    assert_eq!(io.vm_name, "pid 1000");
+    assert_eq!(name_of_1000(&s), "pid 1000");
 }
