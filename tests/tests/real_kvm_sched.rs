@@ -32,13 +32,17 @@ const WAIT_SLACK_NS: u64 = 20_000_000;
 /// A nanosleep of 3 ms sleeps at least 3 ms from the call; the switch-out comes a few µs
 /// after it.
 const SLEEP_SLACK_NS: u64 = 200_000;
-/// Delayed writes that may show less than their sleep. On 6.12 one of the 40 did in two of
-/// three runs (blocked 146 µs, 225 µs; the rest of its 9 ms counted as on a CPU). Debian's
-/// 6.12 sources (sched/core.c, time/hrtimer.c) leave one path: the thread stayed on its CPU ~2.8
-/// ms between arming the 3 ms timer and calling schedule(), then slept the rest. Under TCG the
-/// L1 guest's vCPU can stall that long (no steal time; port writes of 4-5 ms "on a CPU" are
-/// common in these runs), so the split is the kernel's own view; a second one fails.
-const SLEEPS_UNSEEN: u64 = 1;
+/// Delayed writes that may show less than their sleep, per 40. On 6.12 one of the 40 did in two
+/// of three runs (blocked 146 µs, 225 µs; the rest of its 9 ms counted as on a CPU), two in a
+/// clean-clone CI run. Debian's 6.12 sources (sched/core.c, time/hrtimer.c) leave one path:
+/// the thread stayed on its CPU ~2.8 ms between arming the 3 ms timer and calling schedule(),
+/// then slept the rest. Under TCG the L1 guest's vCPU can stall that long (no steal time; port
+/// writes of 4-5 ms "on a CPU" are common in these runs), so the split is the kernel's own
+/// view. The vCPU thread's own accounting cannot tell those writes apart: tried, its schedstat
+/// and thread CPU clock around each sleep put 0 µs asleep for up to half the writes that
+/// sched_switch/sched_wakeup showed blocked 3 ms (6.12's delayed dequeue keeps a sleeper on
+/// the run queue). A broken split shows none of the 40.
+const SLEEPS_UNSEEN_PER_40: u64 = 4;
 
 #[derive(Deserialize, Debug)]
 struct Report {
@@ -171,8 +175,9 @@ fn check(dir: &Path) -> Result<()> {
         .filter(|r| r.reason == SVM_IO)
         .map(|r| r.blocked_ns)
         .sum();
+    let unseen = SLEEPS_UNSEEN_PER_40 * delayed.div_ceil(40);
     ensure!(
-        io >= delayed * (DELAY_NS - SLEEP_SLACK_NS),
+        io >= delayed.saturating_sub(unseen) * (DELAY_NS - SLEEP_SLACK_NS),
         "io exits asleep {io} ns in all, for {delayed} sleeps of 3 ms"
     );
     let log: Log =
@@ -195,7 +200,7 @@ fn check(dir: &Path) -> Result<()> {
         slept += u64::from(delayed_write);
     }
     ensure!(
-        slept + SLEEPS_UNSEEN >= delayed,
+        slept + unseen >= delayed,
         "{slept} logged port writes slept 3 ms, {delayed} were delayed"
     );
     println!("{delayed} delayed writes, {slept} logged asleep ≥ 3 ms");
