@@ -2,6 +2,7 @@
 //! values (the counters) are summed here, once.
 
 use std::{
+    collections::BTreeMap,
     os::fd::AsFd,
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -38,39 +39,7 @@ pub fn sample(
     table.refresh(|k| overflow.get(&k, 0).ok());
     s.stats = table.stats();
 
-    // One batch of syscalls for the whole map; a key's threads summed.
-    let (keys, values, _) = read_all::<ev::ThreadEvKey, ev::EvValue>(ebpf, "EVIDENCE", false)?;
-    for (k, v) in keys.into_iter().zip(values) {
-        let key = EvKey {
-            tgid: k.key.tgid,
-            kind: k.key.kind,
-            flags: k.key.flags,
-            a: k.key.a,
-        };
-        let st = s.evidence.entry(key).or_default();
-        st.count += v.count;
-        st.sum += v.sum;
-        // Any thread's last value: the map cannot say which one wrote last.
-        st.last = v.last;
-    }
-    // Sampled guest RIPs (ev::GUEST_RIP): kept with the evidence, so recordings hold them.
-    let (keys, counts, _) = read_all::<ev::EvKey, u64>(ebpf, "RIPS", false)?;
-    for (k, count) in keys.into_iter().zip(counts) {
-        let key = EvKey {
-            tgid: k.tgid,
-            kind: k.kind,
-            flags: k.flags,
-            a: k.a,
-        };
-        s.evidence.insert(
-            key,
-            EvStat {
-                count,
-                ..Default::default()
-            },
-        );
-    }
-
+    s.evidence = evidence(ebpf)?;
     let mut pending = |p: &Pending| {
         if p.ts != 0 {
             let key = Key {
@@ -123,6 +92,57 @@ pub fn sample(
         }
     }
     Ok(s)
+}
+
+/// EVIDENCE (a key's threads summed) and the sampled guest RIPs (`ev::GUEST_RIP` keys, kept
+/// with the evidence so recordings hold them), in one map built from a sorted list. RIPS is
+/// full (4 096 keys) on any busy guest: inserting its keys one by one cost ~0.3 ms a refresh.
+/// Reading it costs ~1 ms more (the kernel's batch copies each key and value to userspace
+/// apart), whatever changed.
+fn evidence(ebpf: &Ebpf) -> anyhow::Result<BTreeMap<EvKey, EvStat>> {
+    let of = |k: &ev::EvKey| EvKey {
+        tgid: k.tgid,
+        kind: k.kind,
+        flags: k.flags,
+        a: k.a,
+    };
+    let (keys, values, _) = read_all::<ev::ThreadEvKey, ev::EvValue>(ebpf, "EVIDENCE", false)?;
+    let (rips, counts, _) = read_all::<ev::EvKey, u64>(ebpf, "RIPS", false)?;
+    let mut all: Vec<(EvKey, EvStat)> = Vec::with_capacity(keys.len() + rips.len());
+    let threads = keys.iter().zip(values).map(|(k, v)| {
+        let st = EvStat {
+            count: v.count,
+            sum: v.sum,
+            last: v.last,
+        };
+        (of(&k.key), st)
+    });
+    all.extend(threads);
+    let sampled = rips.iter().zip(counts).map(|(k, count)| {
+        let st = EvStat {
+            count,
+            ..Default::default()
+        };
+        (of(k), st)
+    });
+    all.extend(sampled);
+    // Stable, so a key in both maps (not made: GUEST_RIP is RIPS's kind only) keeps the RIP's.
+    all.sort_by_key(|(k, _)| *k);
+    let mut merged: Vec<(EvKey, EvStat)> = Vec::with_capacity(all.len());
+    for (k, v) in all {
+        match merged.last_mut() {
+            Some((lk, st)) if *lk == k && k.kind != ev::GUEST_RIP => {
+                st.count += v.count;
+                st.sum += v.sum;
+                // Any thread's last value: the map cannot say which one wrote last.
+                st.last = v.last;
+            }
+            Some((lk, st)) if *lk == k => *st = v,
+            _ => merged.push((k, v)),
+        }
+    }
+    // From a sorted list the map is built in one pass, without a search per key.
+    Ok(merged.into_iter().collect())
 }
 
 pub fn mono_ns() -> u64 {
