@@ -40,8 +40,9 @@ const SLEEP_SLACK_NS: u64 = 200_000;
 /// writes of 4-5 ms "on a CPU" are common in these runs), so the split is the kernel's own
 /// view. The vCPU thread's own accounting cannot tell those writes apart: tried, its schedstat
 /// and thread CPU clock around each sleep put 0 µs asleep for up to half the writes that
-/// sched_switch/sched_wakeup showed blocked 3 ms (6.12's delayed dequeue keeps a sleeper on
-/// the run queue). A broken split shows none of the 40.
+/// sched_switch/sched_wakeup showed blocked 3 ms on 6.12 (whose delayed dequeue may keep a
+/// sleeper on the run queue), and 3 of 40 on 6.1 (not understood). A broken split shows none
+/// of the 40.
 const SLEEPS_UNSEEN_PER_40: u64 = 4;
 
 #[derive(Deserialize, Debug)]
