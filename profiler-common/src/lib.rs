@@ -188,6 +188,12 @@ pub struct Pending {
     pub off_ns: u64,
     pub wait_ns: u64,
     pub blocked_ns: u64,
+    /// In a slot only: the owner's userspace exit waiting for its next KVM_RUN
+    /// (bpf_ktime_get_ns() at kvm_userspace_exit, 0 = none) and its reason; threads without a
+    /// slot keep theirs in the `UPENDING` hash.
+    pub uts: u64,
+    pub ureason: u32,
+    pub _upad: u32,
 }
 
 /// One exit whose handling time reached the slow-exit threshold, as the kernel hands it to

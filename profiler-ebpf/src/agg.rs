@@ -62,10 +62,12 @@ static ROW_INDEX: HashMap<StatKey, u32> = HashMap::with_max_entries(16384, BPF_F
 static PSLOTS_MAP: Array<Pending> = Array::with_max_entries(PSLOTS, BPF_F_MMAPABLE);
 
 /// Exit waiting for its entry, per thread (a vCPU thread may migrate between the two), for
-/// threads whose PSLOTS slot another thread owns. LRU so threads that died with an exit
-/// pending cannot fill it.
+/// threads whose PSLOTS slot another thread owns (their tids collide in the slot index). LRU
+/// so threads that died with an exit pending cannot fill it. Preallocated: each entry costs
+/// ~150 B of kernel memory and each refresh scans its buckets, so it is sized for collisions,
+/// not for every thread.
 #[map]
-static PENDING: LruHashMap<u32, Pending> = LruHashMap::with_max_entries(65536, 0);
+static PENDING: LruHashMap<u32, Pending> = LruHashMap::with_max_entries(4096, 0);
 
 /// Owner (tid) of each claimed PSLOTS slot. Inserting with BPF_NOEXIST is the atomic claim:
 /// the kernel lets exactly one concurrent insert of a key succeed. (Rust's core has no
@@ -74,9 +76,10 @@ static PENDING: LruHashMap<u32, Pending> = LruHashMap::with_max_entries(65536, 0
 #[map]
 static PSLOT_OWNERS: HashMap<u32, u32> = HashMap::with_max_entries(PSLOTS, BPF_F_NO_PREALLOC);
 
-/// Userspace exit waiting for the thread's next KVM_RUN, per thread.
+/// Userspace exit waiting for the thread's next KVM_RUN, per thread, for threads without a
+/// PSLOTS slot (slot owners keep it in the slot: `Pending::uts`). Sized as `PENDING`.
 #[map]
-static UPENDING: LruHashMap<u32, Pending> = LruHashMap::with_max_entries(65536, 0);
+static UPENDING: LruHashMap<u32, Pending> = LruHashMap::with_max_entries(4096, 0);
 
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
@@ -250,6 +253,13 @@ pub fn on_entry(tgid: u32, tid: u32, now: u64, vcpu_id: u32) -> bool {
 #[inline(always)]
 pub fn on_uexit(tgid: u32, tid: u32, now: u64, reason: u32) {
     bump(counter::USERSPACE_EXITS);
+    if let Some(p) = own_slot(tid, false) {
+        // Not claimed here: the exit before this one claimed it, if one could be had.
+        p.uts = now;
+        p.ureason = reason;
+        p.tgid = tgid;
+        return;
+    }
     let p = Pending {
         ts: now,
         vcpu_id: tid,
@@ -265,6 +275,17 @@ pub fn on_uexit(tgid: u32, tid: u32, now: u64, reason: u32) {
 
 #[inline(always)]
 pub fn on_kvm_run(tgid: u32, tid: u32, now: u64) {
+    if let Some(p) = own_slot(tid, false) {
+        let (ts, reason) = (p.uts, p.ureason);
+        if ts == 0 {
+            return; // nothing pending: the slot's owner keeps no UPENDING entry.
+        }
+        p.uts = 0;
+        if ts <= now {
+            uaccount(tgid, tid, reason, now - ts);
+        }
+        return;
+    }
     let Some(p) = UPENDING.get_ptr_mut(tid) else {
         return; // first KVM_RUN of a thread, or a non-vCPU ioctl path.
     };
@@ -273,14 +294,19 @@ pub fn on_kvm_run(tgid: u32, tid: u32, now: u64) {
     if p.ts == 0 || p.ts > now {
         return;
     }
+    let delta = now - p.ts;
+    p.ts = 0;
+    uaccount(tgid, tid, p.reason, delta);
+}
+
+#[inline(always)]
+fn uaccount(tgid: u32, tid: u32, reason: u32, delta: u64) {
     let key = StatKey {
         tgid,
         vcpu_id: tid,
         isa: ISA_USERSPACE,
-        reason: p.reason,
+        reason,
     };
-    let delta = now - p.ts;
-    p.ts = 0;
     account(&key, 0, delta, 0, 0);
 }
 

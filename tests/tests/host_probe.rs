@@ -111,6 +111,62 @@ fn userspace_exits_are_timed_until_the_next_kvm_run() {
     assert_eq!(s.counter(counter::USERSPACE_EXITS), 3);
 }
 
+/// A vCPU thread that owns a slot (its first kvm_exit claimed one) keeps its userspace exit in
+/// the slot: timed and counted in flight as before, with nothing in the UPENDING hash, which
+/// is sized for the threads without a slot (kernel memory that does not grow per thread).
+#[test]
+fn a_slot_owners_userspace_exits_live_in_its_slot() {
+    if !common::privileged("a_slot_owners_userspace_exits_live_in_its_slot") {
+        return;
+    }
+    let mut p = test_probe(1024);
+    let s = run(
+        &p,
+        &[
+            ev(OP_EXIT, 400, 4000, 1_000, 0, ISA_VMX, 30), // IO_INSTRUCTION: claims the slot
+            ev(OP_UEXIT, 400, 4000, 1_100, 0, 0, 2),
+            ev(OP_KVM_RUN, 400, 4000, 1_400, 0, 0, 0),
+            ev(OP_ENTRY, 400, 4000, 1_500, 0, 0, 0),
+            ev(OP_EXIT, 400, 4000, 2_000, 0, ISA_VMX, 30),
+            ev(OP_UEXIT, 400, 4000, 2_100, 0, 0, 2),
+            ev(OP_KVM_RUN, 400, 4000, 2_600, 0, 0, 0),
+            ev(OP_ENTRY, 400, 4000, 2_700, 0, 0, 0),
+            // A KVM_RUN with nothing pending is not an event.
+            ev(OP_KVM_RUN, 400, 4000, 3_000, 0, 0, 0),
+            ev(OP_EXIT, 400, 4000, 4_000, 0, ISA_VMX, 12),
+            ev(OP_UEXIT, 400, 4000, 4_100, 0, 0, 5), // VMM still handling it
+        ],
+    );
+    let st = &s.stats[&key(400, 4000, ISA_USERSPACE, 2)];
+    assert_eq!(
+        (st.count, st.sum_ns, st.min_ns, st.max_ns),
+        (2, 800, 300, 500)
+    );
+    assert_eq!(s.stats[&key(400, 0, ISA_VMX, 30)].count, 2);
+    assert_eq!(s.in_flight.get(&key(400, 4000, ISA_USERSPACE, 5)), Some(&1));
+    assert_eq!(s.in_flight.get(&key(400, 0, ISA_VMX, 12)), Some(&1));
+    let upending: aya::maps::HashMap<
+        _,
+        u32,
+        [u8; std::mem::size_of::<profiler_common::Pending>()],
+    > = aya::maps::HashMap::try_from(p.ebpf_mut().map("UPENDING").unwrap()).unwrap();
+    assert_eq!(
+        upending.keys().count(),
+        0,
+        "UPENDING holds a slot owner's exit"
+    );
+    for m in p.map_memory() {
+        if m.name == "PENDING" || m.name == "UPENDING" {
+            assert!(
+                m.bytes < 2 << 20,
+                "{}: {} bytes of kernel memory",
+                m.name,
+                m.bytes
+            );
+        }
+    }
+}
+
 #[test]
 fn kernel_histogram_percentiles_within_ten_percent() {
     if !common::privileged("kernel_histogram_percentiles_within_ten_percent") {

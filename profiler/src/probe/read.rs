@@ -13,7 +13,7 @@ use aya::{
     maps::{HashMap, PerCpuArray},
     Ebpf,
 };
-use profiler_common::{counter, ev, Oct, OverflowKey, Pending, SlowExit};
+use profiler_common::{counter, ev, Oct, OverflowKey, Pending, SlowExit, ISA_USERSPACE};
 
 use super::{batch::read_all, mapped::Mapped, table::Table};
 use crate::sample::{EvKey, EvStat, Key, ProgStat, Sample, SlowEvent};
@@ -51,11 +51,21 @@ pub fn sample(
             *s.in_flight.entry(key).or_insert(0) += 1;
         }
     };
-    // Only `ts` (offset 0) of each slot is loaded unless an exit is in flight there.
+    // Only `ts` and `uts` of each slot are loaded unless an exit is in flight there.
+    let uts = std::mem::offset_of!(Pending, uts);
     for i in 0..slots.len() {
-        if slots.u64_at(i, 0) != 0 {
+        if slots.u64_at(i, 0) | slots.u64_at(i, uts) != 0 {
             if let Some(p) = slots.get(i) {
                 pending(&p);
+                // The owner's userspace exit, as the UPENDING hash holds other threads'.
+                pending(&Pending {
+                    ts: p.uts,
+                    vcpu_id: p.owner,
+                    isa: ISA_USERSPACE,
+                    reason: p.ureason,
+                    tgid: p.tgid,
+                    ..Pending::default()
+                });
             }
         }
     }
