@@ -6,6 +6,8 @@ use std::os::fd::{AsFd, AsRawFd};
 use anyhow::{bail, Context};
 use aya::{maps::Map, Ebpf, Pod};
 
+use super::sys::sys_bpf;
+
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 /// Rows asked for per syscall (a hash bucket holding more would need more; we grow then).
 const CHUNK: u32 = 4096;
@@ -79,15 +81,7 @@ pub fn read_all<K: Pod, V: Pod>(
         // SAFETY: attr is a valid bpf_attr prefix for BPF_MAP_LOOKUP_BATCH; keys and values
         // have room for `count` keys and `count * cpus` values; the tokens are 8 bytes (the
         // kernel uses 4 for hash maps and the key size (4) for arrays).
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_BATCH,
-                &mut attr as *mut BatchAttr,
-                std::mem::size_of::<BatchAttr>() as u32,
-            )
-        };
-        let err = (rc != 0).then(std::io::Error::last_os_error);
+        let err = unsafe { sys_bpf(BPF_MAP_LOOKUP_BATCH, &mut attr) }.err();
         let got = attr.count as usize;
         if let Some(e) = &err {
             match e.raw_os_error() {

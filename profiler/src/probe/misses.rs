@@ -6,6 +6,8 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use aya_obj::generated::bpf_prog_info;
 
+use super::sys::sys_bpf;
+
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 
 /// The `info` member of `union bpf_attr`.
@@ -26,16 +28,8 @@ pub fn recursion_misses(prog: BorrowedFd<'_>) -> u64 {
     };
     // SAFETY: attr is a valid bpf_attr prefix for this command; the kernel writes at most
     // info_len bytes into `info`, which outlives the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET_INFO_BY_FD,
-            &mut attr as *mut InfoAttr,
-            std::mem::size_of::<InfoAttr>() as u32,
-        )
-    };
-    if rc != 0 {
-        return 0;
+    match unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) } {
+        Ok(()) => info.recursion_misses,
+        Err(_) => 0,
     }
-    info.recursion_misses
 }

@@ -11,6 +11,7 @@ mod misses;
 mod notices;
 mod object;
 mod read;
+mod sys;
 mod table;
 mod task_btf;
 pub mod testrun;

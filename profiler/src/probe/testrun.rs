@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use anyhow::{bail, Context};
 use aya::programs::RawTracePoint;
 
-use super::Probe;
+use super::{sys::sys_bpf, Probe};
 
 pub const OP_EXIT: u64 = 0;
 pub const OP_ENTRY: u64 = 1;
@@ -71,19 +71,8 @@ pub(super) fn run_raw_tp(fd: i32, args: &[u64]) -> anyhow::Result<u32> {
     };
     // SAFETY: attr is a valid bpf_attr prefix for BPF_PROG_TEST_RUN; ctx_in points to `args`,
     // which outlives the call; the kernel reads at most ctx_size_in bytes.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            &mut attr as *mut TestRunAttr,
-            std::mem::size_of::<TestRunAttr>() as u32,
-        )
-    };
-    if rc != 0 {
-        bail!(
-            "BPF_PROG_TEST_RUN failed: {}",
-            std::io::Error::last_os_error()
-        );
+    if let Err(e) = unsafe { sys_bpf(BPF_PROG_TEST_RUN, &mut attr) } {
+        bail!("BPF_PROG_TEST_RUN failed: {e}");
     }
     Ok(attr.retval)
 }
