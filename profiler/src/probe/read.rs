@@ -136,23 +136,21 @@ fn evidence(ebpf: &Ebpf) -> anyhow::Result<BTreeMap<EvKey, EvStat>> {
         (of(k), st)
     });
     all.extend(sampled);
-    // Stable, so a key in both maps (not made: GUEST_RIP is RIPS's kind only) keeps the RIP's.
-    all.sort_by_key(|(k, _)| *k);
-    let mut merged: Vec<(EvKey, EvStat)> = Vec::with_capacity(all.len());
-    for (k, v) in all {
-        match merged.last_mut() {
-            Some((lk, st)) if *lk == k && k.kind != ev::GUEST_RIP => {
-                st.count += v.count;
-                st.sum += v.sum;
-                // Any thread's last value: the map cannot say which one wrote last.
-                st.last = v.last;
-            }
-            Some((lk, st)) if *lk == k => *st = v,
-            _ => merged.push((k, v)),
+    // A key's threads, next to each other now, summed into its first entry (RIPS's keys are
+    // one each, and of a kind EVIDENCE never holds).
+    all.sort_unstable_by_key(|(k, _)| *k);
+    all.dedup_by(|(k, v), (first_k, first)| {
+        if k != first_k {
+            return false;
         }
-    }
+        first.count += v.count;
+        first.sum += v.sum;
+        // Any thread's last value: the map cannot say which one wrote last.
+        first.last = v.last;
+        true
+    });
     // From a sorted list the map is built in one pass, without a search per key.
-    Ok(merged.into_iter().collect())
+    Ok(all.into_iter().collect())
 }
 
 pub fn mono_ns() -> u64 {
