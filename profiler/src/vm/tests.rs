@@ -285,3 +285,33 @@ fn real_proc_smoke() {
     assert!(vm.start_time > 0 && !vm.cmdline.is_empty(), "{vm:?}");
     assert!(!vm.is_qemu);
 }
+
+/// A process found not to be QEMU costs a stat read every RECHECK refreshes, not every one
+/// (that was most of a quiet host's refresh); its pid reused by a QEMU is still found within
+/// RECHECK refreshes, and a pid the stats name is always read.
+#[test]
+fn not_qemu_processes_are_reread_every_few_refreshes() {
+    let f = Fake::new();
+    for pid in 2000..2100 {
+        f.process(pid, "bash", 7, &["bash"], &[]);
+    }
+    let mut d = f.discovery();
+    assert!(d.refresh(&[]).is_empty());
+    assert_eq!(d.stat_reads, 100);
+    for _ in 0..RECHECK {
+        assert!(d.refresh(&[]).is_empty());
+    }
+    assert_eq!(
+        d.stat_reads, 200,
+        "each process re-read once in {RECHECK} refreshes"
+    );
+    let vm = d.refresh(&[2005]).remove(0);
+    assert_eq!(
+        (vm.pid, vm.comm.as_str(), vm.is_qemu),
+        (2005, "bash", false)
+    );
+    f.exit(2003);
+    f.process(2003, "qemu-system-x86", 50, &[QEMU, "-name", "late"], &[]);
+    let found = (0..RECHECK).any(|_| d.refresh(&[]).iter().any(|v| v.name == "late"));
+    assert!(found, "a reused pid is seen within {RECHECK} refreshes");
+}

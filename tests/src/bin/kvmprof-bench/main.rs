@@ -34,6 +34,10 @@ fn main() -> Result<()> {
         scale::userspace_scale(&mut json)?;
         return Ok(());
     }
+    if std::env::var_os("KVMPROF_BENCH_SMALL_ONLY").is_some() {
+        scale::discovery(&mut json);
+        return scale::small_host();
+    }
     if std::env::var_os("KVMPROF_BENCH_FILL_ONLY").is_some() {
         return kernel::fill(&mut json);
     }
@@ -47,6 +51,7 @@ fn main() -> Result<()> {
         kernel::fill(&mut json)?;
         kernel::evidence(&mut json)?;
         scale::small_host()?;
+        scale::discovery(&mut json);
         scale::userspace_scale(&mut json)?;
     }
     if let Some(path) = std::env::var_os("KVMPROF_BENCH_JSON") {

@@ -57,6 +57,35 @@ pub fn small_host() -> Result<()> {
     Ok(())
 }
 
+/// VM discovery's share of a live refresh on this host: the first refresh reads every
+/// process's stat and command line; later ones re-read a process found not to be QEMU only
+/// every few refreshes (`vm::Discovery`). What a quiet host pays per interval beyond the maps.
+pub fn discovery(json: &mut Json) {
+    let mut d = kvmprof::vm::Discovery::host();
+    let t = thread_cpu();
+    d.refresh(&[]);
+    let first = cpu_ms(thread_cpu() - t);
+    let procs = d.stat_reads;
+    let n = reps() * 3;
+    let mut times = Vec::new();
+    for _ in 0..n {
+        let t = thread_cpu();
+        d.refresh(&[]);
+        times.push(cpu_ms(thread_cpu() - t));
+    }
+    let (lo, hi) = min_max(&times);
+    let m = median(times);
+    println!("| VM discovery per refresh, this host ({procs} processes) | {m:.3} ms | median of {n} (min {lo:.3}, max {hi:.3}); the first refresh, which reads every process's stat and command line, {first:.3} ms |");
+    json.insert(
+        "discovery_ms_per_refresh",
+        serde_json::json!((m * 1000.0).round() / 1000.0),
+    );
+    json.insert(
+        "discovery_ms_first_refresh",
+        serde_json::json!((first * 1000.0).round() / 1000.0),
+    );
+}
+
 /// One exit+entry on each of the first `rows` rows, at a latency that drifts with `round`.
 fn pass(round: u64, rows: u64) -> Vec<Event> {
     let mut ev = Vec::with_capacity(rows as usize * 2);
