@@ -250,6 +250,10 @@ pub struct SlowWindow {
 /// is most of the programs' cost.
 pub const PSLOTS: u32 = 65536;
 pub const PSLOT_MASK: u32 = PSLOTS - 1;
+/// Words of the `SLOT_USED` array: one byte per `PSLOTS` slot, nonzero once a thread has
+/// claimed the slot (until userspace frees it), so a refresh reads 64 KiB to find the slots in
+/// use instead of two fields of every slot (6 MiB).
+pub const SLOT_WORDS: u32 = PSLOTS / 8;
 
 /// Slots of the per-CPU `COUNTERS` array: everything the programs saw but could not account.
 pub mod counter {

@@ -17,7 +17,7 @@ use aya_ebpf::{
 use profiler_common::{
     counter, hist, reason_index, Oct, OverflowKey, Pending, Row, StatKey, FILL_CHUNK, FILL_OCTS,
     FILL_ROWS, FILL_VCTX, ISA_USERSPACE, LINKS, LINK_OVERFLOW, OTHER_REASON, PSLOTS, PSLOT_MASK,
-    REASON_SLOTS,
+    REASON_SLOTS, SLOT_WORDS,
 };
 
 use crate::slow;
@@ -60,6 +60,12 @@ static ROW_INDEX: HashMap<StatKey, u32> = HashMap::with_max_entries(16384, BPF_F
 /// userspace counts exits in flight by reading memory instead of 65536 map lookups.
 #[map]
 static PSLOTS_MAP: Array<Pending> = Array::with_max_entries(PSLOTS, BPF_F_MMAPABLE);
+
+/// One byte per PSLOTS slot, set by the thread that claims the slot (its own byte: one
+/// writer), cleared by userspace when it frees the slot: a refresh looks only at the slots
+/// whose byte is set.
+#[map]
+static SLOT_USED: Array<u64> = Array::with_max_entries(SLOT_WORDS, BPF_F_MMAPABLE);
 
 /// Exit waiting for its entry, per thread (a vCPU thread may migrate between the two), for
 /// threads whose PSLOTS slot another thread owns (their tids collide in the slot index). LRU
@@ -126,6 +132,11 @@ pub(crate) fn own_slot(tid: u32, claim: bool) -> Option<&'static mut Pending> {
     }
     // Only the winner writes `owner`; a claimant that reads 0 meanwhile loses the insert.
     p.owner = tid;
+    if let Some(w) = SLOT_USED.get_ptr_mut(idx / 8) {
+        // SAFETY: byte `idx % 8` (< 8) of a live 8-byte array value; this slot's claimant is
+        // its only kernel writer, and a byte store leaves the neighbours' bytes alone.
+        unsafe { core::ptr::write_volatile((w as *mut u8).add((idx % 8) as usize), 1) };
+    }
     // No table left (or the queue is busy): this thread's rows take the hash.
     p.vctx = match FREE_VCTX.pop() {
         Ok(Some(v)) => v + 1,

@@ -383,7 +383,16 @@ fn rows_of_exited_processes_can_be_forgotten() {
         ],
     );
     assert_eq!(s.stats.len(), 2);
+    // A refresh looks only at slots whose SLOT_USED byte is set: the claimant sets it, and
+    // freeing the slot clears it (and nothing else).
+    let used = |p: &Probe, slot: u32| -> bool {
+        let a: aya::maps::Array<_, u64> =
+            aya::maps::Array::try_from(p.ebpf().map("SLOT_USED").expect("SLOT_USED")).unwrap();
+        (a.get(&(slot / 8), 0).unwrap() >> (8 * (slot % 8))) & 0xff != 0
+    };
+    assert!(used(&p, 6000) && used(&p, 7000) && !used(&p, 6001));
     assert_eq!(p.forget(&[600]).unwrap(), 1);
+    assert!(!used(&p, 6000) && used(&p, 7000), "freeing slot 6000");
     let s = p.sample().unwrap();
     assert!(
         s.stats.keys().all(|k| k.tgid == 700),
@@ -407,6 +416,7 @@ fn rows_of_exited_processes_can_be_forgotten() {
     assert_eq!(s.stats[&key(800, 0, ISA_VMX, 30)].sum_ns, 500);
     assert_eq!(s.stats[&key(800, 1, ISA_VMX, 30)].sum_ns, 700);
     assert_eq!(s.in_flight.get(&key(800, 0, ISA_VMX, 12)), Some(&1));
+    assert!(used(&p, 6000), "reclaimed slot 6000");
     let slots: aya::maps::Array<_, profiler_common::Pending> =
         aya::maps::Array::try_from(p.ebpf().map("PSLOTS_MAP").expect("PSLOTS_MAP")).unwrap();
     let slot = slots.get(&6000, 0).unwrap();

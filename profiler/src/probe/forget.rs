@@ -8,7 +8,7 @@ use aya::{
 };
 use profiler_common::{ev, Oct, OverflowKey, Pending, Row, StatKey, LINKS, REASON_SLOTS};
 
-use super::{mapped::Mapped, table::Table};
+use super::{slots::Slots, table::Table};
 
 fn array<'a, V: Pod>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<Array<&'a mut MapData, V>> {
     let map = ebpf
@@ -42,7 +42,7 @@ pub fn forget(
     ebpf: &mut Ebpf,
     tgids: &[u32],
     table: &mut Table,
-    slots: &Mapped<Pending>,
+    slots: &Slots,
 ) -> anyhow::Result<usize> {
     if tgids.is_empty() {
         return Ok(0);
@@ -140,9 +140,9 @@ pub fn forget(
 }
 
 /// Free the slots (and reason tables) of dead threads: their tids may come back as others.
-fn forget_slots(ebpf: &mut Ebpf, tgids: &[u32], slots: &Mapped<Pending>) -> anyhow::Result<()> {
-    let dead: Vec<(u32, Pending)> = (0..slots.len())
-        .filter_map(|i| slots.get(i).map(|p| (i as u32, p)))
+fn forget_slots(ebpf: &mut Ebpf, tgids: &[u32], slots: &Slots) -> anyhow::Result<()> {
+    let dead: Vec<(u32, Pending)> = (slots.in_use())
+        .filter_map(|i| slots.pending.get(i).map(|p| (i as u32, p)))
         .filter(|(_, p)| p.owner != 0 && tgids.contains(&p.tgid))
         .collect();
     {
@@ -156,6 +156,9 @@ fn forget_slots(ebpf: &mut Ebpf, tgids: &[u32], slots: &Mapped<Pending>) -> anyh
         for (i, _) in &dead {
             arr.set(*i, Pending::default(), 0)?;
         }
+    }
+    for (i, _) in &dead {
+        slots.freed(*i as usize);
     }
     // Then release the claim (the programs' BPF_NOEXIST insert): in this order a thread
     // claiming meanwhile fails and uses the hash, instead of getting a slot we then wipe.

@@ -10,17 +10,27 @@ pub struct Mapped<T> {
     ptr: *const T,
     len: usize,
     bytes: usize,
+    writable: bool,
 }
 
-// SAFETY: the mapping is read-only, lives as long as the value, and is only read with volatile
-// loads of plain integers (Pod); any thread may do that.
+// SAFETY: the mapping lives as long as the value and is only read with volatile loads of
+// plain integers (Pod), or written with volatile byte stores (`clear_byte`); any thread may.
 unsafe impl<T> Send for Mapped<T> {}
 // SAFETY: as above; `&Mapped` only ever reads.
 unsafe impl<T> Sync for Mapped<T> {}
 
 impl<T: Pod> Mapped<T> {
-    /// Map the array `name` (created with BPF_F_MMAPABLE) of `len` elements of `T`.
+    /// Map the array `name` (created with BPF_F_MMAPABLE) of `len` elements of `T`, read-only.
     pub fn map(ebpf: &Ebpf, name: &str) -> anyhow::Result<Mapped<T>> {
+        Self::map_with(ebpf, name, false)
+    }
+
+    /// Map it for reading and for `clear_byte`.
+    pub fn map_writable(ebpf: &Ebpf, name: &str) -> anyhow::Result<Mapped<T>> {
+        Self::map_with(ebpf, name, true)
+    }
+
+    fn map_with(ebpf: &Ebpf, name: &str, writable: bool) -> anyhow::Result<Mapped<T>> {
         let Some(Map::Array(data)) = ebpf.map(name) else {
             bail!("{name}: not an array map in the eBPF object");
         };
@@ -36,18 +46,14 @@ impl<T: Pod> Mapped<T> {
         let fd = data.fd().as_fd().as_raw_fd();
         let page = 4096usize;
         let bytes = (len * std::mem::size_of::<T>()).div_ceil(page).max(1) * page;
-        // SAFETY: a fresh shared read-only mapping of the map's value area; the kernel checks
-        // the flag and the length, and Drop unmaps exactly this range.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
+        let prot = if writable {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
         };
+        // SAFETY: a fresh shared mapping of the map's value area; the kernel checks the flag
+        // and the length, and Drop unmaps exactly this range.
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), bytes, prot, libc::MAP_SHARED, fd, 0) };
         if ptr == libc::MAP_FAILED {
             let e = std::io::Error::last_os_error();
             bail!("mapping the kernel's {name} array: {e} (needs Linux ≥ 5.5)");
@@ -56,6 +62,7 @@ impl<T: Pod> Mapped<T> {
             ptr: ptr as *const T,
             len,
             bytes,
+            writable,
         })
     }
 
@@ -82,6 +89,16 @@ impl<T: Pod> Mapped<T> {
         let p = unsafe { (self.ptr.add(i) as *const u8).add(off) } as *const u64;
         // SAFETY: as above.
         unsafe { std::ptr::read_volatile(p) }
+    }
+}
+
+impl Mapped<u64> {
+    /// Zero byte `b` of the array (a mapping from `map_writable`): one byte store, so a
+    /// program setting another byte of the same word meanwhile keeps its write.
+    pub fn clear_byte(&self, b: usize) {
+        assert!(self.writable && b < self.len * 8);
+        // SAFETY: in bounds (asserted) of a mapping created writable (asserted).
+        unsafe { std::ptr::write_volatile((self.ptr as *mut u8).add(b), 0) };
     }
 }
 

@@ -11,6 +11,7 @@ mod misses;
 mod notices;
 mod object;
 mod read;
+mod slots;
 mod sys;
 mod table;
 mod task_btf;
@@ -30,7 +31,7 @@ use errors::Stage;
 pub use errors::{check_privileges, setcap, ProbeError};
 use profiler_common::{
     ev::{self, FieldSpec},
-    Offsets, Pending, SlowCfg, OCTS_PER_ROW, ROWS_PER_VCTX,
+    Offsets, SlowCfg, OCTS_PER_ROW, ROWS_PER_VCTX,
 };
 
 use crate::{decode::format, sample::Sample};
@@ -140,8 +141,8 @@ pub struct Probe {
     logger: Option<aya_log::EbpfLogger<notices::Collector>>,
     collector: notices::Collector,
     filled: fill::Filled,
-    /// PSLOTS_MAP mapped read-only.
-    slots: mapped::Mapped<Pending>,
+    /// PSLOTS_MAP and SLOT_USED, mapped.
+    slots: slots::Slots,
     /// The exit table mapped read-only, with the last decode of each row.
     table: Mutex<table::Table>,
     /// Slow exits from the kernel, drained at each sample.
@@ -331,7 +332,7 @@ impl Probe {
         let filled = fill::fill(&mut ebpf, &sizes)
             .map_err(|e| ProbeError::other("setting up the exit table", e))?;
         let map_err = |e: anyhow::Error| ProbeError::other("setting up the exit table", e);
-        let slots = mapped::Mapped::map(&ebpf, "PSLOTS_MAP").map_err(map_err)?;
+        let slots = slots::Slots::map(&ebpf).map_err(map_err)?;
         let table = table::Table::new(
             mapped::Mapped::map(&ebpf, "ROWS").map_err(map_err)?,
             mapped::Mapped::map(&ebpf, "OCTS").map_err(map_err)?,

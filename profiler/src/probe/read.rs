@@ -15,14 +15,14 @@ use aya::{
 };
 use profiler_common::{counter, ev, Oct, OverflowKey, Pending, SlowExit, ISA_USERSPACE};
 
-use super::{batch::read_all, mapped::Mapped, table::Table};
+use super::{batch::read_all, slots::Slots, table::Table};
 use crate::sample::{EvKey, EvStat, Key, ProgStat, Sample, SlowEvent};
 
 pub fn sample(
     ebpf: &Ebpf,
     programs: &[&str],
     table: &mut Table,
-    slots: &Mapped<Pending>,
+    slots: &Slots,
 ) -> anyhow::Result<Sample> {
     let mono_ns = mono_ns();
     let mut s = Sample {
@@ -51,11 +51,12 @@ pub fn sample(
             *s.in_flight.entry(key).or_insert(0) += 1;
         }
     };
-    // Only `ts` and `uts` of each slot are loaded unless an exit is in flight there.
+    // Only the slots in use (their SLOT_USED byte is set), and only `ts` and `uts` of each
+    // unless an exit is in flight there.
     let uts = std::mem::offset_of!(Pending, uts);
-    for i in 0..slots.len() {
-        if slots.u64_at(i, 0) | slots.u64_at(i, uts) != 0 {
-            if let Some(p) = slots.get(i) {
+    for i in slots.in_use() {
+        if slots.pending.u64_at(i, 0) | slots.pending.u64_at(i, uts) != 0 {
+            if let Some(p) = slots.pending.get(i) {
                 pending(&p);
                 // The owner's userspace exit, as the UPENDING hash holds other threads'.
                 pending(&Pending {

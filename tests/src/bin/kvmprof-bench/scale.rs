@@ -203,7 +203,7 @@ fn kernel_memory(p: &Probe, max_keys: u32, json: &mut Json) {
         .collect();
     let slots: u64 = maps
         .iter()
-        .filter(|m| m.name == "PSLOTS_MAP")
+        .filter(|m| m.name == "PSLOTS_MAP" || m.name == "SLOT_USED")
         .map(|m| m.bytes)
         .sum();
     let bytes: u64 = table.iter().map(|m| m.bytes).sum();
