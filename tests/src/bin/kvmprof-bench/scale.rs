@@ -53,7 +53,7 @@ pub fn small_host() -> Result<()> {
         rows = s.stats.len();
     }
     let r = median(read);
-    println!("| sampler: read all maps, default sizes, small host ({rows} rows) | {r:.2} ms | median of {}; the fixed cost of a refresh ({:.3} % of a core at 1 s) |", reps() * 3, r / 10.0);
+    println!("| sampler: read all maps, default sizes, small host ({rows} rows) | {r:.3} ms | median of {}; the fixed cost of a refresh ({:.3} % of a core at 1 s) |", reps() * 3, r / 10.0);
     Ok(())
 }
 
