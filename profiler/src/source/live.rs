@@ -89,7 +89,8 @@ impl Source for LiveSource {
             .into_iter()
             .map(|v| (v.pid, v))
             .collect();
-        s.vm_cpu = crate::vm::cpu::read_all(&self.discovery.proc_root, &s);
+        let d = &mut self.discovery;
+        s.vm_cpu = crate::vm::cpu::read_all(&d.proc_root, &mut d.kthreads, &s);
         self.forget_exited(&pids)?;
         Ok(Some(s))
     }

@@ -92,11 +92,15 @@ pub fn vcpu_tids(s: &Sample) -> BTreeMap<u32, BTreeSet<u32>> {
 
 /// CPU time of every live VM in `s`, per vCPU and with its vhost workers; exited ones and
 /// those whose process vanished are left out.
-pub fn read_all(proc_root: &Path, s: &Sample) -> BTreeMap<u32, VmCpu> {
+pub fn read_all(
+    proc_root: &Path,
+    cache: &mut threads::Kthreads,
+    s: &Sample,
+) -> BTreeMap<u32, VmCpu> {
     let live = |pid: &u32| s.vms.get(pid).filter(|vm| !vm.exited);
     // The kernel threads are listed once per sample, and only when there is a VM to own one.
     let kthreads = match s.vms.keys().any(|p| live(p).is_some()) {
-        true => threads::vhost_kthreads(proc_root),
+        true => threads::vhost_kthreads(proc_root, cache),
         false => BTreeMap::new(),
     };
     vcpu_tids(s)

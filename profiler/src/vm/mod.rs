@@ -19,9 +19,12 @@ pub struct Discovery {
     cache: Cache,
     /// `/proc/PID/stat` files read by the listing so far (the tests count them).
     pub stat_reads: u64,
+    /// Kernel threads known not to be vhost workers (per-VM CPU, `cpu::read_all`).
+    pub kthreads: threads::Kthreads,
 }
 
-/// Refreshes between two reads of a process already found not to be QEMU.
+/// Refreshes between two reads of a process already found not to be QEMU (or of a kernel
+/// thread found not to be a vhost worker).
 const RECHECK: u32 = 8;
 
 #[derive(Debug, Default)]
@@ -50,6 +53,7 @@ impl Discovery {
             libvirt_dir: libvirt_dir.into(),
             cache: Cache::default(),
             stat_reads: 0,
+            kthreads: threads::Kthreads::default(),
         }
     }
 

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use super::cpu::{vm_cpu, vm_cpu_indexed};
 use super::procfs;
 use super::procfs::ticks_per_s;
-use super::threads::{add_vhost, vhost_kthreads, vhost_owner};
+use super::threads::{add_vhost, vhost_kthreads, vhost_owner, Kthreads};
 use crate::sample::{Threads, VmCpu};
 
 const CHILD_ENV: &str = "KVMPROF_TEST_FAKE_VMM";
@@ -84,7 +84,7 @@ fn vhost_workers_of_a_vm_on_a_fake_proc() {
             Some(c) => write(root, "2/task/2/children", c),
             None => std::fs::remove_file(&list).unwrap(),
         }
-        let k = vhost_kthreads(root);
+        let k = vhost_kthreads(root, &mut Kthreads::default());
         let found = BTreeMap::from([(77, vec![300]), (78, vec![301]), (99, vec![302])]);
         assert_eq!(k, found, "children list {children:?}");
         let mut c = vm_cpu(root, 77, &BTreeSet::from([78])).unwrap();
@@ -94,11 +94,58 @@ fn vhost_workers_of_a_vm_on_a_fake_proc() {
     }
     // A VM whose process has no such thread and owns no such kernel thread has none.
     let mut c = VmCpu::default();
-    add_vhost(root, 99_999, &vhost_kthreads(root), &mut c);
+    add_vhost(
+        root,
+        99_999,
+        &vhost_kthreads(root, &mut Kthreads::default()),
+        &mut c,
+    );
     assert_eq!(c.vhost, Threads::default());
     assert_eq!(vhost_owner("vhost-12\n"), Some(12));
     assert_eq!(vhost_owner("vhost-x"), None);
     assert_eq!(vhost_owner("CPU 0/KVM"), None);
+}
+
+/// Kernel threads that are not vhost workers are re-read once every RECHECK calls, not on
+/// every one; vhost workers every time; a kernel thread new since the last call (a vhost
+/// device set up meanwhile) is found at once, and one whose pid is reused within RECHECK.
+#[test]
+fn kernel_threads_not_vhost_are_reread_every_few_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fake_proc(root);
+    let mut kids: Vec<u32> = (1000..1100).collect();
+    for &pid in &kids {
+        write(
+            root,
+            &format!("{pid}/stat"),
+            &stat(pid, "kworker/0:1", 2, 0, 1),
+        );
+    }
+    kids.extend([300, 301, 302]);
+    let list = |k: &[u32]| k.iter().map(|p| format!("{p} ")).collect::<String>();
+    write(root, "2/task/2/children", &list(&kids));
+    let mut cache = Kthreads::default();
+    let first = vhost_kthreads(root, &mut cache);
+    assert_eq!(first.len(), 3);
+    assert_eq!(cache.stat_reads, 103);
+    for _ in 0..super::RECHECK {
+        assert_eq!(vhost_kthreads(root, &mut cache), first);
+    }
+    let n = u64::from(super::RECHECK);
+    assert_eq!(
+        cache.stat_reads,
+        103 + 100 + 3 * n,
+        "each kworker re-read once"
+    );
+    // A new vhost worker is seen at the next call; a reused kworker pid within RECHECK.
+    write(root, "1200/stat", &stat(1200, "vhost-55", 2, 0, 1));
+    write(root, "1003/stat", &stat(1003, "vhost-56", 2, 0, 1));
+    kids.push(1200);
+    write(root, "2/task/2/children", &list(&kids));
+    assert_eq!(vhost_kthreads(root, &mut cache).get(&55), Some(&vec![1200]));
+    let reused = (0..super::RECHECK).any(|_| vhost_kthreads(root, &mut cache).contains_key(&56));
+    assert!(reused, "a reused pid is seen within RECHECK calls");
 }
 
 /// The real /proc: every vhost kernel thread found is a child of kthreadd, and none belongs
@@ -106,7 +153,7 @@ fn vhost_workers_of_a_vm_on_a_fake_proc() {
 #[test]
 fn no_vhost_workers_for_an_unrelated_process() {
     let proc_root = Path::new("/proc");
-    let k = vhost_kthreads(proc_root);
+    let k = vhost_kthreads(proc_root, &mut Kthreads::default());
     for tid in k.values().flatten() {
         let text = std::fs::read_to_string(format!("/proc/{tid}/stat")).unwrap_or_default();
         if let Some((comm, ppid)) = procfs::parse_comm_ppid(&text) {

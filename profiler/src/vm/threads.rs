@@ -4,7 +4,7 @@
 //! the process); since then a task of the VM's process itself (in its total, where it would
 //! otherwise pass for a VMM thread). Both are counted, and the second kept apart.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 
 use super::procfs;
@@ -35,10 +35,22 @@ pub fn thread_cpu(dir: &Path) -> Option<ThreadCpu> {
     })
 }
 
+/// Kernel threads already found not to be vhost workers: a host has one or more per CPU, and
+/// reading each one's stat every refresh cost more than the rest of a quiet refresh. Each is
+/// re-read every `RECHECK` calls (its turn comes by its pid, so the reads spread), enough to see
+/// its pid reused; a vhost worker, and any kernel thread not seen before, is read every time.
+#[derive(Debug, Default)]
+pub struct Kthreads {
+    not_vhost: HashSet<u32>,
+    calls: u32,
+    /// Stat files read so far (the tests count them).
+    pub stat_reads: u64,
+}
+
 /// Kernel threads named `vhost-N`, by N. Candidates are kthreadd's children where the kernel
 /// lists them (CONFIG_PROC_CHILDREN: one read), else every process; each must name kthreadd as
 /// its parent, so a user process calling itself `vhost-1` is not one.
-pub fn vhost_kthreads(proc_root: &Path) -> BTreeMap<u32, Vec<u32>> {
+pub fn vhost_kthreads(proc_root: &Path, cache: &mut Kthreads) -> BTreeMap<u32, Vec<u32>> {
     let kids = std::fs::read_to_string(proc_root.join("2/task/2/children")).ok();
     let candidates: Vec<u32> = match kids {
         Some(text) => text
@@ -47,18 +59,32 @@ pub fn vhost_kthreads(proc_root: &Path) -> BTreeMap<u32, Vec<u32>> {
             .collect(),
         None => procfs::pids(proc_root),
     };
+    let phase = cache.calls % super::RECHECK;
+    cache.calls = cache.calls.wrapping_add(1);
     let mut out: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-    for pid in candidates {
+    for &pid in &candidates {
+        if pid % super::RECHECK != phase && cache.not_vhost.contains(&pid) {
+            continue;
+        }
+        cache.stat_reads += 1;
         let Ok(text) = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")) else {
             continue;
         };
         let Some((comm, ppid)) = procfs::parse_comm_ppid(&text) else {
             continue;
         };
-        if let Some(owner) = vhost_owner(&comm).filter(|_| ppid == KTHREADD) {
-            out.entry(owner).or_default().push(pid);
+        match vhost_owner(&comm).filter(|_| ppid == KTHREADD) {
+            Some(owner) => {
+                out.entry(owner).or_default().push(pid);
+                cache.not_vhost.remove(&pid);
+            }
+            None => {
+                cache.not_vhost.insert(pid);
+            }
         }
     }
+    let listed: HashSet<u32> = candidates.into_iter().collect();
+    cache.not_vhost.retain(|p| listed.contains(p));
     out
 }
 

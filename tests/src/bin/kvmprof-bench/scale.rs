@@ -84,6 +84,30 @@ pub fn discovery(json: &mut Json) {
         "discovery_ms_first_refresh",
         serde_json::json!((first * 1000.0).round() / 1000.0),
     );
+    // While a VM runs, each refresh also looks for its vhost workers among the kernel threads.
+    let proc_root = std::path::Path::new("/proc");
+    let mut k = kvmprof::vm::threads::Kthreads::default();
+    let t = thread_cpu();
+    kvmprof::vm::threads::vhost_kthreads(proc_root, &mut k);
+    let first = cpu_ms(thread_cpu() - t);
+    let kthreads = k.stat_reads;
+    let mut times = Vec::new();
+    for _ in 0..n {
+        let t = thread_cpu();
+        kvmprof::vm::threads::vhost_kthreads(proc_root, &mut k);
+        times.push(cpu_ms(thread_cpu() - t));
+    }
+    let (lo, hi) = min_max(&times);
+    let m = median(times);
+    println!("| vhost workers looked for per refresh while a VM runs, this host ({kthreads} kernel threads) | {m:.3} ms | median of {n} (min {lo:.3}, max {hi:.3}); the first look, which reads every kernel thread's stat, {first:.3} ms |");
+    json.insert(
+        "vhost_scan_ms_per_refresh",
+        serde_json::json!((m * 1000.0).round() / 1000.0),
+    );
+    json.insert(
+        "vhost_scan_ms_first",
+        serde_json::json!((first * 1000.0).round() / 1000.0),
+    );
 }
 
 /// One exit+entry on each of the first `rows` rows, at a latency that drifts with `round`.
