@@ -57,57 +57,68 @@ pub fn small_host() -> Result<()> {
     Ok(())
 }
 
-/// VM discovery's share of a live refresh on this host: the first refresh reads every
+/// The /proc part of a live refresh on this host: VM discovery (the first refresh reads every
 /// process's stat and command line; later ones re-read a process found not to be QEMU only
-/// every few refreshes (`vm::Discovery`). What a quiet host pays per interval beyond the maps.
+/// every few refreshes, `vm::Discovery`) and, while a VM runs, the look for its vhost workers
+/// among the kernel threads (the same for a kernel thread found not to be one). What a quiet
+/// host pays per interval beyond the maps.
 pub fn discovery(json: &mut Json) {
     let mut d = kvmprof::vm::Discovery::host();
-    let t = thread_cpu();
-    d.refresh(&[]);
-    let first = cpu_ms(thread_cpu() - t);
-    let procs = d.stat_reads;
-    let n = reps() * 3;
-    let mut times = Vec::new();
-    for _ in 0..n {
-        let t = thread_cpu();
+    let t = first_and_rest(|| {
         d.refresh(&[]);
-        times.push(cpu_ms(thread_cpu() - t));
-    }
-    let (lo, hi) = min_max(&times);
-    let m = median(times);
-    println!("| VM discovery per refresh, this host ({procs} processes) | {m:.3} ms | median of {n} (min {lo:.3}, max {hi:.3}); the first refresh, which reads every process's stat and command line, {first:.3} ms |");
-    json.insert(
-        "discovery_ms_per_refresh",
-        serde_json::json!((m * 1000.0).round() / 1000.0),
-    );
-    json.insert(
-        "discovery_ms_first_refresh",
-        serde_json::json!((first * 1000.0).round() / 1000.0),
-    );
-    // While a VM runs, each refresh also looks for its vhost workers among the kernel threads.
+        d.stat_reads
+    });
+    println!("| VM discovery per refresh, this host ({} processes) | {:.3} ms | median of {} (min {:.3}, max {:.3}); the first refresh, which reads every process's stat and command line, {:.3} ms |", t.reads, t.median, t.n, t.min, t.max, t.first);
+    json.insert("discovery_ms_per_refresh", r3(t.median));
+    json.insert("discovery_ms_first_refresh", r3(t.first));
     let proc_root = std::path::Path::new("/proc");
     let mut k = kvmprof::vm::threads::Kthreads::default();
-    let t = thread_cpu();
-    kvmprof::vm::threads::vhost_kthreads(proc_root, &mut k);
-    let first = cpu_ms(thread_cpu() - t);
-    let kthreads = k.stat_reads;
-    let mut times = Vec::new();
-    for _ in 0..n {
-        let t = thread_cpu();
+    let t = first_and_rest(|| {
         kvmprof::vm::threads::vhost_kthreads(proc_root, &mut k);
-        times.push(cpu_ms(thread_cpu() - t));
+        k.stat_reads
+    });
+    println!("| vhost workers looked for per refresh while a VM runs, this host ({} kernel threads) | {:.3} ms | median of {} (min {:.3}, max {:.3}); the first look, which reads every kernel thread's stat, {:.3} ms |", t.reads, t.median, t.n, t.min, t.max, t.first);
+    json.insert("vhost_scan_ms_per_refresh", r3(t.median));
+    json.insert("vhost_scan_ms_first", r3(t.first));
+}
+
+/// Thread CPU of a first call and of the calls after it (ms); `reads`: what the first call
+/// returned (the files it read).
+struct FirstAndRest {
+    first: f64,
+    reads: u64,
+    median: f64,
+    min: f64,
+    max: f64,
+    n: usize,
+}
+
+fn first_and_rest(mut f: impl FnMut() -> u64) -> FirstAndRest {
+    let t = thread_cpu();
+    let reads = f();
+    let first = cpu_ms(thread_cpu() - t);
+    let n = reps() * 3;
+    let times: Vec<f64> = (0..n)
+        .map(|_| {
+            let t = thread_cpu();
+            f();
+            cpu_ms(thread_cpu() - t)
+        })
+        .collect();
+    let (min, max) = min_max(&times);
+    FirstAndRest {
+        first,
+        reads,
+        median: median(times),
+        min,
+        max,
+        n,
     }
-    let (lo, hi) = min_max(&times);
-    let m = median(times);
-    println!("| vhost workers looked for per refresh while a VM runs, this host ({kthreads} kernel threads) | {m:.3} ms | median of {n} (min {lo:.3}, max {hi:.3}); the first look, which reads every kernel thread's stat, {first:.3} ms |");
-    json.insert(
-        "vhost_scan_ms_per_refresh",
-        serde_json::json!((m * 1000.0).round() / 1000.0),
-    );
-    json.insert(
-        "vhost_scan_ms_first",
-        serde_json::json!((first * 1000.0).round() / 1000.0),
-    );
+}
+
+/// Round for JSON (three decimals).
+fn r3(v: f64) -> serde_json::Value {
+    serde_json::json!((v * 1000.0).round() / 1000.0)
 }
 
 /// One exit+entry on each of the first `rows` rows, at a latency that drifts with `round`.
