@@ -58,6 +58,8 @@ pub struct Table {
     /// Rows that were still being written after every try, taken as read (torn by at most the
     /// exits in flight).
     pub torn: u64,
+    /// A row's buckets while it is read (kept for its capacity).
+    scratch: Vec<(u16, u64)>,
 }
 
 impl Table {
@@ -76,6 +78,7 @@ impl Table {
             prev: None,
             decoded: 0,
             torn: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -261,6 +264,32 @@ impl Table {
                 std::hint::spin_loop();
                 continue;
             }
+            let row = self.rows.get(i)?;
+            if !spills(&row) {
+                // Buckets straight from the mapped octaves (no copy of them first); the
+                // overflow hash is a syscall, so rows with octaves there take the path below.
+                self.scratch.clear();
+                for o in 0..hist::ROWS {
+                    let l = row.link_of(o) as usize;
+                    if l == 0 || l > LINKS {
+                        continue;
+                    }
+                    let oct = self.octs.get(row.oct[l - 1] as usize).unwrap_or_default();
+                    push_octave(&mut self.scratch, o, &oct);
+                }
+                fence(Ordering::Acquire);
+                if self.rows.u64_at(i, GEN_OFFSET) == g1 {
+                    let mut buf = old.map(|o| o.stat.hist.buckets).unwrap_or_default();
+                    buf.clear();
+                    buf.extend_from_slice(&self.scratch);
+                    return Some(Decoded {
+                        gen: g1,
+                        key: Key::from(row.key),
+                        stat: stat_from(&row, buf),
+                    });
+                }
+                continue;
+            }
             let (row, octs) = self.copy(i)?;
             fence(Ordering::Acquire);
             if self.rows.u64_at(i, GEN_OFFSET) == g1 {
@@ -310,30 +339,43 @@ pub fn stat_of(
     overflow: &impl Fn(OverflowKey) -> Option<Oct>,
     mut buckets: Vec<(u16, u64)>,
 ) -> Stat {
-    let sub = hist::SUB as usize;
     buckets.clear();
     // Octaves with counts, lowest first: each is linked or in the overflow hash, not both.
     for o in 0..hist::ROWS {
-        let l = row.link_of(o);
-        let n = match l {
+        let oct = match row.link_of(o) {
             0 => continue,
             LINK_OVERFLOW => match overflow(OverflowKey {
                 row: idx,
                 oct: o as u32,
             }) {
-                Some(x) => x.n,
+                Some(x) => x,
                 None => continue,
             },
-            l if (l as usize) <= LINKS => octs[l as usize - 1].n,
+            l if (l as usize) <= LINKS => octs[l as usize - 1],
             _ => continue,
         };
-        for (j, &c) in n.iter().enumerate() {
-            let b = o * sub + j;
-            if c != 0 && b < hist::BUCKETS {
-                buckets.push((b as u16, c));
-            }
+        push_octave(&mut buckets, o, &oct);
+    }
+    stat_from(row, buckets)
+}
+
+/// Whether any of the row's octaves is in the overflow hash.
+fn spills(row: &Row) -> bool {
+    (row.link.iter()).any(|b| b & 0xf == LINK_OVERFLOW || b >> 4 == LINK_OVERFLOW)
+}
+
+/// Octave `o`'s nonzero counts, appended as (bucket, count).
+fn push_octave(buckets: &mut Vec<(u16, u64)>, o: usize, oct: &Oct) {
+    let sub = hist::SUB as usize;
+    for (j, &c) in oct.n.iter().enumerate() {
+        let b = o * sub + j;
+        if c != 0 && b < hist::BUCKETS {
+            buckets.push((b as u16, c));
         }
     }
+}
+
+fn stat_from(row: &Row, buckets: Vec<(u16, u64)>) -> Stat {
     Stat {
         count: row.count,
         sum_ns: row.sum_ns,
