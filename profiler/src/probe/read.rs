@@ -40,16 +40,12 @@ pub fn sample(
     s.stats = table.stats();
 
     s.evidence = evidence(ebpf)?;
-    let mut pending = |p: &Pending| {
-        if p.ts != 0 {
-            let key = Key {
-                tgid: p.tgid,
-                vcpu: p.vcpu_id,
-                isa: p.isa,
-                reason: p.reason,
-            };
-            *s.in_flight.entry(key).or_insert(0) += 1;
-        }
+    let mut in_flight = |key: Key| *s.in_flight.entry(key).or_insert(0) += 1;
+    let exit_key = |p: &Pending| Key {
+        tgid: p.tgid,
+        vcpu: p.vcpu_id,
+        isa: p.isa,
+        reason: p.reason,
     };
     // Only the slots in use (their SLOT_USED byte is set), and only `ts` and `uts` of each
     // unless an exit is in flight there.
@@ -57,22 +53,26 @@ pub fn sample(
     for i in slots.in_use() {
         if slots.pending.u64_at(i, 0) | slots.pending.u64_at(i, uts) != 0 {
             if let Some(p) = slots.pending.get(i) {
-                pending(&p);
+                if p.ts != 0 {
+                    in_flight(exit_key(&p));
+                }
                 // The owner's userspace exit, as the UPENDING hash holds other threads'.
-                pending(&Pending {
-                    ts: p.uts,
-                    vcpu_id: p.owner,
-                    isa: ISA_USERSPACE,
-                    reason: p.ureason,
-                    tgid: p.tgid,
-                    ..Pending::default()
-                });
+                if p.uts != 0 {
+                    in_flight(Key {
+                        tgid: p.tgid,
+                        vcpu: p.owner,
+                        isa: ISA_USERSPACE,
+                        reason: p.ureason,
+                    });
+                }
             }
         }
     }
     for name in ["PENDING", "UPENDING"] {
         let (_, vals, _) = read_all::<u32, Pending>(ebpf, name, false)?;
-        vals.iter().for_each(&mut pending);
+        vals.iter()
+            .filter(|p| p.ts != 0)
+            .for_each(|p| in_flight(exit_key(p)));
     }
 
     s.changed = table.changes(s.mono_ns, &s.in_flight);
