@@ -27,6 +27,22 @@ pub struct Discovery {
 /// thread found not to be a vhost worker).
 const RECHECK: u32 = 8;
 
+/// Which of the pids already found not to be what a scan looks for it re-reads this time:
+/// each every RECHECK scans, its turn given by its number so the reads spread out.
+#[derive(Debug, Default)]
+struct Rotation {
+    scans: u32,
+}
+
+impl Rotation {
+    /// Starts a scan: whether a known pid is due for a re-read in it.
+    fn next(&mut self) -> impl Fn(u32) -> bool {
+        let phase = self.scans % RECHECK;
+        self.scans = self.scans.wrapping_add(1);
+        move |pid| pid % RECHECK == phase
+    }
+}
+
 #[derive(Debug, Default)]
 struct Cache {
     /// Processes read so far, by pid; `start_time` tells a reused pid apart.
@@ -34,7 +50,7 @@ struct Cache {
     /// (pid, start time) of processes already found not to be QEMU: not re-read.
     not_qemu: HashMap<u32, u64>,
     libvirt: libvirt::Domains,
-    refreshes: u32,
+    rotation: Rotation,
 }
 
 #[derive(Debug)]
@@ -67,14 +83,13 @@ impl Discovery {
         let domains = self.cache.libvirt.scan(&self.libvirt_dir);
         let wanted: HashSet<u32> = pids.iter().copied().collect();
         let mut live = HashMap::new();
-        let phase = self.cache.refreshes % RECHECK;
-        self.cache.refreshes = self.cache.refreshes.wrapping_add(1);
+        let due = self.cache.rotation.next();
         for pid in procfs::pids(&self.proc_root) {
             // Reading every process's stat was most of a refresh on a quiet host (and grows
             // with its processes): one found not to be QEMU is re-read every RECHECK refreshes
             // (a pid's turn comes by its number, so the re-reads spread), enough to see its
             // pid reused. A VM that exits is in `wanted` at once, and always read.
-            if pid % RECHECK != phase && !wanted.contains(&pid) {
+            if !due(pid) && !wanted.contains(&pid) {
                 if let Some(&start) = self.cache.not_qemu.get(&pid) {
                     live.insert(pid, (String::new(), start));
                     continue;

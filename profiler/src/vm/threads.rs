@@ -42,7 +42,7 @@ pub fn thread_cpu(dir: &Path) -> Option<ThreadCpu> {
 #[derive(Debug, Default)]
 pub struct Kthreads {
     not_vhost: HashSet<u32>,
-    calls: u32,
+    rotation: super::Rotation,
     /// Stat files read so far (the tests count them).
     pub stat_reads: u64,
 }
@@ -59,11 +59,10 @@ pub fn vhost_kthreads(proc_root: &Path, cache: &mut Kthreads) -> BTreeMap<u32, V
             .collect(),
         None => procfs::pids(proc_root),
     };
-    let phase = cache.calls % super::RECHECK;
-    cache.calls = cache.calls.wrapping_add(1);
+    let due = cache.rotation.next();
     let mut out: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
     for &pid in &candidates {
-        if pid % super::RECHECK != phase && cache.not_vhost.contains(&pid) {
+        if !due(pid) && cache.not_vhost.contains(&pid) {
             continue;
         }
         cache.stat_reads += 1;
