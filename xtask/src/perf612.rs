@@ -6,7 +6,8 @@
 //! `--perf-layout 6.4` with the real thing is to run that screen and read it off a terminal.
 //! The VM test brings the guest's `perf.data` back; [`screens`] shows perf 6.12's screen of it
 //! for each event in a fixed-size tmux pane and writes what the pane holds
-//! (tests/tests/real_kvm_perf.rs compares it with kvmprof's table of the same exits).
+//! (tests/tests/real_kvm_perf.rs compares it with kvmprof's table of the same exits), and
+//! `perf script`'s list of the exerciser's events (`perf612_script.txt`).
 //!
 //! The build takes about 4.5 minutes on two busy cores; only perf's TUI (libslang2) and
 //! libtraceevent (tracepoints) are switched on, everything optional that is slow to build or
@@ -231,5 +232,17 @@ pub fn capture(perf: &Path, dir: &Path) -> Result<()> {
     }
     let pid = fs::read_to_string(dir.join("perf_pid.txt"))
         .with_context(|| format!("perf_pid.txt in {}", dir.display()))?;
-    screens(perf, &data, pid.trim(), dir)
+    screens(perf, &data, pid.trim(), dir)?;
+    // Every event of the exerciser with its time in ns: real_kvm_perf times each exit from it
+    // (perf kvm stat's own pairing) and compares the quantiles with kvmprof's histogram.
+    let script = cmd_output(Command::new(perf).arg("script").arg("-i").arg(&data).args([
+        "--pid",
+        pid.trim(),
+        "--ns",
+        "-F",
+        "tid,time,event,trace",
+    ]))
+    .with_context(|| format!("perf script of {}", data.display()))?;
+    fs::write(dir.join("perf612_script.txt"), script)?;
+    Ok(())
 }

@@ -278,7 +278,7 @@ pub fn vm_test(args: &VmTestArgs) -> Result<()> {
     );
     // Side by side only where each QEMU (its TCG thread and its main loop) has two host CPUs
     // to itself: real_kvm_perf compares perf's and kvmprof's clocks on the same exits, and a
-    // QEMU descheduled between the two reads skews one tool's time (see MEAN_TOLERANCE there).
+    // QEMU descheduled between the two reads skews one tool's time (see QUANTILE_TOLERANCE there).
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let side_by_side = cpus >= 2 * runs.len();
     let t_boot = Instant::now();
