@@ -17,29 +17,39 @@ pub struct Discovery {
     pub proc_root: PathBuf,
     pub libvirt_dir: PathBuf,
     cache: Cache,
-    /// `/proc/PID/stat` files read by the listing so far (the tests count them).
+    /// `/proc/PID/stat` files read so far, and listings of /proc (the tests
+    /// count them).
     pub stat_reads: u64,
+    pub listings: u64,
     /// Kernel threads known not to be vhost workers (per-VM CPU, `cpu::read_all`).
     pub kthreads: threads::Kthreads,
 }
 
-/// Refreshes between two reads of a process already found not to be QEMU (or of a kernel
-/// thread found not to be a vhost worker).
-const RECHECK: u32 = 8;
+/// Refreshes between two listings of /proc for VMs (and listings between two reads of a process
+/// found not to be QEMU), and between two reads of a kernel thread found not to be a vhost
+/// worker.
+pub const RECHECK: u32 = 8;
 
 /// Which of the pids already found not to be what a scan looks for it re-reads this time:
-/// each every RECHECK scans, its turn given by its number so the reads spread out.
+/// each every PERIOD scans, its turn given by its number so the reads spread out.
 #[derive(Debug, Default)]
-struct Rotation {
+struct Rotation<const PERIOD: u32> {
     scans: u32,
 }
 
-impl Rotation {
+impl<const PERIOD: u32> Rotation<PERIOD> {
     /// Starts a scan: whether a known pid is due for a re-read in it.
     fn next(&mut self) -> impl Fn(u32) -> bool {
-        let phase = self.scans % RECHECK;
-        self.scans = self.scans.wrapping_add(1);
-        move |pid| pid % RECHECK == phase
+        self.next_if(true)
+    }
+
+    /// [`Rotation::next`] when `counts`; else no scan is counted and no pid is due.
+    fn next_if(&mut self, counts: bool) -> impl Fn(u32) -> bool {
+        let phase = self.scans % PERIOD;
+        if counts {
+            self.scans = self.scans.wrapping_add(1);
+        }
+        move |pid| counts && pid % PERIOD == phase
     }
 }
 
@@ -50,7 +60,8 @@ struct Cache {
     /// (pid, start time) of processes already found not to be QEMU: not re-read.
     not_qemu: HashMap<u32, u64>,
     libvirt: libvirt::Domains,
-    rotation: Rotation,
+    refreshes: u32,
+    rotation: Rotation<RECHECK>,
 }
 
 #[derive(Debug)]
@@ -69,6 +80,7 @@ impl Discovery {
             libvirt_dir: libvirt_dir.into(),
             cache: Cache::default(),
             stat_reads: 0,
+            listings: 0,
             kthreads: threads::Kthreads::default(),
         }
     }
@@ -78,17 +90,29 @@ impl Discovery {
     }
 
     /// Info for every pid in `pids` (the tgids seen in the stats map) plus every QEMU process
-    /// on the host, sorted by pid. Cached by (pid, start time) so a reused pid is re-read.
+    /// on the host (found by listing /proc every RECHECK refreshes), sorted by pid. Cached by (pid, start time) so a reused pid is re-read.
     pub fn refresh(&mut self, pids: &[u32]) -> Vec<VmInfo> {
         let domains = self.cache.libvirt.scan(&self.libvirt_dir);
         let wanted: HashSet<u32> = pids.iter().copied().collect();
+        // Listing /proc and reading every process's stat was most of a quiet host's refresh
+        // (and grows with its processes). /proc is listed every RECHECK refreshes, the first
+        // included; in between, a refresh reads only the processes it knows to be VMs and the
+        // pids the stats name: a running VM exits, so a new one is named at once, and one
+        // without exits (paused) waits for the next listing. A listed process already found
+        // not to be QEMU is re-read in one listing of RECHECK (its turn given by its pid, so
+        // the reads spread), enough to see its pid reused by a VM that has not exited yet.
+        let listing = self.cache.refreshes.is_multiple_of(RECHECK);
+        self.cache.refreshes = self.cache.refreshes.wrapping_add(1);
+        let candidates: Vec<u32> = if listing {
+            self.listings += 1;
+            procfs::pids(&self.proc_root)
+        } else {
+            let known = self.cache.vms.iter().filter(|(_, e)| !e.exited);
+            known.map(|(&pid, _)| pid).collect()
+        };
+        let due = self.cache.rotation.next_if(listing);
         let mut live = HashMap::new();
-        let due = self.cache.rotation.next();
-        for pid in procfs::pids(&self.proc_root) {
-            // Reading every process's stat was most of a refresh on a quiet host (and grows
-            // with its processes): one found not to be QEMU is re-read every RECHECK refreshes
-            // (a pid's turn comes by its number, so the re-reads spread), enough to see its
-            // pid reused. A VM that exits is in `wanted` at once, and always read.
+        for pid in candidates {
             if !due(pid) && !wanted.contains(&pid) {
                 if let Some(&start) = self.cache.not_qemu.get(&pid) {
                     live.insert(pid, (String::new(), start));
@@ -104,6 +128,7 @@ impl Discovery {
         // that hides other pid namespaces' entries from readdir).
         for &pid in &wanted {
             if let std::collections::hash_map::Entry::Vacant(slot) = live.entry(pid) {
+                self.stat_reads += 1;
                 if let Some(stat) = procfs::stat(&self.proc_root, pid) {
                     slot.insert(stat);
                 }
@@ -160,8 +185,11 @@ impl Discovery {
             out.insert(pid, entry.info.clone());
         }
 
-        // Gone processes: forgotten, unless the stats still name them.
-        self.cache.not_qemu.retain(|pid, _| live.contains_key(pid));
+        // Gone processes: forgotten, unless the stats still name them (those not QEMU are
+        // only known gone when /proc is listed).
+        if listing {
+            self.cache.not_qemu.retain(|pid, _| live.contains_key(pid));
+        }
         self.cache
             .vms
             .retain(|pid, _| live.contains_key(pid) || wanted.contains(pid));

@@ -286,9 +286,10 @@ fn real_proc_smoke() {
     assert!(!vm.is_qemu);
 }
 
-/// A process found not to be QEMU costs a stat read every RECHECK refreshes, not every one
-/// (that was most of a quiet host's refresh); its pid reused by a QEMU is still found within
-/// RECHECK refreshes, and a pid the stats name is always read.
+/// A process found not to be QEMU costs a stat read once in RECHECK listings of /proc (one
+/// listing every RECHECK refreshes), not every refresh (that was most of a quiet host's
+/// refresh); its pid reused by a QEMU is still found within RECHECK² refreshes, and a pid the
+/// stats name is always read.
 #[test]
 fn not_qemu_processes_are_reread_every_few_refreshes() {
     let f = Fake::new();
@@ -298,12 +299,12 @@ fn not_qemu_processes_are_reread_every_few_refreshes() {
     let mut d = f.discovery();
     assert!(d.refresh(&[]).is_empty());
     assert_eq!(d.stat_reads, 100);
-    for _ in 0..RECHECK {
+    for _ in 0..RECHECK * RECHECK {
         assert!(d.refresh(&[]).is_empty());
     }
     assert_eq!(
         d.stat_reads, 200,
-        "each process re-read once in {RECHECK} refreshes"
+        "each process re-read once in {RECHECK} listings"
     );
     let vm = d.refresh(&[2005]).remove(0);
     assert_eq!(
@@ -312,6 +313,52 @@ fn not_qemu_processes_are_reread_every_few_refreshes() {
     );
     f.exit(2003);
     f.process(2003, "qemu-system-x86", 50, &[QEMU, "-name", "late"], &[]);
-    let found = (0..RECHECK).any(|_| d.refresh(&[]).iter().any(|v| v.name == "late"));
-    assert!(found, "a reused pid is seen within {RECHECK} refreshes");
+    let found = (0..RECHECK * RECHECK).any(|_| d.refresh(&[]).iter().any(|v| v.name == "late"));
+    assert!(found, "a reused pid is seen within {RECHECK}² refreshes");
+}
+
+/// /proc is listed once in RECHECK refreshes; in between a refresh reads only the VMs it
+/// knows and the pids the stats name. A QEMU started between listings is found at once when
+/// the stats name it, else at the next listing; one that exits is gone at once.
+#[test]
+fn proc_is_listed_every_few_refreshes() {
+    let f = Fake::new();
+    for pid in 2000..2050 {
+        f.process(pid, "bash", 7, &["bash"], &[]);
+    }
+    f.process(3000, "qemu-system-x86", 9, &[QEMU, "-name", "one"], &[]);
+    let mut d = f.discovery();
+    assert_eq!(d.refresh(&[]).len(), 1);
+    assert_eq!(
+        (d.listings, d.stat_reads),
+        (1, 51),
+        "the first listing reads all"
+    );
+    f.process(3001, "qemu-system-x86", 9, &[QEMU, "-name", "named"], &[]);
+    f.process(3002, "qemu-system-x86", 9, &[QEMU, "-name", "paused"], &[]);
+    let names = |v: Vec<VmInfo>| v.into_iter().map(|v| v.name).collect::<Vec<_>>();
+    assert_eq!(names(d.refresh(&[3001])), ["one", "named"]);
+    assert_eq!(
+        (d.listings, d.stat_reads),
+        (1, 53),
+        "no listing: the known VM and the named pid"
+    );
+    f.exit(3000);
+    assert_eq!(
+        names(d.refresh(&[3001])),
+        ["named"],
+        "an exited VM is gone at once"
+    );
+    let mut refreshes = 3;
+    while d.listings == 1 {
+        let v = names(d.refresh(&[]));
+        refreshes += 1;
+        assert_eq!(v.contains(&"paused".to_string()), d.listings == 2, "{v:?}");
+    }
+    assert_eq!(
+        refreshes,
+        RECHECK + 1,
+        "the second listing is refresh {}",
+        RECHECK + 1
+    );
 }

@@ -106,9 +106,9 @@ fn vhost_workers_of_a_vm_on_a_fake_proc() {
     assert_eq!(vhost_owner("CPU 0/KVM"), None);
 }
 
-/// Kernel threads that are not vhost workers are re-read once every RECHECK calls, not on
+/// Kernel threads that are not vhost workers are re-read once every RECHECK² calls, not on
 /// every one; vhost workers every time; a kernel thread new since the last call (a vhost
-/// device set up meanwhile) is found at once, and one whose pid is reused within RECHECK.
+/// device set up meanwhile) is found at once, and one whose pid is reused within RECHECK².
 #[test]
 fn kernel_threads_not_vhost_are_reread_every_few_calls() {
     let dir = tempfile::tempdir().unwrap();
@@ -129,23 +129,23 @@ fn kernel_threads_not_vhost_are_reread_every_few_calls() {
     let first = vhost_kthreads(root, &mut cache);
     assert_eq!(first.len(), 3);
     assert_eq!(cache.stat_reads, 103);
-    for _ in 0..super::RECHECK {
+    let n = u64::from(super::RECHECK * super::RECHECK);
+    for _ in 0..n {
         assert_eq!(vhost_kthreads(root, &mut cache), first);
     }
-    let n = u64::from(super::RECHECK);
     assert_eq!(
         cache.stat_reads,
         103 + 100 + 3 * n,
         "each kworker re-read once"
     );
-    // A new vhost worker is seen at the next call; a reused kworker pid within RECHECK.
+    // A new vhost worker is seen at the next call; a reused kworker pid within RECHECK².
     write(root, "1200/stat", &stat(1200, "vhost-55", 2, 0, 1));
     write(root, "1003/stat", &stat(1003, "vhost-56", 2, 0, 1));
     kids.push(1200);
     write(root, "2/task/2/children", &list(&kids));
     assert_eq!(vhost_kthreads(root, &mut cache).get(&55), Some(&vec![1200]));
-    let reused = (0..super::RECHECK).any(|_| vhost_kthreads(root, &mut cache).contains_key(&56));
-    assert!(reused, "a reused pid is seen within RECHECK calls");
+    let reused = (0..n).any(|_| vhost_kthreads(root, &mut cache).contains_key(&56));
+    assert!(reused, "a reused pid is seen within RECHECK² calls");
 }
 
 /// The real /proc: every vhost kernel thread found is a child of kthreadd, and none belongs

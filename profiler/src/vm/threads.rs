@@ -37,12 +37,14 @@ pub fn thread_cpu(dir: &Path) -> Option<ThreadCpu> {
 
 /// Kernel threads already found not to be vhost workers: a host has one or more per CPU, and
 /// reading each one's stat every refresh cost more than the rest of a quiet refresh. Each is
-/// re-read every `RECHECK` calls (its turn comes by its pid, so the reads spread), enough to see
-/// its pid reused; a vhost worker, and any kernel thread not seen before, is read every time.
+/// re-read every `RECHECK`² calls (its turn comes by its pid, so the reads spread; as VM
+/// discovery re-reads a process found not to be QEMU); a vhost worker, and any kernel thread not
+/// in the last call's list, is read every time. So only a pid that leaves kthreadd's children
+/// and comes back as a vhost worker between two calls is seen late.
 #[derive(Debug, Default)]
 pub struct Kthreads {
     not_vhost: HashSet<u32>,
-    rotation: super::Rotation,
+    rotation: super::Rotation<{ super::RECHECK * super::RECHECK }>,
     /// Stat files read so far (the tests count them).
     pub stat_reads: u64,
 }
