@@ -62,6 +62,9 @@ finish() { # status
 ticks() { # pid: utime+stime in clock ticks (comm has no spaces for our tools)
   awk '{print $14 + $15}' /proc/$1/stat 2>/dev/null || echo 0
 }
+run_ns() { # pid: CPU time of all its threads in ns (schedstat's first field), 0 when gone
+  cat /proc/$1/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}'
+}
 times_s() { # file written by `times`: children user+sys seconds (line 2)
   awk 'NR == 2 { split($1, u, "m"); split($2, s, "m"); printf "%.3f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$1" 2>/dev/null
 }
@@ -196,8 +199,8 @@ run_one() {
     echo 'hist:keys=isa' > $T/events/kvm/kvm_exit/trigger
     echo 1 > $T/events/kvm/kvm_exit/enable
   fi
-  t0=0
-  [ -n "$TP" ] && t0=$(ticks $TP)
+  t0=0 n0=0
+  [ -n "$TP" ] && t0=$(ticks $TP) && n0=$(run_ns $TP)
   EXP=
   j=1
   while [ $j -le $nex ]; do
@@ -208,8 +211,8 @@ run_one() {
   done
   for p in $EXP; do wait $p; done
   sleep 0.2
-  t1=0
-  [ -n "$TP" ] && t1=$(ticks $TP)
+  t1=0 n1=0
+  [ -n "$TP" ] && t1=$(ticks $TP) && n1=$(run_ns $TP)
   if [ "$ph" = loss ]; then
     echo 0 > $T/events/kvm/kvm_exit/enable
     hits=$(sed -n 's/^ *Hits: *\([0-9]*\).*/\1/p' $T/events/kvm/kvm_exit/hist)
@@ -223,7 +226,7 @@ run_one() {
     extra="$extra post_cpu_s=$(times_s /tmp/run/report.times)"
   fi
   if [ "$tool" != none ]; then
-    extra="$extra tool_cpu_s=$(times_s /tmp/run/tool.times) tool_run_ticks=$((t1 - t0)) tool_rc=$(cat /tmp/run/rc 2>/dev/null)"
+    extra="$extra tool_cpu_s=$(times_s /tmp/run/tool.times) tool_run_ticks=$((t1 - t0)) tool_run_ns=$((n1 - n0)) tool_rc=$(cat /tmp/run/rc 2>/dev/null)"
     extra="$extra bytes=$(tool_bytes $tool) count=$(tool_count $tool)"
   fi
   case $tool in kvmprof*) extra="$extra$(probe_cost)" ;; esac

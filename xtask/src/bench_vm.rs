@@ -157,7 +157,8 @@ pub fn tables(runs: &[Run]) -> String {
         "Guest impact: exerciser `--ops ocrw --iters {iters:.0}` ({:.0} exits per run), {rounds} rounds \
          in rotating order, one boot; medians over rounds. Ratio = exits/s ÷ the same round's \
          unprofiled exits/s. CPU = the profiler process's utime+stime over its whole life \
-         (start-up, attach, teardown, writing) and, in brackets, only while the guest ran (10 ms ticks); \
+         (start-up, attach, teardown, writing) and, in brackets, only while the guest ran (the threads' \
+         scheduler run time, ns); \
          µs CPU/exit = (CPU while the guest ran + post-processing) ÷ exits, the part that scales with the exit count.\n",
         iters * 4.0 + 1.0
     );
@@ -202,9 +203,15 @@ pub fn tables(runs: &[Run]) -> String {
         let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let ratio = median(ratios.clone());
         let cpu = median(ok.iter().filter_map(|r| num(r, "tool_cpu_s")).collect());
+        // The threads' scheduler run time (ns) where the guest gave it, else 10 ms ticks: a
+        // quiet tool's round is a few ticks.
         let cpu_run = median(
             ok.iter()
-                .filter_map(|r| num(r, "tool_run_ticks").map(|t| t / 100.0))
+                .filter_map(|r| {
+                    let ns = num(r, "tool_run_ns").filter(|n| *n > 0.0);
+                    ns.map(|n| n / 1e9)
+                        .or_else(|| num(r, "tool_run_ticks").map(|t| t / 100.0))
+                })
                 .collect(),
         );
         let post = median(ok.iter().filter_map(|r| num(r, "post_cpu_s")).collect());
@@ -515,7 +522,7 @@ mod tests {
     fn tables_from_runs() {
         let text = "\
 RUN phase=impact round=1 tool=none ex=1 iters=1000 ops=ocrw elapsed_ms=1000
-RUN phase=impact round=1 tool=kvmprof ex=1 iters=1000 ops=ocrw elapsed_ms=1250 tool_cpu_s=0.500 tool_run_ticks=5 tool_rc=0 bytes=4000 count=4001
+RUN phase=impact round=1 tool=kvmprof ex=1 iters=1000 ops=ocrw elapsed_ms=1250 tool_cpu_s=0.500 tool_run_ticks=5 tool_run_ns=52000000 tool_rc=0 bytes=4000 count=4001
 RUN phase=impact round=1 tool=perf ex=1 iters=1000 ops=ocrw elapsed_ms=2000 post_cpu_s=1.000 tool_cpu_s=4.000 tool_run_ticks=300 tool_rc=0 bytes=400000 count=4001
 RUN phase=impact round=1 tool=bpftrace error=not_ready
 RUN phase=loss round=1 tool=none ex=1 iters=1000 ops=crw elapsed_ms=500 oracle=6010
@@ -526,7 +533,7 @@ RUN phase=loss round=1 tool=perf ex=1 iters=1000 ops=crw elapsed_ms=800 oracle=6
         let runs = parse_runs(text);
         assert_eq!(runs.len(), 8);
         let t = tables(&runs);
-        assert!(t.contains("| kvmprof | 3201 | 0.800 (0.800–0.800) | 0.50 [0.05] | – | 0.50 | 12.5 | 3.9 KiB | 1.0 |"), "{t}");
+        assert!(t.contains("| kvmprof | 3201 | 0.800 (0.800–0.800) | 0.50 [0.05] | – | 0.50 | 13.0 | 3.9 KiB | 1.0 |"), "{t}");
         assert!(
             t.contains("| perf | 2000 | 0.500 (0.500–0.500) | 4.00 [3.00] | 1.00 | 5.00 | 999.8 |"),
             "{t}"
