@@ -7,6 +7,7 @@
 #          run) and the bytes it wrote; perf's `perf kvm stat report` CPU time.
 #  loss:   two exercisers at once (in-kernel exits only: the highest rate the harness reaches),
 #          once per tool, with the kernel's hist trigger on kvm_exit as the oracle.
+#  profile: where kvmprof's own CPU goes during one exerciser run (perf record of its process).
 # Every measurement is one `RUN key=value ...` line in results.txt; outputs come back between
 #   ===KVMPROF-BEGIN <file>=== ... ===KVMPROF-END <file>===   and one ===KVMPROF-STATUS <ok|fail: why>===
 # Kernel command line: kvmprof.iters=N kvmprof.rounds=R kvmprof.tools="none kvmprof perf bpftrace".
@@ -282,4 +283,28 @@ for t in $TOOLS; do
   echo "bench: loss tool $t (uptime $(cut -d' ' -f1 /proc/uptime))"
   run_one loss 1 $t crw 2
 done
+# Where kvmprof's own CPU goes while a VM runs (not a measured round: perf perturbs it): one
+# three exerciser runs under `perf record` of kvmprof's process, its report kept as
+# kvmprof_profile.txt (self time by symbol) and kvmprof_profile_callers.txt (with callers).
+case " $TOOLS " in *" kvmprof "*)
+  echo "bench: profile of kvmprof (uptime $(cut -d' ' -f1 /proc/uptime))"
+  rm -rf /tmp/run /tmp/prof; mkdir -p /tmp/run /tmp/prof /tmp/keep
+  if start_tool kvmprof; then
+    ( cd /tmp/prof && exec perf record -q -F 2999 --call-graph dwarf,16384 -p $TP -o /tmp/prof/p.data \
+        > /tmp/prof/out 2>&1 ) &
+    PRP=$!
+    sleep 1
+    for j in 1 2 3; do
+      timeout 300 /bin/kvmprof exercise --iters "$N" --ops ocrw -- -name guest=bench-prof > /dev/null 2>&1
+    done
+    kill -INT $PRP; wait $PRP
+    perf report -i /tmp/prof/p.data --stdio --no-inline --no-children --sort sym -g none --percent-limit 0.5 \
+      > /tmp/keep/kvmprof_profile.txt 2>&1
+    perf report -i /tmp/prof/p.data --stdio --no-inline --children --sort sym -g none --percent-limit 2 \
+      > /tmp/keep/kvmprof_profile_callers.txt 2>&1
+  else
+    echo "kvmprof did not get ready" > /tmp/keep/kvmprof_profile.txt
+  fi
+  stop_tool ;;
+esac
 finish ok
