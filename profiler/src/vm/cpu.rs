@@ -98,8 +98,11 @@ pub fn read_all(
     s: &Sample,
 ) -> BTreeMap<u32, VmCpu> {
     let live = |pid: &u32| s.vms.get(pid).filter(|vm| !vm.exited);
-    // The kernel threads are listed once per sample, and only when there is a VM to own one.
-    let kthreads = match s.vms.keys().any(|p| live(p).is_some()) {
+    // The kernel threads are listed once per sample, and only when there is a VM to own one;
+    // and at the first sample whatever runs, so that the first look (every kernel thread's
+    // stat) is paid as kvmprof starts, not in the refresh where the first VM appears.
+    let any_vm = s.vms.keys().any(|p| live(p).is_some());
+    let kthreads = match any_vm || cache.stat_reads == 0 {
         true => threads::vhost_kthreads(proc_root, cache),
         false => BTreeMap::new(),
     };

@@ -385,3 +385,23 @@ fn per_vcpu_cpu_and_steal_match_schedstat() {
     let hog = raw1[&tid("hog")].0 - raw0[&tid("hog")].0;
     assert!(vmm + 4 * tick >= hog, "VMM {vmm} ns < hog {hog} ns");
 }
+
+/// The first per-VM CPU read looks at every kernel thread even with no VM yet (kvmprof pays it
+/// as it starts, not in the refresh where the first VM appears); later reads without a VM do
+/// not look at all.
+#[test]
+fn kernel_threads_are_first_read_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fake_proc(root);
+    write(root, "2/task/2/children", "300 301 302 ");
+    let mut cache = Kthreads::default();
+    let none = crate::sample::Sample::default();
+    assert!(super::cpu::read_all(root, &mut cache, &none).is_empty());
+    assert_eq!(
+        cache.stat_reads, 3,
+        "the first read looks at every kernel thread"
+    );
+    super::cpu::read_all(root, &mut cache, &none);
+    assert_eq!(cache.stat_reads, 3, "no VM: no look after the first");
+}
