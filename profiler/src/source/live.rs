@@ -90,7 +90,7 @@ impl Source for LiveSource {
             .map(|v| (v.pid, v))
             .collect();
         let d = &mut self.discovery;
-        s.vm_cpu = crate::vm::cpu::read_all(&d.proc_root, &mut d.kthreads, &s);
+        s.vm_cpu = crate::vm::cpu::read_all(&d.proc_root, &mut d.kthreads, &d.threads, &s);
         self.forget_exited(&pids)?;
         Ok(Some(s))
     }

@@ -95,6 +95,7 @@ pub fn vcpu_tids(s: &Sample) -> BTreeMap<u32, BTreeSet<u32>> {
 pub fn read_all(
     proc_root: &Path,
     cache: &mut threads::Kthreads,
+    names: &super::names::ThreadNames,
     s: &Sample,
 ) -> BTreeMap<u32, VmCpu> {
     let live = |pid: &u32| s.vms.get(pid).filter(|vm| !vm.exited);
@@ -111,7 +112,7 @@ pub fn read_all(
         .filter_map(|(pid, tids)| {
             let vm = live(&pid)?;
             let mut c = vm_cpu_indexed(proc_root, pid, &tids, &vm.vcpu_threads)?;
-            threads::add_vhost(proc_root, pid, &kthreads, &mut c);
+            threads::add_vhost(proc_root, pid, &kthreads, names, &mut c);
             Some((pid, c))
         })
         .collect()

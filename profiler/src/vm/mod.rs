@@ -2,6 +2,7 @@
 
 pub mod cpu;
 pub mod libvirt;
+pub mod names;
 pub mod procfs;
 pub mod qemu;
 pub mod threads;
@@ -23,6 +24,8 @@ pub struct Discovery {
     pub listings: u64,
     /// Kernel threads known not to be vhost workers (per-VM CPU, `cpu::read_all`).
     pub kthreads: threads::Kthreads,
+    /// What each thread of the VMs is called (vCPU index, vhost task).
+    pub threads: names::ThreadNames,
 }
 
 /// Refreshes between two listings of /proc for VMs (and listings between two reads of a process
@@ -82,6 +85,7 @@ impl Discovery {
             stat_reads: 0,
             listings: 0,
             kthreads: threads::Kthreads::default(),
+            threads: names::ThreadNames::default(),
         }
     }
 
@@ -172,8 +176,9 @@ impl Discovery {
                 continue;
             };
             // Threads come and go (vCPU hotplug), and libvirt writes its status file after
-            // QEMU starts: both are re-read on every refresh.
-            entry.info.vcpu_threads = procfs::vcpu_threads(&self.proc_root, pid);
+            // QEMU starts: both are looked at on every refresh (`names` keeps what a thread
+            // is called).
+            entry.info.vcpu_threads = self.threads.scan(&self.proc_root, pid);
             let dom = domains.get(&pid);
             entry.info.name = dom
                 .map(|d| d.name.clone())
@@ -213,6 +218,8 @@ impl Discovery {
             entry.info.exited = true;
             out.insert(pid, entry.info.clone());
         }
+        self.threads
+            .end_refresh(|pid| out.get(&pid).is_some_and(|v| !v.exited));
         out.into_values().collect()
     }
 }

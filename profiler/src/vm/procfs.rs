@@ -1,7 +1,6 @@
 //! The few /proc reads discovery needs. Every reader returns None/empty on missing or odd
 //! content: processes come and go between readdir and read.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -65,22 +64,6 @@ pub fn cmdline(proc_root: &Path, pid: u32) -> Vec<String> {
     raw.split(|b| *b == 0)
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect()
-}
-
-/// vCPU thread id → vCPU index, from thread names "CPU n/KVM" (QEMU with debug-threads=on).
-pub fn vcpu_threads(proc_root: &Path, pid: u32) -> BTreeMap<u32, u32> {
-    let task = proc_root.join(pid.to_string()).join("task");
-    let mut out = BTreeMap::new();
-    for entry in std::fs::read_dir(task).into_iter().flatten().flatten() {
-        let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
-            continue;
-        };
-        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        if let Some(n) = vcpu_index(&comm) {
-            out.insert(tid, n);
-        }
-    }
-    out
 }
 
 /// "CPU 3/KVM" → 3.

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use super::cpu::{vm_cpu, vm_cpu_indexed};
+use super::names::ThreadNames;
 use super::procfs;
 use super::procfs::ticks_per_s;
 use super::threads::{add_vhost, vhost_kthreads, vhost_owner, Kthreads};
@@ -88,7 +89,9 @@ fn vhost_workers_of_a_vm_on_a_fake_proc() {
         let found = BTreeMap::from([(77, vec![300]), (78, vec![301]), (99, vec![302])]);
         assert_eq!(k, found, "children list {children:?}");
         let mut c = vm_cpu(root, 77, &BTreeSet::from([78])).unwrap();
-        add_vhost(root, 77, &k, &mut c);
+        let mut names = ThreadNames::default();
+        assert_eq!(names.scan(root, 77), BTreeMap::from([(78, 0)]));
+        add_vhost(root, 77, &k, &names, &mut c);
         assert_eq!(c.vhost, want);
         assert_eq!(c.vhost_in_total_ns, 70 * tick);
     }
@@ -98,6 +101,7 @@ fn vhost_workers_of_a_vm_on_a_fake_proc() {
         root,
         99_999,
         &vhost_kthreads(root, &mut Kthreads::default()),
+        &ThreadNames::default(),
         &mut c,
     );
     assert_eq!(c.vhost, Threads::default());
@@ -162,7 +166,9 @@ fn no_vhost_workers_for_an_unrelated_process() {
     }
     let pid = std::process::id();
     let mut c = vm_cpu(proc_root, pid, &BTreeSet::new()).unwrap();
-    add_vhost(proc_root, pid, &k, &mut c);
+    let mut names = ThreadNames::default();
+    names.scan(proc_root, pid);
+    add_vhost(proc_root, pid, &k, &names, &mut c);
     assert_eq!((c.vhost, c.vhost_in_total_ns), (Threads::default(), 0));
 }
 
@@ -330,7 +336,7 @@ fn per_vcpu_cpu_and_steal_match_schedstat() {
         .collect();
     let tid = |n: &str| tids[n];
     // Discovery's own reader finds the vCPU threads by name.
-    let index = procfs::vcpu_threads(Path::new("/proc"), pid);
+    let index = ThreadNames::default().scan(Path::new("/proc"), pid);
     let want: BTreeMap<u32, u32> = (0..3).map(|n| (tid(&format!("CPU {n}/KVM")), n)).collect();
     assert_eq!(index, want);
     let set: BTreeSet<u32> = index.keys().copied().collect();
@@ -397,11 +403,57 @@ fn kernel_threads_are_first_read_at_start() {
     write(root, "2/task/2/children", "300 301 302 ");
     let mut cache = Kthreads::default();
     let none = crate::sample::Sample::default();
-    assert!(super::cpu::read_all(root, &mut cache, &none).is_empty());
+    let names = ThreadNames::default();
+    assert!(super::cpu::read_all(root, &mut cache, &names, &none).is_empty());
     assert_eq!(
         cache.stat_reads, 3,
         "the first read looks at every kernel thread"
     );
-    super::cpu::read_all(root, &mut cache, &none);
+    super::cpu::read_all(root, &mut cache, &names, &none);
     assert_eq!(cache.stat_reads, 3, "no VM: no look after the first");
+}
+
+/// A VM's thread names are read once, not every refresh: a vCPU or vhost task is kept as it was
+/// named, a thread called anything else is read once more at its next sighting (a new thread
+/// names itself just after it starts), and every thread once in RECHECK refreshes; threads that
+/// come and go are seen at once.
+#[test]
+fn thread_names_are_read_once_and_rechecked_every_few_refreshes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fake_proc(root);
+    let mut names = ThreadNames::default();
+    let refresh = |names: &mut ThreadNames| {
+        let v = names.scan(root, 77);
+        names.end_refresh(|p| p == 77);
+        v
+    };
+    assert_eq!(refresh(&mut names), BTreeMap::from([(78, 0)]));
+    assert_eq!(names.comm_reads, 3);
+    assert_eq!(names.vhost_tasks(77), [79]);
+    // 77 ("qemu") is read once more; then only each thread's turn in RECHECK refreshes.
+    refresh(&mut names);
+    let before = names.comm_reads;
+    assert!(before <= 3 + 3, "{before}");
+    let n = super::RECHECK;
+    for _ in 0..n {
+        assert_eq!(refresh(&mut names), BTreeMap::from([(78, 0)]));
+    }
+    assert_eq!(
+        names.comm_reads - before,
+        3,
+        "each thread once in {n} refreshes"
+    );
+    // A thread that renames itself after its first look, and a new vCPU thread.
+    write(root, "77/task/80/comm", "qemu\n");
+    refresh(&mut names);
+    write(root, "77/task/80/comm", "CPU 1/KVM\n");
+    write(root, "77/task/81/comm", "CPU 2/KVM\n");
+    assert_eq!(
+        refresh(&mut names),
+        BTreeMap::from([(78, 0), (80, 1), (81, 2)])
+    );
+    std::fs::remove_dir_all(root.join("77/task/78")).unwrap();
+    assert_eq!(refresh(&mut names), BTreeMap::from([(80, 1), (81, 2)]));
+    assert_eq!(names.tids(77).collect::<Vec<_>>(), [77, 79, 80, 81]);
 }

@@ -91,21 +91,18 @@ pub fn vhost_kthreads(proc_root: &Path, cache: &mut Kthreads) -> BTreeMap<u32, V
 
 /// Adds VM process `pid`'s vhost workers to `c`: the kernel threads of `kthreads` (from
 /// [`vhost_kthreads`]) owned by the process or one of its threads, and its own tasks named
-/// `vhost-N` (those also go to `vhost_in_total_ns`).
-pub fn add_vhost(proc_root: &Path, pid: u32, kthreads: &BTreeMap<u32, Vec<u32>>, c: &mut VmCpu) {
+/// `vhost-N` (those also go to `vhost_in_total_ns`); its threads as `names` last saw them.
+pub fn add_vhost(
+    proc_root: &Path,
+    pid: u32,
+    kthreads: &BTreeMap<u32, Vec<u32>>,
+    names: &super::names::ThreadNames,
+    c: &mut VmCpu,
+) {
     let task = proc_root.join(pid.to_string()).join("task");
-    let mut owners = BTreeSet::from([pid]);
-    let mut inside = Vec::new();
-    for entry in std::fs::read_dir(&task).into_iter().flatten().flatten() {
-        let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
-            continue;
-        };
-        owners.insert(tid);
-        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        if vhost_owner(&comm).is_some() {
-            inside.push(tid);
-        }
-    }
+    let mut owners: BTreeSet<u32> = names.tids(pid).collect();
+    owners.insert(pid);
+    let inside = names.vhost_tasks(pid);
     let mut add = |t: ThreadCpu| {
         let v = &mut c.vhost;
         v.cpu_ns = v.cpu_ns.saturating_add(t.cpu_ns);
