@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use super::{procfs, threads::vhost_owner, RECHECK};
+use super::{procfs, RECHECK};
 
 /// Threads of the VM processes seen this refresh, by pid, then by tid.
 #[derive(Debug, Default)]
@@ -50,7 +50,7 @@ impl ThreadNames {
                     let comm = comm.unwrap_or_default();
                     Named {
                         vcpu: procfs::vcpu_index(&comm),
-                        vhost: vhost_owner(&comm).is_some(),
+                        vhost: procfs::vhost_owner(&comm).is_some(),
                         looks: known.map_or(1, |n| n.looks.saturating_add(1)),
                     }
                 }

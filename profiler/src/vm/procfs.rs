@@ -66,6 +66,14 @@ pub fn cmdline(proc_root: &Path, pid: u32) -> Vec<String> {
         .collect()
 }
 
+/// "vhost-1234" → 1234 (the thread that owns the worker).
+pub fn vhost_owner(comm: &str) -> Option<u32> {
+    comm.trim_end_matches('\n')
+        .strip_prefix("vhost-")?
+        .parse()
+        .ok()
+}
+
 /// "CPU 3/KVM" → 3.
 pub fn vcpu_index(comm: &str) -> Option<u32> {
     comm.trim_end_matches('\n')

@@ -8,18 +8,11 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 
 use super::procfs;
+pub use super::procfs::vhost_owner;
 use crate::sample::{ThreadCpu, VmCpu};
 
 /// kthreadd's pid: the parent of every kernel thread.
 const KTHREADD: u32 = 2;
-
-/// "vhost-1234" → 1234 (the thread that owns the worker).
-pub fn vhost_owner(comm: &str) -> Option<u32> {
-    comm.trim_end_matches('\n')
-        .strip_prefix("vhost-")?
-        .parse()
-        .ok()
-}
 
 /// One thread's CPU time and run-queue wait, from the directory that holds its `stat` and
 /// `schedstat`. None when it is gone.
