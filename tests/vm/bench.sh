@@ -7,7 +7,7 @@
 #          run) and the bytes it wrote; perf's `perf kvm stat report` CPU time.
 #  loss:   two exercisers at once (in-kernel exits only: the highest rate the harness reaches),
 #          once per tool, with the kernel's hist trigger on kvm_exit as the oracle.
-#  profile: where kvmprof's own CPU goes during one exerciser run (perf record of its process).
+#  profile: where kvmprof's own CPU goes during three exerciser runs (perf record of its process).
 # Every measurement is one `RUN key=value ...` line in results.txt; outputs come back between
 #   ===KVMPROF-BEGIN <file>=== ... ===KVMPROF-END <file>===   and one ===KVMPROF-STATUS <ok|fail: why>===
 # Kernel command line: kvmprof.iters=N kvmprof.rounds=R kvmprof.tools="none kvmprof perf bpftrace".
@@ -283,8 +283,8 @@ for t in $TOOLS; do
   echo "bench: loss tool $t (uptime $(cut -d' ' -f1 /proc/uptime))"
   run_one loss 1 $t crw 2
 done
-# Where kvmprof's own CPU goes while a VM runs (not a measured round: perf perturbs it): one
-# three exerciser runs under `perf record` of kvmprof's process, its report kept as
+# Where kvmprof's own CPU goes while a VM runs (not a measured round: perf perturbs it): three
+# exerciser runs under `perf record` of kvmprof's process, its report kept as
 # kvmprof_profile.txt (self time by symbol) and kvmprof_profile_callers.txt (with callers).
 case " $TOOLS " in *" kvmprof "*)
   echo "bench: profile of kvmprof (uptime $(cut -d' ' -f1 /proc/uptime))"

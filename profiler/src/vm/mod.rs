@@ -18,9 +18,9 @@ pub struct Discovery {
     pub proc_root: PathBuf,
     pub libvirt_dir: PathBuf,
     cache: Cache,
-    /// `/proc/PID/stat` files read so far, and listings of /proc (the tests
-    /// count them).
+    /// `/proc/PID/stat` files read so far (the tests count them).
     pub stat_reads: u64,
+    /// Listings of /proc so far (the tests count them).
     pub listings: u64,
     /// Kernel threads known not to be vhost workers (per-VM CPU, `cpu::read_all`).
     pub kthreads: threads::Kthreads,
@@ -94,7 +94,8 @@ impl Discovery {
     }
 
     /// Info for every pid in `pids` (the tgids seen in the stats map) plus every QEMU process
-    /// on the host (found by listing /proc every RECHECK refreshes), sorted by pid. Cached by (pid, start time) so a reused pid is re-read.
+    /// on the host (found by listing /proc every RECHECK refreshes), sorted by pid. Cached by
+    /// (pid, start time) so a reused pid is re-read.
     pub fn refresh(&mut self, pids: &[u32]) -> Vec<VmInfo> {
         let domains = self.cache.libvirt.scan(&self.libvirt_dir);
         let wanted: HashSet<u32> = pids.iter().copied().collect();

@@ -59,9 +59,9 @@ pub fn small_host() -> Result<()> {
 
 /// The /proc part of a live refresh on this host: VM discovery (the first refresh reads every
 /// process's stat and command line; later ones list /proc once in RECHECK refreshes and
-/// re-read a process found not to be QEMU once in RECHECK listings, `vm::Discovery`) and, while a VM runs, the look for its vhost workers
-/// among the kernel threads (the same for a kernel thread found not to be one). What a quiet
-/// host pays per interval beyond the maps.
+/// re-read a process found not to be QEMU once in RECHECK listings, `vm::Discovery`) and,
+/// while a VM runs, the look for its vhost workers among the kernel threads (the same for a
+/// kernel thread found not to be one). What a quiet host pays per interval beyond the maps.
 pub fn discovery(json: &mut Json) {
     use kvmprof::vm::RECHECK;
     let mut d = kvmprof::vm::Discovery::host();
