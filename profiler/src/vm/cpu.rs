@@ -103,7 +103,7 @@ pub fn read_all(
     // and at the first sample whatever runs, so that the first look (every kernel thread's
     // stat) is paid as kvmprof starts, not in the refresh where the first VM appears.
     let any_vm = s.vms.keys().any(|p| live(p).is_some());
-    let kthreads = match any_vm || cache.stat_reads == 0 {
+    let kthreads = match any_vm || !cache.looked() {
         true => threads::vhost_kthreads(proc_root, cache),
         false => BTreeMap::new(),
     };

@@ -42,6 +42,13 @@ pub struct Kthreads {
     pub stat_reads: u64,
 }
 
+impl Kthreads {
+    /// Whether [`vhost_kthreads`] has looked at the kernel threads yet.
+    pub fn looked(&self) -> bool {
+        self.rotation.scans > 0
+    }
+}
+
 /// Kernel threads named `vhost-N`, by N. Candidates are kthreadd's children where the kernel
 /// lists them (CONFIG_PROC_CHILDREN: one read), else every process; each must name kthreadd as
 /// its parent, so a user process calling itself `vhost-1` is not one.
