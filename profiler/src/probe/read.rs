@@ -77,32 +77,48 @@ pub fn sample(
 
     s.changed = table.changes(s.mono_ns, &s.in_flight);
 
-    let counters: PerCpuArray<_, u64> =
-        PerCpuArray::try_from(ebpf.map("COUNTERS").context("COUNTERS map missing")?)?;
-    s.counters = (0..counter::COUNT)
-        .map(|i| counters.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0))
-        .collect();
+    s.counters = counters(ebpf)?;
 
     for name in programs {
-        let Some(prog) = ebpf.program(name) else {
+        let Some(runs) = ebpf
+            .program(name)
+            .and_then(|p| p.fd().ok())
+            .and_then(|fd| super::misses::prog_runs(fd.as_fd()))
+        else {
             continue;
         };
         if name.starts_with("sched_") {
             if let Some(c) = s.counters.get_mut(counter::SCHED_MISSED as usize) {
-                *c += prog
-                    .fd()
-                    .map_or(0, |fd| super::misses::recursion_misses(fd.as_fd()));
+                *c += runs.recursion_misses;
             }
         }
-        if let Ok(info) = prog.info() {
-            s.progs.push(ProgStat {
-                name: (*name).to_string(),
-                run_cnt: info.run_count(),
-                run_time_ns: info.run_time().as_nanos() as u64,
-            });
-        }
+        s.progs.push(ProgStat {
+            name: (*name).to_string(),
+            run_cnt: runs.run_cnt,
+            run_time_ns: runs.run_time_ns,
+        });
     }
     Ok(s)
+}
+
+/// COUNTERS summed over the CPUs: one batch read (kernel ≥ 5.7) instead of a lookup per
+/// counter, else a lookup each.
+fn counters(ebpf: &Ebpf) -> anyhow::Result<Vec<u64>> {
+    let n = counter::COUNT as usize;
+    if let Ok((keys, vals, cpus)) = read_all::<u32, u64>(ebpf, "COUNTERS", true) {
+        let mut out = vec![0u64; n];
+        for (k, per_cpu) in keys.iter().zip(vals.chunks(cpus)) {
+            if let Some(c) = out.get_mut(*k as usize) {
+                *c = per_cpu.iter().sum();
+            }
+        }
+        return Ok(out);
+    }
+    let counters: PerCpuArray<_, u64> =
+        PerCpuArray::try_from(ebpf.map("COUNTERS").context("COUNTERS map missing")?)?;
+    Ok((0..counter::COUNT)
+        .map(|i| counters.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0))
+        .collect())
 }
 
 /// EVIDENCE (a key's threads summed) and the sampled guest RIPs (`ev::GUEST_RIP` keys, kept
