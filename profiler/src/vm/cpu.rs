@@ -18,7 +18,7 @@ pub fn cpu_ns(proc_root: &Path, pid: u32, tid: Option<u32>) -> Option<(u64, u64)
     if let Some(tid) = tid {
         path = path.join("task").join(tid.to_string());
     }
-    let text = std::fs::read_to_string(path.join("stat")).ok()?;
+    let text = super::kept::read(&path.join("stat"), false, true)?;
     procfs::parse_cpu_ticks(&text).map(|(run, guest)| (ns(run), ns(guest)))
 }
 
@@ -70,7 +70,7 @@ fn wait_ns(proc_root: &Path, pid: u32, tid: u32) -> Option<u64> {
         .join("task")
         .join(tid.to_string())
         .join("schedstat");
-    procfs::parse_schedstat_wait(&std::fs::read_to_string(p).ok()?)
+    procfs::parse_schedstat_wait(&super::kept::read(&p, false, true)?)
 }
 
 /// The vCPU threads of each VM in `s`: those the VMM named ("CPU n/KVM") and those that

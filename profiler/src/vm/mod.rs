@@ -1,6 +1,7 @@
 //! VM discovery from /proc (QEMU processes, names, uuid, libvirt domain).
 
 pub mod cpu;
+pub mod kept;
 pub mod libvirt;
 pub mod names;
 pub mod procfs;
@@ -97,6 +98,7 @@ impl Discovery {
     /// on the host (found by listing /proc every RECHECK refreshes), sorted by pid. Cached by
     /// (pid, start time) so a reused pid is re-read.
     pub fn refresh(&mut self, pids: &[u32]) -> Vec<VmInfo> {
+        kept::sweep();
         let domains = self.cache.libvirt.scan(&self.libvirt_dir);
         let wanted: HashSet<u32> = pids.iter().copied().collect();
         // Listing /proc and reading every process's stat was most of a quiet host's refresh
@@ -125,7 +127,8 @@ impl Discovery {
                 }
             }
             self.stat_reads += 1;
-            if let Some(stat) = procfs::stat(&self.proc_root, pid) {
+            let keep = self.cache.vms.contains_key(&pid);
+            if let Some(stat) = procfs::stat(&self.proc_root, pid, keep) {
                 live.insert(pid, stat);
             }
         }
@@ -134,7 +137,7 @@ impl Discovery {
         for &pid in &wanted {
             if let std::collections::hash_map::Entry::Vacant(slot) = live.entry(pid) {
                 self.stat_reads += 1;
-                if let Some(stat) = procfs::stat(&self.proc_root, pid) {
+                if let Some(stat) = procfs::stat(&self.proc_root, pid, true) {
                     slot.insert(stat);
                 }
             }

@@ -46,7 +46,7 @@ impl ThreadNames {
                 Some(n) if settled(&n) && tid % RECHECK != phase => n,
                 _ => {
                     self.comm_reads += 1;
-                    let comm = std::fs::read_to_string(entry.path().join("comm"));
+                    let comm = super::kept::read(&entry.path().join("comm"), false, false);
                     let comm = comm.unwrap_or_default();
                     Named {
                         vcpu: procfs::vcpu_index(&comm),

@@ -4,9 +4,10 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-/// `comm` and start time (field 22, clock ticks since boot) from `/proc/PID/stat`.
-pub fn stat(proc_root: &Path, pid: u32) -> Option<(String, u64)> {
-    let text = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")).ok()?;
+/// `comm` and start time (field 22, clock ticks since boot) from `/proc/PID/stat`; `keep`:
+/// it is read every refresh (a VM's), so [`kept`](super::kept) keeps it open.
+pub fn stat(proc_root: &Path, pid: u32, keep: bool) -> Option<(String, u64)> {
+    let text = super::kept::read(&proc_root.join(pid.to_string()).join("stat"), false, keep)?;
     parse_stat(&text)
 }
 

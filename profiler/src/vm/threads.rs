@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 
-use super::procfs;
 pub use super::procfs::vhost_owner;
+use super::{kept, procfs};
 use crate::sample::{ThreadCpu, VmCpu};
 
 /// kthreadd's pid: the parent of every kernel thread.
@@ -17,10 +17,9 @@ const KTHREADD: u32 = 2;
 /// One thread's CPU time and run-queue wait, from the directory that holds its `stat` and
 /// `schedstat`. None when it is gone.
 pub fn thread_cpu(dir: &Path) -> Option<ThreadCpu> {
-    let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+    let stat = kept::read(&dir.join("stat"), false, true)?;
     let (run, _) = procfs::parse_cpu_ticks(&stat)?;
-    let wait = std::fs::read_to_string(dir.join("schedstat"))
-        .ok()
+    let wait = kept::read(&dir.join("schedstat"), false, true)
         .and_then(|t| procfs::parse_schedstat_wait(&t));
     Some(ThreadCpu {
         cpu_ns: procfs::ns(run),
@@ -53,7 +52,7 @@ impl Kthreads {
 /// lists them (CONFIG_PROC_CHILDREN: one read), else every process; each must name kthreadd as
 /// its parent, so a user process calling itself `vhost-1` is not one.
 pub fn vhost_kthreads(proc_root: &Path, cache: &mut Kthreads) -> BTreeMap<u32, Vec<u32>> {
-    let kids = std::fs::read_to_string(proc_root.join("2/task/2/children")).ok();
+    let kids = kept::read(&proc_root.join("2/task/2/children"), true, true);
     let candidates: Vec<u32> = match kids {
         Some(text) => text
             .split_whitespace()
@@ -68,7 +67,8 @@ pub fn vhost_kthreads(proc_root: &Path, cache: &mut Kthreads) -> BTreeMap<u32, V
             continue;
         }
         cache.stat_reads += 1;
-        let Ok(text) = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")) else {
+        let Some(text) = kept::read(&proc_root.join(pid.to_string()).join("stat"), false, false)
+        else {
             continue;
         };
         let Some((comm, ppid)) = procfs::parse_comm_ppid(&text) else {
