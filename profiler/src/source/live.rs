@@ -51,8 +51,14 @@ impl LiveSource {
     }
 
     /// A VM that exited stays visible for FORGET_AFTER samples, then its rows leave the maps.
-    fn forget_exited(&mut self, pids: &[u32]) -> anyhow::Result<()> {
-        let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    /// `vms`: this refresh's discovery, which names every pid of `pids` (one it could not read
+    /// as exited), so liveness costs no syscall of its own.
+    fn forget_exited(
+        &mut self,
+        pids: &[u32],
+        vms: &std::collections::BTreeMap<u32, crate::sample::VmInfo>,
+    ) -> anyhow::Result<()> {
+        let alive = |pid: u32| vms.get(&pid).is_some_and(|v| !v.exited);
         self.dead.retain(|pid, _| pids.contains(pid));
         let mut gone = Vec::new();
         for &pid in pids {
@@ -91,7 +97,7 @@ impl Source for LiveSource {
             .collect();
         let d = &mut self.discovery;
         s.vm_cpu = crate::vm::cpu::read_all(&d.proc_root, &mut d.kthreads, &d.threads, &s);
-        self.forget_exited(&pids)?;
+        self.forget_exited(&pids, &s.vms)?;
         Ok(Some(s))
     }
 
