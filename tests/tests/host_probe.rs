@@ -378,11 +378,26 @@ fn rows_of_exited_processes_can_be_forgotten() {
             ev(OP_EXIT, 600, 6000, 1_000, 0, ISA_VMX, 30),
             ev(OP_ENTRY, 600, 6000, 1_100, 0, 0, 0),
             ev(OP_EXIT, 600, 6000, 2_000, 0, ISA_VMX, 12), // stays in flight
+            // A thread colliding on 6000's slot: its exit in flight is in the PENDING hash.
+            ev(
+                OP_EXIT,
+                600,
+                6000 + profiler_common::PSLOTS as u64,
+                2_100,
+                1,
+                ISA_VMX,
+                12,
+            ),
             ev(OP_EXIT, 700, 7000, 1_000, 0, ISA_VMX, 30),
             ev(OP_ENTRY, 700, 7000, 1_100, 0, 0, 0),
         ],
     );
     assert_eq!(s.stats.len(), 2);
+    assert_eq!(
+        s.in_flight.get(&key(600, 1, ISA_VMX, 12)),
+        Some(&1),
+        "in the hash"
+    );
     // A refresh looks only at slots whose SLOT_USED byte is set: the claimant sets it, and
     // freeing the slot clears it (and nothing else).
     let used = |p: &Probe, slot: u32| -> bool {

@@ -498,7 +498,8 @@ impl Probe {
     }
 
     /// Delete every row of these (exited) processes so the maps do not fill up over days of
-    /// VMs coming and going. Returns how many keys were removed.
+    /// VMs coming and going: the rows the last sample read (the live source forgets a process
+    /// only after several samples saw it gone). Returns how many keys were removed.
     pub fn forget(&mut self, tgids: &[u32]) -> anyhow::Result<usize> {
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         forget::forget(&mut self.ebpf, tgids, &mut table, &self.slots)

@@ -86,6 +86,14 @@ impl Table {
         &self.rows
     }
 
+    /// The rows in use (as of the last refresh) of the keys of these processes.
+    pub fn rows_of_tgids(&self, tgids: &[u32]) -> Vec<u32> {
+        let of = self.rows_of.iter().filter(|(k, _)| tgids.contains(&k.tgid));
+        let mut rows: Vec<u32> = of.flat_map(|(_, v)| v.iter().copied()).collect();
+        rows.sort_unstable();
+        rows
+    }
+
     /// Refresh every row in use; then `rows_by_key` gives them. `overflow` looks up an octave a
     /// row keeps in the OVERFLOW hash (rare: rows spanning more than LINKS octaves).
     pub fn refresh(&mut self, overflow: impl Fn(OverflowKey) -> Option<Oct>) {
