@@ -91,7 +91,9 @@ impl Discovery {
     }
 
     pub fn host() -> Self {
-        Self::new("/proc", "/run/libvirt/qemu")
+        let mut d = Self::new("/proc", "/run/libvirt/qemu");
+        d.kthreads = threads::Kthreads::for_release(&crate::kernel::running_release());
+        d
     }
 
     /// Info for every pid in `pids` (the tgids seen in the stats map) plus every QEMU process

@@ -152,6 +152,34 @@ fn kernel_threads_not_vhost_are_reread_every_few_calls() {
     assert!(reused, "a reused pid is seen within RECHECK² calls");
 }
 
+/// Since Linux 6.4 (vhost workers are the VM's own tasks) kthreadd's children are listed once
+/// in RECHECK calls, the first included, and the last look's workers are given in between;
+/// before, at every call.
+#[test]
+fn kernel_threads_are_listed_sparsely_from_linux_6_4() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fake_proc(root);
+    write(root, "2/task/2/children", "300 301 302 ");
+    for (release, sparse) in [
+        ("6.1.0-27-amd64", false),
+        ("6.4.0", true),
+        ("6.12.118", true),
+    ] {
+        let mut cache = Kthreads::for_release(release);
+        assert_eq!(cache.sparse, sparse, "{release}");
+        let first = vhost_kthreads(root, &mut cache);
+        assert_eq!(first.len(), 3);
+        let n = u64::from(super::RECHECK);
+        for _ in 1..n {
+            assert_eq!(vhost_kthreads(root, &mut cache), first);
+        }
+        assert_eq!(cache.listings, if sparse { 1 } else { n }, "{release}");
+        vhost_kthreads(root, &mut cache);
+        assert_eq!(cache.listings, if sparse { 2 } else { n + 1 }, "{release}");
+    }
+}
+
 /// The real /proc: every vhost kernel thread found is a child of kthreadd, and none belongs
 /// to this test process (which set up no vhost device).
 #[test]
