@@ -9,7 +9,7 @@ use profiler_common::ISA_USERSPACE;
 
 use super::procfs::{self, ns};
 use super::threads;
-use crate::sample::{Sample, ThreadCpu, VmCpu};
+use crate::sample::{Sample, VmCpu};
 
 /// (CPU time, guest time) of process `pid`, or of its thread `tid`, ns. None when it is gone
 /// (normal: VMs and threads come and go between two reads).
@@ -42,35 +42,21 @@ pub fn vm_cpu_indexed(
         guest_ns,
         ..Default::default()
     };
+    let task = proc_root.join(pid.to_string()).join("task");
     for &tid in vcpu_tids {
-        if let Some((t, _)) = cpu_ns(proc_root, pid, Some(tid)) {
-            out.vcpu_ns = out.vcpu_ns.saturating_add(t);
+        if let Some(one) = threads::thread_cpu(&task.join(tid.to_string())) {
+            out.vcpu_ns = out.vcpu_ns.saturating_add(one.cpu_ns);
             out.vcpu_threads += 1;
-            let wait = wait_ns(proc_root, pid, tid);
-            if let Some(w) = wait {
+            if let Some(w) = one.wait_ns {
                 out.vcpu_wait_ns = out.vcpu_wait_ns.saturating_add(w);
                 out.waited_threads += 1;
             }
             if let Some(&n) = index.get(&tid) {
-                let one = ThreadCpu {
-                    cpu_ns: t,
-                    wait_ns: wait,
-                };
                 out.vcpus.insert(n, one);
             }
         }
     }
     Some(out)
-}
-
-/// Thread `tid`'s run-queue wait so far, ns (None without schedstat, or when it is gone).
-fn wait_ns(proc_root: &Path, pid: u32, tid: u32) -> Option<u64> {
-    let p = proc_root
-        .join(pid.to_string())
-        .join("task")
-        .join(tid.to_string())
-        .join("schedstat");
-    procfs::parse_schedstat_wait(&super::kept::read(&p, false, true)?)
 }
 
 /// The vCPU threads of each VM in `s`: those the VMM named ("CPU n/KVM") and those that
