@@ -44,9 +44,8 @@ impl Kept {
     /// [`read`] with these kept files.
     pub fn read(&self, path: &Path, records: bool, keep: bool) -> Option<String> {
         let mut buf = Vec::new();
-        if keep {
-            let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            let (files, now) = &mut *guard;
+        let mut kept = keep.then(|| self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Some((files, now)) = kept.as_deref_mut() {
             if let Some(e) = files.get_mut(path) {
                 e.used = *now;
                 if read_at0(&e.file, &mut buf, records).is_ok() {
@@ -54,16 +53,15 @@ impl Kept {
                 }
                 files.remove(path);
             }
-            let file = File::open(path).ok()?;
-            read_at0(&file, &mut buf, records).ok()?;
+        }
+        let file = File::open(path).ok()?;
+        read_at0(&file, &mut buf, records).ok()?;
+        if let Some((files, now)) = kept.as_deref_mut() {
             if files.len() < MAX_KEPT && on_procfs(&file) {
                 let used = *now;
                 files.insert(path.to_path_buf(), Entry { file, used });
             }
-            return Some(text(buf));
         }
-        let file = File::open(path).ok()?;
-        read_at0(&file, &mut buf, records).ok()?;
         Some(text(buf))
     }
 
