@@ -37,20 +37,19 @@ fn hash<'a, K: Pod, V: Pod>(
     Ok(HashMap::try_from(map)?)
 }
 
-/// The keys of hash `name` whose (key, value) `dead` picks, from one batch read: walking the
+/// Removes the entries of hash `name` that `dead` picks, found in one batch read: walking the
 /// keys one syscall each cost 4 096 syscalls for the full RIPS map alone, at every VM's exit.
-fn dead_keys<K: Pod, V: Pod>(
-    ebpf: &Ebpf,
+fn remove_dead<K: Pod, V: Pod>(
+    ebpf: &mut Ebpf,
     name: &str,
     dead: impl Fn(&K, &V) -> bool,
-) -> anyhow::Result<Vec<K>> {
+) -> anyhow::Result<()> {
     let (keys, vals, _) = super::batch::read_all::<K, V>(ebpf, name, false)?;
-    Ok(keys
-        .into_iter()
-        .zip(vals)
-        .filter(|(k, v)| dead(k, v))
-        .map(|(k, _)| k)
-        .collect())
+    let mut map = hash::<K, V>(ebpf, name)?;
+    for (k, _) in keys.iter().zip(&vals).filter(|(k, v)| dead(k, v)) {
+        let _ = map.remove(k);
+    }
+    Ok(())
 }
 
 /// Delete everything of these (exited) processes. Returns how many rows were freed.
@@ -72,21 +71,8 @@ pub fn forget(
         .collect();
     let dead_idx: std::collections::HashSet<u32> = dead_rows.iter().map(|(i, _)| *i).collect();
     // Unpublish first: nothing may find a row once it is back on the free list.
-    {
-        let dead = dead_keys::<StatKey, u32>(ebpf, "ROW_INDEX", |k, _| tgids.contains(&k.tgid))?;
-        let mut index = hash::<StatKey, u32>(ebpf, "ROW_INDEX")?;
-        for k in dead {
-            let _ = index.remove(&k);
-        }
-    }
-    {
-        let dead =
-            dead_keys::<OverflowKey, Oct>(ebpf, "OVERFLOW", |k, _| dead_idx.contains(&k.row))?;
-        let mut over = hash::<OverflowKey, Oct>(ebpf, "OVERFLOW")?;
-        for k in dead {
-            let _ = over.remove(&k);
-        }
-    }
+    remove_dead::<StatKey, u32>(ebpf, "ROW_INDEX", |k, _| tgids.contains(&k.tgid))?;
+    remove_dead::<OverflowKey, Oct>(ebpf, "OVERFLOW", |k, _| dead_idx.contains(&k.row))?;
     forget_slots(ebpf, tgids, slots)?;
     // Live threads may still point at these rows from a reason table (a reused tid): they check
     // the row's key before writing, so a row reused for another key is safe.
@@ -113,28 +99,12 @@ pub fn forget(
     for (i, _) in &dead_rows {
         q.push(*i, 0)?;
     }
-    {
-        let dead = dead_keys::<ev::ThreadEvKey, ev::EvValue>(ebpf, "EVIDENCE", |k, _| {
-            tgids.contains(&k.key.tgid)
-        })?;
-        let mut evidence = hash::<ev::ThreadEvKey, ev::EvValue>(ebpf, "EVIDENCE")?;
-        for k in dead {
-            let _ = evidence.remove(&k);
-        }
-    }
-    {
-        let dead = dead_keys::<ev::EvKey, u64>(ebpf, "RIPS", |k, _| tgids.contains(&k.tgid))?;
-        let mut rips = hash::<ev::EvKey, u64>(ebpf, "RIPS")?;
-        for k in dead {
-            let _ = rips.remove(&k);
-        }
-    }
+    remove_dead::<ev::ThreadEvKey, ev::EvValue>(ebpf, "EVIDENCE", |k, _| {
+        tgids.contains(&k.key.tgid)
+    })?;
+    remove_dead::<ev::EvKey, u64>(ebpf, "RIPS", |k, _| tgids.contains(&k.tgid))?;
     for name in ["PENDING", "UPENDING"] {
-        let dead = dead_keys::<u32, Pending>(ebpf, name, |_, p| tgids.contains(&p.tgid))?;
-        let mut map = hash::<u32, Pending>(ebpf, name)?;
-        for tid in dead {
-            let _ = map.remove(&tid);
-        }
+        remove_dead::<u32, Pending>(ebpf, name, |_, p| tgids.contains(&p.tgid))?;
     }
     Ok(dead_rows.len())
 }
