@@ -9,10 +9,7 @@ use std::{
 
 use anyhow::Context;
 
-use aya::{
-    maps::{HashMap, PerCpuArray},
-    Ebpf,
-};
+use aya::{maps::HashMap, Ebpf};
 use profiler_common::{counter, ev, Oct, OverflowKey, Pending, SlowExit, ISA_USERSPACE};
 
 use super::{batch::read_all, slots::Slots, table::Table};
@@ -101,24 +98,17 @@ pub fn sample(
     Ok(s)
 }
 
-/// COUNTERS summed over the CPUs: one batch read (kernel ≥ 5.7) instead of a lookup per
-/// counter, else a lookup each.
+/// COUNTERS summed over the CPUs, in one batch read instead of a lookup per counter (arrays
+/// have batch reads since Linux 5.6, before kernel::OLDEST).
 fn counters(ebpf: &Ebpf) -> anyhow::Result<Vec<u64>> {
-    let n = counter::COUNT as usize;
-    if let Ok((keys, vals, cpus)) = read_all::<u32, u64>(ebpf, "COUNTERS", true) {
-        let mut out = vec![0u64; n];
-        for (k, per_cpu) in keys.iter().zip(vals.chunks(cpus)) {
-            if let Some(c) = out.get_mut(*k as usize) {
-                *c = per_cpu.iter().sum();
-            }
+    let (keys, vals, cpus) = read_all::<u32, u64>(ebpf, "COUNTERS", true)?;
+    let mut out = vec![0u64; counter::COUNT as usize];
+    for (k, per_cpu) in keys.iter().zip(vals.chunks(cpus)) {
+        if let Some(c) = out.get_mut(*k as usize) {
+            *c = per_cpu.iter().sum();
         }
-        return Ok(out);
     }
-    let counters: PerCpuArray<_, u64> =
-        PerCpuArray::try_from(ebpf.map("COUNTERS").context("COUNTERS map missing")?)?;
-    Ok((0..counter::COUNT)
-        .map(|i| counters.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0))
-        .collect())
+    Ok(out)
 }
 
 /// EVIDENCE (a key's threads summed) and the sampled guest RIPs (`ev::GUEST_RIP` keys, kept
