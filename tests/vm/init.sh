@@ -174,7 +174,10 @@ perf_run() {
   mkfifo /tmp/perf/ctl /tmp/perf/ack
   trig kvm_exit 'hist:keys=isa,exit_reason:sort=exit_reason' || { perf_fail "kvm_exit hist trigger"; return; }
   # -D -1: perf starts with its events disabled, enables them on `enable` and answers `ack`.
-  ( cd /tmp/perf && exec perf kvm stat record -a -D -1 --control fifo:/tmp/perf/ctl,/tmp/perf/ack \
+  # -k mono: perf stamps its events with CLOCK_MONOTONIC, kvmprof's clock (bpf_ktime_get_ns).
+  # perf's default, sched_clock, counts the TSC at the rate calibrated at boot, which under TCG
+  # can be a quarter off when the clocksource is another (6.1 here runs on hpet).
+  ( cd /tmp/perf && exec perf kvm stat record -a -k mono -D -1 --control fifo:/tmp/perf/ctl,/tmp/perf/ack \
       > /tmp/perf/record.stdout 2> /tmp/perf_record.stderr ) &
   PP=$!
   timeout 120 sh -c 'echo enable > /tmp/perf/ctl; read -r a < /tmp/perf/ack; echo "$a" > /tmp/perf/acked'

@@ -7,7 +7,8 @@
 //! The VM test brings the guest's `perf.data` back; [`screens`] shows perf 6.12's screen of it
 //! for each event in a fixed-size tmux pane and writes what the pane holds
 //! (tests/tests/real_kvm_perf.rs compares it with kvmprof's table of the same exits), and
-//! `perf script`'s list of the exerciser's events (`perf612_script.txt`).
+//! `perf script`'s list of the exerciser's events (`perf612_script.txt`) and the recording's
+//! header (`perf612_header.txt`).
 //!
 //! The build takes about 4.5 minutes on two busy cores; only perf's TUI (libslang2) and
 //! libtraceevent (tracepoints) are switched on, everything optional that is slow to build or
@@ -244,5 +245,13 @@ pub fn capture(perf: &Path, dir: &Path) -> Result<()> {
     ]))
     .with_context(|| format!("perf script of {}", data.display()))?;
     fs::write(dir.join("perf612_script.txt"), script)?;
+    // Its header: real_kvm_perf checks the events were stamped with CLOCK_MONOTONIC.
+    let header = cmd_output(
+        Command::new(perf)
+            .args(["report", "--header-only", "-i"])
+            .arg(&data),
+    )
+    .with_context(|| format!("perf report --header-only of {}", data.display()))?;
+    fs::write(dir.join("perf612_header.txt"), header)?;
     Ok(())
 }
