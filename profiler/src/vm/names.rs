@@ -26,8 +26,8 @@ struct Named {
 }
 
 impl ThreadNames {
-    /// Lists `pid`'s threads (one read of its task directory, so threads that come and go are
-    /// seen at once) and returns its vCPU threads, tid → vCPU index. A thread's `comm` is read
+    /// Lists `pid`'s threads (its task directory, kept open: threads that come and go are seen
+    /// at once) and returns its vCPU threads, tid → vCPU index. A thread's `comm` is read
     /// when it is new; again at its next sighting if it was neither a vCPU nor a vhost task (a
     /// new thread names itself just after it starts); and once in RECHECK refreshes whatever it
     /// is (its turn by its tid), enough to see a tid reused.
@@ -36,17 +36,15 @@ impl ThreadNames {
         let old = self.by_pid.remove(&pid).unwrap_or_default();
         let task = proc_root.join(pid.to_string()).join("task");
         let mut now = BTreeMap::new();
-        for entry in std::fs::read_dir(&task).into_iter().flatten().flatten() {
-            let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
-                continue;
-            };
+        for tid in super::kept::list(&task, true).unwrap_or_default() {
             let known = old.get(&tid).copied();
             let settled = |n: &Named| n.looks >= 2 || n.vcpu.is_some() || n.vhost;
             let named = match known {
                 Some(n) if settled(&n) && tid % RECHECK != phase => n,
                 _ => {
                     self.comm_reads += 1;
-                    let comm = super::kept::read(&entry.path().join("comm"), false, false);
+                    let comm =
+                        super::kept::read(&task.join(tid.to_string()).join("comm"), false, false);
                     let comm = comm.unwrap_or_default();
                     Named {
                         vcpu: procfs::vcpu_index(&comm),
