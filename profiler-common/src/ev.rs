@@ -182,6 +182,28 @@ pub const PROGRAMS: [(&str, &str); 13] = [
     ("ev_halt_poll", "kvm_halt_poll_ns"),
 ];
 
+/// Position of evidence program `name` in [`PROGRAMS`]: its slot in the per-CPU `EV_RUNS`
+/// array, which each program bumps first thing, so the sampler asks the kernel for a
+/// program's run-time statistics only when it ran since the last ask. A name not in the
+/// list does not compile where it is used in a const.
+pub const fn program_index(name: &str) -> u32 {
+    let mut i = 0;
+    while i < PROGRAMS.len() {
+        let (a, b) = (PROGRAMS[i].0.as_bytes(), name.as_bytes());
+        if a.len() == b.len() {
+            let mut j = 0;
+            while j < a.len() && a[j] == b[j] {
+                j += 1;
+            }
+            if j == a.len() {
+                return i as u32;
+            }
+        }
+        i += 1;
+    }
+    panic!("not an evidence program")
+}
+
 /// Flags of an MSR write, from the MSR index and the value written (SINTx AutoEOI/masked,
 /// stimer config direct mode): shared by the kernel program and host-side tests.
 #[inline(always)]

@@ -4,7 +4,7 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{HashMap, LruHashMap},
+    maps::{HashMap, LruHashMap, PerCpuArray},
     programs::TracePointContext,
 };
 use profiler_common::{
@@ -25,6 +25,28 @@ static EV_FIELDS: [FieldSpec; f::COUNT] = [FieldSpec { offset: 0, size: 0 }; f::
 #[map]
 static EVIDENCE: HashMap<ThreadEvKey, EvValue> =
     HashMap::with_max_entries(32768, BPF_F_NO_PREALLOC);
+
+/// Runs of each evidence program (slot `ev::program_index`), counted before anything else:
+/// the sampler reads a program's run-time statistics (a syscall each) only when its runs
+/// here differ from the run count the kernel last gave. Per CPU: one add, no atomics.
+#[map]
+static EV_RUNS: PerCpuArray<u64> = PerCpuArray::with_max_entries(ev::PROGRAMS.len() as u32, 0);
+
+/// An evidence program: [`tracepoint_program!`] that first counts its run in [`EV_RUNS`].
+macro_rules! ev_program {
+    ($section:literal, $name:ident, $body:ident) => {
+        #[no_mangle]
+        #[link_section = $section]
+        pub fn $name(ctx: *mut ::core::ffi::c_void) -> u32 {
+            const SLOT: u32 = ev::program_index(stringify!($name));
+            if let Some(c) = EV_RUNS.get_ptr_mut(SLOT) {
+                // SAFETY: per-CPU slot, and these tracepoints run with preemption disabled.
+                unsafe { *c += 1 };
+            }
+            $body(::aya_ebpf::programs::TracePointContext::new(ctx))
+        }
+    };
+}
 
 /// Sampled guest RIPs per (VM, reason): kind GUEST_RIP keys, a count each. Shared, not per
 /// CPU (its size does not grow with the host); LRU, so a guest with more RIPs than fit keeps
@@ -180,7 +202,7 @@ fn tgid() -> u32 {
     ids().0
 }
 
-tracepoint_program!("tracepoint/kvm/kvm_msr", ev_msr, ev_msr_body);
+ev_program!("tracepoint/kvm/kvm_msr", ev_msr, ev_msr_body);
 fn ev_msr_body(ctx: TracePointContext) -> u32 {
     let (Some(write), Some(ecx), Some(data)) = (
         field(&ctx, f::MSR_WRITE),
@@ -206,7 +228,7 @@ pub fn on_msr(tgid: u32, tid: u32, write: bool, msr: u32, data: u64) {
     }
 }
 
-tracepoint_program!("tracepoint/kvm/kvm_pio", ev_pio, ev_pio_body);
+ev_program!("tracepoint/kvm/kvm_pio", ev_pio, ev_pio_body);
 fn ev_pio_body(ctx: TracePointContext) -> u32 {
     let (Some(rw), Some(port), Some(size)) = (
         field(&ctx, f::PIO_RW),
@@ -222,7 +244,7 @@ fn ev_pio_body(ctx: TracePointContext) -> u32 {
     KEEP
 }
 
-tracepoint_program!("tracepoint/kvm/kvm_mmio", ev_mmio, ev_mmio_body);
+ev_program!("tracepoint/kvm/kvm_mmio", ev_mmio, ev_mmio_body);
 fn ev_mmio_body(ctx: TracePointContext) -> u32 {
     let (Some(ty), Some(len), Some(gpa)) = (
         field(&ctx, f::MMIO_TYPE),
@@ -243,7 +265,7 @@ fn ev_mmio_body(ctx: TracePointContext) -> u32 {
     KEEP
 }
 
-tracepoint_program!(
+ev_program!(
     "tracepoint/kvm/kvm_hv_hypercall",
     ev_hv_hypercall,
     ev_hv_hypercall_body
@@ -259,7 +281,7 @@ fn ev_hv_hypercall_body(ctx: TracePointContext) -> u32 {
     KEEP
 }
 
-tracepoint_program!(
+ev_program!(
     "tracepoint/kvm/kvm_apicv_inhibit_changed",
     ev_apicv_inhibit,
     ev_apicv_inhibit_body
@@ -273,7 +295,7 @@ fn ev_apicv_inhibit_body(ctx: TracePointContext) -> u32 {
     KEEP
 }
 
-tracepoint_program!(
+ev_program!(
     "tracepoint/kvm/kvm_hv_synic_set_msr",
     ev_synic_msr,
     ev_synic_msr_body
@@ -296,7 +318,7 @@ fn ev_synic_msr_body(ctx: TracePointContext) -> u32 {
     KEEP
 }
 
-tracepoint_program!(
+ev_program!(
     "tracepoint/kvm/kvm_hv_stimer_expiration",
     ev_stimer_expire,
     ev_stimer_expire_body
@@ -310,7 +332,7 @@ fn ev_stimer_expire_body(ctx: TracePointContext) -> u32 {
     KEEP
 }
 
-tracepoint_program!(
+ev_program!(
     "tracepoint/kvm/kvm_hv_stimer_set_config",
     ev_stimer_config,
     ev_stimer_config_body
@@ -331,7 +353,7 @@ fn ev_stimer_config_body(ctx: TracePointContext) -> u32 {
     KEEP
 }
 
-tracepoint_program!("tracepoint/kvm/kvm_eoi", ev_eoi, ev_eoi_body);
+ev_program!("tracepoint/kvm/kvm_eoi", ev_eoi, ev_eoi_body);
 fn ev_eoi_body(ctx: TracePointContext) -> u32 {
     if let Some(v) = field(&ctx, f::EOI_VECTOR) {
         bump(tgid(), ev::EOI, 0, v & 0xff, 0, 0);
@@ -339,7 +361,7 @@ fn ev_eoi_body(ctx: TracePointContext) -> u32 {
     KEEP
 }
 
-tracepoint_program!("tracepoint/kvm/kvm_pv_eoi", ev_pv_eoi, ev_pv_eoi_body);
+ev_program!("tracepoint/kvm/kvm_pv_eoi", ev_pv_eoi, ev_pv_eoi_body);
 fn ev_pv_eoi_body(ctx: TracePointContext) -> u32 {
     if let Some(v) = field(&ctx, f::PVEOI_VECTOR) {
         bump(tgid(), ev::PV_EOI, 0, v & 0xff, 0, 0);
@@ -347,7 +369,7 @@ fn ev_pv_eoi_body(ctx: TracePointContext) -> u32 {
     KEEP
 }
 
-tracepoint_program!("tracepoint/kvm/kvm_apic_ipi", ev_apic_ipi, ev_apic_ipi_body);
+ev_program!("tracepoint/kvm/kvm_apic_ipi", ev_apic_ipi, ev_apic_ipi_body);
 fn ev_apic_ipi_body(ctx: TracePointContext) -> u32 {
     if let Some(icr) = field(&ctx, f::IPI_ICR) {
         bump(tgid(), ev::IPI, ((icr >> 8) & 7) as u16, icr & 0xff, 0, 0);
@@ -355,7 +377,7 @@ fn ev_apic_ipi_body(ctx: TracePointContext) -> u32 {
     KEEP
 }
 
-tracepoint_program!(
+ev_program!(
     "tracepoint/kvm/kvm_vcpu_wakeup",
     ev_vcpu_wakeup,
     ev_vcpu_wakeup_body
@@ -370,7 +392,7 @@ fn ev_vcpu_wakeup_body(ctx: TracePointContext) -> u32 {
     KEEP
 }
 
-tracepoint_program!(
+ev_program!(
     "tracepoint/kvm/kvm_halt_poll_ns",
     ev_halt_poll,
     ev_halt_poll_body

@@ -95,6 +95,8 @@ pub struct Report {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ProbeCost {
     pub name: String,
+    /// Runs of the program over the report's window (the kernel's BPF statistics).
+    pub events: u64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -364,6 +364,51 @@ fn live_probes_see_the_exerciser_userspace_exits() {
     let cpu = after.vm_cpu.get(&pid).expect("host CPU of the KVM user");
     println!("host CPU: {cpu:?}");
     assert!(cpu.total_ns > 0 && cpu.guest_ns <= cpu.total_ns, "{cpu:?}");
+    program_runs_are_read_when_they_ran(&mut src, &before, &after);
+}
+
+/// An evidence program's run-time statistics are exact when it ran (ev_msr: one run per MSR
+/// the evidence counted, all processes), and not asked of the kernel when it did not: a
+/// sample with no KVM exits since asks only for the programs that are not evidence programs.
+fn program_runs_are_read_when_they_ran(
+    src: &mut kvmprof::source::live::LiveSource,
+    before: &Sample,
+    after: &Sample,
+) {
+    use kvmprof::source::Source;
+    assert!(
+        src.probe().measures_cost(),
+        "BPF run-time statistics are off"
+    );
+    let runs = |s: &Sample, name: &str| {
+        let p = s.progs.iter().find(|p| p.name == name);
+        p.unwrap_or_else(|| panic!("no statistics of {name}"))
+            .clone()
+    };
+    let msrs = |s: &Sample| -> u64 {
+        (s.evidence.iter())
+            .filter(|(k, _)| k.kind == ev::MSR_READ || k.kind == ev::MSR_WRITE)
+            .map(|(_, v)| v.count)
+            .sum()
+    };
+    let ran = runs(after, "ev_msr").run_cnt - runs(before, "ev_msr").run_cnt;
+    assert_eq!(
+        ran,
+        msrs(after) - msrs(before),
+        "ev_msr runs against MSRs counted"
+    );
+    let asked = src.probe().prog_info_reads();
+    let idle = src.sample().unwrap().unwrap();
+    let asked = src.probe().prog_info_reads() - asked;
+    let attached = &src.probe().attached;
+    let others = attached.iter().filter(|p| !p.starts_with("ev_")).count() as u64;
+    println!("idle sample: {asked} of {} programs asked", attached.len());
+    assert_eq!(
+        asked, others,
+        "programs asked with no KVM exits: {attached:?}"
+    );
+    assert_eq!(runs(&idle, "ev_msr"), runs(after, "ev_msr"));
+    assert_eq!(idle.progs.len(), attached.len());
 }
 
 #[test]

@@ -171,6 +171,28 @@ fn check(dir: &Path) -> Result<()> {
     err.expect(kernel_msr_exits == want_total, || {
         format!("kvm_exit msr {kernel_msr_exits} != 6 + 2×{n} + 3 = {want_total} by construction")
     });
+    // kvmprof's own cost figures count every run of its programs: over the window, each
+    // program ran once per hit of its tracepoint (the sampler asks the kernel for an evidence
+    // program's statistics only when that program ran since the last ask: at 100 ms here).
+    let mut hits = vec![
+        ("kvm_exit", exit_hist.total()),
+        ("kvm_entry", entry_hist.total()),
+        ("ev_msr", msr_hist.total()),
+        ("ev_synic_msr", synic_hist.total()),
+    ];
+    hits.extend(
+        stimer_hist
+            .as_ref()
+            .map(|h| ("ev_stimer_expire", h.total())),
+    );
+    for (prog, want) in hits {
+        let got = report.probe_cost.iter().find(|p| p.name == prog);
+        let got = got.map(|p| p.events);
+        println!("program {prog}: {got:?} runs, its tracepoint {want} hits");
+        err.expect(got == Some(want), || {
+            format!("{prog}: kvmprof says {got:?} runs, its tracepoint had {want} hits")
+        });
+    }
     if let Some(r) = kvmprof_msr {
         err.expect(r.name == "msr" && r.isa_name == "svm", || {
             format!(

@@ -147,6 +147,8 @@ pub struct Probe {
     table: Mutex<table::Table>,
     /// Slow exits from the kernel, drained at each sample.
     slow_log: Mutex<Option<aya::maps::RingBuf<aya::maps::MapData>>>,
+    /// The programs' run-time statistics as last read.
+    progs: Mutex<read::ProgCache>,
 }
 
 /// The tracefs mount point, or the error telling how to mount it (or how to be let in).
@@ -437,6 +439,7 @@ impl Probe {
             slots,
             table: Mutex::new(table),
             slow_log: Mutex::new(slow_log),
+            progs: Mutex::default(),
             logger,
             collector,
             filled,
@@ -451,7 +454,14 @@ impl Probe {
     /// Read every map now.
     pub fn sample(&self) -> anyhow::Result<Sample> {
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        let mut s = read::sample(&self.ebpf, &self.attached, &mut table, &self.slots)?;
+        let mut progs = self.progs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = read::sample(
+            &self.ebpf,
+            &self.attached,
+            &mut table,
+            &mut progs,
+            &self.slots,
+        )?;
         let mut log = self.slow_log.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(log) = log.as_mut() {
             read::drain_slow(log, &mut s.slow);
@@ -471,6 +481,15 @@ impl Probe {
         self._stats.is_some()
             || std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
                 .is_ok_and(|v| v.trim() == "1")
+    }
+
+    /// Programs' run-time statistics asked of the kernel so far (one syscall each; an evidence
+    /// program's only when it ran since the last ask).
+    pub fn prog_info_reads(&self) -> u64 {
+        self.progs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .info_reads
     }
 
     /// Rows decoded by the last sample (the others had not changed), and rows read while

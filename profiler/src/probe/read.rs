@@ -15,10 +15,19 @@ use profiler_common::{counter, ev, Oct, OverflowKey, Pending, SlowExit, ISA_USER
 use super::{batch::read_all, slots::Slots, table::Table};
 use crate::sample::{EvKey, EvStat, Key, ProgStat, Sample, SlowEvent};
 
+/// The programs' run-time statistics as last read from the kernel.
+#[derive(Default)]
+pub struct ProgCache {
+    last: BTreeMap<String, ProgStat>,
+    /// BPF_OBJ_GET_INFO_BY_FD calls so far.
+    pub info_reads: u64,
+}
+
 pub fn sample(
     ebpf: &Ebpf,
     programs: &[&str],
     table: &mut Table,
+    progs: &mut ProgCache,
     slots: &Slots,
 ) -> anyhow::Result<Sample> {
     let mono_ns = mono_ns();
@@ -76,7 +85,18 @@ pub fn sample(
 
     s.counters = counters(ebpf)?;
 
+    // An evidence program whose own run count equals the kernel's at the last ask has not run
+    // since: its statistics stand (most never run on a given guest, and under emulation each
+    // ask costs as much as reading a map). Without the counts, every program is asked.
+    let ev_runs = per_cpu_sums(ebpf, "EV_RUNS").unwrap_or_default();
     for name in programs {
+        let counted = (ev::PROGRAMS.iter().position(|(p, _)| p == name))
+            .and_then(|i| ev_runs.get(i).copied());
+        if let Some(last) = (progs.last.get(*name)).filter(|l| Some(l.run_cnt) == counted) {
+            s.progs.push(last.clone());
+            continue;
+        }
+        progs.info_reads += 1;
         let Some(runs) = ebpf
             .program(name)
             .and_then(|p| p.fd().ok())
@@ -89,24 +109,31 @@ pub fn sample(
                 *c += runs.recursion_misses;
             }
         }
-        s.progs.push(ProgStat {
+        let stat = ProgStat {
             name: (*name).to_string(),
             run_cnt: runs.run_cnt,
             run_time_ns: runs.run_time_ns,
-        });
+        };
+        progs.last.insert(stat.name.clone(), stat.clone());
+        s.progs.push(stat);
     }
     Ok(s)
 }
 
-/// COUNTERS summed over the CPUs, in one batch read instead of a lookup per counter (arrays
-/// have batch reads since Linux 5.6, before kernel::OLDEST).
+/// COUNTERS summed over the CPUs.
 fn counters(ebpf: &Ebpf) -> anyhow::Result<Vec<u64>> {
-    let (keys, vals, cpus) = read_all::<u32, u64>(ebpf, "COUNTERS", true)?;
-    let mut out = vec![0u64; counter::COUNT as usize];
+    let mut out = per_cpu_sums(ebpf, "COUNTERS")?;
+    out.resize(counter::COUNT as usize, 0);
+    Ok(out)
+}
+
+/// A per-CPU array of u64 summed over the CPUs, by index, in one batch read instead of a
+/// lookup per slot (arrays have batch reads since Linux 5.6, before kernel::OLDEST).
+fn per_cpu_sums(ebpf: &Ebpf, name: &str) -> anyhow::Result<Vec<u64>> {
+    let (keys, vals, cpus) = read_all::<u32, u64>(ebpf, name, true)?;
+    let mut out = vec![0u64; keys.iter().max().map_or(0, |&k| k as usize + 1)];
     for (k, per_cpu) in keys.iter().zip(vals.chunks(cpus)) {
-        if let Some(c) = out.get_mut(*k as usize) {
-            *c = per_cpu.iter().sum();
-        }
+        out[*k as usize] = per_cpu.iter().sum();
     }
     Ok(out)
 }
