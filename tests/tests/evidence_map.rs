@@ -88,5 +88,9 @@ fn only_fixed_size_maps_are_per_cpu() {
         .map(|m| m.name)
         .collect();
     per_cpu.sort();
-    assert_eq!(per_cpu, ["COUNTERS", "EV_RUNS", "SLOW_RATE"], "per-CPU maps");
+    assert_eq!(
+        per_cpu,
+        ["COUNTERS", "EV_RUNS", "SLOW_RATE"],
+        "per-CPU maps"
+    );
 }

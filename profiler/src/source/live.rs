@@ -96,7 +96,8 @@ impl Source for LiveSource {
             .map(|v| (v.pid, v))
             .collect();
         let d = &mut self.discovery;
-        s.vm_cpu = crate::vm::cpu::read_all(&d.proc_root, &mut d.kthreads, &d.threads, &s);
+        let (root, lines) = (&d.proc_root, &d.stat_lines);
+        s.vm_cpu = crate::vm::cpu::read_all(root, &mut d.kthreads, &d.threads, lines, &s);
         self.forget_exited(&pids, &s.vms)?;
         Ok(Some(s))
     }

@@ -2,7 +2,7 @@
 //! (exited threads included) and its vCPU threads, so "the VMM's other threads" (main loop,
 //! timers, I/O threads) is their difference.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use profiler_common::ISA_USERSPACE;
@@ -25,18 +25,23 @@ pub fn cpu_ns(proc_root: &Path, pid: u32, tid: Option<u32>) -> Option<(u64, u64)
 /// One VM's CPU time: the process, and the threads in `vcpu_tids` that are still there
 /// (read under the VM's own task directory, so a tid of another process is never counted).
 pub fn vm_cpu(proc_root: &Path, pid: u32, vcpu_tids: &BTreeSet<u32>) -> Option<VmCpu> {
-    vm_cpu_indexed(proc_root, pid, vcpu_tids, &BTreeMap::new())
+    vm_cpu_indexed(proc_root, pid, vcpu_tids, &BTreeMap::new(), None)
 }
 
 /// [`vm_cpu`], plus each thread's own figures in `VmCpu::vcpus` under its vCPU index where
-/// `index` (tid → vCPU, from the VMM's thread names) knows it.
+/// `index` (tid → vCPU, from the VMM's thread names) knows it. `stat`: the process's
+/// `/proc/PID/stat` as just read (by discovery), else it is read here.
 pub fn vm_cpu_indexed(
     proc_root: &Path,
     pid: u32,
     vcpu_tids: &BTreeSet<u32>,
     index: &BTreeMap<u32, u32>,
+    stat: Option<&str>,
 ) -> Option<VmCpu> {
-    let (total_ns, guest_ns) = cpu_ns(proc_root, pid, None)?;
+    let (total_ns, guest_ns) = match stat.and_then(procfs::parse_cpu_ticks) {
+        Some((run, guest)) => (ns(run), ns(guest)),
+        None => cpu_ns(proc_root, pid, None)?,
+    };
     let mut out = VmCpu {
         total_ns,
         guest_ns,
@@ -82,6 +87,7 @@ pub fn read_all(
     proc_root: &Path,
     cache: &mut threads::Kthreads,
     names: &super::names::ThreadNames,
+    stat_lines: &HashMap<u32, String>,
     s: &Sample,
 ) -> BTreeMap<u32, VmCpu> {
     let live = |pid: &u32| s.vms.get(pid).filter(|vm| !vm.exited);
@@ -97,7 +103,8 @@ pub fn read_all(
         .into_iter()
         .filter_map(|(pid, tids)| {
             let vm = live(&pid)?;
-            let mut c = vm_cpu_indexed(proc_root, pid, &tids, &vm.vcpu_threads)?;
+            let stat = stat_lines.get(&pid).map(String::as_str);
+            let mut c = vm_cpu_indexed(proc_root, pid, &tids, &vm.vcpu_threads, stat)?;
             threads::add_vhost(proc_root, pid, &kthreads, names, &mut c);
             Some((pid, c))
         })

@@ -27,6 +27,9 @@ pub struct Discovery {
     pub kthreads: threads::Kthreads,
     /// What each thread of the VMs is called (vCPU index, vhost task).
     pub threads: names::ThreadNames,
+    /// Each live VM's `/proc/PID/stat` as the last refresh read it: the per-VM CPU figures
+    /// (`cpu::read_all`, right after) take its times from it instead of reading it again.
+    pub stat_lines: HashMap<u32, String>,
 }
 
 /// Refreshes between two listings of /proc for VMs (and listings between two reads of a process
@@ -87,6 +90,7 @@ impl Discovery {
             listings: 0,
             kthreads: threads::Kthreads::default(),
             threads: names::ThreadNames::default(),
+            stat_lines: HashMap::new(),
         }
     }
 
@@ -121,6 +125,14 @@ impl Discovery {
         };
         let due = self.cache.rotation.next_if(listing);
         let mut live = HashMap::new();
+        let mut lines = std::mem::take(&mut self.stat_lines);
+        lines.clear();
+        let mut read = |pid: u32, keep: bool| {
+            let line = procfs::stat_line(&self.proc_root, pid, keep)?;
+            let stat = procfs::parse_stat(&line)?;
+            lines.insert(pid, line);
+            Some(stat)
+        };
         for pid in candidates {
             if !due(pid) && !wanted.contains(&pid) {
                 if let Some(&start) = self.cache.not_qemu.get(&pid) {
@@ -130,7 +142,7 @@ impl Discovery {
             }
             self.stat_reads += 1;
             let keep = self.cache.vms.contains_key(&pid);
-            if let Some(stat) = procfs::stat(&self.proc_root, pid, keep) {
+            if let Some(stat) = read(pid, keep) {
                 live.insert(pid, stat);
             }
         }
@@ -139,7 +151,7 @@ impl Discovery {
         for &pid in &wanted {
             if let std::collections::hash_map::Entry::Vacant(slot) = live.entry(pid) {
                 self.stat_reads += 1;
-                if let Some(stat) = procfs::stat(&self.proc_root, pid, true) {
+                if let Some(stat) = read(pid, true) {
                     slot.insert(stat);
                 }
             }
@@ -226,6 +238,8 @@ impl Discovery {
         }
         self.threads
             .end_refresh(|pid| out.get(&pid).is_some_and(|v| !v.exited));
+        lines.retain(|pid, _| out.get(pid).is_some_and(|v| !v.exited));
+        self.stat_lines = lines;
         out.into_values().collect()
     }
 }

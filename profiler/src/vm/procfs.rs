@@ -7,8 +7,12 @@ use std::sync::OnceLock;
 /// `comm` and start time (field 22, clock ticks since boot) from `/proc/PID/stat`; `keep`:
 /// it is read every refresh (a VM's), so [`kept`](super::kept) keeps it open.
 pub fn stat(proc_root: &Path, pid: u32, keep: bool) -> Option<(String, u64)> {
-    let text = super::kept::read(&proc_root.join(pid.to_string()).join("stat"), false, keep)?;
-    parse_stat(&text)
+    parse_stat(&stat_line(proc_root, pid, keep)?)
+}
+
+/// `/proc/PID/stat` as it reads ([`stat`]'s `keep`).
+pub fn stat_line(proc_root: &Path, pid: u32, keep: bool) -> Option<String> {
+    super::kept::read(&proc_root.join(pid.to_string()).join("stat"), false, keep)
 }
 
 /// comm may hold spaces and parentheses, so it runs from the first '(' to the LAST ')'.

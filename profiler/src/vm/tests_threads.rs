@@ -369,7 +369,7 @@ fn per_vcpu_cpu_and_steal_match_schedstat() {
     assert_eq!(index, want);
     let set: BTreeSet<u32> = index.keys().copied().collect();
     let read = || {
-        let c = vm_cpu_indexed(Path::new("/proc"), pid, &set, &index).unwrap();
+        let c = vm_cpu_indexed(Path::new("/proc"), pid, &set, &index, None).unwrap();
         let raw: BTreeMap<u32, (u64, u64)> =
             (tids.values()).map(|&t| (t, schedstat(pid, t))).collect();
         (c, raw)
@@ -432,12 +432,13 @@ fn kernel_threads_are_first_read_at_start() {
     let mut cache = Kthreads::default();
     let none = crate::sample::Sample::default();
     let names = ThreadNames::default();
-    assert!(super::cpu::read_all(root, &mut cache, &names, &none).is_empty());
+    let lines = Default::default();
+    assert!(super::cpu::read_all(root, &mut cache, &names, &lines, &none).is_empty());
     assert_eq!(
         cache.stat_reads, 3,
         "the first read looks at every kernel thread"
     );
-    super::cpu::read_all(root, &mut cache, &names, &none);
+    super::cpu::read_all(root, &mut cache, &names, &lines, &none);
     assert_eq!(cache.stat_reads, 3, "no VM: no look after the first");
 }
 
@@ -484,4 +485,27 @@ fn thread_names_are_read_once_and_rechecked_every_few_refreshes() {
     std::fs::remove_dir_all(root.join("77/task/78")).unwrap();
     assert_eq!(refresh(&mut names), BTreeMap::from([(80, 1), (81, 2)]));
     assert_eq!(names.tids(77).collect::<Vec<_>>(), [77, 79, 80, 81]);
+}
+
+/// A VM's process times come from the `stat` line discovery read in the same refresh (one read
+/// of it a refresh, not two): a file changed after discovery is not what the figures show.
+#[test]
+fn vm_cpu_takes_the_process_times_discovery_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fake_proc(root);
+    let mut d = super::Discovery::new(root, root.join("no-libvirt"));
+    let s = crate::sample::Sample {
+        vms: d.refresh(&[77]).into_iter().map(|v| (v.pid, v)).collect(),
+        ..Default::default()
+    };
+    assert_eq!(d.stat_lines.keys().collect::<Vec<_>>(), [&77]);
+    write(root, "77/stat", &stat(77, "qemu", 1, 900, 100));
+    let mut cache = Kthreads::default();
+    let ns = |ticks: u64| ticks * 1_000_000_000 / ticks_per_s();
+    let read = |lines, cache: &mut Kthreads| {
+        super::cpu::read_all(root, cache, &d.threads, lines, &s)[&77].total_ns
+    };
+    assert_eq!(read(&d.stat_lines, &mut cache), ns(600));
+    assert_eq!(read(&Default::default(), &mut cache), ns(1000));
 }
