@@ -182,10 +182,9 @@ pub const PROGRAMS: [(&str, &str); 13] = [
     ("ev_halt_poll", "kvm_halt_poll_ns"),
 ];
 
-/// Position of evidence program `name` in [`PROGRAMS`]: its slot in the per-CPU `EV_RUNS`
-/// array, which each program bumps first thing, so the sampler asks the kernel for a
-/// program's run-time statistics only when it ran since the last ask. A name not in the
-/// list does not compile where it is used in a const.
+/// Position of evidence program `name` in [`PROGRAMS`]: its run counter is COUNTERS slot
+/// `counter::EV_RUNS` + this. A name not in the list does not compile where it is used in a
+/// const.
 pub const fn program_index(name: &str) -> u32 {
     let mut i = 0;
     while i < PROGRAMS.len() {

@@ -287,7 +287,18 @@ pub mod counter {
     /// exits' time split is short of that switch. Filled by userspace from the programs'
     /// recursion misses; the programs never touch it.
     pub const SCHED_MISSED: u32 = 12;
+    /// The counters above, the ones reported (`NAMES`).
     pub const COUNT: u32 = 13;
+    /// From here, one slot per evidence program (`ev::program_index`): its runs, counted first
+    /// thing, so the sampler asks the kernel for a program's run-time statistics (a syscall
+    /// each) only when it ran since the last ask. Read with the others, not reported.
+    pub const EV_RUNS: u32 = COUNT;
+    /// Exits (userspace exits) a thread without a slot left in the PENDING (UPENDING) hash:
+    /// while none, the sampler does not read that hash.
+    pub const PENDING_USED: u32 = EV_RUNS + crate::ev::PROGRAMS.len() as u32;
+    pub const UPENDING_USED: u32 = PENDING_USED + 1;
+    /// Slots of the array.
+    pub const SLOTS: u32 = UPENDING_USED + 1;
     pub const NAMES: [&str; COUNT as usize] = [
         "orphan_entry",
         "unpaired_exit",

@@ -88,7 +88,7 @@ static PSLOT_OWNERS: HashMap<u32, u32> = HashMap::with_max_entries(PSLOTS, BPF_F
 static UPENDING: LruHashMap<u32, Pending> = LruHashMap::with_max_entries(4096, 0);
 
 #[map]
-static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::SLOTS, 0);
 
 /// Pointer to a counter slot (for the deliberately rejected test program).
 #[cfg(feature = "test-programs")]
@@ -218,6 +218,7 @@ pub fn on_exit(tgid: u32, tid: u32, now: u64, vcpu_id: u32, isa: u32, reason: u3
         cpu,
         ..Pending::default()
     };
+    bump(counter::PENDING_USED);
     if PENDING.insert(tid, p, 0).is_err() {
         bump(counter::PENDING_FULL);
     }
@@ -279,6 +280,7 @@ pub fn on_uexit(tgid: u32, tid: u32, now: u64, reason: u32) {
         tgid,
         ..Pending::default()
     };
+    bump(counter::UPENDING_USED);
     if UPENDING.insert(tid, p, 0).is_err() {
         bump(counter::PENDING_FULL);
     }

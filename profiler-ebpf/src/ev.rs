@@ -4,7 +4,7 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray},
+    maps::{HashMap, LruHashMap},
     programs::TracePointContext,
 };
 use profiler_common::{
@@ -26,23 +26,16 @@ static EV_FIELDS: [FieldSpec; f::COUNT] = [FieldSpec { offset: 0, size: 0 }; f::
 static EVIDENCE: HashMap<ThreadEvKey, EvValue> =
     HashMap::with_max_entries(32768, BPF_F_NO_PREALLOC);
 
-/// Runs of each evidence program (slot `ev::program_index`), counted before anything else:
-/// the sampler reads a program's run-time statistics (a syscall each) only when its runs
-/// here differ from the run count the kernel last gave. Per CPU: one add, no atomics.
-#[map]
-static EV_RUNS: PerCpuArray<u64> = PerCpuArray::with_max_entries(ev::PROGRAMS.len() as u32, 0);
-
-/// An evidence program: [`tracepoint_program!`] that first counts its run in [`EV_RUNS`].
+/// An evidence program: [`tracepoint_program!`] that first counts its run (COUNTERS slot
+/// `counter::EV_RUNS` + its index): the sampler reads a program's run-time statistics (a
+/// syscall each) only when its runs there differ from the run count the kernel last gave.
 macro_rules! ev_program {
     ($section:literal, $name:ident, $body:ident) => {
         #[no_mangle]
         #[link_section = $section]
         pub fn $name(ctx: *mut ::core::ffi::c_void) -> u32 {
-            const SLOT: u32 = ev::program_index(stringify!($name));
-            if let Some(c) = EV_RUNS.get_ptr_mut(SLOT) {
-                // SAFETY: per-CPU slot, and these tracepoints run with preemption disabled.
-                unsafe { *c += 1 };
-            }
+            const SLOT: u32 = counter::EV_RUNS + ev::program_index(stringify!($name));
+            agg::bump(SLOT);
             $body(::aya_ebpf::programs::TracePointContext::new(ctx))
         }
     };

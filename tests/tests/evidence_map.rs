@@ -75,8 +75,7 @@ fn two_cpus_bumping_the_same_keys_lose_no_event() {
 }
 
 /// No map whose size grows with its keys is per CPU: the only per-CPU maps are fixed-size
-/// counters (a few words per CPU, whatever the number of VMs, vCPUs or evidence keys; EV_RUNS
-/// is one per evidence program).
+/// counters (a few words per CPU, whatever the number of VMs, vCPUs or evidence keys).
 #[test]
 fn only_fixed_size_maps_are_per_cpu() {
     if !common::privileged("only_fixed_size_maps_are_per_cpu") {
@@ -88,9 +87,5 @@ fn only_fixed_size_maps_are_per_cpu() {
         .map(|m| m.name)
         .collect();
     per_cpu.sort();
-    assert_eq!(
-        per_cpu,
-        ["COUNTERS", "EV_RUNS", "SLOW_RATE"],
-        "per-CPU maps"
-    );
+    assert_eq!(per_cpu, ["COUNTERS", "SLOW_RATE"], "per-CPU maps");
 }

@@ -484,12 +484,11 @@ impl Probe {
     }
 
     /// Programs' run-time statistics asked of the kernel so far (one syscall each; an evidence
-    /// program's only when it ran since the last ask).
-    pub fn prog_info_reads(&self) -> u64 {
-        self.progs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .info_reads
+    /// program's only when it ran since the last ask), and reads of the PENDING and UPENDING
+    /// hashes (only once a thread without a slot used one).
+    pub fn sampler_reads(&self) -> (u64, [u64; 2]) {
+        let p = self.progs.lock().unwrap_or_else(|e| e.into_inner());
+        (p.info_reads, p.hash_reads)
     }
 
     /// Rows decoded by the last sample (the others had not changed), and rows read while

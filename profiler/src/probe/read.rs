@@ -15,12 +15,15 @@ use profiler_common::{counter, ev, Oct, OverflowKey, Pending, SlowExit, ISA_USER
 use super::{batch::read_all, slots::Slots, table::Table};
 use crate::sample::{EvKey, EvStat, Key, ProgStat, Sample, SlowEvent};
 
-/// The programs' run-time statistics as last read from the kernel.
+/// The programs' run-time statistics as last read from the kernel, and what the sampler
+/// asked the kernel for so far (the tests check what it skips).
 #[derive(Default)]
 pub struct ProgCache {
     last: BTreeMap<String, ProgStat>,
-    /// BPF_OBJ_GET_INFO_BY_FD calls so far.
+    /// BPF_OBJ_GET_INFO_BY_FD calls.
     pub info_reads: u64,
+    /// Reads of the PENDING and UPENDING hashes.
+    pub hash_reads: [u64; 2],
 }
 
 pub fn sample(
@@ -46,6 +49,9 @@ pub fn sample(
     s.stats = table.stats();
 
     s.evidence = evidence(ebpf)?;
+    // The counters, the evidence programs' runs and the fallback hashes' use, in one read.
+    let all = per_cpu_sums(ebpf, "COUNTERS")?;
+    let slot = |i: u32| all.get(i as usize).copied();
     let mut in_flight = |key: Key| *s.in_flight.entry(key).or_insert(0) += 1;
     let exit_key = |p: &Pending| Key {
         tgid: p.tgid,
@@ -74,7 +80,16 @@ pub fn sample(
             }
         }
     }
-    for name in ["PENDING", "UPENDING"] {
+    // Threads without a slot keep their exits in flight in these hashes: read only once one
+    // has (a read walks every bucket, empty or not).
+    for (i, name, used) in [
+        (0, "PENDING", counter::PENDING_USED),
+        (1, "UPENDING", counter::UPENDING_USED),
+    ] {
+        if slot(used) == Some(0) {
+            continue;
+        }
+        progs.hash_reads[i] += 1;
         let (_, vals, _) = read_all::<u32, Pending>(ebpf, name, false)?;
         vals.iter()
             .filter(|p| p.ts != 0)
@@ -83,15 +98,15 @@ pub fn sample(
 
     s.changed = table.changes(s.mono_ns, &s.in_flight);
 
-    s.counters = counters(ebpf)?;
+    s.counters = all.iter().copied().take(counter::COUNT as usize).collect();
+    s.counters.resize(counter::COUNT as usize, 0);
 
     // An evidence program whose own run count equals the kernel's at the last ask has not run
     // since: its statistics stand (most never run on a given guest, and under emulation each
-    // ask costs as much as reading a map). Without the counts, every program is asked.
-    let ev_runs = per_cpu_sums(ebpf, "EV_RUNS").unwrap_or_default();
+    // ask costs as much as reading a map).
     for name in programs {
         let counted = (ev::PROGRAMS.iter().position(|(p, _)| p == name))
-            .and_then(|i| ev_runs.get(i).copied());
+            .and_then(|i| slot(counter::EV_RUNS + i as u32));
         if let Some(last) = (progs.last.get(*name)).filter(|l| Some(l.run_cnt) == counted) {
             s.progs.push(last.clone());
             continue;
@@ -118,13 +133,6 @@ pub fn sample(
         s.progs.push(stat);
     }
     Ok(s)
-}
-
-/// COUNTERS summed over the CPUs.
-fn counters(ebpf: &Ebpf) -> anyhow::Result<Vec<u64>> {
-    let mut out = per_cpu_sums(ebpf, "COUNTERS")?;
-    out.resize(counter::COUNT as usize, 0);
-    Ok(out)
 }
 
 /// A per-CPU array of u64 summed over the CPUs, by index, in one batch read instead of a
