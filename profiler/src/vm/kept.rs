@@ -60,7 +60,7 @@ impl Kept {
             path,
             keep,
             |p| File::open(p),
-            |f| read_at0(f, &mut buf, records),
+            |f, _| read_at0(f, &mut buf, records),
         )?;
         Some(text(buf))
     }
@@ -74,32 +74,32 @@ impl Kept {
                 .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC);
             o.open(p)
         };
-        self.with(path, keep, open, |f| list_at0(f, &mut out))?;
+        self.with(path, keep, open, |f, kept| list_at0(f, &mut out, kept))?;
         Some(out)
     }
 
-    /// `op` on the kept file of `path` (when `keep` and it is kept), else on `path` opened
-    /// anew, which is kept if `keep` and on procfs. A kept file whose `op` fails (its task is
-    /// gone) is dropped and the path opened again.
+    /// `op` on the kept file of `path` (when `keep` and it is kept; `op`'s flag says so), else
+    /// on `path` opened anew, which is kept if `keep` and on procfs. A kept file whose `op`
+    /// fails (its task is gone) is dropped and the path opened again.
     fn with(
         &self,
         path: &Path,
         keep: bool,
         open: impl Fn(&Path) -> io::Result<File>,
-        mut op: impl FnMut(&File) -> io::Result<()>,
+        mut op: impl FnMut(&File, bool) -> io::Result<()>,
     ) -> Option<()> {
         let mut kept = keep.then(|| self.lock());
         if let Some((files, now)) = kept.as_deref_mut() {
             if let Some(e) = files.get_mut(path) {
                 e.used = *now;
-                if op(&e.file).is_ok() {
+                if op(&e.file, true).is_ok() {
                     return Some(());
                 }
                 files.remove(path);
             }
         }
         let file = open(path).ok()?;
-        op(&file).ok()?;
+        op(&file, false).ok()?;
         if let Some((files, now)) = kept.as_deref_mut() {
             if files.len() < MAX_KEPT && on_procfs(&file) {
                 let used = *now;
@@ -171,9 +171,9 @@ fn read_at0(file: &File, buf: &mut Vec<u8>, records: bool) -> io::Result<()> {
 }
 
 /// The numeric names in directory `dir`, listed from its start: `lseek` to 0, then
-/// `getdents64` until a call leaves room for another entry (the kernel fills the buffer while
-/// entries fit, so that call was the last) or returns nothing.
-fn list_at0(dir: &File, out: &mut Vec<u32>) -> io::Result<()> {
+/// `getdents64` until a call returns nothing, or, on a kept (procfs) directory, leaves room
+/// for another entry: procfs fills the buffer while entries fit, so that call was the last.
+fn list_at0(dir: &File, out: &mut Vec<u32>, procfs: bool) -> io::Result<()> {
     out.clear();
     let fd = dir.as_raw_fd();
     // SAFETY: lseek on a descriptor we own; it only moves the directory's position.
@@ -193,7 +193,7 @@ fn list_at0(dir: &File, out: &mut Vec<u32>) -> io::Result<()> {
             dirents(&buf[..n])
                 .filter_map(|name| std::str::from_utf8(name).ok()?.parse::<u32>().ok()),
         );
-        if n == 0 || n + MAX_DIRENT <= buf.len() {
+        if n == 0 || (procfs && n + MAX_DIRENT <= buf.len()) {
             return Ok(());
         }
     }
