@@ -4,13 +4,8 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-/// `comm` and start time (field 22, clock ticks since boot) from `/proc/PID/stat`; `keep`:
-/// it is read every refresh (a VM's), so [`kept`](super::kept) keeps it open.
-pub fn stat(proc_root: &Path, pid: u32, keep: bool) -> Option<(String, u64)> {
-    parse_stat(&stat_line(proc_root, pid, keep)?)
-}
-
-/// `/proc/PID/stat` as it reads ([`stat`]'s `keep`).
+/// `/proc/PID/stat` as it reads ([`parse_stat`] takes its `comm` and start time); `keep`: it
+/// is read every refresh (a VM's), so [`kept`](super::kept) keeps it open.
 pub fn stat_line(proc_root: &Path, pid: u32, keep: bool) -> Option<String> {
     super::kept::read(&proc_root.join(pid.to_string()).join("stat"), false, keep)
 }
