@@ -85,12 +85,7 @@ pub fn vcpu_index(comm: &str) -> Option<u32> {
 
 /// Numeric entries of proc_root: the processes.
 pub fn pids(proc_root: &Path) -> Vec<u32> {
-    std::fs::read_dir(proc_root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect()
+    super::kept::list(proc_root, false).unwrap_or_default()
 }
 
 /// Clock ticks per second of /proc's time fields (USER_HZ, 100 on every common build).
