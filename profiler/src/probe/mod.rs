@@ -147,7 +147,7 @@ pub struct Probe {
     table: Mutex<table::Table>,
     /// Slow exits from the kernel, drained at each sample.
     slow_log: Mutex<Option<aya::maps::RingBuf<aya::maps::MapData>>>,
-    /// The programs' run-time statistics as last read.
+    /// The programs' run-time statistics as last read, and what the sampler asked for.
     progs: Mutex<read::ProgCache>,
 }
 
