@@ -14,7 +14,7 @@ use kvmprof::{
         testrun::{Event, OP_ENTRY, OP_EXIT},
         Probe,
     },
-    sample::{Key, Sample},
+    sample::{Key, Sample, Stat},
 };
 use profiler_common::{counter, hist, ISA_VMX};
 
@@ -230,4 +230,92 @@ fn a_refresh_decodes_only_changed_rows() {
     let s = p.sample().expect("sample");
     assert_eq!(s.stats.len(), 5_000);
     assert_eq!(s.stats.values().map(|st| st.count).sum::<u64>(), 6_003);
+}
+
+/// Exits of VM 5000 one after another, and what they sum to per key.
+#[derive(Default)]
+struct Exits {
+    t: u64,
+    ev: Vec<Event>,
+    want: std::collections::BTreeMap<Key, Stat>,
+}
+
+impl Exits {
+    /// One exit+entry of `reason` on vCPU `vcpu`, by thread `tid`, taking `lat` ns.
+    fn add(&mut self, tid: u64, vcpu: u64, reason: u64, lat: u64) {
+        self.t += 100_000;
+        let t = self.t;
+        self.ev
+            .push([OP_EXIT, 5000, tid, t, vcpu, ISA_VMX as u64, reason]);
+        self.ev.push([OP_ENTRY, 5000, tid, t + lat, vcpu, 0, 0]);
+        let k = Key {
+            tgid: 5000,
+            vcpu: vcpu as u32,
+            isa: ISA_VMX,
+            reason: reason as u32,
+        };
+        self.want.entry(k).or_default().record(lat, 1);
+    }
+
+    /// Runs the exits added since the last call, samples, and checks every key.
+    fn check(&mut self, p: &Probe, step: &str) {
+        run(p, &std::mem::take(&mut self.ev));
+        let s = p.sample().expect("sample");
+        assert_eq!(s.stats.len(), self.want.len(), "{step}: keys");
+        for (k, w) in &self.want {
+            let g = (s.stats.get(k)).unwrap_or_else(|| panic!("{step}: {k:?} missing"));
+            assert_eq!(
+                (g.count, g.sum_ns, g.min_ns, g.max_ns, &g.hist),
+                (w.count, w.sum_ns, w.min_ns, w.max_ns, &w.hist),
+                "{step}: {k:?}"
+            );
+        }
+    }
+}
+
+/// A key served by several threads (a vCPU whose thread was replaced) has a row per thread,
+/// and its statistics are their sum, whichever rows move: a new thread joining a key whose
+/// only row did not move, one of the rows moving alone, every row moving (the refresh that
+/// rebuilds all keys), then nothing. Checked against the same exits summed by hand.
+#[test]
+fn a_key_with_several_rows_is_their_sum_whichever_rows_move() {
+    if !common::privileged("a_key_with_several_rows_is_their_sum_whichever_rows_move") {
+        return;
+    }
+    let p = test_probe(4096);
+    let mut x = Exits::default();
+    // Thread 1 serves vCPU 0 (reasons 1–3); 40 other vCPUs, one thread and reason each.
+    for r in 1..=3 {
+        x.add(1, 0, r, 500 * r);
+    }
+    for v in 1..=40 {
+        x.add(100 + v, v, 9, 700);
+    }
+    x.check(&p, "first rows");
+    // Thread 2 takes vCPU 0 over: two keys now have two rows; thread 1's did not move.
+    x.add(2, 0, 1, 3_000);
+    x.add(2, 0, 2, 90);
+    x.check(&p, "a second thread joins");
+    // Only thread 1's row of reason 1 moves; then only thread 2's of reason 2.
+    x.add(1, 0, 1, 40_000);
+    x.check(&p, "the first row alone");
+    x.add(2, 0, 2, 60);
+    x.check(&p, "the second row alone");
+    // Every row moves (the refresh that rebuilds every key), and a third thread joins.
+    for r in 1..=3 {
+        x.add(1, 0, r, 800);
+        x.add(3, 0, r, 1_500);
+    }
+    x.add(2, 0, 1, 2_000);
+    x.add(2, 0, 2, 2_000);
+    for v in 1..=40 {
+        x.add(100 + v, v, 9, 300 + v);
+    }
+    x.check(&p, "every row");
+    assert_eq!(p.table_stats().0, 48, "rows decoded by the last refresh");
+    // Nothing moves; then a single row, after the refresh that rebuilt everything.
+    x.check(&p, "nothing");
+    assert_eq!(p.table_stats().0, 0);
+    x.add(105, 5, 9, 9_999);
+    x.check(&p, "one row after the rebuild");
 }

@@ -28,7 +28,10 @@ const LOOKAHEAD: usize = 1024;
 pub struct Decoded {
     pub gen: u64,
     pub key: Key,
-    pub stat: Stat,
+    /// The row's statistics where `Table::stats` does not hold them: decoded by this refresh
+    /// (moved there at its end), or of a key with several rows (the map holds their sum).
+    /// None: the key's only row, its statistics are `stats[key]` (one copy per row, not two).
+    pub stat: Option<Stat>,
 }
 
 pub struct Table {
@@ -113,7 +116,7 @@ impl Table {
         // (A key is in `stale` once per row that moved: rows are mostly one per key.)
         if self.stale.len() > self.stats.len() / 4 {
             // Most keys moved: building afresh in key order beats copying chunks key by key.
-            let cache = &self.cache;
+            let cache = &mut self.cache;
             let order = self.order.get_or_insert_with(|| {
                 let mut o: Vec<(Key, u32)> = (cache.iter().enumerate())
                     .filter_map(|(i, d)| d.as_ref().map(|d| (d.key, i as u32)))
@@ -122,13 +125,25 @@ impl Table {
                 o
             });
             let mut all: Vec<(Key, Stat)> = Vec::with_capacity(order.len());
-            for &(k, i) in order.iter() {
-                let Some(d) = &cache[i as usize] else {
+            for (n, &(k, i)) in order.iter().enumerate() {
+                let Some(d) = &mut cache[i as usize] else {
+                    continue;
+                };
+                let shared =
+                    (n > 0 && order[n - 1].0 == k) || order.get(n + 1).is_some_and(|o| o.0 == k);
+                if !shared {
+                    // The key's only row: a fresh decode moves into the map, an unchanged one
+                    // is copied from the map that holds it.
+                    let st = d.stat.take().or_else(|| self.stats.get(&k).cloned());
+                    all.extend(st.map(|st| (k, st)));
+                    continue;
+                }
+                let Some(st) = &d.stat else {
                     continue;
                 };
                 match all.last_mut() {
-                    Some((lk, st)) if *lk == k => st.merge(&d.stat),
-                    _ => all.push((k, d.stat.clone())),
+                    Some((lk, sum)) if *lk == k => sum.merge(st),
+                    _ => all.push((k, st.clone())),
                 }
             }
             // What changed: every key now and every key before (those that went), in order
@@ -144,26 +159,42 @@ impl Table {
         self.stale.sort_unstable();
         self.stale.dedup();
         for k in std::mem::take(&mut self.stale) {
-            match self.sum(&k) {
-                Some(st) => self.stats.insert(k, st),
-                None => self.stats.remove(&k),
-            };
+            match self.rows_of.get(&k).map_or(&[][..], |v| &v[..]) {
+                [] => {
+                    self.stats.remove(&k);
+                }
+                &[i] => {
+                    // The key's only row: its fresh decode moves into the map (None: the row
+                    // was taken as last read, which the map holds).
+                    if let Some(st) = self.cache[i as usize].as_mut().and_then(|d| d.stat.take()) {
+                        self.stats.insert(k, st);
+                    }
+                }
+                rows => {
+                    let sum = self.sum(rows);
+                    self.stats.insert(k, sum);
+                }
+            }
             self.changed.push(k);
         }
     }
 
-    /// The rows of `k` summed; None when it has none.
-    fn sum(&self, k: &Key) -> Option<Stat> {
+    /// The rows of a key that has several summed (each keeps its own statistics).
+    fn sum(&self, rows: &[u32]) -> Stat {
         let mut sum: Option<Stat> = None;
-        for &i in self.rows_of.get(k).map_or(&[][..], |v| &v[..]) {
-            if let Some(d) = &self.cache[i as usize] {
-                match &mut sum {
-                    None => sum = Some(d.stat.clone()),
-                    Some(st) => st.merge(&d.stat),
-                }
+        for &i in rows {
+            let Some(st) = self.cache[i as usize]
+                .as_ref()
+                .and_then(|d| d.stat.as_ref())
+            else {
+                continue;
+            };
+            match &mut sum {
+                None => sum = Some(st.clone()),
+                Some(s) => s.merge(st),
             }
         }
-        sum
+        sum.unwrap_or_default()
     }
 
     /// What changed since the last sample (taken at the last call): rows the table decoded,
@@ -220,7 +251,17 @@ impl Table {
             self.stale.push(o);
         }
         if let Some(k) = key {
-            self.rows_of.entry(k).or_default().push(i as u32);
+            let rows = self.rows_of.entry(k).or_default();
+            if let &[j] = &rows[..] {
+                // A second row of the key: the first keeps its own statistics from now on,
+                // which the map holds unless it was decoded since.
+                if let Some(d) = self.cache[j as usize].as_mut() {
+                    if d.stat.is_none() {
+                        d.stat = self.stats.get(&k).cloned();
+                    }
+                }
+            }
+            rows.push(i as u32);
         }
     }
 
@@ -257,8 +298,9 @@ impl Table {
     }
 
     /// One consistent copy of row `i` and its linked octaves (sequence lock: retried while the
-    /// writer is inside, or moved on meanwhile). `old` is the last copy: kept if the row is
-    /// written on every look, else its histogram's buffer is reused.
+    /// writer is inside, or moved on meanwhile). `old` is the last copy, kept if the row is
+    /// written on every look. A fresh copy's histogram is a new buffer: it moves into the
+    /// map that samples share, which is cheaper than reusing the old one and copying.
     fn decode(
         &mut self,
         i: usize,
@@ -287,13 +329,10 @@ impl Table {
                 }
                 fence(Ordering::Acquire);
                 if self.rows.u64_at(i, GEN_OFFSET) == g1 {
-                    let mut buf = old.map(|o| o.stat.hist.buckets).unwrap_or_default();
-                    buf.clear();
-                    buf.extend_from_slice(&self.scratch);
                     return Some(Decoded {
                         gen: g1,
                         key: Key::from(row.key),
-                        stat: stat_from(&row, buf),
+                        stat: Some(stat_from(&row, self.scratch.clone())),
                     });
                 }
                 continue;
@@ -301,8 +340,7 @@ impl Table {
             let (row, octs) = self.copy(i)?;
             fence(Ordering::Acquire);
             if self.rows.u64_at(i, GEN_OFFSET) == g1 {
-                let buf = old.map(|o| o.stat.hist.buckets).unwrap_or_default();
-                return Some(decoded_of(i, g1, &row, &octs, overflow, buf));
+                return Some(decoded_of(i, g1, &row, &octs, overflow));
             }
         }
         // Written on every look: keep the last consistent copy, or take this one as it is.
@@ -311,7 +349,7 @@ impl Table {
             return old;
         }
         let (row, octs) = self.copy(i)?;
-        Some(decoded_of(i, row.gen, &row, &octs, overflow, Vec::new()))
+        Some(decoded_of(i, row.gen, &row, &octs, overflow))
     }
 
     fn copy(&self, i: usize) -> Option<(Row, [Oct; LINKS])> {
@@ -330,12 +368,11 @@ fn decoded_of(
     row: &Row,
     octs: &[Oct; LINKS],
     overflow: &impl Fn(OverflowKey) -> Option<Oct>,
-    buf: Vec<(u16, u64)>,
 ) -> Decoded {
     Decoded {
         gen,
         key: Key::from(row.key),
-        stat: stat_of(i as u32, row, octs, overflow, buf),
+        stat: Some(stat_of(i as u32, row, octs, overflow, Vec::new())),
     }
 }
 
