@@ -20,7 +20,11 @@ use profiler_common::{counter, hist, ISA_VMX};
 
 /// One exit+entry of (`vm`, `vcpu`'s thread, `reason`) at time `t` taking `lat` ns.
 fn pair(vm: u64, vcpu: u64, reason: u64, t: u64, lat: u64) -> [Event; 2] {
-    let tid = 50_000 + vm * 64 + vcpu;
+    pair_by(50_000 + vm * 64 + vcpu, vm, vcpu, reason, t, lat)
+}
+
+/// [`pair`] by thread `tid`.
+fn pair_by(tid: u64, vm: u64, vcpu: u64, reason: u64, t: u64, lat: u64) -> [Event; 2] {
     [
         [OP_EXIT, 5000 + vm, tid, t, vcpu, ISA_VMX as u64, reason],
         [OP_ENTRY, 5000 + vm, tid, t + lat, vcpu, 0, 0],
@@ -244,10 +248,7 @@ impl Exits {
     /// One exit+entry of `reason` on vCPU `vcpu`, by thread `tid`, taking `lat` ns.
     fn add(&mut self, tid: u64, vcpu: u64, reason: u64, lat: u64) {
         self.t += 100_000;
-        let t = self.t;
-        self.ev
-            .push([OP_EXIT, 5000, tid, t, vcpu, ISA_VMX as u64, reason]);
-        self.ev.push([OP_ENTRY, 5000, tid, t + lat, vcpu, 0, 0]);
+        self.ev.extend(pair_by(tid, 0, vcpu, reason, self.t, lat));
         let k = Key {
             tgid: 5000,
             vcpu: vcpu as u32,
