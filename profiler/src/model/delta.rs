@@ -95,6 +95,11 @@ impl<'a> DeltaRef<'a> {
 }
 
 impl Delta {
+    /// Whether nothing happened: the row of it is [`super::rows::quiet`].
+    pub(super) fn quiet(&self) -> bool {
+        self.count == 0 && self.timed == 0 && self.total_ns == 0 && self.hist.buckets.is_empty()
+    }
+
     /// `self += o`, all but the histogram.
     fn add_scalars(&mut self, o: &DeltaRef) {
         self.count += o.count;

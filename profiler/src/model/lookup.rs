@@ -65,4 +65,9 @@ impl<'a> Finds<'a> {
         );
         Some(delta(new, self.old_stats.get(k), inf, false, &mut ctx.pool))
     }
+
+    /// `k`'s exits in flight in the older sample.
+    pub(super) fn old_in_flight(&mut self, k: &Key) -> u64 {
+        self.old_inf.get(k).copied().unwrap_or(0)
+    }
 }

@@ -8,6 +8,7 @@ mod compute;
 mod cpu;
 mod delta;
 mod evidence;
+mod fold;
 mod lookup;
 mod name;
 #[cfg(test)]
@@ -23,6 +24,8 @@ mod tests_cpu;
 #[cfg(test)]
 mod tests_fast;
 #[cfg(test)]
+mod tests_fold;
+#[cfg(test)]
 mod tests_scale;
 
 use serde::Serialize;
@@ -34,6 +37,7 @@ pub use cpu::host_cpu;
 #[cfg(test)]
 pub(crate) use evidence::port_0x70_sample;
 pub use evidence::{evidence_deltas, EvDelta};
+pub use fold::fold_view;
 pub use name::Name;
 pub use refresh::Model;
 pub use rows::set_shares;

@@ -24,9 +24,9 @@ use crate::{
 /// What a view needs to be updated in place by the next refresh.
 #[derive(Default)]
 pub struct Model {
-    ctx: Ctx,
+    pub(super) ctx: Ctx,
     /// `mono_ns` of the newer sample the view was last computed from.
-    at: Option<u64>,
+    pub(super) at: Option<u64>,
     names: ExitNames,
     /// vCPU rows in the view.
     rows: usize,
@@ -36,15 +36,20 @@ pub struct Model {
     user_active: Vec<u32>,
     // Scratch space, kept for its capacity.
     touched: Vec<Key>,
-    deltas: Vec<Delta>,
+    pub(super) deltas: Vec<Delta>,
     /// In-flight count of the vCPU rows touched before the update, by (isa, reason), sorted.
-    inf_before: Vec<((u32, u32), u64)>,
+    pub(super) inf_before: Vec<((u32, u32), u64)>,
     dirty_user: Vec<u32>,
     moved: Vec<usize>,
     spare: Vec<super::Row>,
-    run_active: Vec<Key>,
+    pub(super) run_active: Vec<Key>,
+    /// The older sample's exits in flight of each key of a folded vCPU's run (not userspace).
+    pub(super) inf_old: Vec<u64>,
     /// The (isa, reason) of each key of a vCPU's run, packed (a compact binary search).
     run_keys: Vec<u64>,
+    /// The VMs whose vCPU rows the view holds, ascending (None: every VM's); the others'
+    /// are folded (fold.rs).
+    pub(super) open: Option<Vec<u32>>,
     /// Whole views computed (tests check the in-place path is the one taken).
     #[cfg(test)]
     pub(super) wholes: usize,
@@ -55,8 +60,9 @@ impl Model {
         Model::default()
     }
 
-    /// Makes `view` the view of `newer − older` (as [`super::compute`] would). `view` must be
-    /// the one this model last refreshed (or any view, the first time).
+    /// Makes `view` the view of `newer − older` (as [`super::compute`] would, less the vCPU
+    /// rows of the VMs not shown: fold.rs). `view` must be the one this model last refreshed
+    /// (or any view, the first time).
     pub fn refresh(&mut self, view: &mut View, older: &Sample, newer: &Sample, names: &ExitNames) {
         let sp = Span::new(older, newer, names, span_ns(older, newer));
         // The view shows `older` as its newer sample, with the same names and VMs.
@@ -74,6 +80,7 @@ impl Model {
             }
             *view = self.ctx.full(&sp, std::mem::take(view));
             self.note(view);
+            self.fold(view);
         }
         self.at = Some(newer.mono_ns);
     }
@@ -164,6 +171,7 @@ impl Model {
                 return false;
             };
             let vm = &mut view.vms[vi];
+            let open = self.is_open(pid);
             self.inf_before.clear();
             let mut j = i;
             while j < end {
@@ -173,6 +181,7 @@ impl Model {
                 j = e;
                 // Deltas in key order (the cursors need it), rows then in table order.
                 self.deltas.clear();
+                self.inf_old.clear();
                 self.run_keys.clear();
                 let mut want = 0;
                 for k in run {
@@ -188,6 +197,10 @@ impl Model {
                     let Some(d) = f.delta(k, &mut self.ctx) else {
                         return false;
                     };
+                    if !open {
+                        // A folded row's exits in flight before (the cursors move on).
+                        self.inf_old.push(f.old_in_flight(k));
+                    }
                     self.deltas.push(d);
                     want += 1;
                 }
@@ -198,6 +211,12 @@ impl Model {
                     return false;
                 };
                 let c = &mut vm.vcpus[ci];
+                if !open {
+                    self.fold_run(c, run, sp);
+                    rows += want;
+                    active.append(&mut self.run_active);
+                    continue;
+                }
                 let mut got = 0;
                 self.moved.clear();
                 self.run_active.clear();
@@ -220,10 +239,7 @@ impl Model {
                     // The VM's row of this reason: the sum of its vCPUs' rows, of which only
                     // the touched ones are not quiet.
                     ctx.agg.add(ir, DeltaRef::of_row(r));
-                    match self.inf_before.binary_search_by_key(&ir, |(k, _)| *k) {
-                        Ok(i) => self.inf_before[i].1 += inf_before,
-                        Err(i) => self.inf_before.insert(i, (ir, inf_before)),
-                    }
+                    add_to(&mut self.inf_before, ir, inf_before);
                     self.moved.push(pos);
                     got += 1;
                 }
@@ -337,5 +353,13 @@ impl Model {
             self.user_active.push(pid);
         }
         true
+    }
+}
+
+/// Adds `v` to the sum of `k` in `sums` (sorted by key).
+pub(super) fn add_to(sums: &mut Vec<((u32, u32), u64)>, k: (u32, u32), v: u64) {
+    match sums.binary_search_by_key(&k, |(k, _)| *k) {
+        Ok(i) => sums[i].1 += v,
+        Err(i) => sums.insert(i, (k, v)),
     }
 }

@@ -174,7 +174,7 @@ pub(super) fn diff(a: &Sample, b: &Sample) -> Vec<Key> {
 }
 
 /// Each sample of `s` told what changed since the one before it.
-fn with_changes(mut s: Vec<Sample>) -> Vec<Sample> {
+pub(super) fn with_changes(mut s: Vec<Sample>) -> Vec<Sample> {
     for i in 1..s.len() {
         let mut keys = diff(&s[i - 1], &s[i]);
         // In any order, as the contract allows.
@@ -200,12 +200,7 @@ fn model_refreshes_match_the_reference() {
             let mut m = Model::new();
             let mut view = View::default();
             let empty = Sample::default();
-            // Since attach, then each interval, with one pause (a sample skipped).
-            let mut pairs = vec![(&empty, &s[0])];
-            pairs.extend(s.windows(2).take(6).map(|w| (&w[0], &w[1])));
-            pairs.push((&s[6], &s[9]));
-            pairs.extend(s[9..].windows(2).map(|w| (&w[0], &w[1])));
-            for (a, b) in pairs {
+            for (a, b) in pairs(&s, &empty) {
                 m.refresh(&mut view, a, b, &names);
                 let want = reference(a, b, &names, span_ns(a, b));
                 with_rips += view.vms.iter().filter(|v| !v.guest_rips.is_empty()).count();
@@ -226,8 +221,17 @@ fn model_refreshes_match_the_reference() {
     assert!(with_rips > 100, "{with_rips} VM views with RIPs");
 }
 
+/// Since attach, then each interval, with one pause (a sample skipped).
+pub(super) fn pairs<'a>(s: &'a [Sample], empty: &'a Sample) -> Vec<(&'a Sample, &'a Sample)> {
+    let mut pairs = vec![(empty, &s[0])];
+    pairs.extend(s.windows(2).take(6).map(|w| (&w[0], &w[1])));
+    pairs.push((&s[6], &s[9]));
+    pairs.extend(s[9..].windows(2).map(|w| (&w[0], &w[1])));
+    pairs
+}
+
 /// Where two views differ first, shortly.
-fn first_diff(a: &View, b: &View) -> String {
+pub(super) fn first_diff(a: &View, b: &View) -> String {
     for (x, y) in a.vms.iter().zip(&b.vms) {
         let tables = [(&x.reasons, &y.reasons), (&x.userspace, &y.userspace)];
         let vcpus = x.vcpus.iter().zip(&y.vcpus);

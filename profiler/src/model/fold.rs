@@ -1,0 +1,105 @@
+//! Folded VMs: a kept view holds the vCPU rows of the VMs on screen only. A host of 64 VMs ×
+//! 16 vCPUs × 40 reasons has 40 960 vCPU rows, and the TUI shows one VM's at most; filling the
+//! others (percentiles, shares, order) was half of a refresh. A folded VM keeps its VM rows
+//! (the sums of its vCPUs' deltas), its vCPUs and their totals (exits, rate, overhead, CPU)
+//! and its userspace tables: only its vCPUs' reason tables are empty.
+
+use profiler_common::ISA_USERSPACE;
+
+use super::{
+    compute::{pct, Span},
+    delta::DeltaRef,
+    refresh::{add_to, Model},
+    VcpuView, View,
+};
+use crate::sample::Key;
+
+/// Empties the vCPU reason tables of the VMs not in `open` (what a [`Model`] that shows only
+/// those VMs' vCPU rows keeps of a whole view).
+pub fn fold_view(view: &mut View, open: &[u32]) {
+    for vm in view.vms.iter_mut().filter(|v| !open.contains(&v.pid)) {
+        for c in &mut vm.vcpus {
+            c.reasons.clear();
+        }
+    }
+}
+
+impl Model {
+    /// A model whose views hold no vCPU rows until [`Model::show_vcpu_rows`] says whose.
+    pub fn folded() -> Model {
+        let mut m = Model::new();
+        m.show_vcpu_rows(Some(&[]));
+        m
+    }
+
+    /// The VMs whose vCPU rows the views hold from now on (None: every VM's, the default).
+    /// A change makes the next refresh compute the view whole.
+    pub fn show_vcpu_rows(&mut self, open: Option<&[u32]>) {
+        let open = open.map(|o| {
+            let mut o = o.to_vec();
+            o.sort_unstable();
+            o.dedup();
+            o
+        });
+        if open != self.open {
+            self.open = open;
+            self.at = None;
+        }
+    }
+
+    pub(super) fn is_open(&self, pid: u32) -> bool {
+        (self.open.as_ref()).is_none_or(|o| o.binary_search(&pid).is_ok())
+    }
+
+    /// After a whole view: the folded VMs' vCPU rows go back to the pool.
+    pub(super) fn fold(&mut self, view: &mut View) {
+        if self.open.is_none() {
+            return;
+        }
+        for vm in &mut view.vms {
+            if self.is_open(vm.pid) {
+                continue;
+            }
+            for c in &mut vm.vcpus {
+                self.ctx.pool.put_rows(&mut c.reasons);
+            }
+        }
+    }
+
+    /// The keys `run` of a folded vCPU `c`, whose deltas are in `self.deltas` (and the older
+    /// exits in flight of those not userspace in `self.inf_old`): into the VM sums and `c`'s
+    /// totals, and the keys not quiet into `self.run_active`. A key that came since the view
+    /// was whole needs no row here; its VM row and vCPU must exist (the caller checks both).
+    pub(super) fn fold_run(&mut self, c: &mut VcpuView, run: &[Key], sp: &Span) {
+        self.run_active.clear();
+        let (mut exits, mut busy) = (0, 0);
+        let mut deltas = std::mem::take(&mut self.deltas);
+        let mut inf_old = self.inf_old.iter();
+        for (k, d) in run.iter().zip(deltas.drain(..)) {
+            if k.isa == ISA_USERSPACE {
+                continue;
+            }
+            let inf_before = inf_old.next().copied().unwrap_or(0);
+            let ir = (k.isa, k.reason);
+            exits += d.count;
+            if !sp.names.is_hlt(k.isa, k.reason) {
+                busy += d.total_ns;
+            }
+            // What the row held before: the older sample's exits in flight (the row of a
+            // view computed up to it).
+            if inf_before != 0 {
+                add_to(&mut self.inf_before, ir, inf_before);
+            }
+            if !d.quiet() {
+                self.run_active.push(*k);
+            }
+            self.ctx.agg.add(ir, DeltaRef::of(&d));
+            self.ctx.pool.put(d.hist.buckets);
+        }
+        self.deltas = deltas;
+        // As `vcpu_totals` of its rows: the rows not in the run are quiet.
+        c.exits = exits;
+        c.exits_per_s = sp.rate(exits);
+        c.overhead_pct = pct(busy, sp.elapsed_ns);
+    }
+}
