@@ -38,7 +38,8 @@ pub fn log_to(
         std::fs::write(p, b"ready\n").with_context(|| format!("writing {}", p.display()))?;
     }
     write_to(out, &format!("time,{}\n", csv::COLUMNS.join(",")))?;
-    let (mut model, mut view, mut prev) = (Model::new(), View::default(), first.clone());
+    // VM rows only: no vCPU rows to fill.
+    let (mut model, mut view, mut prev) = (Model::folded(), View::default(), first.clone());
     let stop = Stop::from_args(a.input.live_for());
     drive(src.as_mut(), &first, stop, every, &mut |s: &Sample| {
         model.refresh(&mut view, &prev, s, &names);

@@ -8,6 +8,33 @@ use super::{Action, App, HistTarget, Item, Level, Screen, INTERVALS_MS};
 
 impl App {
     pub fn on_key(&mut self, key: KeyEvent) -> Action {
+        let a = self.handle_key(key);
+        self.show_vms();
+        a
+    }
+
+    /// After the stack may have changed: the views hold the vCPU rows of the VMs a screen on
+    /// it shows, and no others' (a big host's other rows would cost most of a refresh).
+    fn show_vms(&mut self) {
+        let mut pids: Vec<u32> = (self.stack.iter())
+            .filter_map(|l| match l.screen {
+                Screen::Vm(p) | Screen::Vcpu(p, _) | Screen::Advice(p) => Some(p),
+                Screen::Hist(t) => Some(t.pid),
+                Screen::Heat(t) => Some(t.pid),
+                Screen::Vms | Screen::Slow => None,
+            })
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        if pids != self.shown {
+            self.model.show_vcpu_rows(Some(&pids));
+            self.total_model.show_vcpu_rows(Some(&pids));
+            self.shown = pids;
+            self.recompute();
+        }
+    }
+
+    fn handle_key(&mut self, key: KeyEvent) -> Action {
         if key.kind == KeyEventKind::Release {
             return Action::None;
         }

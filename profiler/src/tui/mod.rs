@@ -126,11 +126,14 @@ pub struct App {
     queued: Option<Sample>,
     missed: u64,
     interval_view: View,
-    /// Keeps `interval_view` between refreshes, to update it in place.
+    /// Keeps `interval_view` between refreshes, to update it in place. Both models keep the
+    /// vCPU rows of the VMs in `shown` only (input.rs).
     model: Model,
     total_view: View,
     /// The same for `total_view` (which is whole each time, but reuses its buffers).
     total_model: Model,
+    /// The VMs a screen on the stack shows, ascending.
+    shown: Vec<u32>,
     sparks: spark::Sparks,
     /// The heatmap history of the VM on screen.
     heat: heat::Heat,
@@ -171,9 +174,10 @@ impl App {
             queued: None,
             missed: 0,
             interval_view: View::default(),
-            model: Model::new(),
+            model: Model::folded(),
             total_view: View::default(),
-            total_model: Model::new(),
+            total_model: Model::folded(),
+            shown: Vec::new(),
             sparks: Default::default(),
             heat: Default::default(),
             since_start: false,
