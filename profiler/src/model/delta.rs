@@ -95,11 +95,6 @@ impl<'a> DeltaRef<'a> {
 }
 
 impl Delta {
-    /// Whether nothing happened: the row of it is [`super::rows::quiet`].
-    pub(super) fn quiet(&self) -> bool {
-        self.count == 0 && self.timed == 0 && self.total_ns == 0 && self.hist.buckets.is_empty()
-    }
-
     /// `self += o`, all but the histogram.
     fn add_scalars(&mut self, o: &DeltaRef) {
         self.count += o.count;
@@ -115,8 +110,14 @@ impl Delta {
     }
 }
 
-/// `new − old` bucket by bucket into `out` (saturating: a reset map never yields negatives).
-fn since_into(new: &[(u16, u64)], old: &[(u16, u64)], out: &mut Buckets) {
+/// `new − old` bucket by bucket, each nonzero difference to `out` in ascending order
+/// (saturating: a reset map never yields negatives); the first and last bucket given.
+fn since_each(
+    new: &[(u16, u64)],
+    old: &[(u16, u64)],
+    mut out: impl FnMut(u16, u64),
+) -> Option<(u16, u16)> {
+    let mut span: Option<(u16, u16)> = None;
     let mut j = 0;
     for &(b, c) in new {
         while j < old.len() && old[j].0 < b {
@@ -128,19 +129,42 @@ fn since_into(new: &[(u16, u64)], old: &[(u16, u64)], out: &mut Buckets) {
         };
         let d = c.saturating_sub(o);
         if d != 0 {
-            out.push((b, d));
+            out(b, d);
+            span = Some((span.map_or(b, |s| s.0), b));
         }
     }
+    span
 }
 
 /// One key's interval numbers from its newer and older stats and in-flight counts.
 pub(super) fn delta(
     new: Option<&Stat>,
     old: Option<&Stat>,
-    (inf_new, inf_old): (u64, u64),
+    inf: (u64, u64),
     reused: bool,
     pool: &mut Pool,
 ) -> Delta {
+    let mut buckets = Vec::new();
+    // A buffer only for a histogram that moved (most keys of a quiet host do not).
+    let (mut d, _) = delta_with(new, old, inf, reused, |b, c| {
+        if buckets.capacity() == 0 {
+            buckets = pool.take();
+        }
+        buckets.push((b, c));
+    });
+    d.hist = Hist { buckets };
+    d
+}
+
+/// [`delta`] with its histogram given to `hist` bucket by bucket, ascending, instead (the
+/// delta's own stays empty); also whether any bucket was given.
+pub(super) fn delta_with(
+    new: Option<&Stat>,
+    old: Option<&Stat>,
+    (inf_new, inf_old): (u64, u64),
+    reused: bool,
+    hist: impl FnMut(u16, u64),
+) -> (Delta, bool) {
     let empty = Stat::default();
     let new = new.unwrap_or(&empty);
     // A count that went down means the key was recreated (LRU eviction, pid reuse): start over.
@@ -148,19 +172,20 @@ pub(super) fn delta(
     let old = old.filter(|_| !reset).unwrap_or(&empty);
     let inf_old = if reset { 0 } else { inf_old };
     let timed = new.count - old.count;
-    // An unchanged histogram (most keys of a quiet host) takes no buffer.
-    let mut buckets = Vec::new();
-    if timed > 0 || new.hist.buckets != old.hist.buckets {
-        buckets = pool.take();
-        since_into(&new.hist.buckets, &old.hist.buckets, &mut buckets);
-    }
-    let hist = Hist { buckets };
+    let span = match timed > 0 || new.hist.buckets != old.hist.buckets {
+        true => since_each(&new.hist.buckets, &old.hist.buckets, hist),
+        false => None,
+    };
     let range = (timed > 0).then(|| {
         if old.count == 0 {
             // Nothing before: the cumulative extremes are this interval's exactly.
             (new.min_ns, new.max_ns)
         } else {
-            let (lo, hi) = hist.bounds().unwrap_or((new.min_ns, new.max_ns));
+            let bounds = span.map(|(a, b)| {
+                let (a, b) = (usize::from(a), usize::from(b));
+                (hist::lower(a), hist::upper(b).saturating_sub(1))
+            });
+            let (lo, hi) = bounds.unwrap_or((new.min_ns, new.max_ns));
             // A moved extreme is exact; otherwise bucket bounds, kept inside the known range.
             let lo = if new.min_ns < old.min_ns {
                 new.min_ns
@@ -176,16 +201,17 @@ pub(super) fn delta(
             (clamp(lo), clamp(hi))
         }
     });
-    Delta {
+    let d = Delta {
         count: (timed + inf_new).saturating_sub(inf_old),
         in_flight: inf_new,
         timed,
         total_ns: new.sum_ns.saturating_sub(old.sum_ns),
         wait_ns: new.wait_ns.saturating_sub(old.wait_ns),
         blocked_ns: new.blocked_ns.saturating_sub(old.blocked_ns),
-        hist,
+        hist: Hist::default(),
         range,
-    }
+    };
+    (d, span.is_some())
 }
 
 /// Sums of deltas by a sorted pair key (an (isa, reason), or a (vCPU, reason)): a VM row is the
@@ -214,12 +240,16 @@ impl Acc {
     fn add(&mut self, o: &DeltaRef) {
         self.d.add_scalars(o);
         for &(b, c) in o.hist {
-            // Indexes past the layout (only a corrupt recording has them) go to the last bucket,
-            // where the kernel puts what is too long for the others.
-            let b = usize::from(b).min(hist::BUCKETS - 1);
-            self.dense[b] += c;
-            self.octs |= 1 << (b / SUB);
+            self.add_bucket(b, c);
         }
+    }
+
+    fn add_bucket(&mut self, b: u16, c: u64) {
+        // Indexes past the layout (only a corrupt recording has them) go to the last bucket,
+        // where the kernel puts what is too long for the others.
+        let b = usize::from(b).min(hist::BUCKETS - 1);
+        self.dense[b] += c;
+        self.octs |= 1 << (b / SUB);
     }
 
     /// The sum, its histogram sparse in a buffer from `pool`; leaves `self` zero.
@@ -254,7 +284,28 @@ pub(super) fn pack((a, b): (u32, u32)) -> u64 {
 impl Agg {
     /// `self[k] += d`.
     pub(super) fn add(&mut self, k: (u32, u32), d: DeltaRef) {
-        let i = match self.keys.binary_search(&pack(k)) {
+        let i = self.index(k);
+        self.accs[i].add(&d);
+    }
+
+    /// `self[k] +=` the [`delta`] of these stats, its histogram added bucket by bucket (no
+    /// buffer of its own); returns the delta (its histogram empty) and whether it had buckets.
+    pub(super) fn add_delta(
+        &mut self,
+        k: (u32, u32),
+        (new, old): (Option<&Stat>, Option<&Stat>),
+        inf: (u64, u64),
+    ) -> (Delta, bool) {
+        let i = self.index(k);
+        let acc = &mut self.accs[i];
+        let (d, hist) = delta_with(new, old, inf, false, |b, c| acc.add_bucket(b, c));
+        acc.d.add_scalars(&DeltaRef::of(&d));
+        (d, hist)
+    }
+
+    /// The position of `k`'s sum, made zero if new.
+    fn index(&mut self, k: (u32, u32)) -> usize {
+        match self.keys.binary_search(&pack(k)) {
             Ok(i) => i,
             Err(i) => {
                 let acc = self.spare.pop().unwrap_or_else(|| Acc {
@@ -266,8 +317,7 @@ impl Agg {
                 self.accs.insert(i, acc);
                 i
             }
-        };
-        self.accs[i].add(&d);
+        }
     }
 
     pub(super) fn is_empty(&self) -> bool {

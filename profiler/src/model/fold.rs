@@ -8,9 +8,9 @@ use profiler_common::ISA_USERSPACE;
 
 use super::{
     compute::{pct, Span},
-    delta::DeltaRef,
+    lookup::Finds,
     refresh::{add_to, Model},
-    VcpuView, View,
+    View, VmView,
 };
 use crate::sample::Key;
 
@@ -66,40 +66,55 @@ impl Model {
         }
     }
 
-    /// The keys `run` of a folded vCPU `c`, whose deltas are in `self.deltas` (and the older
-    /// exits in flight of those not userspace in `self.inf_old`): into the VM sums and `c`'s
-    /// totals, and the keys not quiet into `self.run_active`. A key that came since the view
-    /// was whole needs no row here; its VM row and vCPU must exist (the caller checks both).
-    pub(super) fn fold_run(&mut self, c: &mut VcpuView, run: &[Key], sp: &Span) {
+    /// The keys `run` (ascending, one vCPU's, or one thread's userspace keys) of a folded VM:
+    /// their deltas straight into the VM sums in `ctx.agg` and their vCPU's totals, the keys
+    /// not quiet into `self.run_active`, the VM into `dirty_user` if it has userspace keys.
+    /// Returns how many vCPU and userspace keys it had; None when a key vanished or its vCPU
+    /// is not in the view (then the view is computed whole). A key that came since the view
+    /// was whole needs no row here (its VM row must exist: the caller checks).
+    pub(super) fn fold_run(
+        &mut self,
+        vm: &mut VmView,
+        run: &[Key],
+        sp: &Span,
+        f: &mut Finds,
+    ) -> Option<(usize, usize)> {
         self.run_active.clear();
-        let (mut exits, mut busy) = (0, 0);
-        let mut deltas = std::mem::take(&mut self.deltas);
-        let mut inf_old = self.inf_old.iter();
-        for (k, d) in run.iter().zip(deltas.drain(..)) {
+        let (mut rows, mut user, mut exits, mut busy) = (0, 0, 0, 0);
+        for k in run {
             if k.isa == ISA_USERSPACE {
+                user += 1;
+                if self.dirty_user.last() != Some(&k.tgid) {
+                    self.dirty_user.push(k.tgid);
+                }
                 continue;
             }
-            let inf_before = inf_old.next().copied().unwrap_or(0);
             let ir = (k.isa, k.reason);
+            let (d, hist, inf_before) = f.fold(k, &mut self.ctx.agg)?;
+            rows += 1;
             exits += d.count;
             if !sp.names.is_hlt(k.isa, k.reason) {
                 busy += d.total_ns;
             }
-            // What the row held before: the older sample's exits in flight (the row of a
-            // view computed up to it).
+            // What the row held before: the older sample's exits in flight (the row of a view
+            // computed up to it).
             if inf_before != 0 {
                 add_to(&mut self.inf_before, ir, inf_before);
             }
-            if !d.quiet() {
+            // Not what `quiet` says of its row.
+            if d.count != 0 || d.timed != 0 || d.total_ns != 0 || hist {
                 self.run_active.push(*k);
             }
-            self.ctx.agg.add(ir, DeltaRef::of(&d));
-            self.ctx.pool.put(d.hist.buckets);
         }
-        self.deltas = deltas;
-        // As `vcpu_totals` of its rows: the rows not in the run are quiet.
-        c.exits = exits;
-        c.exits_per_s = sp.rate(exits);
-        c.overhead_pct = pct(busy, sp.elapsed_ns);
+        if rows > 0 {
+            let vcpu = run[0].vcpu;
+            let ci = vm.vcpus.binary_search_by_key(&vcpu, |c| c.vcpu).ok()?;
+            // As `vcpu_totals` of its rows: the rows not in the run are quiet.
+            let c = &mut vm.vcpus[ci];
+            c.exits = exits;
+            c.exits_per_s = sp.rate(exits);
+            c.overhead_pct = pct(busy, sp.elapsed_ns);
+        }
+        Some((rows, user))
     }
 }

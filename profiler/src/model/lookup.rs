@@ -2,7 +2,7 @@
 
 use super::{
     compute::{Ctx, Seek, Span},
-    delta::{delta, Delta},
+    delta::{delta, Agg, Delta},
 };
 use crate::sample::{Key, KeyMap, Stat};
 
@@ -66,8 +66,19 @@ impl<'a> Finds<'a> {
         Some(delta(new, self.old_stats.get(k), inf, false, &mut ctx.pool))
     }
 
-    /// `k`'s exits in flight in the older sample.
-    pub(super) fn old_in_flight(&mut self, k: &Key) -> u64 {
-        self.old_inf.get(k).copied().unwrap_or(0)
+    /// `k`'s delta added straight into the sum of its (isa, reason) in `agg` (no histogram
+    /// buffer of its own: [`Agg::add_delta`]), whether it had buckets, and the older sample's
+    /// exits in flight of `k`; None when `newer` does not have the key (it vanished).
+    pub(super) fn fold(&mut self, k: &Key, agg: &mut Agg) -> Option<(Delta, bool, u64)> {
+        let new = self.new_stats.get(k);
+        let inf_new = self.new_inf.get(k);
+        if new.is_none() && inf_new.is_none() {
+            return None;
+        }
+        let inf_old = self.old_inf.get(k).copied().unwrap_or(0);
+        let inf = (inf_new.copied().unwrap_or(0), inf_old);
+        let stats = (new, self.old_stats.get(k));
+        let (d, hist) = agg.add_delta((k.isa, k.reason), stats, inf);
+        Some((d, hist, inf_old))
     }
 }

@@ -39,12 +39,10 @@ pub struct Model {
     pub(super) deltas: Vec<Delta>,
     /// In-flight count of the vCPU rows touched before the update, by (isa, reason), sorted.
     pub(super) inf_before: Vec<((u32, u32), u64)>,
-    dirty_user: Vec<u32>,
+    pub(super) dirty_user: Vec<u32>,
     moved: Vec<usize>,
     spare: Vec<super::Row>,
     pub(super) run_active: Vec<Key>,
-    /// The older sample's exits in flight of each key of a folded vCPU's run (not userspace).
-    pub(super) inf_old: Vec<u64>,
     /// The (isa, reason) of each key of a vCPU's run, packed (a compact binary search).
     run_keys: Vec<u64>,
     /// The VMs whose vCPU rows the view holds, ascending (None: every VM's); the others'
@@ -179,9 +177,17 @@ impl Model {
                 let e = j + t[j..end].partition_point(|k| k.vcpu == vcpu);
                 let run = &t[j..e];
                 j = e;
+                if !open {
+                    let Some((n, user)) = self.fold_run(vm, run, sp, f) else {
+                        return false;
+                    };
+                    rows += n;
+                    user_keys += user;
+                    active.append(&mut self.run_active);
+                    continue;
+                }
                 // Deltas in key order (the cursors need it), rows then in table order.
                 self.deltas.clear();
-                self.inf_old.clear();
                 self.run_keys.clear();
                 let mut want = 0;
                 for k in run {
@@ -197,10 +203,6 @@ impl Model {
                     let Some(d) = f.delta(k, &mut self.ctx) else {
                         return false;
                     };
-                    if !open {
-                        // A folded row's exits in flight before (the cursors move on).
-                        self.inf_old.push(f.old_in_flight(k));
-                    }
                     self.deltas.push(d);
                     want += 1;
                 }
@@ -211,12 +213,6 @@ impl Model {
                     return false;
                 };
                 let c = &mut vm.vcpus[ci];
-                if !open {
-                    self.fold_run(c, run, sp);
-                    rows += want;
-                    active.append(&mut self.run_active);
-                    continue;
-                }
                 let mut got = 0;
                 self.moved.clear();
                 self.run_active.clear();
