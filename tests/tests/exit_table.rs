@@ -234,6 +234,19 @@ fn a_refresh_decodes_only_changed_rows() {
     let s = p.sample().expect("sample");
     assert_eq!(s.stats.len(), 5_000);
     assert_eq!(s.stats.values().map(|st| st.count).sum::<u64>(), 6_003);
+    // Every row moves (the map is rebuilt, with the same keys), then every row and a new one:
+    // each time the sample says every key changed, in order.
+    for (n, t) in [(5_000, 20_000), (5_001, 30_000)] {
+        run(&p, &rows(n, t));
+        let s = p.sample().expect("sample");
+        let keys: Vec<Key> = s.stats.keys().copied().collect();
+        assert_eq!(keys.len(), n as usize);
+        let ch = s
+            .changed
+            .as_ref()
+            .expect("the live sampler says what changed");
+        assert_eq!(ch.keys, keys, "{n} rows moved");
+    }
 }
 
 /// Exits of VM 5000 one after another, and what they sum to per key.

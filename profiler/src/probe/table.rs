@@ -116,6 +116,8 @@ impl Table {
         // (A key is in `stale` once per row that moved: rows are mostly one per key.)
         if self.stale.len() > self.stats.len() / 4 {
             // Most keys moved: building afresh in key order beats copying chunks key by key.
+            // With the order kept, no row came, went or changed key since the map was built.
+            let same_keys = self.order.is_some();
             let cache = &mut self.cache;
             let order = self.order.get_or_insert_with(|| {
                 let mut o: Vec<(Key, u32)> = (cache.iter().enumerate())
@@ -150,7 +152,11 @@ impl Table {
             // (a superset), merged instead of sorting the moved keys.
             let mut keys = Vec::with_capacity(all.len());
             let now = all.iter().map(|(k, _)| k);
-            crate::sample::union_sorted(now, self.stats.keys(), &mut keys);
+            if same_keys && all.len() == self.stats.len() {
+                keys.extend(now);
+            } else {
+                crate::sample::union_sorted(now, self.stats.keys(), &mut keys);
+            }
             self.stats = ChunkMap::from_sorted(all);
             self.stale.clear();
             self.changed.append(&mut keys);
@@ -315,18 +321,24 @@ impl Table {
                 continue;
             }
             let row = self.rows.get(i)?;
-            if !spills(&row) {
-                // Buckets straight from the mapped octaves (no copy of them first); the
-                // overflow hash is a syscall, so rows with octaves there take the path below.
-                self.scratch.clear();
-                for o in 0..hist::ROWS {
-                    let l = row.link_of(o) as usize;
-                    if l == 0 || l > LINKS {
-                        continue;
-                    }
-                    let oct = self.octs.get(row.oct[l - 1] as usize).unwrap_or_default();
-                    push_octave(&mut self.scratch, o, &oct);
+            // Buckets straight from the mapped octaves (no copy of them first); the overflow
+            // hash is a syscall, so a row with an octave there takes the path below.
+            self.scratch.clear();
+            let mut spills = false;
+            for o in 0..hist::ROWS {
+                let l = row.link_of(o);
+                if l == LINK_OVERFLOW {
+                    spills = true;
+                    break;
                 }
+                let l = l as usize;
+                if l == 0 || l > LINKS {
+                    continue;
+                }
+                let oct = self.octs.get(row.oct[l - 1] as usize).unwrap_or_default();
+                push_octave(&mut self.scratch, o, &oct);
+            }
+            if !spills {
                 fence(Ordering::Acquire);
                 if self.rows.u64_at(i, GEN_OFFSET) == g1 {
                     return Some(Decoded {
@@ -402,11 +414,6 @@ pub fn stat_of(
         push_octave(&mut buckets, o, &oct);
     }
     stat_from(row, buckets)
-}
-
-/// Whether any of the row's octaves is in the overflow hash.
-fn spills(row: &Row) -> bool {
-    (row.link.iter()).any(|b| b & 0xf == LINK_OVERFLOW || b >> 4 == LINK_OVERFLOW)
 }
 
 /// Octave `o`'s nonzero counts, appended as (bucket, count).
