@@ -99,6 +99,8 @@ pub fn of_vm(
         rips.clear();
     };
     let mut cur: Option<u16> = None;
+    // Both ranges in step: a walk, not a lookup per key (a busy host holds thousands).
+    let mut olds = older.evidence.range(lo..=hi).peekable();
     for (k, new) in newer.evidence.range(lo..=hi) {
         if cur != Some(k.flags) {
             if let Some(f) = cur {
@@ -106,11 +108,10 @@ pub fn of_vm(
             }
             cur = Some(k.flags);
         }
-        let old = older
-            .evidence
-            .get(k)
-            .filter(|o| !reused.contains(&pid) && o.count <= new.count)
-            .map_or(0, |o| o.count);
+        while olds.next_if(|(o, _)| *o < k).is_some() {}
+        let old = (olds.peek())
+            .filter(|(o, v)| *o == k && !reused.contains(&pid) && v.count <= new.count)
+            .map_or(0, |(_, o)| o.count);
         if new.count > old {
             rips.push((k.a, new.count - old));
         }
@@ -119,4 +120,65 @@ pub fn of_vm(
         flush(f, &mut rips, &mut out);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use profiler_common::{ev, ISA_VMX};
+
+    use super::*;
+    use crate::sample::EvStat;
+
+    fn put(s: &mut Sample, tgid: u32, kind: u16, flags: u16, a: u64, count: u64) {
+        let k = EvKey {
+            tgid,
+            kind,
+            flags,
+            a,
+        };
+        s.evidence.insert(
+            k,
+            EvStat {
+                count,
+                ..Default::default()
+            },
+        );
+    }
+
+    /// Each RIP counts what it gained over the span; one that went (or restarted lower) counts
+    /// from zero; other VMs' and other kinds' keys, interleaved, count for nothing.
+    #[test]
+    fn rips_count_their_gain_over_the_span() {
+        let io = ev::rip_flags(ISA_VMX, 30).expect("io is sampled");
+        let cpuid = ev::rip_flags(ISA_VMX, 10).expect("cpuid is sampled");
+        let (mut old, mut new) = (Sample::default(), Sample::default());
+        let k = 1 << 63;
+        for s in [&mut old, &mut new] {
+            put(s, 6, ev::GUEST_RIP, io, 0x10, 500);
+            put(s, 7, ev::GUEST_RIP - 1, io, 0x10, 900);
+        }
+        put(&mut old, 7, ev::GUEST_RIP, io, 0x10, 5);
+        put(&mut new, 7, ev::GUEST_RIP, io, 0x10, 9);
+        put(&mut old, 7, ev::GUEST_RIP, io, 0x18, 40);
+        put(&mut new, 7, ev::GUEST_RIP, io, 0x18, 3);
+        put(&mut old, 7, ev::GUEST_RIP, io, 0x20, 8);
+        put(&mut new, 7, ev::GUEST_RIP, io, k | 0x30, 2);
+        put(&mut new, 7, ev::GUEST_RIP, cpuid, 0x40, 1);
+        put(&mut old, 7, ev::GUEST_RIP, cpuid, 0x48, 6);
+        put(&mut new, 7, ev::GUEST_RIP, cpuid, 0x48, 6);
+        let names = ExitNames::builtin();
+        let got = of_vm(&old, &new, 7, &BTreeSet::new(), &names);
+        let top = |g: &GuestRips| g.top.iter().map(|r| (r.rip, r.samples)).collect::<Vec<_>>();
+        let by = |r: u32| got.iter().find(|g| g.reason == r).expect("reason listed");
+        assert_eq!(top(by(30)), [(0x10, 4), (0x18, 3), (k | 0x30, 2)]);
+        assert_eq!(by(30).samples, 9);
+        assert_eq!(top(by(10)), [(0x40, 1)]);
+        assert_eq!(got.len(), 2);
+        // A new process with the pid: nothing of the old one's counts.
+        let got = of_vm(&old, &new, 7, &BTreeSet::from([7]), &names);
+        assert_eq!(
+            got.iter().map(|g| g.samples).sum::<u64>(),
+            9 + 3 + 2 + 1 + 6
+        );
+    }
 }
