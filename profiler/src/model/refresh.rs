@@ -36,7 +36,7 @@ pub struct Model {
     user_active: Vec<u32>,
     // Scratch space, kept for its capacity.
     touched: Vec<Key>,
-    pub(super) deltas: Vec<Delta>,
+    deltas: Vec<Delta>,
     /// In-flight count of the vCPU rows touched before the update, by (isa, reason), sorted.
     pub(super) inf_before: Vec<((u32, u32), u64)>,
     pub(super) dirty_user: Vec<u32>,
