@@ -10,6 +10,7 @@ use profiler_common::{counter, ISA_USERSPACE};
 use super::{
     cpu::{host_cpu_of, vcpu_cpu},
     delta::{delta, Agg, Delta, DeltaRef, Pool},
+    fold::fold_totals,
     rows::{busy_ns, finish, row, NameCache},
     Counters, ProbeCost, Row, VcpuView, View, VmView,
 };
@@ -39,7 +40,7 @@ pub fn span_ns(older: &Sample, newer: &Sample) -> u64 {
 /// Like [`compute`] with an explicit span in nanoseconds.
 pub fn compute_elapsed(older: &Sample, newer: &Sample, names: &ExitNames, elapsed_ns: u64) -> View {
     let sp = Span::new(older, newer, names, elapsed_ns);
-    Ctx::default().full(&sp, View::default())
+    Ctx::default().full(&sp, View::default(), None)
 }
 
 /// The two samples of a view and what is derived from them alone.
@@ -96,11 +97,17 @@ pub(super) struct Ctx {
     pub user: Vec<(Key, Delta)>,
     /// The userspace keys of the last full view, ascending.
     pub user_keys: Vec<Key>,
+    /// Of the last full view, the folded VMs' vCPU keys (fold.rs): how many, and those not
+    /// quiet; and while a folded VM is walked, each of its vCPUs' non-HLT time so far.
+    pub folded_rows: usize,
+    pub folded_active: Vec<Key>,
+    pub busy: Vec<u64>,
 }
 
 impl Ctx {
-    /// The whole view of `sp`; `old`'s histogram buffers are reused.
-    pub(super) fn full(&mut self, sp: &Span, old: View) -> View {
+    /// The whole view of `sp`, with the vCPU rows of the VMs in `open` only (None: of all);
+    /// `old`'s histogram buffers are reused.
+    pub(super) fn full(&mut self, sp: &Span, old: View, open: Option<&[u32]>) -> View {
         self.recycle(old);
         // A failed update in place may have left sums behind.
         self.agg.clear(&mut self.pool);
@@ -108,6 +115,9 @@ impl Ctx {
             self.pool.put(d.hist.buckets);
         }
         self.user_keys.clear();
+        self.folded_rows = 0;
+        self.folded_active.clear();
+        self.busy.clear();
         let (older, newer) = (sp.older, sp.newer);
         // A pid whose process start time changed is a new VM: nothing of the old one applies.
         let reused = &sp.reused;
@@ -115,6 +125,8 @@ impl Ctx {
         // One ordered walk over the four (sorted) maps; keys come grouped by VM, then vCPU.
         let mut vms = Vec::new();
         let mut cur: Option<(u32, Vec<VcpuView>)> = None;
+        // Whether the VM in `cur` is folded.
+        let mut folded = false;
         let mut new_stats = newer.stats.iter().peekable();
         let mut new_inf = newer.in_flight.iter().peekable();
         let mut old_stats = Seek::new(&older.stats);
@@ -128,23 +140,34 @@ impl Ctx {
             };
             let new = new_stats.next_if(|(a, _)| **a == k).map(|(_, v)| v);
             let inf_new = new_inf.next_if(|(b, _)| **b == k).map_or(0, |(_, v)| *v);
-            let inf_old = old_inf.seek(&k).copied().unwrap_or(0);
-            let d = delta(
-                new,
-                old_stats.seek(&k),
-                (inf_new, inf_old),
-                reused.contains(&k.tgid),
-                &mut self.pool,
-            );
+            let inf = (inf_new, old_inf.seek(&k).copied().unwrap_or(0));
+            let stats = (new, old_stats.seek(&k));
+            let reset = reused.contains(&k.tgid);
+            // The VM before is done first: a folded VM's keys add to the sums as they come.
             let vcpus = match &mut cur {
                 Some((pid, vcpus)) if *pid == k.tgid => vcpus,
                 _ => {
                     if let Some((pid, vcpus)) = cur.take() {
-                        vms.push(self.vm_view(pid, vcpus, sp));
+                        vms.push(self.vm_view(pid, vcpus, sp, folded));
                     }
+                    folded = open.is_some_and(|o| o.binary_search(&k.tgid).is_err());
                     &mut cur.insert((k.tgid, Vec::new())).1
                 }
             };
+            if folded && k.isa != ISA_USERSPACE {
+                if vcpus.last().map(|v| v.vcpu) != Some(k.vcpu) {
+                    vcpus.push(VcpuView {
+                        vcpu: k.vcpu,
+                        ..Default::default()
+                    });
+                    self.busy.push(0);
+                }
+                if let Some(v) = vcpus.last_mut() {
+                    self.fold_key(k, v, stats, inf, reset, sp.names);
+                }
+                continue;
+            }
+            let d = delta(stats.0, stats.1, inf, reset, &mut self.pool);
             if k.isa == ISA_USERSPACE {
                 self.user_keys.push(k);
                 self.user.push((k, d));
@@ -168,7 +191,7 @@ impl Ctx {
             }
         }
         if let Some((pid, vcpus)) = cur {
-            vms.push(self.vm_view(pid, vcpus, sp));
+            vms.push(self.vm_view(pid, vcpus, sp, folded));
         }
 
         View {
@@ -193,12 +216,17 @@ impl Ctx {
         }
     }
 
-    /// One VM from its vCPUs' rows (unfinished) and its userspace keys (in `self.user`).
-    fn vm_view(&mut self, pid: u32, mut vcpus: Vec<VcpuView>, sp: &Span) -> VmView {
+    /// One VM from its vCPUs' rows (unfinished) and its userspace keys (in `self.user`); a
+    /// folded one from its vCPUs' sums (in `self.agg`) and their exits and times so far.
+    fn vm_view(&mut self, pid: u32, mut vcpus: Vec<VcpuView>, sp: &Span, folded: bool) -> VmView {
         let info = sp.newer.vms.get(&pid);
-        for v in &mut vcpus {
-            finish_vcpu(v, sp);
+        for (i, v) in vcpus.iter_mut().enumerate() {
+            match folded {
+                true => fold_totals(v, self.busy.get(i).copied().unwrap_or(0), sp),
+                false => finish_vcpu(v, sp),
+            }
         }
+        self.busy.clear();
         for r in vcpus.iter().flat_map(|v| &v.reasons) {
             self.agg.add((r.isa, r.reason), DeltaRef::of_row(r));
         }

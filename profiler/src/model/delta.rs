@@ -295,10 +295,11 @@ impl Agg {
         k: (u32, u32),
         (new, old): (Option<&Stat>, Option<&Stat>),
         inf: (u64, u64),
+        reused: bool,
     ) -> (Delta, bool) {
         let i = self.index(k);
         let acc = &mut self.accs[i];
-        let (d, hist) = delta_with(new, old, inf, false, |b, c| acc.add_bucket(b, c));
+        let (d, hist) = delta_with(new, old, inf, reused, |b, c| acc.add_bucket(b, c));
         acc.d.add_scalars(&DeltaRef::of(&d));
         (d, hist)
     }

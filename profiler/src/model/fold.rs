@@ -2,17 +2,22 @@
 //! 16 vCPUs × 40 reasons has 40 960 vCPU rows, and the TUI shows one VM's at most; filling the
 //! others (percentiles, shares, order) was half of a refresh. A folded VM keeps its VM rows
 //! (the sums of its vCPUs' deltas), its vCPUs and their totals (exits, rate, overhead, CPU)
-//! and its userspace tables: only its vCPUs' reason tables are empty.
+//! and its userspace tables: only its vCPUs' reason tables are empty. A whole view folds as it
+//! is computed (the since-start view, a changed set of VMs shown), a view kept in place as it
+//! is updated.
 
 use profiler_common::ISA_USERSPACE;
 
 use super::{
-    compute::{pct, Span},
+    compute::{pct, Ctx, Span},
     lookup::Finds,
     refresh::{add_to, Model},
-    View, VmView,
+    VcpuView, View, VmView,
 };
-use crate::sample::Key;
+use crate::{
+    decode::ExitNames,
+    sample::{Key, Stat},
+};
 
 /// Empties the vCPU reason tables of the VMs not in `open` (what a [`Model`] that shows only
 /// those VMs' vCPU rows keeps of a whole view).
@@ -49,21 +54,6 @@ impl Model {
 
     pub(super) fn is_open(&self, pid: u32) -> bool {
         (self.open.as_ref()).is_none_or(|o| o.binary_search(&pid).is_ok())
-    }
-
-    /// After a whole view: the folded VMs' vCPU rows go back to the pool.
-    pub(super) fn fold(&mut self, view: &mut View) {
-        if self.open.is_none() {
-            return;
-        }
-        for vm in &mut view.vms {
-            if self.is_open(vm.pid) {
-                continue;
-            }
-            for c in &mut vm.vcpus {
-                self.ctx.pool.put_rows(&mut c.reasons);
-            }
-        }
     }
 
     /// The keys `run` (ascending, one vCPU's, or one thread's userspace keys) of a folded VM:
@@ -109,12 +99,46 @@ impl Model {
         if rows > 0 {
             let vcpu = run[0].vcpu;
             let ci = vm.vcpus.binary_search_by_key(&vcpu, |c| c.vcpu).ok()?;
-            // As `vcpu_totals` of its rows: the rows not in the run are quiet.
+            // The rows not in the run are quiet.
             let c = &mut vm.vcpus[ci];
             c.exits = exits;
-            c.exits_per_s = sp.rate(exits);
-            c.overhead_pct = pct(busy, sp.elapsed_ns);
+            fold_totals(c, busy, sp);
         }
         Some((rows, user))
     }
+}
+
+impl Ctx {
+    /// A folded VM's vCPU key `k` in a whole view: its delta into the VM sums in `self.agg`,
+    /// its exits to its vCPU `v` and its non-HLT time to `v`'s in `self.busy` (the last).
+    pub(super) fn fold_key(
+        &mut self,
+        k: Key,
+        v: &mut VcpuView,
+        stats: (Option<&Stat>, Option<&Stat>),
+        inf: (u64, u64),
+        reused: bool,
+        names: &ExitNames,
+    ) {
+        let (d, hist) = self.agg.add_delta((k.isa, k.reason), stats, inf, reused);
+        self.folded_rows += 1;
+        if d.count != 0 || d.timed != 0 || d.total_ns != 0 || hist {
+            self.folded_active.push(k);
+        }
+        v.exits += d.count;
+        if let Some(b) = self
+            .busy
+            .last_mut()
+            .filter(|_| !names.is_hlt(k.isa, k.reason))
+        {
+            *b += d.total_ns;
+        }
+    }
+}
+
+/// A folded vCPU's rate and overhead (what `vcpu_totals` gives from its rows), from its exits
+/// and non-HLT handling time.
+pub(super) fn fold_totals(v: &mut VcpuView, busy_ns: u64, sp: &Span) {
+    v.exits_per_s = sp.rate(v.exits);
+    v.overhead_pct = pct(busy_ns, sp.elapsed_ns);
 }

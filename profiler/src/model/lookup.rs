@@ -78,7 +78,7 @@ impl<'a> Finds<'a> {
         let inf_old = self.old_inf.get(k).copied().unwrap_or(0);
         let inf = (inf_new.copied().unwrap_or(0), inf_old);
         let stats = (new, self.old_stats.get(k));
-        let (d, hist) = agg.add_delta((k.isa, k.reason), stats, inf);
+        let (d, hist) = agg.add_delta((k.isa, k.reason), stats, inf, false);
         Some((d, hist, inf_old))
     }
 }

@@ -76,17 +76,17 @@ impl Model {
                 self.ctx.names = Default::default();
                 self.names = names.clone();
             }
-            *view = self.ctx.full(&sp, std::mem::take(view));
+            *view = (self.ctx).full(&sp, std::mem::take(view), self.open.as_deref());
             self.note(view);
-            self.fold(view);
         }
         self.at = Some(newer.mono_ns);
     }
 
-    /// After a whole view: its rows, and which are not quiet.
+    /// After a whole view: its rows, and which are not quiet (the folded ones' too).
     fn note(&mut self, view: &View) {
-        self.rows = 0;
+        self.rows = self.ctx.folded_rows;
         self.active.clear();
+        self.active.extend_from_slice(&self.ctx.folded_active);
         self.user_active.clear();
         for vm in &view.vms {
             for c in &vm.vcpus {
