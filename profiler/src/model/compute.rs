@@ -10,13 +10,12 @@ use profiler_common::{counter, ISA_USERSPACE};
 use super::{
     cpu::{host_cpu_of, vcpu_cpu},
     delta::{delta, Agg, Delta, DeltaRef, Pool},
-    fold::fold_totals,
     rows::{busy_ns, finish, row, NameCache},
     Counters, ProbeCost, Row, VcpuView, View, VmView,
 };
 use crate::{
     decode::ExitNames,
-    sample::{Key, Sample, VmInfo},
+    sample::{Key, Sample, Stat, VmInfo},
 };
 
 /// The view of `newer − older`, over the monotonic time between them. `older` may be
@@ -416,4 +415,39 @@ pub(super) fn probe_cost(older: &Sample, newer: &Sample, secs: f64) -> Vec<Probe
             }
         })
         .collect()
+}
+
+impl Ctx {
+    /// A folded VM's vCPU key `k` in a whole view: its delta into the VM sums in `self.agg`,
+    /// its exits to its vCPU `v` and its non-HLT time to `v`'s in `self.busy` (the last).
+    pub(super) fn fold_key(
+        &mut self,
+        k: Key,
+        v: &mut VcpuView,
+        stats: (Option<&Stat>, Option<&Stat>),
+        inf: (u64, u64),
+        reused: bool,
+        names: &ExitNames,
+    ) {
+        let (d, hist) = self.agg.add_delta((k.isa, k.reason), stats, inf, reused);
+        self.folded_rows += 1;
+        if d.count != 0 || d.timed != 0 || d.total_ns != 0 || hist {
+            self.folded_active.push(k);
+        }
+        v.exits += d.count;
+        if let Some(b) = self
+            .busy
+            .last_mut()
+            .filter(|_| !names.is_hlt(k.isa, k.reason))
+        {
+            *b += d.total_ns;
+        }
+    }
+}
+
+/// A folded vCPU's (fold.rs) rate and overhead (what `vcpu_totals` gives from its rows), from its exits
+/// and non-HLT handling time.
+pub(super) fn fold_totals(v: &mut VcpuView, busy_ns: u64, sp: &Span) {
+    v.exits_per_s = sp.rate(v.exits);
+    v.overhead_pct = pct(busy_ns, sp.elapsed_ns);
 }

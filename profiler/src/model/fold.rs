@@ -9,15 +9,12 @@
 use profiler_common::ISA_USERSPACE;
 
 use super::{
-    compute::{pct, Ctx, Span},
+    compute::{fold_totals, Span},
     lookup::Finds,
     refresh::{add_to, Model},
-    VcpuView, View, VmView,
+    View, VmView,
 };
-use crate::{
-    decode::ExitNames,
-    sample::{Key, Stat},
-};
+use crate::sample::Key;
 
 /// Empties the vCPU reason tables of the VMs not in `open` (what a [`Model`] that shows only
 /// those VMs' vCPU rows keeps of a whole view).
@@ -106,39 +103,4 @@ impl Model {
         }
         Some((rows, user))
     }
-}
-
-impl Ctx {
-    /// A folded VM's vCPU key `k` in a whole view: its delta into the VM sums in `self.agg`,
-    /// its exits to its vCPU `v` and its non-HLT time to `v`'s in `self.busy` (the last).
-    pub(super) fn fold_key(
-        &mut self,
-        k: Key,
-        v: &mut VcpuView,
-        stats: (Option<&Stat>, Option<&Stat>),
-        inf: (u64, u64),
-        reused: bool,
-        names: &ExitNames,
-    ) {
-        let (d, hist) = self.agg.add_delta((k.isa, k.reason), stats, inf, reused);
-        self.folded_rows += 1;
-        if d.count != 0 || d.timed != 0 || d.total_ns != 0 || hist {
-            self.folded_active.push(k);
-        }
-        v.exits += d.count;
-        if let Some(b) = self
-            .busy
-            .last_mut()
-            .filter(|_| !names.is_hlt(k.isa, k.reason))
-        {
-            *b += d.total_ns;
-        }
-    }
-}
-
-/// A folded vCPU's rate and overhead (what `vcpu_totals` gives from its rows), from its exits
-/// and non-HLT handling time.
-pub(super) fn fold_totals(v: &mut VcpuView, busy_ns: u64, sp: &Span) {
-    v.exits_per_s = sp.rate(v.exits);
-    v.overhead_pct = pct(busy_ns, sp.elapsed_ns);
 }
