@@ -193,7 +193,12 @@ impl Hist {
     pub fn bounds(&self) -> Option<(u64, u64)> {
         let first = self.buckets.first()?.0 as usize;
         let last = self.buckets.last()?.0 as usize;
-        Some((hist::lower(first), hist::upper(last).saturating_sub(1)))
+        Some(Hist::span(first, last))
+    }
+
+    /// From the lowest bound of bucket `first` to the highest of bucket `last`.
+    pub fn span(first: usize, last: usize) -> (u64, u64) {
+        (hist::lower(first), hist::upper(last).saturating_sub(1))
     }
 }
 

@@ -149,7 +149,7 @@ impl Ctx {
                     if let Some((pid, vcpus)) = cur.take() {
                         vms.push(self.vm_view(pid, vcpus, sp, folded));
                     }
-                    folded = open.is_some_and(|o| o.binary_search(&k.tgid).is_err());
+                    folded = !shows(open, k.tgid);
                     &mut cur.insert((k.tgid, Vec::new())).1
                 }
             };
@@ -221,7 +221,7 @@ impl Ctx {
         let info = sp.newer.vms.get(&pid);
         for (i, v) in vcpus.iter_mut().enumerate() {
             match folded {
-                true => fold_totals(v, self.busy.get(i).copied().unwrap_or(0), sp),
+                true => vcpu_rates(v, self.busy.get(i).copied().unwrap_or(0), sp),
                 false => finish_vcpu(v, sp),
             }
         }
@@ -314,8 +314,7 @@ pub(super) fn finish_vcpu(v: &mut VcpuView, sp: &Span) {
 /// Exits, rate and overhead of a vCPU whose reason rows are finished.
 pub(super) fn vcpu_totals(v: &mut VcpuView, sp: &Span) {
     v.exits = v.reasons.iter().map(|r| r.count).sum();
-    v.exits_per_s = sp.rate(v.exits);
-    v.overhead_pct = pct(busy_ns(&v.reasons), sp.elapsed_ns);
+    vcpu_rates(v, busy_ns(&v.reasons), sp);
 }
 
 /// Exits, rate and overhead of a VM whose reason rows are set.
@@ -431,7 +430,7 @@ impl Ctx {
     ) {
         let (d, hist) = self.agg.add_delta((k.isa, k.reason), stats, inf, reused);
         self.folded_rows += 1;
-        if d.count != 0 || d.timed != 0 || d.total_ns != 0 || hist {
+        if d.active(hist) {
             self.folded_active.push(k);
         }
         v.exits += d.count;
@@ -445,9 +444,14 @@ impl Ctx {
     }
 }
 
-/// A folded vCPU's (fold.rs) rate and overhead (what `vcpu_totals` gives from its rows), from its exits
-/// and non-HLT handling time.
-pub(super) fn fold_totals(v: &mut VcpuView, busy_ns: u64, sp: &Span) {
+/// Whether a view with the vCPU rows of the VMs `open` (ascending; None: every VM's) holds
+/// VM `pid`'s (else the VM is folded: fold.rs).
+pub(super) fn shows(open: Option<&[u32]>, pid: u32) -> bool {
+    open.is_none_or(|o| o.binary_search(&pid).is_ok())
+}
+
+/// A vCPU's rate and overhead from its exits and non-HLT handling time.
+pub(super) fn vcpu_rates(v: &mut VcpuView, busy_ns: u64, sp: &Span) {
     v.exits_per_s = sp.rate(v.exits);
     v.overhead_pct = pct(busy_ns, sp.elapsed_ns);
 }

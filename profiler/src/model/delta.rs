@@ -95,6 +95,12 @@ impl<'a> DeltaRef<'a> {
 }
 
 impl Delta {
+    /// Whether its row would not be [`super::rows::quiet`], given whether it had histogram
+    /// buckets (a delta added straight into a sum keeps none of its own).
+    pub(super) fn active(&self, hist: bool) -> bool {
+        self.count != 0 || self.timed != 0 || self.total_ns != 0 || hist
+    }
+
     /// `self += o`, all but the histogram.
     fn add_scalars(&mut self, o: &DeltaRef) {
         self.count += o.count;
@@ -181,10 +187,7 @@ pub(super) fn delta_with(
             // Nothing before: the cumulative extremes are this interval's exactly.
             (new.min_ns, new.max_ns)
         } else {
-            let bounds = span.map(|(a, b)| {
-                let (a, b) = (usize::from(a), usize::from(b));
-                (hist::lower(a), hist::upper(b).saturating_sub(1))
-            });
+            let bounds = span.map(|(a, b)| Hist::span(a.into(), b.into()));
             let (lo, hi) = bounds.unwrap_or((new.min_ns, new.max_ns));
             // A moved extreme is exact; otherwise bucket bounds, kept inside the known range.
             let lo = if new.min_ns < old.min_ns {

@@ -9,7 +9,7 @@
 use profiler_common::ISA_USERSPACE;
 
 use super::{
-    compute::{fold_totals, Span},
+    compute::{shows, vcpu_rates, Span},
     lookup::Finds,
     refresh::{add_to, Model},
     View, VmView,
@@ -50,7 +50,7 @@ impl Model {
     }
 
     pub(super) fn is_open(&self, pid: u32) -> bool {
-        (self.open.as_ref()).is_none_or(|o| o.binary_search(&pid).is_ok())
+        shows(self.open.as_deref(), pid)
     }
 
     /// The keys `run` (ascending, one vCPU's, or one thread's userspace keys) of a folded VM:
@@ -88,8 +88,7 @@ impl Model {
             if inf_before != 0 {
                 add_to(&mut self.inf_before, ir, inf_before);
             }
-            // Not what `quiet` says of its row.
-            if d.count != 0 || d.timed != 0 || d.total_ns != 0 || hist {
+            if d.active(hist) {
                 self.run_active.push(*k);
             }
         }
@@ -99,7 +98,7 @@ impl Model {
             // The rows not in the run are quiet.
             let c = &mut vm.vcpus[ci];
             c.exits = exits;
-            fold_totals(c, busy, sp);
+            vcpu_rates(c, busy, sp);
         }
         Some((rows, user))
     }

@@ -76,7 +76,9 @@ impl Model {
                 self.ctx.names = Default::default();
                 self.names = names.clone();
             }
-            *view = (self.ctx).full(&sp, std::mem::take(view), self.open.as_deref());
+            *view = self
+                .ctx
+                .full(&sp, std::mem::take(view), self.open.as_deref());
             self.note(view);
         }
         self.at = Some(newer.mono_ns);
