@@ -127,16 +127,23 @@ impl Heat {
     }
 }
 
-impl App {
-    /// The VM (and vCPU) on screen, whose heatmap history is kept.
-    fn heat_scope(&self) -> Option<(u32, Option<u32>)> {
-        match self.level().screen {
+impl Screen {
+    /// The VM (and vCPU) this screen shows.
+    pub(super) fn scope(self) -> Option<(u32, Option<u32>)> {
+        match self {
             Screen::Vm(pid) | Screen::Advice(pid) => Some((pid, None)),
             Screen::Vcpu(pid, v) => Some((pid, Some(v))),
             Screen::Hist(t) => Some((t.pid, t.vcpu)),
             Screen::Heat(t) => Some((t.pid, t.vcpu)),
             Screen::Vms | Screen::Slow => None,
         }
+    }
+}
+
+impl App {
+    /// The VM (and vCPU) on screen, whose heatmap history is kept.
+    fn heat_scope(&self) -> Option<(u32, Option<u32>)> {
+        self.level().screen.scope()
     }
 
     /// Adds the interval just computed to the heatmap history of the VM on screen.

@@ -17,12 +17,7 @@ impl App {
     /// it shows, and no others' (a big host's other rows would cost most of a refresh).
     fn show_vms(&mut self) {
         let mut pids: Vec<u32> = (self.stack.iter())
-            .filter_map(|l| match l.screen {
-                Screen::Vm(p) | Screen::Vcpu(p, _) | Screen::Advice(p) => Some(p),
-                Screen::Hist(t) => Some(t.pid),
-                Screen::Heat(t) => Some(t.pid),
-                Screen::Vms | Screen::Slow => None,
-            })
+            .filter_map(|l| Some(l.screen.scope()?.0))
             .collect();
         pids.sort_unstable();
         pids.dedup();
