@@ -288,38 +288,31 @@ fn kernel_memory(p: &Probe, max_keys: u32, json: &mut Json) {
 fn tui_cost(names: &ExitNames, samples: &[Sample], read_ms: f64) -> Result<f64> {
     use kvmprof::tui::App;
     use ratatui::{backend::TestBackend, crossterm::event::KeyCode, Terminal};
-    let mut app = App::new(names.clone(), "bench".into());
     let key = |app: &mut App, c: KeyCode| {
         app.on_key(ratatui::crossterm::event::KeyEvent::from(c));
     };
-    let mut refresh = Vec::new();
-    for (i, s) in samples.iter().enumerate() {
-        let s = s.clone();
-        let t = thread_cpu();
-        app.on_sample(s);
-        if i > 0 {
-            refresh.push(cpu_ms(thread_cpu() - t));
-        } else {
-            // The first VM's screen (the list's first row).
-            key(&mut app, KeyCode::Enter);
+    // Each sample in a new app, after the first the keys `keys` pressed: the app, and its
+    // median refresh (ms).
+    let run = |keys: &[KeyCode]| {
+        let mut app = App::new(names.clone(), "bench".into());
+        let mut times = Vec::new();
+        for (i, s) in samples.iter().enumerate() {
+            let t = thread_cpu();
+            app.on_sample(s.clone());
+            if i > 0 {
+                times.push(cpu_ms(thread_cpu() - t));
+            } else {
+                keys.iter().for_each(|&k| key(&mut app, k));
+            }
         }
-    }
-    let refresh = median(refresh);
+        (app, median(times))
+    };
+    // The first VM's screen (the list's first row).
+    let (mut app, refresh) = run(&[KeyCode::Enter]);
     println!("| TUI refresh: App::on_sample, one VM's screen open (the interval view; since-start and advice views are computed only while shown) | {refresh:.1} ms | thread CPU, median of {} |", samples.len() - 1);
     // The same with the since-start view shown (`t`): a whole view each refresh.
-    let mut total = App::new(names.clone(), "bench".into());
-    let mut since = Vec::new();
-    for (i, s) in samples.iter().enumerate() {
-        let t = thread_cpu();
-        total.on_sample(s.clone());
-        if i > 0 {
-            since.push(cpu_ms(thread_cpu() - t));
-        } else {
-            key(&mut total, KeyCode::Enter);
-            key(&mut total, KeyCode::Char('t'));
-        }
-    }
-    println!("| TUI refresh: App::on_sample, one VM's screen open, since-start view shown (`t`) | {:.1} ms | thread CPU, median of {}; the interval view and a whole since-start view |", median(since), samples.len() - 1);
+    let (_, since) = run(&[KeyCode::Enter, KeyCode::Char('t')]);
+    println!("| TUI refresh: App::on_sample, one VM's screen open, since-start view shown (`t`) | {since:.1} ms | thread CPU, median of {}; the interval view and a whole since-start view |", samples.len() - 1);
     println!(
         "| TUI: sampler + refresh CPU at 1 s refresh | {:.2} % of a core | what `kvmprof` (top) costs on this host; goal ≤ 1.5 % |",
         (read_ms + refresh) / 10.0
