@@ -81,6 +81,19 @@ pub struct ThreadEvKey {
     pub key: EvKey,
 }
 
+/// A key just added to EVIDENCE (`map` 0) or RIPS (`map` 1, its `key.key` the RIPS key), as
+/// the kernel tells the sampler through the `NEW_KEYS` ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NewKey {
+    pub map: u32,
+    pub pad: u32,
+    pub key: ThreadEvKey,
+}
+
+pub const NEW_KEY_EVIDENCE: u32 = 0;
+pub const NEW_KEY_RIPS: u32 = 1;
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EvValue {

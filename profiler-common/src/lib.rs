@@ -297,8 +297,13 @@ pub mod counter {
     /// while none, the sampler does not read that hash.
     pub const PENDING_USED: u32 = EV_RUNS + crate::ev::PROGRAMS.len() as u32;
     pub const UPENDING_USED: u32 = PENDING_USED + 1;
+    /// Keys added to EVIDENCE or RIPS that the `NEW_KEYS` ring had no room for: while this
+    /// stands still, the keys the sampler read plus those the ring told it of are all there
+    /// are, and it looks them up one by one instead of walking every bucket of the maps
+    /// (32 768 in EVIDENCE) each refresh.
+    pub const KEYS_UNLOGGED: u32 = UPENDING_USED + 1;
     /// Slots of the array.
-    pub const SLOTS: u32 = UPENDING_USED + 1;
+    pub const SLOTS: u32 = KEYS_UNLOGGED + 1;
     pub const NAMES: [&str; COUNT as usize] = [
         "orphan_entry",
         "unpaired_exit",

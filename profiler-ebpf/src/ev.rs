@@ -4,7 +4,7 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{HashMap, LruHashMap},
+    maps::{HashMap, LruHashMap, RingBuf},
     programs::TracePointContext,
 };
 use profiler_common::{
@@ -61,7 +61,29 @@ pub fn rip(tgid: u32, flags: u16, rip: u64) {
         unsafe { *v += 1 };
         return;
     }
-    let _ = RIPS.insert(&key, &1, 0);
+    if RIPS.insert(&key, &1, 0).is_ok() {
+        // (An LRU insert may also push out another key: the sampler's lookup finds it gone.)
+        log_new_key(ev::NEW_KEY_RIPS, 0, key);
+    }
+}
+
+/// Keys added to EVIDENCE and RIPS, for the sampler (see `counter::KEYS_UNLOGGED`): 40 B
+/// each with the ring's header, ~1 600 new keys between two refreshes before one is missed.
+#[map]
+static NEW_KEYS: RingBuf = RingBuf::with_byte_size(64 * 1024, 0);
+
+/// Tells the sampler of a key just added (so, a key it learns of is in the map by then), or
+/// counts that it could not, so that the sampler walks the maps again.
+#[inline(always)]
+fn log_new_key(map: u32, tid: u32, key: EvKey) {
+    let k = ev::NewKey {
+        map,
+        pad: 0,
+        key: ThreadEvKey { tid, pad: 0, key },
+    };
+    if NEW_KEYS.output::<ev::NewKey>(&k, 0).is_err() {
+        agg::bump(counter::KEYS_UNLOGGED);
+    }
 }
 
 /// The exit's guest RIP, read (`read`) only when something needs it: the slow-exit log while
@@ -133,7 +155,9 @@ pub fn bump(tgid: u32, kind: u16, flags: u16, a: u64, sum: u64, last: u64) {
     };
     if EVIDENCE.insert(&key, &v, 0).is_err() {
         let _ = agg::bump(counter::EVIDENCE_FULL);
+        return;
     }
+    log_new_key(ev::NEW_KEY_EVIDENCE, key.tid, key.key);
 }
 
 /// VMX exit details that name the cause behind a reason (interrupt vector, EOI vector, APIC

@@ -89,3 +89,94 @@ fn only_fixed_size_maps_are_per_cpu() {
     per_cpu.sort();
     assert_eq!(per_cpu, ["COUNTERS", "SLOW_RATE"], "per-CPU maps");
 }
+
+/// A key's count in the sample's evidence (its threads summed), 0 when absent.
+fn count_of(s: &kvmprof::sample::Sample, kind: u16, a: u64) -> u64 {
+    let hit = |k: &EvKey| k.tgid == VM as u32 && k.kind == kind && k.a == a;
+    s.evidence
+        .iter()
+        .filter(|(k, _)| hit(k))
+        .map(|(_, v)| v.count)
+        .sum()
+}
+
+/// The sampler reads EVIDENCE and RIPS key by key while the kernel has told it of every key
+/// it added (the NEW_KEYS ring), and walks the maps again when the ring overflowed: each
+/// sample holds every key with its exact count either way, and keys of a forgotten VM go.
+#[test]
+fn new_keys_are_read_without_walking_the_maps() {
+    if !common::privileged("new_keys_are_read_without_walking_the_maps") {
+        return;
+    }
+    let mut p = test_probe(1024);
+    p.sample().expect("first sample");
+    let walked = p.evidence_reads();
+    // Sampled exits (op 5) at two RIPs, and MSR writes: new keys, then the same keys again
+    // with new ones, each followed by a sample.
+    let (mut t, mut rips) = (1_000_000_000u64, [0u64; 2]);
+    let mut step = |p: &kvmprof::probe::Probe, msrs: std::ops::Range<u64>| {
+        let mut events: Vec<Event> = msrs.map(|m| msr_write(0x4000_0000 + m, m)).collect();
+        while events.len() < 400 {
+            t += 977;
+            if ev::rip_sampled(t) {
+                let n = events.len() % 2;
+                rips[n] += 1;
+                let rip = 0x1000 + n as u64;
+                events.push([
+                    5,
+                    VM,
+                    300,
+                    t,
+                    0,
+                    rip,
+                    (profiler_common::ISA_SVM as u64) << 32 | 0x7b,
+                ]);
+                events.push([1, VM, 300, t + 500, 0, 0, 0]);
+            }
+        }
+        p.test_run(&events).expect("BPF_PROG_TEST_RUN");
+        p.sample().expect("sample")
+    };
+    let s = step(&p, 0..8);
+    let s2 = step(&p, 4..12);
+    for (m, want) in [(0, 1), (4, 2), (11, 1)] {
+        assert_eq!(
+            count_of(&s2, ev::MSR_WRITE, 0x4000_0000 + m),
+            want,
+            "MSR {m}"
+        );
+    }
+    assert_eq!(count_of(&s, ev::MSR_WRITE, 0x4000_000b), 0);
+    let sampled: u64 = (0..2)
+        .map(|n| count_of(&s2, ev::GUEST_RIP, 0x1000 + n))
+        .sum();
+    assert_eq!(
+        sampled,
+        rips.iter().sum::<u64>(),
+        "sampled RIPs lost or doubled"
+    );
+    assert_eq!(
+        p.evidence_reads().map(|(w, _)| w),
+        walked.map(|(w, _)| w),
+        "the sampler walked a map although the kernel told it of every new key"
+    );
+    assert!(p.evidence_reads().iter().all(|(_, l)| *l >= 2));
+    // A forgotten VM's keys leave the sample (its lookups find them gone).
+    p.forget(&[VM as u32]).expect("forget");
+    let s = p.sample().expect("sample after forget");
+    assert_eq!(count_of(&s, ev::MSR_WRITE, 0x4000_0004), 0);
+    assert_eq!(count_of(&s, ev::GUEST_RIP, 0x1000), 0);
+    // More new keys than the ring holds between two samples (64 KiB, 40 B each): the ones it
+    // could not tell of are counted, and the next sample walks and finds every key.
+    let many: Vec<Event> = (0..2_000u64).map(|m| msr_write(0x10_0000 + m, m)).collect();
+    p.test_run(&many).expect("BPF_PROG_TEST_RUN");
+    let s = p.sample().expect("sample");
+    assert!(
+        p.evidence_reads()[0].0 > walked[0].0,
+        "no walk after the ring overflowed"
+    );
+    let found = (0..2_000u64)
+        .filter(|m| count_of(&s, ev::MSR_WRITE, 0x10_0000 + m) == 1)
+        .count();
+    assert_eq!(found, 2_000, "keys missing after the ring overflowed");
+}

@@ -4,7 +4,10 @@
 use std::os::fd::{AsFd, AsRawFd};
 
 use anyhow::{bail, Context};
-use aya::{maps::Map, Ebpf, Pod};
+use aya::{
+    maps::{Map, MapData},
+    Ebpf, Pod,
+};
 
 use super::sys::sys_bpf;
 
@@ -27,10 +30,14 @@ struct BatchAttr {
 }
 
 fn map_fd(ebpf: &Ebpf, name: &str) -> anyhow::Result<i32> {
+    Ok(map_data(ebpf, name)?.fd().as_fd().as_raw_fd())
+}
+
+fn map_data<'a>(ebpf: &'a Ebpf, name: &str) -> anyhow::Result<&'a MapData> {
     let map = ebpf
         .map(name)
         .with_context(|| format!("{name} map missing"))?;
-    let data = match map {
+    Ok(match map {
         Map::Array(d)
         | Map::HashMap(d)
         | Map::LruHashMap(d)
@@ -38,8 +45,7 @@ fn map_fd(ebpf: &Ebpf, name: &str) -> anyhow::Result<i32> {
         | Map::PerCpuArray(d)
         | Map::PerCpuLruHashMap(d) => d,
         _ => bail!("{name}: unexpected map type"),
-    };
-    Ok(data.fd().as_fd().as_raw_fd())
+    })
 }
 
 /// Every (key, value) of map `name`; `V` is one CPU's value and `per_cpu` says whether the
@@ -106,4 +112,117 @@ pub fn read_all<K: Pod, V: Pod>(
         first = false;
     }
     Ok((keys, vals, cpus))
+}
+
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+
+/// The `elem` member of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct ElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+/// The value of `key` in (non-per-CPU) map `fd`; None when it is not there.
+fn lookup<K: Pod, V: Pod>(fd: i32, key: &K) -> std::io::Result<Option<V>> {
+    let mut v = std::mem::MaybeUninit::<V>::zeroed();
+    let mut attr = ElemAttr {
+        map_fd: fd as u32,
+        key: key as *const K as u64,
+        value: v.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: attr is a valid bpf_attr prefix for BPF_MAP_LOOKUP_ELEM; the key and value
+    // buffers are of the map's key and value sizes (the caller's K and V), valid for the call.
+    match unsafe { sys_bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) } {
+        // SAFETY: the kernel wrote a whole V, and V is Pod.
+        Ok(()) => Ok(Some(unsafe { v.assume_init() })),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A hash read every refresh whose keys seldom change (EVIDENCE, RIPS). A batch read walks
+/// every bucket of the map, empty or not (32 768 in EVIDENCE); the kernel tells of each key it
+/// adds (`learn`) or counts the ones it could not tell of (`unlogged`), so while that count
+/// stands still the keys known are all there are, and they are looked up one by one instead,
+/// as long as that is cheaper than the walk.
+#[derive(Default)]
+pub struct KnownKeys<K> {
+    /// Sorted and without repeats after each read; the ones learned since at the end.
+    keys: Vec<K>,
+    /// `unlogged` as read before the last walk (None: not counted, walk every time).
+    at: Option<u64>,
+    /// The map's buckets (its capacity, to the next power of two), asked once.
+    buckets: Option<usize>,
+    /// Walks and key-by-key reads so far (the tests check which one a refresh took).
+    pub walks: u64,
+    pub lookups: u64,
+}
+
+/// A key lookup costs about as much as walking this many empty buckets (one syscall each,
+/// against one syscall for the whole walk).
+const BUCKETS_PER_LOOKUP: usize = 32;
+
+impl<K: Pod + Ord> KnownKeys<K> {
+    /// A key the kernel added (and so is in the map now, unless forgotten since).
+    pub fn learn(&mut self, key: K) {
+        self.keys.push(key);
+    }
+
+    /// Every (key, value) of hash `name`. `unlogged`: the kernel's count of keys it added
+    /// without telling, read before the keys it told of were learned.
+    pub fn read<V: Pod>(
+        &mut self,
+        ebpf: &Ebpf,
+        name: &str,
+        unlogged: Option<u64>,
+    ) -> anyhow::Result<(Vec<K>, Vec<V>)> {
+        let buckets = match self.buckets {
+            Some(b) => b,
+            None => {
+                let info = map_data(ebpf, name)?.info()?;
+                *self
+                    .buckets
+                    .insert((info.max_entries() as usize).next_power_of_two())
+            }
+        };
+        self.keys.sort_unstable();
+        self.keys.dedup();
+        if unlogged.is_some()
+            && self.at == unlogged
+            && self.keys.len() * BUCKETS_PER_LOOKUP < buckets
+        {
+            let fd = map_fd(ebpf, name)?;
+            let mut vals = Vec::with_capacity(self.keys.len());
+            let mut err = None;
+            // Keys gone (userspace forgot their VM, or the LRU pushed them out) drop out.
+            self.keys.retain(|k| match lookup::<K, V>(fd, k) {
+                Ok(Some(v)) => {
+                    vals.push(v);
+                    true
+                }
+                Ok(None) => false,
+                Err(e) => {
+                    err.get_or_insert(e);
+                    false
+                }
+            });
+            if let Some(e) = err {
+                self.at = None;
+                bail!("BPF_MAP_LOOKUP_ELEM on {name}: {e}");
+            }
+            self.lookups += 1;
+            return Ok((self.keys.clone(), vals));
+        }
+        let (keys, vals, _) = read_all::<K, V>(ebpf, name, false)?;
+        self.keys.clone_from(&keys);
+        self.at = unlogged;
+        self.walks += 1;
+        Ok((keys, vals))
+    }
 }

@@ -344,6 +344,11 @@ impl Probe {
             .map(aya::maps::RingBuf::try_from)
             .transpose()
             .map_err(|e| ProbeError::other("setting up the slow-exit log", e))?;
+        let new_keys = ebpf
+            .take_map("NEW_KEYS")
+            .map(aya::maps::RingBuf::try_from)
+            .transpose()
+            .map_err(|e| ProbeError::other("setting up the evidence maps", e))?;
         let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
         let collector = notices::Collector::default();
         // Taken before loading programs: the logger owns the AYA_LOGS map they write to.
@@ -439,7 +444,7 @@ impl Probe {
             slots,
             table: Mutex::new(table),
             slow_log: Mutex::new(slow_log),
-            progs: Mutex::default(),
+            progs: Mutex::new(read::ProgCache::new(new_keys)),
             logger,
             collector,
             filled,
@@ -489,6 +494,13 @@ impl Probe {
     pub fn sampler_reads(&self) -> (u64, [u64; 2]) {
         let p = self.progs.lock().unwrap_or_else(|e| e.into_inner());
         (p.info_reads, p.hash_reads)
+    }
+
+    /// (walks, key-by-key reads) of EVIDENCE and of RIPS so far (see `batch::KnownKeys`).
+    pub fn evidence_reads(&self) -> [(u64, u64); 2] {
+        let p = self.progs.lock().unwrap_or_else(|e| e.into_inner());
+        let (e, r) = (&p.evidence_keys, &p.rip_keys);
+        [(e.walks, e.lookups), (r.walks, r.lookups)]
     }
 
     /// Rows decoded by the last sample (the others had not changed), and rows read while

@@ -12,7 +12,11 @@ use anyhow::Context;
 use aya::{maps::HashMap, Ebpf};
 use profiler_common::{counter, ev, Oct, OverflowKey, Pending, SlowExit, ISA_USERSPACE};
 
-use super::{batch::read_all, slots::Slots, table::Table};
+use super::{
+    batch::{read_all, KnownKeys},
+    slots::Slots,
+    table::Table,
+};
 use crate::sample::{EvKey, EvStat, Key, ProgStat, Sample, SlowEvent};
 
 /// The programs' run-time statistics as last read from the kernel, and what the sampler
@@ -24,6 +28,19 @@ pub struct ProgCache {
     pub info_reads: u64,
     /// Reads of the PENDING and UPENDING hashes.
     pub hash_reads: [u64; 2],
+    /// The keys of EVIDENCE and RIPS as last read, and the ring that tells of new ones.
+    pub evidence_keys: KnownKeys<ev::ThreadEvKey>,
+    pub rip_keys: KnownKeys<ev::EvKey>,
+    pub new_keys: Option<aya::maps::RingBuf<aya::maps::MapData>>,
+}
+
+impl ProgCache {
+    pub fn new(new_keys: Option<aya::maps::RingBuf<aya::maps::MapData>>) -> Self {
+        ProgCache {
+            new_keys,
+            ..Default::default()
+        }
+    }
 }
 
 pub fn sample(
@@ -48,10 +65,13 @@ pub fn sample(
     table.refresh(|k| overflow.get(&k, 0).ok());
     s.stats = table.stats();
 
-    s.evidence = evidence(ebpf)?;
-    // The counters, the evidence programs' runs and the fallback hashes' use, in one read.
+    // The counters, the evidence programs' runs, the fallback hashes' use and the keys added
+    // to the evidence hashes, in one read (before those hashes: see KnownKeys).
     let all = per_cpu_sums(ebpf, "COUNTERS")?;
     let slot = |i: u32| all.get(i as usize).copied();
+    let unlogged = slot(counter::KEYS_UNLOGGED).filter(|_| progs.new_keys.is_some());
+    learn_new_keys(progs);
+    s.evidence = evidence(ebpf, progs, unlogged)?;
     let mut in_flight = |key: Key| *s.in_flight.entry(key).or_insert(0) += 1;
     let exit_key = |p: &Pending| Key {
         tgid: p.tgid,
@@ -150,16 +170,23 @@ fn per_cpu_sums(ebpf: &Ebpf, name: &str) -> anyhow::Result<Vec<u64>> {
 /// with the evidence so recordings hold them), in one map built from a sorted list. RIPS is
 /// full (4 096 keys) on any busy guest: inserting its keys one by one cost ~0.3 ms a refresh.
 /// Reading it costs ~1 ms more (the kernel's batch copies each key and value to userspace
-/// apart), whatever changed.
-fn evidence(ebpf: &Ebpf) -> anyhow::Result<BTreeMap<EvKey, EvStat>> {
+/// apart), whatever changed; so while no key was added untold (`unlogged`), the keys known are
+/// looked up instead (`KnownKeys`).
+fn evidence(
+    ebpf: &Ebpf,
+    progs: &mut ProgCache,
+    unlogged: Option<u64>,
+) -> anyhow::Result<BTreeMap<EvKey, EvStat>> {
     let of = |k: &ev::EvKey| EvKey {
         tgid: k.tgid,
         kind: k.kind,
         flags: k.flags,
         a: k.a,
     };
-    let (keys, values, _) = read_all::<ev::ThreadEvKey, ev::EvValue>(ebpf, "EVIDENCE", false)?;
-    let (rips, counts, _) = read_all::<ev::EvKey, u64>(ebpf, "RIPS", false)?;
+    let (keys, values) = progs
+        .evidence_keys
+        .read::<ev::EvValue>(ebpf, "EVIDENCE", unlogged)?;
+    let (rips, counts) = progs.rip_keys.read::<u64>(ebpf, "RIPS", unlogged)?;
     let mut all: Vec<(EvKey, EvStat)> = Vec::with_capacity(keys.len() + rips.len());
     let threads = keys.iter().zip(values).map(|(k, v)| {
         let st = EvStat {
@@ -206,6 +233,26 @@ pub fn mono_ns() -> u64 {
 }
 
 /// Every slow exit the kernel has logged so far, oldest first (the ring buffer keeps order).
+/// The keys the kernel added to EVIDENCE and RIPS since the last call.
+fn learn_new_keys(progs: &mut ProgCache) {
+    let Some(ring) = progs.new_keys.as_mut() else {
+        return;
+    };
+    while let Some(item) = ring.next() {
+        if item.len() < std::mem::size_of::<ev::NewKey>() {
+            continue;
+        }
+        // SAFETY: the kernel wrote a whole NewKey (plain integers, repr(C)) here; unaligned as
+        // in drain_slow.
+        let k = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<ev::NewKey>()) };
+        match k.map {
+            ev::NEW_KEY_EVIDENCE => progs.evidence_keys.learn(k.key),
+            ev::NEW_KEY_RIPS => progs.rip_keys.learn(k.key.key),
+            _ => {}
+        }
+    }
+}
+
 pub fn drain_slow(log: &mut aya::maps::RingBuf<aya::maps::MapData>, out: &mut Vec<SlowEvent>) {
     while let Some(item) = log.next() {
         if item.len() < std::mem::size_of::<SlowExit>() {

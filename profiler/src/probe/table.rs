@@ -119,8 +119,11 @@ impl Table {
             // With the order kept, no row came, went or changed key since the map was built.
             let same_keys = self.order.is_some();
             let cache = &mut self.cache;
+            // Rows at or past `hwm` were never decoded: the scan stops there, not at the
+            // table's capacity (16 384 rows of cache by default, for a host's handful).
+            let decoded = &cache[..self.hwm.min(cache.len())];
             let order = self.order.get_or_insert_with(|| {
-                let mut o: Vec<(Key, u32)> = (cache.iter().enumerate())
+                let mut o: Vec<(Key, u32)> = (decoded.iter().enumerate())
                     .filter_map(|(i, d)| d.as_ref().map(|d| (d.key, i as u32)))
                     .collect();
                 o.sort_unstable();
