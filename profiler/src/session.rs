@@ -321,14 +321,22 @@ fn collect(
     let mut samples = vec![first.clone()];
     // Without every sample, the last one carries the slow exits of those dropped.
     let mut slow = Vec::new();
-    let mut last = drive(src.as_mut(), &first, stop, sampling.every, &mut |s| {
-        if sampling.keep_all {
-            samples.push(s.clone());
-        } else {
-            slow.extend_from_slice(&s.slow);
-        }
-        Ok(())
-    })?;
+    let light = !sampling.keep_all;
+    let mut last = drive(
+        src.as_mut(),
+        &first,
+        stop,
+        sampling.every,
+        light,
+        &mut |s| {
+            if sampling.keep_all {
+                samples.push(s.clone());
+            } else {
+                slow.extend_from_slice(&s.slow);
+            }
+            Ok(())
+        },
+    )?;
     if !sampling.keep_all {
         last.slow = slow;
     }

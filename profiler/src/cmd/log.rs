@@ -41,36 +41,43 @@ pub fn log_to(
     // VM rows only: no vCPU rows to fill.
     let (mut model, mut view, mut prev) = (Model::folded(), View::default(), first.clone());
     let stop = Stop::from_args(a.input.live_for());
-    drive(src.as_mut(), &first, stop, every, &mut |s: &Sample| {
-        model.refresh(&mut view, &prev, s, &names);
-        prev = s.clone();
-        let time = jiff::Timestamp::from_millisecond(s.wall_ms as i64)
-            .map_or_else(|_| String::new(), |t| t.to_string());
-        let mut lines = String::new();
-        for vm in view.vms.iter().filter(|v| {
-            a.vm.as_ref()
-                .is_none_or(|w| w.matches(v.pid, &v.name, v.uuid.as_deref()))
-        }) {
-            for r in vm
-                .reasons
-                .iter()
-                .chain(&vm.userspace)
-                .filter(|r| r.count > 0)
-            {
-                lines.push_str(&format!(
-                    "{time},{}\n",
-                    csv::row(
-                        vm.pid,
-                        &vm.name,
-                        "all",
-                        r,
-                        view.sched_split,
-                        csv::vm_cpu(vm)
-                    )
-                ));
+    drive(
+        src.as_mut(),
+        &first,
+        stop,
+        every,
+        false,
+        &mut |s: &Sample| {
+            model.refresh(&mut view, &prev, s, &names);
+            prev = s.clone();
+            let time = jiff::Timestamp::from_millisecond(s.wall_ms as i64)
+                .map_or_else(|_| String::new(), |t| t.to_string());
+            let mut lines = String::new();
+            for vm in view.vms.iter().filter(|v| {
+                a.vm.as_ref()
+                    .is_none_or(|w| w.matches(v.pid, &v.name, v.uuid.as_deref()))
+            }) {
+                for r in vm
+                    .reasons
+                    .iter()
+                    .chain(&vm.userspace)
+                    .filter(|r| r.count > 0)
+                {
+                    lines.push_str(&format!(
+                        "{time},{}\n",
+                        csv::row(
+                            vm.pid,
+                            &vm.name,
+                            "all",
+                            r,
+                            view.sched_split,
+                            csv::vm_cpu(vm)
+                        )
+                    ));
+                }
             }
-        }
-        write_to(out, &lines)
-    })?;
+            write_to(out, &lines)
+        },
+    )?;
     Ok(())
 }

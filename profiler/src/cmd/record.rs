@@ -31,10 +31,17 @@ pub fn record(env: &mut Env, a: &RecordArgs) -> anyhow::Result<()> {
         std::fs::write(p, b"ready\n").with_context(|| format!("writing {}", p.display()))?;
     }
     let stop = Stop::from_args(a.duration);
-    drive(src.as_mut(), &first, stop, env.global.interval, &mut |s| {
-        rec.append(&only_vms(s, &a.vm))?;
-        Ok(())
-    })?;
+    drive(
+        src.as_mut(),
+        &first,
+        stop,
+        env.global.interval,
+        false,
+        &mut |s| {
+            rec.append(&only_vms(s, &a.vm))?;
+            Ok(())
+        },
+    )?;
     let (frames, bytes) = (rec.frames(), rec.bytes_written());
     rec.finish()?;
     eprintln!(

@@ -11,6 +11,7 @@ mod misses;
 mod notices;
 mod object;
 mod read;
+pub use read::{mono_ns, wall_ms};
 mod slots;
 mod sys;
 mod table;
@@ -472,6 +473,23 @@ impl Probe {
             read::drain_slow(log, &mut s.slow);
         }
         Ok(s)
+    }
+
+    /// `Source::keep_up`'s share: the slow exits drained into `slow` and the keys the kernel
+    /// added learned (two rings, mapped memory), and the processes of the exit table's rows
+    /// (their keys, mapped too): no syscall but the rings' wake-ups.
+    pub fn keep_up(&self, slow: &mut Vec<crate::sample::SlowEvent>) -> Vec<u32> {
+        if let Some(log) = self
+            .slow_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            read::drain_slow(log, slow);
+        }
+        read::learn_new_keys(&mut self.progs.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        table.tgids()
     }
 
     /// Kernel memory of every map, as the kernel accounts it.

@@ -53,10 +53,7 @@ pub fn sample(
     let mono_ns = mono_ns();
     let mut s = Sample {
         mono_ns,
-        wall_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0),
+        wall_ms: wall_ms(),
         ..Default::default()
     };
 
@@ -222,6 +219,12 @@ fn evidence(
     Ok(all.into_iter().collect())
 }
 
+pub fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 pub fn mono_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -234,7 +237,7 @@ pub fn mono_ns() -> u64 {
 
 /// Every slow exit the kernel has logged so far, oldest first (the ring buffer keeps order).
 /// The keys the kernel added to EVIDENCE and RIPS since the last call.
-fn learn_new_keys(progs: &mut ProgCache) {
+pub(super) fn learn_new_keys(progs: &mut ProgCache) {
     let Some(ring) = progs.new_keys.as_mut() else {
         return;
     };

@@ -16,6 +16,8 @@ use crate::{
 
 /// Offset of `Row::gen` (the sequence lock) in a row.
 const GEN_OFFSET: usize = std::mem::offset_of!(Row, gen);
+/// The key's first word: its tgid (low half, x86 being little-endian) and vCPU.
+const KEY_OFFSET: usize = std::mem::offset_of!(Row, key);
 /// Tries before a row that is being written on every look is taken as it is.
 const TRIES: usize = 16;
 /// Rows scanned past the highest one seen in use. The free list is a FIFO filled in index
@@ -186,6 +188,28 @@ impl Table {
             }
             self.changed.push(k);
         }
+    }
+
+    /// The processes of the rows in use, from the mapped rows' keys alone (no decode): what
+    /// `Probe::keep_up` learns VMs from. Extends `hwm` as `refresh` does.
+    pub fn tgids(&mut self) -> Vec<u32> {
+        let n = self.rows.len();
+        let mut end = (self.hwm + LOOKAHEAD).min(n);
+        let (mut out, mut i) = (Vec::new(), 0);
+        while i < end {
+            if self.rows.u64_at(i, GEN_OFFSET) != 0 {
+                if i >= self.hwm {
+                    self.hwm = i + 1;
+                    end = (self.hwm + LOOKAHEAD).min(n);
+                }
+                // The key is written before the row is published, and never changes after.
+                out.push(self.rows.u64_at(i, KEY_OFFSET) as u32);
+            }
+            i += 1;
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// The rows of a key that has several summed (each keeps its own statistics).

@@ -24,11 +24,14 @@ impl Stop {
 /// Samples `src` every `interval` after `first` until `stop`, calling `each` with every
 /// sample taken (in order); returns the last one. Sampling while waiting lets discovery see
 /// short-lived VMs alive: the last sample keeps the names of VMs that exited meanwhile.
+/// `light`: the consumer keeps only the first and the last sample, so the ones between are
+/// `Source::keep_up`'s (what cannot wait for the last), not whole samples.
 pub fn drive(
     src: &mut dyn Source,
     first: &Sample,
     stop: Stop,
     interval: Duration,
+    light: bool,
     each: &mut dyn FnMut(&Sample) -> anyhow::Result<()>,
 ) -> anyhow::Result<Sample> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -55,7 +58,12 @@ pub fn drive(
                     true
                 }
             };
-            let mut s = src.sample()?.context("the source ended")?;
+            let done = signalled || end.is_some_and(|e| tokio::time::Instant::now() >= e);
+            let s = match light && !done {
+                true => src.keep_up()?,
+                false => src.sample()?,
+            };
+            let mut s = s.context("the source ended")?;
             each(&s)?;
             for (pid, vm) in &s.vms {
                 match vms.get_mut(pid) {
@@ -66,7 +74,6 @@ pub fn drive(
                     }
                 }
             }
-            let done = signalled || end.is_some_and(|e| tokio::time::Instant::now() >= e);
             if done {
                 s.vms = vms;
                 return Ok(s);
@@ -102,6 +109,7 @@ mod tests {
             // this thread past a three-interval window after the first sample.
             Stop::After(Duration::from_millis(300)),
             Duration::from_millis(10),
+            false,
             &mut |_| {
                 seen += 1;
                 Ok(())
@@ -111,5 +119,64 @@ mod tests {
         assert!(seen >= 2, "sampled {seen} times");
         let v = &last.vms[&7];
         assert!(v.exited && v.name == "short-lived", "{v:?}");
+    }
+
+    /// Counts its whole samples and its keep-ups.
+    struct Counting {
+        full: usize,
+        light: usize,
+    }
+
+    impl Source for Counting {
+        fn sample(&mut self) -> anyhow::Result<Option<Sample>> {
+            self.full += 1;
+            Ok(Some(Sample {
+                mono_ns: 1,
+                ..Default::default()
+            }))
+        }
+        fn keep_up(&mut self) -> anyhow::Result<Option<Sample>> {
+            self.light += 1;
+            Ok(Some(Sample::default()))
+        }
+        fn names(&self) -> crate::decode::ExitNames {
+            crate::decode::ExitNames::builtin()
+        }
+        fn describe(&self) -> String {
+            "counting".into()
+        }
+    }
+
+    /// A consumer of the first and the last sample gets keep-ups between them and a whole
+    /// sample last; one that keeps all gets whole samples throughout.
+    #[test]
+    fn light_sampling_keeps_up_between_and_samples_last() {
+        for light in [true, false] {
+            let mut src = Counting { full: 0, light: 0 };
+            let mut seen = Vec::new();
+            let stop = Stop::After(Duration::from_millis(200));
+            let last = drive(
+                &mut src,
+                &Sample::default(),
+                stop,
+                Duration::from_millis(10),
+                light,
+                &mut |s| {
+                    seen.push(s.mono_ns);
+                    Ok(())
+                },
+            )
+            .expect("drive");
+            assert_eq!(
+                last.mono_ns, 1,
+                "the last sample is a whole one (light: {light})"
+            );
+            assert!(seen.len() >= 3, "sampled {} times", seen.len());
+            let (full, kept) = (src.full, src.light);
+            match light {
+                true => assert_eq!((full, kept), (1, seen.len() - 1)),
+                false => assert_eq!((full, kept), (seen.len(), 0)),
+            }
+        }
     }
 }

@@ -102,6 +102,21 @@ impl Source for LiveSource {
         Ok(Some(s))
     }
 
+    /// The slow exits and the VMs only: no exit table, evidence, program statistics or CPU
+    /// figures (the last sample reads them whole), no VM re-read once known, nothing forgotten
+    /// (a VM gone before the last sample keeps its rows for it).
+    fn keep_up(&mut self) -> anyhow::Result<Option<Sample>> {
+        let mut s = Sample {
+            mono_ns: crate::probe::mono_ns(),
+            wall_ms: crate::probe::wall_ms(),
+            ..Default::default()
+        };
+        let pids = self.probe.keep_up(&mut s.slow);
+        let vms = self.discovery.learn(&pids);
+        s.vms = vms.into_iter().map(|v| (v.pid, v)).collect();
+        Ok(Some(s))
+    }
+
     fn names(&self) -> ExitNames {
         self.names.clone()
     }

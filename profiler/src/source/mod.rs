@@ -17,6 +17,12 @@ pub trait Source: Send {
     /// replay); live sources never return None.
     fn sample(&mut self) -> anyhow::Result<Option<Sample>>;
     /// The exit-name tables in force for this source.
+    /// Between the first and the last sample of a consumer that keeps only those two (a
+    /// report): what must not wait for the last one (slow exits drained before their ring
+    /// fills, the VMs seen, so that one gone by then keeps its name). Default: a sample.
+    fn keep_up(&mut self) -> anyhow::Result<Option<Sample>> {
+        self.sample()
+    }
     fn names(&self) -> ExitNames;
     /// One line for the header, e.g. "live: host (6.18.44)" or "demo".
     fn describe(&self) -> String;

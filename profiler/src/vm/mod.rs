@@ -166,29 +166,15 @@ impl Discovery {
                     continue;
                 }
                 let argv = procfs::cmdline(&self.proc_root, pid);
-                let is_qemu = qemu::is_qemu(&argv);
-                if !is_qemu && !wanted.contains(&pid) {
+                if !qemu::is_qemu(&argv) && !wanted.contains(&pid) {
                     self.cache.not_qemu.insert(pid, *start_time);
                     self.cache.vms.remove(&pid);
                     continue;
                 }
                 self.cache.not_qemu.remove(&pid);
-                let id = qemu::identity(&argv);
-                let info = VmInfo {
-                    pid,
-                    comm: comm.clone(),
-                    cmdline: argv,
-                    start_time: *start_time,
-                    is_qemu,
-                    ..Default::default()
-                };
-                let entry = Entry {
-                    info,
-                    cmdline_name: id.name,
-                    cmdline_uuid: id.uuid,
-                    exited: false,
-                };
-                self.cache.vms.insert(pid, entry);
+                self.cache
+                    .vms
+                    .insert(pid, Entry::new(pid, comm, *start_time, argv));
             }
             let Some(entry) = self.cache.vms.get_mut(&pid) else {
                 continue;
@@ -197,14 +183,7 @@ impl Discovery {
             // QEMU starts: both are looked at on every refresh (`names` keeps what a thread
             // is called).
             entry.info.vcpu_threads = self.threads.scan(&self.proc_root, pid);
-            let dom = domains.get(&pid);
-            entry.info.name = dom
-                .map(|d| d.name.clone())
-                .or_else(|| entry.cmdline_name.clone())
-                .unwrap_or_else(|| format!("{comm}[{pid}]"));
-            entry.info.uuid = dom
-                .and_then(|d| d.uuid.clone())
-                .or_else(|| entry.cmdline_uuid.clone());
+            entry.name(domains.get(&pid), comm);
             out.insert(pid, entry.info.clone());
         }
 
@@ -241,6 +220,66 @@ impl Discovery {
         lines.retain(|pid, _| out.get(pid).is_some_and(|v| !v.exited));
         self.stat_lines = lines;
         out.into_values().collect()
+    }
+}
+
+impl Discovery {
+    /// What a consumer that needs only the first and the last sample asks in between
+    /// (`Source::keep_up`): the VMs among `pids` (KVM users the kernel saw), each read once, when
+    /// first seen, and not again (nor its threads), so that a VM that exits before the last
+    /// sample keeps its name. A VM known already costs nothing.
+    pub fn learn(&mut self, pids: &[u32]) -> Vec<VmInfo> {
+        let mut domains = None;
+        let mut out = Vec::new();
+        for &pid in pids {
+            if !self.cache.vms.contains_key(&pid) {
+                self.stat_reads += 1;
+                let line = procfs::stat_line(&self.proc_root, pid, false);
+                let Some((comm, start)) = line.as_deref().and_then(procfs::parse_stat) else {
+                    continue;
+                };
+                let argv = procfs::cmdline(&self.proc_root, pid);
+                let mut entry = Entry::new(pid, &comm, start, argv);
+                let scan = || self.cache.libvirt.scan(&self.libvirt_dir);
+                entry.name(domains.get_or_insert_with(scan).get(&pid), &comm);
+                self.cache.not_qemu.remove(&pid);
+                self.cache.vms.insert(pid, entry);
+            }
+            out.extend(self.cache.vms.get(&pid).map(|e| e.info.clone()));
+        }
+        out
+    }
+}
+
+impl Entry {
+    /// A process seen for the first time (or again with another start time: a new process).
+    fn new(pid: u32, comm: &str, start_time: u64, argv: Vec<String>) -> Entry {
+        let id = qemu::identity(&argv);
+        Entry {
+            info: VmInfo {
+                pid,
+                comm: comm.to_string(),
+                is_qemu: qemu::is_qemu(&argv),
+                cmdline: argv,
+                start_time,
+                ..Default::default()
+            },
+            cmdline_name: id.name,
+            cmdline_uuid: id.uuid,
+            exited: false,
+        }
+    }
+
+    /// The VM's name and UUID: libvirt's (`dom`), else its command line's, else `comm[pid]`.
+    fn name(&mut self, dom: Option<&libvirt::Domain>, comm: &str) {
+        let pid = self.info.pid;
+        self.info.name = dom
+            .map(|d| d.name.clone())
+            .or_else(|| self.cmdline_name.clone())
+            .unwrap_or_else(|| format!("{comm}[{pid}]"));
+        self.info.uuid = dom
+            .and_then(|d| d.uuid.clone())
+            .or_else(|| self.cmdline_uuid.clone());
     }
 }
 

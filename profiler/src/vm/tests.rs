@@ -362,3 +362,33 @@ fn proc_is_listed_every_few_refreshes() {
         RECHECK + 1
     );
 }
+
+/// Between a report's first and last sample, a KVM user is read once, when first seen (its
+/// name then, libvirt's over its command line's), and not again; gone by the last sample, it
+/// keeps that name.
+#[test]
+fn learned_vms_are_read_once_and_keep_their_names() {
+    let f = Fake::new();
+    f.process(700, "qemu-system-x86", 1, &[QEMU, "-name", "short"], &[]);
+    f.process(
+        701,
+        "qemu-system-x86",
+        2,
+        &[QEMU, "-name", "cmdline-name"],
+        &[],
+    );
+    f.libvirt_status("lv-name", 701, "7b9e2a4c-0000-4000-8000-000000000001");
+    let mut d = f.discovery();
+    let vms = d.learn(&[700, 701, 999]);
+    assert_eq!(vms.len(), 2, "{vms:?}");
+    assert_eq!(by_pid(&vms, 700).name, "short");
+    assert_eq!(by_pid(&vms, 701).name, "lv-name");
+    let reads = d.stat_reads;
+    assert_eq!(d.learn(&[700, 701]).len(), 2);
+    assert_eq!(d.stat_reads, reads, "a known VM was read again");
+    f.exit(700);
+    let vms = d.refresh(&[700, 701]);
+    let gone = by_pid(&vms, 700);
+    assert_eq!((gone.name.as_str(), gone.exited), ("short", true));
+    assert!(!by_pid(&vms, 701).exited);
+}
