@@ -227,7 +227,7 @@ pub fn on_exit(tgid: u32, tid: u32, now: u64, vcpu_id: u32, isa: u32, reason: u3
 /// Returns true the first time (on this CPU) the stats map refused a row, so the caller can
 /// log it once instead of on every dropped exit.
 #[inline(always)]
-pub fn on_entry(tgid: u32, tid: u32, now: u64, vcpu_id: u32) -> bool {
+pub fn on_entry(tgid: u32, tid: u32, now: u64) -> bool {
     bump(counter::ENTRIES);
     let Some(p) = pending_of(tid, false) else {
         bump(counter::ORPHAN_ENTRY);
@@ -240,7 +240,7 @@ pub fn on_entry(tgid: u32, tid: u32, now: u64, vcpu_id: u32) -> bool {
     }
     let key = StatKey {
         tgid,
-        vcpu_id,
+        vcpu_id: p.vcpu_id,
         isa: p.isa,
         reason: p.reason,
     };

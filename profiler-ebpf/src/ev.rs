@@ -162,10 +162,12 @@ pub fn bump(tgid: u32, kind: u16, flags: u16, a: u64, sum: u64, last: u64) {
 
 /// VMX exit details that name the cause behind a reason (interrupt vector, EOI vector, APIC
 /// register), and SVM nested page faults on MMIO (reserved-bit faults) with their GPA page.
-/// Fixed-size reads from `Offsets`: the size-generic `field()` compiles to code the verifier
-/// refuses inside the larger kvm_exit program.
+/// Fixed-size reads from `Offsets`, from the record as kvm_exit read it (`rec`): the
+/// size-generic `field()` compiles to code the verifier refuses inside the larger kvm_exit
+/// program.
 #[inline(always)]
 pub fn exit_detail(
+    rec: &crate::Rec,
     ctx: &TracePointContext,
     o: &Offsets,
     tgid: u32,
@@ -177,8 +179,7 @@ pub fn exit_detail(
         let basic = reason & 0xffff;
         let detail = match basic {
             1 if o.exit_intr_info != 0 => {
-                // SAFETY: bpf_probe_read of the record at a kernel-provided offset.
-                let Ok(i) = (unsafe { ctx.read_at::<u32>(o.exit_intr_info as usize) }) else {
+                let Some(i) = rec.u32_at(ctx, o.exit_intr_info) else {
                     return;
                 };
                 if i & 0x8000_0000 == 0 {
@@ -187,8 +188,7 @@ pub fn exit_detail(
                 (i & 0xff) as u64
             }
             45 | 56 if o.exit_info1 != 0 => {
-                // SAFETY: as above.
-                let Ok(i) = (unsafe { ctx.read_at::<u64>(o.exit_info1 as usize) }) else {
+                let Some(i) = rec.u64_at(ctx, o.exit_info1) else {
                     return;
                 };
                 if basic == 45 {
@@ -202,11 +202,9 @@ pub fn exit_detail(
         bump(tgid, ev::EXIT_DETAIL, basic as u16, detail, 0, 0);
         agg::note_detail(tid, ev::EXIT_DETAIL, basic as u16, detail);
     } else if isa == ISA_SVM && reason == 0x400 && o.exit_info1 != 0 && o.exit_info2 != 0 {
-        // SAFETY: as above.
-        let info1 = unsafe { ctx.read_at::<u64>(o.exit_info1 as usize) }.unwrap_or(0);
+        let info1 = rec.u64_at(ctx, o.exit_info1).unwrap_or(0);
         if info1 & 8 != 0 {
-            // SAFETY: as above.
-            if let Ok(gpa) = unsafe { ctx.read_at::<u64>(o.exit_info2 as usize) } {
+            if let Some(gpa) = rec.u64_at(ctx, o.exit_info2) {
                 bump(tgid, ev::NPF_MMIO, 0, gpa & !0xfff, 0, 0);
                 agg::note_detail(tid, ev::NPF_MMIO, 0, gpa);
             }

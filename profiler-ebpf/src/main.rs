@@ -29,7 +29,7 @@ mod slow;
 mod test_programs;
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
     programs::TracePointContext,
     EbpfContext,
 };
@@ -121,16 +121,59 @@ pub fn kvmprof_fill(ctx: *mut ::core::ffi::c_void) -> u32 {
     agg::fill(ctx.arg(0), ctx.arg(1), ctx.arg(2))
 }
 
+/// The first 64 bytes of a kvm_exit record, read with one helper call: every field kvmprof
+/// uses ends by byte 60 in the kernels it supports (a field past it is read on its own), where
+/// reading each field apart cost a call each (the reason, ISA, vCPU and, while the slow-exit log
+/// is on, the RIP: four calls an exit, one now).
+pub(crate) struct Rec([u64; 8]);
+
+impl Rec {
+    #[inline(always)]
+    pub(crate) fn read(ctx: &TracePointContext) -> Option<Rec> {
+        // SAFETY: bpf_probe_read_kernel of the record (a per-CPU trace buffer far larger than
+        // 64 bytes): a bad read is an error, not a fault.
+        match unsafe { bpf_probe_read_kernel(ctx.as_ptr() as *const [u64; 8]) } {
+            Ok(w) => Some(Rec(w)),
+            Err(_) => {
+                agg::bump(counter::READ_ERROR);
+                None
+            }
+        }
+    }
+
+    /// The u32 field at `off` (fields are naturally aligned: a u32 is a word's low or high half).
+    #[inline(always)]
+    pub(crate) fn u32_at(&self, ctx: &TracePointContext, off: u32) -> Option<u32> {
+        if off + 4 > 64 {
+            return read_u32(ctx, off);
+        }
+        let w = self.0.get((off as usize >> 3) & 7).copied().unwrap_or(0);
+        Some((w >> ((off & 4) * 8)) as u32)
+    }
+
+    #[inline(always)]
+    pub(crate) fn u64_at(&self, ctx: &TracePointContext, off: u32) -> Option<u64> {
+        if off + 8 > 64 {
+            // SAFETY: bpf_probe_read of the record at a kernel-provided offset.
+            return unsafe { ctx.read_at::<u64>(off as usize) }.ok();
+        }
+        self.0.get((off as usize >> 3) & 7).copied()
+    }
+}
+
 tracepoint_program!("tracepoint/kvm/kvm_exit", kvm_exit, kvm_exit_body);
 fn kvm_exit_body(ctx: TracePointContext) -> u32 {
     let o = offsets();
     if o.valid == 0 {
         return KEEP;
     }
+    let Some(rec) = Rec::read(&ctx) else {
+        return KEEP;
+    };
     let (Some(reason), Some(isa), Some(vcpu)) = (
-        read_u32(&ctx, o.exit_reason),
-        read_u32(&ctx, o.exit_isa),
-        read_u32(&ctx, o.exit_vcpu_id),
+        rec.u32_at(&ctx, o.exit_reason),
+        rec.u32_at(&ctx, o.exit_isa),
+        rec.u32_at(&ctx, o.exit_vcpu_id),
     ) else {
         return KEEP;
     };
@@ -140,25 +183,22 @@ fn kvm_exit_body(ctx: TracePointContext) -> u32 {
         if o.exit_rip == 0 {
             return None;
         }
-        // SAFETY: bpf_probe_read of the record at a kernel-provided offset.
-        unsafe { ctx.read_at::<u64>(o.exit_rip as usize) }.ok()
+        rec.u64_at(&ctx, o.exit_rip)
     });
     agg::on_exit(tgid, tid, t, vcpu, isa, reason, rip);
-    ev::exit_detail(&ctx, &o, tgid, tid, isa, reason);
+    ev::exit_detail(&rec, &ctx, &o, tgid, tid, isa, reason);
     KEEP
 }
 
+/// The entry reads nothing of its record: its vCPU is the pending exit's (a thread's exit and
+/// entry are of one KVM_RUN of one vCPU).
 tracepoint_program!("tracepoint/kvm/kvm_entry", kvm_entry, kvm_entry_body);
 fn kvm_entry_body(ctx: TracePointContext) -> u32 {
-    let o = offsets();
-    if o.valid == 0 {
+    if offsets().valid == 0 {
         return KEEP;
     }
-    let Some(vcpu) = read_u32(&ctx, o.entry_vcpu_id) else {
-        return KEEP;
-    };
     let (tgid, tid) = ids();
-    if agg::on_entry(tgid, tid, now(), vcpu) {
+    if agg::on_entry(tgid, tid, now()) {
         log_stats_full(&ctx, tgid);
     }
     KEEP

@@ -2,7 +2,6 @@
 //! `ebpf-test` feature builds that second object): never in the object kvmprof ships.
 
 use aya_ebpf::{
-    helpers::bpf_probe_read_kernel,
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
@@ -32,15 +31,12 @@ pub fn kvmprof_test(ctx: RawTracePointContext) -> u32 {
     let isa: u64 = ctx.arg(5);
     let reason: u64 = ctx.arg(6);
     match op {
-        // As kvm_exit: the RIP check on every exit, and where kvm_exit reads the record's
-        // guest_rip, a read of the same size through the same helper (of `vcpu`: no record).
+        // As kvm_exit: the RIP check on every exit; the RIP itself comes with the fields
+        // (kvm_exit reads them with one call), as `vcpu` here.
         0 => {
             let (tgid, isa, reason) = (tgid as u32, isa as u32, reason as u32);
             let slow_on = crate::slow_cfg().threshold_ns != 0;
-            let rip = ev::exit_rip(tgid, isa, reason, now, slow_on, || {
-                // SAFETY: bpf_probe_read_kernel of a stack value; an error, not a fault, if bad.
-                unsafe { bpf_probe_read_kernel(&vcpu as *const u64) }.ok()
-            });
+            let rip = ev::exit_rip(tgid, isa, reason, now, slow_on, || Some(vcpu));
             agg::on_exit(tgid, tid as u32, now, vcpu as u32, isa, reason, rip)
         }
         // An exit at guest RIP `isa`, of (isa, reason) = `reason`'s (high, low) halves.
@@ -55,7 +51,7 @@ pub fn kvmprof_test(ctx: RawTracePointContext) -> u32 {
         7 => sched::switched(tid as u32, || tgid as u32, vcpu as u32, || now),
         8 => sched::woken(tid as u32, || now),
         1 => {
-            if agg::on_entry(tgid as u32, tid as u32, now, vcpu as u32) {
+            if agg::on_entry(tgid as u32, tid as u32, now) {
                 log_stats_full(&ctx, tgid as u32);
             }
         }
@@ -67,24 +63,24 @@ pub fn kvmprof_test(ctx: RawTracePointContext) -> u32 {
     0
 }
 
-/// Baselines for cost measurements on real exits (cargo xtask bench-vm, via kvmprof-empty): the same field reads as
-/// `kvm_exit` / `kvm_entry`, no work.
+/// Baselines for cost measurements on real exits (cargo xtask bench-vm, via kvmprof-empty): the
+/// same record reads as `kvm_exit` / `kvm_entry` (one 64-byte read; none), no work.
 #[tracepoint]
 pub fn kvmprof_empty_exit(ctx: TracePointContext) -> u32 {
     let o = offsets();
+    let Some(rec) = crate::Rec::read(&ctx) else {
+        return 0;
+    };
     let mut acc = 0;
     for off in [o.exit_reason, o.exit_isa, o.exit_vcpu_id] {
-        // SAFETY: as in read_u32.
-        acc ^= unsafe { ctx.read_at::<u32>(off as usize) }.unwrap_or(0);
+        acc ^= rec.u32_at(&ctx, off).unwrap_or(0);
     }
     (acc == u32::MAX) as u32
 }
 
 #[tracepoint]
-pub fn kvmprof_empty_entry(ctx: TracePointContext) -> u32 {
-    // SAFETY: as in read_u32.
-    let v = unsafe { ctx.read_at::<u32>(offsets().entry_vcpu_id as usize) }.unwrap_or(0);
-    (v == u32::MAX) as u32
+pub fn kvmprof_empty_entry(_ctx: TracePointContext) -> u32 {
+    (offsets().valid == u32::MAX) as u32
 }
 
 /// The floor of any layout: the same argument reads and helper calls (thread ids, clock) as
