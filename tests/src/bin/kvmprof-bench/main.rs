@@ -86,6 +86,33 @@ pub fn prog_stats(p: &Probe, name: &str) -> Result<(u64, u64)> {
     Ok((info.run_time().as_nanos() as u64, info.run_count()))
 }
 
+/// ns per run of each of `progs` over `events`, the programs taking turns every `chunk`
+/// events, so that a drift in this machine's speed (the in-kernel figures here move by ±30 %
+/// over minutes) hits them alike; from the kernel's BPF run-time statistics.
+pub fn ns_per_run_interleaved(
+    progs: &[(&Probe, &str)],
+    events: &[Event],
+    chunk: usize,
+) -> Result<Vec<f64>> {
+    let before = (progs.iter().map(|(p, n)| prog_stats(p, n))).collect::<Result<Vec<_>>>()?;
+    // Who goes first rotates, so that none is always the one after a given other.
+    for (i, part) in events.chunks(chunk).enumerate() {
+        for j in 0..progs.len() {
+            let (p, name) = progs[(i + j) % progs.len()];
+            p.test_run_program(name, part)?;
+        }
+    }
+    let mut out = Vec::new();
+    for ((p, name), (t0, c0)) in progs.iter().zip(before) {
+        let (t1, c1) = prog_stats(p, name)?;
+        if c1 == c0 {
+            bail!("no runs counted for {name}: BPF statistics are off (kernel < 5.8?)");
+        }
+        out.push((t1 - t0) as f64 / (c1 - c0) as f64);
+    }
+    Ok(out)
+}
+
 /// ns per run of `name` over `events`, from the kernel's BPF run-time statistics.
 pub fn ns_per_run(p: &Probe, name: &str, events: &[Event]) -> Result<f64> {
     let (t0, c0) = prog_stats(p, name)?;
