@@ -103,18 +103,7 @@ impl Table {
     /// row keeps in the OVERFLOW hash (rare: rows spanning more than LINKS octaves).
     pub fn refresh(&mut self, overflow: impl Fn(OverflowKey) -> Option<Oct>) {
         self.decoded = 0;
-        let n = self.rows.len();
-        let mut end = (self.hwm + LOOKAHEAD).min(n);
-        let mut i = 0;
-        while i < end {
-            let gen = self.rows.u64_at(i, GEN_OFFSET);
-            if gen != 0 && i >= self.hwm {
-                self.hwm = i + 1;
-                end = (self.hwm + LOOKAHEAD).min(n);
-            }
-            self.refresh_row(i, gen, &overflow);
-            i += 1;
-        }
+        self.scan(|t, i, gen| t.refresh_row(i, gen, &overflow));
         // (A key is in `stale` once per row that moved: rows are mostly one per key.)
         if self.stale.len() > self.stats.len() / 4 {
             // Most keys moved: building afresh in key order beats copying chunks key by key.
@@ -190,23 +179,33 @@ impl Table {
         }
     }
 
+    /// `each(self, row, its gen)` for every row up to LOOKAHEAD past the highest one seen in
+    /// use, extending that mark (`hwm`) as rows in use turn up past it.
+    fn scan(&mut self, mut each: impl FnMut(&mut Table, usize, u64)) {
+        let n = self.rows.len();
+        let mut end = (self.hwm + LOOKAHEAD).min(n);
+        let mut i = 0;
+        while i < end {
+            let gen = self.rows.u64_at(i, GEN_OFFSET);
+            if gen != 0 && i >= self.hwm {
+                self.hwm = i + 1;
+                end = (self.hwm + LOOKAHEAD).min(n);
+            }
+            each(self, i, gen);
+            i += 1;
+        }
+    }
+
     /// The processes of the rows in use, from the mapped rows' keys alone (no decode): what
     /// `Probe::keep_up` learns VMs from. Extends `hwm` as `refresh` does.
     pub fn tgids(&mut self) -> Vec<u32> {
-        let n = self.rows.len();
-        let mut end = (self.hwm + LOOKAHEAD).min(n);
-        let (mut out, mut i) = (Vec::new(), 0);
-        while i < end {
-            if self.rows.u64_at(i, GEN_OFFSET) != 0 {
-                if i >= self.hwm {
-                    self.hwm = i + 1;
-                    end = (self.hwm + LOOKAHEAD).min(n);
-                }
+        let mut out = Vec::new();
+        self.scan(|t, i, gen| {
+            if gen != 0 {
                 // The key is written before the row is published, and never changes after.
-                out.push(self.rows.u64_at(i, KEY_OFFSET) as u32);
+                out.push(t.rows.u64_at(i, KEY_OFFSET) as u32);
             }
-            i += 1;
-        }
+        });
         out.sort_unstable();
         out.dedup();
         out
