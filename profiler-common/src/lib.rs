@@ -329,7 +329,6 @@ pub struct Offsets {
     pub exit_reason: u32,
     pub exit_isa: u32,
     pub exit_vcpu_id: u32,
-    pub entry_vcpu_id: u32,
     pub uexit_reason: u32,
     pub uexit_errno: u32,
     /// kvm_exit info1 (u64), info2 (u64), intr_info (u32) for exit details; 0 = absent or

@@ -42,7 +42,6 @@ static OFFSETS: Offsets = Offsets {
     exit_reason: 0,
     exit_isa: 0,
     exit_vcpu_id: 0,
-    entry_vcpu_id: 0,
     uexit_reason: 0,
     uexit_errno: 0,
     exit_info1: 0,

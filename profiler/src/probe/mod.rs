@@ -201,7 +201,6 @@ pub fn read_offsets(tracefs: &Path) -> Result<Offsets, ProbeError> {
         exit_reason: off("kvm_exit", "exit_reason")?,
         exit_isa: off("kvm_exit", "isa")?,
         exit_vcpu_id: off("kvm_exit", "vcpu_id")?,
-        entry_vcpu_id: off("kvm_entry", "vcpu_id")?,
         valid: 1,
         ..Default::default()
     };
