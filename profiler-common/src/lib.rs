@@ -256,6 +256,24 @@ pub const PSLOT_MASK: u32 = PSLOTS - 1;
 pub const SLOT_WORDS: u32 = PSLOTS / 8;
 
 /// Slots of the per-CPU `COUNTERS` array: everything the programs saw but could not account.
+/// Parts of the exit path the benchmark object can leave out (its `KCOST_CUT` global, a
+/// mask), so that kvmprof-bench prices each part against the whole, taking turns. Never set in
+/// the object users run, which has no such global.
+pub mod cut {
+    /// The entry stops once it has its pending exit: no row, no statistics.
+    pub const ACCOUNT: u32 = 1;
+    /// No histogram.
+    pub const HIST: u32 = 2;
+    /// No sequence lock.
+    pub const SEQ: u32 = 4;
+    /// No min/max.
+    pub const MIN_MAX: u32 = 8;
+    /// No exit/entry counters.
+    pub const COUNTERS: u32 = 16;
+    /// No guest-RIP sample check at the exit.
+    pub const RIP: u32 = 32;
+}
+
 pub mod counter {
     /// kvm_entry on a thread with no pending exit (e.g. the first entry after attach).
     pub const ORPHAN_ENTRY: u32 = 0;

@@ -15,9 +15,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, Queue},
 };
 use profiler_common::{
-    counter, hist, reason_index, Oct, OverflowKey, Pending, Row, StatKey, FILL_CHUNK, FILL_OCTS,
-    FILL_ROWS, FILL_VCTX, ISA_USERSPACE, LINKS, LINK_OVERFLOW, OTHER_REASON, PSLOTS, PSLOT_MASK,
-    REASON_SLOTS, SLOT_WORDS,
+    counter, cut, hist, reason_index, Oct, OverflowKey, Pending, Row, StatKey, FILL_CHUNK,
+    FILL_OCTS, FILL_ROWS, FILL_VCTX, ISA_USERSPACE, LINKS, LINK_OVERFLOW, OTHER_REASON, PSLOTS,
+    PSLOT_MASK, REASON_SLOTS, SLOT_WORDS,
 };
 
 use crate::slow;
@@ -182,7 +182,9 @@ pub fn cpu() -> u32 {
 
 #[inline(always)]
 pub fn on_exit(tgid: u32, tid: u32, now: u64, vcpu_id: u32, isa: u32, reason: u32, rip: u64) {
-    bump(counter::EXITS);
+    if !crate::cut(cut::COUNTERS) {
+        bump(counter::EXITS);
+    }
     let cpu = if crate::slow_cfg().threshold_ns != 0 {
         cpu()
     } else {
@@ -228,7 +230,9 @@ pub fn on_exit(tgid: u32, tid: u32, now: u64, vcpu_id: u32, isa: u32, reason: u3
 /// log it once instead of on every dropped exit.
 #[inline(always)]
 pub fn on_entry(tgid: u32, tid: u32, now: u64) -> bool {
-    bump(counter::ENTRIES);
+    if !crate::cut(cut::COUNTERS) {
+        bump(counter::ENTRIES);
+    }
     let Some(p) = pending_of(tid, false) else {
         bump(counter::ORPHAN_ENTRY);
         return false;
@@ -259,6 +263,9 @@ pub fn on_entry(tgid: u32, tid: u32, now: u64) -> bool {
     };
     p.off_ns = 0;
     slow::check(p, tid, exit_ns, delta, wait, blocked);
+    if crate::cut(cut::ACCOUNT) {
+        return false;
+    }
     account(&key, p.vctx, delta, wait, blocked) == 1
 }
 
@@ -333,12 +340,17 @@ fn account(key: &StatKey, vctx: u32, delta: u64, wait: u64, blocked: u64) -> u64
     // window is volatile, so the compiler keeps them in program order (the BPF backend has no
     // compiler fence), and x86 does not reorder stores (kvm_exit exists on x86 only).
     let gen = row.gen;
-    set(&mut row.gen, gen + 1);
-    if row.count == 0 || delta < row.min_ns {
-        set(&mut row.min_ns, delta);
+    let seq = !crate::cut(cut::SEQ);
+    if seq {
+        set(&mut row.gen, gen + 1);
     }
-    if delta > row.max_ns {
-        set(&mut row.max_ns, delta);
+    if !crate::cut(cut::MIN_MAX) {
+        if row.count == 0 || delta < row.min_ns {
+            set(&mut row.min_ns, delta);
+        }
+        if delta > row.max_ns {
+            set(&mut row.max_ns, delta);
+        }
     }
     add(&mut row.count, 1);
     add(&mut row.sum_ns, delta);
@@ -346,8 +358,12 @@ fn account(key: &StatKey, vctx: u32, delta: u64, wait: u64, blocked: u64) -> u64
         add(&mut row.wait_ns, wait);
         add(&mut row.blocked_ns, blocked);
     }
-    hist_add(idx, row, delta);
-    set(&mut row.gen, gen + 2);
+    if !crate::cut(cut::HIST) {
+        hist_add(idx, row, delta);
+    }
+    if seq {
+        set(&mut row.gen, gen + 2);
+    }
     0
 }
 

@@ -98,7 +98,8 @@ pub fn exit_rip(
     slow_on: bool,
     read: impl FnOnce() -> Option<u64>,
 ) -> u64 {
-    let sample = ev::rip_sampled(now).then(|| ev::rip_flags(isa, reason));
+    let sample = (!crate::cut(profiler_common::cut::RIP) && ev::rip_sampled(now))
+        .then(|| ev::rip_flags(isa, reason));
     if !slow_on && sample.is_none() {
         return 0;
     }

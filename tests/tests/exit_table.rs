@@ -333,3 +333,63 @@ fn a_key_with_several_rows_is_their_sum_whichever_rows_move() {
     x.add(105, 5, 9, 9_999);
     x.check(&p, "one row after the rebuild");
 }
+
+/// kvmprof-bench's in-kernel cost loop (`kvmprof_kcost`) runs the real exit and entry paths on
+/// every pair it times, its floor and empty baselines aggregate nothing, and each part the
+/// breakdown leaves out (`KCOST_CUT`) is left out, and only it: otherwise its figures would
+/// price some other path.
+#[test]
+fn the_cost_loop_times_the_real_path_and_its_cuts_cut_only_their_part() {
+    if !common::privileged("the_cost_loop_times_the_real_path_and_its_cuts_cut_only_their_part") {
+        return;
+    }
+    use kvmprof::probe::{ProbeOptions, Programs};
+    use profiler_common::cut;
+    let load = |c: u32| {
+        Probe::load(&ProbeOptions {
+            programs: Programs::TestRun,
+            max_keys: 1024,
+            kcost_cut: c,
+            ..Default::default()
+        })
+        .expect("loading the test object")
+    };
+    let loop_run = |p: &Probe, name: &str| {
+        p.test_run_program(name, &[[512, 0, 0, 0, 0, 0, 0]])
+            .expect("BPF_PROG_TEST_RUN")
+    };
+    // Pair i: VM i % 8, vCPU (i / 8) % 4, reason (i / 32) % 8, 700 + i % 300 ns.
+    let want_sum: u64 = (0..512u64).map(|i| 700 + i % 300).sum();
+    let p = load(0);
+    loop_run(&p, "kvmprof_kcost_empty");
+    loop_run(&p, "kvmprof_kcost_floor");
+    assert!(
+        p.sample().expect("sample").stats.is_empty(),
+        "a baseline aggregated"
+    );
+    loop_run(&p, "kvmprof_kcost");
+    let s = p.sample().expect("sample");
+    assert_eq!(s.stats.len(), 256);
+    assert!(s
+        .stats
+        .values()
+        .all(|st| st.count == 2 && st.hist.total() == 2));
+    assert_eq!(s.stats.values().map(|st| st.sum_ns).sum::<u64>(), want_sum);
+    assert_eq!(s.counters[counter::EXITS as usize], 512);
+
+    let none = load(cut::ACCOUNT);
+    loop_run(&none, "kvmprof_kcost");
+    let s = none.sample().expect("sample");
+    assert!(s.stats.is_empty(), "cut::ACCOUNT still made rows");
+    assert_eq!(s.counters[counter::ENTRIES as usize], 512);
+
+    let nohist = load(cut::HIST | cut::MIN_MAX | cut::COUNTERS);
+    loop_run(&nohist, "kvmprof_kcost");
+    let s = nohist.sample().expect("sample");
+    assert_eq!(s.stats.values().map(|st| st.sum_ns).sum::<u64>(), want_sum);
+    assert!(s
+        .stats
+        .values()
+        .all(|st| st.hist.total() == 0 && st.max_ns == 0));
+    assert_eq!(s.counters[counter::EXITS as usize], 0);
+}

@@ -68,6 +68,9 @@ pub struct ProbeOptions {
     pub slow: SlowCfg,
     /// Split each exit's time into on-CPU, runnable and asleep (sched_switch/sched_wakeup).
     pub sched: bool,
+    /// Test object only: parts of the exit path to leave out (`profiler_common::cut`), for
+    /// kvmprof-bench's breakdown of the in-kernel cost. 0 = none.
+    pub kcost_cut: u32,
 }
 
 /// The slow-exit log's defaults: exits of 500 µs or more (a thirtieth of a 60 fps frame, and
@@ -124,6 +127,7 @@ impl Default for ProbeOptions {
             allow_concurrent: false,
             slow: SLOW_DEFAULT,
             sched: true,
+            kcost_cut: 0,
         }
     }
 }
@@ -318,6 +322,9 @@ impl Probe {
             .override_global("OFFSETS", &offsets, true)
             .override_global("EV_FIELDS", &ev_fields[..], true)
             .override_global("SLOW", &opts.slow, true);
+        if test_only {
+            loader.override_global("KCOST_CUT", &opts.kcost_cut, true);
+        }
         let sizes = table_sizes(opts.max_keys.max(1));
         for (map, n) in sizes {
             loader.map_max_entries(map, n);
@@ -356,7 +363,14 @@ impl Probe {
         let mut attached = Vec::new();
         let mut missing = Vec::new();
         if test_only {
-            for name in ["kvmprof_test", "kvmprof_empty", "kvmprof_floor"] {
+            for name in [
+                "kvmprof_test",
+                "kvmprof_empty",
+                "kvmprof_floor",
+                "kvmprof_kcost",
+                "kvmprof_kcost_empty",
+                "kvmprof_kcost_floor",
+            ] {
                 let prog: &mut RawTracePoint = program(&mut ebpf, name)?;
                 prog.load().map_err(|e| verifier(name, e))?;
                 attached.push(name);

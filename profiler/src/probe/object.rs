@@ -72,6 +72,9 @@ mod tests {
                 "kvmprof_empty_entry",
                 "kvmprof_empty_exit",
                 "kvmprof_floor",
+                "kvmprof_kcost",
+                "kvmprof_kcost_empty",
+                "kvmprof_kcost_floor",
                 "kvmprof_rejected",
                 "kvmprof_test",
             ]

@@ -45,6 +45,7 @@ fn main() -> Result<()> {
         return sched::cost(&mut json);
     }
     kernel::cost(&mut json)?;
+    kernel::cost_loop(&mut json)?;
     sched::cost(&mut json)?;
     if std::env::var_os("KVMPROF_BENCH_KERNEL_ONLY").is_none() {
         kernel::first_use(&mut json)?;
