@@ -45,16 +45,57 @@ pub fn upper(b: usize) -> u64 {
     }
 }
 
-/// floor(log2(v)) for v > 0 by binary search: `leading_zeros` lowers to a table lookup on BPF,
-/// which the verifier rejects.
+/// floor(log2(b)) of each byte b (0 for 0 and 1).
+static LOG2_BYTE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 2;
+    while i < 256 {
+        t[i] = t[i / 2] + 1;
+        i += 1;
+    }
+    t
+};
+
+/// floor(log2(v)) for v > 0: a binary search down to the low byte, then a table. BPF has no
+/// count-leading-zeros, and `leading_zeros` lowers to a table lookup indexed in a way the
+/// verifier rejects; the byte table halves the search's compare-and-shift steps (six to three)
+/// on the exit path.
 #[inline(always)]
 pub fn log2(mut v: u64) -> u32 {
     let mut r = 0;
-    for shift in [32u32, 16, 8, 4, 2, 1] {
-        if v >= 1u64 << shift {
+    for shift in [32u32, 16, 8] {
+        if v >> shift != 0 {
             v >>= shift;
             r += shift;
         }
     }
-    r
+    r + LOG2_BYTE[(v & 0xff) as usize] as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log2_is_the_index_of_the_highest_bit() {
+        let check = |v: u64| {
+            if v > 0 {
+                assert_eq!(log2(v), 63 - v.leading_zeros(), "log2({v})");
+            }
+        };
+        (1..=4096).for_each(check);
+        for e in 0..64 {
+            let p = 1u64 << e;
+            [p, p - 1, p + 1, p | (p >> 1), p.wrapping_mul(3)]
+                .into_iter()
+                .for_each(check);
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            check(x >> (x % 64));
+        }
+    }
 }

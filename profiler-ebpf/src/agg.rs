@@ -385,6 +385,10 @@ fn add(p: &mut u64, v: u64) {
 #[inline(always)]
 fn hist_add(idx: u32, row: &mut Row, delta: u64) {
     let b = hist::bucket(delta);
+    // SAFETY: reads a local. Volatile hides where `b` came from, so the compiler keeps the
+    // bounds checks below on the register it indexes with (the verifier cannot follow a
+    // check the compiler made on a copy of it).
+    let b = unsafe { core::ptr::read_volatile(&b) };
     let o = b / hist::SUB as usize;
     let sub = b % hist::SUB as usize;
     let shift = (o & 1) * 4;
