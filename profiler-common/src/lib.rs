@@ -256,9 +256,9 @@ pub const PSLOT_MASK: u32 = PSLOTS - 1;
 pub const SLOT_WORDS: u32 = PSLOTS / 8;
 
 /// Slots of the per-CPU `COUNTERS` array: everything the programs saw but could not account.
-/// Parts of the exit path the benchmark object can leave out (its `KCOST_CUT` global, a
-/// mask), so that kvmprof-bench prices each part against the whole, taking turns. Never set in
-/// the object users run, which has no such global.
+/// Parts of the exit path a benchmark program leaves out (a mask: the test object's
+/// `kvmprof_kcost_no_*` programs), so that kvmprof-bench prices each part against the whole,
+/// taking turns. The programs users run leave out nothing.
 pub mod cut {
     /// The entry stops once it has its pending exit: no row, no statistics.
     pub const ACCOUNT: u32 = 1;

@@ -182,7 +182,23 @@ pub fn cpu() -> u32 {
 
 #[inline(always)]
 pub fn on_exit(tgid: u32, tid: u32, now: u64, vcpu_id: u32, isa: u32, reason: u32, rip: u64) {
-    if !crate::cut(cut::COUNTERS) {
+    on_exit_cut::<0>(tgid, tid, now, vcpu_id, isa, reason, rip)
+}
+
+/// [`on_exit`] without the parts in `CUT` (`profiler_common::cut`): for the benchmark
+/// programs only, which price each part; every program users run has `CUT` = 0, so the
+/// compiler drops the checks.
+#[inline(always)]
+pub fn on_exit_cut<const CUT: u32>(
+    tgid: u32,
+    tid: u32,
+    now: u64,
+    vcpu_id: u32,
+    isa: u32,
+    reason: u32,
+    rip: u64,
+) {
+    if CUT & cut::COUNTERS == 0 {
         bump(counter::EXITS);
     }
     let cpu = if crate::slow_cfg().threshold_ns != 0 {
@@ -230,7 +246,13 @@ pub fn on_exit(tgid: u32, tid: u32, now: u64, vcpu_id: u32, isa: u32, reason: u3
 /// log it once instead of on every dropped exit.
 #[inline(always)]
 pub fn on_entry(tgid: u32, tid: u32, now: u64) -> bool {
-    if !crate::cut(cut::COUNTERS) {
+    on_entry_cut::<0>(tgid, tid, now)
+}
+
+/// [`on_entry`] without the parts in `CUT` (see [`on_exit_cut`]).
+#[inline(always)]
+pub fn on_entry_cut<const CUT: u32>(tgid: u32, tid: u32, now: u64) -> bool {
+    if CUT & cut::COUNTERS == 0 {
         bump(counter::ENTRIES);
     }
     let Some(p) = pending_of(tid, false) else {
@@ -263,10 +285,10 @@ pub fn on_entry(tgid: u32, tid: u32, now: u64) -> bool {
     };
     p.off_ns = 0;
     slow::check(p, tid, exit_ns, delta, wait, blocked);
-    if crate::cut(cut::ACCOUNT) {
+    if CUT & cut::ACCOUNT != 0 {
         return false;
     }
-    account(&key, p.vctx, delta, wait, blocked) == 1
+    account::<CUT>(&key, p.vctx, delta, wait, blocked) == 1
 }
 
 #[inline(always)]
@@ -327,12 +349,12 @@ fn uaccount(tgid: u32, tid: u32, reason: u32, delta: u64) {
         isa: ISA_USERSPACE,
         reason,
     };
-    account(&key, 0, delta, 0, 0);
+    account::<0>(&key, 0, delta, 0, 0);
 }
 
 /// Returns 0 when accounted, else the number of drops so far on this CPU.
 #[inline(always)]
-fn account(key: &StatKey, vctx: u32, delta: u64, wait: u64, blocked: u64) -> u64 {
+fn account<const CUT: u32>(key: &StatKey, vctx: u32, delta: u64, wait: u64, blocked: u64) -> u64 {
     let Some((idx, row)) = find_row(key, vctx) else {
         return bump(counter::STATS_FULL);
     };
@@ -340,11 +362,11 @@ fn account(key: &StatKey, vctx: u32, delta: u64, wait: u64, blocked: u64) -> u64
     // window is volatile, so the compiler keeps them in program order (the BPF backend has no
     // compiler fence), and x86 does not reorder stores (kvm_exit exists on x86 only).
     let gen = row.gen;
-    let seq = !crate::cut(cut::SEQ);
+    let seq = CUT & cut::SEQ == 0;
     if seq {
         set(&mut row.gen, gen + 1);
     }
-    if !crate::cut(cut::MIN_MAX) {
+    if CUT & cut::MIN_MAX == 0 {
         if row.count == 0 || delta < row.min_ns {
             set(&mut row.min_ns, delta);
         }
@@ -358,7 +380,7 @@ fn account(key: &StatKey, vctx: u32, delta: u64, wait: u64, blocked: u64) -> u64
         add(&mut row.wait_ns, wait);
         add(&mut row.blocked_ns, blocked);
     }
-    if !crate::cut(cut::HIST) {
+    if CUT & cut::HIST == 0 {
         hist_add(idx, row, delta);
     }
     if seq {

@@ -98,7 +98,20 @@ pub fn exit_rip(
     slow_on: bool,
     read: impl FnOnce() -> Option<u64>,
 ) -> u64 {
-    let sample = (!crate::cut(profiler_common::cut::RIP) && ev::rip_sampled(now))
+    exit_rip_cut::<0>(tgid, isa, reason, now, slow_on, read)
+}
+
+/// [`exit_rip`] without the sample when `CUT` has `cut::RIP` (see `agg::on_exit_cut`).
+#[inline(always)]
+pub fn exit_rip_cut<const CUT: u32>(
+    tgid: u32,
+    isa: u32,
+    reason: u32,
+    now: u64,
+    slow_on: bool,
+    read: impl FnOnce() -> Option<u64>,
+) -> u64 {
+    let sample = (CUT & profiler_common::cut::RIP == 0 && ev::rip_sampled(now))
         .then(|| ev::rip_flags(isa, reason));
     if !slow_on && sample.is_none() {
         return 0;

@@ -62,28 +62,6 @@ static SLOW: SlowCfg = SlowCfg {
     with_hlt: 0,
 };
 
-/// Benchmark object only: the parts of the exit path to leave out (`profiler_common::cut`).
-#[cfg(feature = "test-programs")]
-#[no_mangle]
-static KCOST_CUT: u32 = 0;
-
-/// Whether the benchmark asked to leave out part `c` (a `cut` constant); false in the object
-/// users run, where it folds away. The loader writes a read-only global, so the verifier
-/// knows its value and drops the branches it rules out.
-#[inline(always)]
-pub(crate) fn cut(c: u32) -> bool {
-    #[cfg(feature = "test-programs")]
-    {
-        // SAFETY: as for `offsets`.
-        (unsafe { core::ptr::read_volatile(&KCOST_CUT) }) & c != 0
-    }
-    #[cfg(not(feature = "test-programs"))]
-    {
-        let _ = c;
-        false
-    }
-}
-
 /// What every classic tracepoint program returns. The kernel hands a tracepoint's event to perf
 /// only when its BPF programs return non-zero (`perf_trace_run_bpf_submit`): returning 0 would hide
 /// each kvm_exit/kvm_entry/kvm_msr/... from `perf kvm stat record` (and any other perf user of the
@@ -175,8 +153,14 @@ impl Rec {
     #[inline(always)]
     pub(crate) fn u64_at(&self, ctx: &TracePointContext, off: u32) -> Option<u64> {
         if off + 8 > 64 {
-            // SAFETY: bpf_probe_read of the record at a kernel-provided offset.
-            return unsafe { ctx.read_at::<u64>(off as usize) }.ok();
+            // SAFETY: as in `read_u32`.
+            return match unsafe { ctx.read_at::<u64>(off as usize) } {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    agg::bump(counter::READ_ERROR);
+                    None
+                }
+            };
         }
         self.0.get((off as usize >> 3) & 7).copied()
     }

@@ -8,6 +8,8 @@ use aya_ebpf::{
     programs::{RawTracePointContext, TracePointContext},
 };
 
+use profiler_common::cut;
+
 use crate::{agg, ev, ids, log_stats_full, offsets, sched};
 
 /// Test entry for BPF_PROG_TEST_RUN: args = [op, tgid, tid, now_ns, vcpu, isa, reason].
@@ -81,30 +83,46 @@ const KCOST_FLOOR: u64 = 1;
 /// The fields, the helper calls and kvmprof's exit and entry paths.
 const KCOST_FULL: u64 = 2;
 
-/// In-kernel cost measurement: args = [n, start]; runs pairs `start..start + n` (at most
-/// 65 536) of the busy pattern (kvmprof-bench's: 8 VMs × 4 vCPUs × 8 reasons, the VM changing
-/// every pair) through the exit and entry paths, in one program run (bpf_loop): per-run costs
-/// (the syscall, the run-time statistics' clock reads) are shared by thousands of pairs
+/// In-kernel cost measurement programs: args = [n, start]; each runs pairs
+/// `start..start + n` (at most 65 536) of the busy pattern (kvmprof-bench's: 8 VMs × 4 vCPUs
+/// × 8 reasons, the VM changing every pair) in one program run (bpf_loop), so that per-run
+/// costs (the syscall, the run-time statistics' clock reads) are shared by thousands of pairs
 /// instead of added to each, as they are through `kvmprof_test`.
-#[raw_tracepoint]
-pub fn kvmprof_kcost(ctx: RawTracePointContext) -> u32 {
-    kcost(&ctx, KCOST_FULL)
+macro_rules! kcost_program {
+    ($(#[$doc:meta])* $name:ident, $mode:expr, $cut:expr) => {
+        $(#[$doc])*
+        #[raw_tracepoint]
+        pub fn $name(ctx: RawTracePointContext) -> u32 {
+            kcost::<{ $cut }>(&ctx, $mode)
+        }
+    };
 }
 
-/// `kvmprof_kcost`'s floor: the same pairs, fields and helper calls, no aggregation.
-#[raw_tracepoint]
-pub fn kvmprof_kcost_floor(ctx: RawTracePointContext) -> u32 {
-    kcost(&ctx, KCOST_FLOOR)
-}
-
-/// `kvmprof_kcost`'s baseline: the same pairs' fields, no helper calls, no aggregation.
-#[raw_tracepoint]
-pub fn kvmprof_kcost_empty(ctx: RawTracePointContext) -> u32 {
-    kcost(&ctx, KCOST_EMPTY)
-}
+kcost_program!(
+    /// The whole exit and entry paths, as kvm_exit and kvm_entry run them.
+    kvmprof_kcost, KCOST_FULL, 0
+);
+kcost_program!(
+    /// The same again: what two copies of one program differ by is the harness's resolution.
+    kvmprof_kcost_again, KCOST_FULL, 0
+);
+kcost_program!(
+    /// The same pairs, fields and helper calls, no aggregation.
+    kvmprof_kcost_floor, KCOST_FLOOR, 0
+);
+kcost_program!(
+    /// The same pairs' fields, no helper calls, no aggregation.
+    kvmprof_kcost_empty, KCOST_EMPTY, 0
+);
+kcost_program!(kvmprof_kcost_no_account, KCOST_FULL, cut::ACCOUNT);
+kcost_program!(kvmprof_kcost_no_hist, KCOST_FULL, cut::HIST);
+kcost_program!(kvmprof_kcost_no_seq, KCOST_FULL, cut::SEQ);
+kcost_program!(kvmprof_kcost_no_min_max, KCOST_FULL, cut::MIN_MAX);
+kcost_program!(kvmprof_kcost_no_counters, KCOST_FULL, cut::COUNTERS);
+kcost_program!(kvmprof_kcost_no_rip, KCOST_FULL, cut::RIP);
 
 #[inline(always)]
-fn kcost(ctx: &RawTracePointContext, mode: u64) -> u32 {
+fn kcost<const CUT: u32>(ctx: &RawTracePointContext, mode: u64) -> u32 {
     let n: u64 = ctx.arg(0);
     let mut st = Kcost {
         mode,
@@ -115,7 +133,7 @@ fn kcost(ctx: &RawTracePointContext, mode: u64) -> u32 {
     unsafe {
         bpf_loop(
             n.min(65_536) as u32,
-            kcost_pair as *mut c_void,
+            kcost_pair::<CUT> as *mut c_void,
             &mut st as *mut Kcost as *mut c_void,
             0,
         )
@@ -124,7 +142,7 @@ fn kcost(ctx: &RawTracePointContext, mode: u64) -> u32 {
 }
 
 #[inline(never)]
-extern "C" fn kcost_pair(k: u64, st: *mut c_void) -> i64 {
+extern "C" fn kcost_pair<const CUT: u32>(k: u64, st: *mut c_void) -> i64 {
     // SAFETY: bpf_loop passes `kcost`'s `st` back, alive for the whole loop.
     let st = unsafe { &mut *(st as *mut Kcost) };
     let i = st.start + k;
@@ -144,8 +162,8 @@ extern "C" fn kcost_pair(k: u64, st: *mut c_void) -> i64 {
     if st.mode == KCOST_FULL {
         let isa = profiler_common::ISA_VMX;
         let slow_on = crate::slow_cfg().threshold_ns != 0;
-        let rip = ev::exit_rip(tgid, isa, reason, t, slow_on, || Some(t));
-        agg::on_exit(tgid, tid, t, vcpu, isa, reason, rip);
+        let rip = ev::exit_rip_cut::<CUT>(tgid, isa, reason, t, slow_on, || Some(t));
+        agg::on_exit_cut::<CUT>(tgid, tid, t, vcpu, isa, reason, rip);
     } else {
         st.acc ^= (tgid ^ tid ^ vcpu ^ reason) as u64 ^ t;
     }
@@ -153,7 +171,7 @@ extern "C" fn kcost_pair(k: u64, st: *mut c_void) -> i64 {
     let c = crate::now();
     st.acc ^= (a ^ b) as u64 ^ c;
     if st.mode == KCOST_FULL {
-        st.acc ^= agg::on_entry(tgid, tid, te) as u64;
+        st.acc ^= agg::on_entry_cut::<CUT>(tgid, tid, te) as u64;
     } else {
         st.acc ^= te;
     }

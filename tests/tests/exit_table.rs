@@ -16,7 +16,7 @@ use kvmprof::{
     },
     sample::{Key, Sample, Stat},
 };
-use profiler_common::{counter, hist, ISA_VMX};
+use profiler_common::{counter, ev, hist, ISA_VMX};
 
 /// One exit+entry of (`vm`, `vcpu`'s thread, `reason`) at time `t` taking `lat` ns.
 fn pair(vm: u64, vcpu: u64, reason: u64, t: u64, lat: u64) -> [Event; 2] {
@@ -335,61 +335,74 @@ fn a_key_with_several_rows_is_their_sum_whichever_rows_move() {
 }
 
 /// kvmprof-bench's in-kernel cost loop (`kvmprof_kcost`) runs the real exit and entry paths on
-/// every pair it times, its floor and empty baselines aggregate nothing, and each part the
-/// breakdown leaves out (`KCOST_CUT`) is left out, and only it: otherwise its figures would
+/// every pair it times, its floor and empty baselines aggregate nothing, and each program that
+/// leaves a part out (`kvmprof_kcost_no_*`) leaves out that part: otherwise its figures would
 /// price some other path.
 #[test]
 fn the_cost_loop_times_the_real_path_and_its_cuts_cut_only_their_part() {
     if !common::privileged("the_cost_loop_times_the_real_path_and_its_cuts_cut_only_their_part") {
         return;
     }
-    use kvmprof::probe::{ProbeOptions, Programs};
-    use profiler_common::cut;
-    let load = |c: u32| {
-        Probe::load(&ProbeOptions {
-            programs: Programs::TestRun,
-            max_keys: 1024,
-            kcost_cut: c,
-            ..Default::default()
-        })
-        .expect("loading the test object")
-    };
-    let loop_run = |p: &Probe, name: &str| {
+    // Pair i: VM i % 8, vCPU (i / 8) % 4, reason (i / 32) % 8, 700 + i % 300 ns; 512 pairs.
+    let run = |name: &str| {
+        let p = test_probe(1024);
         p.test_run_program(name, &[[512, 0, 0, 0, 0, 0, 0]])
-            .expect("BPF_PROG_TEST_RUN")
+            .expect("BPF_PROG_TEST_RUN");
+        p.sample().expect("sample")
     };
-    // Pair i: VM i % 8, vCPU (i / 8) % 4, reason (i / 32) % 8, 700 + i % 300 ns.
     let want_sum: u64 = (0..512u64).map(|i| 700 + i % 300).sum();
-    let p = load(0);
-    loop_run(&p, "kvmprof_kcost_empty");
-    loop_run(&p, "kvmprof_kcost_floor");
-    assert!(
-        p.sample().expect("sample").stats.is_empty(),
-        "a baseline aggregated"
-    );
-    loop_run(&p, "kvmprof_kcost");
-    let s = p.sample().expect("sample");
-    assert_eq!(s.stats.len(), 256);
-    assert!(s
-        .stats
-        .values()
-        .all(|st| st.count == 2 && st.hist.total() == 2));
-    assert_eq!(s.stats.values().map(|st| st.sum_ns).sum::<u64>(), want_sum);
-    assert_eq!(s.counters[counter::EXITS as usize], 512);
-
-    let none = load(cut::ACCOUNT);
-    loop_run(&none, "kvmprof_kcost");
-    let s = none.sample().expect("sample");
-    assert!(s.stats.is_empty(), "cut::ACCOUNT still made rows");
+    let sum = |s: &Sample| s.stats.values().map(|st| st.sum_ns).sum::<u64>();
+    for name in ["kvmprof_kcost_empty", "kvmprof_kcost_floor"] {
+        let s = run(name);
+        assert!(s.stats.is_empty(), "{name} aggregated");
+        assert_eq!(s.counters[counter::EXITS as usize], 0, "{name}");
+    }
+    for name in ["kvmprof_kcost", "kvmprof_kcost_again"] {
+        let s = run(name);
+        assert_eq!(s.stats.len(), 256, "{name}");
+        assert!(s
+            .stats
+            .values()
+            .all(|st| st.count == 2 && st.hist.total() == 2));
+        assert_eq!(sum(&s), want_sum, "{name}");
+        assert!(s
+            .stats
+            .values()
+            .all(|st| st.max_ns >= 700 && st.min_ns <= st.max_ns));
+        assert_eq!(s.counters[counter::EXITS as usize], 512, "{name}");
+        assert_eq!(s.counters[counter::ENTRIES as usize], 512, "{name}");
+    }
+    let s = run("kvmprof_kcost_no_account");
+    assert!(s.stats.is_empty(), "no_account made rows");
     assert_eq!(s.counters[counter::ENTRIES as usize], 512);
-
-    let nohist = load(cut::HIST | cut::MIN_MAX | cut::COUNTERS);
-    loop_run(&nohist, "kvmprof_kcost");
-    let s = nohist.sample().expect("sample");
-    assert_eq!(s.stats.values().map(|st| st.sum_ns).sum::<u64>(), want_sum);
+    let s = run("kvmprof_kcost_no_hist");
+    assert_eq!(sum(&s), want_sum);
     assert!(s
         .stats
         .values()
-        .all(|st| st.hist.total() == 0 && st.max_ns == 0));
+        .all(|st| st.hist.total() == 0 && st.max_ns >= 700));
+    let s = run("kvmprof_kcost_no_min_max");
+    assert!(s
+        .stats
+        .values()
+        .all(|st| st.hist.total() == 2 && st.max_ns == 0));
+    let s = run("kvmprof_kcost_no_counters");
+    assert_eq!(sum(&s), want_sum);
     assert_eq!(s.counters[counter::EXITS as usize], 0);
+    assert_eq!(s.counters[counter::ENTRIES as usize], 0);
+    // Without the sequence lock a row's generation never moves: the reader skips every row.
+    let s = run("kvmprof_kcost_no_seq");
+    assert!(s.stats.is_empty(), "no_seq moved a row's generation");
+    assert_eq!(s.counters[counter::ENTRIES as usize], 512);
+    // About one exit in 64 is a guest-RIP sample; none without the check.
+    let rips = |s: &Sample| {
+        let n = s.evidence.iter().filter(|(k, _)| k.kind == ev::GUEST_RIP);
+        n.map(|(_, v)| v.count).sum::<u64>()
+    };
+    assert!(
+        rips(&run("kvmprof_kcost")) > 0,
+        "the whole path sampled no RIP"
+    );
+    let s = run("kvmprof_kcost_no_rip");
+    assert_eq!((sum(&s), rips(&s)), (want_sum, 0));
 }

@@ -68,10 +68,23 @@ pub struct ProbeOptions {
     pub slow: SlowCfg,
     /// Split each exit's time into on-CPU, runnable and asleep (sched_switch/sched_wakeup).
     pub sched: bool,
-    /// Test object only: parts of the exit path to leave out (`profiler_common::cut`), for
-    /// kvmprof-bench's breakdown of the in-kernel cost. 0 = none.
-    pub kcost_cut: u32,
 }
+
+/// The test object's in-kernel cost programs (kvmprof-bench): the whole exit path, its
+/// floor and empty baselines, a second copy of the whole (the harness's resolution), and the
+/// whole without one part each (`profiler_common::cut`).
+pub const KCOST_PROGRAMS: [&str; 10] = [
+    "kvmprof_kcost",
+    "kvmprof_kcost_again",
+    "kvmprof_kcost_empty",
+    "kvmprof_kcost_floor",
+    "kvmprof_kcost_no_account",
+    "kvmprof_kcost_no_hist",
+    "kvmprof_kcost_no_seq",
+    "kvmprof_kcost_no_min_max",
+    "kvmprof_kcost_no_counters",
+    "kvmprof_kcost_no_rip",
+];
 
 /// The slow-exit log's defaults: exits of 500 µs or more (a thirtieth of a 60 fps frame, and
 /// several times the slowest ordinary exits' p99.9), at most 1000 per CPU and second, HLT
@@ -127,7 +140,6 @@ impl Default for ProbeOptions {
             allow_concurrent: false,
             slow: SLOW_DEFAULT,
             sched: true,
-            kcost_cut: 0,
         }
     }
 }
@@ -322,9 +334,6 @@ impl Probe {
             .override_global("OFFSETS", &offsets, true)
             .override_global("EV_FIELDS", &ev_fields[..], true)
             .override_global("SLOW", &opts.slow, true);
-        if test_only {
-            loader.override_global("KCOST_CUT", &opts.kcost_cut, true);
-        }
         let sizes = table_sizes(opts.max_keys.max(1));
         for (map, n) in sizes {
             loader.map_max_entries(map, n);
@@ -363,14 +372,10 @@ impl Probe {
         let mut attached = Vec::new();
         let mut missing = Vec::new();
         if test_only {
-            for name in [
-                "kvmprof_test",
-                "kvmprof_empty",
-                "kvmprof_floor",
-                "kvmprof_kcost",
-                "kvmprof_kcost_empty",
-                "kvmprof_kcost_floor",
-            ] {
+            for name in ["kvmprof_test", "kvmprof_empty", "kvmprof_floor"]
+                .into_iter()
+                .chain(KCOST_PROGRAMS)
+            {
                 let prog: &mut RawTracePoint = program(&mut ebpf, name)?;
                 prog.load().map_err(|e| verifier(name, e))?;
                 attached.push(name);

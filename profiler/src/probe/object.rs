@@ -72,12 +72,11 @@ mod tests {
                 "kvmprof_empty_entry",
                 "kvmprof_empty_exit",
                 "kvmprof_floor",
-                "kvmprof_kcost",
-                "kvmprof_kcost_empty",
-                "kvmprof_kcost_floor",
                 "kvmprof_rejected",
                 "kvmprof_test",
             ]
+            .into_iter()
+            .chain(super::super::KCOST_PROGRAMS)
             .map(String::from),
         );
         want.sort();

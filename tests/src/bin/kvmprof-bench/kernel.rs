@@ -5,9 +5,9 @@
 use anyhow::Result;
 use kvmprof::probe::{
     testrun::{Event, OP_ENTRY, OP_EXIT},
-    Probe, ProbeOptions, Programs,
+    Probe, ProbeOptions, Programs, KCOST_PROGRAMS,
 };
-use profiler_common::{cut, SlowCfg, ISA_VMX};
+use profiler_common::{SlowCfg, ISA_VMX};
 
 use crate::{median, min_max, ns_per_run, r1, reps, test_probe, Json};
 
@@ -83,57 +83,62 @@ pub fn cost(json: &mut Json) -> Result<()> {
 /// The in-kernel cost through `kvmprof_kcost` (1 000 pairs a program run, so a run's own
 /// costs — the syscall, the run-time statistics' two clock reads — are shared instead of
 /// added to each exit and entry as they are in `cost`), and what each part of the path
-/// costs: the whole minus the whole with that part left out (the benchmark object's
-/// `KCOST_CUT`), all taking turns.
+/// costs: the whole minus the whole with that part left out (the test object's
+/// `kvmprof_kcost_no_*`), all taking turns on the same rows.
 pub fn cost_loop(json: &mut Json) -> Result<()> {
     let parts = [
         (
             "the statistics (row lookup and all below)",
-            cut::ACCOUNT,
+            "kvmprof_kcost_no_account",
             "kcost_part_ns_account",
         ),
-        ("the histogram", cut::HIST, "kcost_part_ns_hist"),
-        ("the sequence lock", cut::SEQ, "kcost_part_ns_seq"),
-        ("min/max", cut::MIN_MAX, "kcost_part_ns_min_max"),
+        (
+            "the histogram",
+            "kvmprof_kcost_no_hist",
+            "kcost_part_ns_hist",
+        ),
+        (
+            "the sequence lock",
+            "kvmprof_kcost_no_seq",
+            "kcost_part_ns_seq",
+        ),
+        (
+            "min/max",
+            "kvmprof_kcost_no_min_max",
+            "kcost_part_ns_min_max",
+        ),
         (
             "the exit/entry counters",
-            cut::COUNTERS,
+            "kvmprof_kcost_no_counters",
             "kcost_part_ns_counters",
         ),
-        ("the guest-RIP sample check", cut::RIP, "kcost_part_ns_rip"),
-        // The whole again: what two runs of one program differ by, this harness's resolution.
         (
-            "nothing (the same program again)",
-            0,
+            "the guest-RIP sample check",
+            "kvmprof_kcost_no_rip",
+            "kcost_part_ns_rip",
+        ),
+        // A second copy of the whole: what two programs doing the same differ by, this
+        // harness's resolution.
+        (
+            "nothing (a second copy of the whole)",
+            "kvmprof_kcost_again",
             "kcost_part_ns_control",
         ),
     ];
-    let load = |c: u32| {
-        Probe::load(&ProbeOptions {
-            programs: Programs::TestRun,
-            max_keys: 16384,
-            kcost_cut: c,
-            ..Default::default()
-        })
-    };
-    let whole = load(0)?;
-    let cuts = parts
-        .iter()
-        .map(|p| load(p.1))
-        .collect::<Result<Vec<_>, _>>()?;
+    let p = test_probe(16384)?;
     const PAIRS: u64 = 1000;
     // 20 runs of 1000 pairs each: the same 20 000 pairs as `cost`.
     let runs: Vec<Event> = (0..20).map(|c| [PAIRS, c * PAIRS, 0, 0, 0, 0, 0]).collect();
-    whole.test_run_program("kvmprof_kcost", &runs[..2])?;
-    for p in &cuts {
-        p.test_run_program("kvmprof_kcost", &runs[..2])?;
+    // Warm-up: every program once (the rows exist after the first).
+    for name in KCOST_PROGRAMS {
+        p.test_run_program(name, &runs[..2])?;
     }
     let mut progs = vec![
-        (&whole, "kvmprof_kcost"),
-        (&whole, "kvmprof_kcost_empty"),
-        (&whole, "kvmprof_kcost_floor"),
+        (&p, "kvmprof_kcost"),
+        (&p, "kvmprof_kcost_empty"),
+        (&p, "kvmprof_kcost_floor"),
     ];
-    progs.extend(cuts.iter().map(|p| (p, "kvmprof_kcost")));
+    progs.extend(parts.iter().map(|x| (&p, x.1)));
     let mut diffs = vec![Vec::new(); parts.len()];
     let (mut above, mut floor) = (Vec::new(), Vec::new());
     for _ in 0..reps() {
