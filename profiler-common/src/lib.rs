@@ -272,6 +272,9 @@ pub mod cut {
     pub const COUNTERS: u32 = 16;
     /// No guest-RIP sample check at the exit.
     pub const RIP: u32 = 32;
+    /// The slow-exit log as if off: no CPU id or RIP at the exit, no threshold check at the
+    /// entry.
+    pub const SLOW: u32 = 64;
 }
 
 pub mod counter {

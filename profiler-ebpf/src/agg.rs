@@ -201,7 +201,7 @@ pub fn on_exit_cut<const CUT: u32>(
     if CUT & cut::COUNTERS == 0 {
         bump(counter::EXITS);
     }
-    let cpu = if crate::slow_cfg().threshold_ns != 0 {
+    let cpu = if CUT & cut::SLOW == 0 && crate::slow_cfg().threshold_ns != 0 {
         cpu()
     } else {
         0
@@ -284,7 +284,9 @@ pub fn on_entry_cut<const CUT: u32>(tgid: u32, tid: u32, now: u64) -> bool {
         (0, 0)
     };
     p.off_ns = 0;
-    slow::check(p, tid, exit_ns, delta, wait, blocked);
+    if CUT & cut::SLOW == 0 {
+        slow::check(p, tid, exit_ns, delta, wait, blocked);
+    }
     if CUT & cut::ACCOUNT != 0 {
         return false;
     }

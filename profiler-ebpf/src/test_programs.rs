@@ -120,6 +120,7 @@ kcost_program!(kvmprof_kcost_no_seq, KCOST_FULL, cut::SEQ);
 kcost_program!(kvmprof_kcost_no_min_max, KCOST_FULL, cut::MIN_MAX);
 kcost_program!(kvmprof_kcost_no_counters, KCOST_FULL, cut::COUNTERS);
 kcost_program!(kvmprof_kcost_no_rip, KCOST_FULL, cut::RIP);
+kcost_program!(kvmprof_kcost_no_slow, KCOST_FULL, cut::SLOW);
 
 #[inline(always)]
 fn kcost<const CUT: u32>(ctx: &RawTracePointContext, mode: u64) -> u32 {
@@ -161,7 +162,7 @@ extern "C" fn kcost_pair<const CUT: u32>(k: u64, st: *mut c_void) -> i64 {
     st.acc ^= (a ^ b) as u64 ^ c;
     if st.mode == KCOST_FULL {
         let isa = profiler_common::ISA_VMX;
-        let slow_on = crate::slow_cfg().threshold_ns != 0;
+        let slow_on = CUT & cut::SLOW == 0 && crate::slow_cfg().threshold_ns != 0;
         let rip = ev::exit_rip_cut::<CUT>(tgid, isa, reason, t, slow_on, || Some(t));
         agg::on_exit_cut::<CUT>(tgid, tid, t, vcpu, isa, reason, rip);
     } else {

@@ -405,4 +405,12 @@ fn the_cost_loop_times_the_real_path_and_its_cuts_cut_only_their_part() {
     );
     let s = run("kvmprof_kcost_no_rip");
     assert_eq!((sum(&s), rips(&s)), (want_sum, 0));
+    // None of these exits is slow: without the log's work everything else is still done.
+    let s = run("kvmprof_kcost_no_slow");
+    assert_eq!(sum(&s), want_sum);
+    assert!(s
+        .stats
+        .values()
+        .all(|st| st.hist.total() == 2 && st.max_ns >= 700));
+    assert!(rips(&s) > 0);
 }

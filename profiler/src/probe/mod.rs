@@ -73,7 +73,7 @@ pub struct ProbeOptions {
 /// The test object's in-kernel cost programs (kvmprof-bench): the whole exit path, its
 /// floor and empty baselines, a second copy of the whole (the harness's resolution), and the
 /// whole without one part each (`profiler_common::cut`).
-pub const KCOST_PROGRAMS: [&str; 10] = [
+pub const KCOST_PROGRAMS: [&str; 11] = [
     "kvmprof_kcost",
     "kvmprof_kcost_again",
     "kvmprof_kcost_empty",
@@ -84,6 +84,7 @@ pub const KCOST_PROGRAMS: [&str; 10] = [
     "kvmprof_kcost_no_min_max",
     "kvmprof_kcost_no_counters",
     "kvmprof_kcost_no_rip",
+    "kvmprof_kcost_no_slow",
 ];
 
 /// The slow-exit log's defaults: exits of 500 µs or more (a thirtieth of a 60 fps frame, and

@@ -117,6 +117,11 @@ pub fn cost_loop(json: &mut Json) -> Result<()> {
             "kvmprof_kcost_no_rip",
             "kcost_part_ns_rip",
         ),
+        (
+            "the slow-exit log's work (on at its default threshold, no exit slow)",
+            "kvmprof_kcost_no_slow",
+            "kcost_part_ns_slow",
+        ),
         // A second copy of the whole: what two programs doing the same differ by, this
         // harness's resolution.
         (
