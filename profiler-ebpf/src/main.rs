@@ -195,8 +195,8 @@ fn kvm_exit_body(ctx: TracePointContext) -> u32 {
     KEEP
 }
 
-/// The entry reads nothing of its record: its vCPU is the pending exit's (a thread's exit and
-/// entry are of one KVM_RUN of one vCPU).
+// The entry reads nothing of its record: its vCPU is the pending exit's (a thread's exit and
+// entry are of one KVM_RUN of one vCPU).
 tracepoint_program!("tracepoint/kvm/kvm_entry", kvm_entry, kvm_entry_body);
 fn kvm_entry_body(ctx: TracePointContext) -> u32 {
     if offsets().valid == 0 {
