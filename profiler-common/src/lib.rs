@@ -255,7 +255,6 @@ pub const PSLOT_MASK: u32 = PSLOTS - 1;
 /// use instead of two fields of every slot (6 MiB).
 pub const SLOT_WORDS: u32 = PSLOTS / 8;
 
-/// Slots of the per-CPU `COUNTERS` array: everything the programs saw but could not account.
 /// Parts of the exit path a benchmark program leaves out (a mask: the test object's
 /// `kvmprof_kcost_no_*` programs), so that kvmprof-bench prices each part against the whole,
 /// taking turns. The programs users run leave out nothing.
@@ -277,6 +276,7 @@ pub mod cut {
     pub const SLOW: u32 = 64;
 }
 
+/// Slots of the per-CPU `COUNTERS` array: everything the programs saw but could not account.
 pub mod counter {
     /// kvm_entry on a thread with no pending exit (e.g. the first entry after attach).
     pub const ORPHAN_ENTRY: u32 = 0;
