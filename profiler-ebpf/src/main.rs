@@ -98,10 +98,11 @@ pub(crate) fn ids() -> (u32, u32) {
     ((id >> 32) as u32, id as u32)
 }
 
+/// The record's field at `off`, its failed reads counted (READ_ERROR).
 #[inline(always)]
-pub(crate) fn read_u32(ctx: &TracePointContext, off: u32) -> Option<u32> {
+pub(crate) fn read_field<T>(ctx: &TracePointContext, off: u32) -> Option<T> {
     // SAFETY: read_at uses bpf_probe_read on the record; a bad offset yields an error, not UB.
-    match unsafe { ctx.read_at::<u32>(off as usize) } {
+    match unsafe { ctx.read_at::<T>(off as usize) } {
         Ok(v) => Some(v),
         Err(_) => {
             agg::bump(counter::READ_ERROR);
@@ -144,7 +145,7 @@ impl Rec {
     #[inline(always)]
     pub(crate) fn u32_at(&self, ctx: &TracePointContext, off: u32) -> Option<u32> {
         if off + 4 > 64 {
-            return read_u32(ctx, off);
+            return read_field(ctx, off);
         }
         let w = self.0.get((off as usize >> 3) & 7).copied().unwrap_or(0);
         Some((w >> ((off & 4) * 8)) as u32)
@@ -153,14 +154,7 @@ impl Rec {
     #[inline(always)]
     pub(crate) fn u64_at(&self, ctx: &TracePointContext, off: u32) -> Option<u64> {
         if off + 8 > 64 {
-            // SAFETY: as in `read_u32`.
-            return match unsafe { ctx.read_at::<u64>(off as usize) } {
-                Ok(v) => Some(v),
-                Err(_) => {
-                    agg::bump(counter::READ_ERROR);
-                    None
-                }
-            };
+            return read_field(ctx, off);
         }
         self.0.get((off as usize >> 3) & 7).copied()
     }
@@ -220,8 +214,8 @@ fn kvm_userspace_exit_body(ctx: TracePointContext) -> u32 {
         return KEEP;
     }
     let (Some(reason), Some(errno)) = (
-        read_u32(&ctx, o.uexit_reason),
-        read_u32(&ctx, o.uexit_errno),
+        read_field::<u32>(&ctx, o.uexit_reason),
+        read_field::<u32>(&ctx, o.uexit_errno),
     ) else {
         return KEEP;
     };
@@ -242,7 +236,7 @@ tracepoint_program!(
     sys_enter_ioctl_body
 );
 fn sys_enter_ioctl_body(ctx: TracePointContext) -> u32 {
-    // SAFETY: see read_u32; cmd is an unsigned long in every kernel's sys_enter_ioctl record.
+    // SAFETY: see read_field; cmd is an unsigned long in every kernel's sys_enter_ioctl record.
     let Ok(cmd) = (unsafe { ctx.read_at::<u64>(IOCTL_CMD_OFFSET) }) else {
         return KEEP;
     };
