@@ -9,7 +9,7 @@ use kvmprof::probe::{
 };
 use profiler_common::{SlowCfg, ISA_VMX};
 
-use crate::{median, min_max, ns_per_run, r1, reps, test_probe, Json};
+use crate::{median, min_max, ns_per_run, r1, reps, spread, test_probe, Json};
 
 /// 8 VMs × 4 vCPUs × 8 reasons, repeated: rows already exist after the warm-up, as on a busy
 /// host.
@@ -55,27 +55,24 @@ pub fn cost(json: &mut Json) -> Result<()> {
         slow.push(2.0 * (full - off));
         runs.push((full, empty));
     }
-    let (lo, hi) = min_max(&above);
-    let (a, f) = (median(above.clone()), median(floor.clone()));
-    let (flo, fhi) = min_max(&floor);
+    let (a, lo, hi) = spread(
+        json,
+        crate::spread_keys!("kcost_pair_ns_above_empty_per_call"),
+        above,
+    );
+    let (f, flo, fhi) = spread(
+        json,
+        crate::spread_keys!("kcost_pair_ns_floor_per_call"),
+        floor,
+    );
     let (full, empty) = (
         median(runs.iter().map(|r| r.0).collect()),
         median(runs.iter().map(|r| r.1).collect()),
     );
     println!("| in-kernel cost per exit+entry pair above empty (per call: one program run per exit or entry) | {a:.1} ns | median of {} runs, the programs taking turns every 100 pairs (min {lo:.1}, max {hi:.1}); {full:.1} ns/run kvmprof vs {empty:.1} ns/run empty; goal ≤ 40 ns |", reps());
     println!("| floor: the same helper calls (thread ids, clock), no aggregation, above empty (per call) | {f:.1} ns | min {flo:.1}, max {fhi:.1}; kvmprof above the floor: {:.1} ns (goal ≤ 15 ns) |", a - f);
-    let (slo, shi) = min_max(&slow);
-    let s = median(slow);
+    let (s, slo, shi) = spread(json, crate::spread_keys!("kcost_pair_ns_slow_log"), slow);
     println!("| of which the slow-exit log at its default threshold (on vs off, same events) | {s:.1} ns | min {slo:.1}, max {shi:.1}; none of these exits is slow: the compare at the entry, the CPU id and the RIP at the exit |");
-    json.insert("kcost_pair_ns_slow_log", r1(s));
-    json.insert("kcost_pair_ns_slow_log_min", r1(slo));
-    json.insert("kcost_pair_ns_slow_log_max", r1(shi));
-    json.insert("kcost_pair_ns_above_empty_per_call", r1(a));
-    json.insert("kcost_pair_ns_above_empty_per_call_min", r1(lo));
-    json.insert("kcost_pair_ns_above_empty_per_call_max", r1(hi));
-    json.insert("kcost_pair_ns_floor_per_call", r1(f));
-    json.insert("kcost_pair_ns_floor_per_call_min", r1(flo));
-    json.insert("kcost_pair_ns_floor_per_call_max", r1(fhi));
     json.insert("kcost_runs", serde_json::json!(reps()));
     Ok(())
 }
@@ -157,17 +154,14 @@ pub fn cost_loop(json: &mut Json) -> Result<()> {
             d.push(ns[0] - n);
         }
     }
-    let (lo, hi) = min_max(&above);
-    let (flo, fhi) = min_max(&floor);
-    let (a, f) = (median(above), median(floor));
+    let (a, lo, hi) = spread(
+        json,
+        crate::spread_keys!("kcost_pair_ns_above_empty"),
+        above,
+    );
+    let (f, flo, fhi) = spread(json, crate::spread_keys!("kcost_pair_ns_floor"), floor);
     println!("| in-kernel cost per exit+entry pair above empty (cost loop) | {a:.1} ns | median of {} runs, {PAIRS} pairs a program run (bpf_loop), the programs taking turns (min {lo:.1}, max {hi:.1}); goal ≤ 40 ns |", reps());
     println!("| floor: the same helper calls (thread ids, clock), no aggregation, above empty (cost loop) | {f:.1} ns | min {flo:.1}, max {fhi:.1}; kvmprof above the floor: {:.1} ns (goal ≤ 15 ns) |", a - f);
-    json.insert("kcost_pair_ns_above_empty", r1(a));
-    json.insert("kcost_pair_ns_above_empty_min", r1(lo));
-    json.insert("kcost_pair_ns_above_empty_max", r1(hi));
-    json.insert("kcost_pair_ns_floor", r1(f));
-    json.insert("kcost_pair_ns_floor_min", r1(flo));
-    json.insert("kcost_pair_ns_floor_max", r1(fhi));
     json.insert("kcost_pair_ns_above_floor", r1(a - f));
     for ((what, _, key), d) in parts.iter().zip(diffs) {
         let (lo, hi) = min_max(&d);

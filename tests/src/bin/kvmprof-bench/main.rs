@@ -73,6 +73,25 @@ pub fn min_max(v: &[f64]) -> (f64, f64) {
     (min, max)
 }
 
+/// `key` and its `_min` and `_max` keys, for [`spread`].
+#[macro_export]
+macro_rules! spread_keys {
+    ($key:literal) => {
+        [$key, concat!($key, "_min"), concat!($key, "_max")]
+    };
+}
+
+/// The median of `v`, with its min and max, put in `json` under `keys` (median, min, max:
+/// [`spread_keys!`]).
+pub fn spread(json: &mut Json, keys: [&'static str; 3], v: Vec<f64>) -> (f64, f64, f64) {
+    let (lo, hi) = min_max(&v);
+    let m = median(v);
+    for (k, x) in keys.into_iter().zip([m, lo, hi]) {
+        json.insert(k, r1(x));
+    }
+    (m, lo, hi)
+}
+
 /// Round for JSON (one decimal).
 pub fn r1(v: f64) -> serde_json::Value {
     serde_json::json!((v * 10.0).round() / 10.0)
@@ -116,13 +135,7 @@ pub fn ns_per_run_interleaved(
 
 /// ns per run of `name` over `events`, from the kernel's BPF run-time statistics.
 pub fn ns_per_run(p: &Probe, name: &str, events: &[Event]) -> Result<f64> {
-    let (t0, c0) = prog_stats(p, name)?;
-    p.test_run_program(name, events)?;
-    let (t1, c1) = prog_stats(p, name)?;
-    if c1 == c0 {
-        bail!("no runs counted for {name}: BPF statistics are off (kernel < 5.8?)");
-    }
-    Ok((t1 - t0) as f64 / (c1 - c0) as f64)
+    Ok(ns_per_run_interleaved(&[(p, name)], events, events.len().max(1))?[0])
 }
 
 /// The test-run programs with room for `max_keys` rows.

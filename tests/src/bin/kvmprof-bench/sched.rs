@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use kvmprof::probe::{testrun::OP_EXIT, Probe, ProbeOptions, Programs};
 use profiler_common::ISA_VMX;
 
-use crate::{median, min_max, prog_stats, r1, reps, Json};
+use crate::{median, min_max, prog_stats, r1, reps, spread, Json};
 
 const PASSES: usize = 20_000;
 
@@ -96,15 +96,16 @@ pub fn cost(json: &mut Json) -> Result<()> {
         prog_idle.push((t1 - t0) as f64 / (c1 - c0).max(1) as f64);
         prog_vcpu.push((t2 - t1) as f64 / (c2 - c1).max(1) as f64);
     }
-    let (ilo, ihi) = min_max(&idle);
+    let (i, ilo, ihi) = spread(
+        json,
+        crate::spread_keys!("sched_switch_ns_added_no_vm"),
+        idle,
+    );
     let (vlo, vhi) = min_max(&vcpu);
-    let (b, i, v) = (median(base), median(idle), median(vcpu));
+    let (b, v) = (median(base), median(vcpu));
     let (pi, pv) = (median(prog_idle), median(prog_vcpu));
     println!("| context switch added by the scheduler split, no vCPU thread involved | {i:.1} ns | ping-pong on one CPU (the two threads' CPU time), {b:.0} ns a pass without kvmprof; median of {} alternating runs (min {ilo:.1}, max {ihi:.1}); sched_switch's own BPF run time {pi:.1} ns |", reps());
     println!("| context switch added, a vCPU thread with an exit in flight | {v:.1} ns | min {vlo:.1}, max {vhi:.1}; sched_switch's own BPF run time {pv:.1} ns (it reads the clock and writes the thread's slot) |");
-    json.insert("sched_switch_ns_added_no_vm", r1(i));
-    json.insert("sched_switch_ns_added_no_vm_min", r1(ilo));
-    json.insert("sched_switch_ns_added_no_vm_max", r1(ihi));
     json.insert("sched_switch_ns_added_vcpu", r1(v));
     json.insert("sched_switch_prog_ns_no_vm", r1(pi));
     json.insert("sched_switch_prog_ns_vcpu", r1(pv));
