@@ -31,6 +31,51 @@ impl<K, V> Default for ChunkMap<K, V> {
     }
 }
 
+/// Builds a map from pairs pushed in strictly ascending key order, a chunk at a time (no list
+/// of every pair first: at 40 960 keys that was one more copy of them all a refresh).
+pub struct Builder<K, V> {
+    chunks: Vec<Chunk<K, V>>,
+    /// The chunk being filled: never empty after the first push.
+    cur: Vec<(K, V)>,
+    len: usize,
+}
+
+impl<K: Ord + Copy, V> Builder<K, V> {
+    /// For about `n` pairs.
+    pub fn with_capacity(n: usize) -> Self {
+        Builder {
+            chunks: Vec::with_capacity(n.div_ceil(CHUNK)),
+            cur: Vec::with_capacity(CHUNK),
+            len: 0,
+        }
+    }
+
+    pub fn push(&mut self, k: K, v: V) {
+        debug_assert!(self.cur.last().is_none_or(|(last, _)| *last < k));
+        if self.cur.len() == CHUNK {
+            let full = std::mem::replace(&mut self.cur, Vec::with_capacity(CHUNK));
+            self.chunks.push(Arc::new(full));
+        }
+        self.cur.push((k, v));
+        self.len += 1;
+    }
+
+    /// The last pair pushed.
+    pub fn last_mut(&mut self) -> Option<&mut (K, V)> {
+        self.cur.last_mut()
+    }
+
+    pub fn finish(mut self) -> ChunkMap<K, V> {
+        if !self.cur.is_empty() {
+            self.chunks.push(Arc::new(self.cur));
+        }
+        ChunkMap {
+            chunks: self.chunks,
+            len: self.len,
+        }
+    }
+}
+
 impl<K: Ord + Copy, V> ChunkMap<K, V> {
     pub fn new() -> Self {
         Self::default()
@@ -38,18 +83,9 @@ impl<K: Ord + Copy, V> ChunkMap<K, V> {
 
     /// From pairs in strictly ascending key order (checked: a caller's bug, not input).
     pub fn from_sorted(pairs: Vec<(K, V)>) -> Self {
-        debug_assert!(pairs.windows(2).all(|w| w[0].0 < w[1].0));
-        let len = pairs.len();
-        let mut chunks = Vec::with_capacity(len.div_ceil(CHUNK));
-        let mut it = pairs.into_iter();
-        loop {
-            let c: Vec<(K, V)> = it.by_ref().take(CHUNK).collect();
-            if c.is_empty() {
-                break;
-            }
-            chunks.push(Arc::new(c));
-        }
-        ChunkMap { chunks, len }
+        let mut b = Builder::with_capacity(pairs.len());
+        pairs.into_iter().for_each(|(k, v)| b.push(k, v));
+        b.finish()
     }
 
     pub fn len(&self) -> usize {
@@ -86,6 +122,26 @@ impl<K: Ord + Copy, V> ChunkMap<K, V> {
             (ci, Ok(i)) => Some(&self.chunks[ci][i].1),
             _ => None,
         }
+    }
+
+    /// The value of `k`, for keys asked for in ascending order: `pos` (0 at first) is where
+    /// the last ask left off, so a walk over many keys costs one pass, not a search each.
+    pub fn seek(&self, pos: &mut u64, k: &K) -> Option<&V> {
+        let (mut c, mut i) = ((*pos >> 32) as usize, *pos as u32 as usize);
+        while let Some(ch) = self.chunks.get(c) {
+            if ch.last().is_none_or(|(last, _)| last < k) {
+                (c, i) = (c + 1, 0);
+                continue;
+            }
+            // The chunk's last key is not below `k`: the scan stops within it.
+            while ch[i].0 < *k {
+                i += 1;
+            }
+            *pos = (c as u64) << 32 | i as u64;
+            return (ch[i].0 == *k).then(|| &ch[i].1);
+        }
+        *pos = (c as u64) << 32;
+        None
     }
 
     pub fn contains_key(&self, k: &K) -> bool {
@@ -307,6 +363,24 @@ mod tests {
         for (sm, sb) in &snaps {
             assert!(sm.iter().map(|(k, v)| (*k, *v)).eq(sb.clone()));
         }
+    }
+
+    /// An ascending walk of present and absent keys finds what `get` finds, across chunks
+    /// of every size an edited map has (split, shrunk).
+    #[test]
+    fn seeking_in_ascending_order_finds_what_get_finds() {
+        let mut m = ChunkMap::from_sorted((0..2000u32).step_by(3).map(|i| (i, i)).collect());
+        for i in (0..2000).step_by(7) {
+            m.remove(&i);
+            m.insert(i + 1, i);
+        }
+        for stride in [1, 2, 5, 40, 97] {
+            let mut pos = 0;
+            for k in (0..2100u32).step_by(stride) {
+                assert_eq!(m.seek(&mut pos, &k), m.get(&k), "key {k}, stride {stride}");
+            }
+        }
+        assert_eq!(ChunkMap::<u32, u32>::new().seek(&mut 0, &5), None);
     }
 
     #[test]

@@ -56,6 +56,12 @@ pub trait KeyMap<V> {
     fn find(&self, k: &Key) -> Option<&V>;
     fn walk<'a>(&'a self) -> Box<dyn Iterator<Item = (&'a Key, &'a V)> + 'a>;
     fn drop_key(&mut self, k: &Key);
+    /// The value of `k`, for keys asked for in ascending order from one `pos` (0 at first);
+    /// a map without a cheaper way looks `k` up.
+    fn seek(&self, pos: &mut u64, k: &Key) -> Option<&V> {
+        let _ = pos;
+        self.find(k)
+    }
 }
 
 impl<V> KeyMap<V> for BTreeMap<Key, V> {
@@ -79,6 +85,9 @@ impl<V: Clone> KeyMap<V> for crate::chunk_map::ChunkMap<Key, V> {
     }
     fn drop_key(&mut self, k: &Key) {
         self.remove(k);
+    }
+    fn seek(&self, pos: &mut u64, k: &Key) -> Option<&V> {
+        crate::chunk_map::ChunkMap::seek(self, pos, k)
     }
 }
 

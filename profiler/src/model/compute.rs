@@ -334,19 +334,19 @@ pub(super) fn names_source(names: &ExitNames) -> String {
 }
 
 /// A cursor over a sorted map for keys looked up in ascending order.
-pub(super) struct Seek<'a, V: 'a>(
-    pub std::iter::Peekable<Box<dyn Iterator<Item = (&'a Key, &'a V)> + 'a>>,
-);
+pub(super) struct Seek<'a, V: 'a> {
+    map: &'a dyn crate::sample::KeyMap<V>,
+    pos: u64,
+}
 
 impl<'a, V: 'a> Seek<'a, V> {
     pub(super) fn new(map: &'a dyn crate::sample::KeyMap<V>) -> Self {
-        Seek(map.walk().peekable())
+        Seek { map, pos: 0 }
     }
 
     /// The value of `k`; keys must be asked for in ascending order.
     pub(super) fn seek(&mut self, k: &Key) -> Option<&'a V> {
-        while self.0.next_if(|(a, _)| *a < k).is_some() {}
-        self.0.peek().filter(|(a, _)| *a == k).map(|(_, v)| *v)
+        self.map.seek(&mut self.pos, k)
     }
 }
 

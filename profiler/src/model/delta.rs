@@ -229,6 +229,10 @@ pub(super) struct Agg {
     accs: Vec<Acc>,
     /// Zeroed accumulators, kept for their arrays.
     spare: Vec<Acc>,
+    /// The position after the last key found: rows come in key order, so a vCPU's reasons
+    /// are asked for in `keys` order and the next key is usually there (or at 0, the next
+    /// vCPU's first reason).
+    next: usize,
 }
 
 /// One sum: its numbers (`d.hist` stays empty) and its histogram, dense.
@@ -309,7 +313,15 @@ impl Agg {
 
     /// The position of `k`'s sum, made zero if new.
     fn index(&mut self, k: (u32, u32)) -> usize {
-        match self.keys.binary_search(&pack(k)) {
+        let p = pack(k);
+        let hint = match self.keys.get(self.next) {
+            Some(&h) if h == p => Some(self.next),
+            _ if self.keys.first() == Some(&p) => Some(0),
+            _ => None,
+        };
+        let found = hint.map_or_else(|| self.keys.binary_search(&p), Ok);
+        self.next = found.map_or(0, |i| i + 1);
+        match found {
             Ok(i) => i,
             Err(i) => {
                 let acc = self.spare.pop().unwrap_or_else(|| Acc {
@@ -317,7 +329,7 @@ impl Agg {
                     dense: Box::new([0; hist::BUCKETS]),
                     octs: 0,
                 });
-                self.keys.insert(i, pack(k));
+                self.keys.insert(i, p);
                 self.accs.insert(i, acc);
                 i
             }
