@@ -96,13 +96,14 @@ impl Row {
         _pad: 0,
     };
 
-    /// The link nibble of octave `o` (0 when out of range).
-    #[inline(always)]
-    pub fn link_of(&self, o: usize) -> u8 {
-        match self.link.get(o / 2) {
-            Some(b) => (b >> ((o & 1) * 4)) & 0xf,
-            None => 0,
-        }
+    /// (octave, link nibble) of the octaves with one, lowest first: what a reader walks
+    /// instead of every octave's nibble (a row uses a few octaves of 35).
+    pub fn links(&self) -> impl Iterator<Item = (usize, u8)> + '_ {
+        let bytes = self.link.iter().enumerate().filter(|(_, &b)| b != 0);
+        bytes.flat_map(|(i, &b)| {
+            let pair = [(2 * i, b & 0xf), (2 * i + 1, b >> 4)].into_iter();
+            pair.filter(|&(o, l)| l != 0 && o < hist::ROWS)
+        })
     }
 }
 
@@ -402,4 +403,33 @@ mod pod {
     unsafe impl aya::Pod for super::ev::EvValue {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ev::FieldSpec {}
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::vec::Vec;
+
+    use super::*;
+
+    /// `links` gives what reading every octave's nibble gives, skipping the empty ones.
+    #[test]
+    fn links_are_every_octaves_nonzero_nibble_in_order() {
+        let mut row = Row::ZERO;
+        let nibble = |row: &Row, o: usize| (row.link[o / 2] >> ((o & 1) * 4)) & 0xf;
+        for (step, o) in [0usize, 1, 6, 7, 20, 33, 34].into_iter().enumerate() {
+            let v = if step == 3 {
+                LINK_OVERFLOW
+            } else {
+                step as u8 + 1
+            };
+            row.link[o / 2] |= v << ((o & 1) * 4);
+            let every: Vec<(usize, u8)> = (0..hist::ROWS)
+                .map(|o| (o, nibble(&row, o)))
+                .filter(|&(_, l)| l != 0)
+                .collect();
+            assert_eq!(row.links().collect::<Vec<_>>(), every);
+        }
+        assert_eq!(row.links().count(), 7);
+    }
 }

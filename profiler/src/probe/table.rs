@@ -10,7 +10,7 @@ use profiler_common::{hist, Oct, OverflowKey, Row, LINKS, LINK_OVERFLOW};
 
 use super::mapped::Mapped;
 use crate::{
-    chunk_map::ChunkMap,
+    chunk_map::{Builder, ChunkMap},
     sample::{Changed, Hist, Key, Stat},
 };
 
@@ -120,7 +120,7 @@ impl Table {
                 o.sort_unstable();
                 o
             });
-            let mut all: Vec<(Key, Stat)> = Vec::with_capacity(order.len());
+            let mut all = Builder::with_capacity(order.len());
             for (n, &(k, i)) in order.iter().enumerate() {
                 let Some(d) = &mut cache[i as usize] else {
                     continue;
@@ -130,8 +130,9 @@ impl Table {
                 if !shared {
                     // The key's only row: a fresh decode moves into the map, an unchanged one
                     // is copied from the map that holds it.
-                    let st = d.stat.take().or_else(|| self.stats.get(&k).cloned());
-                    all.extend(st.map(|st| (k, st)));
+                    if let Some(st) = d.stat.take().or_else(|| self.stats.get(&k).cloned()) {
+                        all.push(k, st);
+                    }
                     continue;
                 }
                 let Some(st) = &d.stat else {
@@ -139,19 +140,19 @@ impl Table {
                 };
                 match all.last_mut() {
                     Some((lk, sum)) if *lk == k => sum.merge(st),
-                    _ => all.push((k, st.clone())),
+                    _ => all.push(k, st.clone()),
                 }
             }
+            let all = all.finish();
             // What changed: every key now and every key before (those that went), in order
             // (a superset), merged instead of sorting the moved keys.
             let mut keys = Vec::with_capacity(all.len());
-            let now = all.iter().map(|(k, _)| k);
             if same_keys && all.len() == self.stats.len() {
-                keys.extend(now);
+                keys.extend(all.keys());
             } else {
-                crate::sample::union_sorted(now, self.stats.keys(), &mut keys);
+                crate::sample::union_sorted(all.keys(), self.stats.keys(), &mut keys);
             }
-            self.stats = ChunkMap::from_sorted(all);
+            self.stats = all;
             self.stale.clear();
             self.changed.append(&mut keys);
             return;
@@ -351,14 +352,13 @@ impl Table {
             // hash is a syscall, so a row with an octave there takes the path below.
             self.scratch.clear();
             let mut spills = false;
-            for o in 0..hist::ROWS {
-                let l = row.link_of(o);
+            for (o, l) in row.links() {
                 if l == LINK_OVERFLOW {
                     spills = true;
                     break;
                 }
                 let l = l as usize;
-                if l == 0 || l > LINKS {
+                if l > LINKS {
                     continue;
                 }
                 let oct = self.octs.get(row.oct[l - 1] as usize).unwrap_or_default();
@@ -424,9 +424,8 @@ pub fn stat_of(
 ) -> Stat {
     buckets.clear();
     // Octaves with counts, lowest first: each is linked or in the overflow hash, not both.
-    for o in 0..hist::ROWS {
-        let oct = match row.link_of(o) {
-            0 => continue,
+    for (o, l) in row.links() {
+        let oct = match l {
             LINK_OVERFLOW => match overflow(OverflowKey {
                 row: idx,
                 oct: o as u32,
