@@ -162,7 +162,7 @@ fn pending_of(tid: u32, claim: bool) -> Option<&'static mut Pending> {
 /// flight, kept for the slow-exit log; the last one before the entry wins.
 #[inline(always)]
 pub fn note_detail(tid: u32, kind: u16, flags: u16, a: u64) {
-    if crate::slow_cfg().threshold_ns == 0 {
+    if crate::slow_threshold() == 0 {
         return;
     }
     if let Some(p) = pending_of(tid, false) {
@@ -201,7 +201,7 @@ pub fn on_exit_cut<const CUT: u32>(
     if CUT & cut::COUNTERS == 0 {
         bump(counter::EXITS);
     }
-    let cpu = if CUT & cut::SLOW == 0 && crate::slow_cfg().threshold_ns != 0 {
+    let cpu = if CUT & cut::SLOW == 0 && crate::slow_threshold() != 0 {
         cpu()
     } else {
         0

@@ -86,6 +86,14 @@ pub(crate) fn slow_cfg() -> SlowCfg {
     unsafe { core::ptr::read_volatile(&SLOW) }
 }
 
+/// `SLOW.threshold_ns` alone, 0 while the slow-exit log is off: one load where the whole
+/// settings are three (every exit and entry asks).
+#[inline(always)]
+pub(crate) fn slow_threshold() -> u64 {
+    // SAFETY: as for `offsets`.
+    unsafe { core::ptr::read_volatile(core::ptr::addr_of!(SLOW.threshold_ns)) }
+}
+
 #[inline(always)]
 pub(crate) fn now() -> u64 {
     // SAFETY: bpf_ktime_get_ns has no preconditions; it is `unsafe` only as an FFI helper.
@@ -178,7 +186,7 @@ fn kvm_exit_body(ctx: TracePointContext) -> u32 {
     };
     let (tgid, tid) = ids();
     let t = now();
-    let rip = ev::exit_rip(tgid, isa, reason, t, slow_cfg().threshold_ns != 0, || {
+    let rip = ev::exit_rip(tgid, isa, reason, t, slow_threshold() != 0, || {
         if o.exit_rip == 0 {
             return None;
         }

@@ -28,10 +28,11 @@ const SVM_HLT: u32 = 0x78;
 /// which exited at `exit_ns` and took `took` ns, `wait` of them runnable and `blocked` asleep.
 #[inline(always)]
 pub fn check(p: &Pending, tid: u32, exit_ns: u64, took: u64, wait: u64, blocked: u64) {
-    let cfg = crate::slow_cfg();
-    if cfg.threshold_ns == 0 || took < cfg.threshold_ns {
+    let threshold = crate::slow_threshold();
+    if threshold == 0 || took < threshold {
         return;
     }
+    let cfg = crate::slow_cfg();
     let hlt = (p.isa == ISA_VMX && p.reason & 0xffff == VMX_HLT)
         || (p.isa == ISA_SVM && p.reason == SVM_HLT);
     if hlt && cfg.with_hlt == 0 {

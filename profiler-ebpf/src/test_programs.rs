@@ -39,16 +39,14 @@ pub fn kvmprof_test(ctx: RawTracePointContext) -> u32 {
         // (kvm_exit reads them with one call), as `vcpu` here.
         0 => {
             let (tgid, isa, reason) = (tgid as u32, isa as u32, reason as u32);
-            let slow_on = crate::slow_cfg().threshold_ns != 0;
+            let slow_on = crate::slow_threshold() != 0;
             let rip = ev::exit_rip(tgid, isa, reason, now, slow_on, || Some(vcpu));
             agg::on_exit(tgid, tid as u32, now, vcpu as u32, isa, reason, rip)
         }
         // An exit at guest RIP `isa`, of (isa, reason) = `reason`'s (high, low) halves.
         5 => {
             let (tgid, i, r) = (tgid as u32, (reason >> 32) as u32, reason as u32);
-            let rip = ev::exit_rip(tgid, i, r, now, crate::slow_cfg().threshold_ns != 0, || {
-                Some(isa)
-            });
+            let rip = ev::exit_rip(tgid, i, r, now, crate::slow_threshold() != 0, || Some(isa));
             agg::on_exit(tgid, tid as u32, now, vcpu as u32, i, r, rip)
         }
         6 => agg::note_detail(tid as u32, now as u16, vcpu as u16, isa),
@@ -162,7 +160,7 @@ extern "C" fn kcost_pair<const CUT: u32>(k: u64, st: *mut c_void) -> i64 {
     st.acc ^= (a ^ b) as u64 ^ c;
     if st.mode == KCOST_FULL {
         let isa = profiler_common::ISA_VMX;
-        let slow_on = CUT & cut::SLOW == 0 && crate::slow_cfg().threshold_ns != 0;
+        let slow_on = CUT & cut::SLOW == 0 && crate::slow_threshold() != 0;
         let rip = ev::exit_rip_cut::<CUT>(tgid, isa, reason, t, slow_on, || Some(t));
         agg::on_exit_cut::<CUT>(tgid, tid, t, vcpu, isa, reason, rip);
     } else {
