@@ -71,7 +71,7 @@ pub(crate) const KEEP: u32 = 1;
 const KVM_RUN: u64 = 0xae80;
 /// Offset of `cmd` in syscalls:sys_enter_ioctl (stable since the syscall tracepoints exist:
 /// common header 8, __syscall_nr 4 + pad 4, fd 8, cmd 8).
-const IOCTL_CMD_OFFSET: usize = 24;
+const IOCTL_CMD_OFFSET: u32 = 24;
 
 #[inline(always)]
 pub(crate) fn offsets() -> Offsets {
@@ -244,8 +244,8 @@ tracepoint_program!(
     sys_enter_ioctl_body
 );
 fn sys_enter_ioctl_body(ctx: TracePointContext) -> u32 {
-    // SAFETY: see read_field; cmd is an unsigned long in every kernel's sys_enter_ioctl record.
-    let Ok(cmd) = (unsafe { ctx.read_at::<u64>(IOCTL_CMD_OFFSET) }) else {
+    // cmd is an unsigned long in every kernel's sys_enter_ioctl record.
+    let Some(cmd) = read_field::<u64>(&ctx, IOCTL_CMD_OFFSET) else {
         return KEEP;
     };
     if cmd as u32 != KVM_RUN as u32 {
