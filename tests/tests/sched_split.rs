@@ -255,10 +255,16 @@ fn the_real_scheduler_splits_a_threads_exit_as_its_schedstat_does() {
         slept.blocked_ns / US,
         slept.wait_ns / US
     );
+    // Asleep from the switch-out to the wake-up: the 30 ms less the time between the nanosleep
+    // call and its switch-out, µs normally. One run in ~25 under a full test suite showed less
+    // than 29.8 ms (value not kept): a preemption there (counted runnable) or this VM's vCPU
+    // stalled there (counted on a CPU, as tests/tests/real_kvm_sched.rs sees under TCG) is
+    // what the kernel's own view allows. A split that loses the sleep shows little of it.
     assert!(
-        slept.blocked_ns >= 30 * MS - 200 * US && slept.blocked_ns <= slept.sum_ns,
-        "asleep {} ns of a 30 ms sleep (took {})",
+        slept.blocked_ns >= 25 * MS && slept.blocked_ns + slept.wait_ns <= slept.sum_ns,
+        "asleep {} ns and runnable {} ns of a 30 ms sleep (took {})",
         slept.blocked_ns,
+        slept.wait_ns,
         slept.sum_ns
     );
     let spun = stat(&s, 0, ISA_VMX, 31);
