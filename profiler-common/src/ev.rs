@@ -67,6 +67,20 @@ pub struct EvKey {
     pub a: u64,
 }
 
+/// A slot of the kernel's RIPS array: a sampled guest RIP's key (kind GUEST_RIP) and how many
+/// exits were sampled there. The key is written before the slot is published in RIP_INDEX and
+/// the count only after; a free slot is all zero. Mapped by userspace, which reads the slots
+/// with a count.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RipSlot {
+    pub key: EvKey,
+    pub count: u64,
+}
+
+/// Entries of RIPS (and of RIP_INDEX and FREE_RIPS).
+pub const RIP_SLOTS: u32 = 4096;
+
 /// Key of the kernel's EVIDENCE map: an [`EvKey`] per thread that bumped it. Each key then
 /// has one writer (a thread runs on one CPU at a time and programs do not nest on a CPU), so
 /// plain adds are exact without atomic instructions, which stable Rust does not offer on the
@@ -92,7 +106,6 @@ pub struct NewKey {
 }
 
 pub const NEW_KEY_EVIDENCE: u32 = 0;
-pub const NEW_KEY_RIPS: u32 = 1;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -37,6 +37,7 @@ pub const FILL_CHUNK: u32 = 32;
 pub const FILL_ROWS: u64 = 0;
 pub const FILL_OCTS: u64 = 1;
 pub const FILL_VCTX: u64 = 2;
+pub const FILL_RIPS: u64 = 3;
 
 /// One exit-table row: the handling times of one [`StatKey`], in the shared, mmappable `ROWS`
 /// array (not per CPU: a row costs the same on every host). A row has one writer at a time
@@ -295,7 +296,8 @@ pub mod counter {
     pub const ENTRIES: u32 = 6;
     /// Number of kvm_userspace_exit events seen.
     pub const USERSPACE_EXITS: u32 = 7;
-    /// The evidence map was full: a sub-reason event was counted nowhere.
+    /// The evidence map was full (a sub-reason event was counted nowhere), or RIPS had no free
+    /// slot (a sampled guest RIP was counted nowhere).
     pub const EVIDENCE_FULL: u32 = 8;
     /// The octave pool and the overflow hash were full: an exit was counted but is missing
     /// from its histogram.
@@ -319,7 +321,7 @@ pub mod counter {
     /// while none, the sampler does not read that hash.
     pub const PENDING_USED: u32 = EV_RUNS + crate::ev::PROGRAMS.len() as u32;
     pub const UPENDING_USED: u32 = PENDING_USED + 1;
-    /// Keys added to EVIDENCE or RIPS that the `NEW_KEYS` ring had no room for: while this
+    /// Keys added to EVIDENCE that the `NEW_KEYS` ring had no room for: while this
     /// stands still, the keys the sampler read plus those the ring told it of are all there
     /// are, and it looks them up one by one instead of walking every bucket of the maps
     /// (32 768 in EVIDENCE) each refresh.
@@ -399,6 +401,8 @@ mod pod {
     unsafe impl aya::Pod for super::ev::EvKey {}
     // SAFETY: as above (24 bytes: u32, u32, then an EvKey).
     unsafe impl aya::Pod for super::ev::ThreadEvKey {}
+    // SAFETY: as above (24 bytes: an EvKey, then a u64).
+    unsafe impl aya::Pod for super::ev::RipSlot {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ev::EvValue {}
     // SAFETY: as above.

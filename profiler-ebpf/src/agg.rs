@@ -16,8 +16,8 @@ use aya_ebpf::{
 };
 use profiler_common::{
     counter, cut, hist, reason_index, Oct, OverflowKey, Pending, Row, StatKey, FILL_CHUNK,
-    FILL_OCTS, FILL_ROWS, FILL_VCTX, ISA_USERSPACE, LINKS, LINK_OVERFLOW, OTHER_REASON, PSLOTS,
-    PSLOT_MASK, REASON_SLOTS, SLOT_WORDS,
+    FILL_OCTS, FILL_RIPS, FILL_ROWS, FILL_VCTX, ISA_USERSPACE, LINKS, LINK_OVERFLOW, OTHER_REASON,
+    PSLOTS, PSLOT_MASK, REASON_SLOTS, SLOT_WORDS,
 };
 
 use crate::slow;
@@ -557,7 +557,7 @@ fn new_row(key: &StatKey) -> Option<(u32, &'static mut Row)> {
 }
 
 /// `kvmprof_fill`'s work: pushes `start..start + n` (`n` ≤ FILL_CHUNK) onto free list `list`
-/// (FILL_ROWS, FILL_OCTS, FILL_VCTX); returns how many it pushed. Run at load by userspace
+/// (FILL_ROWS, FILL_OCTS, FILL_VCTX, FILL_RIPS); returns how many it pushed. Run at load by userspace
 /// through BPF_PROG_TEST_RUN: one syscall per FILL_CHUNK indexes instead of one per index
 /// (~66 000 at the default --max-keys, 0.7 s of kvmprof's start under an emulated CPU).
 #[inline(always)]
@@ -568,6 +568,7 @@ pub fn fill(list: u64, start: u64, n: u64) -> u32 {
         FILL_ROWS => push_range(&FREE_ROWS, start, n),
         FILL_OCTS => push_range(&FREE_OCTS, start, n),
         FILL_VCTX => push_range(&FREE_VCTX, start, n),
+        FILL_RIPS => push_range(&crate::ev::FREE_RIPS, start, n),
         _ => 0,
     }
 }

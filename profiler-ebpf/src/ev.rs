@@ -2,14 +2,14 @@
 //! format, in EV_FIELDS) and bumps one counter keyed by (VM, kind, flags, a) and thread.
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_NOEXIST},
     macros::map,
-    maps::{HashMap, LruHashMap, RingBuf},
+    maps::{Array, HashMap, Queue, RingBuf},
     programs::TracePointContext,
 };
 use profiler_common::{
     counter,
-    ev::{self, f, EvKey, EvValue, FieldSpec, ThreadEvKey},
+    ev::{self, f, EvKey, EvValue, FieldSpec, RipSlot, ThreadEvKey},
     Offsets, ISA_SVM, ISA_VMX,
 };
 
@@ -41,11 +41,22 @@ macro_rules! ev_program {
     };
 }
 
-/// Sampled guest RIPs per (VM, reason): kind GUEST_RIP keys, a count each. Shared, not per
-/// CPU (its size does not grow with the host); LRU, so a guest with more RIPs than fit keeps
-/// the busy ones. Two CPUs bumping one key at once may lose one sample: it is a sample.
+/// Sampled guest RIPs per (VM, reason): kind GUEST_RIP keys with a count each, in a shared,
+/// mappable array that the sampler scans (walking a full hash of them cost ~1 ms a refresh,
+/// the kernel copying each bucket out apart). Shared, not per CPU (its size does not grow with
+/// the host). Two CPUs bumping one slot at once may lose one sample: it is a sample.
 #[map]
-static RIPS: LruHashMap<EvKey, u64> = LruHashMap::with_max_entries(4096, 0);
+static RIPS: Array<RipSlot> = Array::with_max_entries(ev::RIP_SLOTS, BPF_F_MMAPABLE);
+
+/// The RIPS slot of each key in use.
+#[map]
+static RIP_INDEX: HashMap<EvKey, u32> = HashMap::with_max_entries(ev::RIP_SLOTS, BPF_F_NO_PREALLOC);
+
+/// Free RIPS slots, zeroed: filled at load; userspace gives back those of exited VMs and, when
+/// few are left, the ones sampled least lately (so a guest with more RIPs than fit keeps the
+/// busy ones, as an LRU hash did).
+#[map]
+pub(crate) static FREE_RIPS: Queue<u32> = Queue::with_max_entries(ev::RIP_SLOTS, 0);
 
 /// Counts one sampled exit at guest `rip` for (VM `tgid`, `flags` = `ev::rip_flags`).
 #[inline(always)]
@@ -56,18 +67,50 @@ pub fn rip(tgid: u32, flags: u16, rip: u64) {
         flags,
         a: rip,
     };
-    if let Some(v) = RIPS.get_ptr_mut(&key) {
-        // SAFETY: pointer to a live map value; a racing bump on another CPU may be lost.
-        unsafe { *v += 1 };
+    if let Some(s) = rip_slot(&key) {
+        s.count += 1;
         return;
     }
-    if RIPS.insert(&key, &1, 0).is_ok() {
-        // (An LRU insert may also push out another key: the sampler's lookup finds it gone.)
-        log_new_key(ev::NEW_KEY_RIPS, 0, key);
+    let Some(s) = FREE_RIPS.pop().ok().flatten().and_then(|i| {
+        let s = RIPS.get_ptr_mut(i)?;
+        Some((i, s))
+    }) else {
+        agg::bump(counter::EVIDENCE_FULL);
+        return;
+    };
+    let (i, s) = s;
+    // SAFETY: a live RIPS element, off the free list: no one else writes it until published.
+    let s = unsafe { &mut *s };
+    // The key first, the count once published: a reader takes only slots with a count.
+    // SAFETY (both writes): `s` is a valid, exclusive reference.
+    unsafe { core::ptr::write_volatile(&mut s.key, key) };
+    if RIP_INDEX.insert(&key, &i, BPF_NOEXIST as u64).is_ok() {
+        s.count += 1;
+        return;
+    }
+    // Another CPU published the key meanwhile (or the index is full): give the slot back.
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile(&mut s.key, EvKey::default()) };
+    let _ = FREE_RIPS.push(&i, 0);
+    match rip_slot(&key) {
+        Some(s) => s.count += 1,
+        None => {
+            agg::bump(counter::EVIDENCE_FULL);
+        }
     }
 }
 
-/// Keys added to EVIDENCE and RIPS, for the sampler (see `counter::KEYS_UNLOGGED`): 40 B
+/// The published RIPS slot of `key`.
+#[inline(always)]
+fn rip_slot(key: &EvKey) -> Option<&'static mut RipSlot> {
+    // SAFETY: the index is copied out at once; a concurrent delete (userspace freeing the
+    // slot) cannot free it under us within this program run (RCU).
+    let i = unsafe { RIP_INDEX.get(key) }.copied()?;
+    // SAFETY: a live RIPS element; a racing bump may be lost (see RIPS).
+    RIPS.get_ptr_mut(i).map(|s| unsafe { &mut *s })
+}
+
+/// Keys added to EVIDENCE, for the sampler (see `counter::KEYS_UNLOGGED`): 40 B
 /// each with the ring's header, ~1 600 new keys between two refreshes before one is missed.
 #[map]
 static NEW_KEYS: RingBuf = RingBuf::with_byte_size(64 * 1024, 0);

@@ -100,9 +100,10 @@ fn count_of(s: &kvmprof::sample::Sample, kind: u16, a: u64) -> u64 {
         .sum()
 }
 
-/// The sampler reads EVIDENCE and RIPS key by key while the kernel has told it of every key
-/// it added (the NEW_KEYS ring), and walks the maps again when the ring overflowed: each
-/// sample holds every key with its exact count either way, and keys of a forgotten VM go.
+/// The sampler reads EVIDENCE key by key while the kernel has told it of every key it added
+/// (the NEW_KEYS ring), and walks the map again when the ring overflowed; sampled RIPs come
+/// from their mapped slots: each sample holds every key with its exact count either way, and
+/// keys of a forgotten VM go.
 #[test]
 fn new_keys_are_read_without_walking_the_maps() {
     if !common::privileged("new_keys_are_read_without_walking_the_maps") {
@@ -156,13 +157,23 @@ fn new_keys_are_read_without_walking_the_maps() {
         "sampled RIPs lost or doubled"
     );
     assert_eq!(
-        p.evidence_reads().map(|(w, _)| w),
-        walked.map(|(w, _)| w),
-        "the sampler walked a map although the kernel told it of every new key"
+        p.evidence_reads().0,
+        walked.0,
+        "the sampler walked EVIDENCE although the kernel told it of every new key"
     );
-    assert!(p.evidence_reads().iter().all(|(_, l)| *l >= 2));
-    // A forgotten VM's keys leave the sample (its lookups find them gone).
+    assert!(p.evidence_reads().1 >= 2);
+    // A forgotten VM's keys leave the sample (its lookups find them gone, its RIP slots are
+    // given back).
+    let rip_keys = (s2.evidence.keys())
+        .filter(|k| k.kind == ev::GUEST_RIP && k.tgid == VM as u32)
+        .count() as u64;
+    assert!(rip_keys >= 1);
     p.forget(&[VM as u32]).expect("forget");
+    assert_eq!(
+        p.rip_slots_freed(),
+        rip_keys,
+        "the VM's RIP slots given back"
+    );
     let s = p.sample().expect("sample after forget");
     assert_eq!(count_of(&s, ev::MSR_WRITE, 0x4000_0004), 0);
     assert_eq!(count_of(&s, ev::GUEST_RIP, 0x1000), 0);
@@ -172,11 +183,84 @@ fn new_keys_are_read_without_walking_the_maps() {
     p.test_run(&many).expect("BPF_PROG_TEST_RUN");
     let s = p.sample().expect("sample");
     assert!(
-        p.evidence_reads()[0].0 > walked[0].0,
+        p.evidence_reads().0 > walked.0,
         "no walk after the ring overflowed"
     );
     let found = (0..2_000u64)
         .filter(|m| count_of(&s, ev::MSR_WRITE, 0x10_0000 + m) == 1)
         .count();
     assert_eq!(found, 2_000, "keys missing after the ring overflowed");
+}
+
+/// Sampled exits at `rips` (one each, a sampled time each) of VM `VM`, in test runs.
+fn sample_rips(p: &kvmprof::probe::Probe, t: &mut u64, rips: impl Iterator<Item = u64>) {
+    let mut events: Vec<Event> = Vec::new();
+    for rip in rips {
+        *t += 977;
+        while !ev::rip_sampled(*t) {
+            *t += 977;
+        }
+        let reason = (profiler_common::ISA_SVM as u64) << 32 | 0x7b;
+        events.push([5, VM, 300, *t, 0, rip, reason]);
+        events.push([1, VM, 300, *t + 500, 0, 0, 0]);
+        if events.len() >= 400 {
+            p.test_run(&events).expect("BPF_PROG_TEST_RUN");
+            events.clear();
+        }
+    }
+    p.test_run(&events).expect("BPF_PROG_TEST_RUN");
+}
+
+/// The sampled RIPs' slots (4 096): while more than an eighth are free every key has one; past
+/// that the sampler gives back the ones counted least lately, down to a quarter free, so the
+/// busy RIPs stay and new ones find room (as the LRU hash this replaced pushed out cold keys).
+#[test]
+fn the_coldest_rip_slots_are_given_back_when_few_are_free() {
+    if !common::privileged("the_coldest_rip_slots_are_given_back_when_few_are_free") {
+        return;
+    }
+    let p = test_probe(1024);
+    let full = || -> u64 {
+        (p.sample().expect("sample")).counter(profiler_common::counter::EVIDENCE_FULL)
+    };
+    let (mut t, n) = (1_000_000_000u64, u64::from(ev::RIP_SLOTS));
+    let a = |i: u64| 0x10_0000 + i;
+    // 3 000 keys, then 100 of them again: all counted exactly, nothing given back.
+    sample_rips(&p, &mut t, (0..3_000).map(a));
+    let s = p.sample().expect("sample");
+    assert!((0..3_000).all(|i| count_of(&s, ev::GUEST_RIP, a(i)) == 1));
+    sample_rips(&p, &mut t, (0..100).map(a));
+    let s = p.sample().expect("sample");
+    assert!((0..100).all(|i| count_of(&s, ev::GUEST_RIP, a(i)) == 2));
+    assert_eq!(p.rip_slots_freed(), 0);
+    // 700 new keys: 3 700 in use, fewer than an eighth free. This sample still has them all;
+    // it gives back the 628 counted least lately (of the 2 900 counted once, first).
+    let c = |i: u64| 0x20_0000 + i;
+    sample_rips(&p, &mut t, (0..700).map(c));
+    let s = p.sample().expect("sample");
+    assert!((0..700).all(|i| count_of(&s, ev::GUEST_RIP, c(i)) == 1));
+    let give = 3_700 - (n - n / 4);
+    assert_eq!(p.rip_slots_freed(), give, "slots given back");
+    let s = p.sample().expect("sample");
+    assert!(
+        (0..100).all(|i| count_of(&s, ev::GUEST_RIP, a(i)) == 2),
+        "a busy RIP went"
+    );
+    assert!(
+        (0..700).all(|i| count_of(&s, ev::GUEST_RIP, c(i)) == 1),
+        "a new RIP went"
+    );
+    let gone = (100..3_000)
+        .filter(|&i| count_of(&s, ev::GUEST_RIP, a(i)) == 0)
+        .count() as u64;
+    assert_eq!(gone, give, "cold RIPs given back");
+    // The slots are free again: 600 more new keys all find one.
+    let d = |i: u64| 0x30_0000 + i;
+    sample_rips(&p, &mut t, (0..600).map(d));
+    let s = p.sample().expect("sample");
+    assert!(
+        (0..600).all(|i| count_of(&s, ev::GUEST_RIP, d(i)) == 1),
+        "no room made"
+    );
+    assert_eq!(full(), 0, "a sampled RIP found no slot");
 }

@@ -29,7 +29,7 @@ struct BatchAttr {
     flags: u64,
 }
 
-fn map_fd(ebpf: &Ebpf, name: &str) -> anyhow::Result<i32> {
+pub(super) fn map_fd(ebpf: &Ebpf, name: &str) -> anyhow::Result<i32> {
     Ok(map_data(ebpf, name)?.fd().as_fd().as_raw_fd())
 }
 
@@ -43,7 +43,8 @@ fn map_data<'a>(ebpf: &'a Ebpf, name: &str) -> anyhow::Result<&'a MapData> {
         | Map::LruHashMap(d)
         | Map::PerCpuHashMap(d)
         | Map::PerCpuArray(d)
-        | Map::PerCpuLruHashMap(d) => d,
+        | Map::PerCpuLruHashMap(d)
+        | Map::Queue(d) => d,
         _ => bail!("{name}: unexpected map type"),
     })
 }
@@ -125,6 +126,57 @@ struct ElemAttr {
     key: u64,
     value: u64,
     flags: u64,
+}
+
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
+
+/// `value` into (non-per-CPU) map `fd` at `key`, or pushed onto it with no key (a queue).
+pub(super) fn update<K: Pod, V: Pod>(fd: i32, key: Option<&K>, value: &V) -> std::io::Result<()> {
+    let mut attr = ElemAttr {
+        map_fd: fd as u32,
+        key: key.map_or(0, |k| k as *const K as u64),
+        value: value as *const V as u64,
+        ..Default::default()
+    };
+    // SAFETY: attr is a valid bpf_attr prefix for BPF_MAP_UPDATE_ELEM; the key (absent for a
+    // queue's push) and value buffers are of the map's sizes (the caller's K and V).
+    unsafe { sys_bpf(BPF_MAP_UPDATE_ELEM, &mut attr) }
+}
+
+const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
+
+/// Deletes `keys` from hash `fd` in one syscall (Linux 5.6, as the batch lookup), key by key
+/// from where the batch stopped (a key gone already stops it).
+pub(super) fn delete_all<K: Pod>(fd: i32, keys: &[K]) -> std::io::Result<()> {
+    let mut attr = BatchAttr {
+        keys: keys.as_ptr() as u64,
+        count: keys.len() as u32,
+        map_fd: fd as u32,
+        ..Default::default()
+    };
+    // SAFETY: attr is a valid bpf_attr prefix for BPF_MAP_DELETE_BATCH; `keys` holds `count`
+    // keys of the map's key size (the caller's K), read by the kernel during the call.
+    let done = match unsafe { sys_bpf(BPF_MAP_DELETE_BATCH, &mut attr) } {
+        Ok(()) => return Ok(()),
+        Err(_) => (attr.count as usize).min(keys.len()),
+    };
+    keys[done..].iter().try_for_each(|k| delete(fd, k))
+}
+
+/// Deletes `key` from hash `fd` (gone already is not an error).
+pub(super) fn delete<K: Pod>(fd: i32, key: &K) -> std::io::Result<()> {
+    let mut attr = ElemAttr {
+        map_fd: fd as u32,
+        key: key as *const K as u64,
+        ..Default::default()
+    };
+    // SAFETY: attr is a valid bpf_attr prefix for BPF_MAP_DELETE_ELEM; the key buffer is of
+    // the map's key size (the caller's K).
+    match unsafe { sys_bpf(BPF_MAP_DELETE_ELEM, &mut attr) } {
+        Err(e) if e.raw_os_error() != Some(libc::ENOENT) => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// The value of `key` in (non-per-CPU) map `fd`; None when it is not there.

@@ -1,4 +1,4 @@
-//! Filling the exit table's free lists at load: every row, octave and reason-table index, in
+//! Filling the free lists at load: every row, octave, reason-table and RIP-slot index, in
 //! ascending order (the sampler's scan relies on rows being used in that order). The kernel's
 //! `kvmprof_fill` pushes FILL_CHUNK indexes per BPF_PROG_TEST_RUN; where it cannot run (no
 //! test run of raw tracepoint programs before Linux 5.10), each index is pushed by a syscall.
@@ -10,17 +10,18 @@ use std::{
 
 use anyhow::{bail, Context};
 use aya::{programs::RawTracePoint, Ebpf};
-use profiler_common::{FILL_CHUNK, FILL_OCTS, FILL_ROWS, FILL_VCTX};
+use profiler_common::{ev::RIP_SLOTS, FILL_CHUNK, FILL_OCTS, FILL_RIPS, FILL_ROWS, FILL_VCTX};
 
 use super::{forget::queue, testrun::run_raw_tp};
 
 /// The program, run at load and unloaded; in the release object beside the attached ones.
 pub const PROGRAM: &str = "kvmprof_fill";
 
-const LISTS: [(&str, u64); 3] = [
+const LISTS: [(&str, u64); 4] = [
     ("FREE_ROWS", FILL_ROWS),
     ("FREE_OCTS", FILL_OCTS),
     ("FREE_VCTX", FILL_VCTX),
+    ("FREE_RIPS", FILL_RIPS),
 ];
 
 /// How the free lists were filled.
@@ -34,6 +35,9 @@ pub struct Filled {
 /// Fills the free lists named in `sizes` (map name, entries).
 pub fn fill(ebpf: &mut Ebpf, sizes: &[(&str, u32)]) -> anyhow::Result<Filled> {
     let t0 = Instant::now();
+    // RIPS keeps its compiled size; the exit table's lists are sized by --max-keys.
+    let sizes = sizes.iter().copied().chain([("FREE_RIPS", RIP_SLOTS)]);
+    let sizes: Vec<(&str, u32)> = sizes.collect();
     let want: Vec<u32> = (LISTS.iter())
         .map(|(name, _)| sizes.iter().find(|(m, _)| m == name).map_or(0, |(_, n)| *n))
         .collect();

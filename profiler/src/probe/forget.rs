@@ -38,7 +38,7 @@ fn hash<'a, K: Pod, V: Pod>(
 }
 
 /// Removes the entries of hash `name` that `dead` picks, found in one batch read: walking the
-/// keys one syscall each cost 4 096 syscalls for the full RIPS map alone, at every VM's exit.
+/// keys one syscall each cost 4 096 syscalls for a full hash of 4 096 keys, at every VM's exit.
 fn remove_dead<K: Pod, V: Pod>(
     ebpf: &mut Ebpf,
     name: &str,
@@ -102,7 +102,6 @@ pub fn forget(
     remove_dead::<ev::ThreadEvKey, ev::EvValue>(ebpf, "EVIDENCE", |k, _| {
         tgids.contains(&k.key.tgid)
     })?;
-    remove_dead::<ev::EvKey, u64>(ebpf, "RIPS", |k, _| tgids.contains(&k.tgid))?;
     for name in ["PENDING", "UPENDING"] {
         remove_dead::<u32, Pending>(ebpf, name, |_, p| tgids.contains(&p.tgid))?;
     }

@@ -92,6 +92,15 @@ impl<T: Pod> Mapped<T> {
     }
 }
 
+impl<T: Pod> Mapped<T> {
+    /// Element `i` := `v` (a mapping from `map_writable`), without a syscall.
+    pub fn set(&self, i: usize, v: T) {
+        assert!(self.writable && i < self.len);
+        // SAFETY: in bounds (asserted) of a mapping created writable (asserted); T is Pod.
+        unsafe { std::ptr::write_volatile(self.ptr.add(i) as *mut T, v) };
+    }
+}
+
 impl Mapped<u64> {
     /// Zero byte `b` of the array (a mapping from `map_writable`): one byte store, so a
     /// program setting another byte of the same word meanwhile keeps its write.

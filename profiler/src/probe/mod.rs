@@ -11,6 +11,7 @@ mod misses;
 mod notices;
 mod object;
 mod read;
+mod rips;
 pub use read::{mono_ns, wall_ms};
 mod slots;
 mod sys;
@@ -352,6 +353,7 @@ impl Probe {
             .map_err(|e| ProbeError::other("setting up the exit table", e))?;
         let map_err = |e: anyhow::Error| ProbeError::other("setting up the exit table", e);
         let slots = slots::Slots::map(&ebpf).map_err(map_err)?;
+        let rips = rips::Rips::map(&ebpf).map_err(map_err)?;
         let table = table::Table::new(
             mapped::Mapped::map(&ebpf, "ROWS").map_err(map_err)?,
             mapped::Mapped::map(&ebpf, "OCTS").map_err(map_err)?,
@@ -464,7 +466,7 @@ impl Probe {
             slots,
             table: Mutex::new(table),
             slow_log: Mutex::new(slow_log),
-            progs: Mutex::new(read::ProgCache::new(new_keys)),
+            progs: Mutex::new(read::ProgCache::new(new_keys, rips)),
             logger,
             collector,
             filled,
@@ -533,11 +535,16 @@ impl Probe {
         (p.info_reads, p.hash_reads)
     }
 
-    /// (walks, key-by-key reads) of EVIDENCE and of RIPS so far (see `batch::KnownKeys`).
-    pub fn evidence_reads(&self) -> [(u64, u64); 2] {
+    /// (walks, key-by-key reads) of EVIDENCE so far (see `batch::KnownKeys`).
+    pub fn evidence_reads(&self) -> (u64, u64) {
         let p = self.progs.lock().unwrap_or_else(|e| e.into_inner());
-        let (e, r) = (&p.evidence_keys, &p.rip_keys);
-        [(e.walks, e.lookups), (r.walks, r.lookups)]
+        (p.evidence_keys.walks, p.evidence_keys.lookups)
+    }
+
+    /// RIPS slots given back so far (the coldest, when few were free, and exited VMs').
+    pub fn rip_slots_freed(&self) -> u64 {
+        let p = self.progs.lock().unwrap_or_else(|e| e.into_inner());
+        p.rips.as_ref().map_or(0, |r| r.freed)
     }
 
     /// Rows decoded by the last sample (the others had not changed), and rows read while
@@ -569,7 +576,12 @@ impl Probe {
     /// only after several samples saw it gone). Returns how many keys were removed.
     pub fn forget(&mut self, tgids: &[u32]) -> anyhow::Result<usize> {
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        forget::forget(&mut self.ebpf, tgids, &mut table, &self.slots)
+        let freed = forget::forget(&mut self.ebpf, tgids, &mut table, &self.slots)?;
+        let mut progs = self.progs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = &mut progs.rips {
+            r.forget(&self.ebpf, |k| tgids.contains(&k.tgid))?;
+        }
+        Ok(freed)
     }
 }
 

@@ -14,6 +14,7 @@ use profiler_common::{counter, ev, Oct, OverflowKey, Pending, SlowExit, ISA_USER
 
 use super::{
     batch::{read_all, KnownKeys},
+    rips::Rips,
     slots::Slots,
     table::Table,
 };
@@ -28,16 +29,18 @@ pub struct ProgCache {
     pub info_reads: u64,
     /// Reads of the PENDING and UPENDING hashes.
     pub hash_reads: [u64; 2],
-    /// The keys of EVIDENCE and RIPS as last read, and the ring that tells of new ones.
+    /// The keys of EVIDENCE as last read, and the ring that tells of new ones.
     pub evidence_keys: KnownKeys<ev::ThreadEvKey>,
-    pub rip_keys: KnownKeys<ev::EvKey>,
     pub new_keys: Option<aya::maps::RingBuf<aya::maps::MapData>>,
+    /// The sampled guest RIPs (mapped).
+    pub rips: Option<Rips>,
 }
 
 impl ProgCache {
-    pub fn new(new_keys: Option<aya::maps::RingBuf<aya::maps::MapData>>) -> Self {
+    pub fn new(new_keys: Option<aya::maps::RingBuf<aya::maps::MapData>>, rips: Rips) -> Self {
         ProgCache {
             new_keys,
+            rips: Some(rips),
             ..Default::default()
         }
     }
@@ -166,9 +169,8 @@ fn per_cpu_sums(ebpf: &Ebpf, name: &str) -> anyhow::Result<Vec<u64>> {
 /// EVIDENCE (a key's threads summed) and the sampled guest RIPs (`ev::GUEST_RIP` keys, kept
 /// with the evidence so recordings hold them), in one map built from a sorted list. RIPS is
 /// full (4 096 keys) on any busy guest: inserting its keys one by one cost ~0.3 ms a refresh.
-/// Reading it costs ~1 ms more (the kernel's batch copies each key and value to userspace
-/// apart), whatever changed; so while no key was added untold (`unlogged`), the keys known are
-/// looked up instead (`KnownKeys`).
+/// EVIDENCE is a hash: while no key was added to it untold (`unlogged`), the keys known are
+/// looked up instead of walking its buckets (`KnownKeys`); RIPS is a mapped array (rips.rs).
 fn evidence(
     ebpf: &Ebpf,
     progs: &mut ProgCache,
@@ -183,7 +185,10 @@ fn evidence(
     let (keys, values) = progs
         .evidence_keys
         .read::<ev::EvValue>(ebpf, "EVIDENCE", unlogged)?;
-    let (rips, counts) = progs.rip_keys.read::<u64>(ebpf, "RIPS", unlogged)?;
+    let rips = match &mut progs.rips {
+        Some(r) => r.read(ebpf)?,
+        None => Vec::new(),
+    };
     let mut all: Vec<(EvKey, EvStat)> = Vec::with_capacity(keys.len() + rips.len());
     let threads = keys.iter().zip(values).map(|(k, v)| {
         let st = EvStat {
@@ -194,12 +199,12 @@ fn evidence(
         (of(&k.key), st)
     });
     all.extend(threads);
-    let sampled = rips.iter().zip(counts).map(|(k, count)| {
+    let sampled = rips.iter().map(|&(k, count)| {
         let st = EvStat {
             count,
             ..Default::default()
         };
-        (of(k), st)
+        (of(&k), st)
     });
     all.extend(sampled);
     // A key's threads, next to each other now, summed into its first entry (RIPS's keys are
@@ -236,7 +241,7 @@ pub fn mono_ns() -> u64 {
 }
 
 /// Every slow exit the kernel has logged so far, oldest first (the ring buffer keeps order).
-/// The keys the kernel added to EVIDENCE and RIPS since the last call.
+/// The keys the kernel added to EVIDENCE since the last call.
 pub(super) fn learn_new_keys(progs: &mut ProgCache) {
     let Some(ring) = progs.new_keys.as_mut() else {
         return;
@@ -248,10 +253,8 @@ pub(super) fn learn_new_keys(progs: &mut ProgCache) {
         // SAFETY: the kernel wrote a whole NewKey (plain integers, repr(C)) here; unaligned as
         // in drain_slow.
         let k = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<ev::NewKey>()) };
-        match k.map {
-            ev::NEW_KEY_EVIDENCE => progs.evidence_keys.learn(k.key),
-            ev::NEW_KEY_RIPS => progs.rip_keys.learn(k.key.key),
-            _ => {}
+        if k.map == ev::NEW_KEY_EVIDENCE {
+            progs.evidence_keys.learn(k.key);
         }
     }
 }
