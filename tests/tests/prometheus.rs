@@ -510,6 +510,11 @@ fn prometheus_scrapes_the_model_numbers() {
 /// Kills a child process however the test ends.
 struct Kill(Child);
 
+/// A child's stderr into `path`, for the message of a test that waited for it in vain.
+fn err_file(path: &std::path::Path) -> Stdio {
+    std::fs::File::create(path).map_or_else(|_| Stdio::null(), Stdio::from)
+}
+
 impl Drop for Kill {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -551,7 +556,7 @@ fn prometheus_scrapes_kvmprof_serve_and_agrees_with_report() {
     let dir = std::env::temp_dir().join(format!("kvmprof-serve-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let ready = |n: &str| dir.join(n);
-    let _serve = Kill(
+    let mut serve = Kill(
         Command::new(&kvmprof)
             .args([
                 "serve",
@@ -565,11 +570,11 @@ fn prometheus_scrapes_kvmprof_serve_and_agrees_with_report() {
             .arg("--ready-file")
             .arg(ready("serve"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(err_file(&ready("serve.err")))
             .spawn()
             .expect("start kvmprof serve"),
     );
-    let report = Command::new(&kvmprof)
+    let mut report = Command::new(&kvmprof)
         .args([
             "report",
             "--allow-concurrent",
@@ -582,14 +587,17 @@ fn prometheus_scrapes_kvmprof_serve_and_agrees_with_report() {
         .arg("--ready-file")
         .arg(ready("report"))
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(err_file(&ready("report.err")))
         .spawn()
         .expect("start kvmprof report");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !(ready("serve").exists() && ready("report").exists()) {
+        let ended = [serve.0.try_wait(), report.try_wait()].map(|r| r.ok().flatten());
         assert!(
-            Instant::now() < deadline,
-            "kvmprof serve/report not ready in 60 s"
+            Instant::now() < deadline && ended == [None, None],
+            "{kvmprof:?} serve/report not ready in 60 s or ended ({ended:?}); their stderr: {:?}, {:?}",
+            std::fs::read_to_string(ready("serve.err")).unwrap_or_default(),
+            std::fs::read_to_string(ready("report.err")).unwrap_or_default(),
         );
         std::thread::sleep(Duration::from_millis(50));
     }
