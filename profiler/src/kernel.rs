@@ -28,7 +28,8 @@ pub const NEEDS: &[((u32, u32), &str)] = &[
     ),
     (
         (5, 6),
-        "`BPF_MAP_LOOKUP_BATCH` (hash maps read in a few syscalls)",
+        "`BPF_MAP_LOOKUP_BATCH` and `BPF_MAP_DELETE_BATCH` (hash maps read, and cold RIP \
+         keys given back, in a few syscalls)",
     ),
     (
         (5, 8),
