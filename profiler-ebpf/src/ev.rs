@@ -71,14 +71,12 @@ pub fn rip(tgid: u32, flags: u16, rip: u64) {
         s.count += 1;
         return;
     }
-    let Some(s) = FREE_RIPS.pop().ok().flatten().and_then(|i| {
-        let s = RIPS.get_ptr_mut(i)?;
-        Some((i, s))
-    }) else {
+    let Some((i, s)) =
+        (FREE_RIPS.pop().ok().flatten()).and_then(|i| Some((i, RIPS.get_ptr_mut(i)?)))
+    else {
         agg::bump(counter::EVIDENCE_FULL);
         return;
     };
-    let (i, s) = s;
     // SAFETY: a live RIPS element, off the free list: no one else writes it until published.
     let s = unsafe { &mut *s };
     // The key first, the count once published: a reader takes only slots with a count.

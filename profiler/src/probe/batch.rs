@@ -131,16 +131,15 @@ struct ElemAttr {
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 
-/// `value` into (non-per-CPU) map `fd` at `key`, or pushed onto it with no key (a queue).
-pub(super) fn update<K: Pod, V: Pod>(fd: i32, key: Option<&K>, value: &V) -> std::io::Result<()> {
+/// Pushes `value` onto queue `fd`.
+pub(super) fn push<V: Pod>(fd: i32, value: &V) -> std::io::Result<()> {
     let mut attr = ElemAttr {
         map_fd: fd as u32,
-        key: key.map_or(0, |k| k as *const K as u64),
         value: value as *const V as u64,
         ..Default::default()
     };
-    // SAFETY: attr is a valid bpf_attr prefix for BPF_MAP_UPDATE_ELEM; the key (absent for a
-    // queue's push) and value buffers are of the map's sizes (the caller's K and V).
+    // SAFETY: attr is a valid bpf_attr prefix for BPF_MAP_UPDATE_ELEM with no key (a queue's
+    // push); the value buffer is of the queue's value size (the caller's V).
     unsafe { sys_bpf(BPF_MAP_UPDATE_ELEM, &mut attr) }
 }
 
@@ -198,7 +197,7 @@ fn lookup<K: Pod, V: Pod>(fd: i32, key: &K) -> std::io::Result<Option<V>> {
     }
 }
 
-/// A hash read every refresh whose keys seldom change (EVIDENCE, RIPS). A batch read walks
+/// A hash read every refresh whose keys seldom change (EVIDENCE). A batch read walks
 /// every bucket of the map, empty or not (32 768 in EVIDENCE); the kernel tells of each key it
 /// adds (`learn`) or counts the ones it could not tell of (`unlogged`), so while that count
 /// stands still the keys known are all there are, and they are looked up one by one instead,

@@ -544,7 +544,7 @@ impl Probe {
     /// RIPS slots given back so far (the coldest, when few were free, and exited VMs').
     pub fn rip_slots_freed(&self) -> u64 {
         let p = self.progs.lock().unwrap_or_else(|e| e.into_inner());
-        p.rips.as_ref().map_or(0, |r| r.freed)
+        p.rips.freed
     }
 
     /// Rows decoded by the last sample (the others had not changed), and rows read while
@@ -578,9 +578,7 @@ impl Probe {
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         let freed = forget::forget(&mut self.ebpf, tgids, &mut table, &self.slots)?;
         let mut progs = self.progs.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = &mut progs.rips {
-            r.forget(&self.ebpf, |k| tgids.contains(&k.tgid))?;
-        }
+        progs.rips.forget(&self.ebpf, |k| tgids.contains(&k.tgid))?;
         Ok(freed)
     }
 }

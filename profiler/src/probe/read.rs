@@ -22,7 +22,6 @@ use crate::sample::{EvKey, EvStat, Key, ProgStat, Sample, SlowEvent};
 
 /// The programs' run-time statistics as last read from the kernel, and what the sampler
 /// asked the kernel for so far (the tests check what it skips).
-#[derive(Default)]
 pub struct ProgCache {
     last: BTreeMap<String, ProgStat>,
     /// BPF_OBJ_GET_INFO_BY_FD calls.
@@ -33,15 +32,18 @@ pub struct ProgCache {
     pub evidence_keys: KnownKeys<ev::ThreadEvKey>,
     pub new_keys: Option<aya::maps::RingBuf<aya::maps::MapData>>,
     /// The sampled guest RIPs (mapped).
-    pub rips: Option<Rips>,
+    pub rips: Rips,
 }
 
 impl ProgCache {
     pub fn new(new_keys: Option<aya::maps::RingBuf<aya::maps::MapData>>, rips: Rips) -> Self {
         ProgCache {
+            last: BTreeMap::new(),
+            info_reads: 0,
+            hash_reads: [0; 2],
+            evidence_keys: KnownKeys::default(),
             new_keys,
-            rips: Some(rips),
-            ..Default::default()
+            rips,
         }
     }
 }
@@ -185,10 +187,7 @@ fn evidence(
     let (keys, values) = progs
         .evidence_keys
         .read::<ev::EvValue>(ebpf, "EVIDENCE", unlogged)?;
-    let rips = match &mut progs.rips {
-        Some(r) => r.read(ebpf)?,
-        None => Vec::new(),
-    };
+    let rips = progs.rips.read(ebpf)?;
     let mut all: Vec<(EvKey, EvStat)> = Vec::with_capacity(keys.len() + rips.len());
     let threads = keys.iter().zip(values).map(|(k, v)| {
         let st = EvStat {

@@ -9,7 +9,7 @@ use aya::Ebpf;
 use profiler_common::ev::{self, EvKey, RipSlot};
 
 use super::{
-    batch::{delete_all, map_fd, update},
+    batch::{delete_all, map_fd, push},
     mapped::Mapped,
 };
 
@@ -36,31 +36,27 @@ impl Rips {
         })
     }
 
+    /// The slots in use, with their index. The count is set once the key is published, and
+    /// only userspace (this thread) takes a key back: a slot with a count holds its key.
+    fn in_use(&self) -> impl Iterator<Item = (usize, RipSlot)> + '_ {
+        (0..self.slots.len())
+            .filter(|&i| self.slots.u64_at(i, COUNT_OFFSET) != 0)
+            .filter_map(|i| Some((i, self.slots.get(i)?)))
+            // Not a sampled RIP's: a stray bump of a slot given back.
+            .filter(|(_, s)| s.key.kind == ev::GUEST_RIP)
+    }
+
     /// Every key with a count. When fewer than an eighth of the slots are free, the ones that
     /// moved least lately are given back, down to a quarter free (they still count in this
     /// read; the next one no longer has them).
     pub fn read(&mut self, ebpf: &Ebpf) -> anyhow::Result<Vec<(EvKey, u64)>> {
         self.reads += 1;
-        let mut out = Vec::new();
-        let mut used = Vec::new();
-        for i in 0..self.slots.len() {
-            // The count is set once the key is published, and only userspace (this thread)
-            // takes a key back: a slot with a count holds its key.
-            let count = self.slots.u64_at(i, COUNT_OFFSET);
-            if count == 0 {
-                continue;
-            }
-            let Some(s) = self.slots.get(i) else {
-                continue;
-            };
-            if s.key.kind != ev::GUEST_RIP {
-                continue; // a stray bump of a slot given back
-            }
+        let (out, mut used): (Vec<(EvKey, u64)>, Vec<usize>) =
+            self.in_use().map(|(i, s)| ((s.key, s.count), i)).unzip();
+        for (&i, &(_, count)) in used.iter().zip(&out) {
             if self.seen[i].0 != count {
                 self.seen[i] = (count, self.reads);
             }
-            used.push(i);
-            out.push((s.key, s.count.max(count)));
         }
         let n = self.slots.len();
         if n - used.len() < n / 8 {
@@ -74,9 +70,9 @@ impl Rips {
 
     /// Gives back the slots of the keys `dead` picks (an exited VM's).
     pub fn forget(&mut self, ebpf: &Ebpf, dead: impl Fn(&EvKey) -> bool) -> anyhow::Result<()> {
-        let slots: Vec<usize> = (0..self.slots.len())
-            .filter(|&i| self.slots.u64_at(i, COUNT_OFFSET) != 0)
-            .filter(|&i| self.slots.get(i).is_some_and(|s| dead(&s.key)))
+        let slots: Vec<usize> = (self.in_use())
+            .filter(|(_, s)| dead(&s.key))
+            .map(|(i, _)| i)
             .collect();
         self.free(ebpf, &slots)
     }
@@ -93,7 +89,7 @@ impl Rips {
         let free = map_fd(ebpf, "FREE_RIPS")?;
         for &i in slots {
             self.slots.set(i, RipSlot::default());
-            update::<u32, u32>(free, None, &(i as u32)).context("FREE_RIPS: push")?;
+            push(free, &(i as u32)).context("FREE_RIPS: push")?;
             self.seen[i] = (0, 0);
             self.freed += 1;
         }
