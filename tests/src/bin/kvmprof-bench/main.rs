@@ -44,10 +44,16 @@ fn main() -> Result<()> {
     if std::env::var_os("KVMPROF_BENCH_SCHED_ONLY").is_some() {
         return sched::cost(&mut json);
     }
-    kernel::cost(&mut json)?;
+    // KVMPROF_BENCH_LOOP_ONLY: the cost loop alone (a second or two), for trying a change.
+    let loop_only = std::env::var_os("KVMPROF_BENCH_LOOP_ONLY").is_some();
+    if !loop_only {
+        kernel::cost(&mut json)?;
+    }
     kernel::cost_loop(&mut json)?;
-    sched::cost(&mut json)?;
-    if std::env::var_os("KVMPROF_BENCH_KERNEL_ONLY").is_none() {
+    if !loop_only {
+        sched::cost(&mut json)?;
+    }
+    if !loop_only && std::env::var_os("KVMPROF_BENCH_KERNEL_ONLY").is_none() {
         kernel::first_use(&mut json)?;
         kernel::fill(&mut json)?;
         kernel::evidence(&mut json)?;
