@@ -196,6 +196,12 @@ pub struct Pending {
     pub uts: u64,
     pub ureason: u32,
     pub _upad: u32,
+    /// In a slot only: the owner's kvm_exit and kvm_entry events (the `EXITS` and `ENTRIES`
+    /// counters count other threads'). Kept here because this memory is already being written
+    /// on those paths, where a per-CPU counter is a lookup each; userspace adds them up and
+    /// keeps a freed slot's.
+    pub exits: u64,
+    pub entries: u64,
 }
 
 /// One exit whose handling time reached the slow-exit threshold, as the kernel hands it to

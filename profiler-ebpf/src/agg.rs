@@ -198,47 +198,61 @@ pub fn on_exit_cut<const CUT: u32>(
     reason: u32,
     rip: u64,
 ) {
-    if CUT & cut::COUNTERS == 0 {
-        bump(counter::EXITS);
-    }
     let cpu = if CUT & cut::SLOW == 0 && crate::slow_threshold() != 0 {
         cpu()
     } else {
         0
     };
-    if let Some(p) = pending_of(tid, true) {
-        if p.ts != 0 {
-            bump(counter::UNPAIRED_EXIT);
+    let p = match own_slot(tid, true) {
+        Some(p) => {
+            if CUT & cut::COUNTERS == 0 {
+                p.exits += 1;
+            }
+            p
         }
-        p.ts = now;
-        p.vcpu_id = vcpu_id;
-        p.isa = isa;
-        p.reason = reason;
-        p.tgid = tgid;
-        p.rip = rip;
-        p.cpu = cpu;
-        p.detail_kind = 0;
-        if p.off_ns | p.wait_ns | p.blocked_ns != 0 {
-            // Left by an exit that never saw its entry (or a switch it missed).
-            p.off_ns = 0;
-            p.wait_ns = 0;
-            p.blocked_ns = 0;
+        None => {
+            if CUT & cut::COUNTERS == 0 {
+                bump(counter::EXITS);
+            }
+            match PENDING.get_ptr_mut(tid) {
+                // SAFETY: pointer to a live map value; only this thread writes its own entry.
+                Some(p) => unsafe { &mut *p },
+                None => {
+                    let p = Pending {
+                        ts: now,
+                        vcpu_id,
+                        isa,
+                        reason,
+                        tgid,
+                        rip,
+                        cpu,
+                        ..Pending::default()
+                    };
+                    bump(counter::PENDING_USED);
+                    if PENDING.insert(tid, p, 0).is_err() {
+                        bump(counter::PENDING_FULL);
+                    }
+                    return;
+                }
+            }
         }
-        return;
-    }
-    let p = Pending {
-        ts: now,
-        vcpu_id,
-        isa,
-        reason,
-        tgid,
-        rip,
-        cpu,
-        ..Pending::default()
     };
-    bump(counter::PENDING_USED);
-    if PENDING.insert(tid, p, 0).is_err() {
-        bump(counter::PENDING_FULL);
+    if p.ts != 0 {
+        bump(counter::UNPAIRED_EXIT);
+    }
+    p.ts = now;
+    p.vcpu_id = vcpu_id;
+    p.isa = isa;
+    p.reason = reason;
+    p.tgid = tgid;
+    p.rip = rip;
+    p.cpu = cpu;
+    p.detail_kind = 0;
+    if p.off_ns | p.wait_ns | p.blocked_ns != 0 {
+        // Left by an exit that never saw its entry (or a switch it missed).
+        p.off_ns = 0;
+        p.wait_ns = 0;
+        p.blocked_ns = 0;
     }
 }
 
@@ -252,12 +266,24 @@ pub fn on_entry(tgid: u32, tid: u32, now: u64) -> bool {
 /// [`on_entry`] without the parts in `CUT` (see [`on_exit_cut`]).
 #[inline(always)]
 pub fn on_entry_cut<const CUT: u32>(tgid: u32, tid: u32, now: u64) -> bool {
-    if CUT & cut::COUNTERS == 0 {
-        bump(counter::ENTRIES);
-    }
-    let Some(p) = pending_of(tid, false) else {
-        bump(counter::ORPHAN_ENTRY);
-        return false;
+    let p = match own_slot(tid, false) {
+        Some(p) => {
+            if CUT & cut::COUNTERS == 0 {
+                p.entries += 1;
+            }
+            p
+        }
+        None => {
+            if CUT & cut::COUNTERS == 0 {
+                bump(counter::ENTRIES);
+            }
+            let Some(p) = PENDING.get_ptr_mut(tid) else {
+                bump(counter::ORPHAN_ENTRY);
+                return false;
+            };
+            // SAFETY: pointer to a live map value; only this thread writes its own entry.
+            unsafe { &mut *p }
+        }
     };
     if p.ts == 0 || p.ts > now {
         bump(counter::ORPHAN_ENTRY);

@@ -447,6 +447,10 @@ fn rows_of_exited_processes_can_be_forgotten() {
         ],
     );
     assert_eq!(s.stats.len(), 2);
+    // Slot owners count their events in their slots, the colliding thread in the counters.
+    let events =
+        |s: &kvmprof::sample::Sample| (s.counter(counter::EXITS), s.counter(counter::ENTRIES));
+    assert_eq!(events(&s), (4, 2));
     assert_eq!(
         s.in_flight.get(&key(600, 1, ISA_VMX, 12)),
         Some(&1),
@@ -463,6 +467,7 @@ fn rows_of_exited_processes_can_be_forgotten() {
     assert_eq!(p.forget(&[600]).unwrap(), 1);
     assert!(!used(&p, 6000) && used(&p, 7000), "freeing slot 6000");
     let s = p.sample().unwrap();
+    assert_eq!(events(&s), (4, 2), "the freed slot's events stay counted");
     assert!(
         s.stats.keys().all(|k| k.tgid == 700),
         "{:?}",

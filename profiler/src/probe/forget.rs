@@ -122,7 +122,9 @@ fn forget_slots(ebpf: &mut Ebpf, tgids: &[u32], slots: &Slots) -> anyhow::Result
     }
     {
         let mut arr = array::<Pending>(ebpf, "PSLOTS_MAP")?;
-        for (i, _) in &dead {
+        for (i, p) in &dead {
+            // Final: the owner has ended, so nothing adds to them after this read.
+            slots.keep_events(p);
             arr.set(*i, Pending::default(), 0)?;
         }
     }

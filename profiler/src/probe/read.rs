@@ -84,7 +84,11 @@ pub fn sample(
     // Only the slots in use (their SLOT_USED byte is set), and only `ts` and `uts` of each
     // unless an exit is in flight there.
     let uts = std::mem::offset_of!(Pending, uts);
+    let (mut exits, mut entries) = slots.freed_events();
     for i in slots.in_use() {
+        let (x, e) = slots.events(i);
+        exits += x;
+        entries += e;
         if slots.pending.u64_at(i, 0) | slots.pending.u64_at(i, uts) != 0 {
             if let Some(p) = slots.pending.get(i) {
                 if p.ts != 0 {
@@ -122,6 +126,9 @@ pub fn sample(
 
     s.counters = all.iter().copied().take(counter::COUNT as usize).collect();
     s.counters.resize(counter::COUNT as usize, 0);
+    // Slot owners count their exits and entries in their slots.
+    s.counters[counter::EXITS as usize] += exits;
+    s.counters[counter::ENTRIES as usize] += entries;
 
     // An evidence program whose own run count equals the kernel's at the last ask has not run
     // since: its statistics stand (most never run on a given guest, and under emulation each

@@ -1,6 +1,8 @@
 //! The thread slots (`PSLOTS_MAP`, mapped) and the byte per slot that says it is in use
 //! (`SLOT_USED`, mapped writable so freeing a slot can clear its byte).
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
 use aya::Ebpf;
 use profiler_common::Pending;
 
@@ -9,6 +11,9 @@ use super::mapped::Mapped;
 pub struct Slots {
     pub pending: Mapped<Pending>,
     used: Mapped<u64>,
+    /// `Pending::exits` and `entries` of the slots freed so far: their owners' events stay
+    /// counted once the slot is wiped.
+    freed_events: [AtomicU64; 2],
 }
 
 impl Slots {
@@ -16,6 +21,7 @@ impl Slots {
         Ok(Slots {
             pending: Mapped::map(ebpf, "PSLOTS_MAP")?,
             used: Mapped::map_writable(ebpf, "SLOT_USED")?,
+            freed_events: Default::default(),
         })
     }
 
@@ -33,9 +39,32 @@ impl Slots {
             .filter(|&i| i < self.pending.len())
     }
 
+    /// A slot whose owner ended, about to be wiped: its owner's counts are kept.
+    pub fn keep_events(&self, p: &Pending) {
+        self.freed_events[0].fetch_add(p.exits, Relaxed);
+        self.freed_events[1].fetch_add(p.entries, Relaxed);
+    }
+
     /// Slot `i` freed: its byte cleared (after the slot is wiped, before its claim is
     /// released, so a thread claiming it next sets the byte again).
     pub fn freed(&self, i: usize) {
         self.used.clear_byte(i);
+    }
+
+    /// Slot `i`'s owner's (kvm_exit, kvm_entry) events so far (`i` from `in_use`).
+    pub fn events(&self, i: usize) -> (u64, u64) {
+        let (x, e) = (
+            std::mem::offset_of!(Pending, exits),
+            std::mem::offset_of!(Pending, entries),
+        );
+        (self.pending.u64_at(i, x), self.pending.u64_at(i, e))
+    }
+
+    /// The freed slots' (kvm_exit, kvm_entry) events.
+    pub fn freed_events(&self) -> (u64, u64) {
+        (
+            self.freed_events[0].load(Relaxed),
+            self.freed_events[1].load(Relaxed),
+        )
     }
 }
