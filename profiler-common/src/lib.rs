@@ -55,6 +55,12 @@ pub struct Row {
     /// Valid once `count` > 0.
     pub min_ns: u64,
     pub max_ns: u64,
+    /// The octave the last exit's time fell in (+ 1; 0 = none) and its `OCTS` index, in the
+    /// row's first cache line with the sums: an exit in the same octave as the one before (most
+    /// do) adds to its octave without reading the link nibble and the link, two dependent
+    /// loads on the exit path. The kernel's cache, not statistics: readers skip it.
+    pub hot_oct: u32,
+    pub hot_oi: u32,
     /// Of `sum_ns`: time the vCPU thread was runnable but not running (preempted, or woken
     /// and waiting for a host CPU), and time it slept (blocked), between exit and entry.
     /// The rest was on a CPU. Counted only for threads that own a `PSLOTS` slot.
@@ -67,8 +73,6 @@ pub struct Row {
     pub nlinks: u8,
     /// `OCTS` index of each link.
     pub oct: [u32; LINKS],
-    /// Keeps a row at two cache lines.
-    pub _pad: u64,
 }
 
 /// Bytes of [`Row::link`]: a nibble per histogram octave.
@@ -89,12 +93,13 @@ impl Row {
         sum_ns: 0,
         min_ns: 0,
         max_ns: 0,
+        hot_oct: 0,
+        hot_oi: 0,
         wait_ns: 0,
         blocked_ns: 0,
         link: [0; LINK_BYTES],
         nlinks: 0,
         oct: [0; LINKS],
-        _pad: 0,
     };
 
     /// (octave, link nibble) of the octaves with one, lowest first: what a reader walks

@@ -151,11 +151,34 @@ pub(crate) fn own_slot(tid: u32, claim: bool) -> Option<&'static mut Pending> {
 /// The pending exit of thread `tid` (its slot, else its PENDING entry), if any.
 #[inline(always)]
 fn pending_of(tid: u32, claim: bool) -> Option<&'static mut Pending> {
-    match own_slot(tid, claim) {
+    hash_unless(own_slot(tid, claim), tid)
+}
+
+/// `slot`, else thread `tid`'s PENDING entry, if any.
+#[inline(always)]
+fn hash_unless(slot: Option<&'static mut Pending>, tid: u32) -> Option<&'static mut Pending> {
+    match slot {
         Some(p) => Some(p),
         // SAFETY: pointer to a live map value; only this thread writes its own entry.
         None => PENDING.get_ptr_mut(tid).map(|p| unsafe { &mut *p }),
     }
+}
+
+/// [`pending_of`] on a kvm_exit (`claim`: it may claim a slot) or kvm_entry, the event counted:
+/// in the slot's `exits` / `entries` when the thread owns one (memory both paths write anyway),
+/// else in the per-CPU `EXITS` / `ENTRIES` counter (a lookup).
+#[inline(always)]
+fn counted_pending<const CUT: u32>(tid: u32, claim: bool) -> Option<&'static mut Pending> {
+    let mut slot = own_slot(tid, claim);
+    if CUT & cut::COUNTERS == 0 {
+        match (&mut slot, claim) {
+            (Some(p), true) => p.exits += 1,
+            (Some(p), false) => p.entries += 1,
+            (None, true) => _ = bump(counter::EXITS),
+            (None, false) => _ = bump(counter::ENTRIES),
+        }
+    }
+    hash_unless(slot, tid)
 }
 
 /// A sub-reason event (MSR, port, MMIO address, hypercall, vector) of the thread's exit in
@@ -203,39 +226,22 @@ pub fn on_exit_cut<const CUT: u32>(
     } else {
         0
     };
-    let p = match own_slot(tid, true) {
-        Some(p) => {
-            if CUT & cut::COUNTERS == 0 {
-                p.exits += 1;
-            }
-            p
+    let Some(p) = counted_pending::<CUT>(tid, true) else {
+        let p = Pending {
+            ts: now,
+            vcpu_id,
+            isa,
+            reason,
+            tgid,
+            rip,
+            cpu,
+            ..Pending::default()
+        };
+        bump(counter::PENDING_USED);
+        if PENDING.insert(tid, p, 0).is_err() {
+            bump(counter::PENDING_FULL);
         }
-        None => {
-            if CUT & cut::COUNTERS == 0 {
-                bump(counter::EXITS);
-            }
-            match PENDING.get_ptr_mut(tid) {
-                // SAFETY: pointer to a live map value; only this thread writes its own entry.
-                Some(p) => unsafe { &mut *p },
-                None => {
-                    let p = Pending {
-                        ts: now,
-                        vcpu_id,
-                        isa,
-                        reason,
-                        tgid,
-                        rip,
-                        cpu,
-                        ..Pending::default()
-                    };
-                    bump(counter::PENDING_USED);
-                    if PENDING.insert(tid, p, 0).is_err() {
-                        bump(counter::PENDING_FULL);
-                    }
-                    return;
-                }
-            }
-        }
+        return;
     };
     if p.ts != 0 {
         bump(counter::UNPAIRED_EXIT);
@@ -266,24 +272,9 @@ pub fn on_entry(tgid: u32, tid: u32, now: u64) -> bool {
 /// [`on_entry`] without the parts in `CUT` (see [`on_exit_cut`]).
 #[inline(always)]
 pub fn on_entry_cut<const CUT: u32>(tgid: u32, tid: u32, now: u64) -> bool {
-    let p = match own_slot(tid, false) {
-        Some(p) => {
-            if CUT & cut::COUNTERS == 0 {
-                p.entries += 1;
-            }
-            p
-        }
-        None => {
-            if CUT & cut::COUNTERS == 0 {
-                bump(counter::ENTRIES);
-            }
-            let Some(p) = PENDING.get_ptr_mut(tid) else {
-                bump(counter::ORPHAN_ENTRY);
-                return false;
-            };
-            // SAFETY: pointer to a live map value; only this thread writes its own entry.
-            unsafe { &mut *p }
-        }
+    let Some(p) = counted_pending::<CUT>(tid, false) else {
+        bump(counter::ORPHAN_ENTRY);
+        return false;
     };
     if p.ts == 0 || p.ts > now {
         bump(counter::ORPHAN_ENTRY);
@@ -441,6 +432,15 @@ fn hist_add(idx: u32, row: &mut Row, delta: u64) {
     let b = unsafe { core::ptr::read_volatile(&b) };
     let o = b / hist::SUB as usize;
     let sub = b % hist::SUB as usize;
+    if row.hot_oct as usize == o + 1 {
+        if let Some(oct) = OCTS.get_ptr_mut(row.hot_oi) {
+            // SAFETY: live OCTS element, linked from this row only; one writer (see Row).
+            if let Some(n) = unsafe { &mut *oct }.n.get_mut(sub) {
+                add(n, 1);
+                return;
+            }
+        }
+    }
     let shift = (o & 1) * 4;
     let Some(&byte) = row.link.get(o / 2) else {
         return;
@@ -468,6 +468,8 @@ fn hist_add(idx: u32, row: &mut Row, delta: u64) {
         // SAFETY: live OCTS element, linked from this row only; one writer (see Row).
         if let Some(n) = unsafe { &mut *oct }.n.get_mut(sub) {
             add(n, 1);
+            set(&mut row.hot_oct, o as u32 + 1);
+            set(&mut row.hot_oi, oi);
             return;
         }
     }
