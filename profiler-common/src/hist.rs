@@ -26,6 +26,19 @@ pub fn bucket(v: u64) -> usize {
     ((exp - SUB_BITS + 1) as usize) * SUB as usize + sub as usize
 }
 
+/// The sub-bucket `v` falls in if it is in octave `o` (≥ 1) below the saturated range — then
+/// `bucket(v)` is `o * SUB + sub` — else None: one shift and compare instead of the log2, for
+/// a value whose octave is guessed (the exit path's row keeps its last exit's).
+#[inline(always)]
+pub fn in_octave(v: u64, o: u32) -> Option<usize> {
+    if !(1..ROWS as u32).contains(&o) {
+        return None;
+    }
+    // Octave o ≥ 1 holds [2^e, 2^(e + 1)), e = o + SUB_BITS - 1 < MAX_EXP (see `bucket`).
+    let e = o + SUB_BITS - 1;
+    (v.wrapping_shr(e) == 1).then(|| (v.wrapping_shr(e - SUB_BITS) & (SUB - 1)) as usize)
+}
+
 /// Inclusive lower bound of a bucket, in nanoseconds.
 pub fn lower(b: usize) -> u64 {
     if b < SUB as usize {
@@ -74,7 +87,34 @@ pub fn log2(mut v: u64) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+    use std::vec::Vec;
+
     use super::*;
+
+    #[test]
+    fn in_octave_is_buckets_answer_for_its_octave_only() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut values: Vec<u64> = (0..2048).collect();
+        for e in 0..64 {
+            let p = 1u64 << e;
+            values.extend([p, p - 1, p + 1, p | (p >> 1)]);
+        }
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push(x >> (x % 64));
+        }
+        for v in values {
+            let b = bucket(v);
+            for o in (0..ROWS as u32 + 2).chain([u32::MAX, u32::MAX - 1]) {
+                let want = (o >= 1 && b / SUB as usize == o as usize && v < 1 << MAX_EXP)
+                    .then_some(b % SUB as usize);
+                assert_eq!(in_octave(v, o), want, "v {v} o {o} bucket {b}");
+            }
+        }
+    }
 
     #[test]
     fn log2_is_the_index_of_the_highest_bit() {

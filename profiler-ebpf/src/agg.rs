@@ -425,14 +425,9 @@ fn add(p: &mut u64, v: u64) {
 /// one on first use), else the `OVERFLOW` hash (and the octave stays there).
 #[inline(always)]
 fn hist_add(idx: u32, row: &mut Row, delta: u64) {
-    let b = hist::bucket(delta);
-    // SAFETY: reads a local. Volatile hides where `b` came from, so the compiler keeps the
-    // bounds checks below on the register it indexes with (the verifier cannot follow a
-    // check the compiler made on a copy of it).
-    let b = unsafe { core::ptr::read_volatile(&b) };
-    let o = b / hist::SUB as usize;
-    let sub = b % hist::SUB as usize;
-    if row.hot_oct as usize == o + 1 {
+    // Most exits fall in the octave of their row's last: that octave's counter directly, no
+    // log2, no link nibble, no link.
+    if let Some(sub) = hist::in_octave(delta, row.hot_oct.wrapping_sub(1)) {
         if let Some(oct) = OCTS.get_ptr_mut(row.hot_oi) {
             // SAFETY: live OCTS element, linked from this row only; one writer (see Row).
             if let Some(n) = unsafe { &mut *oct }.n.get_mut(sub) {
@@ -441,6 +436,13 @@ fn hist_add(idx: u32, row: &mut Row, delta: u64) {
             }
         }
     }
+    let b = hist::bucket(delta);
+    // SAFETY: reads a local. Volatile hides where `b` came from, so the compiler keeps the
+    // bounds checks below on the register it indexes with (the verifier cannot follow a
+    // check the compiler made on a copy of it).
+    let b = unsafe { core::ptr::read_volatile(&b) };
+    let o = b / hist::SUB as usize;
+    let sub = b % hist::SUB as usize;
     let shift = (o & 1) * 4;
     let Some(&byte) = row.link.get(o / 2) else {
         return;

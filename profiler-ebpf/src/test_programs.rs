@@ -80,6 +80,9 @@ const KCOST_EMPTY: u64 = 0;
 const KCOST_FLOOR: u64 = 1;
 /// The fields, the helper calls and kvmprof's exit and entry paths.
 const KCOST_FULL: u64 = 2;
+/// As KCOST_FULL, each row's exits alternating between two octaves (700–999 ns, then
+/// 1 400–1 699 ns): no exit falls in its row's last exit's octave (`Row::hot_oct`).
+const KCOST_TWO_OCTAVES: u64 = 3;
 
 /// In-kernel cost measurement programs: args = [n, start]; each runs pairs
 /// `start..start + n` (at most 65 536) of the busy pattern (kvmprof-bench's: 8 VMs × 4 vCPUs
@@ -103,6 +106,10 @@ kcost_program!(
 kcost_program!(
     /// The same again: what two copies of one program differ by is the harness's resolution.
     kvmprof_kcost_again, KCOST_FULL, 0
+);
+kcost_program!(
+    /// The whole, each exit in another octave than its row's last.
+    kvmprof_kcost_two_octaves, KCOST_TWO_OCTAVES, 0
 );
 kcost_program!(
     /// The same pairs, fields and helper calls, no aggregation.
@@ -148,7 +155,13 @@ extern "C" fn kcost_pair<const CUT: u32>(k: u64, st: *mut c_void) -> i64 {
     let (vm, vcpu, reason) = ((i % 8) as u32, ((i / 8) % 4) as u32, ((i / 32) % 8) as u32);
     let (tgid, tid) = (1000 + vm, 10_000 + vm * 100 + vcpu);
     let t = 1_000_000 + i * 2_000;
-    let te = t + 700 + i % 300;
+    // A row's pairs are 256 apart.
+    let other_octave = if st.mode == KCOST_TWO_OCTAVES {
+        (i / 256) % 2 * 700
+    } else {
+        0
+    };
+    let te = t + 700 + i % 300 + other_octave;
     if st.mode == KCOST_EMPTY {
         st.acc ^= (tgid ^ tid ^ vcpu ^ reason) as u64 ^ t ^ te;
         return 0;
@@ -158,7 +171,8 @@ extern "C" fn kcost_pair<const CUT: u32>(k: u64, st: *mut c_void) -> i64 {
     let (a, b) = ids();
     let c = crate::now();
     st.acc ^= (a ^ b) as u64 ^ c;
-    if st.mode == KCOST_FULL {
+    let full = st.mode >= KCOST_FULL;
+    if full {
         let isa = profiler_common::ISA_VMX;
         let slow_on = CUT & cut::SLOW == 0 && crate::slow_threshold() != 0;
         let rip = ev::exit_rip_cut::<CUT>(tgid, isa, reason, t, slow_on, || Some(t));
@@ -169,7 +183,7 @@ extern "C" fn kcost_pair<const CUT: u32>(k: u64, st: *mut c_void) -> i64 {
     let (a, b) = ids();
     let c = crate::now();
     st.acc ^= (a ^ b) as u64 ^ c;
-    if st.mode == KCOST_FULL {
+    if full {
         st.acc ^= agg::on_entry_cut::<CUT>(tgid, tid, te) as u64;
     } else {
         st.acc ^= te;

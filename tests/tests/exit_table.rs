@@ -372,6 +372,19 @@ fn the_cost_loop_times_the_real_path_and_its_cuts_cut_only_their_part() {
         assert_eq!(s.counters[counter::EXITS as usize], 512, "{name}");
         assert_eq!(s.counters[counter::ENTRIES as usize], 512, "{name}");
     }
+    // Each row's second exit in the next octave: the same pairs, counted in two octaves.
+    let s = run("kvmprof_kcost_two_octaves");
+    assert_eq!(s.stats.len(), 256);
+    assert_eq!(sum(&s), want_sum + 256 * 700);
+    assert!(s.stats.values().all(|st| {
+        let (lo, hi) = (st.min_ns, st.max_ns);
+        st.count == 2 && (700..1000).contains(&lo) && (1400..1700).contains(&hi)
+    }));
+    assert!(s.stats.values().all(|st| {
+        let mut octs: Vec<u16> = st.hist.buckets.iter().map(|(b, _)| b / 8).collect();
+        octs.dedup();
+        st.hist.total() == 2 && octs.len() == 2 && octs[1] == octs[0] + 1
+    }));
     let s = run("kvmprof_kcost_no_account");
     assert!(s.stats.is_empty(), "no_account made rows");
     assert_eq!(s.counters[counter::ENTRIES as usize], 512);

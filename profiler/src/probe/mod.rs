@@ -74,9 +74,10 @@ pub struct ProbeOptions {
 /// The test object's in-kernel cost programs (kvmprof-bench): the whole exit path, its
 /// floor and empty baselines, a second copy of the whole (the harness's resolution), and the
 /// whole without one part each (`profiler_common::cut`).
-pub const KCOST_PROGRAMS: [&str; 11] = [
+pub const KCOST_PROGRAMS: [&str; 12] = [
     "kvmprof_kcost",
     "kvmprof_kcost_again",
+    "kvmprof_kcost_two_octaves",
     "kvmprof_kcost_empty",
     "kvmprof_kcost_floor",
     "kvmprof_kcost_no_account",

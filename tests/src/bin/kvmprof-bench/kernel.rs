@@ -139,10 +139,12 @@ pub fn cost_loop(json: &mut Json) -> Result<()> {
         (&p, "kvmprof_kcost"),
         (&p, "kvmprof_kcost_empty"),
         (&p, "kvmprof_kcost_floor"),
+        (&p, "kvmprof_kcost_two_octaves"),
     ];
     progs.extend(parts.iter().map(|x| (&p, x.1)));
     let mut diffs = vec![Vec::new(); parts.len()];
     let (mut above, mut floor, mut over) = (Vec::new(), Vec::new(), Vec::new());
+    let mut over_two = Vec::new();
     for _ in 0..reps() {
         let ns: Vec<f64> = crate::ns_per_run_interleaved(&progs, &runs, 1)?
             .into_iter()
@@ -152,7 +154,8 @@ pub fn cost_loop(json: &mut Json) -> Result<()> {
         floor.push(ns[2] - ns[1]);
         // Whole minus floor within the round: a drift between rounds moves both alike.
         over.push(ns[0] - ns[2]);
-        for (d, n) in diffs.iter_mut().zip(&ns[3..]) {
+        over_two.push(ns[3] - ns[2]);
+        for (d, n) in diffs.iter_mut().zip(&ns[4..]) {
             d.push(ns[0] - n);
         }
     }
@@ -166,6 +169,12 @@ pub fn cost_loop(json: &mut Json) -> Result<()> {
     println!("| floor: the same helper calls (thread ids, clock), no aggregation, above empty (cost loop) | {f:.1} ns | min {flo:.1}, max {fhi:.1} |");
     let (o, olo, ohi) = spread(json, crate::spread_keys!("kcost_pair_ns_above_floor"), over);
     println!("| kvmprof above the floor (cost loop) | {o:.1} ns | median of the runs' differences, each within one round of turns (min {olo:.1}, max {ohi:.1}); the difference of the medians above: {:.1} ns; goal ≤ 15 ns |", a - f);
+    let (t, tlo, thi) = spread(
+        json,
+        crate::spread_keys!("kcost_pair_ns_above_floor_two_octaves"),
+        over_two,
+    );
+    println!("| the same, each exit in another octave than its row's last (cost loop) | {t:.1} ns | min {tlo:.1}, max {thi:.1}; above, each row's exits keep to one octave, and an exit in its row's last exit's octave skips the log2 and the octave's link (`Row::hot_oct`) |");
     for ((what, _, key), d) in parts.iter().zip(diffs) {
         let (lo, hi) = min_max(&d);
         let m = median(d);
