@@ -428,12 +428,8 @@ fn hist_add(idx: u32, row: &mut Row, delta: u64) {
     // Most exits fall in the octave of their row's last: that octave's counter directly, no
     // log2, no link nibble, no link.
     if let Some(sub) = hist::in_octave(delta, row.hot_oct.wrapping_sub(1)) {
-        if let Some(oct) = OCTS.get_ptr_mut(row.hot_oi) {
-            // SAFETY: live OCTS element, linked from this row only; one writer (see Row).
-            if let Some(n) = unsafe { &mut *oct }.n.get_mut(sub) {
-                add(n, 1);
-                return;
-            }
+        if oct_add(row.hot_oi, sub) {
+            return;
         }
     }
     let b = hist::bucket(delta);
@@ -466,16 +462,25 @@ fn hist_add(idx: u32, row: &mut Row, delta: u64) {
         return overflow(idx, o, sub, row);
     }
     let oi = row.oct.get(link - 1).copied().unwrap_or(u32::MAX);
-    if let Some(oct) = OCTS.get_ptr_mut(oi) {
-        // SAFETY: live OCTS element, linked from this row only; one writer (see Row).
-        if let Some(n) = unsafe { &mut *oct }.n.get_mut(sub) {
-            add(n, 1);
-            set(&mut row.hot_oct, o as u32 + 1);
-            set(&mut row.hot_oi, oi);
-            return;
-        }
+    if oct_add(oi, sub) {
+        set(&mut row.hot_oct, o as u32 + 1);
+        set(&mut row.hot_oi, oi);
+        return;
     }
     bump(counter::HIST_FULL);
+}
+
+/// One more in sub-bucket `sub` of linked octave `OCTS[oi]`; false if there is no such entry.
+#[inline(always)]
+fn oct_add(oi: u32, sub: usize) -> bool {
+    if let Some(oct) = OCTS.get_ptr_mut(oi) {
+        // SAFETY: live OCTS element, linked from one row only; one writer (see Row).
+        if let Some(n) = unsafe { &mut *oct }.n.get_mut(sub) {
+            add(n, 1);
+            return true;
+        }
+    }
+    false
 }
 
 /// Octave `o`'s link nibble := `v`.

@@ -122,14 +122,12 @@ fn forget_slots(ebpf: &mut Ebpf, tgids: &[u32], slots: &Slots) -> anyhow::Result
     }
     {
         let mut arr = array::<Pending>(ebpf, "PSLOTS_MAP")?;
-        for (i, p) in &dead {
-            // Final: the owner has ended, so nothing adds to them after this read.
-            slots.keep_events(p);
+        for (i, _) in &dead {
             arr.set(*i, Pending::default(), 0)?;
         }
     }
-    for (i, _) in &dead {
-        slots.freed(*i as usize);
+    for (i, p) in &dead {
+        slots.freed(*i as usize, p);
     }
     // Then release the claim (the programs' BPF_NOEXIST insert): in this order a thread
     // claiming meanwhile fails and uses the hash, instead of getting a slot we then wipe.

@@ -39,15 +39,12 @@ impl Slots {
             .filter(|&i| i < self.pending.len())
     }
 
-    /// A slot whose owner ended, about to be wiped: its owner's counts are kept.
-    pub fn keep_events(&self, p: &Pending) {
+    /// Slot `i` freed, `p` its last contents: its owner's event counts kept (final: only an
+    /// ended thread's slot is freed), its byte cleared (after the slot is wiped, before its
+    /// claim is released, so a thread claiming it next sets the byte again).
+    pub fn freed(&self, i: usize, p: &Pending) {
         self.freed_events[0].fetch_add(p.exits, Relaxed);
         self.freed_events[1].fetch_add(p.entries, Relaxed);
-    }
-
-    /// Slot `i` freed: its byte cleared (after the slot is wiped, before its claim is
-    /// released, so a thread claiming it next sets the byte again).
-    pub fn freed(&self, i: usize) {
         self.used.clear_byte(i);
     }
 
